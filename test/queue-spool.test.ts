@@ -1,0 +1,243 @@
+/**
+ * The spool: what commit() promises is on disk, survives a new Queue on the same directory, aborts leave nothing,
+ * and a failing disk (a real full tmpfs, and an injected EIO at the storage edge) rejects the commit, leaves nothing
+ * behind and flips acceptingMail until a probe write succeeds.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { promises as fsp, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Queue, type Envelope, type FaultInjector, type MxResolver } from '../relay/queue/spool.ts';
+import { EventBus } from '../relay/events/bus.ts';
+import type { Config } from '../shared/config.ts';
+
+const noDns: MxResolver = {
+  mx: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
+  a: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
+  aaaa: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
+};
+
+function envelope(over: Partial<Envelope> = {}): Envelope {
+  return {
+    from: 'alice@sender.test',
+    to: ['bob@example.test', 'carol@example.test'],
+    sessionId: 's1',
+    clientIp: '127.0.0.1',
+    clientHostname: null,
+    helo: 'client.test',
+    authUser: null,
+    receivedAt: 1_700_000_000_000,
+    ...over,
+  };
+}
+
+let dir: string;
+const queues: Queue[] = [];
+function queue(d = dir, fault?: FaultInjector): Queue {
+  // delivery is not exercised here: start() is never called on these queues unless a test says so
+  const q = new Queue({ dir: d, config: () => ({}) as Config, resolver: noDns, bus: new EventBus(), fault, probeIntervalMs: 50, probeBytes: 200 * 1024, log: () => {} });
+  queues.push(q);
+  return q;
+}
+
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-spool-'));
+});
+afterEach(async () => {
+  for (const q of queues.splice(0)) await q.stop();
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+describe('spool', () => {
+  it('commits a message that a new Queue on the same directory finds, bytes and envelope intact', async () => {
+    const q = queue();
+    const w = q.begin();
+    const body = Buffer.from('Subject: hi\r\n\r\nhello\r\n');
+    w.write(body.subarray(0, 5));
+    w.write(body.subarray(5));
+    const env = envelope();
+    const { id, size } = await w.commit(env);
+    expect(size).toBe(body.length);
+    expect(id).toMatch(/^[0-9A-Z]{17}$/);
+    expect(q.size).toBe(1);
+
+    const q2 = queue();
+    await q2.start();
+    expect(q2.size).toBe(1);
+    const [item] = q2.list();
+    expect(item).toMatchObject({ id, from: env.from, to: env.to, size: body.length, receivedAt: env.receivedAt, kind: 'message' });
+    // the data on disk starts with exactly the bytes written; the envelope trails them
+    const raw = readFileSync(path.join(dir, 'queue', `${id}.msg`));
+    expect(raw.subarray(0, size).equals(body)).toBe(true);
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('streams large messages through the temp file and keeps every byte', async () => {
+    const q = queue();
+    const w = q.begin();
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const c = Buffer.alloc(32 * 1024, i);
+      chunks.push(c);
+      w.write(c);
+    }
+    const { id, size } = await w.commit(envelope());
+    expect(size).toBe(40 * 32 * 1024);
+    const raw = readFileSync(path.join(dir, 'queue', `${id}.msg`));
+    expect(raw.subarray(0, size).equals(Buffer.concat(chunks))).toBe(true);
+    const q2 = queue();
+    await q2.start();
+    expect(q2.list()[0]!.size).toBe(size);
+  });
+
+  it('gives unique, time-sortable ids under concurrent commits (grouped directory fsyncs)', async () => {
+    const q = queue();
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => {
+        const w = q.begin();
+        w.write(Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`));
+        return w.commit(envelope({ to: [`r${i}@example.test`] }));
+      }),
+    );
+    const ids = results.map((r) => r.id);
+    expect(new Set(ids).size).toBe(200);
+    expect([...ids].sort()).toEqual(ids); // begin() order is id order
+    const q2 = queue();
+    await q2.start();
+    expect(q2.size).toBe(200);
+    expect(q2.list().map((i) => i.id)).toEqual(ids);
+  });
+
+  it('abort leaves nothing, before or after data was flushed to disk', async () => {
+    const q = queue();
+    const w1 = q.begin();
+    w1.write(Buffer.from('small'));
+    await w1.abort();
+    const w2 = q.begin();
+    w2.write(Buffer.alloc(600 * 1024, 1)); // past the flush threshold: a temp file exists
+    await new Promise((r) => setTimeout(r, 50));
+    await w2.abort();
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
+    expect(q.size).toBe(0);
+  });
+
+  it('start() removes temp files that never committed, stray state files and keeps live writers', async () => {
+    const q = queue();
+    await q.ready;
+    await fsp.writeFile(path.join(dir, 'tmp', '0000000000000AAAA.tmp'), 'half a message from a crash');
+    await fsp.writeFile(path.join(dir, 'queue', '0000000000000BBBB.state'), '{}');
+    const live = q.begin();
+    live.write(Buffer.alloc(300 * 1024, 7));
+    await new Promise((r) => setTimeout(r, 50));
+    await q.start();
+    expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
+    const { id } = await live.commit(envelope());
+    expect(q.list().map((i) => i.id)).toEqual([id]);
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('moves an unreadable queue file aside instead of deleting it', async () => {
+    const q = queue();
+    await q.ready;
+    await fsp.writeFile(path.join(dir, 'queue', '0000000000000CCCC.msg'), 'no trailer here');
+    await q.start();
+    expect(q.size).toBe(0);
+    expect(await fsp.readdir(path.join(dir, 'corrupt'))).toEqual(['0000000000000CCCC.msg']);
+  });
+
+  it('an injected EIO at fsync rejects the commit, leaves nothing and stops acceptance until a probe succeeds', async () => {
+    let failing = true;
+    const q = queue(dir, (op) => {
+      if (failing && op === 'sync') throw Object.assign(new Error('injected I/O error'), { code: 'EIO' });
+    });
+    await q.start();
+    const w = q.begin();
+    w.write(Buffer.from('Subject: x\r\n\r\nx\r\n'));
+    await expect(w.commit(envelope())).rejects.toMatchObject({ code: 'EIO' });
+    expect(q.acceptingMail).toBe(false);
+    expect(q.size).toBe(0);
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
+    await new Promise((r) => setTimeout(r, 150)); // probes keep failing
+    expect(q.acceptingMail).toBe(false);
+    failing = false;
+    await expect.poll(() => q.acceptingMail, { timeout: 2000, interval: 20 }).toBe(true);
+  });
+
+  it('a failing rename (after the data was synced) also leaves nothing', async () => {
+    const q = queue(dir, (op) => {
+      if (op === 'rename') throw Object.assign(new Error('injected'), { code: 'EIO' });
+    });
+    const w = q.begin();
+    w.write(Buffer.from('x'));
+    await expect(w.commit(envelope())).rejects.toMatchObject({ code: 'EIO' });
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
+  });
+});
+
+function canMountTmpfs(): boolean {
+  const probe = path.join(os.tmpdir(), `rw-mount-probe-${process.pid}`);
+  try {
+    execFileSync('mkdir', ['-p', probe]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    try {
+      execFileSync('rmdir', [probe], { stdio: 'ignore' });
+    } catch {
+      /* ignore */
+    }
+  }
+}
+
+describe('spool on a real full disk (1 MiB tmpfs)', () => {
+  const mountable = canMountTmpfs();
+  if (!mountable) console.warn('queue-spool: cannot mount a tmpfs here; the real disk-full test is skipped (the injected-fault tests above still run)');
+  it.skipIf(!mountable)('ENOSPC rejects the commit, nothing half-written stays, acceptance resumes when space returns', async () => {
+    const mnt = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-tmpfs-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    try {
+      const q = queue(mnt);
+      await q.start();
+      const committed: string[] = [];
+      let failure: NodeJS.ErrnoException | null = null;
+      for (let i = 0; i < 50 && !failure; i++) {
+        const w = q.begin();
+        w.write(Buffer.alloc(100 * 1024, 65 + (i % 26)));
+        try {
+          committed.push((await w.commit(envelope())).id);
+        } catch (err) {
+          failure = err as NodeJS.ErrnoException;
+        }
+      }
+      expect(failure?.code).toBe('ENOSPC');
+      expect(committed.length).toBeGreaterThan(3);
+      expect(q.acceptingMail).toBe(false);
+      expect(await fsp.readdir(path.join(mnt, 'tmp'))).toEqual([]);
+      // every committed message is intact on disk, and only those
+      const q2 = queue(mnt);
+      await q2.start();
+      expect(q2.list().map((i) => i.id)).toEqual(committed);
+      for (const item of q2.list()) expect(item.size).toBe(100 * 1024);
+      // still full: probes fail
+      await new Promise((r) => setTimeout(r, 150));
+      expect(q.acceptingMail).toBe(false);
+      // free space (as delivery would): acceptance resumes by itself
+      for (const id of committed.slice(0, 3)) expect(q.delete(id)).toBe(true);
+      await expect.poll(() => q.acceptingMail, { timeout: 3000, interval: 20 }).toBe(true);
+      const w = q.begin();
+      w.write(Buffer.alloc(10 * 1024, 66));
+      await expect(w.commit(envelope())).resolves.toMatchObject({ size: 10 * 1024 });
+    } finally {
+      for (const q of queues.splice(0)) await q.stop();
+      execFileSync('umount', [mnt]);
+      await fsp.rmdir(mnt);
+    }
+  });
+});
