@@ -1,0 +1,165 @@
+/**
+ * npm run relay -- [--data-dir DIR]                       start the relay (default ./relay-data)
+ * npm run relay -- [--data-dir DIR] user set NAME          set an SMTP AUTH password (read from standard input)
+ * npm run relay -- [--data-dir DIR] user remove NAME
+ * npm run relay -- [--data-dir DIR] token create --name NAME --role admin|viewer
+ * npm run relay -- [--data-dir DIR] token revoke NAME
+ * npm run relay -- [--data-dir DIR] token list
+ * Commands that change a file while the relay runs send it SIGHUP (DIR/relay.pid), so they apply at once.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatHostPort } from '../shared/hostport.ts';
+import { hashPassword } from './auth/passwords.ts';
+import { Relay } from './relay.ts';
+import { ConfigError, ConfigStore } from './store/config-store.ts';
+import { TokenStore, type Role } from './store/tokens.ts';
+
+const USAGE = `usage:
+  npm run relay -- [--data-dir DIR]                 start the relay (default DIR: ./relay-data)
+  npm run relay -- [--data-dir DIR] user set NAME   set NAME's SMTP password (read from standard input)
+  npm run relay -- [--data-dir DIR] user remove NAME
+  npm run relay -- [--data-dir DIR] token create --name NAME --role admin|viewer
+  npm run relay -- [--data-dir DIR] token revoke NAME
+  npm run relay -- [--data-dir DIR] token list`;
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): { dataDir: string; rest: string[]; flags: Record<string, string> } {
+  let dataDir = './relay-data';
+  const rest: string[] = [];
+  const flags: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--help' || a === '-h') throw new UsageError('');
+    if (a.startsWith('--')) {
+      const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
+      const value = inline ?? argv[++i];
+      if (value === undefined) throw new UsageError(`--${k} needs a value`);
+      if (k === 'data-dir') dataDir = value;
+      else if (k === 'name' || k === 'role') flags[k] = value;
+      else throw new UsageError(`unknown option --${k}`);
+    } else rest.push(a);
+  }
+  return { dataDir: path.resolve(dataDir), rest, flags };
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('password: ');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** Tell a running relay to re-read its files. */
+function signalRelay(dataDir: string): void {
+  const pidFile = path.join(dataDir, 'relay.pid');
+  try {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    if (pid > 0) {
+      process.kill(pid, 'SIGHUP');
+      console.log(`the running relay (pid ${pid}) was told to reload`);
+    }
+  } catch {
+    // no relay running: it reads the files when it starts
+  }
+}
+
+async function userCommand(dataDir: string, [verb, name]: string[]): Promise<void> {
+  if (!name || (verb !== 'set' && verb !== 'remove')) throw new UsageError('expected "user set NAME" or "user remove NAME"');
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const { store } = ConfigStore.open(dataDir);
+  if (verb === 'set') {
+    const password = await readStdin();
+    if (password.length < 8) throw new Error('the password must be at least 8 characters');
+    const passwordHash = await hashPassword(password);
+    store.modify((c) => void (c.users[name] = { passwordHash }), { by: 'cli', source: 'user set' });
+    console.log(`user "${name}" can now authenticate (AUTH PLAIN or LOGIN, over STARTTLS unless on loopback)`);
+  } else {
+    if (!(name in store.current.users)) throw new Error(`there is no user "${name}"`);
+    store.modify((c) => void delete c.users[name], { by: 'cli', source: 'user remove' });
+    console.log(`user "${name}" removed`);
+  }
+  signalRelay(dataDir);
+}
+
+function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<string, string>): void {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const tokens = TokenStore.open(dataDir);
+  if (verb === 'create') {
+    if (!flags.name) throw new UsageError('token create needs --name NAME');
+    const role = (flags.role ?? 'viewer') as Role;
+    const secret = tokens.create(flags.name, role);
+    console.log(secret);
+    console.error(`token "${flags.name}" (${role}) created; it is shown only this once`);
+  } else if (verb === 'revoke') {
+    if (!arg) throw new UsageError('token revoke needs a NAME');
+    if (!tokens.revoke(arg)) throw new Error(`there is no token "${arg}"`);
+    console.log(`token "${arg}" revoked`);
+  } else if (verb === 'list') {
+    for (const t of tokens.list()) console.log(`${t.name}\t${t.role}\t${t.createdAt}`);
+    return;
+  } else throw new UsageError('expected "token create", "token revoke" or "token list"');
+  signalRelay(dataDir);
+}
+
+async function serve(dataDir: string): Promise<void> {
+  const relay = await Relay.start({ dataDir });
+  const c = relay.config.current;
+  const pidFile = path.join(dataDir, 'relay.pid');
+  fs.writeFileSync(pidFile, `${process.pid}\n`);
+  const fs1 = relay.firstStart;
+  console.log(`Relay Warden is running (pid ${process.pid})`);
+  console.log(`  data directory : ${dataDir}${fs1.config ? ' (created, with config.json holding every default)' : ''}`);
+  console.log(`  SMTP           : ${formatHostPort(relay.smtpAddress)}`);
+  console.log(`  management     : ${c.manage.listen} (wss)`);
+  console.log(`  certificate    : ${relay.identity.certFile}${fs1.certificate ? ' (new, self-signed)' : ''}`);
+  console.log(`  SHA-256        : ${relay.identity.fingerprint256}`);
+  console.log(`  admin token    : ${path.join(dataDir, 'admin-token')}${fs1.adminToken ? ' (new; mode 0600)' : ''}`);
+  console.log(`  local domains  : ${Object.keys(c.domains).join(', ') || '(none yet: add them under "domains" in config.json)'}`);
+  console.log(`Reload config.json with: kill -HUP ${process.pid}`);
+
+  process.on('SIGHUP', () => {
+    const r = relay.reload();
+    if (r.ok) console.log(r.changed ? `config reloaded (revision ${relay.config.revision})` : 'config reloaded: no change');
+    else console.error(`config NOT reloaded, the relay keeps the last good config:\n${r.error}`);
+  });
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${sig}: no new connections; letting open sessions finish (at most 30 s); the queue stays on disk`);
+    relay.stop().then(
+      () => {
+        fs.rmSync(pidFile, { force: true });
+        process.exit(0);
+      },
+      (err: Error) => {
+        console.error(`shutdown: ${err.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  const { dataDir, rest, flags } = parseArgs(process.argv.slice(2));
+  const [cmd, ...args] = rest;
+  if (cmd === undefined || cmd === 'serve') return serve(dataDir);
+  if (cmd === 'user') return userCommand(dataDir, args);
+  if (cmd === 'token') return tokenCommand(dataDir, args, flags);
+  throw new UsageError(`unknown command "${cmd}"`);
+}
+
+main().catch((err: Error) => {
+  if (err instanceof UsageError) {
+    if (err.message) console.error(`error: ${err.message}`);
+    console.error(USAGE);
+    process.exit(2);
+  }
+  if (err instanceof ConfigError) console.error(`error: ${err.message}\nThe relay did not start. Fix the key named above and start it again.`);
+  else console.error(`error: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,78 @@
+/**
+ * Who may send what where: classify one recipient against the local domains, and refuse the classic
+ * open-relay tricks. Pure.
+ *
+ * smtp-server has already parsed "RCPT TO:<...>" (it drops a source route "@a,@b:" as RFC 5321 says, so
+ * "<@local:user@remote>" arrives here as "user@remote" and is judged as relaying to remote, and it refuses
+ * a local part holding a second "@", quoted or not, with 501).
+ */
+import type { Config, DomainConfig } from '../../shared/config.ts';
+
+export type Route =
+  | { kind: 'local'; domain: string; address: string; known: boolean }
+  | { kind: 'relay'; domain: string; address: string }
+  /** an address form used to sneak mail through a relay: %-hack, bang path, an @ in the local part */
+  | { kind: 'trick'; domain: string; address: string; why: string }
+  | { kind: 'invalid'; why: string };
+
+/** Lower-case the domain and drop trailing dots ("Example.COM." -> "example.com"). */
+export function normalizeDomain(domain: string): string {
+  return domain.toLowerCase().replace(/\.+$/, '');
+}
+
+export function splitAddress(address: string): { local: string; domain: string } | null {
+  const at = address.lastIndexOf('@');
+  if (at <= 0 || at === address.length - 1) return null;
+  return { local: address.slice(0, at), domain: address.slice(at + 1) };
+}
+
+function isKnown(dc: DomainConfig, local: string, domain: string): boolean {
+  const r = dc.recipients;
+  if (r === '*') return true;
+  const lp = local.toLowerCase();
+  const full = `${lp}@${domain}`;
+  for (const entry of r) {
+    if (entry === '*') return true;
+    const e = entry.toLowerCase();
+    if (e === lp || e === full) return true;
+  }
+  return false;
+}
+
+export function classifyRecipient(config: Config, rawAddress: string): Route {
+  if (rawAddress.toLowerCase() === 'postmaster') {
+    // RFC 5321 4.1.1.3: the domainless postmaster must be accepted; it goes to the first local domain
+    const first = Object.keys(config.domains)[0];
+    return first
+      ? { kind: 'local', domain: first, address: `postmaster@${first}`, known: true }
+      : { kind: 'invalid', why: 'this relay has no local domain for postmaster' };
+  }
+  const parts = splitAddress(rawAddress);
+  if (!parts) return { kind: 'invalid', why: `"${rawAddress}" is not an address` };
+  const domain = normalizeDomain(parts.domain);
+  if (domain === '' || domain.includes('..')) return { kind: 'invalid', why: `"${parts.domain}" is not a domain` };
+  const local = parts.local;
+  const address = `${local}@${domain}`;
+  // percent hack (user%remote@local), bang path (remote!user@local), @ inside a quoted local part
+  const inner = local.startsWith('"') && local.endsWith('"') ? local.slice(1, -1) : local;
+  if (/[%!@]/.test(inner)) {
+    const why = inner.includes('%') ? 'a "%" in the local part (percent hack)' : inner.includes('!') ? 'a "!" in the local part (bang path)' : 'an "@" in the local part';
+    return { kind: 'trick', domain, address, why };
+  }
+  if (domain.startsWith('[')) {
+    // an address literal never names a local domain here: mail to [IP] is relaying
+    return { kind: 'relay', domain, address };
+  }
+  const dc = config.domains[domain];
+  if (dc) return { kind: 'local', domain, address, known: isKnown(dc, local, domain) };
+  return { kind: 'relay', domain, address };
+}
+
+/** The sender's domain for the DNS check, or null (null sender, address literal, postmaster). */
+export function senderDomainOf(address: string): string | null {
+  if (!address) return null;
+  const parts = splitAddress(address);
+  if (!parts) return null;
+  const d = normalizeDomain(parts.domain);
+  return d === '' ? null : d;
+}

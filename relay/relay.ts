@@ -1,0 +1,145 @@
+/**
+ * The relay as one object: config store, TLS identity, tokens, event bus, anvil, DNS, spool/queue and
+ * the SMTP front, wired together. The CLI starts one; tests start one in-process on port 0.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseHostPort, formatHostPort } from '../shared/hostport.ts';
+import { Anvil } from './clients/anvil.ts';
+import { DnsResolver } from './dns/resolver.ts';
+import { EventBus } from './events/bus.ts';
+import { Queue } from './queue/spool.ts';
+import { SmtpFront } from './smtp/front.ts';
+import { ConfigStore } from './store/config-store.ts';
+import { TokenStore } from './store/tokens.ts';
+import { loadOrCreateIdentity, type TlsIdentity } from './tls/cert.ts';
+import { writeFileAtomic } from './store/config-store.ts';
+
+export interface RelayOptions {
+  dataDir: string;
+  /** override smtp.listen (tests use "127.0.0.1:0") */
+  smtpListen?: string;
+  now?: () => number;
+  log?: (line: string) => void;
+  /** queue options for tests (retry schedule, timers) */
+  queue?: Partial<ConstructorParameters<typeof Queue>[0]>;
+}
+
+export class Relay {
+  readonly dataDir: string;
+  readonly config: ConfigStore;
+  readonly bus: EventBus;
+  readonly anvil: Anvil;
+  readonly resolver: DnsResolver;
+  readonly queue: Queue;
+  readonly front: SmtpFront;
+  readonly tokens: TokenStore;
+  readonly identity: TlsIdentity;
+  readonly firstStart: { config: boolean; certificate: boolean; adminToken: boolean };
+  smtpAddress = { host: '', port: 0 };
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly log: (line: string) => void;
+
+  private constructor(init: {
+    dataDir: string;
+    config: ConfigStore;
+    bus: EventBus;
+    anvil: Anvil;
+    resolver: DnsResolver;
+    queue: Queue;
+    front: SmtpFront;
+    tokens: TokenStore;
+    identity: TlsIdentity;
+    firstStart: Relay['firstStart'];
+    log: (line: string) => void;
+  }) {
+    this.dataDir = init.dataDir;
+    this.config = init.config;
+    this.bus = init.bus;
+    this.anvil = init.anvil;
+    this.resolver = init.resolver;
+    this.queue = init.queue;
+    this.front = init.front;
+    this.tokens = init.tokens;
+    this.identity = init.identity;
+    this.firstStart = init.firstStart;
+    this.log = init.log;
+  }
+
+  static async start(opts: RelayOptions): Promise<Relay> {
+    const now = opts.now ?? Date.now;
+    const log = opts.log ?? ((line: string) => console.log(line));
+    const dataDir = path.resolve(opts.dataDir);
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const { store: config, created } = ConfigStore.open(dataDir);
+    const c = config.current;
+    const identity = await loadOrCreateIdentity(dataDir, c.smtp.hostname ?? os.hostname(), c.tls);
+    const tokens = TokenStore.open(dataDir);
+    let adminToken = false;
+    const tokenFile = path.join(dataDir, 'admin-token');
+    if (tokens.list().length === 0) {
+      const secret = tokens.create('admin', 'admin');
+      writeFileAtomic(tokenFile, secret + '\n', 0o600);
+      adminToken = true;
+    }
+    const bus = new EventBus({ now });
+    const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000 });
+    const resolver = new DnsResolver({ servers: c.dns.servers, timeoutMs: c.dns.timeoutMs, now });
+    const queue = new Queue({ dir: path.join(dataDir, 'spool'), config: () => config.current, resolver, bus, now, log, ...opts.queue });
+    const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now });
+    const relay = new Relay({
+      dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log,
+      firstStart: { config: created, certificate: identity.created, adminToken },
+    });
+    config.onChange((info) => {
+      const prev = info.previous;
+      if (JSON.stringify(prev.dns) !== JSON.stringify(info.config.dns)) {
+        resolver.reconfigure({ servers: info.config.dns.servers, timeoutMs: info.config.dns.timeoutMs });
+      }
+      if (prev.smtp.listen !== info.config.smtp.listen || prev.manage.listen !== info.config.manage.listen) {
+        log('note: a changed listen address takes effect when the relay restarts');
+      }
+      bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: info.revision, by: info.by, source: info.source });
+    });
+    await queue.start();
+    // port 0 (any free port) is for tests: parseHostPort takes it only as the default port
+    const listenText = opts.smtpListen ?? c.smtp.listen;
+    const listen = parseHostPort(listenText.endsWith(':0') ? listenText.slice(0, -2) : listenText, 0);
+    if (!listen.ok) throw new Error(`smtp.listen ${listen.error}`);
+    const port = listen.value.port;
+    try {
+      const addr = await front.listen(listen.value.host, port);
+      relay.smtpAddress = { host: addr.address, port: addr.port };
+    } catch (err) {
+      await queue.stop();
+      resolver.close();
+      const e = err as NodeJS.ErrnoException;
+      const hint = e.code === 'EADDRINUSE' ? ' (another program is listening there; change smtp.listen or stop it)'
+        : e.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
+      throw new Error(`cannot listen for SMTP on ${formatHostPort({ host: listen.value.host, port })}: ${e.message}${hint}`);
+    }
+    relay.sweepTimer = setInterval(() => anvil.sweep(), 60_000);
+    relay.sweepTimer.unref();
+    return relay;
+  }
+
+  /** SIGHUP: re-read config.json and tokens.json; an invalid file is refused and the last good config stays. */
+  reload(): { ok: true; changed: boolean } | { ok: false; error: string } {
+    try {
+      const info = this.config.reload();
+      this.tokens.reload();
+      return { ok: true, changed: info !== null };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  }
+
+  /** Graceful stop: no new connections, open sessions get a bounded time, the queue stays on disk. */
+  async stop(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await this.front.close();
+    await this.queue.stop();
+    this.resolver.close();
+  }
+}

@@ -1,0 +1,555 @@
+/**
+ * The SMTP front: smtp-server wiring. It turns protocol moments into questions for policy/
+ * (with facts from clients/ and dns/), answers with the verdict, emits events, and hands accepted
+ * messages to the spool, answering 250 only once the message is on disk.
+ *
+ * smtp-server is pinned to exactly 3.21.6 in package.json because this file relies on private parts of
+ * its SMTPConnection, per connection (never on the prototype, so other smtp-server instances in the same
+ * process are untouched):
+ *  - init(): replaced to drop the hard-coded 100 ms early-talker delay for our own smtp.greetingDelayMs;
+ *  - send(): wrapped to count every reply >= 400 (its own 500/501/503 included) toward
+ *    checks.maxFailedCommands, to keep our own enhanced status codes, and to edit the EHLO capabilities;
+ *  - _onCommand(): wrapped to answer early talkers with 554 5.5.0 and to neutralise the hard-coded
+ *    "10 unrecognized commands" limit (_unrecognizedCommands), which our configurable limit replaces;
+ *  - _ready, _setListeners, connectionReady, close, _socket: read or called as the library does.
+ */
+import os from 'node:os';
+import net from 'node:net';
+import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress, type SMTPServerAuthentication } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { Config } from '../../shared/config.ts';
+import type { Rule, Stage } from '../../shared/events.ts';
+import { GroupMatcher, clientKey, normalizeIp, parseIp, type ParsedIp } from '../../shared/ip.ts';
+import type { Anvil } from '../clients/anvil.ts';
+import { checkReverseDns, checkSenderDomain, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
+import type { DnsResolver } from '../dns/resolver.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { ConfigStore } from '../store/config-store.ts';
+import { DUMMY_HASH, verifyPassword } from '../auth/passwords.ts';
+import * as policy from '../policy/verdicts.ts';
+import { classifyRecipient, senderDomainOf } from '../policy/routing.ts';
+import { LineEndingFixer } from './line-endings.ts';
+
+/** What the front needs of the spool (relay/queue): a writer per message, and whether storage works. */
+export interface SpoolWriterLike {
+  write(chunk: Buffer): void;
+  commit(envelope: {
+    from: string;
+    to: string[];
+    sessionId: string;
+    clientIp: string;
+    clientHostname: string | null;
+    helo: string;
+    authUser: string | null;
+    receivedAt: number;
+  }): Promise<{ id: string; size: number }>;
+  abort(): Promise<void>;
+}
+export interface SpoolLike {
+  begin(): SpoolWriterLike;
+  readonly acceptingMail: boolean;
+}
+
+export interface FrontDeps {
+  config: ConfigStore;
+  bus: EventBus;
+  anvil: Anvil;
+  resolver: DnsResolver;
+  spool: SpoolLike;
+  tls: { key: string; cert: string };
+  now?: () => number;
+}
+
+/** Our state of one SMTP connection. */
+interface Sess {
+  id: string;
+  ip: string;
+  parsed: ParsedIp;
+  key: string;
+  loopback: boolean;
+  /** onConnect saw it, so it is counted in the anvil and must be uncounted on close */
+  counted: boolean;
+  ready: boolean;
+  failed: number;
+  lastCommand: string;
+  helo: string;
+  authUser: string | null;
+  clientHostname: string | null;
+  messages: number;
+}
+
+/** The private surface of SMTPConnection 3.21.6 that we use (see the header comment). */
+interface ConnInternals {
+  id: string;
+  session: SMTPServerSession;
+  remoteAddress: string;
+  secure: boolean;
+  _ready: boolean;
+  _closing: boolean;
+  _closed: boolean;
+  _unrecognizedCommands: number;
+  _socket: net.Socket;
+  init(): void;
+  send(code: number, data?: string | string[], context?: string | false): void;
+  close(): void;
+  connectionReady(next?: () => void): void;
+  _setListeners(cb: () => void): void;
+  _onCommand(command: Buffer, callback?: () => void): void;
+  on(event: string, fn: (...args: unknown[]) => void): void;
+}
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+const STATE = Symbol('relay-warden-session');
+
+class ReplyError extends Error {
+  constructor(
+    readonly responseCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const matchers = new WeakMap<Config, GroupMatcher>();
+function matcherFor(c: Config): GroupMatcher {
+  let m = matchers.get(c);
+  if (!m) {
+    m = new GroupMatcher(c.groups);
+    matchers.set(c, m);
+  }
+  return m;
+}
+
+function rfc5322Date(ms: number): string {
+  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
+}
+
+export class SmtpFront {
+  readonly server: SMTPServer;
+  private readonly deps: FrontDeps;
+  private readonly now: () => number;
+
+  constructor(deps: FrontDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+    const c = deps.config.current;
+    this.server = new SMTPServer({
+      name: c.smtp.hostname ?? os.hostname(),
+      banner: 'Relay Warden',
+      key: deps.tls.key,
+      cert: deps.tls.cert,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: true,
+      // we refuse AUTH without TLS ourselves (loopback is allowed), and hide AUTH from EHLO where it is refused
+      allowInsecureAuth: true,
+      disableReverseLookup: true,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: true,
+      useXClient: false,
+      useXForward: false,
+      logger: false,
+      // our own limit (smtp.maxConnections) is checked in init(), where the config is current
+      maxClients: 0,
+      socketTimeout: 120_000,
+      closeTimeout: 30_000,
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => this.onData(stream, session, cb),
+      onClose: (session) => this.onClose(session),
+    });
+    // a client reset in mid-transaction is reported here; without a listener it would crash the process
+    this.server.on('error', (err: Error & { code?: string }) => {
+      if (err.code && ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNECTION', 'ERR_STREAM_DESTROYED'].includes(err.code)) return;
+      console.error(`smtp: ${err.message}`);
+    });
+    const server = this.server as unknown as { connect(socket: net.Socket, opts: object): void; connections: Set<unknown> };
+    server.connect = (socket, socketOptions) => {
+      const conn = new SMTPConnection(this.server, socket as never, socketOptions as never) as unknown as ConnInternals;
+      this.instrument(conn);
+      server.connections.add(conn);
+      conn.on('error', (err) => this.server.emit('error', err));
+      conn.on('connect', (data) => (this.server as unknown as { _onClientConnect(d: unknown): void })._onClientConnect(data));
+      conn.init();
+    };
+    deps.config.onChange(({ config }) => {
+      this.server.options.name = config.smtp.hostname ?? os.hostname();
+    });
+  }
+
+  async listen(host: string, port: number): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      const s = this.server.server;
+      const onError = (err: Error) => reject(err);
+      s.once('error', onError);
+      // the default backlog (511) stalls near 1,650 pending connections under load
+      s.listen({ host, port, backlog: 8192 }, () => {
+        s.off('error', onError);
+        resolve();
+      });
+    });
+    return this.server.server.address() as net.AddressInfo;
+  }
+
+  /** Stop accepting; let open sessions finish within the bound, then close them. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  get connectionCount(): number {
+    return this.server.connections.size;
+  }
+
+  // --- per-connection instrumentation (private smtp-server API, see the header) ---------------
+  private instrument(conn: ConnInternals): void {
+    const ip = normalizeIp(conn.remoteAddress) ?? conn.remoteAddress;
+    const parsed = parseIp(ip) ?? parseIp('0.0.0.0')!;
+    const c = this.deps.config.current;
+    const sess: Sess = {
+      id: conn.id,
+      ip,
+      parsed,
+      key: clientKey(parsed, c.limits.ipv6Prefix),
+      loopback: parsed.family === 4 ? ip.startsWith('127.') : ip === '::1',
+      counted: false,
+      ready: false,
+      failed: 0,
+      lastCommand: '',
+      helo: '',
+      authUser: null,
+      clientHostname: null,
+      messages: 0,
+    };
+    (conn.session as unknown as Record<symbol, Sess>)[STATE] = sess;
+
+    const origSend = conn.send.bind(conn);
+    const origOnCommand = conn._onCommand.bind(conn);
+
+    conn.init = () => {
+      conn._setListeners(() => {
+        const cfg = this.deps.config.current;
+        if (this.server.connections.size > cfg.smtp.maxConnections) {
+          this.reject(sess, cfg, 'connect', 'smtp.maxConnections', 421,
+            `4.7.0 This server has too many connections (limit ${cfg.smtp.maxConnections}). Try again in a moment.`, true);
+          origSend(421, `4.7.0 This server has too many connections (limit ${cfg.smtp.maxConnections}). Try again in a moment.`, false);
+          return;
+        }
+        const delay = cfg.smtp.greetingDelayMs > 0 && !this.exempt(sess, cfg) ? cfg.smtp.greetingDelayMs : 0;
+        if (delay > 0) setTimeout(() => conn._closing || conn._closed || conn.connectionReady(), delay).unref();
+        else conn.connectionReady();
+      });
+    };
+
+    conn._onCommand = (command: Buffer, callback?: () => void) => {
+      if (!conn._ready && !conn._closing) {
+        const cfg = this.deps.config.current;
+        const text = `5.5.0 Protocol error: ${sess.ip} sent a command before the greeting. Wait for the 220 greeting.`;
+        this.reject(sess, cfg, 'connect', 'smtp.greetingDelayMs', 554, text, true);
+        origSend(554, text, false);
+        conn.close();
+        return;
+      }
+      sess.lastCommand = (command || '').toString().split(' ', 1)[0]!.toUpperCase();
+      // our checks.maxFailedCommands replaces smtp-server's hard-coded limit of 10 unrecognised commands
+      conn._unrecognizedCommands = 0;
+      origOnCommand(command, callback);
+    };
+
+    conn.send = (code: number, data?: string | string[], context?: string | false) => {
+      if (code === 220) sess.ready = true;
+      if (typeof data === 'string' && ENHANCED.test(data)) context = false;
+      if (code === 250 && Array.isArray(data) && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'LHLO')) {
+        data = this.ehloFeatures(sess, conn.secure, data);
+      }
+      if (code >= 400 && code !== 421 && sess.ready && !conn._closing) {
+        sess.failed++;
+        const cfg = this.deps.config.current;
+        const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
+        if (verdict && (verdict.mode === 'enforce' || sess.failed === cfg.checks.maxFailedCommands.max)) {
+          this.reject(sess, cfg, verdict.stage, verdict.rule, verdict.code, verdict.text, verdict.mode === 'enforce');
+          if (verdict.mode === 'enforce') {
+            origSend(421, verdict.text, false);
+            return;
+          }
+        }
+      }
+      origSend(code, data, context);
+    };
+  }
+
+  private ehloFeatures(sess: Sess, secure: boolean, lines: string[]): string[] {
+    const cfg = this.deps.config.current;
+    let out = lines;
+    if (!secure && !sess.loopback) out = out.filter((l) => !l.startsWith('AUTH '));
+    if (cfg.checks.maxMessageSize.mode === 'enforce') out = [...out, `SIZE ${cfg.checks.maxMessageSize.maxBytes}`];
+    return out;
+  }
+
+  // --- helpers -----------------------------------------------------------------------------
+  private sess(session: SMTPServerSession): Sess {
+    return (session as unknown as Record<symbol, Sess>)[STATE]!;
+  }
+
+  private exempt(sess: Sess, cfg: Config): boolean {
+    return matcherFor(cfg).inAny(sess.parsed, cfg.limits.exemptGroups, this.now());
+  }
+
+  private mayRelay(sess: Sess, cfg: Config): boolean {
+    return sess.authUser !== null || matcherFor(cfg).inAny(sess.parsed, cfg.relay.allowGroups, this.now());
+  }
+
+  private reject(sess: Sess, _cfg: Config, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean): void {
+    this.deps.bus.emit({ kind: 'rejected', sessionId: sess.id, ip: sess.ip, stage, rule, code, text, enforced });
+    this.deps.anvil.recordRejection(sess.key, { at: this.now(), rule, code, text, enforced });
+  }
+
+  /**
+   * Apply verdicts in order: monitor ones are reported and passed; the first enforced one is returned
+   * as the error to answer with (and its side effects, block and close, are applied).
+   */
+  private decide(sess: Sess, cfg: Config, verdicts: policy.Verdict[]): ReplyError | null {
+    for (const v of verdicts) {
+      this.reject(sess, cfg, v.stage, v.rule, v.code, v.text, v.mode === 'enforce');
+      if (v.mode !== 'enforce') continue;
+      if (v.blockMinutes) {
+        this.deps.anvil.block(sess.key, {
+          rule: v.rule,
+          until: this.now() + v.blockMinutes * 60_000,
+          reason: v.rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients',
+        });
+      }
+      return new ReplyError(v.close ? 421 : v.code, v.text);
+    }
+    return null;
+  }
+
+  // --- SMTP stages -------------------------------------------------------------------------
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const sess = this.sess(session);
+    const cfg = this.deps.config.current;
+    sess.key = clientKey(sess.parsed, cfg.limits.ipv6Prefix);
+    sess.counted = true;
+    const connections = this.deps.anvil.connectionOpened(sess.key);
+    this.deps.bus.emit({ kind: 'connect', sessionId: sess.id, ip: sess.ip, port: session.remotePort });
+    const err = this.decide(sess, cfg, policy.atConnect(cfg, {
+      ip: sess.ip,
+      exempt: this.exempt(sess, cfg),
+      connections,
+      block: this.deps.anvil.blocked(sess.key),
+    }));
+    cb(err);
+  }
+
+  private onClose(session: SMTPServerSession): void {
+    const sess = this.sess(session);
+    if (!sess?.counted) return;
+    sess.counted = false;
+    this.deps.anvil.connectionClosed(sess.key);
+    this.deps.bus.emit({ kind: 'disconnect', sessionId: sess.id, ip: sess.ip, messages: sess.messages });
+  }
+
+  private onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    cb: (err: Error | null | undefined, response?: { user?: unknown }) => void,
+  ): void {
+    const sess = this.sess(session);
+    if (!session.secure && !sess.loopback) {
+      cb(new ReplyError(538, '5.7.11 Encryption required: use STARTTLS before AUTH.'));
+      return;
+    }
+    const username = String(auth.username ?? '');
+    const cfg = this.deps.config.current;
+    const user = Object.prototype.hasOwnProperty.call(cfg.users, username) ? cfg.users[username] : undefined;
+    verifyPassword(String(auth.password ?? ''), user?.passwordHash ?? DUMMY_HASH).then(
+      (ok) => {
+        const cfgNow = this.deps.config.current;
+        if (ok && user) {
+          sess.authUser = username;
+          this.deps.bus.emit({ kind: 'auth', sessionId: sess.id, ip: sess.ip, user: username, success: true, method: auth.method });
+          cb(null, { user: username });
+          return;
+        }
+        this.deps.bus.emit({ kind: 'auth', sessionId: sess.id, ip: sess.ip, user: username.slice(0, 128), success: false, method: auth.method });
+        const failures = this.deps.anvil.authFailure(sess.key);
+        const err = this.decide(sess, cfgNow, policy.authFailureLimit(cfgNow, { ip: sess.ip, exempt: this.exempt(sess, cfgNow), failuresInWindow: failures }));
+        cb(err ?? new ReplyError(535, '5.7.8 Authentication failed: wrong user name or password.'));
+      },
+      (e: Error) => cb(new ReplyError(454, `4.7.0 Temporary authentication failure (${e.message}). Try again later.`)),
+    );
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const sess = this.sess(session);
+    sess.helo = session.hostNameAppearsAs || sess.helo;
+    const cfg = this.deps.config.current;
+    if (!this.deps.spool.acceptingMail) {
+      const text = '4.3.1 Insufficient system storage: the relay cannot store mail right now. Try again later.';
+      this.reject(sess, cfg, 'mail', 'storage', 452, text, true);
+      cb(new ReplyError(452, text));
+      return;
+    }
+    const from = address.address || '';
+    const senderDomain = senderDomainOf(from);
+    const dnsExempt = this.mayRelay(sess, cfg);
+    const needs = policy.mailNeeds(cfg, { dnsExempt, senderDomain });
+    const sizeArg = address.args ? (address.args as Record<string, string | undefined>)['SIZE'] : undefined;
+    const declaredSize = sizeArg !== undefined && /^\d{1,20}$/.test(sizeArg) ? Number(sizeArg) : null;
+    const finish = (reverseDnsFact: ReverseDnsFact | null, senderDomainFact: SenderDomainFact | null) => {
+      const cfgNow = this.deps.config.current;
+      if (reverseDnsFact?.result === 'ok') sess.clientHostname = reverseDnsFact.names[0] ?? null;
+      const err = this.decide(sess, cfgNow, policy.atMailFrom(cfgNow, {
+        ip: sess.ip,
+        exempt: this.exempt(sess, cfgNow),
+        dnsExempt,
+        messagesLastHour: this.deps.anvil.messagesLastHour(sess.key),
+        declaredSize,
+        senderDomain,
+        senderDomainFact,
+        reverseDnsFact,
+      }));
+      if (!err) this.deps.bus.emit({ kind: 'mail', sessionId: sess.id, ip: sess.ip, from });
+      cb(err);
+    };
+    if (!needs.reverseDns && !needs.senderDomain) {
+      finish(null, null);
+      return;
+    }
+    Promise.all([
+      needs.reverseDns ? checkReverseDns(this.deps.resolver, sess.ip) : null,
+      needs.senderDomain ? checkSenderDomain(this.deps.resolver, senderDomain!) : null,
+    ]).then(
+      ([rd, sd]) => finish(rd, sd),
+      (e: Error) => cb(new ReplyError(451, `4.4.3 DNS lookup failed (${e.message}). Try again later.`)),
+    );
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const sess = this.sess(session);
+    const cfg = this.deps.config.current;
+    const route = classifyRecipient(cfg, address.address);
+    if (route.kind === 'invalid') {
+      cb(new ReplyError(501, `5.1.3 Bad recipient address: ${route.why}.`));
+      return;
+    }
+    const tooMany = this.decide(sess, cfg, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length));
+    if (tooMany) {
+      cb(tooMany);
+      return;
+    }
+    const mayRelay = this.mayRelay(sess, cfg);
+    if ((route.kind === 'relay' || route.kind === 'trick') && !mayRelay) {
+      const why = route.kind === 'trick'
+        ? `the address uses ${route.why}, which this relay does not route for unauthenticated clients`
+        : `${route.domain} is not a local domain, and ${sess.ip} has not authenticated and is not in an allowed group`;
+      const text = `5.7.1 Relay access denied: ${why}.`;
+      this.reject(sess, cfg, 'rcpt', 'relay.access', 554, text, true);
+      cb(new ReplyError(554, text));
+      return;
+    }
+    if (route.kind === 'local' && !route.known) {
+      const text = `5.1.1 <${route.address}>: no such recipient here. Check the address.`;
+      this.reject(sess, cfg, 'rcpt', 'recipient.unknown', 550, text, true);
+      const exempt = this.exempt(sess, cfg);
+      const unknownLastHour = exempt ? 0 : this.deps.anvil.unknownRecipient(sess.key);
+      const limitErr = this.decide(sess, cfg, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }));
+      cb(limitErr ?? new ReplyError(550, text));
+      return;
+    }
+    this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to: route.kind === 'trick' ? address.address : route.address, local: route.kind === 'local' });
+    cb();
+  }
+
+  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
+    const sess = this.sess(session);
+    const cfg = this.deps.config.current;
+    const now = this.now();
+    const writer = this.deps.spool.begin();
+    const fixer = new LineEndingFixer();
+    const maxBytes = cfg.checks.maxMessageSize.maxBytes;
+    const sizeMode = cfg.checks.maxMessageSize.mode;
+    let size = 0;
+    let stopWriting = false;
+    let done = false;
+    const name = this.server.options.name ?? os.hostname();
+    const helo = session.hostNameAppearsAs || 'unknown';
+    const proto = session.transmissionType || 'ESMTP';
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    writer.write(Buffer.from(
+      `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip}])\r\n` +
+        `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
+        `\t${rfc5322Date(now)}\r\n`,
+    ));
+    const finish = (err: Error | null, message?: string) => {
+      if (done) return;
+      done = true;
+      cb(err, message);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (stopWriting) return; // keep draining: the reply comes at the end of DATA
+      if (sizeMode === 'enforce' && size > maxBytes) {
+        stopWriting = true;
+        return;
+      }
+      writer.write(fixer.push(chunk));
+    });
+    stream.on('error', () => {
+      // the client went away mid-DATA: nothing was acknowledged, leave no orphan in the spool
+      done = true;
+      void writer.abort();
+    });
+    stream.on('close', () => {
+      if (!done && !stream.readableEnded) {
+        done = true;
+        void writer.abort();
+      }
+    });
+    stream.on('end', () => {
+      const cfgNow = this.deps.config.current;
+      const tooBig = this.decide(sess, cfgNow, policy.messageTooBig({ ...cfgNow, checks: { ...cfgNow.checks, maxMessageSize: { mode: sizeMode, maxBytes } } }, size));
+      if (tooBig) {
+        void writer.abort();
+        finish(new ReplyError(552, tooBig.message));
+        return;
+      }
+      writer.write(fixer.end());
+      if (fixer.sawBare) {
+        const bare = this.decide(sess, cfgNow, policy.bareLineEnding(cfgNow));
+        if (bare) {
+          void writer.abort();
+          finish(bare);
+          return;
+        }
+      }
+      writer
+        .commit({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address || '' : '',
+          to: rcpts,
+          sessionId: sess.id,
+          clientIp: sess.ip,
+          clientHostname: sess.clientHostname,
+          helo,
+          authUser: sess.authUser,
+          receivedAt: now,
+        })
+        .then(
+          ({ id, size: stored }) => {
+            this.deps.anvil.messageAccepted(sess.key);
+            sess.messages++;
+            this.deps.bus.emit({
+              kind: 'accepted', sessionId: sess.id, ip: sess.ip, queueId: id, size: stored,
+              from: session.envelope.mailFrom ? session.envelope.mailFrom.address || '' : '', to: rcpts,
+            });
+            finish(null, `2.0.0 Ok: queued as ${id}`);
+          },
+          (e: Error & { code?: string }) => {
+            const text = `4.3.1 Insufficient system storage: the message could not be stored (${e.code ?? e.message}). Try again later.`;
+            this.reject(sess, cfgNow, 'data', 'storage', 452, text, true);
+            finish(new ReplyError(452, text));
+          },
+        );
+    });
+  }
+}

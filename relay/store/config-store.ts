@@ -1,0 +1,173 @@
+/**
+ * config.json: the source of truth. Validated with the shared schema, written atomically
+ * (temp file, fsync, rename, fsync of the directory), versioned by a revision number.
+ * Readers take `current`, an immutable snapshot; a change swaps the snapshot, so every decision
+ * after it (in open sessions too) sees the new config, and none sees half of one.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Config, type ConfigIssue, formatIssues, parseConfig, defaultConfig } from '../../shared/config.ts';
+
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly issues: ConfigIssue[],
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export class ConflictError extends Error {
+  constructor(
+    readonly baseRevision: number,
+    readonly currentRevision: number,
+  ) {
+    super(`the config changed since revision ${baseRevision} (now ${currentRevision}); reload it and apply your change again`);
+    this.name = 'ConflictError';
+  }
+}
+
+export interface ChangeInfo {
+  revision: number;
+  previous: Config;
+  config: Config;
+  by: string;
+  source: string;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = fs.openSync(tmp, 'w', mode);
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  const dfd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
+
+/** Read and validate a config file; throws ConfigError naming the file, line or key. */
+export function readConfigFile(file: string): Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, []);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid JSON: ${(err as Error).message}`, []);
+  }
+  const r = parseConfig(json);
+  if (!r.ok) {
+    throw new ConfigError(`${file} is invalid:\n${formatIssues(r.issues)}`, r.issues);
+  }
+  return r.config;
+}
+
+export class ConfigStore {
+  private snapshot: Config;
+  private rev = 1;
+  private readonly listeners = new Set<(c: ChangeInfo) => void>();
+  readonly file: string;
+
+  private constructor(file: string, config: Config) {
+    this.file = file;
+    this.snapshot = deepFreeze(config);
+  }
+
+  /** Open DIR/config.json, writing every default on first start. Throws ConfigError when the file is invalid. */
+  static open(dataDir: string): { store: ConfigStore; created: boolean } {
+    const file = path.join(dataDir, 'config.json');
+    if (!fs.existsSync(file)) {
+      const config = defaultConfig();
+      writeFileAtomic(file, JSON.stringify(config, null, 2) + '\n', 0o600);
+      return { store: new ConfigStore(file, config), created: true };
+    }
+    return { store: new ConfigStore(file, readConfigFile(file)), created: false };
+  }
+
+  /** An in-memory store (tests, tools); `file` is not written. */
+  static memory(config: Config): ConfigStore {
+    return new ConfigStore('', config);
+  }
+
+  get current(): Config {
+    return this.snapshot;
+  }
+
+  get revision(): number {
+    return this.rev;
+  }
+
+  onChange(fn: (c: ChangeInfo) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * Validate and apply a whole new config. Nothing is half-applied: either the file is written and the
+   * snapshot swapped, or neither. A stale baseRevision is a ConflictError.
+   */
+  update(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
+    if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
+    const r = parseConfig(input);
+    if (!r.ok) throw new ConfigError(`the new config is invalid:\n${formatIssues(r.issues)}`, r.issues);
+    if (this.file) writeFileAtomic(this.file, JSON.stringify(r.config, null, 2) + '\n', 0o600);
+    return this.swap(r.config, meta);
+  }
+
+  /** Apply a change to a copy of the current config (e.g. add a group entry). */
+  modify(mutate: (draft: Config) => void, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
+    const draft = structuredClone(this.snapshot) as Config;
+    mutate(draft);
+    return this.update(draft, meta);
+  }
+
+  /** SIGHUP: re-read the file. An invalid file is refused (ConfigError) and the last good config stays. */
+  reload(): ChangeInfo | null {
+    if (!this.file) return null;
+    const config = readConfigFile(this.file);
+    if (JSON.stringify(config) === JSON.stringify(this.snapshot)) return null;
+    return this.swap(config, { by: 'file', source: 'SIGHUP' });
+  }
+
+  private swap(config: Config, meta: { by: string; source: string }): ChangeInfo {
+    const previous = this.snapshot;
+    this.snapshot = deepFreeze(config);
+    this.rev++;
+    const info: ChangeInfo = { revision: this.rev, previous, config: this.snapshot, by: meta.by, source: meta.source };
+    for (const l of this.listeners) {
+      try {
+        l(info);
+      } catch (err) {
+        console.error(`config change listener failed: ${(err as Error).message}`);
+      }
+    }
+    return info;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Management tokens: named, with a role, stored hashed (SHA-256 of a 256-bit random secret: a token is a
+ * key, not a password, so a slow hash buys nothing) in DIR/tokens.json. The secret is shown once.
+ * A token is "rwt_" + 43 base64url characters; a lookup compares every stored hash in constant time.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from './config-store.ts';
+
+export type Role = 'admin' | 'viewer';
+export interface TokenRecord {
+  name: string;
+  role: Role;
+  hash: string;
+  createdAt: string;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function sha256(text: string): Buffer {
+  return crypto.createHash('sha256').update(text).digest();
+}
+
+export class TokenStore {
+  private records: TokenRecord[];
+  private readonly listeners = new Set<(name: string) => void>();
+
+  constructor(readonly file: string) {
+    this.records = [];
+    if (fs.existsSync(file)) {
+      const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as { tokens?: TokenRecord[] };
+      this.records = Array.isArray(parsed.tokens) ? parsed.tokens : [];
+    }
+  }
+
+  static open(dataDir: string): TokenStore {
+    return new TokenStore(path.join(dataDir, 'tokens.json'));
+  }
+
+  private save(): void {
+    writeFileAtomic(this.file, JSON.stringify({ tokens: this.records }, null, 2) + '\n', 0o600);
+  }
+
+  list(): Array<Omit<TokenRecord, 'hash'>> {
+    return this.records.map(({ name, role, createdAt }) => ({ name, role, createdAt }));
+  }
+
+  /** Create a token; returns the secret, which is stored only as a hash. */
+  create(name: string, role: Role): string {
+    if (!NAME.test(name)) throw new Error(`token name "${name}" must be 1-64 letters, digits, ".", "_" or "-"`);
+    if (role !== 'admin' && role !== 'viewer') throw new Error(`role "${String(role)}" must be "admin" or "viewer"`);
+    if (this.records.some((r) => r.name === name)) throw new Error(`a token named "${name}" exists already; revoke it first or pick another name`);
+    const secret = 'rwt_' + crypto.randomBytes(32).toString('base64url');
+    this.records.push({ name, role, hash: sha256(secret).toString('hex'), createdAt: new Date().toISOString() });
+    this.save();
+    return secret;
+  }
+
+  revoke(name: string): boolean {
+    const before = this.records.length;
+    this.records = this.records.filter((r) => r.name !== name);
+    if (this.records.length === before) return false;
+    this.save();
+    for (const l of this.listeners) l(name);
+    return true;
+  }
+
+  onRevoke(fn: (name: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Re-read the file (a token created or revoked by the CLI while the relay runs). */
+  reload(): string[] {
+    const before = new Set(this.records.map((r) => r.name));
+    const fresh = new TokenStore(this.file).records;
+    this.records = fresh;
+    const removed = [...before].filter((n) => !fresh.some((r) => r.name === n));
+    for (const n of removed) for (const l of this.listeners) l(n);
+    return removed;
+  }
+
+  /** The record for a presented token, compared in constant time against every stored hash. */
+  verify(token: string): Omit<TokenRecord, 'hash'> | null {
+    const h = sha256(String(token));
+    let found: TokenRecord | null = null;
+    for (const r of this.records) {
+      const stored = Buffer.from(r.hash, 'hex');
+      if (stored.length === h.length && crypto.timingSafeEqual(stored, h)) found = r;
+    }
+    return found ? { name: found.name, role: found.role, createdAt: found.createdAt } : null;
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The relay's configuration: one zod schema that is the type, the defaults, the validator and the documentation.
+ * Used by the relay (config.json, SIGHUP, config.update) and by the console's forms.
+ * Every object is strict: an unknown key is refused by name (a typo must never silently do nothing).
+ */
+import { z } from 'zod';
+import { parseHostPort } from './hostport.ts';
+import { parseAddressSpec, parseIsoInstant } from './ip.ts';
+
+export const MODES = ['enforce', 'monitor', 'off'] as const;
+export const Mode = z.enum(MODES).describe('enforce: reject; monitor: accept but report "would have rejected"; off: not checked');
+export type Mode = z.infer<typeof Mode>;
+
+const hostPort = (what: string, defaultPort?: number) =>
+  z.string().superRefine((v, ctx) => {
+    const r = parseHostPort(v, defaultPort);
+    if (!r.ok) ctx.addIssue({ code: 'custom', message: `${what} ${r.error}` });
+  });
+
+const positiveInt = (max = 1_000_000_000) => z.int().min(1).max(max);
+
+const isoDate = z
+  .string()
+  .refine((s) => parseIsoInstant(s) !== null, {
+    message: 'must be an ISO 8601 date and time with a time zone, e.g. 2026-12-01T09:00:00Z',
+  });
+
+export const GroupEntry = z.strictObject({
+  address: z.string().superRefine((v, ctx) => {
+    const r = parseAddressSpec(v);
+    if (!r.ok) ctx.addIssue({ code: 'custom', message: r.error });
+  }),
+  comment: z.string().max(500).nullable().optional(),
+  expiresAt: isoDate.nullable().optional(),
+  addedBy: z.string().max(200).nullable().optional(),
+  addedAt: isoDate.nullable().optional(),
+});
+export type GroupEntry = z.infer<typeof GroupEntry>;
+
+const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
+const groupName = z.string().regex(GROUP_NAME, 'group names are 1-64 letters, digits, space, "_", "." or "-"');
+
+const LOCAL_DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+export const DomainConfig = z.strictObject({
+  deliverTo: hostPort('deliverTo', 25).describe('host:port of the internal mail server for this domain'),
+  recipients: z
+    .union([z.literal('*'), z.array(z.string().min(1).max(320))])
+    .default([])
+    .describe('known recipients: full addresses or local parts; "*" (or ["*"]) accepts any'),
+});
+export type DomainConfig = z.infer<typeof DomainConfig>;
+
+const limit = <T extends z.ZodRawShape>(max: number, extra: T) =>
+  z.strictObject({ mode: Mode.default('enforce'), max: positiveInt().default(max), ...extra });
+
+export const ConfigSchema = z
+  .strictObject({
+    smtp: z
+      .strictObject({
+        listen: hostPort('smtp.listen').default('127.0.0.1:2525'),
+        hostname: z
+          .string()
+          .regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a host name such as relay.example.com')
+          .nullable()
+          .default(null)
+          .describe('name used in the greeting and Received headers; null = this machine\'s host name'),
+        maxConnections: positiveInt(1_000_000).default(1000),
+        greetingDelayMs: z.int().min(0).max(60_000).default(0),
+        bareLineEndings: z.enum(['normalize', 'reject']).default('normalize'),
+      })
+      .prefault({}),
+    manage: z.strictObject({ listen: hostPort('manage.listen').default('127.0.0.1:8465') }).prefault({}),
+    tls: z
+      .strictObject({ certFile: z.string().min(1).nullable().default(null), keyFile: z.string().min(1).nullable().default(null) })
+      .prefault({}),
+    dns: z
+      .strictObject({
+        servers: z.array(hostPort('DNS server', 53)).max(8).default([]).describe('empty = the system\'s resolvers'),
+        timeoutMs: z.int().min(50).max(60_000).default(3000),
+      })
+      .prefault({}),
+    domains: z.record(z.string(), DomainConfig).default({}),
+    relay: z.strictObject({ allowGroups: z.array(groupName).default(['Trusted']) }).prefault({}),
+    users: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'user names are 1-128 letters, digits or . _ @ + -'),
+        z.strictObject({ passwordHash: z.string().regex(/^scrypt\$/, 'must be a scrypt hash written by "relay user set"') }),
+      )
+      .default({}),
+    groups: z.record(groupName, z.array(GroupEntry).max(100_000)).default({ Trusted: [] }),
+    limits: z
+      .strictObject({
+        exemptGroups: z.array(groupName).default(['Trusted']),
+        ipv6Prefix: z.int().min(1).max(128).default(64),
+        messagesPerHour: limit(100, {}).prefault({}),
+        concurrentConnections: limit(10, {}).prefault({}),
+        unknownRecipients: limit(10, { blockMinutes: positiveInt(525_600).default(60) }).prefault({}),
+        authFailures: limit(10, {
+          windowMinutes: positiveInt(10_080).default(10),
+          blockMinutes: positiveInt(525_600).default(15),
+        }).prefault({}),
+      })
+      .prefault({}),
+    checks: z
+      .strictObject({
+        senderDomain: z.strictObject({ mode: Mode.default('enforce') }).prefault({}),
+        reverseDns: z.strictObject({ mode: Mode.default('enforce') }).prefault({}),
+        maxRecipients: limit(100, {}).prefault({}),
+        maxFailedCommands: limit(10, {}).prefault({}),
+        maxMessageSize: z
+          .strictObject({ mode: Mode.default('enforce'), maxBytes: positiveInt(2_147_483_647).default(26_214_400) })
+          .prefault({}),
+      })
+      .prefault({}),
+    delivery: z
+      .strictObject({
+        mode: z.enum(['mx', 'smarthost']).default('mx'),
+        smarthost: z
+          .strictObject({
+            host: z.string().min(1).nullable().default(null),
+            port: z.int().min(1).max(65535).default(587),
+            user: z.string().min(1).nullable().default(null),
+            password: z.string().min(1).nullable().default(null),
+          })
+          .prefault({}),
+        tls: z.enum(['opportunistic', 'required', 'off']).default('opportunistic'),
+        maxQueueHours: positiveInt(24 * 365).default(120),
+      })
+      .prefault({}),
+    events: z.strictObject({ retentionDays: positiveInt(3650).default(7) }).prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    for (const [i, g] of c.relay.allowGroups.entries()) {
+      if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups', i], message: `names group "${g}", which is not defined in "groups"` });
+    }
+    for (const [i, g] of c.limits.exemptGroups.entries()) {
+      if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });
+    }
+    for (const d of Object.keys(c.domains)) {
+      if (!LOCAL_DOMAIN.test(d)) ctx.addIssue({ code: 'custom', path: ['domains', d], message: `"${d}" is not a domain name (lower-case, no trailing dot, e.g. example.com)` });
+    }
+    for (const [d, dc] of Object.entries(c.domains)) {
+      if (Array.isArray(dc.recipients)) {
+        for (const [i, r] of dc.recipients.entries()) {
+          if (r !== '*' && (/\s/.test(r) || r.split('@').length > 2 || r.endsWith('@') || r.startsWith('@'))) {
+            ctx.addIssue({ code: 'custom', path: ['domains', d, 'recipients', i], message: `"${r}" is not a local part or an address` });
+          } else if (r.includes('@') && r.split('@')[1]!.toLowerCase() !== d) {
+            ctx.addIssue({ code: 'custom', path: ['domains', d, 'recipients', i], message: `"${r}" is not in domain ${d}` });
+          }
+        }
+      }
+    }
+    if (c.delivery.mode === 'smarthost' && !c.delivery.smarthost.host) {
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'smarthost', 'host'], message: 'is required when delivery.mode is "smarthost"' });
+    }
+    if (c.delivery.smarthost.user && !c.delivery.smarthost.password) {
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'smarthost', 'password'], message: 'is required when delivery.smarthost.user is set' });
+    }
+    if ((c.tls.certFile === null) !== (c.tls.keyFile === null)) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'set both certFile and keyFile, or neither (then the relay uses its own self-signed certificate)' });
+    }
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Every default, written out. */
+export function defaultConfig(): Config {
+  return ConfigSchema.parse({});
+}
+
+export interface ConfigIssue {
+  key: string;
+  message: string;
+}
+
+/** Turn zod issues into "key: what is wrong" lines that name the config key as it appears in config.json. */
+export function describeIssues(error: z.ZodError): ConfigIssue[] {
+  return error.issues.map((iss) => {
+    const key = iss.path.map(String).join('.') || '(top level)';
+    let message = iss.message;
+    if (iss.code === 'unrecognized_keys') {
+      const keys = (iss as { keys: string[] }).keys;
+      return {
+        key: [key === '(top level)' ? '' : key + '.', keys.join(', ')].join('') || key,
+        message: `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}${key === '(top level)' ? '' : ` in "${key}"`}; check the spelling against the README`,
+      };
+    }
+    if (iss.code === 'invalid_type' && message.includes('received undefined')) message = 'is required';
+    return { key, message };
+  });
+}
+
+export type ParseConfigResult = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[] };
+
+export function parseConfig(input: unknown): ParseConfigResult {
+  const r = ConfigSchema.safeParse(input);
+  return r.success ? { ok: true, config: r.data } : { ok: false, issues: describeIssues(r.error) };
+}
+
+export function formatIssues(issues: ConfigIssue[]): string {
+  return issues.map((i) => `  ${i.key}: ${i.message}`).join('\n');
+}

@@ -1,0 +1,67 @@
+/**
+ * Events: what the relay tells consoles and its own history. One schema per kind; the relay emits them,
+ * the management channel streams them, the console renders them.
+ */
+import { z } from 'zod';
+
+const base = {
+  id: z.int().nonnegative(),
+  at: z.number().describe('milliseconds since the epoch'),
+  sessionId: z.string().nullable(),
+  ip: z.string().nullable(),
+};
+
+export const RULES = [
+  'limits.messagesPerHour',
+  'limits.concurrentConnections',
+  'limits.unknownRecipients',
+  'limits.authFailures',
+  'checks.senderDomain',
+  'checks.reverseDns',
+  'checks.maxRecipients',
+  'checks.maxFailedCommands',
+  'checks.maxMessageSize',
+  'smtp.bareLineEndings',
+  'smtp.greetingDelayMs',
+  'smtp.maxConnections',
+  'relay.access',
+  'recipient.unknown',
+  'protocol',
+  'storage',
+] as const;
+export const Rule = z.enum(RULES);
+export type Rule = z.infer<typeof Rule>;
+
+export const STAGES = ['connect', 'helo', 'auth', 'mail', 'rcpt', 'data', 'command'] as const;
+export const Stage = z.enum(STAGES);
+export type Stage = z.infer<typeof Stage>;
+
+export const RelayEvent = z.discriminatedUnion('kind', [
+  z.object({ ...base, kind: z.literal('connect'), hostname: z.string().nullable().optional(), port: z.int().optional() }),
+  z.object({ ...base, kind: z.literal('disconnect'), messages: z.int().nonnegative().optional() }),
+  z.object({ ...base, kind: z.literal('helo'), name: z.string() }),
+  z.object({ ...base, kind: z.literal('auth'), user: z.string(), success: z.boolean(), method: z.string().optional() }),
+  z.object({ ...base, kind: z.literal('mail'), from: z.string() }),
+  z.object({ ...base, kind: z.literal('rcpt'), to: z.string(), local: z.boolean() }),
+  z.object({ ...base, kind: z.literal('accepted'), queueId: z.string(), size: z.int().nonnegative(), from: z.string(), to: z.array(z.string()) }),
+  z.object({
+    ...base,
+    kind: z.literal('rejected'),
+    stage: Stage,
+    rule: Rule,
+    code: z.int(),
+    text: z.string(),
+    enforced: z.boolean().describe('false: monitor mode, the relay accepted but would have rejected'),
+  }),
+  z.object({ ...base, kind: z.literal('delivered'), queueId: z.string(), to: z.array(z.string()), host: z.string(), tls: z.boolean(), tlsProtocol: z.string().nullable().optional(), tlsCipher: z.string().nullable().optional(), response: z.string() }),
+  z.object({ ...base, kind: z.literal('deferred'), queueId: z.string(), to: z.array(z.string()), reason: z.string(), nextAttemptAt: z.number() }),
+  z.object({ ...base, kind: z.literal('bounced'), queueId: z.string(), to: z.array(z.string()), reason: z.string() }),
+  z.object({ ...base, kind: z.literal('config-changed'), revision: z.int(), by: z.string(), source: z.string() }),
+  z.object({ ...base, kind: z.literal('trusted'), address: z.string(), group: z.string(), by: z.string() }),
+]);
+export type RelayEvent = z.infer<typeof RelayEvent>;
+export type EventKind = RelayEvent['kind'];
+export const EVENT_KINDS = RelayEvent.options.map((o) => o.shape.kind.value) as EventKind[];
+
+/** What emitters pass in: everything but the id and time, which the bus assigns. */
+export type EventInput = RelayEvent extends infer E ? (E extends RelayEvent ? Omit<E, 'id' | 'at'> : never) : never;
