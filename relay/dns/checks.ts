@@ -1,0 +1,71 @@
+// DNS facts for the SMTP policy: does the sender's domain exist for mail, does the client IP have reverse DNS.
+// The policy turns these facts into verdicts; nothing here decides a reply code.
+import { isIPv4, isIPv6 } from 'node:net';
+import type { DnsAnswer, DnsResolver } from './resolver.ts';
+
+export type SenderDomainFact = { result: 'ok' } | { result: 'nullmx' } | { result: 'nodomain' } | { result: 'temperror'; reason: string };
+
+export type ReverseDnsFact = { result: 'ok'; names: string[] } | { result: 'none' } | { result: 'temperror'; reason: string };
+
+/** "[192.0.2.1]" and "[IPv6:2001:db8::1]" (RFC 5321 address literals): true if valid, false if malformed, null if not a literal. */
+function addressLiteral(domain: string): boolean | null {
+  if (!domain.startsWith('[') || !domain.endsWith(']')) return null;
+  const inner = domain.slice(1, -1);
+  if (/^ipv6:/i.test(inner)) return isIPv6(inner.slice(5));
+  return isIPv4(inner);
+}
+
+/**
+ * Can the MAIL FROM domain receive mail (bounces)? MX first (RFC 5321 5.1):
+ * a single "." MX is a null MX (RFC 7505: the domain accepts no mail); other MX records: ok;
+ * NXDOMAIN: nodomain; no MX: an A or AAAA record makes it ok (implicit MX), neither: nodomain.
+ * A DNS failure on the path that decides is a temperror (the client should retry later).
+ * An address literal ("[192.0.2.1]") is ok without any lookup; a malformed one is nodomain.
+ * A name that cannot be a DNS name is nodomain (the resolver answers nxdomain without asking).
+ */
+export async function checkSenderDomain(r: DnsResolver, domain: string): Promise<SenderDomainFact> {
+  const literal = addressLiteral(domain);
+  if (literal !== null) return literal ? { result: 'ok' } : { result: 'nodomain' };
+
+  const mx = await r.mx(domain);
+  switch (mx.status) {
+    case 'ok':
+      return mx.records.length === 1 && mx.records[0]?.exchange === '' ? { result: 'nullmx' } : { result: 'ok' };
+    case 'nxdomain':
+      return { result: 'nodomain' };
+    case 'temperror':
+      return { result: 'temperror', reason: mx.reason };
+    case 'nodata':
+      break;
+  }
+  // No MX: the domain's address records stand in for it (implicit MX). Ask for both at once;
+  // the first "ok" settles it, without waiting for the other to time out.
+  const lookups = [r.a(domain), r.aaaa(domain)];
+  const anyOk = await new Promise<boolean>((resolve) => {
+    let pending = lookups.length;
+    for (const lookup of lookups) {
+      void lookup.then((answer) => {
+        if (answer.status === 'ok') resolve(true);
+        else if (--pending === 0) resolve(false);
+      });
+    }
+  });
+  if (anyOk) return { result: 'ok' };
+  const failed = (await Promise.all(lookups)).find((answer): answer is Extract<DnsAnswer<string>, { status: 'temperror' }> => answer.status === 'temperror');
+  if (failed) return { result: 'temperror', reason: failed.reason };
+  return { result: 'nodomain' };
+}
+
+/** Does the client IP have reverse DNS (a PTR record)? Rejects with a TypeError if ip is not an IP address. */
+export async function checkReverseDns(r: DnsResolver, ip: string): Promise<ReverseDnsFact> {
+  const ptr = await r.ptr(ip);
+  switch (ptr.status) {
+    case 'ok':
+      return { result: 'ok', names: ptr.records };
+    case 'nxdomain':
+    case 'nodata':
+      return { result: 'none' };
+    case 'temperror':
+      return { result: 'temperror', reason: ptr.reason };
+  }
+}

@@ -1,0 +1,259 @@
+// The relay's own DNS resolver: asks the configured servers (not the system's getaddrinfo), within one
+// time budget per lookup, with a TTL-honouring cache and one shared query for identical concurrent lookups.
+// It never throws for DNS failures: every lookup ends in a DnsAnswer.
+import type * as dnsPacket from 'dns-packet';
+import { TtlCache } from './cache.ts';
+import { normalizeName, replyName, reverseName } from './names.ts';
+import { parseDnsServers, type DnsServerAddress } from './servers.ts';
+import { tcpExchange, udpExchange, type DnsReply, type ExchangeOutcome, type QueryType, type Question } from './transport.ts';
+
+export type DnsAnswer<T> =
+  | { status: 'ok'; records: T[]; ttl: number } // ttl: min TTL of the answer RRs, seconds (what is left of it on a cache hit)
+  | { status: 'nxdomain' } // the name does not exist (RCODE 3)
+  | { status: 'nodata' } // the name exists, no RR of that type (NOERROR, empty answer)
+  | { status: 'temperror'; reason: string }; // timeout, SERVFAIL, REFUSED, network error, malformed reply, in words
+
+/** exchange: lower case, no trailing dot; "" for the null MX "." (RFC 7505). */
+export interface MxRecord {
+  exchange: string;
+  priority: number;
+}
+
+export interface ResolverOptions {
+  servers: string[]; // "host", "host:port", "[v6]:port" or a bare IPv6; empty = the system's resolvers
+  timeoutMs: number; // total budget for one lookup, all servers and retries included
+  now?: () => number; // clock for the cache (ms); default Date.now
+  cacheMax?: number; // entries; default 10,000; 0 disables the cache
+}
+
+export interface ResolverStats {
+  queries: number; // lookups that went to the network (one per lookup, whatever the retries)
+  cacheHits: number; // lookups answered from the cache
+  deduplicated: number; // lookups that joined an identical query already in flight
+}
+
+interface RecordOf {
+  MX: MxRecord;
+  A: string;
+  AAAA: string;
+  PTR: string;
+}
+
+type Answer = DnsAnswer<MxRecord> | DnsAnswer<string>;
+type Interpreted = { answer: Answer; cacheTtl: number } | { failure: string; giveUpOnServer: boolean };
+
+const MAX_POSITIVE_TTL = 86_400; // 1 day
+const MAX_NEGATIVE_TTL = 3_600; // 1 hour
+const DEFAULT_NEGATIVE_TTL = 60; // no SOA in the authority section
+const MAX_CNAME_HOPS = 8;
+const NXDOMAIN: Answer = Object.freeze({ status: 'nxdomain' });
+const NODATA: Answer = Object.freeze({ status: 'nodata' });
+
+function validateTimeout(timeoutMs: number): number {
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new Error(`Invalid DNS timeoutMs ${JSON.stringify(timeoutMs)}: expected a positive number of milliseconds, e.g. 3000.`);
+  }
+  return timeoutMs;
+}
+
+function temperror(reason: string): { status: 'temperror'; reason: string } {
+  return { status: 'temperror', reason };
+}
+
+/** RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM) from the authority section. */
+function negativeTtl(reply: DnsReply): number {
+  const soa = (reply.authorities ?? []).find((rr): rr is dnsPacket.SoaAnswer => rr.type === 'SOA');
+  if (!soa) return DEFAULT_NEGATIVE_TTL;
+  const ttl = Math.min(soa.ttl ?? 0, soa.data.minimum ?? DEFAULT_NEGATIVE_TTL);
+  return Math.max(0, Math.min(ttl, MAX_NEGATIVE_TTL));
+}
+
+function sameName(a: string, b: string): boolean {
+  return replyName(a) === b;
+}
+
+/** The records of the asked type for the name, following a CNAME chain inside the answer section. */
+function extract(reply: DnsReply, q: Question): { answer: Answer; cacheTtl: number } {
+  const answers = reply.answers ?? [];
+  let target = q.name;
+  let ttl = Number.POSITIVE_INFINITY;
+  for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
+    const rrs = answers.filter((rr) => rr.type === q.type && ((rr as { class?: string }).class ?? 'IN') === 'IN' && sameName(rr.name, target));
+    if (rrs.length > 0) {
+      for (const rr of rrs) ttl = Math.min(ttl, (rr as { ttl?: number }).ttl ?? 0);
+      let records: MxRecord[] | string[];
+      if (q.type === 'MX') {
+        records = (rrs as dnsPacket.MxAnswer[])
+          .map((rr) => Object.freeze({ exchange: replyName(rr.data.exchange), priority: rr.data.preference ?? 0 }))
+          .sort((x, y) => x.priority - y.priority || (x.exchange < y.exchange ? -1 : x.exchange > y.exchange ? 1 : 0));
+      } else if (q.type === 'PTR') {
+        records = (rrs as dnsPacket.StringAnswer[]).map((rr) => replyName(rr.data));
+      } else {
+        records = (rrs as dnsPacket.StringAnswer[]).map((rr) => rr.data.toLowerCase());
+      }
+      Object.freeze(records);
+      const answer = { status: 'ok', records, ttl } as Answer;
+      return { answer, cacheTtl: Math.min(ttl, MAX_POSITIVE_TTL) };
+    }
+    const cname = answers.find((rr): rr is dnsPacket.StringAnswer => rr.type === 'CNAME' && sameName(rr.name, target));
+    if (!cname) break;
+    ttl = Math.min(ttl, cname.ttl ?? 0);
+    target = replyName(cname.data);
+  }
+  return { answer: NODATA, cacheTtl: negativeTtl(reply) };
+}
+
+function interpret(outcome: ExchangeOutcome, q: Question): Interpreted {
+  if (outcome.kind === 'timeout') {
+    return { failure: outcome.malformed ? `sent a ${outcome.malformed}` : 'timed out', giveUpOnServer: false };
+  }
+  if (outcome.kind === 'error') return { failure: outcome.reason, giveUpOnServer: true };
+  const reply = outcome.reply;
+  if (reply.opcode !== undefined && reply.opcode !== 'QUERY') {
+    return { failure: `sent a malformed reply (opcode ${reply.opcode})`, giveUpOnServer: true };
+  }
+  switch (reply.rcode) {
+    case 'NOERROR':
+      return extract(reply, q);
+    case 'NXDOMAIN':
+      return { answer: NXDOMAIN, cacheTtl: negativeTtl(reply) };
+    case 'SERVFAIL':
+      return { failure: 'answered SERVFAIL (it could not get an answer from the authoritative servers)', giveUpOnServer: true };
+    case 'REFUSED':
+      return { failure: 'answered REFUSED (it will not resolve for this host: check its access rules)', giveUpOnServer: true };
+    default:
+      return { failure: `answered ${reply.rcode ?? 'an unknown error code'}`, giveUpOnServer: true };
+  }
+}
+
+export class DnsResolver {
+  readonly stats: ResolverStats = { queries: 0, cacheHits: 0, deduplicated: 0 };
+  private servers: DnsServerAddress[];
+  private timeoutMs: number;
+  private readonly cache: TtlCache<Answer>;
+  private readonly inflight = new Map<string, Promise<Answer>>();
+  private readonly closing = new AbortController();
+  private generation = 0; // bumped by reconfigure(): answers from older queries are not cached
+  private closed = false;
+
+  constructor(opts: ResolverOptions) {
+    this.servers = parseDnsServers(opts.servers);
+    this.timeoutMs = validateTimeout(opts.timeoutMs);
+    const cacheMax = opts.cacheMax ?? 10_000;
+    if (!Number.isInteger(cacheMax) || cacheMax < 0) {
+      throw new Error(`Invalid DNS cacheMax ${JSON.stringify(opts.cacheMax)}: expected a whole number of entries, 0 or more.`);
+    }
+    this.cache = new TtlCache<Answer>(cacheMax, opts.now ?? Date.now);
+  }
+
+  mx(name: string): Promise<DnsAnswer<MxRecord>> {
+    return this.lookup('MX', normalizeName(name));
+  }
+
+  a(name: string): Promise<DnsAnswer<string>> {
+    return this.lookup('A', normalizeName(name));
+  }
+
+  aaaa(name: string): Promise<DnsAnswer<string>> {
+    return this.lookup('AAAA', normalizeName(name));
+  }
+
+  /** PTR names of an IPv4 or IPv6 address (IPv4-mapped IPv6 counts as IPv4). Rejects with a TypeError if ip is not an IP address. */
+  ptr(ip: string): Promise<DnsAnswer<string>> {
+    const arpa = reverseName(ip);
+    if (arpa === null) return Promise.reject(new TypeError(`DNS PTR lookup: ${JSON.stringify(ip)} is not an IP address.`));
+    return this.lookup('PTR', arpa);
+  }
+
+  /** New servers and timeout (validated first: on a bad entry this throws and nothing changes); the cache is emptied. */
+  reconfigure(opts: { servers: string[]; timeoutMs: number }): void {
+    const servers = parseDnsServers(opts.servers);
+    const timeoutMs = validateTimeout(opts.timeoutMs);
+    this.servers = servers;
+    this.timeoutMs = timeoutMs;
+    this.generation++;
+    this.cache.clear();
+    this.inflight.clear(); // queries to the old servers still answer their callers, but nobody new joins them
+  }
+
+  /** Ends every query in flight (they answer temperror "resolver closed"), empties the cache; later lookups answer temperror. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing.abort();
+    this.cache.clear();
+    this.inflight.clear();
+  }
+
+  private lookup<K extends QueryType>(type: K, name: string | null): Promise<DnsAnswer<RecordOf[K]>> {
+    return this.lookupAny(type, name) as Promise<DnsAnswer<RecordOf[K]>>;
+  }
+
+  private lookupAny(type: QueryType, name: string | null): Promise<Answer> {
+    if (this.closed) return Promise.resolve(temperror('DNS resolver closed'));
+    if (name === null) return Promise.resolve(NXDOMAIN); // not a valid DNS name: it cannot exist
+    const key = `${type} ${name}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.stats.cacheHits++;
+      const v = hit.value;
+      return Promise.resolve(v.status === 'ok' ? ({ status: 'ok', records: v.records, ttl: hit.remainingSeconds } as Answer) : v);
+    }
+    const pending = this.inflight.get(key);
+    if (pending) {
+      this.stats.deduplicated++;
+      return pending;
+    }
+    this.stats.queries++;
+    const generation = this.generation;
+    const query: Promise<Answer> = this.query({ name, type }).then(({ answer, cacheTtl }) => {
+      if (this.inflight.get(key) === query) this.inflight.delete(key);
+      if (generation === this.generation && !this.closed && answer.status !== 'temperror') this.cache.set(key, answer, cacheTtl);
+      return answer;
+    });
+    this.inflight.set(key, query);
+    return query;
+  }
+
+  /**
+   * Ask the servers in order, twice round, within the budget: each attempt gets an equal share of what is
+   * left. A server that timed out is asked again on the second round; one that said no (SERVFAIL, REFUSED,
+   * connection refused) is not. A truncated UDP reply is asked again over TCP, to the same server.
+   */
+  private async query(q: Question): Promise<{ answer: Answer; cacheTtl: number }> {
+    const budget = this.timeoutMs;
+    const servers = this.servers;
+    const signal = this.closing.signal;
+    const deadline = performance.now() + budget;
+    const plan = [...servers, ...servers];
+    const gaveUp = new Set<DnsServerAddress>();
+    const failures = new Map<string, { reason: string; tries: number }>();
+    try {
+      for (let i = 0; i < plan.length; i++) {
+        const server = plan[i];
+        if (server === undefined || gaveUp.has(server)) continue;
+        const attemptsLeft = plan.slice(i).filter((s) => !gaveUp.has(s)).length;
+        const remaining = deadline - performance.now();
+        if (remaining < 1) break;
+        let outcome = await udpExchange(server, q, Math.max(1, Math.floor(remaining / attemptsLeft)), signal);
+        if (outcome.kind === 'reply' && outcome.reply.flag_tc) {
+          const left = deadline - performance.now();
+          const tcpMs = Math.floor(Math.max(left / attemptsLeft, Math.min(left, 1000)));
+          outcome = tcpMs >= 1 ? await tcpExchange(server, q, tcpMs, signal) : { kind: 'timeout' };
+          if (outcome.kind === 'timeout') outcome = { kind: 'error', reason: 'sent a truncated reply and did not answer over TCP in time' };
+        }
+        if (signal.aborted) return { answer: temperror('DNS resolver closed'), cacheTtl: 0 };
+        const result = interpret(outcome, q);
+        if ('answer' in result) return result;
+        const previous = failures.get(server.label);
+        failures.set(server.label, { reason: result.failure, tries: (previous?.tries ?? 0) + 1 });
+        if (result.giveUpOnServer) gaveUp.add(server);
+      }
+      const details = [...failures].map(([label, f]) => `${label} ${f.reason}${f.tries > 1 ? ` (${f.tries} tries)` : ''}`);
+      const what = details.length > 0 ? details.join('; ') : 'no server could be asked in time';
+      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed within ${budget} ms: ${what}`), cacheTtl: 0 };
+    } catch (err) {
+      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`), cacheTtl: 0 };
+    }
+  }
+}
