@@ -1,0 +1,548 @@
+/**
+ * The management protocol: JSON-RPC 2.0 over wss, one object per text frame.
+ *
+ * This file is the contract between the relay (relay/manage/) and every console. It holds the zod schema of every
+ * method's params and result, of every notification, the envelope, the error codes and the WebSocket close codes.
+ * The relay validates every request with these schemas; a client types its calls with them:
+ *
+ *   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>
+ *
+ * Pure: imports only zod and the other shared schemas (no Node-only or DOM-only API), so the browser console can use it.
+ * Times are milliseconds since the epoch unless a field says ISO (group entries keep the config's ISO strings).
+ */
+import { z } from 'zod';
+import { ConfigSchema, GroupEntry } from './config.ts';
+import { EVENT_KINDS, RelayEvent, Rule, type EventKind as EventKindName } from './events.ts';
+
+export const PROTOCOL_VERSION = 1;
+/** Largest text frame the relay reads; a larger one closes the socket with 1009. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+/** The first request must be auth.login, within this time, or the socket closes (CloseCode.LoginTimeout). */
+export const LOGIN_TIMEOUT_MS = 10_000;
+/** events.batch notifications come at most this often per subscription. */
+export const BATCH_INTERVAL_MS = 100;
+/** stats.tick comes this often. */
+export const STATS_TICK_MS = 1000;
+/** Failed logins from one IP within LOGIN_FAILURE_WINDOW_MS before that IP is locked out for LOGIN_LOCKOUT_MS. */
+export const LOGIN_MAX_FAILURES = 5;
+export const LOGIN_FAILURE_WINDOW_MS = 60_000;
+export const LOGIN_LOCKOUT_MS = 5 * 60_000;
+
+// -----------------------------------------------------------------------------------------------------------------
+// Error codes (JSON-RPC error.code) and WebSocket close codes
+
+export const ErrorCode = {
+  /** the frame is not JSON */
+  ParseError: -32700,
+  /** JSON, but not a JSON-RPC 2.0 request */
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  /** params do not match the method's schema; error.data is InvalidParamsData (the zod issues) */
+  InvalidParams: -32602,
+  InternalError: -32603,
+  /** not logged in (or a wrong token on auth.login) */
+  Unauthenticated: 4001,
+  /** this token's role may not call this method (a viewer on an admin method) */
+  Forbidden: 4003,
+  /** the thing named does not exist (queue id, group entry, config revision, token) */
+  NotFound: 4004,
+  /** baseRevision is stale: someone else changed the config; error.data is ConflictData */
+  Conflict: 4009,
+  /** the config that would result is invalid (e.g. a group entry clashes); error.data is InvalidParamsData */
+  InvalidConfig: 4022,
+  /** too many requests on this connection, or too many failed logins from this IP; error.data is RateLimitedData */
+  RateLimited: 4029,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Why the relay closed the socket (WebSocket close codes). */
+export const CloseCode = {
+  Normal: 1000,
+  /** the relay is shutting down */
+  GoingAway: 1001,
+  /** a binary frame: the protocol is text only */
+  UnsupportedData: 1003,
+  /** a frame over MAX_FRAME_BYTES (sent by ws itself) */
+  MessageTooBig: 1009,
+  /** no successful auth.login within LOGIN_TIMEOUT_MS */
+  LoginTimeout: 4001,
+  /** the session's token was revoked */
+  TokenRevoked: 4003,
+  /** the console did not read its events for too long (its buffer stayed full) */
+  Stalled: 4008,
+  /** the IP is locked out after failed logins, or the connection kept flooding requests */
+  RateLimited: 4029,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export const Issue = z.object({
+  path: z.array(z.union([z.string(), z.number()])),
+  message: z.string(),
+  code: z.string(),
+});
+export type Issue = z.infer<typeof Issue>;
+export const InvalidParamsData = z.object({ issues: z.array(Issue) });
+export type InvalidParamsData = z.infer<typeof InvalidParamsData>;
+export const ConflictData = z.object({ baseRevision: z.int(), currentRevision: z.int() });
+export type ConflictData = z.infer<typeof ConflictData>;
+export const RateLimitedData = z.object({ retryAfterMs: z.int().nonnegative() });
+export type RateLimitedData = z.infer<typeof RateLimitedData>;
+
+// -----------------------------------------------------------------------------------------------------------------
+// The JSON-RPC 2.0 envelope
+
+export const RequestId = z.union([z.string().max(200), z.int(), z.null()]);
+export type RequestId = z.infer<typeof RequestId>;
+
+/** A request (with id) or a client notification (without; the relay answers none). Params by name only. */
+export const JsonRpcRequest = z.strictObject({
+  jsonrpc: z.literal('2.0'),
+  id: RequestId.optional(),
+  method: z.string().min(1).max(100),
+  params: z.record(z.string(), z.unknown()).optional(),
+});
+export type JsonRpcRequest = z.infer<typeof JsonRpcRequest>;
+
+export const JsonRpcError = z.object({ code: z.int(), message: z.string(), data: z.unknown().optional() });
+export type JsonRpcError = z.infer<typeof JsonRpcError>;
+
+export const JsonRpcSuccess = z.object({ jsonrpc: z.literal('2.0'), id: RequestId, result: z.unknown() });
+export const JsonRpcFailure = z.object({ jsonrpc: z.literal('2.0'), id: RequestId, error: JsonRpcError });
+export const JsonRpcNotificationMsg = z.object({ jsonrpc: z.literal('2.0'), method: z.string(), params: z.unknown() });
+/** Anything the relay sends: a response (result or error) or a notification. */
+export const ServerMessage = z.union([JsonRpcSuccess, JsonRpcFailure, JsonRpcNotificationMsg]);
+export type JsonRpcSuccess = z.infer<typeof JsonRpcSuccess>;
+export type JsonRpcFailure = z.infer<typeof JsonRpcFailure>;
+export type ServerMessage = z.infer<typeof ServerMessage>;
+
+// -----------------------------------------------------------------------------------------------------------------
+// Building blocks
+
+export const Role = z.enum(['admin', 'viewer']);
+export type Role = z.infer<typeof Role>;
+/** who may call a method: "public" (auth.login only), any logged-in token ("viewer"), or admins only */
+export type Access = 'public' | Role;
+
+const Millis = z.number().describe('milliseconds since the epoch');
+const IpText = z.string().min(1).max(100).describe('an IPv4 or IPv6 address');
+const Revision = z.int().min(1);
+const TokenName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'token names are 1-64 letters, digits, ".", "_" or "-"');
+const GroupName = z.string().min(1).max(64);
+const isoInstant = GroupEntry.shape.expiresAt;
+const Empty = z.strictObject({});
+
+export const EventKind = z.enum(EVENT_KINDS as [EventKindName, ...EventKindName[]]);
+
+/** One changed leaf of the config, e.g. { path: "limits.messagesPerHour.max", before: 100, after: 20 }. Secrets read "(secret)". */
+export const ConfigChange = z.object({
+  path: z.string(),
+  op: z.enum(['add', 'remove', 'change']),
+  before: z.unknown().optional(),
+  after: z.unknown().optional(),
+});
+export type ConfigChange = z.infer<typeof ConfigChange>;
+
+export const RevisionInfo = z.object({
+  revision: Revision,
+  at: Millis,
+  /** token name, "file" (SIGHUP), "cli", "relay" (first start) */
+  by: z.string(),
+  /** method or cause: "config.update", "clients.trust", "SIGHUP", "start" ... */
+  source: z.string(),
+  remoteIp: z.string().nullable(),
+  /** what changed from the revision before (empty for the first one we know) */
+  changes: z.array(ConfigChange),
+});
+export type RevisionInfo = z.infer<typeof RevisionInfo>;
+
+export const EventFilter = z.strictObject({
+  /** an address (exact) or a CIDR/range spec */
+  ip: z.string().min(1).max(100).optional(),
+  kinds: z.array(EventKind).max(EVENT_KINDS.length).optional(),
+  rejectionsOnly: z.boolean().optional(),
+  /** case-insensitive substring of the event's text fields (reply text, addresses, reason) */
+  text: z.string().min(1).max(200).optional(),
+});
+export type EventFilter = z.infer<typeof EventFilter>;
+
+export const RecentRejection = z.object({ at: Millis, rule: Rule, code: z.int(), text: z.string(), enforced: z.boolean() });
+
+export const ClientInfo = z.object({
+  /** the counting key: an IPv4 address or an IPv6 network (limits.ipv6Prefix) */
+  ip: z.string(),
+  connections: z.int().nonnegative(),
+  messagesLastHour: z.int().nonnegative(),
+  unknownRecipientsLastHour: z.int().nonnegative(),
+  authFailuresInWindow: z.int().nonnegative(),
+  blockedUntil: Millis.nullable(),
+  blockedRule: Rule.nullable(),
+  blockReason: z.string().nullable(),
+  /** in one of limits.exemptGroups right now */
+  trusted: z.boolean(),
+  /** the group entry that makes it trusted */
+  trustedBy: z.object({ group: z.string(), address: z.string(), expiresAt: z.string().nullable() }).nullable(),
+  lastSeen: Millis,
+  recentRejections: z.array(RecentRejection),
+});
+export type ClientInfo = z.infer<typeof ClientInfo>;
+
+export const QueueItem = z.object({
+  id: z.string(),
+  from: z.string(),
+  /** recipients still to deliver */
+  to: z.array(z.string()),
+  done: z.array(z.object({ to: z.string(), status: z.enum(['delivered', 'bounced']) })),
+  size: z.int().nonnegative(),
+  receivedAt: Millis,
+  kind: z.enum(['message', 'dsn']),
+  status: z.enum(['queued', 'delivering', 'deferred']),
+  attempts: z.int().nonnegative(),
+  nextAttemptAt: Millis,
+  lastError: z.string().nullable(),
+});
+export type QueueItem = z.infer<typeof QueueItem>;
+
+const RuleCounts = z.record(z.string(), z.int().nonnegative()).describe('rule id -> count');
+
+export const StatsPoint = z.object({
+  /** start of the second */
+  at: Millis,
+  accepted: z.int().nonnegative(),
+  /** enforced rejections */
+  rejected: z.int().nonnegative(),
+  /** monitor-mode "would have rejected" */
+  monitored: z.int().nonnegative(),
+  connections: z.int().nonnegative(),
+  events: z.int().nonnegative(),
+});
+export type StatsPoint = z.infer<typeof StatsPoint>;
+
+export const Stats = z.object({
+  at: Millis,
+  startedAt: Millis,
+  /** since the relay started */
+  totals: z.object({
+    connections: z.int().nonnegative(),
+    accepted: z.int().nonnegative(),
+    rejected: z.int().nonnegative(),
+    monitored: z.int().nonnegative(),
+    delivered: z.int().nonnegative(),
+    deferred: z.int().nonnegative(),
+    bounced: z.int().nonnegative(),
+    events: z.int().nonnegative(),
+    /** enforced rejections per rule */
+    rejectedByRule: RuleCounts,
+    /** monitor-mode would-have-rejections per rule */
+    monitoredByRule: RuleCounts,
+  }),
+  /** the last complete second */
+  perSecond: StatsPoint,
+  /** enforced rejections per rule over the last 15 minutes */
+  rejectedByRule15m: RuleCounts,
+  /** SMTP connections open now */
+  openConnections: z.int().nonnegative(),
+  /** clients by messages in the last hour (at most 10) */
+  topTalkers: z.array(z.object({ ip: z.string(), messagesLastHour: z.int().nonnegative(), connections: z.int().nonnegative() })),
+  queue: z.object({ size: z.int().nonnegative(), activeDeliveries: z.int().nonnegative(), acceptingMail: z.boolean() }),
+  manage: z.object({ sessions: z.int().nonnegative(), subscriptions: z.int().nonnegative(), droppedEvents: z.int().nonnegative() }),
+  history: z.object({ storedEvents: z.int().nonnegative(), oldestAt: Millis.nullable(), bytes: z.int().nonnegative() }),
+  lastEventId: z.int().nonnegative(),
+  configRevision: Revision,
+});
+export type Stats = z.infer<typeof Stats>;
+
+/** stats.tick carries the same object as stats.get without the series. */
+export const StatsGetResult = Stats.extend({
+  /** one point per second, oldest first, up to the last 15 minutes (for the dashboard chart) */
+  series: z.array(StatsPoint),
+});
+
+export const SimulationIp = z.object({
+  ip: z.string(),
+  newlyRejected: z.int().nonnegative(),
+  newlyPassed: z.int().nonnegative(),
+});
+export const SimulationRule = z.object({
+  rule: Rule,
+  /** what one count is: a MAIL FROM attempt, a connection, a recipient, or a message (DATA) */
+  unit: z.enum(['message', 'connection', 'recipient', 'session']),
+  /** enforced rejections by this rule in the recorded traffic */
+  before: z.int().nonnegative(),
+  /** enforced rejections by this rule under the candidate config */
+  after: z.int().nonnegative(),
+  newlyRejected: z.int().nonnegative(),
+  newlyPassed: z.int().nonnegative(),
+  /** monitor mode in the candidate: would-have-rejections that it would report but not enforce */
+  monitored: z.int().nonnegative(),
+  ips: z.array(SimulationIp),
+});
+export type SimulationRule = z.infer<typeof SimulationRule>;
+
+export const SimulationResult = z.object({
+  from: Millis,
+  to: Millis,
+  replayed: z.object({
+    events: z.int().nonnegative(),
+    connections: z.int().nonnegative(),
+    mailAttempts: z.int().nonnegative(),
+    recipients: z.int().nonnegative(),
+    messages: z.int().nonnegative(),
+  }),
+  /** only rules with a difference or a rejection either way */
+  rules: z.array(SimulationRule),
+  /** IPs with at least one newly rejected / newly passing attempt */
+  newlyRejectedIps: z.array(z.string()),
+  newlyPassedIps: z.array(z.string()),
+  /** what could not be replayed and why (e.g. DNS checks of clients that passed) */
+  caveats: z.array(z.string()),
+  /** the window held more events than the simulation reads; the oldest were skipped */
+  truncated: z.boolean(),
+});
+export type SimulationResult = z.infer<typeof SimulationResult>;
+
+export const TokenInfo = z.object({
+  name: z.string(),
+  role: Role,
+  createdAt: z.string(),
+  /** sessions logged in with it right now */
+  sessions: z.int().nonnegative(),
+});
+
+const GroupEntryOut = GroupEntry;
+
+// -----------------------------------------------------------------------------------------------------------------
+// Methods
+
+const method = <P extends z.ZodType, R extends z.ZodType>(access: Access, params: P, result: R, doc: string) => ({ access, params, result, doc });
+
+export const Methods = {
+  'auth.login': method(
+    'public',
+    z.strictObject({ token: z.string().min(1).max(200), client: z.string().max(200).optional() }),
+    z.object({
+      name: z.string(),
+      role: Role,
+      protocolVersion: z.int(),
+      relay: z.object({
+        hostname: z.string(),
+        smtp: z.string(),
+        fingerprint256: z.string(),
+        startedAt: Millis,
+      }),
+      configRevision: Revision,
+      lastEventId: z.int().nonnegative(),
+      serverTime: Millis,
+    }),
+    'Log in with a token; must be the first request, within 10 s. Wrong token: 4001; 5 failures a minute from one IP: 4029 and a 5-minute lockout.',
+  ),
+
+  'config.get': method(
+    'viewer',
+    z.strictObject({ revision: Revision.optional() }),
+    z.object({ revision: Revision, config: ConfigSchema }),
+    'The current config (or an older revision kept in the history). Secrets are hidden from viewers.',
+  ),
+  'config.update': method(
+    'admin',
+    z.strictObject({ baseRevision: Revision, config: ConfigSchema }),
+    z.object({ revision: Revision, changes: z.array(ConfigChange) }),
+    'Replace the whole config. A stale baseRevision is 4009 (reload, reapply). Takes effect at once.',
+  ),
+  'config.history': method(
+    'viewer',
+    z.strictObject({ limit: z.int().min(1).max(1000).default(100), beforeRevision: Revision.optional() }),
+    z.object({ current: Revision, revisions: z.array(RevisionInfo) }),
+    'Config revisions, newest first, each with who, when, from where and what changed.',
+  ),
+  'config.revert': method(
+    'admin',
+    z.strictObject({ revision: Revision, baseRevision: Revision.optional() }),
+    z.object({ revision: Revision, changes: z.array(ConfigChange) }),
+    'Make the config as it was at `revision` again (a new revision). Unknown revision: 4004.',
+  ),
+
+  'groups.addEntry': method(
+    'admin',
+    z.strictObject({
+      group: GroupName,
+      address: z.string().min(1).max(100),
+      comment: z.string().max(500).nullable().optional(),
+      expiresAt: isoInstant,
+      baseRevision: Revision.optional(),
+    }),
+    z.object({ revision: Revision, group: z.string(), entry: GroupEntryOut, created: z.boolean(), updated: z.boolean() }),
+    'Add an address, CIDR or range to a group (the group is created if missing). An existing identical address is updated, not duplicated.',
+  ),
+  'groups.removeEntry': method(
+    'admin',
+    z.strictObject({ group: GroupName, address: z.string().min(1).max(100), baseRevision: Revision.optional() }),
+    z.object({ revision: Revision, group: z.string(), removed: GroupEntryOut }),
+    'Remove an entry (matched by its canonical address). Not there: 4004.',
+  ),
+
+  'clients.list': method(
+    'viewer',
+    z.strictObject({
+      ip: z.string().min(1).max(100).optional(),
+      blockedOnly: z.boolean().optional(),
+      limit: z.int().min(1).max(10_000).default(1000),
+    }),
+    z.object({ clients: z.array(ClientInfo), total: z.int().nonnegative() }),
+    'Per-IP state from the relay counters, most recently seen first.',
+  ),
+  'clients.trust': method(
+    'admin',
+    z.strictObject({ ip: IpText, comment: z.string().max(500).nullable().optional(), expiresAt: isoInstant }),
+    z.object({
+      revision: Revision,
+      group: z.string(),
+      entry: GroupEntryOut,
+      /** it was already in that group (nothing was added) */
+      alreadyTrusted: z.boolean(),
+      /** a block was cleared */
+      unblocked: z.boolean(),
+    }),
+    'One click: add the IP to the first of limits.exemptGroups, clear its block and counters. Idempotent. Effective for the next SMTP command.',
+  ),
+  'clients.unblock': method(
+    'admin',
+    z.strictObject({ ip: IpText }),
+    z.object({ unblocked: z.boolean() }),
+    'Clear the IP\'s block and the counters that lead to blocks.',
+  ),
+
+  'events.subscribe': method(
+    'viewer',
+    z.strictObject({ sinceId: z.int().nonnegative().optional(), filter: EventFilter.optional() }),
+    z.object({
+      subscriptionId: z.string(),
+      /** matching events with id > sinceId, oldest first (memory, then history); at most 10,000 */
+      backlog: z.array(RelayEvent),
+      /** the backlog was cut: events between sinceId and backlog[0] are missing (query them with events.query) */
+      truncated: z.boolean(),
+      lastId: z.int().nonnegative(),
+    }),
+    'Start a live stream: the backlog now, then events.batch notifications at most every 100 ms.',
+  ),
+  'events.unsubscribe': method(
+    'viewer',
+    z.strictObject({ subscriptionId: z.string() }),
+    z.object({ ok: z.boolean() }),
+    'Stop a stream.',
+  ),
+  'events.query': method(
+    'viewer',
+    z.strictObject({
+      from: Millis.optional(),
+      to: Millis.optional(),
+      ip: z.string().min(1).max(100).optional(),
+      kinds: z.array(EventKind).max(EVENT_KINDS.length).optional(),
+      rejectionsOnly: z.boolean().optional(),
+      sessionId: z.string().max(100).optional(),
+      /** page: events with id below this (order desc) or above it (order asc) */
+      cursor: z.int().nonnegative().optional(),
+      order: z.enum(['asc', 'desc']).default('desc'),
+      limit: z.int().min(1).max(10_000).default(500),
+    }),
+    z.object({ events: z.array(RelayEvent), more: z.boolean(), nextCursor: z.int().nullable() }),
+    'Stored history (retention events.retentionDays) by time range [from, to), IP, kinds, session.',
+  ),
+
+  'stats.get': method('viewer', Empty, StatsGetResult, 'Counters now and the per-second series of the last 15 minutes.'),
+
+  'queue.list': method(
+    'viewer',
+    z.strictObject({ limit: z.int().min(1).max(10_000).default(1000), offset: z.int().nonnegative().default(0) }),
+    z.object({ items: z.array(QueueItem), total: z.int().nonnegative() }),
+    'Queued messages, oldest first.',
+  ),
+  'queue.retry': method('admin', z.strictObject({ id: z.string().min(1).max(100) }), z.object({ ok: z.literal(true) }), 'Try a queued message now. Unknown id: 4004.'),
+  'queue.delete': method(
+    'admin',
+    z.strictObject({ id: z.string().min(1).max(100), bounce: z.boolean().default(false) }),
+    z.object({ ok: z.literal(true) }),
+    'Delete a queued message (bounce: true returns it to its sender with a DSN). Unknown id: 4004.',
+  ),
+
+  'tokens.list': method('admin', Empty, z.object({ tokens: z.array(TokenInfo) }), 'Tokens (never their secrets).'),
+  'tokens.create': method(
+    'admin',
+    z.strictObject({ name: TokenName, role: Role }),
+    z.object({ name: z.string(), role: Role, token: z.string().describe('shown only this once') }),
+    'Create a token; the secret is in the reply only.',
+  ),
+  'tokens.revoke': method(
+    'admin',
+    z.strictObject({ name: TokenName }),
+    z.object({ closedSessions: z.int().nonnegative() }),
+    'Revoke a token; its sessions close at once. Unknown name: 4004.',
+  ),
+
+  'policy.simulate': method(
+    'viewer',
+    z.strictObject({ config: ConfigSchema, hours: z.number().positive().max(24 * 31).default(24) }),
+    SimulationResult,
+    'Replay the recorded traffic of the last hours through the candidate config: what would newly be rejected or pass, per rule.',
+  ),
+} as const;
+
+export type Methods = typeof Methods;
+export type MethodName = keyof Methods;
+export const METHOD_NAMES = Object.keys(Methods) as MethodName[];
+/** What a client sends (defaults may be left out). */
+export type Params<M extends MethodName> = z.input<Methods[M]['params']>;
+/** What the relay works with after validation (defaults filled in). */
+export type ParsedParams<M extends MethodName> = z.output<Methods[M]['params']>;
+export type Result<M extends MethodName> = z.output<Methods[M]['result']>;
+
+export function isMethodName(name: string): name is MethodName {
+  return Object.prototype.hasOwnProperty.call(Methods, name);
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Notifications (relay -> console)
+
+export const Notifications = {
+  /** live events of one subscription; dropped = events lost for this subscriber since the last batch (its buffer was full) */
+  'events.batch': z.object({
+    subscriptionId: z.string(),
+    events: z.array(RelayEvent),
+    dropped: z.int().positive().optional(),
+  }),
+  /** every second, to every logged-in session */
+  'stats.tick': Stats,
+  /** the config changed (any source): refetch config.get */
+  'config.changed': z.object({ revision: Revision, by: z.string(), source: z.string() }),
+  /** the relay is about to close this session, and why */
+  'session.closed': z.object({
+    reason: z.enum(['revoked', 'stalled', 'shutdown', 'locked-out', 'login-timeout', 'flood']),
+    message: z.string(),
+  }),
+} as const;
+export type Notifications = typeof Notifications;
+export type NotificationName = keyof Notifications;
+export type NotificationParams<N extends NotificationName> = z.infer<Notifications[N]>;
+
+/** Turn zod issues into the plain, JSON-safe form carried in InvalidParams data. */
+export function toIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((i) => ({
+    path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+    message: i.message,
+    code: i.code,
+  }));
+}
+
+/** A notification as a discriminated union, for a client's switch on `method`. */
+export type ServerNotification = { [N in NotificationName]: { jsonrpc: '2.0'; method: N; params: NotificationParams<N> } }[NotificationName];
+
+/** A typed error from a call (what a client's call() should reject with). */
+export class RpcError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = 'RpcError';
+  }
+}
