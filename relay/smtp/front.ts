@@ -9,8 +9,10 @@
  *  - init(): replaced to drop the hard-coded 100 ms early-talker delay for our own smtp.greetingDelayMs;
  *  - send(): wrapped to count every reply >= 400 (its own 500/501/503 included) toward
  *    checks.maxFailedCommands, to keep our own enhanced status codes, and to edit the EHLO capabilities;
- *  - _onCommand(): wrapped to answer early talkers with 554 5.5.0 and to neutralise the hard-coded
- *    "10 unrecognized commands" limit (_unrecognizedCommands), which our configurable limit replaces;
+ *  - _onCommand(): wrapped to answer early talkers with 554 5.5.0, to neutralise the hard-coded
+ *    "10 unrecognized commands" limit (_unrecognizedCommands), which our configurable limit replaces, and
+ *    to refuse AUTH without TLS off loopback before any credential is sent (_nextHandler tells a
+ *    continuation line of an AUTH exchange from a command);
  *  - _ready, _setListeners, connectionReady, close, _socket: read or called as the library does.
  */
 import os from 'node:os';
@@ -88,6 +90,8 @@ interface ConnInternals {
   _closing: boolean;
   _closed: boolean;
   _unrecognizedCommands: number;
+  /** set while an AUTH exchange waits for its next line */
+  _nextHandler: unknown;
   _socket: net.Socket;
   init(): void;
   send(code: number, data?: string | string[], context?: string | false): void;
@@ -99,6 +103,7 @@ interface ConnInternals {
 }
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
 const STATE = Symbol('relay-warden-session');
 
 class ReplyError extends Error {
@@ -251,6 +256,13 @@ export class SmtpFront {
         return;
       }
       sess.lastCommand = (command || '').toString().split(' ', 1)[0]!.toUpperCase();
+      if (sess.lastCommand === 'AUTH' && !conn._nextHandler && !conn.secure && !sess.loopback) {
+        // smtp-server (allowInsecureAuth, which loopback needs) would prompt for AUTH LOGIN's user name and
+        // password before onAuth could refuse: refuse here, before the client sends a credential in clear
+        conn.send(538, AUTH_NEEDS_TLS);
+        callback?.();
+        return;
+      }
       // our checks.maxFailedCommands replaces smtp-server's hard-coded limit of 10 unrecognised commands
       conn._unrecognizedCommands = 0;
       origOnCommand(command, callback);
@@ -356,7 +368,7 @@ export class SmtpFront {
   ): void {
     const sess = this.sess(session);
     if (!session.secure && !sess.loopback) {
-      cb(new ReplyError(538, '5.7.11 Encryption required: use STARTTLS before AUTH.'));
+      cb(new ReplyError(538, AUTH_NEEDS_TLS));
       return;
     }
     const username = String(auth.username ?? '');
