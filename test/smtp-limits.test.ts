@@ -1,12 +1,23 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
+const clients: RawSmtp[] = [];
 afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
   await t?.stop();
   t = null;
 });
+
+async function open(port: number, localAddress: string): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port, { localAddress });
+  clients.push(c);
+  return c;
+}
+
+const MAIL = { from: 'a@example.org', to: ['alice@example.com'] };
 
 describe('limits.messagesPerHour', () => {
   it('accepts up to the limit, then answers 450 4.7.1 with the count and limit, and rolls over after an hour', async () => {
@@ -57,5 +68,130 @@ describe('limits.messagesPerHour', () => {
     const r = await c.cmd('MAIL FROM:<a@example.org>');
     expect(r.code).toBe(450);
     await c.quit();
+  });
+
+  it('off does nothing: no refusal and no event however many messages', async () => {
+    t = await startTestRelay({ limits: { messagesPerHour: { max: 1, mode: 'off' } } });
+    for (let i = 0; i < 3; i++) {
+      expect((await sendMail(t.port, { ...MAIL, localAddress: '127.0.0.5' })).data?.code).toBe(250);
+    }
+    expect(t.rejections('limits.messagesPerHour')).toHaveLength(0);
+  });
+});
+
+describe('limits.concurrentConnections', () => {
+  it('refuses the connection over the limit with 421 4.7.0 and closes it; other IPs pass; closing one frees a slot', async () => {
+    t = await startTestRelay({ limits: { concurrentConnections: { max: 2 } } });
+    const a = await open(t.port, '127.0.0.10');
+    const b = await open(t.port, '127.0.0.10');
+    expect((await a.hello()).code).toBe(250);
+    expect((await b.hello()).code).toBe(250);
+    const c = await open(t.port, '127.0.0.10');
+    const r = await c.read();
+    expect(r).toMatchObject({ code: 421, text: '4.7.0 Too many connections from 127.0.0.10: 3 open (limit 2). Close some and try again.' });
+    await waitFor(() => c.closed, 'the refused connection to be closed');
+    expect(t.rejections('limits.concurrentConnections')).toMatchObject([{ ip: '127.0.0.10', stage: 'connect', code: 421, enforced: true }]);
+    // another client is not affected
+    const d = await open(t.port, '127.0.0.11');
+    expect((await d.hello()).code).toBe(250);
+    // the refused connection was not left counted, and closing one frees a slot
+    await waitFor(() => t!.relay.anvil.connections('127.0.0.10') === 2, 'the refused connection to be uncounted');
+    await a.quit();
+    await waitFor(() => t!.relay.anvil.connections('127.0.0.10') === 1, 'the closed connection to be uncounted');
+    const e = await open(t.port, '127.0.0.10');
+    expect((await e.hello()).code).toBe(250);
+    expect(t.rejections('limits.concurrentConnections')).toHaveLength(1);
+  });
+
+  it('monitor accepts the connection and reports it; off does nothing; exempt IPs pass', async () => {
+    t = await startTestRelay({
+      limits: { concurrentConnections: { max: 1, mode: 'monitor' } },
+      groups: { Trusted: [{ address: '127.0.0.12' }] },
+    });
+    const a = await open(t.port, '127.0.0.10');
+    const b = await open(t.port, '127.0.0.10');
+    expect((await a.hello()).code).toBe(250);
+    expect((await b.hello()).code).toBe(250);
+    expect(t.rejections('limits.concurrentConnections')).toMatchObject([{ ip: '127.0.0.10', code: 421, enforced: false }]);
+    // exempt: three connections at a limit of one, no event
+    const ex = [await open(t.port, '127.0.0.12'), await open(t.port, '127.0.0.12'), await open(t.port, '127.0.0.12')];
+    for (const c of ex) expect((await c.hello()).code).toBe(250);
+    expect(t.rejections('limits.concurrentConnections').filter((e) => e.ip === '127.0.0.12')).toHaveLength(0);
+    // off
+    t.relay.config.modify((d) => void (d.limits.concurrentConnections.mode = 'off'), { by: 'test', source: 'test' });
+    const offs = [await open(t.port, '127.0.0.13'), await open(t.port, '127.0.0.13'), await open(t.port, '127.0.0.13')];
+    for (const c of offs) expect((await c.hello()).code).toBe(250);
+    expect(t.rejections('limits.concurrentConnections').filter((e) => e.ip === '127.0.0.13')).toHaveLength(0);
+  });
+});
+
+describe('limits.unknownRecipients', () => {
+  it('550 5.1.1 for each unknown recipient; at the limit 421 4.7.0, close, and a block for blockMinutes', async () => {
+    t = await startTestRelay({ limits: { unknownRecipients: { max: 3, blockMinutes: 5 } } });
+    const c = await open(t.port, '127.0.0.20');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    for (const n of [1, 2]) {
+      expect(await c.cmd(`RCPT TO:<nobody${n}@example.com>`)).toMatchObject({
+        code: 550,
+        text: `5.1.1 <nobody${n}@example.com>: no such recipient here. Check the address.`,
+      });
+    }
+    expect(await c.cmd('RCPT TO:<nobody3@example.com>')).toMatchObject({
+      code: 421,
+      text: '4.7.0 Too many unknown recipients from 127.0.0.20: 3 in the last hour (limit 3). Blocked for 5 minutes.',
+    });
+    await waitFor(() => c.closed, 'the session to be closed');
+    expect(t.rejections('recipient.unknown')).toHaveLength(3);
+    expect(t.rejections('limits.unknownRecipients')).toMatchObject([{ ip: '127.0.0.20', stage: 'rcpt', code: 421, enforced: true }]);
+
+    // blocked: new connections get the reply and are closed
+    const blockedText = '4.7.0 127.0.0.20 is blocked until 2026-11-27T12:05:00Z: too many unknown recipients. Try again later.';
+    const d = await open(t.port, '127.0.0.20');
+    expect(await d.read()).toMatchObject({ code: 421, text: blockedText });
+    await waitFor(() => d.closed, 'the blocked connection to be closed');
+    // other clients are not blocked
+    expect((await sendMail(t.port, { ...MAIL, localAddress: '127.0.0.21' })).data?.code).toBe(250);
+    // the block lasts blockMinutes on the clock, then ends
+    t.clock.advance(5 * 60_000 - 1);
+    const e = await open(t.port, '127.0.0.20');
+    expect((await e.read())?.code).toBe(421);
+    t.clock.advance(1);
+    expect((await sendMail(t.port, { ...MAIL, localAddress: '127.0.0.20' })).data?.code).toBe(250);
+  });
+
+  it('monitor keeps answering 550 and reports the limit without a block; off counts nothing; exempt IPs are not counted', async () => {
+    t = await startTestRelay({
+      limits: { unknownRecipients: { max: 2, mode: 'monitor' } },
+      groups: { Trusted: [{ address: '127.0.0.22' }] },
+    });
+    for (const ip of ['127.0.0.20', '127.0.0.22']) {
+      const c = await open(t.port, ip);
+      await c.hello();
+      await c.cmd('MAIL FROM:<a@example.org>');
+      for (let i = 0; i < 4; i++) expect((await c.cmd(`RCPT TO:<nobody${i}@example.com>`)).code).toBe(550);
+      expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+      expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+      await c.quit();
+    }
+    // 2nd, 3rd and 4th unknown recipient of 127.0.0.20 reached the limit of 2
+    expect(t.rejections('limits.unknownRecipients')).toMatchObject([
+      { ip: '127.0.0.20', enforced: false, code: 421 },
+      { ip: '127.0.0.20', enforced: false },
+      { ip: '127.0.0.20', enforced: false },
+    ]);
+    expect(t.relay.anvil.blocked('127.0.0.20')).toBeNull();
+    expect(t.relay.anvil.unknownRecipientsLastHour('127.0.0.22')).toBe(0);
+    const d = await open(t.port, '127.0.0.20');
+    expect((await d.read())?.code).toBe(220);
+
+    t.relay.config.modify((d) => void (d.limits.unknownRecipients.mode = 'off'), { by: 'test', source: 'test' });
+    const before = t.rejections('limits.unknownRecipients').length;
+    const c = await open(t.port, '127.0.0.23');
+    await c.hello();
+    await c.cmd('MAIL FROM:<a@example.org>');
+    for (let i = 0; i < 4; i++) expect((await c.cmd(`RCPT TO:<nobody${i}@example.com>`)).code).toBe(550);
+    expect(t.rejections('limits.unknownRecipients')).toHaveLength(before);
   });
 });

@@ -1,0 +1,203 @@
+/**
+ * SMTP AUTH (PLAIN and LOGIN against scrypt hashes in `users`), STARTTLS with the relay's own certificate,
+ * the "AUTH only after TLS unless on loopback" rule, and limits.authFailures with its block.
+ *
+ * The non-loopback rule: every test client is on loopback, so to make the relay see a remote peer the test
+ * accepts a real loopback TCP connection on its own listener and hands the server side to the relay's
+ * smtp-server with SMTPServer.connect(socket, { remoteAddress }) (the public entry point smtp-server itself
+ * uses for PROXY-protocol connections). Everything after that is the real relay on a real socket.
+ */
+import net from 'node:net';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RelayEvent } from '../shared/events.ts';
+import { hashPassword } from '../relay/auth/passwords.ts';
+import { RawSmtp } from './helpers/smtp-client.ts';
+import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+import { waitFor } from './helpers/wait.ts';
+
+let t: TestRelay | null = null;
+const clients: RawSmtp[] = [];
+const cleanups: Array<() => void> = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const f of cleanups.splice(0)) f();
+  await t?.stop();
+  t = null;
+});
+
+let hash = '';
+beforeAll(async () => {
+  hash = await hashPassword('correct horse');
+});
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const plain = (user: string, pass: string) => b64(`\0${user}\0${pass}`);
+
+async function open(port: number, localAddress = '127.0.0.5'): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port, { localAddress });
+  clients.push(c);
+  return c;
+}
+
+/** A real TCP connection that the relay sees as coming from remoteAddress (see the header comment). */
+async function openAsRemote(tr: TestRelay, remoteAddress: string): Promise<RawSmtp> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
+  const serverSide = new Promise<net.Socket>((resolve) => srv.once('connection', resolve));
+  const c = await RawSmtp.connect((srv.address() as net.AddressInfo).port);
+  clients.push(c);
+  const sock = await serverSide;
+  srv.close();
+  cleanups.push(() => sock.destroy());
+  tr.relay.front.server.connect(sock, { remoteAddress, remotePort: 40_000, localAddress: '127.0.0.1', localPort: tr.port });
+  return c;
+}
+
+function authEvents(tr: TestRelay) {
+  return tr.events.filter((e): e is Extract<RelayEvent, { kind: 'auth' }> => e.kind === 'auth');
+}
+
+describe('AUTH PLAIN and LOGIN', () => {
+  it('PLAIN and LOGIN accept the right password and refuse a wrong one with 535 5.7.8', async () => {
+    t = await startTestRelay({ users: { sales: { passwordHash: hash } } });
+    const a = await open(t.port);
+    const ehlo = await a.hello();
+    expect(ehlo.lines.some((l) => /^250[- ]AUTH PLAIN LOGIN$/.test(l))).toBe(true);
+    expect(await a.cmd(`AUTH PLAIN ${plain('sales', 'wrong')}`)).toMatchObject({
+      code: 535,
+      text: '5.7.8 Authentication failed: wrong user name or password.',
+    });
+    expect(await a.cmd(`AUTH PLAIN ${plain('nobody', 'correct horse')}`)).toMatchObject({ code: 535 });
+    expect((await a.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+
+    const b = await open(t.port, '127.0.0.6');
+    await b.hello();
+    expect(await b.cmd('AUTH LOGIN')).toMatchObject({ code: 334, text: 'VXNlcm5hbWU6' });
+    expect(await b.cmd(b64('sales'))).toMatchObject({ code: 334, text: 'UGFzc3dvcmQ6' });
+    expect((await b.cmd(b64('correct horse'))).code).toBe(235);
+    expect(authEvents(t).map((e) => [e.ip, e.user, e.success, e.method])).toEqual([
+      ['127.0.0.5', 'sales', false, 'PLAIN'],
+      ['127.0.0.5', 'nobody', false, 'PLAIN'],
+      ['127.0.0.5', 'sales', true, 'PLAIN'],
+      ['127.0.0.6', 'sales', true, 'LOGIN'],
+    ]);
+  });
+
+  it('STARTTLS works with the relay certificate (verified against it), then AUTH and a relayed message', async () => {
+    t = await startTestRelay({ smtp: { hostname: 'relay.test' }, users: { sales: { passwordHash: hash } } });
+    const conn = new SMTPConnection({
+      host: '127.0.0.1',
+      port: t.port,
+      name: 'client.test',
+      localAddress: '127.0.0.7',
+      requireTLS: true,
+      tls: { ca: [t.relay.identity.cert], servername: 'relay.test', rejectUnauthorized: true },
+      connectionTimeout: 5000,
+      greetingTimeout: 5000,
+      socketTimeout: 10_000,
+    });
+    cleanups.push(() => conn.close());
+    await new Promise<void>((resolve, reject) => conn.connect((err?: Error) => (err ? reject(err) : resolve())));
+    expect(conn.secure).toBe(true);
+    await new Promise<void>((resolve, reject) => conn.login({ user: 'sales', pass: 'correct horse' }, (err) => (err ? reject(err) : resolve())));
+    const info = await new Promise<{ accepted: string[]; response: string }>((resolve, reject) =>
+      conn.send({ from: 'sales@example.org', to: ['someone@remote.example'] }, 'Subject: via TLS\r\n\r\nhello\r\n', (err, i) =>
+        err ? reject(err) : resolve(i as unknown as { accepted: string[]; response: string }),
+      ),
+    );
+    expect(info.accepted).toEqual(['someone@remote.example']);
+    expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as [0-9A-Z]{17}$/);
+    conn.quit();
+  });
+
+  it('from a non-loopback address over plain text: AUTH is not advertised and refused with 538 before any credential; after STARTTLS it works', async () => {
+    t = await startTestRelay({ users: { sales: { passwordHash: hash } } });
+    const c = await openAsRemote(t, '198.51.100.7');
+    const ehlo = await c.hello();
+    expect(ehlo.lines.some((l) => l.includes('AUTH'))).toBe(false);
+    expect(ehlo.lines.some((l) => l.endsWith('STARTTLS'))).toBe(true);
+    expect(await c.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).toMatchObject({
+      code: 538,
+      text: '5.7.11 Encryption required: use STARTTLS before AUTH.',
+    });
+    // LOGIN must be refused at once, not after the client has sent its password in clear
+    expect(await c.cmd('AUTH LOGIN')).toMatchObject({ code: 538 });
+    expect(t.relay.anvil.state('198.51.100.7')?.authFailuresInWindow ?? 0).toBe(0);
+    const tlsEhlo = await c.starttls();
+    expect(tlsEhlo.lines.some((l) => /AUTH PLAIN LOGIN$/.test(l))).toBe(true);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+    expect(authEvents(t)).toMatchObject([{ ip: '198.51.100.7', success: true }]);
+  });
+});
+
+describe('limits.authFailures', () => {
+  it('535 per failure; at the limit 421 4.7.0, close, and a block; blocked connections are refused until it ends', async () => {
+    t = await startTestRelay({
+      users: { sales: { passwordHash: hash } },
+      limits: { authFailures: { max: 3, windowMinutes: 10, blockMinutes: 15 } },
+    });
+    const c = await open(t.port);
+    await c.hello();
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad1')}`)).code).toBe(535);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad2')}`)).code).toBe(535);
+    expect(await c.cmd(`AUTH PLAIN ${plain('sales', 'bad3')}`)).toMatchObject({
+      code: 421,
+      text: '4.7.0 Too many failed logins from 127.0.0.5: 3 in 10 minutes (limit 3). Blocked for 15 minutes.',
+    });
+    await waitFor(() => c.closed, 'the session to be closed');
+    expect(t.rejections('limits.authFailures')).toMatchObject([{ ip: '127.0.0.5', stage: 'auth', code: 421, enforced: true }]);
+
+    const d = await open(t.port);
+    expect(await d.read()).toMatchObject({
+      code: 421,
+      text: '4.7.0 127.0.0.5 is blocked until 2026-11-27T12:15:00Z: too many failed logins. Try again later.',
+    });
+    await waitFor(() => d.closed, 'the blocked connection to be closed');
+    // someone else is not blocked
+    const other = await open(t.port, '127.0.0.6');
+    await other.hello();
+    expect((await other.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+    t.clock.advance(15 * 60_000);
+    const e = await open(t.port);
+    await e.hello();
+    expect((await e.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+  });
+
+  it('counts failures in a rolling window of windowMinutes', async () => {
+    t = await startTestRelay({ users: { sales: { passwordHash: hash } }, limits: { authFailures: { max: 3, windowMinutes: 10 } } });
+    const c = await open(t.port);
+    await c.hello();
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    t.clock.advance(10 * 60_000);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(421);
+  });
+
+  it('monitor reports without blocking; off does nothing; exempt IPs are never blocked', async () => {
+    t = await startTestRelay({
+      users: { sales: { passwordHash: hash } },
+      limits: { authFailures: { max: 2, mode: 'monitor' } },
+      groups: { Trusted: [{ address: '127.0.0.9' }] },
+    });
+    const c = await open(t.port);
+    await c.hello();
+    for (let i = 0; i < 3; i++) expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect(t.rejections('limits.authFailures').map((e) => e.enforced)).toEqual([false, false]);
+    expect(t.relay.anvil.blocked('127.0.0.5')).toBeNull();
+
+    t.relay.config.modify((d) => void (d.limits.authFailures.mode = 'enforce'), { by: 'test', source: 'test' });
+    const x = await open(t.port, '127.0.0.9');
+    await x.hello();
+    for (let i = 0; i < 4; i++) expect((await x.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect(t.relay.anvil.blocked('127.0.0.9')).toBeNull();
+
+    t.relay.config.modify((d) => void (d.limits.authFailures.mode = 'off'), { by: 'test', source: 'test' });
+    const y = await open(t.port, '127.0.0.8');
+    await y.hello();
+    for (let i = 0; i < 4; i++) expect((await y.cmd(`AUTH PLAIN ${plain('sales', 'bad')}`)).code).toBe(535);
+    expect(t.rejections('limits.authFailures')).toHaveLength(2);
+  });
+});
