@@ -15,6 +15,9 @@ export type Route =
   | { kind: 'trick'; domain: string; address: string; why: string }
   | { kind: 'invalid'; why: string };
 
+/** RFC 5322 dot-atom: a local part that needs no quotes. */
+const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+
 /** Lower-case the domain and drop trailing dots ("Example.COM." -> "example.com"). */
 export function normalizeDomain(domain: string): string {
   return domain.toLowerCase().replace(/\.+$/, '');
@@ -51,10 +54,12 @@ export function classifyRecipient(config: Config, rawAddress: string): Route {
   if (!parts) return { kind: 'invalid', why: `"${rawAddress}" is not an address` };
   const domain = normalizeDomain(parts.domain);
   if (domain === '' || domain.includes('..')) return { kind: 'invalid', why: `"${parts.domain}" is not a domain` };
-  const local = parts.local;
+  const quoted = parts.local.length >= 2 && parts.local.startsWith('"') && parts.local.endsWith('"');
+  const inner = quoted ? parts.local.slice(1, -1) : parts.local;
+  // RFC 5321 4.1.2: a quoted local part that needs no quoting ("bob") is the same mailbox as bob
+  const local = quoted && DOT_ATOM.test(inner) ? inner : parts.local;
   const address = `${local}@${domain}`;
   // percent hack (user%remote@local), bang path (remote!user@local), @ inside a quoted local part
-  const inner = local.startsWith('"') && local.endsWith('"') ? local.slice(1, -1) : local;
   if (/[%!@]/.test(inner)) {
     const why = inner.includes('%') ? 'a "%" in the local part (percent hack)' : inner.includes('!') ? 'a "!" in the local part (bang path)' : 'an "@" in the local part';
     return { kind: 'trick', domain, address, why };
