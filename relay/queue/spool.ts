@@ -6,11 +6,16 @@
  * acceptingMail turns false after a write failure (disk full, I/O error) and back to true when a probe write succeeds.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
+import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, readTrailer, writeFileAtomic } from './files.ts';
+import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
+import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
+import { attempt as smtpAttempt } from './smtp-client.ts';
 
 export interface Envelope {
   /** '' = null sender (bounces) */
@@ -100,9 +105,24 @@ export interface QueuedMessage {
   attempts: number;
   nextAttemptAt: number;
   lastError: string | null;
+  /** an attempt is under way (its jobs are queued or running) */
   delivering: boolean;
-  /** set when delete() or bounce() was called during a delivery */
-  removed: boolean;
+  /** waiting in the ready list */
+  inReady: boolean;
+  /** set when delete() or bounce() was called during a delivery: done when the attempt ends */
+  removed: null | 'delete' | 'bounce';
+  attempt: { jobsLeft: number; outcomes: Outcome[]; started: boolean } | null;
+}
+
+/** What one attempt decided for one recipient. */
+interface Outcome extends FailedRecipient {
+  result: 'delivered' | 'deferred' | 'bounced';
+}
+
+interface Job {
+  msg: QueuedMessage;
+  dest: Destination;
+  rcpts: string[];
 }
 
 export interface QueueOptions {
@@ -118,9 +138,13 @@ export interface QueueOptions {
   /** jitter as a fraction of the delay (default 0.1: +-10%) */
   jitter?: number;
   random?: () => number;
-  /** concurrent deliveries in total (default 20) and per destination (default 4) */
+  /** concurrent deliveries (SMTP sessions) in total (default 100) and per destination (default 20) */
   concurrency?: number;
   perDestination?: number;
+  /** port for MX and address-literal delivery (default 25; tests point it at their loopback sinks) */
+  mxPort?: number;
+  /** how long stop() waits for deliveries under way before closing their connections (default 5000 ms) */
+  stopTimeoutMs?: number;
   /** while not accepting, how often to try a probe write (default 2000 ms) */
   probeIntervalMs?: number;
   /** bytes the probe must be able to write and fsync (default 256 KiB) */
@@ -128,7 +152,7 @@ export interface QueueOptions {
   /** flush buffered DATA to the temp file past this many bytes (default 256 KiB) */
   flushBytes?: number;
   fault?: FaultInjector;
-  /** timeouts for a delivery connection (ms) */
+  /** timeouts for a delivery connection: connect and greeting (default 30 s), each later command (default 300 s) */
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
   log?: (line: string) => void;
@@ -251,7 +275,9 @@ class Writer implements SpoolWriter {
       nextAttemptAt: this.q.clock(),
       lastError: null,
       delivering: false,
-      removed: false,
+      inReady: false,
+      removed: null,
+      attempt: null,
     });
     return { id: this.id, size };
   }
@@ -279,20 +305,34 @@ export class Queue {
   readonly dir: string;
   readonly tmpDir: string;
   readonly queueDir: string;
+  /** resolves when the spool directories exist */
   readonly ready: Promise<void>;
   readonly dirSync: DirSyncer;
   readonly activeTemps = new Set<string>();
   readonly flushBytes: number;
   readonly clock: () => number;
-  protected readonly opts: QueueOptions;
-  protected readonly timers: Timers;
-  protected readonly messages = new Map<string, QueuedMessage>();
-  protected readonly log: (line: string) => void;
+  private readonly opts: QueueOptions;
+  private readonly timers: Timers;
+  private readonly messages = new Map<string, QueuedMessage>();
+  private readonly log: (line: string) => void;
   private accepting = true;
   private probeTimer: unknown = null;
   private probing = false;
-  protected running = false;
-  protected stopped = false;
+  private running = false;
+  private stopped = false;
+
+  // scheduling
+  private readonly readyList = new Fifo<QueuedMessage>();
+  private readonly waiting = new MinHeap<QueuedMessage>();
+  private timer: unknown = null;
+  private timerAt: number | null = null;
+  private readonly destQueues = new Map<string, Fifo<Job>>();
+  private readonly destActive = new Map<string, number>();
+  private active = 0;
+  private readonly work = new Set<Promise<void>>();
+  private readonly connections = new Set<() => void>();
+  private readonly concurrency: number;
+  private readonly perDestination: number;
 
   constructor(opts: QueueOptions) {
     this.opts = opts;
@@ -303,6 +343,8 @@ export class Queue {
     this.timers = opts.timers ?? realTimers;
     this.flushBytes = opts.flushBytes ?? 256 * 1024;
     this.log = opts.log ?? ((line) => console.error(line));
+    this.concurrency = opts.concurrency ?? 100;
+    this.perDestination = opts.perDestination ?? 20;
     this.dirSync = new DirSyncer(this.queueDir);
     const { tmpDir, queueDir } = this;
     this.ready = (async () => {
@@ -318,18 +360,19 @@ export class Queue {
     return this.accepting;
   }
 
+  /** messages in the queue (committed and not yet delivered, bounced or deleted) */
   get size(): number {
     return this.messages.size;
+  }
+
+  /** SMTP sessions to downstream servers under way */
+  get activeDeliveries(): number {
+    return this.active;
   }
 
   /** Starts receiving one message; the file is opened lazily. */
   begin(): SpoolWriter {
     return new Writer(this);
-  }
-
-  /** @internal spool a message the queue itself writes (a DSN). */
-  protected beginInternal(kind: MessageKind): SpoolWriter {
-    return new Writer(this, kind);
   }
 
   /** @internal */
@@ -340,11 +383,8 @@ export class Queue {
   /** @internal a commit finished: the message is durable. */
   committed(msg: QueuedMessage): void {
     this.messages.set(msg.id, msg);
-    this.onQueued(msg);
+    this.schedule(msg);
   }
-
-  /** Called for each message that enters the queue (commit or scan at start). Delivery hooks in here. */
-  protected onQueued(_msg: QueuedMessage): void {}
 
   /** @internal a write to the spool failed: stop accepting until a probe write succeeds. */
   storageFailed(err: Error): void {
@@ -356,7 +396,7 @@ export class Queue {
   }
 
   private scheduleProbe(): void {
-    if (this.probeTimer !== null || this.probing) return;
+    if (this.probeTimer !== null || this.probing || this.stopped) return;
     this.probeTimer = this.timers.setTimeout(() => {
       this.probeTimer = null;
       void this.probe();
@@ -390,13 +430,14 @@ export class Queue {
       await fsp.unlink(file).catch(() => {});
       this.probing = false;
     }
-    if (!this.accepting && !this.stopped) this.scheduleProbe();
+    if (!this.accepting) this.scheduleProbe();
     return this.accepting;
   }
 
   /** Scans the spool: removes temp files that never committed, loads every queued message, starts delivering. */
   async start(): Promise<void> {
     await this.ready;
+    this.stopped = false;
     for (const name of await fsp.readdir(this.tmpDir)) {
       const file = path.join(this.tmpDir, name);
       if (this.activeTemps.has(file)) continue;
@@ -406,25 +447,20 @@ export class Queue {
     const msgs = new Set(names.filter((n) => n.endsWith('.msg')).map((n) => n.slice(0, -4)));
     for (const name of names) {
       const dot = name.lastIndexOf('.');
-      const id = name.slice(0, dot);
-      const ext = name.slice(dot + 1);
-      if (ext === 'state' && !msgs.has(id)) await fsp.unlink(path.join(this.queueDir, name)).catch(() => {});
+      if (name.slice(dot + 1) === 'state' && !msgs.has(name.slice(0, dot))) await fsp.unlink(path.join(this.queueDir, name)).catch(() => {});
     }
-    const ids = [...msgs].sort();
-    for (const id of ids) {
+    for (const id of [...msgs].sort()) {
       if (this.messages.has(id)) continue;
       try {
-        const msg = await this.load(id);
-        this.messages.set(id, msg);
+        this.messages.set(id, await this.load(id));
       } catch (err) {
         await this.quarantine(id, err as Error);
       }
     }
     this.running = true;
-    for (const id of ids) {
-      const msg = this.messages.get(id);
-      if (msg) this.onQueued(msg);
-    }
+    // ids sort by arrival: the oldest messages go first
+    for (const msg of [...this.messages.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) this.schedule(msg);
+    this.pump();
   }
 
   private async load(id: string): Promise<QueuedMessage> {
@@ -444,7 +480,9 @@ export class Queue {
       nextAttemptAt: this.clock(),
       lastError: null,
       delivering: false,
-      removed: false,
+      inReady: false,
+      removed: null,
+      attempt: null,
     };
     let state: StateFile | null = null;
     try {
@@ -472,7 +510,7 @@ export class Queue {
   }
 
   /** Persists a message's delivery state (attempts, recipients done). */
-  protected async saveState(msg: QueuedMessage): Promise<void> {
+  private async saveState(msg: QueuedMessage): Promise<void> {
     const state: StateFile = {
       v: 1,
       attempts: msg.attempts,
@@ -484,7 +522,7 @@ export class Queue {
   }
 
   /** Removes a message from disk and memory (delivered, bounced or deleted). The .msg goes last. */
-  protected async remove(msg: QueuedMessage): Promise<void> {
+  private async remove(msg: QueuedMessage): Promise<void> {
     this.messages.delete(msg.id);
     await fsp.unlink(path.join(this.queueDir, `${msg.id}.state`)).catch(() => {});
     await fsp.unlink(msg.file).catch((err: NodeJS.ErrnoException) => {
@@ -493,7 +531,7 @@ export class Queue {
   }
 
   /** A read stream of the raw message bytes (the trailer excluded). */
-  protected openData(msg: QueuedMessage): Readable {
+  private openData(msg: QueuedMessage): Readable {
     if (msg.size === 0) return Readable.from([]);
     return createReadStream(msg.file, { start: 0, end: msg.size - 1 });
   }
@@ -515,7 +553,7 @@ export class Queue {
         size: m.size,
         receivedAt: m.envelope.receivedAt,
         kind: m.kind,
-        status: m.delivering ? 'delivering' : m.attempts > 0 ? 'deferred' : 'queued',
+        status: m.attempt?.started ? 'delivering' : m.attempts > 0 ? 'deferred' : 'queued',
         attempts: m.attempts,
         nextAttemptAt: m.nextAttemptAt,
         lastError: m.lastError,
@@ -524,38 +562,407 @@ export class Queue {
     return out;
   }
 
-  /** Retry now. false when the id is not queued. */
+  /** Try now. false when the id is not queued; true (and nothing more) when it is being delivered right now. */
   retry(id: string): boolean {
     const msg = this.messages.get(id);
     if (!msg) return false;
+    if (msg.delivering) return true;
     msg.nextAttemptAt = this.clock();
-    this.onQueued(msg);
+    this.schedule(msg);
     return true;
   }
 
   /** Deletes a message without a bounce. false when the id is not queued. */
   delete(id: string): boolean {
     const msg = this.messages.get(id);
-    if (!msg) return false;
-    msg.removed = true;
-    void this.remove(msg);
+    if (!msg || msg.removed) return false;
+    msg.removed = 'delete';
+    if (!msg.delivering) this.track(this.remove(msg));
     return true;
   }
 
-  /** Bounces a message now (a DSN to the sender for every pending recipient). false when the id is not queued. */
+  /** Returns a message to its sender now (a DSN for every recipient not yet delivered). false when the id is not queued. */
   bounce(id: string): boolean {
     const msg = this.messages.get(id);
-    if (!msg) return false;
-    msg.removed = true;
-    void this.remove(msg);
+    if (!msg || msg.removed) return false;
+    msg.removed = 'bounce';
+    if (!msg.delivering) {
+      msg.delivering = true;
+      msg.attempt = { jobsLeft: 0, outcomes: [], started: false };
+      this.track(this.finishAttempt(msg));
+    }
     return true;
   }
 
-  /** Stops delivering; everything stays on disk. */
+  /** Stops delivering (waits up to stopTimeoutMs for sessions under way, then closes them); everything stays on disk. */
   async stop(): Promise<void> {
     this.running = false;
     this.stopped = true;
     if (this.probeTimer !== null) this.timers.clearTimeout(this.probeTimer);
     this.probeTimer = null;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = null;
+    // jobs that never started end as "not tried"
+    for (const [key, fifo] of this.destQueues) {
+      for (let job = fifo.shift(); job; job = fifo.shift()) {
+        for (const rcpt of job.rcpts) job.msg.attempt?.outcomes.push(notTried(rcpt));
+        this.jobDone(job.msg);
+      }
+      this.destQueues.delete(key);
+    }
+    for (let msg = this.readyList.shift(); msg; msg = this.readyList.shift()) msg.inReady = false;
+    const settle = () => Promise.allSettled([...this.work]);
+    const bound = this.opts.stopTimeoutMs ?? 5000;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, bound)))]);
+    clearTimeout(t);
+    if (this.work.size > 0) {
+      for (const close of this.connections) close();
+      await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, 2000)))]);
+      clearTimeout(t);
+    }
   }
+
+  // ---- scheduling ----
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err: Error) => this.log(`queue: internal error: ${err.stack ?? err.message}`)).finally(() => this.work.delete(tracked));
+    this.work.add(tracked);
+  }
+
+  private schedule(msg: QueuedMessage): void {
+    if (!this.running || msg.delivering || msg.inReady || msg.removed) return;
+    if (msg.nextAttemptAt <= this.clock()) {
+      msg.inReady = true;
+      this.readyList.push(msg);
+      this.pump();
+    } else {
+      this.waiting.push(msg.nextAttemptAt, msg);
+      this.armTimer();
+    }
+  }
+
+  private armTimer(): void {
+    const top = this.waiting.peekKey();
+    if (top === undefined || !this.running) return;
+    if (this.timerAt !== null && this.timerAt <= top) return;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timerAt = top;
+    this.timer = this.timers.setTimeout(() => {
+      this.timer = null;
+      this.timerAt = null;
+      this.onTimer();
+    }, Math.min(Math.max(top - this.clock(), 0), 2_147_483_647));
+  }
+
+  private onTimer(): void {
+    if (!this.running) return;
+    const now = this.clock();
+    for (let key = this.waiting.peekKey(); key !== undefined && key <= now; key = this.waiting.peekKey()) {
+      const { value: msg } = this.waiting.pop()!;
+      if (this.messages.get(msg.id) !== msg || msg.nextAttemptAt !== key || msg.delivering || msg.inReady) continue;
+      msg.inReady = true;
+      this.readyList.push(msg);
+    }
+    this.armTimer();
+    this.pump();
+  }
+
+  /** Turns ready messages into per-destination jobs and starts jobs while the concurrency limits allow. */
+  private pump(): void {
+    if (!this.running) return;
+    for (let msg = this.readyList.shift(); msg; msg = this.readyList.shift()) {
+      msg.inReady = false;
+      if (this.messages.get(msg.id) !== msg || msg.delivering || msg.removed) continue;
+      this.beginAttempt(msg);
+    }
+    for (const [key, fifo] of this.destQueues) {
+      if (this.active >= this.concurrency) break;
+      while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < this.perDestination) {
+        this.startJob(key, fifo.shift()!);
+      }
+      if (fifo.length === 0) this.destQueues.delete(key);
+    }
+  }
+
+  private beginAttempt(msg: QueuedMessage): void {
+    const config = this.opts.config();
+    const groups = new Map<string, Job>();
+    for (const [rcpt, r] of msg.rcpts) {
+      if (r.status !== 'pending') continue;
+      const dest = destinationFor(rcpt, config);
+      const job = groups.get(dest.key);
+      if (job) job.rcpts.push(rcpt);
+      else groups.set(dest.key, { msg, dest, rcpts: [rcpt] });
+    }
+    msg.delivering = true;
+    msg.attempt = { jobsLeft: groups.size, outcomes: [], started: false };
+    if (groups.size === 0) {
+      this.track(this.finishAttempt(msg));
+      return;
+    }
+    for (const [key, job] of groups) {
+      let fifo = this.destQueues.get(key);
+      if (!fifo) this.destQueues.set(key, (fifo = new Fifo<Job>()));
+      fifo.push(job);
+    }
+  }
+
+  private startJob(key: string, job: Job): void {
+    this.active++;
+    this.destActive.set(key, (this.destActive.get(key) ?? 0) + 1);
+    job.msg.attempt!.started = true;
+    const run = this.runJob(job)
+      .catch((err: Error): Outcome[] => {
+        this.log(`queue: delivery of ${job.msg.id} failed unexpectedly: ${err.stack ?? err.message}`);
+        return job.rcpts.map((rcpt) => ({ rcpt, result: 'deferred', status: '4.3.0', diagnostic: `internal error: ${err.message}`, smtp: false, remoteMta: null }));
+      })
+      .then((outcomes) => {
+        job.msg.attempt!.outcomes.push(...outcomes);
+      })
+      .finally(() => {
+        this.active--;
+        const n = (this.destActive.get(key) ?? 1) - 1;
+        if (n <= 0) this.destActive.delete(key);
+        else this.destActive.set(key, n);
+        this.jobDone(job.msg);
+        this.pump();
+      });
+    this.track(run);
+  }
+
+  private jobDone(msg: QueuedMessage): void {
+    const a = msg.attempt;
+    if (!a) return;
+    a.jobsLeft--;
+    if (a.jobsLeft === 0) this.track(this.finishAttempt(msg));
+  }
+
+  private heloName(config: Config): string {
+    return config.smtp.hostname ?? os.hostname();
+  }
+
+  /** One destination, one recipient group: resolve, then try each address until one session gets to the envelope. */
+  private async runJob(job: Job): Promise<Outcome[]> {
+    const { msg, dest, rcpts } = job;
+    const config = this.opts.config();
+    const all = (result: Outcome['result'], status: string, diagnostic: string, smtp = false, remoteMta: string | null = null): Outcome[] =>
+      rcpts.map((rcpt) => ({ rcpt, result, status, diagnostic, smtp, remoteMta }));
+
+    const targets = await resolveTargets(dest, this.opts.resolver, this.opts.mxPort ?? 25);
+    if (!targets.ok) return all(targets.permanent ? 'bounced' : 'deferred', targets.status, targets.reason);
+
+    const auth = dest.kind === 'smarthost' && dest.user && dest.password ? { user: dest.user, pass: dest.password } : null;
+    const failures: string[] = [];
+    for (const target of targets.targets) {
+      if (!this.running) return all('deferred', '4.3.0', 'the relay stopped before this delivery was tried');
+      const r = await smtpAttempt({
+        target,
+        from: msg.envelope.from,
+        rcpts,
+        size: msg.size,
+        data: () => this.openData(msg),
+        tls: config.delivery.tls,
+        auth,
+        heloName: this.heloName(config),
+        connectTimeoutMs: this.opts.connectTimeoutMs ?? 30_000,
+        commandTimeoutMs: this.opts.commandTimeoutMs ?? 300_000,
+        track: (close) => {
+          this.connections.add(close);
+          return () => this.connections.delete(close);
+        },
+      });
+      if (r.kind === 'session-failed') {
+        failures.push(r.reason);
+        continue;
+      }
+      const host = hostLabel(target);
+      const delivered: string[] = [];
+      const out: Outcome[] = [];
+      for (const res of r.results) {
+        if (res.code >= 200 && res.code < 300) {
+          delivered.push(res.rcpt);
+          out.push({ rcpt: res.rcpt, result: 'delivered', status: '2.0.0', diagnostic: res.response, smtp: true, remoteMta: target.host });
+        } else if (res.code >= 500) {
+          out.push({ rcpt: res.rcpt, result: 'bounced', status: enhancedStatus(res.response, 5), diagnostic: res.response, smtp: true, remoteMta: target.host });
+        } else {
+          const said = res.code ? `${host} said: ${res.response}` : res.response;
+          out.push({ rcpt: res.rcpt, result: 'deferred', status: enhancedStatus(res.response, 4), diagnostic: said, smtp: res.code > 0, remoteMta: target.host });
+        }
+      }
+      if (delivered.length > 0) {
+        this.opts.bus.emit({
+          kind: 'delivered',
+          sessionId: msg.envelope.sessionId || null,
+          ip: msg.envelope.clientIp || null,
+          queueId: msg.id,
+          to: delivered,
+          host,
+          tls: r.tls,
+          tlsProtocol: r.tlsProtocol,
+          tlsCipher: r.tlsCipher,
+          response: r.response,
+        });
+      }
+      return out;
+    }
+    const tlsNote = config.delivery.tls === 'required' ? ' (delivery.tls is "required": never sent in plain text)' : '';
+    return all('deferred', '4.4.1', (failures.join('; ') || 'no address to connect to') + tlsNote);
+  }
+
+  /** The attempt is over: record outcomes, send a DSN for bounced recipients, then remove or reschedule. */
+  private async finishAttempt(msg: QueuedMessage): Promise<void> {
+    const outcomes = msg.attempt?.outcomes ?? [];
+    const tried = msg.attempt?.started ?? false;
+    msg.attempt = null;
+    const now = this.clock();
+    const config = this.opts.config();
+    const stopping = !this.running;
+    if (tried && !stopping) msg.attempts++;
+
+    if (msg.removed === 'delete') {
+      await this.remove(msg);
+      msg.delivering = false;
+      return;
+    }
+
+    for (const o of outcomes) {
+      if (o.result === 'delivered') msg.rcpts.set(o.rcpt, { status: 'delivered', error: null });
+    }
+    let bounced = outcomes.filter((o) => o.result === 'bounced');
+    let deferred = outcomes.filter((o) => o.result === 'deferred' && !(stopping && o.status === '4.3.0'));
+
+    const lifetimeMs = config.delivery.maxQueueHours * 3_600_000;
+    const expiresAt = msg.envelope.receivedAt + lifetimeMs;
+    if (msg.removed === 'bounce') {
+      const decided = new Set(outcomes.filter((o) => o.result !== 'deferred').map((o) => o.rcpt));
+      for (const [rcpt, r] of msg.rcpts) {
+        if (r.status === 'pending' && !decided.has(rcpt)) {
+          const last = deferred.find((d) => d.rcpt === rcpt)?.diagnostic ?? r.error;
+          bounced.push({ rcpt, result: 'bounced', status: '5.0.0', diagnostic: `returned to the sender by the administrator${last ? `; last error: ${last}` : ''}`, smtp: false, remoteMta: null });
+        }
+      }
+      deferred = [];
+    } else if (deferred.length > 0 && !stopping && now >= expiresAt) {
+      const hours = config.delivery.maxQueueHours;
+      bounced = bounced.concat(
+        deferred.map((d) => ({ ...d, result: 'bounced' as const, status: '4.4.7', diagnostic: `could not be delivered for ${hours} hours (delivery.maxQueueHours); last error: ${d.diagnostic}`, smtp: false, remoteMta: d.remoteMta })),
+      );
+      deferred = [];
+    }
+
+    if (bounced.length > 0) {
+      const sent = await this.returnToSender(msg, bounced, config);
+      if (sent) {
+        for (const b of bounced) msg.rcpts.set(b.rcpt, { status: 'bounced', error: b.diagnostic });
+        for (const [reason, to] of groupBy(bounced)) {
+          this.opts.bus.emit({ kind: 'bounced', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason });
+        }
+      } else {
+        // the bounce could not be stored (disk full): keep these recipients and try again later
+        deferred = deferred.concat(bounced.map((b) => ({ ...b, result: 'deferred' as const })));
+      }
+    }
+    for (const d of deferred) msg.rcpts.set(d.rcpt, { status: 'pending', error: d.diagnostic });
+
+    const pending = [...msg.rcpts.values()].some((r) => r.status === 'pending');
+    if (!pending) {
+      await this.remove(msg);
+      msg.delivering = false;
+      return;
+    }
+    if (stopping) {
+      msg.nextAttemptAt = Math.min(msg.nextAttemptAt, now);
+    } else {
+      const delay = retryDelay(msg.attempts, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
+      // the last try happens at the end of the lifetime, and its failure bounces
+      msg.nextAttemptAt = now < expiresAt ? Math.min(now + delay, expiresAt) : now + delay;
+    }
+    if (deferred.length > 0) msg.lastError = deferred[0]!.diagnostic;
+    try {
+      await this.saveState(msg);
+    } catch (err) {
+      this.log(`queue: cannot save the delivery state of ${msg.id} (${(err as Error).message}); after a restart its delivered recipients may get it again`);
+    }
+    if (!stopping) {
+      for (const [reason, to] of groupBy(deferred)) {
+        this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
+      }
+    }
+    msg.delivering = false;
+    if (msg.removed === 'bounce') {
+      // a bounce that could not be written: leave it queued, it will be tried again
+      msg.removed = null;
+    }
+    this.schedule(msg);
+  }
+
+  /**
+   * Queues a DSN to the sender for the bounced recipients. Never for a null sender (that is a bounce already) and never
+   * for a DSN. Returns false when the DSN could not be stored.
+   */
+  private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<boolean> {
+    if (msg.envelope.from === '' || msg.kind === 'dsn') {
+      this.log(`queue: ${msg.id} (null sender) could not be delivered to ${bounced.map((b) => b.rcpt).join(', ')}; no bounce is sent for a bounce`);
+      return true;
+    }
+    try {
+      const limit = msg.size <= DSN_FULL_MESSAGE_LIMIT ? msg.size : 64 * 1024;
+      const original = Buffer.alloc(limit);
+      const fh = await fsp.open(msg.file, 'r');
+      try {
+        await fh.read(original, 0, limit, 0);
+      } finally {
+        await fh.close();
+      }
+      const reportingMta = this.heloName(config);
+      const dsn = buildDsn({
+        reportingMta,
+        queueId: msg.id,
+        sender: msg.envelope.from,
+        arrivalDate: msg.envelope.receivedAt,
+        now: this.clock(),
+        recipients: bounced,
+        original,
+        complete: limit === msg.size,
+      });
+      const w = new Writer(this, 'dsn');
+      w.write(dsn);
+      await w.commit({
+        from: '',
+        to: [msg.envelope.from],
+        sessionId: '',
+        clientIp: '',
+        clientHostname: null,
+        helo: reportingMta,
+        authUser: null,
+        receivedAt: this.clock(),
+      });
+      return true;
+    } catch (err) {
+      this.log(`queue: cannot store the bounce for ${msg.id} (${(err as Error).message}); it stays queued and is tried again`);
+      return false;
+    }
+  }
+}
+
+function notTried(rcpt: string): Outcome {
+  return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null };
+}
+
+function hostLabel(t: Target): string {
+  const ip = t.ip.includes(':') ? `[${t.ip}]` : t.ip;
+  return t.host === t.ip ? `${ip}:${t.port}` : `${t.host} (${t.ip}):${t.port}`;
+}
+
+/** Recipients grouped by identical reason, for one event per reason. */
+function groupBy(outcomes: Outcome[]): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const o of outcomes) {
+    const list = m.get(o.diagnostic);
+    if (list) list.push(o.rcpt);
+    else m.set(o.diagnostic, [o.rcpt]);
+  }
+  return m;
 }

@@ -1,0 +1,137 @@
+/**
+ * Delivery status notifications (RFC 3464): a multipart/report with a human part, a message/delivery-status part and
+ * the original message (message/rfc822) or, when it is large, its header (text/rfc822-headers). A DSN is sent with a
+ * null sender, so it is never itself bounced.
+ */
+import { randomBytes } from 'node:crypto';
+
+export interface FailedRecipient {
+  rcpt: string;
+  /** enhanced status code, e.g. 5.1.1 */
+  status: string;
+  /** what the remote server said ("550 5.1.1 ...") or our own reason */
+  diagnostic: string;
+  /** true when the diagnostic is an SMTP reply from remoteMta */
+  smtp: boolean;
+  remoteMta: string | null;
+}
+
+export interface DsnInput {
+  reportingMta: string;
+  queueId: string;
+  sender: string;
+  arrivalDate: number;
+  now: number;
+  recipients: FailedRecipient[];
+  /** the original message, or only its first bytes when it is large */
+  original: Buffer;
+  /** true when `original` holds the whole message */
+  complete: boolean;
+}
+
+/** Bytes of the original returned in full; above it only the header is returned. */
+export const DSN_FULL_MESSAGE_LIMIT = 256 * 1024;
+
+/** The enhanced status code in a reply ("550 5.1.1 ..." -> "5.1.1"), or a default for the reply class. */
+export function enhancedStatus(response: string, fallbackClass: 4 | 5): string {
+  const m = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(response);
+  if (m) return m[1]!;
+  const c = /^([45])\d\d/.exec(response);
+  return `${c ? c[1] : fallbackClass}.0.0`;
+}
+
+/** RFC 5322 date. */
+export function rfc5322Date(ms: number): string {
+  const d = new Date(ms);
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+/** The header block of a message (up to the first empty line), CRLF line endings kept. */
+export function headerOf(message: Buffer): Buffer {
+  const crlf = message.indexOf('\r\n\r\n');
+  const lf = message.indexOf('\n\n');
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return message.subarray(0, crlf + 2);
+  if (lf >= 0) return message.subarray(0, lf + 1);
+  return message;
+}
+
+/** Header fields are 7-bit; anything else in our text (a remote reply) is replaced. */
+function ascii(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?');
+}
+
+export function buildDsn(input: DsnInput): Buffer {
+  const boundary = `${input.queueId}.${randomBytes(8).toString('hex')}/${input.reportingMta}`;
+  const expired = input.recipients.every((r) => r.status.startsWith('4.'));
+  const lines = (a: string[]) => a.join('\r\n') + '\r\n';
+
+  const human = [
+    `This is the mail system at host ${input.reportingMta}.`,
+    '',
+    expired
+      ? 'Your message could not be delivered within the time the relay keeps trying, and it has been given up.'
+      : 'Your message could not be delivered to one or more recipients. It is attached below.',
+    '',
+    ...input.recipients.flatMap((r) => [`<${r.rcpt}>: ${r.remoteMta ? `host ${r.remoteMta}: ` : ''}${r.diagnostic}`]),
+  ];
+
+  const perMessage = [
+    `Reporting-MTA: dns; ${input.reportingMta}`,
+    `X-Queue-ID: ${input.queueId}`,
+    `X-Sender: rfc822; ${ascii(input.sender)}`,
+    `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
+  ];
+  const perRecipient = input.recipients.flatMap((r) => [
+    '',
+    `Final-Recipient: rfc822; ${ascii(r.rcpt)}`,
+    `Original-Recipient: rfc822; ${ascii(r.rcpt)}`,
+    'Action: failed',
+    `Status: ${r.status}`,
+    ...(r.remoteMta ? [`Remote-MTA: dns; ${ascii(r.remoteMta)}`] : []),
+    `Diagnostic-Code: ${r.smtp ? 'smtp' : 'x-unix'}; ${ascii(r.diagnostic).replace(/\r?\n/g, ' ')}`,
+  ]);
+
+  const full = input.complete && input.original.length <= DSN_FULL_MESSAGE_LIMIT;
+  const originalPart = full ? input.original : headerOf(input.original);
+  const originalEndsWithNewline = originalPart.length === 0 || originalPart[originalPart.length - 1] === 0x0a;
+
+  const head = lines([
+    `From: Mail Delivery System <MAILER-DAEMON@${input.reportingMta}>`,
+    `To: <${ascii(input.sender)}>`,
+    `Subject: Undelivered Mail Returned to Sender`,
+    `Date: ${rfc5322Date(input.now)}`,
+    `Message-ID: <${input.queueId}.dsn.${randomBytes(4).toString('hex')}@${input.reportingMta}>`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status;`,
+    `\tboundary="${boundary}"`,
+    'Content-Transfer-Encoding: 8bit',
+    '',
+    'This is a MIME-encapsulated message.',
+    '',
+    `--${boundary}`,
+    'Content-Description: Notification',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    '',
+    ...human,
+    '',
+    `--${boundary}`,
+    'Content-Description: Delivery report',
+    'Content-Type: message/delivery-status',
+    '',
+    ...perMessage,
+    ...perRecipient,
+    '',
+    `--${boundary}`,
+    `Content-Description: ${full ? 'Undelivered Message' : 'Undelivered Message Headers'}`,
+    `Content-Type: ${full ? 'message/rfc822' : 'text/rfc822-headers'}`,
+    'Content-Transfer-Encoding: 8bit',
+    '',
+  ]);
+  const tail = Buffer.from(`${originalEndsWithNewline ? '' : '\r\n'}\r\n--${boundary}--\r\n`, 'latin1');
+  return Buffer.concat([Buffer.from(head, 'utf8'), originalPart, tail]);
+}

@@ -1,0 +1,277 @@
+/**
+ * Delivery to real downstream servers on loopback (smtp-server sinks): local domains to their deliverTo, the bytes
+ * unchanged, TLS opportunistic / required / off against a self-signed sink and a sink whose handshake breaks, a
+ * smarthost with AUTH, partial recipient acceptance, 550 -> a DSN delivered to the sender's own server, null senders
+ * never bounced, and the queue API.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { message, queueHarness, type Harness } from './helpers/queue-harness.ts';
+import { startSink, type Sink } from './helpers/sink.ts';
+import type { ConfigInput } from '../shared/config.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function sink(opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> {
+  const s = await startSink(opts);
+  cleanups.push(() => s.close());
+  return s;
+}
+async function harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
+  const h = await queueHarness(config, opts);
+  cleanups.push(() => h.close());
+  return h;
+}
+function local(domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}): ConfigInput {
+  return {
+    smtp: { hostname: 'relay.test' },
+    domains: Object.fromEntries(Object.entries(domains).map(([d, s]) => [d, { deliverTo: s.address, recipients: '*' }])),
+    delivery,
+  };
+}
+
+describe('delivery to a local domain', () => {
+  it('delivers the exact bytes with the envelope, emits delivered, removes the message from the spool', async () => {
+    const s = await sink();
+    const h = await harness(local({ 'example.test': s }, { tls: 'off' }));
+    await h.queue.start();
+    // a line starting with a dot, 8-bit text and a long line all pass unchanged
+    const body = Buffer.from(`Subject: bytes\r\n\r\n.leading dot\r\n..two dots\r\nnaïve café\r\n${'x'.repeat(2000)}\r\n`);
+    const id = await h.submit('alice@sender.test', ['bob@example.test', 'carol@example.test'], body);
+    const [m] = await s.waitFor(1);
+    expect(m!.from).toBe('alice@sender.test');
+    expect(m!.to).toEqual(['bob@example.test', 'carol@example.test']);
+    expect(m!.data.equals(body)).toBe(true);
+    expect(m!.helo).toBe('relay.test');
+    const ev = await h.waitEvent('delivered');
+    expect(ev).toMatchObject({ queueId: id, to: ['bob@example.test', 'carol@example.test'], tls: false, sessionId: 'sess-1', ip: '192.0.2.7' });
+    expect(ev.host).toContain(`127.0.0.1:${s.port}`);
+    expect(ev.response).toMatch(/^250 /);
+    await expect.poll(() => h.queue.size).toBe(0);
+  });
+
+  it('opportunistic TLS: STARTTLS to a self-signed sink, event says protocol and cipher', async () => {
+    const s = await sink({ tls: true });
+    const h = await harness(local({ 'example.test': s })); // tls: opportunistic is the default
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test']);
+    const [m] = await s.waitFor(1);
+    expect(m!.secure).toBe(true);
+    const ev = await h.waitEvent('delivered');
+    expect(ev.tls).toBe(true);
+    expect(ev.tlsProtocol).toMatch(/^TLSv1\.[23]$/);
+    expect(ev.tlsProtocol).toBe(m!.tlsProtocol);
+    expect(ev.tlsCipher).toBeTruthy();
+  });
+
+  it('opportunistic TLS: a sink without STARTTLS gets the message in plain text', async () => {
+    const s = await sink();
+    const h = await harness(local({ 'example.test': s }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test']);
+    const [m] = await s.waitFor(1);
+    expect(m!.secure).toBe(false);
+    expect((await h.waitEvent('delivered')).tls).toBe(false);
+  });
+
+  it('opportunistic TLS: a broken handshake is retried once in plain text to the same host', async () => {
+    const s = await sink({ brokenTls: true });
+    const h = await harness(local({ 'example.test': s }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test']);
+    const [m] = await s.waitFor(1);
+    expect(m!.secure).toBe(false);
+    expect(s.brokenHandshakes).toBe(1);
+    expect(s.connections).toBe(2);
+    expect((await h.waitEvent('delivered')).tls).toBe(false);
+    expect(h.events.filter((e) => e.kind === 'deferred')).toEqual([]);
+  });
+
+  it('required TLS: a broken handshake defers and never sends in plain text', async () => {
+    const s = await sink({ brokenTls: true });
+    const h = await harness(local({ 'example.test': s }, { tls: 'required' }));
+    await h.queue.start();
+    const id = await h.submit('alice@sender.test', ['bob@example.test']);
+    const ev = await h.waitEvent('deferred');
+    expect(ev.queueId).toBe(id);
+    expect(ev.reason).toMatch(/required/);
+    expect(ev.nextAttemptAt).toBeGreaterThan(Date.now() + 30_000);
+    expect(s.messages).toEqual([]);
+    expect(s.brokenHandshakes).toBe(1);
+    expect(s.connections).toBe(1);
+    expect(h.queue.list()[0]).toMatchObject({ id, status: 'deferred', attempts: 1, to: ['bob@example.test'] });
+  });
+
+  it('required TLS: a server without STARTTLS defers; with STARTTLS it delivers over TLS', async () => {
+    const plain = await sink();
+    const tls = await sink({ tls: true });
+    const h = await harness({ ...local({ 'plain.test': plain, 'tls.test': tls }, { tls: 'required' }) });
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@plain.test', 'bob@tls.test']);
+    const deferred = await h.waitEvent('deferred');
+    expect(deferred.to).toEqual(['bob@plain.test']);
+    expect(deferred.reason).toMatch(/STARTTLS/);
+    const [m] = await tls.waitFor(1);
+    expect(m!.secure).toBe(true);
+    expect(m!.to).toEqual(['bob@tls.test']);
+    expect(plain.messages).toEqual([]);
+    // the delivered recipient is not tried again
+    expect(h.queue.list()[0]).toMatchObject({ to: ['bob@plain.test'], done: [{ to: 'bob@tls.test', status: 'delivered' }] });
+  });
+
+  it('tls off: STARTTLS is not used even when offered', async () => {
+    const s = await sink({ tls: true });
+    const h = await harness(local({ 'example.test': s }, { tls: 'off' }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test']);
+    const [m] = await s.waitFor(1);
+    expect(m!.secure).toBe(false);
+  });
+
+  it('smarthost with AUTH carries relayed mail; TLS upgrade before AUTH', async () => {
+    const s = await sink({ tls: true, auth: { user: 'relayuser', pass: 's3cret' } });
+    const h = await harness({
+      smtp: { hostname: 'relay.test' },
+      delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: s.port, user: 'relayuser', password: 's3cret' } },
+    });
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['someone@elsewhere.test']);
+    const [m] = await s.waitFor(1);
+    expect(m).toMatchObject({ user: 'relayuser', secure: true, to: ['someone@elsewhere.test'] });
+  });
+
+  it('smarthost with a wrong password defers (a config problem, not the sender\'s)', async () => {
+    const s = await sink({ auth: { user: 'relayuser', pass: 's3cret' } });
+    const h = await harness({
+      delivery: { mode: 'smarthost', tls: 'off', smarthost: { host: '127.0.0.1', port: s.port, user: 'relayuser', password: 'wrong' } },
+    });
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['someone@elsewhere.test']);
+    const ev = await h.waitEvent('deferred');
+    expect(ev.reason).toMatch(/authentication failed.*535/);
+    expect(h.events.some((e) => e.kind === 'bounced')).toBe(false);
+  });
+});
+
+describe('refusals, partial acceptance and bounces', () => {
+  it('550 for one recipient: the others are delivered, a DSN (multipart/report) goes to the sender\'s server', async () => {
+    const dest = await sink({ onRcpt: (rcpt) => (rcpt.startsWith('nobody@') ? { code: 550, message: '5.1.1 <nobody@example.test>: no such user' } : undefined) });
+    const senderSink = await sink();
+    const h = await harness(local({ 'example.test': dest, 'sender.test': senderSink }, { tls: 'off' }));
+    await h.queue.start();
+    const original = message('quarterly report', 'numbers');
+    const id = await h.submit('alice@sender.test', ['bob@example.test', 'nobody@example.test', 'carol@example.test'], original);
+    const [m] = await dest.waitFor(1);
+    expect(m!.to).toEqual(['bob@example.test', 'carol@example.test']);
+    const bounced = await h.waitEvent('bounced');
+    expect(bounced).toMatchObject({ queueId: id, to: ['nobody@example.test'] });
+    expect(bounced.reason).toMatch(/^550 .*no such user/);
+    const [dsn] = await senderSink.waitFor(1);
+    expect(dsn!.from).toBe(''); // a DSN has a null sender
+    expect(dsn!.to).toEqual(['alice@sender.test']);
+    const text = dsn!.data.toString('utf8');
+    expect(text).toMatch(/Content-Type: multipart\/report; report-type=delivery-status;/);
+    expect(text).toMatch(/Content-Type: message\/delivery-status/);
+    expect(text).toMatch(/Final-Recipient: rfc822; nobody@example\.test/);
+    expect(text).toMatch(/Action: failed/);
+    expect(text).toMatch(/Status: 5\.1\.1/);
+    expect(text).toMatch(/Diagnostic-Code: smtp; 550 5\.1\.1/);
+    expect(text).toMatch(/Reporting-MTA: dns; relay\.test/);
+    expect(text).toContain('Subject: quarterly report'); // the original comes back
+    expect(text).not.toMatch(/Final-Recipient: rfc822; bob@/);
+    // everything done: the original and the DSN left the queue
+    await expect.poll(() => h.queue.size).toBe(0);
+  });
+
+  it('550 at the end of DATA bounces every recipient of that transaction', async () => {
+    const dest = await sink({ onData: () => ({ code: 554, message: '5.7.1 message content rejected' }) });
+    const senderSink = await sink();
+    const h = await harness(local({ 'example.test': dest, 'sender.test': senderSink }, { tls: 'off' }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test', 'carol@example.test']);
+    const bounced = await h.waitEvent('bounced');
+    expect(bounced.to).toEqual(['bob@example.test', 'carol@example.test']);
+    const [dsn] = await senderSink.waitFor(1);
+    expect(dsn!.data.toString()).toMatch(/Status: 5\.7\.1/);
+  });
+
+  it('a message from the null sender that bounces produces no DSN (never a bounce of a bounce)', async () => {
+    const dest = await sink({ onRcpt: () => ({ code: 550, message: '5.1.1 no such user' }) });
+    const senderSink = await sink();
+    const h = await harness(local({ 'example.test': dest, 'sender.test': senderSink }, { tls: 'off' }));
+    await h.queue.start();
+    await h.submit('', ['nobody@example.test']);
+    await h.waitEvent('bounced');
+    await expect.poll(() => h.queue.size).toBe(0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(senderSink.messages).toEqual([]);
+    expect(senderSink.connections).toBe(0);
+  });
+
+  it('a DSN that itself cannot be delivered is dropped, not bounced again', async () => {
+    const dest = await sink({ onRcpt: () => ({ code: 550, message: '5.1.1 no such user' }) });
+    const senderSink = await sink({ onRcpt: () => ({ code: 550, message: '5.1.1 sender mailbox gone' }) });
+    const h = await harness(local({ 'example.test': dest, 'sender.test': senderSink }, { tls: 'off' }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['nobody@example.test']);
+    await h.waitEvent('bounced', (e) => e.to[0] === 'alice@sender.test');
+    await expect.poll(() => h.queue.size).toBe(0);
+    expect(h.events.filter((e) => e.kind === 'bounced')).toHaveLength(2);
+  });
+
+  it('a 4xx for one recipient defers only that recipient', async () => {
+    const dest = await sink({ onRcpt: (rcpt) => (rcpt.startsWith('busy@') ? { code: 452, message: '4.2.2 mailbox full' } : undefined) });
+    const h = await harness(local({ 'example.test': dest }, { tls: 'off' }));
+    await h.queue.start();
+    const id = await h.submit('alice@sender.test', ['bob@example.test', 'busy@example.test']);
+    const ev = await h.waitEvent('deferred');
+    expect(ev).toMatchObject({ queueId: id, to: ['busy@example.test'] });
+    expect(ev.reason).toMatch(/452 4\.2\.2 mailbox full/);
+    expect(dest.messages[0]!.to).toEqual(['bob@example.test']);
+    expect(h.queue.list()).toMatchObject([{ id, to: ['busy@example.test'], done: [{ to: 'bob@example.test', status: 'delivered' }] }]);
+  });
+
+  it('a refused connection defers with the reason', async () => {
+    const dead = await sink();
+    await dead.close(); // nothing listens on that port any more
+    const h = await harness(local({ 'example.test': dead }, { tls: 'off' }));
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['bob@example.test']);
+    const ev = await h.waitEvent('deferred');
+    expect(ev.reason).toMatch(/ECONNREFUSED|refused/i);
+  });
+});
+
+describe('queue API', () => {
+  it('retry(id) delivers a deferred message now; delete(id) removes without a bounce; bounce(id) returns it', async () => {
+    let open = false;
+    const dest = await sink({ onRcpt: () => (open ? undefined : { code: 451, message: '4.3.0 try later' }) });
+    const senderSink = await sink();
+    const h = await harness(local({ 'example.test': dest, 'sender.test': senderSink }, { tls: 'off' }));
+    await h.queue.start();
+    const a = await h.submit('alice@sender.test', ['a@example.test']);
+    const b = await h.submit('alice@sender.test', ['b@example.test']);
+    const c = await h.submit('alice@sender.test', ['c@example.test']);
+    await expect.poll(() => h.events.filter((e) => e.kind === 'deferred').length).toBe(3);
+    expect(h.queue.list().map((i) => i.status)).toEqual(['deferred', 'deferred', 'deferred']);
+
+    expect(h.queue.delete(b)).toBe(true);
+    expect(h.queue.delete(b)).toBe(false);
+    expect(h.queue.bounce(c)).toBe(true);
+    const bounced = await h.waitEvent('bounced');
+    expect(bounced).toMatchObject({ queueId: c, to: ['c@example.test'] });
+    expect(bounced.reason).toMatch(/administrator.*451 4\.3\.0 try later/);
+    const [dsn] = await senderSink.waitFor(1);
+    expect(dsn!.data.toString()).toMatch(/Final-Recipient: rfc822; c@example\.test/);
+
+    open = true;
+    expect(h.queue.retry(a)).toBe(true);
+    expect(h.queue.retry('NOSUCHID')).toBe(false);
+    const [m] = await dest.waitFor(1);
+    expect(m!.to).toEqual(['a@example.test']);
+    await expect.poll(() => h.queue.size).toBe(0);
+    expect(dest.messages.map((x) => x.to[0])).toEqual(['a@example.test']);
+  });
+});
