@@ -310,6 +310,27 @@ export const TokenInfo = z.object({
 
 const GroupEntryOut = GroupEntry;
 
+/** One line of DIR/audit.jsonl (an admin action). */
+export const AuditEntry = z.object({
+  seq: z.int().positive(),
+  /** ISO 8601 */
+  time: z.string(),
+  at: Millis,
+  /** token name */
+  by: z.string(),
+  role: z.string(),
+  remoteIp: z.string().nullable(),
+  method: z.string(),
+  /** params with secrets replaced by "(secret)" and whole configs by "(see changes)" */
+  params: z.record(z.string(), z.unknown()),
+  ok: z.boolean(),
+  error: z.object({ code: z.int(), message: z.string() }).optional(),
+  /** the config revision this action made */
+  revision: z.int().optional(),
+  changes: z.array(ConfigChange).optional(),
+});
+export type AuditEntry = z.infer<typeof AuditEntry>;
+
 // -----------------------------------------------------------------------------------------------------------------
 // Methods
 
@@ -476,6 +497,13 @@ export const Methods = {
     z.strictObject({ name: TokenName }),
     z.object({ closedSessions: z.int().nonnegative() }),
     'Revoke a token; its sessions close at once. Unknown name: 4004.',
+  ),
+
+  'audit.list': method(
+    'viewer',
+    z.strictObject({ limit: z.int().min(1).max(1000).default(100), beforeSeq: z.int().positive().optional() }),
+    z.object({ entries: z.array(AuditEntry) }),
+    'The audit log (admin actions), newest first; page with beforeSeq = the last entry\'s seq.',
   ),
 
   'policy.simulate': method(
