@@ -177,7 +177,11 @@ export interface ConfigIssue {
 
 /** Turn zod issues into "key: what is wrong" lines that name the config key as it appears in config.json. */
 export function describeIssues(error: z.ZodError): ConfigIssue[] {
-  return error.issues.map((iss) => {
+  // zod 4 still runs a length check (.max) on a value of the wrong type and reports it as if the value were a
+  // string ("servers": "127.0.0.1:53" -> "expected string to have <=8 characters"); the type error says it all
+  const wrongType = new Set(error.issues.filter((i) => i.code === 'invalid_type').map((i) => i.path.map(String).join('.')));
+  const relevant = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.')));
+  return relevant.map((iss) => {
     const key = iss.path.map(String).join('.') || '(top level)';
     let message = iss.message;
     if (iss.code === 'unrecognized_keys') {
