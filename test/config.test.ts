@@ -1,0 +1,217 @@
+/**
+ * shared/config.ts (the zod schema: defaults, refusals naming the key) and relay/store/config-store.ts
+ * (first start, atomic writes, update/modify, SIGHUP reload keeping the last good config).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultConfig, formatIssues, parseConfig, type ConfigIssue } from '../shared/config.ts';
+import { ConfigError, ConfigStore, ConflictError } from '../relay/store/config-store.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-config-'));
+  dirs.push(d);
+  return d;
+}
+
+function issues(input: unknown): ConfigIssue[] {
+  const r = parseConfig(input);
+  if (r.ok) throw new Error('expected the config to be refused');
+  return r.issues;
+}
+const keys = (input: unknown) => issues(input).map((i) => i.key);
+
+describe('parseConfig', () => {
+  it('an empty object is every default, as SPEC section 1 lists them', () => {
+    const r = parseConfig({});
+    expect(r.ok).toBe(true);
+    const c = defaultConfig();
+    expect(r.ok && r.config).toEqual(c);
+    expect(c.smtp).toEqual({ listen: '127.0.0.1:2525', hostname: null, maxConnections: 1000, greetingDelayMs: 0, bareLineEndings: 'normalize' });
+    expect(c.manage.listen).toBe('127.0.0.1:8465');
+    expect(c.relay.allowGroups).toEqual(['Trusted']);
+    expect(c.groups).toEqual({ Trusted: [] });
+    expect(c.limits).toEqual({
+      exemptGroups: ['Trusted'],
+      ipv6Prefix: 64,
+      messagesPerHour: { mode: 'enforce', max: 100 },
+      concurrentConnections: { mode: 'enforce', max: 10 },
+      unknownRecipients: { mode: 'enforce', max: 10, blockMinutes: 60 },
+      authFailures: { mode: 'enforce', max: 10, windowMinutes: 10, blockMinutes: 15 },
+    });
+    expect(c.checks).toEqual({
+      senderDomain: { mode: 'enforce' },
+      reverseDns: { mode: 'enforce' },
+      maxRecipients: { mode: 'enforce', max: 100 },
+      maxFailedCommands: { mode: 'enforce', max: 10 },
+      maxMessageSize: { mode: 'enforce', maxBytes: 26_214_400 },
+    });
+    expect(c.delivery).toMatchObject({ mode: 'mx', tls: 'opportunistic', maxQueueHours: 120 });
+    expect(c.events.retentionDays).toBe(7);
+    // the defaults written out parse back to themselves
+    expect(parseConfig(JSON.parse(JSON.stringify(c)))).toEqual({ ok: true, config: c });
+  });
+
+  it('accepts the SPEC example shape', () => {
+    const r = parseConfig({
+      smtp: { listen: '127.0.0.1:2525', hostname: 'relay.example.com', maxConnections: 1000, greetingDelayMs: 0, bareLineEndings: 'normalize' },
+      dns: { servers: ['127.0.0.1:53'], timeoutMs: 3000 },
+      domains: { 'example.com': { deliverTo: '10.0.0.5:25', recipients: ['alice', 'bob@example.com'] } },
+      relay: { allowGroups: ['Trusted'] },
+      groups: {
+        Trusted: [
+          { address: '192.0.2.0/24', comment: 'office', expiresAt: null },
+          { address: '198.51.100.10-198.51.100.20' },
+          { address: '2001:db8::/48', expiresAt: '2026-12-01T09:00:00Z' },
+        ],
+      },
+      limits: { exemptGroups: ['Trusted'], unknownRecipients: { mode: 'monitor', max: 10, blockMinutes: 60 } },
+      checks: { maxMessageSize: { mode: 'off', maxBytes: 1000 } },
+    });
+    expect(r.ok).toBe(true);
+  });
+
+  it.each([
+    ['300.1.1.1'],
+    ['192.0.2.0/33'],
+    ['192.0.2.20-192.0.2.10'],
+    ['office'],
+    ['2001:db8::/129'],
+    [''],
+  ])('refuses the group entry address %j, naming the entry', (address) => {
+    const is = issues({ groups: { Trusted: [{ address: '192.0.2.1' }, { address }] } });
+    expect(is.map((i) => i.key)).toEqual(['groups.Trusted.1.address']);
+    expect(is[0]!.message.length).toBeGreaterThan(5);
+  });
+
+  it('refuses an expiresAt without a time zone, naming it', () => {
+    expect(keys({ groups: { Trusted: [{ address: '192.0.2.1', expiresAt: '2026-12-01 09:00' }] } })).toEqual(['groups.Trusted.0.expiresAt']);
+  });
+
+  it('refuses unknown keys by name, at the top and nested', () => {
+    const top = issues({ smpt: {} });
+    expect(top).toHaveLength(1);
+    expect(top[0]!.key).toBe('smpt');
+    expect(top[0]!.message).toContain('"smpt"');
+    const nested = issues({ limits: { messagesPerHour: { mode: 'enforce', maxx: 5 } } });
+    expect(nested.map((i) => i.key)).toEqual(['limits.messagesPerHour.maxx']);
+    expect(keys({ groups: { Trusted: [{ address: '192.0.2.1', note: 'x' }] } })).toEqual(['groups.Trusted.0.note']);
+    expect(keys({ checks: { reverseDNS: { mode: 'off' } } })).toEqual(['checks.reverseDNS']);
+  });
+
+  it('refuses wrong types and values, naming the key', () => {
+    expect(keys({ limits: { messagesPerHour: { max: '100' } } })).toEqual(['limits.messagesPerHour.max']);
+    expect(keys({ limits: { messagesPerHour: { max: 0 } } })).toEqual(['limits.messagesPerHour.max']);
+    expect(keys({ limits: { messagesPerHour: { max: 1.5 } } })).toEqual(['limits.messagesPerHour.max']);
+    expect(keys({ checks: { senderDomain: { mode: 'enforced' } } })).toEqual(['checks.senderDomain.mode']);
+    expect(keys({ smtp: { bareLineEndings: 'strip' } })).toEqual(['smtp.bareLineEndings']);
+    expect(keys({ smtp: { listen: 'localhost' } })).toEqual(['smtp.listen']);
+    expect(keys({ dns: { servers: '127.0.0.1' } })).toEqual(['dns.servers']);
+    expect(keys({ groups: { Trusted: { address: '192.0.2.1' } } })).toEqual(['groups.Trusted']);
+    expect(keys({ smtp: null })).toEqual(['smtp']);
+    expect(keys([])).toEqual(['(top level)']);
+  });
+
+  it('refuses references to groups that do not exist, and bad domains', () => {
+    expect(keys({ relay: { allowGroups: ['Office'] } })).toEqual(['relay.allowGroups.0']);
+    expect(keys({ limits: { exemptGroups: ['Trusted', 'Nope'] } })).toEqual(['limits.exemptGroups.1']);
+    expect(keys({ domains: { 'Example.COM': { deliverTo: '10.0.0.5:25' } } })).toEqual(['domains.Example.COM']);
+    expect(keys({ domains: { 'example.com': { deliverTo: '10.0.0.5:25', recipients: ['bob@other.example'] } } })).toEqual([
+      'domains.example.com.recipients.0',
+    ]);
+  });
+
+  it('formatIssues puts one "key: message" per line', () => {
+    const text = formatIssues(issues({ smtp: { maxConnections: -1 }, limits: { ipv6Prefix: 200 } }));
+    expect(text.split('\n')).toHaveLength(2);
+    expect(text).toMatch(/^ {2}smtp\.maxConnections: .+\n {2}limits\.ipv6Prefix: .+$/);
+  });
+});
+
+describe('ConfigStore', () => {
+  it('first start writes config.json with every default, mode 0600; a second open reads it', () => {
+    const dir = tmpDir();
+    const { store, created } = ConfigStore.open(dir);
+    expect(created).toBe(true);
+    const file = path.join(dir, 'config.json');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual(defaultConfig());
+    expect(store.current).toEqual(defaultConfig());
+    expect(Object.isFrozen(store.current.limits.messagesPerHour)).toBe(true);
+    const again = ConfigStore.open(dir);
+    expect(again.created).toBe(false);
+    expect(again.store.current).toEqual(defaultConfig());
+  });
+
+  it('an invalid config.json is refused at open with a ConfigError naming the file and key', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ limits: { messagesPerHour: { max: 'many' } } }));
+    expect(() => ConfigStore.open(dir)).toThrow(ConfigError);
+    try {
+      ConfigStore.open(dir);
+    } catch (err) {
+      expect((err as ConfigError).message).toContain(path.join(dir, 'config.json'));
+      expect((err as ConfigError).message).toContain('limits.messagesPerHour.max');
+      expect((err as ConfigError).issues.map((i) => i.key)).toEqual(['limits.messagesPerHour.max']);
+    }
+    fs.writeFileSync(path.join(dir, 'config.json'), '{ "smtp": ');
+    expect(() => ConfigStore.open(dir)).toThrow(/is not valid JSON/);
+  });
+
+  it('update/modify validate, write atomically and notify; an invalid change leaves config and file alone', () => {
+    const dir = tmpDir();
+    const { store } = ConfigStore.open(dir);
+    const file = path.join(dir, 'config.json');
+    const seen: number[] = [];
+    store.onChange((c) => seen.push(c.config.limits.messagesPerHour.max));
+    const rev = store.revision;
+    store.modify((d) => void (d.limits.messagesPerHour.max = 5), { by: 'test', source: 'test' });
+    expect(store.current.limits.messagesPerHour.max).toBe(5);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8')).limits.messagesPerHour.max).toBe(5);
+    expect(store.revision).toBe(rev + 1);
+    expect(seen).toEqual([5]);
+    const before = fs.readFileSync(file, 'utf8');
+    expect(() => store.modify((d) => void (d.groups['Trusted'] = [{ address: '10.0.0.0/99' }]), { by: 'test', source: 'test' })).toThrow(
+      /groups\.Trusted\.0\.address/,
+    );
+    expect(fs.readFileSync(file, 'utf8')).toBe(before);
+    expect(store.current.groups['Trusted']).toEqual([]);
+    expect(store.revision).toBe(rev + 1);
+    expect(seen).toEqual([5]);
+    // no temp file is left behind by the atomic writes
+    expect(fs.readdirSync(dir)).toEqual(['config.json']);
+    // a stale base revision is a conflict
+    expect(() => store.modify(() => {}, { by: 'test', source: 'test', baseRevision: rev })).toThrow(ConflictError);
+  });
+
+  it('reload() applies a good edit, and with an invalid file keeps the last good config', () => {
+    const dir = tmpDir();
+    const { store } = ConfigStore.open(dir);
+    const file = path.join(dir, 'config.json');
+    expect(store.reload()).toBeNull(); // no change
+    const good = { ...defaultConfig(), limits: { ...defaultConfig().limits, messagesPerHour: { mode: 'monitor', max: 7 } } };
+    fs.writeFileSync(file, JSON.stringify(good));
+    const info = store.reload();
+    expect(info?.source).toBe('SIGHUP');
+    expect(store.current.limits.messagesPerHour).toEqual({ mode: 'monitor', max: 7 });
+    const rev = store.revision;
+
+    fs.writeFileSync(file, JSON.stringify({ ...good, smtp: { ...good.smtp, greetingDelayMs: 'slow' } }));
+    expect(() => store.reload()).toThrow(/smtp\.greetingDelayMs/);
+    expect(store.current.limits.messagesPerHour).toEqual({ mode: 'monitor', max: 7 });
+    expect(store.current.smtp.greetingDelayMs).toBe(0);
+    expect(store.revision).toBe(rev);
+
+    fs.writeFileSync(file, '{ not json');
+    expect(() => store.reload()).toThrow(ConfigError);
+    expect(store.revision).toBe(rev);
+    fs.rmSync(file);
+    expect(() => store.reload()).toThrow(/cannot read/);
+    expect(store.current.limits.messagesPerHour.max).toBe(7);
+  });
+});
