@@ -1,0 +1,227 @@
+/**
+ * The relay's command line, run as a child process (node --import tsx relay/cli.ts): first start, refusal of a bad
+ * config.json, SIGHUP with a bad and a good edit, `user set`, `token create/list/revoke`, SIGTERM.
+ * Every wait is bounded and every child is killed in afterEach.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultConfig } from '../shared/config.ts';
+import { RawSmtp } from './helpers/smtp-client.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+const clients: RawSmtp[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.destroy();
+  for (const ch of children.splice(0)) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-cli-'));
+  dirs.push(d);
+  return d;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  const s = net.createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise<void>((resolve) => s.close(() => resolve()));
+  return ok;
+}
+
+interface Run {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** resolves when stdout (or stderr) has matched the pattern */
+  waitOut(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  waitErr(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
+}
+
+function run(args: string[], opts: { stdin?: string } = {}): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'relay/cli.ts', ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  if (opts.stdin !== undefined) child.stdin!.end(opts.stdin);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const waitIn = (get: () => string, what: string) => (re: RegExp, ms = 15_000) =>
+    waitFor(() => get().match(re), `${what} to match ${re}; stdout so far:\n${out}\nstderr so far:\n${err}`, ms, 20);
+  return { child, out: () => out, err: () => err, exited, waitOut: waitIn(() => out, 'stdout'), waitErr: waitIn(() => err, 'stderr') };
+}
+
+/** Run a one-shot command to its end (bounded). */
+async function runToEnd(args: string[], opts: { stdin?: string } = {}, ms = 15_000) {
+  const r = run(args, opts);
+  const t = setTimeout(() => r.child.kill('SIGKILL'), ms);
+  const { code } = await r.exited;
+  clearTimeout(t);
+  return { code, out: r.out(), err: r.err() };
+}
+
+/** A data dir whose config.json listens on free ports and asks a DNS server that is not there (nothing here needs DNS). */
+async function dataDirWithConfig(extra: Record<string, unknown> = {}): Promise<{ dir: string; port: number }> {
+  const dir = tmpDir();
+  const port = await freePort();
+  const config = {
+    ...defaultConfig(),
+    smtp: { ...defaultConfig().smtp, listen: `127.0.0.1:${port}` },
+    manage: { listen: `127.0.0.1:${await freePort()}` },
+    dns: { servers: ['127.0.0.1:9'], timeoutMs: 200 },
+    ...extra,
+  };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  return { dir, port };
+}
+
+async function startRelay(dir: string): Promise<Run> {
+  const r = run(['--data-dir', dir]);
+  await r.waitOut(/Reload config\.json with: kill -HUP \d+/);
+  return r;
+}
+
+async function smtp(port: number): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port, { localAddress: '127.0.0.5' });
+  clients.push(c);
+  await c.hello();
+  return c;
+}
+
+describe('relay CLI', () => {
+  it('first start on an empty directory writes config.json with every default, tls/cert.pem and a 0600 admin token', async () => {
+    const dir = path.join(tmpDir(), 'data');
+    const free = await portIsFree(2525); // the default smtp.listen
+    const r = run(['--data-dir', dir]);
+    if (free) await r.waitOut(/Reload config\.json with/);
+    else await r.waitErr(/cannot listen for SMTP on 127\.0\.0\.1:2525/);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).toEqual(defaultConfig());
+    expect(fs.readFileSync(path.join(dir, 'tls', 'cert.pem'), 'utf8')).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    const token = path.join(dir, 'admin-token');
+    expect(fs.statSync(token).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(token, 'utf8').trim()).toMatch(/^rwt_[A-Za-z0-9_-]{43}$/);
+    if (free) {
+      expect(r.out()).toContain('SMTP           : 127.0.0.1:2525');
+      r.child.kill('SIGTERM');
+      expect((await r.exited).code).toBe(0);
+    } else {
+      expect((await r.exited).code).not.toBe(0);
+    }
+  });
+
+  it('prints the SMTP address, the certificate SHA-256 fingerprint and where the admin token is; SIGTERM exits 0', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const r = await startRelay(dir);
+    const out = r.out();
+    expect(out).toContain(`SMTP           : 127.0.0.1:${port}`);
+    const fp = /SHA-256\s+: ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})/.exec(out)?.[1];
+    expect(fp).toBeDefined();
+    const cert = fs.readFileSync(path.join(dir, 'tls', 'cert.pem'), 'utf8');
+    expect(new (await import('node:crypto')).X509Certificate(cert).fingerprint256).toBe(fp);
+    expect(out).toContain(`admin token    : ${path.join(dir, 'admin-token')} (new; mode 0600)`);
+    expect(out).toContain('(new, self-signed)');
+    expect(fs.statSync(path.join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+    // config.json was used as it is
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).smtp.listen).toBe(`127.0.0.1:${port}`);
+    const c = await smtp(port);
+    expect((await c.cmd('NOOP')).code).toBe(250);
+    await c.quit();
+    r.child.kill('SIGTERM');
+    const { code } = await r.exited;
+    expect(code).toBe(0);
+    expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+  });
+
+  it('a bad config.json is refused: non-zero exit and a message naming the key', async () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ limits: { messagesPerHour: { max: 'lots' } }, smtpp: {} }));
+    const { code, err } = await runToEnd(['--data-dir', dir]);
+    expect(code).not.toBe(0);
+    expect(err).toContain('limits.messagesPerHour.max');
+    expect(err).toContain('smtpp');
+    expect(err).toMatch(/did not start/);
+  });
+
+  it('SIGHUP with a bad edit keeps running on the old config and says so; with a good edit applies it', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const r = await startRelay(dir);
+    const file = path.join(dir, 'config.json');
+    const good = JSON.parse(fs.readFileSync(file, 'utf8'));
+    fs.writeFileSync(file, JSON.stringify({ ...good, checks: { ...good.checks, maxFailedCommands: { mode: 'enforce', max: 'one' } } }));
+    r.child.kill('SIGHUP');
+    await r.waitErr(/config NOT reloaded, the relay keeps the last good config:[\s\S]*checks\.maxFailedCommands\.max/);
+    expect(r.child.exitCode).toBeNull();
+    const c = await smtp(port);
+    expect((await c.cmd('BOGUS')).code).toBe(500); // the old limit (10) still applies
+    await c.quit();
+
+    fs.writeFileSync(file, JSON.stringify({ ...good, checks: { ...good.checks, maxFailedCommands: { mode: 'enforce', max: 1 } } }));
+    r.child.kill('SIGHUP');
+    await r.waitOut(/config reloaded \(revision \d+\)/);
+    const d = await smtp(port);
+    expect((await d.cmd('BOGUS')).code).toBe(421);
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(0);
+  });
+
+  it('`user set NAME` reads the password from stdin, tells the running relay, and that user can AUTH', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const r = await startRelay(dir);
+    const set = await runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: 'correct horse battery\n' });
+    expect(set.code).toBe(0);
+    expect(set.out).toContain('user "sales" can now authenticate');
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).users.sales.passwordHash).toMatch(/^scrypt\$/);
+    await r.waitOut(/config reloaded \(revision \d+\)/);
+    const c = await smtp(port);
+    const plain = (p: string) => Buffer.from(`\0sales\0${p}`).toString('base64');
+    expect((await c.cmd(`AUTH PLAIN ${plain('correct horse')}`)).code).toBe(535);
+    expect((await c.cmd(`AUTH PLAIN ${plain('correct horse battery')}`)).code).toBe(235);
+    // too short a password is refused
+    const short = await runToEnd(['--data-dir', dir, 'user', 'set', 'bob'], { stdin: 'short\n' });
+    expect(short.code).not.toBe(0);
+    expect(short.err).toMatch(/at least 8 characters/);
+  });
+
+  it('token create, list and revoke', async () => {
+    const dir = tmpDir();
+    const created = await runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'laptop', '--role', 'viewer']);
+    expect(created.code).toBe(0);
+    expect(created.out.trim()).toMatch(/^rwt_[A-Za-z0-9_-]{43}$/);
+    const list = await runToEnd(['--data-dir', dir, 'token', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/^laptop\tviewer\t\S+$/m);
+    expect(list.out).not.toContain(created.out.trim());
+    const again = await runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'laptop']);
+    expect(again.code).not.toBe(0);
+    const revoked = await runToEnd(['--data-dir', dir, 'token', 'revoke', 'laptop']);
+    expect(revoked.code).toBe(0);
+    expect((await runToEnd(['--data-dir', dir, 'token', 'list'])).out).not.toContain('laptop');
+    const missing = await runToEnd(['--data-dir', dir, 'token', 'revoke', 'laptop']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain('there is no token "laptop"');
+    expect(fs.statSync(path.join(dir, 'tokens.json')).mode & 0o777).toBe(0o600);
+  });
+});
