@@ -159,6 +159,7 @@ export class SmtpFront {
       closeTimeout: 30_000,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
+      onSecure: (_socket, session, cb) => this.onSecure(session, cb),
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
@@ -359,6 +360,20 @@ export class SmtpFront {
     sess.counted = false;
     this.deps.anvil.connectionClosed(sess.key);
     this.deps.bus.emit({ kind: 'disconnect', sessionId: sess.id, ip: sess.ip, messages: sess.messages });
+  }
+
+  /**
+   * After STARTTLS: RFC 3207 4.2 says to forget what the client said before TLS. smtp-server drops its
+   * session.user and EHLO name; our own record of the login must go too, or a login made in clear (by whoever
+   * could inject it before the handshake) would still let the TLS session relay.
+   */
+  private onSecure(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const sess = this.sess(session);
+    if (sess) {
+      sess.authUser = null;
+      sess.helo = '';
+    }
+    cb();
   }
 
   private onAuth(
