@@ -129,6 +129,20 @@ describe('AUTH PLAIN and LOGIN', () => {
     expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
     expect(authEvents(t)).toMatchObject([{ ip: '198.51.100.7', success: true }]);
   });
+  it('STARTTLS discards an authentication made before it (RFC 3207 4.2): the client must AUTH again to relay', async () => {
+    t = await startTestRelay({ users: { sales: { passwordHash: hash } } });
+    const c = await open(t.port);
+    await c.hello();
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+    const ehlo = await c.starttls();
+    expect(ehlo.lines.some((l) => /AUTH PLAIN LOGIN$/.test(l))).toBe(true);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<user@remote.example>')).code).toBe(554);
+    expect((await c.cmd('RSET')).code).toBe(250);
+    expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'correct horse')}`)).code).toBe(235);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<user@remote.example>')).code).toBe(250);
+  });
 });
 
 describe('limits.authFailures', () => {
