@@ -1,0 +1,272 @@
+/**
+ * The console's connection to one relay: pin, log in, subscribe, and keep it that way. On a drop it
+ * reconnects with jittered exponential backoff and resyncs (events since the last id it saw; config
+ * consumers are told to refetch) without the user doing anything. A stalled relay (no pong) is dropped
+ * and retried. A refused token or a changed certificate stops and says why: those need a person.
+ */
+import type WebSocket from 'ws';
+import type { CertificateInfo, ConnectionState, EventBatch } from '../../shared/console-api.ts';
+import { ErrorCode, type MethodName, type NotificationParams, type Params, type Result, RpcError } from '../../shared/protocol.ts';
+import type { KnownHosts } from './known-hosts.ts';
+import { PinError, openPinned } from './pinned-socket.ts';
+import type { Timers } from './ports.ts';
+import { realTimers } from './ports.ts';
+import type { Profiles } from './profiles.ts';
+import { RpcClient, TransportError } from './rpc-client.ts';
+
+export interface ConnectionEvents {
+  state(s: ConnectionState): void;
+  events(b: EventBatch): void;
+  stats(s: NotificationParams<'stats.tick'>): void;
+  config(c: NotificationParams<'config.changed'>): void;
+}
+
+export interface ConnectionOptions {
+  profiles: Profiles;
+  knownHosts: KnownHosts;
+  timers?: Timers;
+  /** backoff: first delay and cap, ms */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** a relay that does not answer a ping within this time is considered stalled */
+  heartbeatMs?: number;
+  callTimeoutMs?: number;
+  clientName?: string;
+}
+
+const idle = (): ConnectionState => ({
+  status: 'disconnected',
+  profileId: null,
+  profileName: null,
+  message: 'Not connected. Pick a server and connect.',
+  role: null,
+  tokenName: null,
+  certificate: null,
+  pinnedFingerprint: null,
+  attempt: 0,
+  retryAt: null,
+  relay: null,
+  lastEventId: 0,
+  since: Date.now(),
+});
+
+export class RelayConnection {
+  private st: ConnectionState = idle();
+  private rpc: RpcClient | null = null;
+  private ws: WebSocket | null = null;
+  private retryTimer: unknown = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  /** bumps on every connect/disconnect: a late callback of an older attempt is ignored */
+  private generation = 0;
+  private lastEventId = 0;
+  private subscriptionId: string | null = null;
+  private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
+    state: new Set(),
+    events: new Set(),
+    stats: new Set(),
+    config: new Set(),
+  };
+  private readonly timers: Timers;
+
+  constructor(private readonly opts: ConnectionOptions) {
+    this.timers = opts.timers ?? realTimers;
+  }
+
+  on<K extends keyof ConnectionEvents>(kind: K, fn: ConnectionEvents[K]): () => void {
+    this.listeners[kind].add(fn);
+    return () => this.listeners[kind].delete(fn);
+  }
+
+  private emit<K extends keyof ConnectionEvents>(kind: K, arg: Parameters<ConnectionEvents[K]>[0]): void {
+    for (const l of this.listeners[kind]) {
+      try {
+        (l as (a: typeof arg) => void)(arg);
+      } catch (err) {
+        console.error(`console listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  get state(): ConnectionState {
+    return this.st;
+  }
+
+  private set(patch: Partial<ConnectionState>): void {
+    this.st = { ...this.st, ...patch, lastEventId: this.lastEventId, since: patch.status && patch.status !== this.st.status ? this.timers.now() : this.st.since };
+    this.emit('state', this.st);
+  }
+
+  /** Connect to a profile (dropping any current connection). Resolves with the state reached by the first attempt. */
+  async connect(profileId: string, accept: string | null = null): Promise<ConnectionState> {
+    const profile = this.opts.profiles.get(profileId);
+    if (!profile) throw new Error(`there is no server profile ${profileId}`);
+    if (this.st.profileId !== profileId) this.lastEventId = 0;
+    this.teardown();
+    const gen = ++this.generation;
+    this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });
+    await this.attempt(gen, accept);
+    return this.st;
+  }
+
+  async acceptFingerprint(profileId: string, fingerprint256: string): Promise<ConnectionState> {
+    return this.connect(profileId, fingerprint256);
+  }
+
+  async disconnect(): Promise<void> {
+    this.generation++;
+    this.teardown();
+    this.set({ ...idle() });
+  }
+
+  private teardown(): void {
+    if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    this.rpc?.close();
+    this.rpc = null;
+    this.ws = null;
+    this.subscriptionId = null;
+  }
+
+  private async attempt(gen: number, accept: string | null): Promise<void> {
+    const profileId = this.st.profileId!;
+    const profile = this.opts.profiles.get(profileId);
+    if (!profile) return this.stop(gen, 'disconnected', 'The server profile was removed.');
+    if (!profile.token) return this.stop(gen, 'auth-failed', 'This server has no stored token. Edit the server and paste its token.');
+    const pinned = this.opts.knownHosts.get(profile.host, profile.port)?.fingerprint256 ?? null;
+    let ws: WebSocket;
+    let certificate: CertificateInfo;
+    try {
+      ({ ws, certificate } = await openPinned({ host: profile.host, port: profile.port, pinned, accept }));
+    } catch (err) {
+      if (gen !== this.generation) return;
+      if (err instanceof PinError) {
+        this.set({
+          status: err.kind === 'unknown' ? 'fingerprint-unknown' : 'fingerprint-mismatch',
+          message: err.message,
+          certificate: err.certificate,
+          pinnedFingerprint: err.pinned,
+          retryAt: null,
+        });
+        return;
+      }
+      return this.scheduleRetry(gen, `Cannot reach the relay: ${(err as Error).message}`);
+    }
+    if (gen !== this.generation) {
+      ws.terminate();
+      return;
+    }
+    if (accept && !pinned) this.opts.knownHosts.accept(profile.host, profile.port, certificate.fingerprint256, certificate.subject);
+    this.ws = ws;
+    const rpc = new RpcClient(ws, this.opts.callTimeoutMs);
+    this.rpc = rpc;
+    this.set({ status: 'authenticating', message: 'Logging in…', certificate, pinnedFingerprint: certificate.fingerprint256 });
+    let closeReason: NotificationParams<'session.closed'> | null = null;
+    rpc.on('session.closed', (p) => (closeReason = p));
+    ws.on('close', () => {
+      if (gen !== this.generation || this.rpc !== rpc) return;
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.heartbeat = null;
+      this.rpc = null;
+      const reason = closeReason as NotificationParams<'session.closed'> | null;
+      if (reason?.reason === 'revoked') return this.stop(gen, 'auth-failed', `The relay closed this session: ${reason.message}. Ask for a new token.`);
+      this.scheduleRetry(gen, reason ? `The relay closed the connection: ${reason.message}` : 'The connection to the relay was lost.');
+    });
+    rpc.on('events.batch', (b) => {
+      if (b.subscriptionId !== this.subscriptionId) return;
+      const last = b.events[b.events.length - 1];
+      if (last) this.lastEventId = last.id;
+      this.emit('events', { events: b.events, dropped: b.dropped });
+    });
+    rpc.on('stats.tick', (s) => this.emit('stats', s));
+    rpc.on('config.changed', (c) => this.emit('config', c));
+    try {
+      const login = await rpc.call('auth.login', { token: profile.token, client: this.opts.clientName ?? 'Relay Warden console' });
+      if (gen !== this.generation) return;
+      // the relay restarted with fresh event ids: start over rather than miss everything below our old id
+      if (login.lastEventId < this.lastEventId) this.lastEventId = 0;
+      const sub = await rpc.call('events.subscribe', { sinceId: this.lastEventId });
+      if (gen !== this.generation) return;
+      this.subscriptionId = sub.subscriptionId;
+      const wasReconnect = this.st.attempt > 1 || this.lastEventId > 0;
+      if (sub.backlog.length) {
+        this.lastEventId = sub.backlog[sub.backlog.length - 1]!.id;
+        this.emit('events', { events: sub.backlog, resync: true });
+      } else this.lastEventId = Math.max(this.lastEventId, sub.lastId);
+      this.startHeartbeat(gen, ws);
+      this.set({
+        status: 'connected',
+        role: login.role,
+        tokenName: login.name,
+        relay: { hostname: login.relay.hostname, smtp: login.relay.smtp },
+        message: `Connected to ${login.relay.hostname} as ${login.name} (${login.role}).`,
+        attempt: 0,
+        retryAt: null,
+      });
+      // consumers refetch the config and the rest after a reconnect
+      if (wasReconnect) this.emit('config', { revision: login.configRevision, by: 'resync', source: 'reconnect' });
+    } catch (err) {
+      if (gen !== this.generation) return;
+      if (err instanceof RpcError && err.code === ErrorCode.Unauthenticated) {
+        return this.stop(gen, 'auth-failed', 'The relay refused the token. Paste a valid token (the admin-token file on the relay, or one from "token create").');
+      }
+      if (err instanceof RpcError && err.code === ErrorCode.RateLimited) {
+        return this.scheduleRetry(gen, 'Too many failed logins from this address: the relay locked it out for a few minutes.', 60_000);
+      }
+      this.scheduleRetry(gen, `Login failed: ${(err as Error).message}`);
+    }
+  }
+
+  private startHeartbeat(gen: number, ws: WebSocket): void {
+    const every = this.opts.heartbeatMs ?? 15_000;
+    let alive = true;
+    ws.on('pong', () => (alive = true));
+    this.heartbeat = setInterval(() => {
+      if (gen !== this.generation) return;
+      if (!alive) {
+        // the relay stopped answering: drop the socket; the close handler reconnects
+        ws.terminate();
+        return;
+      }
+      alive = false;
+      try {
+        ws.ping();
+      } catch {
+        ws.terminate();
+      }
+    }, every);
+    this.heartbeat.unref?.();
+  }
+
+  private stop(gen: number, status: 'auth-failed' | 'disconnected', message: string): void {
+    if (gen !== this.generation) return;
+    this.teardown();
+    this.set({ status, message, retryAt: null });
+  }
+
+  private scheduleRetry(gen: number, message: string, minDelayMs = 0): void {
+    if (gen !== this.generation) return;
+    this.teardown();
+    const attempt = this.st.attempt + 1;
+    const base = this.opts.backoffBaseMs ?? 500;
+    const cap = this.opts.backoffMaxMs ?? 30_000;
+    const exp = Math.min(cap, base * 2 ** Math.min(attempt - 1, 16));
+    const delay = Math.max(minDelayMs, Math.round(exp * (0.5 + this.timers.random() / 2)));
+    const retryAt = this.timers.now() + delay;
+    this.set({ status: 'reconnecting', message: `${message} Retrying in ${Math.ceil(delay / 1000)} s (attempt ${attempt}).`, attempt, retryAt });
+    this.retryTimer = this.timers.setTimeout(() => {
+      this.retryTimer = null;
+      if (gen !== this.generation) return;
+      this.set({ status: 'connecting', message: 'Reconnecting…' });
+      void this.attempt(gen, null);
+    }, delay);
+  }
+
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {
+    if (!this.rpc || this.st.status !== 'connected') {
+      return Promise.reject(new TransportError('closed', `not connected to a relay (${this.st.status}): ${this.st.message}`));
+    }
+    return this.rpc.call(method, params);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The console's core as one object, and the single dispatcher through which the renderer reaches it.
+ * Electron's IPC handler and the end-to-end tests' page binding both call `invoke(op, args)`; only the
+ * operations in BRIDGE_OPS exist, every argument is validated here, and errors cross as plain data.
+ */
+import path from 'node:path';
+import { BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp } from '../../shared/console-api.ts';
+import { RpcError, isMethodName } from '../../shared/protocol.ts';
+import { RelayConnection, type ConnectionOptions } from './connection.ts';
+import { jsonFile } from './json-file.ts';
+import { KnownHosts } from './known-hosts.ts';
+import type { JsonFile, SecretStore } from './ports.ts';
+import { ProfileError, Profiles } from './profiles.ts';
+import { TransportError } from './rpc-client.ts';
+
+export interface CoreOptions {
+  secrets: SecretStore;
+  /** where profiles.json and known-hosts.json live (Electron: app.getPath('userData')) */
+  dataDir?: string;
+  files?: { profiles: JsonFile<never>; knownHosts: JsonFile<never> };
+  notify?: (title: string, body: string) => void;
+  connection?: Partial<ConnectionOptions>;
+}
+
+export class BridgeFailure extends Error {
+  constructor(readonly payload: BridgeError) {
+    super(payload.message);
+  }
+}
+
+export function toBridgeError(err: unknown): BridgeError {
+  if (err instanceof RpcError) return { code: err.code, message: err.message, data: err.data };
+  if (err instanceof TransportError) return { code: err.code, message: err.message };
+  if (err instanceof ProfileError) return { code: 'invalid', message: err.message, data: { issues: err.issues } };
+  if (err instanceof BridgeFailure) return err.payload;
+  return { code: 'error', message: (err as Error)?.message ?? String(err) };
+}
+
+const str = (v: unknown, what: string): string => {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 500) throw new BridgeFailure({ code: 'invalid', message: `${what} must be a non-empty string` });
+  return v;
+};
+
+export class ConsoleCore {
+  readonly profiles: Profiles;
+  readonly knownHosts: KnownHosts;
+  readonly connection: RelayConnection;
+  private readonly notifyFn: (title: string, body: string) => void;
+
+  constructor(opts: CoreOptions) {
+    const files = opts.files ?? {
+      profiles: jsonFile(path.join(opts.dataDir ?? '.', 'profiles.json')),
+      knownHosts: jsonFile(path.join(opts.dataDir ?? '.', 'known-hosts.json')),
+    };
+    this.knownHosts = new KnownHosts(files.knownHosts as JsonFile<{ hosts: Record<string, never> }>);
+    this.profiles = new Profiles(files.profiles as JsonFile<{ profiles: never[] }>, opts.secrets, this.knownHosts);
+    this.connection = new RelayConnection({ profiles: this.profiles, knownHosts: this.knownHosts, ...opts.connection });
+    this.notifyFn = opts.notify ?? (() => {});
+  }
+
+  /** Subscribe a push channel (state, events, stats, config). */
+  on(channel: BridgeChannel, fn: (payload: unknown) => void): () => void {
+    switch (channel) {
+      case 'state':
+        return this.connection.on('state', fn);
+      case 'events':
+        return this.connection.on('events', fn);
+      case 'stats':
+        return this.connection.on('stats', fn);
+      case 'config':
+        return this.connection.on('config', fn);
+      default:
+        throw new BridgeFailure({ code: 'invalid', message: `unknown channel ${String(channel)}` });
+    }
+  }
+
+  /** The one entry point from the renderer. Resolves with plain data; rejects with BridgeFailure. */
+  async invoke(op: string, args: unknown[]): Promise<unknown> {
+    if (!(BRIDGE_OPS as readonly string[]).includes(op)) throw new BridgeFailure({ code: 'invalid', message: `unknown operation ${op}` });
+    if (!Array.isArray(args) || args.length > 3) throw new BridgeFailure({ code: 'invalid', message: 'bad arguments' });
+    try {
+      return await this.dispatch(op as BridgeOp, args);
+    } catch (err) {
+      throw new BridgeFailure(toBridgeError(err));
+    }
+  }
+
+  private async dispatch(op: BridgeOp, a: unknown[]): Promise<unknown> {
+    switch (op) {
+      case 'profiles.list':
+        return this.profiles.list();
+      case 'profiles.save':
+        return this.profiles.save(a[0]);
+      case 'profiles.remove': {
+        const id = str(a[0], 'id');
+        if (this.connection.state.profileId === id) await this.connection.disconnect();
+        return this.profiles.remove(id);
+      }
+      case 'profiles.storageWarning':
+        return this.profiles.storageWarning();
+      case 'connection.connect':
+        return this.connection.connect(str(a[0], 'profile id'));
+      case 'connection.disconnect':
+        return this.connection.disconnect();
+      case 'connection.acceptFingerprint':
+        return this.connection.acceptFingerprint(str(a[0], 'profile id'), str(a[1], 'fingerprint'));
+      case 'connection.forgetFingerprint': {
+        const p = this.profiles.get(str(a[0], 'profile id'));
+        if (!p) throw new BridgeFailure({ code: 'invalid', message: 'no such server profile' });
+        this.knownHosts.forget(p.host, p.port);
+        return undefined;
+      }
+      case 'connection.state':
+        return this.connection.state;
+      case 'call': {
+        const method = str(a[0], 'method');
+        // the core owns the login and the event stream; the renderer gets events through the 'events' channel
+        if (!isMethodName(method) || method === 'auth.login' || method === 'events.subscribe' || method === 'events.unsubscribe') {
+          throw new BridgeFailure({ code: -32601, message: `method ${method} is not available to the console view` });
+        }
+        // params are validated by the relay with the shared schema (and its errors come back as -32602)
+        return this.connection.call(method, (a[1] ?? {}) as never);
+      }
+      case 'notify':
+        this.notifyFn(str(a[0], 'title').slice(0, 200), String(a[1] ?? '').slice(0, 1000));
+        return undefined;
+    }
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The hooks every view uses: the API, the live connection state, relay queries and mutations through
+ * react-query (refetched when the relay says the config changed, and after a reconnect).
+ */
+import { useEffect, useSyncExternalStore } from 'react';
+import { useMutation, useQuery, useQueryClient, type UseQueryOptions } from '@tanstack/react-query';
+import type { ConnectionState, ConsoleApi } from '../../shared/console-api.ts';
+import type { MethodName, Params, Result } from '../../shared/protocol.ts';
+import { ApiError, getApi } from './api.ts';
+
+export function useApi(): ConsoleApi {
+  return getApi();
+}
+
+// --- connection state: one external store fed by the bridge -------------------------------------
+let current: ConnectionState | null = null;
+const stateListeners = new Set<() => void>();
+let stateWired = false;
+function wireState(): void {
+  if (stateWired) return;
+  stateWired = true;
+  const api = getApi();
+  api.connection.onState((s) => {
+    current = s;
+    for (const l of stateListeners) l();
+  });
+  void api.connection.state().then((s) => {
+    current = s;
+    for (const l of stateListeners) l();
+  });
+}
+
+export function useConnection(): ConnectionState | null {
+  wireState();
+  return useSyncExternalStore(
+    (cb) => {
+      stateListeners.add(cb);
+      return () => stateListeners.delete(cb);
+    },
+    () => current,
+  );
+}
+
+export function useConnected(): boolean {
+  return useConnection()?.status === 'connected';
+}
+
+/** Whether this token may change things; when not, `why` says so in words for the disabled control's title. */
+export function useCanEdit(): { canEdit: boolean; why: string | null } {
+  const s = useConnection();
+  if (!s || s.status !== 'connected') return { canEdit: false, why: 'Not connected to a relay.' };
+  if (s.role !== 'admin') return { canEdit: false, why: `Your token "${s.tokenName}" is a viewer token: it can see everything but change nothing. Ask for an admin token.` };
+  return { canEdit: true, why: null };
+}
+
+/** Query keys are [method, params]; config-dependent data is invalidated on config.changed. */
+export function useRelayQuery<M extends MethodName>(
+  method: M,
+  params: Params<M>,
+  opts: Partial<UseQueryOptions<Result<M>, ApiError>> = {},
+) {
+  const api = useApi();
+  const connected = useConnected();
+  return useQuery<Result<M>, ApiError>({
+    queryKey: [method, params],
+    queryFn: () => api.call(method, params),
+    enabled: connected && (opts.enabled ?? true),
+    ...opts,
+  });
+}
+
+export function useRelayMutation<M extends MethodName>(method: M, opts: { invalidate?: MethodName[] } = {}) {
+  const api = useApi();
+  const qc = useQueryClient();
+  return useMutation<Result<M>, ApiError, Params<M>>({
+    mutationFn: (params) => api.call(method, params),
+    onSettled: () => {
+      for (const m of opts.invalidate ?? ['config.get', 'config.history', 'clients.list', 'audit.list']) {
+        void qc.invalidateQueries({ queryKey: [m] });
+      }
+    },
+  });
+}
+
+/** Refetch what depends on the config when the relay reports a change (or after a reconnect). */
+export function useConfigChangeInvalidation(): void {
+  const api = useApi();
+  const qc = useQueryClient();
+  useEffect(
+    () =>
+      api.onConfigChanged(() => {
+        for (const m of ['config.get', 'config.history', 'clients.list', 'audit.list', 'queue.list', 'stats.get'] as const) {
+          void qc.invalidateQueries({ queryKey: [m] });
+        }
+      }),
+    [api, qc],
+  );
+}
+
+/** Words for a person from an API error: what happened and what to do. */
+export function explainError(err: unknown): string {
+  if (!(err instanceof ApiError)) return (err as Error)?.message ?? String(err);
+  switch (err.code) {
+    case 4001:
+      return 'The relay no longer accepts this token. Edit the server and paste a valid token.';
+    case 4003:
+      return 'Your token is a viewer token: it cannot change anything. Ask for an admin token.';
+    case 4009:
+      return 'Someone else changed the configuration since you loaded it. Review their change, then apply yours again.';
+    case 4029:
+      return 'The relay is rate-limiting this console. Wait a moment and try again.';
+    case -32602: {
+      const issues = (err.data as { issues?: { path: (string | number)[]; message: string }[] } | undefined)?.issues ?? [];
+      return issues.length ? issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ') : err.message;
+    }
+    case 'closed':
+      return 'Not connected to the relay. The console reconnects by itself; try again in a moment.';
+    case 'timeout':
+      return 'The relay did not answer in time. It may be overloaded; try again.';
+    default:
+      return err.message;
+  }
+}

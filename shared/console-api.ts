@@ -1,0 +1,135 @@
+/**
+ * The console's own API between its main process and its renderer (window.api): the shapes that cross the
+ * preload bridge. Pure (zod + types), so the renderer, the preload and the main-process core share it.
+ */
+import { z } from 'zod';
+import type { RelayEvent } from './events.ts';
+import type { MethodName, NotificationParams, Params, Result } from './protocol.ts';
+
+const HOST = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\d{1,3}(\.\d{1,3}){3}$|^\[?[0-9A-Fa-f:.]+\]?$/;
+
+export const ProfileInput = z.strictObject({
+  /** absent: a new profile */
+  id: z.string().min(1).max(64).optional(),
+  name: z.string().trim().min(1, 'give the server a name').max(100),
+  host: z.string().trim().min(1, 'enter the relay host name or address').max(253).regex(HOST, 'not a host name or IP address'),
+  port: z.coerce.number().int('the port is a whole number').min(1, 'ports are 1-65535').max(65535, 'ports are 1-65535'),
+  /** absent on edit: keep the stored token */
+  token: z.string().trim().min(1, 'paste the token from the relay (admin-token file or "token create")').max(200).optional(),
+});
+export type ProfileInput = z.input<typeof ProfileInput>;
+
+export interface ProfileView {
+  id: string;
+  name: string;
+  host: string;
+  port: number;
+  hasToken: boolean;
+  /** the pinned certificate fingerprint, if accepted before */
+  fingerprint256: string | null;
+}
+
+export interface CertificateInfo {
+  fingerprint256: string;
+  subject: string;
+  issuer: string;
+  validFrom: string;
+  validTo: string;
+}
+
+export type ConnectionStatus =
+  | 'disconnected'
+  | 'connecting'
+  /** first connection: the user must accept the fingerprint */
+  | 'fingerprint-unknown'
+  /** the certificate changed: hard stop */
+  | 'fingerprint-mismatch'
+  | 'authenticating'
+  | 'connected'
+  /** lost; retrying with backoff */
+  | 'reconnecting'
+  /** the token was refused or revoked: no automatic retry */
+  | 'auth-failed';
+
+export interface ConnectionState {
+  status: ConnectionStatus;
+  profileId: string | null;
+  profileName: string | null;
+  /** words for a person: what happened and what to do */
+  message: string;
+  role: 'admin' | 'viewer' | null;
+  tokenName: string | null;
+  certificate: CertificateInfo | null;
+  /** on mismatch: the fingerprint accepted before */
+  pinnedFingerprint: string | null;
+  attempt: number;
+  /** when the next reconnect attempt starts (ms since epoch) */
+  retryAt: number | null;
+  relay: { hostname: string; smtp: string } | null;
+  lastEventId: number;
+  since: number;
+}
+
+export interface EventBatch {
+  events: RelayEvent[];
+  dropped?: number;
+  /** true when this batch is the backlog replayed after a (re)connect */
+  resync?: boolean;
+}
+
+export type Unsubscribe = () => void;
+
+/** window.api, as the renderer sees it. */
+export interface ConsoleApi {
+  profiles: {
+    list(): Promise<ProfileView[]>;
+    save(input: ProfileInput): Promise<ProfileView>;
+    remove(id: string): Promise<void>;
+    /** a warning to show when tokens cannot be stored encrypted, else null */
+    storageWarning(): Promise<string | null>;
+  };
+  connection: {
+    connect(profileId: string): Promise<ConnectionState>;
+    disconnect(): Promise<void>;
+    /** accept the fingerprint shown in the fingerprint-unknown state and go on */
+    acceptFingerprint(profileId: string, fingerprint256: string): Promise<ConnectionState>;
+    /** after a deliberate certificate change on the relay: forget the old pin (the next connect asks again) */
+    forgetFingerprint(profileId: string): Promise<void>;
+    state(): Promise<ConnectionState>;
+    onState(cb: (s: ConnectionState) => void): Unsubscribe;
+  };
+  /** any relay method, typed by the shared protocol; rejects with {code, message, data} */
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
+  onEvents(cb: (batch: EventBatch) => void): Unsubscribe;
+  onStats(cb: (s: NotificationParams<'stats.tick'>) => void): Unsubscribe;
+  onConfigChanged(cb: (c: NotificationParams<'config.changed'>) => void): Unsubscribe;
+  /** desktop notification (the app shows one on a rejection spike); no-op in a browser */
+  notify(title: string, body: string): Promise<void>;
+}
+
+/** The request/response operations that cross the bridge (allow-list). */
+export const BRIDGE_OPS = [
+  'profiles.list',
+  'profiles.save',
+  'profiles.remove',
+  'profiles.storageWarning',
+  'connection.connect',
+  'connection.disconnect',
+  'connection.acceptFingerprint',
+  'connection.forgetFingerprint',
+  'connection.state',
+  'call',
+  'notify',
+] as const;
+export type BridgeOp = (typeof BRIDGE_OPS)[number];
+
+/** Push channels from main to the renderer. */
+export const BRIDGE_CHANNELS = ['state', 'events', 'stats', 'config'] as const;
+export type BridgeChannel = (typeof BRIDGE_CHANNELS)[number];
+
+/** An error that crosses the bridge as plain data. */
+export interface BridgeError {
+  code: number | string;
+  message: string;
+  data?: unknown;
+}
