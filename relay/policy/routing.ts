@@ -33,6 +33,8 @@ function isKnown(dc: DomainConfig, local: string, domain: string): boolean {
   const r = dc.recipients;
   if (r === '*') return true;
   const lp = local.toLowerCase();
+  // RFC 5321 4.5.1: every domain the server accepts mail for MUST accept postmaster (any case)
+  if (lp === 'postmaster') return true;
   const full = `${lp}@${domain}`;
   for (const entry of r) {
     if (entry === '*') return true;
