@@ -195,3 +195,24 @@ describe('limits.unknownRecipients', () => {
     expect(t.rejections('limits.unknownRecipients')).toHaveLength(before);
   });
 });
+
+describe('smtp.maxConnections', () => {
+  it('refuses connections over the server-wide limit with 421 4.7.0, whatever the client IP', async () => {
+    t = await startTestRelay({ smtp: { maxConnections: 2 }, groups: { Trusted: [{ address: '127.0.0.12' }] } });
+    const a = await open(t.port, '127.0.0.10');
+    const b = await open(t.port, '127.0.0.11');
+    await a.hello();
+    await b.hello();
+    const c = await open(t.port, '127.0.0.12');
+    expect(await c.read()).toMatchObject({ code: 421, text: '4.7.0 This server has too many connections (limit 2). Try again in a moment.' });
+    await waitFor(() => c.closed, 'the refused connection to be closed');
+    expect(t.rejections('smtp.maxConnections')).toMatchObject([{ ip: '127.0.0.12', stage: 'connect', code: 421, enforced: true }]);
+    // it never reached onConnect, so it was never counted per IP and no disconnect is reported for it
+    expect(t.relay.anvil.connections('127.0.0.12')).toBe(0);
+    await a.quit();
+    await waitFor(() => t!.relay.front.connectionCount === 1, 'the server to see one connection');
+    const d = await open(t.port, '127.0.0.12');
+    expect((await d.hello()).code).toBe(250);
+  });
+});
+

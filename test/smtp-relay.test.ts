@@ -91,7 +91,7 @@ describe('open-relay tricks', () => {
     expect(t.events.filter((e) => e.kind === 'rcpt')).toHaveLength(0);
   });
 
-  it('local recipients are accepted whatever the case of the domain; a quoted local part is the same mailbox', async () => {
+  it('local recipients are accepted whatever the case of the domain; a quoted local part is the same mailbox; postmaster always', async () => {
     t = await startTestRelay({ ...CONFIG, users: {} });
     const c = await open(t.port, '127.0.0.5');
     await c.hello();
@@ -99,12 +99,15 @@ describe('open-relay tricks', () => {
     expect((await c.cmd('RCPT TO:<ALICE@Example.COM>')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<"bob"@example.com>')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<postmaster>')).code).toBe(250);
+    // RFC 5321 4.5.1: postmaster at every local domain, listed or not
+    expect((await c.cmd('RCPT TO:<PostMaster@example.com>')).code).toBe(250);
     expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
     const acc = t.events.find((e): e is Extract<RelayEvent, { kind: 'accepted' }> => e.kind === 'accepted');
-    expect(acc?.to).toHaveLength(3);
+    expect(acc?.to).toHaveLength(4);
     expect(t.events.filter((e) => e.kind === 'rcpt').map((e) => (e as { to: string }).to)).toEqual([
-      'ALICE@example.com', 'bob@example.com', 'postmaster@example.com',
+      'ALICE@example.com', 'bob@example.com', 'postmaster@example.com', 'PostMaster@example.com',
     ]);
+    expect(t.rejections()).toHaveLength(0);
   });
 
   it('relay.allowGroups members relay, tricks included (only the syntax errors stay refused)', async () => {
