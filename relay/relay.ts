@@ -15,6 +15,10 @@ import { ConfigStore } from './store/config-store.ts';
 import { TokenStore } from './store/tokens.ts';
 import { loadOrCreateIdentity, type TlsIdentity } from './tls/cert.ts';
 import { writeFileAtomic } from './store/config-store.ts';
+import { AuditLog } from './store/audit.ts';
+import { EventHistory, type HistoryOptions } from './store/history.ts';
+import { ConfigRevisions } from './manage/config-revisions.ts';
+import { ManageServer, type ManageLimits } from './manage/server.ts';
 
 export interface RelayOptions {
   dataDir: string;
@@ -24,6 +28,15 @@ export interface RelayOptions {
   log?: (line: string) => void;
   /** queue options for tests (retry schedule, timers) */
   queue?: Partial<ConstructorParameters<typeof Queue>[0]>;
+  /**
+   * override manage.listen. When smtpListen asks for any free port ("host:0", tests) and this is not given, the
+   * management channel takes any free port on 127.0.0.1 too, so test relays never collide on 8465.
+   */
+  manageListen?: string;
+  /** management channel limits for tests (login timeout, stall timeout, rates) */
+  manageLimits?: Partial<ManageLimits>;
+  /** event history options for tests (flush interval, size bound) */
+  history?: Partial<Omit<HistoryOptions, 'file'>>;
 }
 
 export class Relay {
@@ -37,7 +50,12 @@ export class Relay {
   readonly tokens: TokenStore;
   readonly identity: TlsIdentity;
   readonly firstStart: { config: boolean; certificate: boolean; adminToken: boolean };
+  readonly history: EventHistory;
+  readonly revisions: ConfigRevisions;
+  readonly audit: AuditLog;
+  manage: ManageServer | null = null;
   smtpAddress = { host: '', port: 0 };
+  manageAddress = { host: '', port: 0 };
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly log: (line: string) => void;
 
@@ -53,6 +71,9 @@ export class Relay {
     identity: TlsIdentity;
     firstStart: Relay['firstStart'];
     log: (line: string) => void;
+    history: EventHistory;
+    revisions: ConfigRevisions;
+    audit: AuditLog;
   }) {
     this.dataDir = init.dataDir;
     this.config = init.config;
@@ -65,6 +86,14 @@ export class Relay {
     this.identity = init.identity;
     this.firstStart = init.firstStart;
     this.log = init.log;
+    this.history = init.history;
+    this.revisions = init.revisions;
+    this.audit = init.audit;
+  }
+
+  /** The config revision as the management protocol shows it (continues across restarts). */
+  get configRevision(): number {
+    return this.revisions.current;
   }
 
   static async start(opts: RelayOptions): Promise<Relay> {
@@ -83,13 +112,24 @@ export class Relay {
       writeFileAtomic(tokenFile, secret + '\n', 0o600);
       adminToken = true;
     }
-    const bus = new EventBus({ now });
+    const history = EventHistory.open({
+      file: path.join(dataDir, 'history.sqlite'),
+      now,
+      retentionDays: () => config.current.events.retentionDays,
+      log,
+      ...opts.history,
+    });
+    const revisions = new ConfigRevisions(config, history, now);
+    const audit = new AuditLog(path.join(dataDir, 'audit.jsonl'));
+    // event ids continue after the stored history, so a console's "since id" survives a relay restart
+    const bus = new EventBus({ now, firstId: history.lastEventId() + 1 });
+    history.attach(bus);
     const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000 });
     const resolver = new DnsResolver({ servers: c.dns.servers, timeoutMs: c.dns.timeoutMs, now });
     const queue = new Queue({ dir: path.join(dataDir, 'spool'), config: () => config.current, resolver, bus, now, log, ...opts.queue });
     const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now });
     const relay = new Relay({
-      dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log,
+      dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, history, revisions, audit,
       firstStart: { config: created, certificate: identity.created, adminToken },
     });
     config.onChange((info) => {
@@ -100,7 +140,7 @@ export class Relay {
       if (prev.smtp.listen !== info.config.smtp.listen || prev.manage.listen !== info.config.manage.listen) {
         log('note: a changed listen address takes effect when the relay restarts');
       }
-      bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: info.revision, by: info.by, source: info.source });
+      bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });
     await queue.start();
     // port 0 (any free port) is for tests: parseHostPort takes it only as the default port
@@ -117,7 +157,31 @@ export class Relay {
       const e = err as NodeJS.ErrnoException;
       const hint = e.code === 'EADDRINUSE' ? ' (another program is listening there; change smtp.listen or stop it)'
         : e.code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
+      history.close();
       throw new Error(`cannot listen for SMTP on ${formatHostPort({ host: listen.value.host, port })}: ${e.message}${hint}`);
+    }
+    const manageText = opts.manageListen ?? (opts.smtpListen?.endsWith(':0') ? '127.0.0.1:0' : c.manage.listen);
+    const mlisten = parseHostPort(manageText.endsWith(':0') ? manageText.slice(0, -2) : manageText, 0);
+    if (!mlisten.ok) throw new Error(`manage.listen ${mlisten.error}`);
+    const manage = new ManageServer({
+      config, revisions, bus, anvil, queue, tokens, history, audit, identity, now, log,
+      hostname: () => config.current.smtp.hostname ?? os.hostname(),
+      smtpAddress: () => formatHostPort(relay.smtpAddress),
+      limits: opts.manageLimits,
+    });
+    try {
+      const addr = await manage.listen(mlisten.value.host, mlisten.value.port);
+      relay.manage = manage;
+      relay.manageAddress = { host: addr.address, port: addr.port };
+    } catch (err) {
+      await manage.close().catch(() => {});
+      await front.close();
+      await queue.stop();
+      resolver.close();
+      history.close();
+      const e = err as NodeJS.ErrnoException;
+      const hint = e.code === 'EADDRINUSE' ? ' (another program, or another relay, is listening there; change manage.listen or stop it)' : '';
+      throw new Error(`cannot listen for the management channel on ${formatHostPort(mlisten.value)}: ${e.message}${hint}`);
     }
     relay.sweepTimer = setInterval(() => anvil.sweep(), 60_000);
     relay.sweepTimer.unref();
@@ -138,8 +202,10 @@ export class Relay {
   /** Graceful stop: no new connections, open sessions get a bounded time, the queue stays on disk. */
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await this.manage?.close();
     await this.front.close();
     await this.queue.stop();
     this.resolver.close();
+    this.history.close();
   }
 }

@@ -1,0 +1,406 @@
+/**
+ * The JSON-RPC methods. Each handler gets its params already validated against shared/protocol.ts (defaults filled)
+ * and the caller's context; it returns the result or throws an RpcError. Roles are checked before a handler runs.
+ * Config changes go through ConfigRevisions (conflict check, history, diff) and fill ctx.change for the audit log.
+ */
+import type { Config } from '../../shared/config.ts';
+import type { RelayEvent } from '../../shared/events.ts';
+import { GroupMatcher, clientKey, parseAddressSpec, parseIp, specContains, type ParsedIp } from '../../shared/ip.ts';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  RpcError,
+  type ClientInfo,
+  type MethodName,
+  type ParsedParams,
+  type Result,
+} from '../../shared/protocol.ts';
+import type { Anvil } from '../clients/anvil.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { AuditLog } from '../store/audit.ts';
+import type { ConfigStore } from '../store/config-store.ts';
+import type { EventHistory } from '../store/history.ts';
+import type { TokenStore } from '../store/tokens.ts';
+import type { ConfigRevisions, Recorded } from './config-revisions.ts';
+import { hideSecrets } from './diff.ts';
+import { compileFilter, ipSpec } from './filter.ts';
+import type { Session } from './session.ts';
+import { Subscription } from './session.ts';
+import { simulate } from './simulate.ts';
+import type { StatsCollector } from './stats.ts';
+
+/** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
+export interface QueueLike {
+  list(): Result<'queue.list'>['items'];
+  retry(id: string): boolean;
+  delete(id: string): boolean;
+  bounce(id: string): boolean;
+  readonly size: number;
+  readonly acceptingMail: boolean;
+  readonly activeDeliveries?: number;
+}
+
+export interface MethodDeps {
+  config: ConfigStore;
+  revisions: ConfigRevisions;
+  bus: EventBus;
+  anvil: Anvil;
+  queue: QueueLike;
+  tokens: TokenStore;
+  history: EventHistory;
+  audit: AuditLog;
+  stats: StatsCollector;
+  /** the relay's clock */
+  now: () => number;
+  info: () => { hostname: string; smtp: string; fingerprint256: string; startedAt: number };
+  /** the server's view of its sessions */
+  sessions: () => Iterable<Session>;
+  limits: { subscriberBufferEvents: number; maxSubscriptionsPerSession: number; backlogMax: number };
+}
+
+export interface CallContext {
+  session: Session;
+  /** set by handlers that changed the config (for the audit log) */
+  change?: Recorded;
+}
+
+type Handler<M extends MethodName> = (params: ParsedParams<M>, ctx: CallContext) => Result<M> | Promise<Result<M>>;
+export type Handlers = { [M in MethodName]: M extends 'auth.login' ? null : Handler<M> };
+
+const notFound = (message: string) => new RpcError(ErrorCode.NotFound, message);
+
+const matchers = new WeakMap<Config, GroupMatcher>();
+function matcherFor(c: Config): GroupMatcher {
+  let m = matchers.get(c);
+  if (!m) matchers.set(c, (m = new GroupMatcher(c.groups)));
+  return m;
+}
+
+/** The first address of a client key ("192.0.2.5", or "2001:db8:1:2::/64" for an IPv6 network). */
+function keyAddress(key: string): ParsedIp | null {
+  return parseIp(key.includes('/') ? key.slice(0, key.indexOf('/')) : key);
+}
+
+function canonical(address: string): string {
+  const r = parseAddressSpec(address);
+  return r.ok ? r.spec.text : address.trim();
+}
+
+export function createHandlers(d: MethodDeps): Handlers {
+  let simulating: Promise<unknown> = Promise.resolve();
+
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const liveAt = (entry: { expiresAt?: string | null }, now: number) => !entry.expiresAt || Date.parse(entry.expiresAt) > now;
+
+  /** The anvil keys an address spec names: its client key for a single address, else every tracked key inside it. */
+  const keysOf = (text: string, c: Config): string[] => {
+    const r = parseAddressSpec(text);
+    if (!r.ok) return [];
+    if (r.spec.kind === 'single') return [clientKey(parseIp(r.spec.text)!, c.limits.ipv6Prefix)];
+    const out: string[] = [];
+    for (const s of d.anvil.list()) {
+      const a = keyAddress(s.key);
+      if (s.key === r.spec.text || (a && specContains(r.spec, a))) out.push(s.key);
+    }
+    return out;
+  };
+
+  const clientInfo = (s: ReturnType<Anvil['list']>[number], c: Config, now: number): ClientInfo => {
+    const a = keyAddress(s.key);
+    const m = a ? matcherFor(c).findEntry(a, c.limits.exemptGroups, now) : null;
+    return {
+      ip: s.key,
+      connections: s.connections,
+      messagesLastHour: s.messagesLastHour,
+      unknownRecipientsLastHour: s.unknownRecipientsLastHour,
+      authFailuresInWindow: s.authFailuresInWindow,
+      blockedUntil: s.blocked?.until ?? null,
+      blockedRule: s.blocked?.rule ?? null,
+      blockReason: s.blocked?.reason ?? null,
+      trusted: m !== null,
+      trustedBy: m ? { group: m.group, address: canonical(m.entry.address), expiresAt: m.entry.expiresAt ?? null } : null,
+      lastSeen: s.lastSeen,
+      recentRejections: s.recentRejections.map((r) => ({ at: r.at, rule: r.rule, code: r.code, text: r.text, enforced: r.enforced })),
+    };
+  };
+
+  const meta = (ctx: CallContext, source: string, baseRevision?: number) => ({
+    by: ctx.session.auth!.name,
+    source,
+    remoteIp: ctx.session.ip,
+    baseRevision,
+  });
+
+  const handlers: Handlers = {
+    'auth.login': null,
+
+    // --- config ------------------------------------------------------------------------------------------------
+    'config.get': (p, ctx) => {
+      const revision = p.revision ?? d.revisions.current;
+      const config = d.revisions.get(revision);
+      if (!config) throw notFound(`config revision ${revision} is not in the history (the relay keeps the last 1000)`);
+      return { revision, config: ctx.session.auth!.role === 'admin' ? config : hideSecrets(config) };
+    },
+
+    'config.update': (p, ctx) => {
+      const r = d.revisions.update(p.config, meta(ctx, 'config.update', p.baseRevision));
+      ctx.change = r;
+      return { revision: r.revision, changes: r.changes };
+    },
+
+    'config.history': (p) => ({ current: d.revisions.current, revisions: d.revisions.list(p.limit, p.beforeRevision) }),
+
+    'config.revert': (p, ctx) => {
+      const config = d.revisions.get(p.revision);
+      if (!config) throw notFound(`config revision ${p.revision} is not in the history (the relay keeps the last 1000)`);
+      const r = d.revisions.update(config, meta(ctx, `config.revert to ${p.revision}`, p.baseRevision));
+      ctx.change = r;
+      return { revision: r.revision, changes: r.changes };
+    },
+
+    // --- groups ------------------------------------------------------------------------------------------------
+    'groups.addEntry': (p, ctx) => {
+      const spec = ipSpec(p.address, ['address']);
+      let created = false;
+      let updated = false;
+      let entry: Config['groups'][string][number] | null = null;
+      const r = d.revisions.modify((draft) => {
+        let list = draft.groups[p.group];
+        if (!list) {
+          list = draft.groups[p.group] = [];
+          created = true;
+        }
+        const existing = list.find((e) => canonical(e.address) === spec.text);
+        if (existing) {
+          if (p.comment !== undefined) existing.comment = p.comment;
+          if (p.expiresAt !== undefined) existing.expiresAt = p.expiresAt;
+          updated = true;
+          entry = existing;
+        } else {
+          entry = { address: spec.text, comment: p.comment ?? null, expiresAt: p.expiresAt ?? null, addedBy: ctx.session.auth!.name, addedAt: iso(d.now()) };
+          list.push(entry);
+        }
+      }, meta(ctx, 'groups.addEntry', p.baseRevision));
+      ctx.change = r;
+      return { revision: r.revision, group: p.group, entry: structuredClone(entry!), created, updated };
+    },
+
+    'groups.removeEntry': (p, ctx) => {
+      const want = canonical(p.address);
+      const list = d.config.current.groups[p.group];
+      if (!list) throw notFound(`there is no group "${p.group}"`);
+      const found = list.find((e) => canonical(e.address) === want);
+      if (!found) throw notFound(`group "${p.group}" has no entry ${want}`);
+      const r = d.revisions.modify((draft) => {
+        draft.groups[p.group] = draft.groups[p.group]!.filter((e) => canonical(e.address) !== want);
+      }, meta(ctx, 'groups.removeEntry', p.baseRevision));
+      ctx.change = r;
+      return { revision: r.revision, group: p.group, removed: structuredClone(found) };
+    },
+
+    // --- clients -----------------------------------------------------------------------------------------------
+    'clients.list': (p) => {
+      const c = d.config.current;
+      const now = d.now();
+      const spec = p.ip !== undefined ? ipSpec(p.ip, ['ip']) : null;
+      let all = d.anvil.list();
+      if (spec) {
+        all = all.filter((s) => {
+          if (s.key === spec.text) return true;
+          const a = keyAddress(s.key);
+          return a !== null && specContains(spec, a);
+        });
+      }
+      if (p.blockedOnly) all = all.filter((s) => s.blocked !== null);
+      all.sort((a, b) => b.lastSeen - a.lastSeen);
+      return { clients: all.slice(0, p.limit).map((s) => clientInfo(s, c, now)), total: all.length };
+    },
+
+    'clients.trust': (p, ctx) => {
+      const spec = ipSpec(p.ip, ['ip']);
+      const c = d.config.current;
+      const group = c.limits.exemptGroups[0];
+      if (group === undefined) {
+        throw new RpcError(ErrorCode.InvalidConfig, 'limits.exemptGroups is empty, so there is no group to trust an address in; add a group to it first', {
+          issues: [{ path: ['limits', 'exemptGroups'], message: 'is empty', code: 'custom' }],
+        });
+      }
+      const now = d.now();
+      const list = c.groups[group] ?? [];
+      const exact = list.find((e) => canonical(e.address) === spec.text);
+      const first = keyAddress(spec.text);
+      const covering = exact && liveAt(exact, now) ? exact : list.find((e) => {
+        if (!liveAt(e, now) || !first) return false;
+        const r = parseAddressSpec(e.address);
+        return r.ok && specContains(r.spec, first) && (spec.kind === 'single' || canonical(e.address) === spec.text);
+      });
+      const wantsChange = exact !== undefined && ((p.comment !== undefined && p.comment !== (exact.comment ?? null)) || (p.expiresAt !== undefined && p.expiresAt !== (exact.expiresAt ?? null)));
+      let entry = covering ?? null;
+      let alreadyTrusted = covering !== undefined && !wantsChange;
+      let revision = d.revisions.current;
+      if (!alreadyTrusted) {
+        const r = d.revisions.modify((draft) => {
+          const l = (draft.groups[group] ??= []);
+          const ex = l.find((e) => canonical(e.address) === spec.text);
+          if (ex) {
+            if (p.comment !== undefined) ex.comment = p.comment;
+            if (p.expiresAt !== undefined) ex.expiresAt = p.expiresAt;
+            else if (!liveAt(ex, now)) ex.expiresAt = null;
+            entry = ex;
+          } else {
+            entry = { address: spec.text, comment: p.comment ?? null, expiresAt: p.expiresAt ?? null, addedBy: ctx.session.auth!.name, addedAt: iso(now) };
+            l.push(entry);
+          }
+        }, meta(ctx, 'clients.trust'));
+        ctx.change = r;
+        revision = r.revision;
+        alreadyTrusted = false;
+      }
+      // clear its block and counters: the next command from it is judged afresh
+      let unblocked = false;
+      for (const key of keysOf(spec.text, d.config.current)) {
+        if (d.anvil.blocked(key)) unblocked = true;
+        d.anvil.forgive(key);
+      }
+      if (!alreadyTrusted) d.bus.emit({ kind: 'trusted', sessionId: null, ip: spec.kind === 'single' ? spec.text : null, address: spec.text, group, by: ctx.session.auth!.name });
+      return { revision, group, entry: structuredClone(entry!), alreadyTrusted, unblocked };
+    },
+
+    'clients.unblock': (p) => {
+      const spec = ipSpec(p.ip, ['ip']);
+      let unblocked = false;
+      for (const key of keysOf(spec.text, d.config.current)) if (d.anvil.unblock(key)) unblocked = true;
+      return { unblocked };
+    },
+
+    // --- events ------------------------------------------------------------------------------------------------
+    'events.subscribe': (p, ctx) => {
+      const s = ctx.session;
+      if (s.subscriptions.size >= d.limits.maxSubscriptionsPerSession) {
+        throw new RpcError(ErrorCode.RateLimited, `this session has ${s.subscriptions.size} subscriptions (the most allowed); unsubscribe one first`, { retryAfterMs: 0 });
+      }
+      const filter = compileFilter(p.filter);
+      const backlog: RelayEvent[] = [];
+      let truncated = false;
+      if (p.sinceId !== undefined) {
+        const max = d.limits.backlogMax;
+        const mem = d.bus.since(p.sinceId);
+        const oldestInMemory = mem[0]?.id ?? d.bus.lastId + 1;
+        // older than the ring: from the history, in pages
+        let cursor = p.sinceId;
+        while (cursor < oldestInMemory - 1 && backlog.length < max) {
+          const page = d.history.range(cursor, oldestInMemory - 1, 5000);
+          if (page.length === 0) break;
+          for (const e of page) if (filter.test(e)) backlog.push(e);
+          cursor = page[page.length - 1]!.id;
+        }
+        for (const e of mem) if (filter.test(e)) backlog.push(e);
+        if (backlog.length > max) {
+          backlog.splice(0, backlog.length - max);
+          truncated = true;
+        }
+      }
+      const sub = new Subscription(s.newSubscriptionId(), filter, d.limits.subscriberBufferEvents);
+      s.subscriptions.set(sub.id, sub);
+      return { subscriptionId: sub.id, backlog, truncated, lastId: d.bus.lastId };
+    },
+
+    'events.unsubscribe': (p, ctx) => ({ ok: ctx.session.subscriptions.delete(p.subscriptionId) }),
+
+    'events.query': (p) => {
+      const filter = compileFilter({ ip: p.ip, kinds: p.kinds, rejectionsOnly: p.rejectionsOnly }, []);
+      const base = { from: p.from, to: p.to, kinds: p.kinds, rejectionsOnly: p.rejectionsOnly, sessionId: p.sessionId, order: p.order };
+      if (filter.spec === null) {
+        const r = d.history.query({ ...base, ip: filter.exactIp ?? undefined, cursor: p.cursor, limit: p.limit });
+        return { events: r.events, more: r.more, nextCursor: r.more ? r.events[r.events.length - 1]!.id : null };
+      }
+      // a CIDR or range: scan pages and match in code (at most 200,000 rows per call; `more` says to go on)
+      const out: RelayEvent[] = [];
+      let cursor = p.cursor;
+      let scanned = 0;
+      let exhausted = false;
+      while (out.length < p.limit && scanned < 200_000) {
+        const r = d.history.query({ ...base, cursor, limit: 5000 });
+        let i = 0;
+        for (; i < r.events.length; i++) {
+          const e = r.events[i]!;
+          cursor = e.id;
+          scanned++;
+          if (filter.test(e)) {
+            out.push(e);
+            if (out.length === p.limit) {
+              i++;
+              break;
+            }
+          }
+        }
+        if (!r.more && i >= r.events.length) {
+          exhausted = true;
+          break;
+        }
+      }
+      return { events: out, more: !exhausted, nextCursor: exhausted ? null : (cursor ?? null) };
+    },
+
+    // --- stats -------------------------------------------------------------------------------------------------
+    'stats.get': () => ({ ...d.stats.snapshot(), series: d.stats.seriesPoints() }),
+
+    // --- queue -------------------------------------------------------------------------------------------------
+    'queue.list': (p) => {
+      const items = d.queue.list().sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1));
+      return { items: items.slice(p.offset, p.offset + p.limit), total: items.length };
+    },
+    'queue.retry': (p) => {
+      if (!d.queue.retry(p.id)) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
+      return { ok: true };
+    },
+    'queue.delete': (p) => {
+      const ok = p.bounce ? d.queue.bounce(p.id) : d.queue.delete(p.id);
+      if (!ok) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
+      return { ok: true };
+    },
+
+    // --- tokens ------------------------------------------------------------------------------------------------
+    'tokens.list': () => {
+      const counts = new Map<string, number>();
+      for (const s of d.sessions()) if (s.auth && !s.closed) counts.set(s.auth.name, (counts.get(s.auth.name) ?? 0) + 1);
+      return { tokens: d.tokens.list().map((t) => ({ name: t.name, role: t.role, createdAt: t.createdAt, sessions: counts.get(t.name) ?? 0 })) };
+    },
+    'tokens.create': (p) => {
+      if (d.tokens.list().some((t) => t.name === p.name)) {
+        throw new RpcError(ErrorCode.Conflict, `a token named "${p.name}" exists already; revoke it first or pick another name`);
+      }
+      const token = d.tokens.create(p.name, p.role);
+      return { name: p.name, role: p.role, token };
+    },
+    'tokens.revoke': (p, ctx) => {
+      let n = 0;
+      for (const s of d.sessions()) if (s.auth?.name === p.name && !s.closed) n++;
+      if (!d.tokens.revoke(p.name)) throw notFound(`there is no token "${p.name}"`);
+      void ctx;
+      return { closedSessions: n };
+    },
+
+    // --- audit -------------------------------------------------------------------------------------------------
+    'audit.list': (p) => ({ entries: d.audit.tail(p.limit, p.beforeSeq) }),
+
+    // --- policy ------------------------------------------------------------------------------------------------
+    'policy.simulate': async (p) => {
+      // one replay at a time: a second caller waits for the first
+      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now()));
+      simulating = run.catch(() => {});
+      return run;
+    },
+  };
+  return handlers;
+}
+
+export const loginInfo = (d: MethodDeps, name: string, role: 'admin' | 'viewer'): Result<'auth.login'> => ({
+  name,
+  role,
+  protocolVersion: PROTOCOL_VERSION,
+  relay: d.info(),
+  configRevision: d.revisions.current,
+  lastEventId: d.bus.lastId,
+  serverTime: d.now(),
+});

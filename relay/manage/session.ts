@@ -1,0 +1,137 @@
+/**
+ * One management connection: its login state, request rate limit, subscriptions (each a bounded buffer of event
+ * JSON), and the ways it ends. Sending never blocks: the socket's bufferedAmount says whether the console keeps up.
+ */
+import type { WebSocket } from 'ws';
+import type { RelayEvent } from '../../shared/events.ts';
+import { CloseCode, type NotificationName, type NotificationParams, type Role } from '../../shared/protocol.ts';
+import { eventJson } from '../store/history.ts';
+import type { CompiledFilter } from './filter.ts';
+
+export class Subscription {
+  private buffer: string[] = [];
+  dropped = 0;
+  /** events dropped over the subscription's life */
+  droppedTotal = 0;
+
+  constructor(
+    readonly id: string,
+    readonly filter: CompiledFilter,
+    private readonly max: number,
+  ) {}
+
+  /** The bus fan-out: cheap, bounded. */
+  offer(e: RelayEvent): void {
+    if (!this.filter.test(e)) return;
+    if (this.buffer.length >= this.max) {
+      this.dropped++;
+      this.droppedTotal++;
+      return;
+    }
+    this.buffer.push(eventJson(e));
+  }
+
+  get pending(): number {
+    return this.buffer.length;
+  }
+
+  /** The next events.batch frame (at most maxEvents events), or null when there is nothing to say. */
+  takeBatch(maxEvents: number): string | null {
+    if (this.buffer.length === 0 && this.dropped === 0) return null;
+    const events = this.buffer.length <= maxEvents ? this.buffer : this.buffer.slice(0, maxEvents);
+    this.buffer = this.buffer.length <= maxEvents ? [] : this.buffer.slice(maxEvents);
+    const dropped = this.dropped > 0 ? `,"dropped":${this.dropped}` : '';
+    this.dropped = 0;
+    return `{"jsonrpc":"2.0","method":"events.batch","params":{"subscriptionId":${JSON.stringify(this.id)},"events":[${events.join(',')}]${dropped}}}`;
+  }
+}
+
+/** Token bucket: `rate` requests a second, bursts of `burst`. */
+export class RateLimit {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number,
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** ms until one request is allowed again */
+  retryAfterMs(): number {
+    return Math.max(0, Math.ceil(((1 - this.tokens) / this.rate) * 1000));
+  }
+}
+
+export class Session {
+  auth: { name: string; role: Role } | null = null;
+  readonly subscriptions = new Map<string, Subscription>();
+  /** requests refused by the rate limit in a row */
+  limited = 0;
+  /** since when the socket's send buffer has stayed over the limit (null: it keeps up) */
+  stalledSince: number | null = null;
+  loginTimer: NodeJS.Timeout | null = null;
+  closed = false;
+  /** close right after the current reply is sent (the session revoked its own token) */
+  closeAfterReply: { code: number; why: NotificationParams<'session.closed'>['reason']; message: string } | null = null;
+  private nextSub = 1;
+
+  constructor(
+    readonly id: string,
+    readonly ws: WebSocket,
+    readonly ip: string,
+    readonly rate: RateLimit,
+  ) {}
+
+  newSubscriptionId(): string {
+    return `${this.id}.${this.nextSub++}`;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  sendText(text: string): void {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(text);
+  }
+
+  send(message: unknown): void {
+    this.sendText(JSON.stringify(message));
+  }
+
+  notify<N extends NotificationName>(method: N, params: NotificationParams<N>): void {
+    this.send({ jsonrpc: '2.0', method, params });
+  }
+
+  /**
+   * End the session: stop its streams at once, tell the console why, close. A console that does not read (its
+   * buffer is full) never sees the close frame, so the socket is destroyed after a grace period.
+   */
+  close(code: number, reason: NotificationParams<'session.closed'>['reason'], message: string): void {
+    if (this.closed) return;
+    this.subscriptions.clear();
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (code !== CloseCode.MessageTooBig && code !== CloseCode.UnsupportedData) this.notify('session.closed', { reason, message });
+    this.closed = true;
+    try {
+      this.ws.close(code, message.slice(0, 120));
+    } catch {
+      // already closing
+    }
+    const t = setTimeout(() => this.ws.terminate(), code === CloseCode.Stalled ? 0 : 1000);
+    t.unref();
+  }
+}

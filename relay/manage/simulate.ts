@@ -1,0 +1,461 @@
+/**
+ * policy.simulate: replay the recorded traffic of the last hours through a candidate config's decisions.
+ *
+ * The replay uses the relay's own pure decisions (relay/policy/verdicts.ts) and its own counters (a private Anvil
+ * driven by a replay clock), fed the facts the events recorded, in event-id order, which is the order the live relay
+ * made its decisions in (every decision and its events happen synchronously). The counters follow the candidate:
+ * a message the candidate would have refused does not count toward messagesPerHour, a block the candidate would
+ * have set refuses that client's later connections. Replay starts before the window (warm-up: one hour plus the
+ * longest block) so windows and blocks are primed, but only decisions inside the window are reported.
+ *
+ * Replayed: limits.messagesPerHour, limits.concurrentConnections, limits.unknownRecipients (limit and block),
+ * limits.authFailures (limit and block), the exempt groups and relay.allowGroups (with expiry at each event's time),
+ * checks.maxRecipients, checks.maxMessageSize (accepted sizes; a recorded refusal stays refused unless the candidate
+ * turns the check off or to monitor), smtp.bareLineEndings (recorded refusals only), the modes of every replayed rule,
+ * and checks.reverseDns / checks.senderDomain from the DNS facts the events carry.
+ * Not replayed (the recorded outcome stands): relay access and unknown-recipient classification (events do not keep
+ * the refused address), declared SIZE at MAIL FROM, checks.maxFailedCommands, smtp.maxConnections, greeting delay,
+ * storage errors. See `caveats` in the result.
+ */
+import type { Config } from '../../shared/config.ts';
+import type { RelayEvent, Rule } from '../../shared/events.ts';
+import { GroupMatcher, clientKey, parseIp, type ParsedIp } from '../../shared/ip.ts';
+import type { SimulationResult, SimulationRule } from '../../shared/protocol.ts';
+import { Anvil } from '../clients/anvil.ts';
+import type { ReverseDnsFact, SenderDomainFact } from '../dns/checks.ts';
+import * as policy from '../policy/verdicts.ts';
+
+type Rejected = Extract<RelayEvent, { kind: 'rejected' }>;
+
+export interface EventPages {
+  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[];
+  /** events in [from, to) (all kinds), for the size bound; optional */
+  countBetween?(from: number, to: number): number;
+  /** the time of the nth event (0-based) in [from, to), for the size bound; optional */
+  atOffset?(from: number, to: number, offset: number): number | null;
+}
+
+export interface SimulateOptions {
+  /** read at most this many events (default 2,000,000); past it the oldest are skipped and `truncated` is set */
+  maxEvents?: number;
+  pageSize?: number;
+  /** called between pages so a long replay never holds the event loop (default: setImmediate) */
+  pause?: () => Promise<void>;
+}
+
+const KINDS = ['connect', 'disconnect', 'auth', 'mail', 'rcpt', 'accepted', 'rejected'] as const;
+
+const UNIT: Partial<Record<Rule, SimulationRule['unit']>> = {
+  'limits.messagesPerHour': 'message',
+  'limits.concurrentConnections': 'connection',
+  'limits.unknownRecipients': 'recipient',
+  'limits.authFailures': 'session',
+  'checks.senderDomain': 'message',
+  'checks.reverseDns': 'message',
+  'checks.maxRecipients': 'recipient',
+  'checks.maxMessageSize': 'message',
+  'smtp.bareLineEndings': 'message',
+  'relay.access': 'recipient',
+  'recipient.unknown': 'recipient',
+};
+
+const CONNECT_REPLAYED = new Set<Rule>(['limits.concurrentConnections', 'limits.unknownRecipients', 'limits.authFailures']);
+const MAIL_REPLAYED = new Set<Rule>(['limits.messagesPerHour', 'checks.reverseDns', 'checks.senderDomain']);
+
+interface Sess {
+  ip: string;
+  key: string;
+  parsed: ParsedIp | null;
+  /** the candidate closed this session: ignore what the client did after */
+  dead: boolean;
+  /** the candidate refused this transaction's MAIL FROM: ignore its RCPT and DATA */
+  txnDead: boolean;
+  rcpts: number;
+  authUser: string | null;
+}
+
+interface RuleTally {
+  before: number;
+  after: number;
+  newlyRejected: number;
+  newlyPassed: number;
+  monitored: number;
+  ips: Map<string, { newlyRejected: number; newlyPassed: number }>;
+}
+
+const HOUR = 3_600_000;
+
+export async function simulate(history: EventPages, candidate: Config, hours: number, now: number, opts: SimulateOptions = {}): Promise<SimulationResult> {
+  const c = candidate;
+  const to = now + 1;
+  const from = now - hours * HOUR;
+  const warm = Math.min(24 * HOUR, HOUR + 60_000 * Math.max(c.limits.unknownRecipients.blockMinutes, c.limits.authFailures.blockMinutes, c.limits.authFailures.windowMinutes));
+  let start = from - warm;
+  const maxEvents = opts.maxEvents ?? 2_000_000;
+  const pageSize = opts.pageSize ?? 5000;
+  const pause = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
+  let truncated = false;
+  if (history.countBetween && history.atOffset) {
+    const n = history.countBetween(start, to);
+    if (n > maxEvents) {
+      truncated = true;
+      start = history.atOffset(start, to, n - maxEvents) ?? start;
+    }
+  }
+
+  let clock = start;
+  const anvil = new Anvil({ now: () => clock, authWindowMs: () => c.limits.authFailures.windowMinutes * 60_000 });
+  const matcher = new GroupMatcher(c.groups);
+  const sessions = new Map<string, Sess>();
+  const tallies = new Map<Rule, RuleTally>();
+  const newlyRejectedIps = new Set<string>();
+  const newlyPassedIps = new Set<string>();
+  const replayed = { events: 0, connections: 0, mailAttempts: 0, recipients: 0, messages: 0 };
+  let assumedMessages = 0;
+  let counting = false;
+
+  const tally = (rule: Rule): RuleTally => {
+    let t = tallies.get(rule);
+    if (!t) {
+      t = { before: 0, after: 0, newlyRejected: 0, newlyPassed: 0, monitored: 0, ips: new Map() };
+      tallies.set(rule, t);
+    }
+    return t;
+  };
+  const ipTally = (t: RuleTally, ip: string) => {
+    let x = t.ips.get(ip);
+    if (!x) t.ips.set(ip, (x = { newlyRejected: 0, newlyPassed: 0 }));
+    return x;
+  };
+
+  /** Record one decision: the rule that refused it in the recording and under the candidate (null: passed). */
+  const compare = (s: Sess, recorded: Rule | null, cand: Rule | null, monitored: Rule[] = []) => {
+    if (!counting) return;
+    if (recorded) tally(recorded).before++;
+    if (cand) tally(cand).after++;
+    for (const m of monitored) tally(m).monitored++;
+    if (recorded === null && cand !== null) {
+      const t = tally(cand);
+      t.newlyRejected++;
+      ipTally(t, s.key).newlyRejected++;
+      newlyRejectedIps.add(s.key);
+    } else if (recorded !== null && cand === null) {
+      const t = tally(recorded);
+      t.newlyPassed++;
+      ipTally(t, s.key).newlyPassed++;
+      newlyPassedIps.add(s.key);
+    }
+  };
+
+  const sessionOf = (e: RelayEvent): Sess | null => {
+    if (!e.sessionId || !e.ip) return null;
+    let s = sessions.get(e.sessionId);
+    if (!s) {
+      const parsed = parseIp(e.ip);
+      s = { ip: e.ip, key: parsed ? clientKey(parsed, c.limits.ipv6Prefix) : e.ip, parsed, dead: false, txnDead: false, rcpts: 0, authUser: null };
+      sessions.set(e.sessionId, s);
+    }
+    return s;
+  };
+  const inGroups = (s: Sess, groups: readonly string[]) => (s.parsed ? matcher.inAny(s.parsed, groups, clock) : false);
+  /** the first enforced verdict, the monitor ones before it */
+  const firstEnforced = (vs: policy.Verdict[]) => {
+    const monitored: Rule[] = [];
+    for (const v of vs) {
+      if (v.mode === 'enforce') return { verdict: v, monitored };
+      monitored.push(v.rule);
+    }
+    return { verdict: null, monitored };
+  };
+  const block = (s: Sess, v: policy.Verdict) => {
+    if (v.blockMinutes) anvil.block(s.key, { rule: v.rule, until: clock + v.blockMinutes * 60_000, reason: v.rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients' });
+  };
+
+  // --- the reader: pages of events with a little lookahead ---------------------------------------------------------
+  let buf: RelayEvent[] = [];
+  let pos = 0;
+  let after: { at: number; id: number } | null = null;
+  let eof = false;
+  const fill = async () => {
+    if (eof || buf.length - pos >= 64) return;
+    const page = history.page(start, to, after, KINDS, pageSize);
+    if (page.length < pageSize) eof = true;
+    if (page.length) {
+      const last = page[page.length - 1]!;
+      after = { at: last.at, id: last.id };
+    }
+    buf = buf.slice(pos).concat(page);
+    pos = 0;
+    await pause();
+  };
+  /** consecutive events from pos on that belong to the same decision: rejected ones of this session at this stage */
+  const group = (sessionId: string, stage: string, from: number): Rejected[] => {
+    const out: Rejected[] = [];
+    for (let k = from; k < buf.length; k++) {
+      const e = buf[k]!;
+      if (e.kind !== 'rejected' || e.sessionId !== sessionId || e.stage !== stage) break;
+      out.push(e);
+    }
+    return out;
+  };
+
+  for (;;) {
+    await fill();
+    if (pos >= buf.length) break;
+    const e = buf[pos]!;
+    clock = Math.max(clock, e.at);
+    counting = e.at >= from;
+    if (counting) replayed.events++;
+    const s = sessionOf(e);
+    if (!s) {
+      pos++;
+      continue;
+    }
+    const sid = e.sessionId!;
+
+    switch (e.kind) {
+      case 'connect': {
+        const rec = group(sid, 'connect', pos + 1);
+        pos += 1 + rec.length;
+        if (counting) replayed.connections++;
+        const connections = anvil.connectionOpened(s.key);
+        const recorded = rec.find((r) => r.enforced) ?? null;
+        if (recorded && !CONNECT_REPLAYED.has(recorded.rule)) {
+          compare(s, recorded.rule, recorded.rule);
+          s.dead = true;
+          break;
+        }
+        const { verdict, monitored } = firstEnforced(
+          policy.atConnect(c, { ip: s.ip, exempt: inGroups(s, c.limits.exemptGroups), connections, block: anvil.blocked(s.key) }),
+        );
+        compare(s, recorded?.rule ?? null, verdict?.rule ?? null, monitored);
+        if (verdict) s.dead = true;
+        break;
+      }
+
+      case 'disconnect':
+        pos++;
+        anvil.connectionClosed(s.key);
+        sessions.delete(sid);
+        break;
+
+      case 'auth': {
+        const rec = group(sid, 'auth', pos + 1);
+        pos += 1 + rec.length;
+        if (s.dead) break;
+        if (e.success) {
+          s.authUser = e.user;
+          break;
+        }
+        const failures = anvil.authFailure(s.key);
+        const { verdict, monitored } = firstEnforced(policy.authFailureLimit(c, { ip: s.ip, exempt: inGroups(s, c.limits.exemptGroups), failuresInWindow: failures }));
+        const recorded = rec.find((r) => r.enforced && r.rule === 'limits.authFailures') ?? null;
+        compare(s, recorded?.rule ?? null, verdict?.rule ?? null, monitored);
+        if (verdict) {
+          block(s, verdict);
+          s.dead = true;
+        }
+        break;
+      }
+
+      case 'mail':
+      case 'rejected': {
+        if (e.kind === 'rejected' && e.stage !== 'mail' && e.stage !== 'rcpt' && e.stage !== 'data') {
+          // refusals we do not replay (failed commands, greeting, stray connect-stage ones): the recorded outcome stands
+          pos++;
+          if (!s.dead && e.enforced) compare(s, e.rule, e.rule);
+          if (e.enforced && (e.rule === 'checks.maxFailedCommands' || e.stage === 'connect')) s.dead = true;
+          break;
+        }
+        if (e.kind === 'rejected' && e.stage === 'rcpt') {
+          pos = rcptAttempt(s, sid, pos);
+          break;
+        }
+        if (e.kind === 'rejected' && e.stage === 'data') {
+          const rec = group(sid, 'data', pos);
+          pos += rec.length;
+          dataRefused(s, rec);
+          break;
+        }
+        // a MAIL FROM attempt: its monitor/enforced refusals, then the mail event if it passed
+        const rec = e.kind === 'rejected' ? group(sid, 'mail', pos) : [];
+        let next = pos + rec.length;
+        let passedEvent: Extract<RelayEvent, { kind: 'mail' }> | null = null;
+        const m = buf[next];
+        if (m && m.kind === 'mail' && m.sessionId === sid && !rec.some((r) => r.enforced)) {
+          passedEvent = m;
+          next++;
+        }
+        pos = next;
+        mailAttempt(s, rec, passedEvent);
+        break;
+      }
+
+      case 'rcpt':
+        pos = rcptAttempt(s, sid, pos);
+        break;
+
+      case 'accepted': {
+        pos++;
+        if (s.dead || s.txnDead) {
+          s.txnDead = false;
+          s.rcpts = 0;
+          break;
+        }
+        const { verdict, monitored } = firstEnforced(policy.messageTooBig(c, e.size));
+        compare(s, null, verdict?.rule ?? null, monitored);
+        if (!verdict) {
+          anvil.messageAccepted(s.key);
+          if (counting) replayed.messages++;
+        }
+        s.rcpts = 0;
+        break;
+      }
+
+      default:
+        pos++;
+    }
+  }
+
+  function mailAttempt(s: Sess, rec: Rejected[], passed: Extract<RelayEvent, { kind: 'mail' }> | null): void {
+    if (s.dead) return;
+    if (counting) replayed.mailAttempts++;
+    s.rcpts = 0;
+    s.txnDead = false;
+    const recorded = rec.find((r) => r.enforced) ?? null;
+    if (recorded && !MAIL_REPLAYED.has(recorded.rule)) {
+      // storage, declared SIZE: not replayed
+      compare(s, recorded.rule, recorded.rule);
+      s.txnDead = true;
+      return;
+    }
+    let reverseDnsFact: ReverseDnsFact | null = null;
+    let senderDomainFact: SenderDomainFact | null = null;
+    for (const r of rec) {
+      if (r.rule === 'checks.reverseDns') reverseDnsFact = r.code >= 500 ? { result: 'none' } : { result: 'temperror', reason: 'recorded' };
+      if (r.rule === 'checks.senderDomain') {
+        senderDomainFact = r.code >= 500 ? (r.text.includes('null MX') ? { result: 'nullmx' } : { result: 'nodomain' }) : { result: 'temperror', reason: 'recorded' };
+      }
+    }
+    const dnsExempt = s.authUser !== null || inGroups(s, c.relay.allowGroups);
+    const from = passed?.from ?? '';
+    const at = from.lastIndexOf('@');
+    const senderDomain = at >= 0 ? from.slice(at + 1) : null;
+    const needs = policy.mailNeeds(c, { dnsExempt, senderDomain: senderDomain ?? 'recorded' });
+    const { verdict, monitored } = firstEnforced(
+      policy.atMailFrom(c, {
+        ip: s.ip,
+        exempt: inGroups(s, c.limits.exemptGroups),
+        dnsExempt,
+        messagesLastHour: anvil.messagesLastHour(s.key),
+        declaredSize: null,
+        senderDomain,
+        senderDomainFact: needs.senderDomain ? senderDomainFact : null,
+        reverseDnsFact: needs.reverseDns ? reverseDnsFact : null,
+      }),
+    );
+    compare(s, recorded?.rule ?? null, verdict?.rule ?? null, monitored);
+    if (verdict) {
+      s.txnDead = true;
+    } else if (recorded) {
+      // newly passes: its recipients and data were never recorded; assume it would have been accepted
+      anvil.messageAccepted(s.key);
+      if (counting) assumedMessages++;
+      s.txnDead = true;
+    }
+  }
+
+  /** One RCPT TO: its refusals (possibly none) and the rcpt event if it passed. Returns the new position. */
+  function rcptAttempt(s: Sess, sid: string, at: number): number {
+    const rec = group(sid, 'rcpt', at);
+    let next = at + rec.length;
+    const r = buf[next];
+    if (r && r.kind === 'rcpt' && r.sessionId === sid) next++;
+    if (s.dead || s.txnDead) return next;
+    if (counting) replayed.recipients++;
+    const recordedTooMany = rec.find((x) => x.enforced && x.rule === 'checks.maxRecipients') ?? null;
+    const tooMany = firstEnforced(policy.tooManyRecipients(c, s.rcpts));
+    compare(s, recordedTooMany?.rule ?? null, tooMany.verdict?.rule ?? null, tooMany.monitored);
+    if (tooMany.verdict) return next;
+    const relay = rec.find((x) => x.rule === 'relay.access');
+    const unknown = rec.find((x) => x.rule === 'recipient.unknown');
+    if (relay) {
+      compare(s, 'relay.access', 'relay.access');
+      return next;
+    }
+    if (unknown) {
+      compare(s, 'recipient.unknown', 'recipient.unknown');
+      const exempt = inGroups(s, c.limits.exemptGroups);
+      const unknownLastHour = exempt ? 0 : anvil.unknownRecipient(s.key);
+      const lim = firstEnforced(policy.unknownRecipientLimit(c, { ip: s.ip, exempt, unknownLastHour }));
+      const recordedLimit = rec.find((x) => x.enforced && x.rule === 'limits.unknownRecipients') ?? null;
+      compare(s, recordedLimit?.rule ?? null, lim.verdict?.rule ?? null, lim.monitored);
+      if (lim.verdict) {
+        block(s, lim.verdict);
+        s.dead = true;
+      }
+      return next;
+    }
+    s.rcpts++;
+    return next;
+  }
+
+  function dataRefused(s: Sess, rec: Rejected[]): void {
+    const recorded = rec.find((r) => r.enforced) ?? null;
+    // monitor-mode reports only: the message went on to be accepted, and the accepted event ends the transaction
+    if (!recorded) return;
+    if (s.dead || s.txnDead) {
+      s.txnDead = false;
+      s.rcpts = 0;
+      return;
+    }
+    let cand: Rule | null = recorded.rule;
+    if (recorded.rule === 'checks.maxMessageSize' && c.checks.maxMessageSize.mode !== 'enforce') cand = null;
+    if (recorded.rule === 'smtp.bareLineEndings' && c.smtp.bareLineEndings !== 'reject') cand = null;
+    compare(s, recorded.rule, cand, cand === null && recorded.rule === 'checks.maxMessageSize' && c.checks.maxMessageSize.mode === 'monitor' ? [recorded.rule] : []);
+    if (cand === null) {
+      anvil.messageAccepted(s.key);
+      if (counting) assumedMessages++;
+    }
+    s.rcpts = 0;
+  }
+
+  const rules: SimulationRule[] = [...tallies.entries()]
+    .filter(([, t]) => t.before || t.after || t.newlyPassed || t.newlyRejected || t.monitored)
+    .map(([rule, t]) => ({
+      rule,
+      unit: UNIT[rule] ?? 'session',
+      before: t.before,
+      after: t.after,
+      newlyRejected: t.newlyRejected,
+      newlyPassed: t.newlyPassed,
+      monitored: t.monitored,
+      ips: [...t.ips.entries()]
+        .map(([ip, x]) => ({ ip, ...x }))
+        .sort((a, b) => b.newlyRejected + b.newlyPassed - (a.newlyRejected + a.newlyPassed))
+        .slice(0, 100),
+    }))
+    .sort((a, b) => b.newlyRejected + b.newlyPassed - (a.newlyRejected + a.newlyPassed) || b.after - a.after);
+
+  const caveats = [
+    'DNS checks: a client that passed is assumed to pass again; only recorded refusals (and monitor-mode reports) carry DNS facts.',
+    'Relay access and unknown recipients keep their recorded outcome (events do not keep refused addresses); the unknown-recipient limit and its block are replayed.',
+    'Declared SIZE at MAIL FROM, checks.maxFailedCommands, smtp.maxConnections, the greeting delay and storage errors keep their recorded outcome.',
+    'Message sizes are the stored sizes (with the Received header the relay adds).',
+  ];
+  if (assumedMessages > 0) {
+    caveats.push(`${assumedMessages} refused message(s) that would newly pass are assumed to have been accepted (their recipients and data were never sent).`);
+  }
+  if (truncated) caveats.push(`The window held more than ${maxEvents} events; the oldest were skipped.`);
+
+  return {
+    from,
+    to: now,
+    replayed,
+    rules,
+    newlyRejectedIps: [...newlyRejectedIps].sort(),
+    newlyPassedIps: [...newlyPassedIps].sort(),
+    caveats,
+    truncated,
+  };
+}

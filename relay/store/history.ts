@@ -1,0 +1,369 @@
+/**
+ * Event history and config revisions on disk: DIR/history.sqlite (better-sqlite3, WAL).
+ *
+ * Events: the bus hands every event to record(), which only pushes it onto a bounded array; a timer writes the array
+ * in one transaction every flushMs (200 ms), so the SMTP path never waits for the disk. A crash loses at most the
+ * last flush interval of history (never mail). Rows are indexed by (ip, at), (at), (kind, at) and (session, at)
+ * (SQLite appends the rowid, the event id, to every index), so a query by IP over millions of events is an index
+ * range scan. Retention: events older than events.retentionDays are deleted in slices; the file is also kept under
+ * maxBytes by deleting the oldest events (bounded disk).
+ *
+ * Config revisions: every config the relay ran with, with who changed it, when and how (see relay/manage/config-revisions.ts).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { RelayEvent } from '../../shared/events.ts';
+
+const jsonCache = new WeakMap<RelayEvent, string>();
+/** JSON of an event, computed once (history and every subscriber share it). */
+export function eventJson(e: RelayEvent): string {
+  let s = jsonCache.get(e);
+  if (s === undefined) {
+    s = JSON.stringify(e);
+    jsonCache.set(e, s);
+  }
+  return s;
+}
+
+export interface HistoryOptions {
+  file: string;
+  now?: () => number;
+  /** read at each prune, so a config change applies */
+  retentionDays?: () => number;
+  /** the file is kept under this size by deleting the oldest events (default 2 GiB) */
+  maxBytes?: number;
+  /** write interval (default 200 ms) */
+  flushMs?: number;
+  /** events waiting for the disk beyond this are dropped (and counted) rather than eat memory (default 200,000) */
+  maxPending?: number;
+  /** prune interval (default 10 min) */
+  pruneMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface EventQuery {
+  from?: number;
+  to?: number;
+  /** exact address (as events carry it) */
+  ip?: string;
+  kinds?: readonly string[];
+  rejectionsOnly?: boolean;
+  sessionId?: string;
+  /** events after this id (asc) or before it (desc), in (at, id) order */
+  cursor?: number;
+  order?: 'asc' | 'desc';
+  limit: number;
+}
+
+export interface RevisionRow {
+  revision: number;
+  at: number;
+  by: string;
+  source: string;
+  remoteIp: string | null;
+  config: string;
+  changes: string;
+}
+
+interface EventRow {
+  id: number;
+  at: number;
+  json: string;
+}
+
+export class EventHistory {
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly retentionDays: () => number;
+  private readonly maxBytes: number;
+  private readonly maxPending: number;
+  private readonly log: (line: string) => void;
+  private pending: RelayEvent[] = [];
+  private flushTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private closed = false;
+  /** events dropped because the disk fell behind */
+  droppedEvents = 0;
+  private rowCount: number;
+  private readonly insert: Database.Statement;
+  private readonly insertMany: (events: RelayEvent[]) => void;
+
+  private constructor(opts: HistoryOptions) {
+    this.file = opts.file;
+    this.now = opts.now ?? Date.now;
+    this.retentionDays = opts.retentionDays ?? (() => 7);
+    this.maxBytes = opts.maxBytes ?? 2 * 1024 ** 3;
+    this.maxPending = opts.maxPending ?? 200_000;
+    this.log = opts.log ?? ((line) => console.error(line));
+    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    this.db = new Database(this.file);
+    this.db.pragma('journal_mode = WAL');
+    // history is not mail: losing the last moments in a power cut is acceptable, an fsync per flush is not needed
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('temp_store = MEMORY');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ip TEXT,
+        session TEXT,
+        json TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS events_ip ON events(ip, at);
+      CREATE INDEX IF NOT EXISTS events_at ON events(at);
+      CREATE INDEX IF NOT EXISTS events_kind ON events(kind, at);
+      CREATE INDEX IF NOT EXISTS events_session ON events(session, at);
+      CREATE TABLE IF NOT EXISTS config_revisions (
+        revision INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        source TEXT NOT NULL,
+        remote_ip TEXT,
+        config TEXT NOT NULL,
+        changes TEXT NOT NULL
+      );
+    `);
+    this.insert = this.db.prepare('INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertMany = this.db.transaction((events: RelayEvent[]) => {
+      for (const e of events) this.insert.run(e.id, e.at, e.kind, e.ip, e.sessionId, eventJson(e));
+    });
+    this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+    this.flushTimer = setInterval(() => this.flush(), opts.flushMs ?? 200);
+    this.flushTimer.unref();
+    this.pruneTimer = setInterval(() => this.prune(), opts.pruneMs ?? 10 * 60_000);
+    this.pruneTimer.unref();
+  }
+
+  static open(opts: HistoryOptions): EventHistory {
+    const h = new EventHistory(opts);
+    h.prune();
+    return h;
+  }
+
+  /** Listen to a bus: every event is recorded. */
+  attach(bus: { subscribe(l: (e: RelayEvent) => void): () => void }): void {
+    this.unsubscribe = bus.subscribe((e) => this.record(e));
+  }
+
+  /** Cheap: pushes onto the pending array (bounded). */
+  record(e: RelayEvent): void {
+    if (this.closed) return;
+    if (this.pending.length >= this.maxPending) {
+      this.droppedEvents++;
+      return;
+    }
+    this.pending.push(e);
+  }
+
+  /** Write pending events in one transaction. Also called before every read, so reads see every recorded event. */
+  flush(): void {
+    if (this.pending.length === 0 || this.closed) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.insertMany(batch);
+      this.rowCount += batch.length;
+    } catch (err) {
+      this.droppedEvents += batch.length;
+      this.log(`history: could not store ${batch.length} events in ${this.file}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Bulk load (bench and tests): insert events directly, in transactions of 50,000. */
+  load(events: Iterable<RelayEvent>): void {
+    let batch: RelayEvent[] = [];
+    for (const e of events) {
+      batch.push(e);
+      if (batch.length >= 50_000) {
+        this.insertMany(batch);
+        this.rowCount += batch.length;
+        batch = [];
+      }
+    }
+    if (batch.length) {
+      this.insertMany(batch);
+      this.rowCount += batch.length;
+    }
+  }
+
+  /** The highest event id stored (0 when none): the bus continues after it, so ids stay monotonic across restarts. */
+  lastEventId(): number {
+    this.flush();
+    return (this.db.prepare('SELECT max(id) AS id FROM events').get() as { id: number | null }).id ?? 0;
+  }
+
+  get storedEvents(): number {
+    return this.rowCount + this.pending.length;
+  }
+
+  oldestAt(): number | null {
+    return (this.db.prepare('SELECT min(at) AS at FROM events').get() as { at: number | null }).at;
+  }
+
+  bytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const size = this.db.pragma('page_size', { simple: true }) as number;
+    let wal = 0;
+    try {
+      wal = fs.statSync(this.file + '-wal').size;
+    } catch {
+      // no WAL file right now
+    }
+    return pages * size + wal;
+  }
+
+  /**
+   * Events in (at, id) order. Filters on ip, kinds, session and time use the indexes; `more` says whether another
+   * page follows (pass the last event's id as `cursor`).
+   */
+  query(q: EventQuery): { events: RelayEvent[]; more: boolean } {
+    this.flush();
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.ip !== undefined) {
+      where.push('ip = ?');
+      args.push(q.ip);
+    }
+    if (q.sessionId !== undefined) {
+      where.push('session = ?');
+      args.push(q.sessionId);
+    }
+    if (q.from !== undefined) {
+      where.push('at >= ?');
+      args.push(q.from);
+    }
+    if (q.to !== undefined) {
+      where.push('at < ?');
+      args.push(q.to);
+    }
+    const kinds = q.rejectionsOnly ? ['rejected'] : q.kinds;
+    if (kinds !== undefined) {
+      if (kinds.length === 0) return { events: [], more: false };
+      where.push(`kind IN (${kinds.map(() => '?').join(', ')})`);
+      args.push(...kinds);
+    }
+    const desc = (q.order ?? 'asc') === 'desc';
+    if (q.cursor !== undefined) {
+      const row = this.db.prepare('SELECT at FROM events WHERE id = ?').get(q.cursor) as { at: number } | undefined;
+      if (row) {
+        where.push(desc ? '(at < ? OR (at = ? AND id < ?))' : '(at > ? OR (at = ? AND id > ?))');
+        args.push(row.at, row.at, q.cursor);
+      } else {
+        where.push(desc ? 'id < ?' : 'id > ?');
+        args.push(q.cursor);
+      }
+    }
+    const dir = desc ? 'DESC' : 'ASC';
+    const sql = `SELECT id, at, json FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY at ${dir}, id ${dir} LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as EventRow[];
+    const more = rows.length > q.limit;
+    if (more) rows.pop();
+    return { events: rows.map((r) => JSON.parse(r.json) as RelayEvent), more };
+  }
+
+  /** Events with sinceId < id <= untilId in id order, at most limit (the subscription backlog older than the bus ring). */
+  range(sinceId: number, untilId: number, limit: number): RelayEvent[] {
+    this.flush();
+    const rows = this.db
+      .prepare('SELECT json FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?')
+      .all(sinceId, untilId, limit) as { json: string }[];
+    return rows.map((r) => JSON.parse(r.json) as RelayEvent);
+  }
+
+  /** One page of events in [from, to) after the keyset (at, id), in (at, id) order: the simulation reads in pages. */
+  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[] {
+    this.flush();
+    const k = kinds.map(() => '?').join(', ');
+    const rows = (after
+      ? this.db
+          .prepare(`SELECT json FROM events WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`)
+          .all(from, to, after.at, after.at, after.id, ...kinds, limit)
+      : this.db.prepare(`SELECT json FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(from, to, ...kinds, limit)) as {
+      json: string;
+    }[];
+    return rows.map((r) => JSON.parse(r.json) as RelayEvent);
+  }
+
+  /** Events of every kind in [from, to) (the simulation's size bound). */
+  countBetween(from: number, to: number): number {
+    this.flush();
+    return (this.db.prepare('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
+  }
+
+  /** The time of the event at 0-based position offset in [from, to), in time order. */
+  atOffset(from: number, to: number, offset: number): number | null {
+    const row = this.db.prepare('SELECT at FROM events WHERE at >= ? AND at < ? ORDER BY at LIMIT 1 OFFSET ?').get(from, to, offset) as { at: number } | undefined;
+    return row?.at ?? null;
+  }
+
+  /** Delete events past the retention and, if the file is over maxBytes, the oldest tenth; in slices. */
+  prune(): void {
+    if (this.closed) return;
+    this.flush();
+    const cutoff = this.now() - this.retentionDays() * 86_400_000;
+    const del = this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
+    let removed = 0;
+    for (let i = 0; i < 1000; i++) {
+      const n = del.run(cutoff).changes;
+      removed += n;
+      if (n < 20_000) break;
+    }
+    if (this.bytes() > this.maxBytes && this.rowCount > 0) {
+      const drop = Math.max(1, Math.floor(this.rowCount / 10));
+      const n = this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
+      removed += n;
+      this.log(`history: ${this.file} is over its size limit (${Math.round(this.maxBytes / 1024 ** 2)} MiB); deleted the oldest ${n} events`);
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    if (removed > 0) this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+  }
+
+  // --- config revisions ----------------------------------------------------------------------------------------
+
+  saveRevision(r: RevisionRow): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO config_revisions (revision, at, by, source, remote_ip, config, changes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(r.revision, r.at, r.by, r.source, r.remoteIp, r.config, r.changes);
+  }
+
+  lastRevision(): RevisionRow | null {
+    return (this.db.prepare('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions ORDER BY revision DESC LIMIT 1').get() as
+      | RevisionRow
+      | undefined) ?? null;
+  }
+
+  getRevision(revision: number): RevisionRow | null {
+    return (this.db.prepare('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions WHERE revision = ?').get(revision) as
+      | RevisionRow
+      | undefined) ?? null;
+  }
+
+  /** Newest first, without the configs. */
+  revisions(limit: number, beforeRevision?: number): Omit<RevisionRow, 'config'>[] {
+    return this.db
+      .prepare(
+        `SELECT revision, at, by, source, remote_ip AS remoteIp, changes FROM config_revisions ${beforeRevision !== undefined ? 'WHERE revision < ?' : ''} ORDER BY revision DESC LIMIT ?`,
+      )
+      .all(...(beforeRevision !== undefined ? [beforeRevision, limit] : [limit])) as Omit<RevisionRow, 'config'>[];
+  }
+
+  /** Keep the newest `keep` revisions. */
+  trimRevisions(keep: number): void {
+    this.db.prepare('DELETE FROM config_revisions WHERE revision <= (SELECT max(revision) FROM config_revisions) - ?').run(keep);
+  }
+
+  /** Flush and close (the relay's stop). */
+  close(): void {
+    if (this.closed) return;
+    this.unsubscribe?.();
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+}
