@@ -107,25 +107,7 @@ export interface ConsoleApi {
   notify(title: string, body: string): Promise<void>;
 }
 
-/** The request/response operations that cross the bridge (allow-list). */
-export const BRIDGE_OPS = [
-  'profiles.list',
-  'profiles.save',
-  'profiles.remove',
-  'profiles.storageWarning',
-  'connection.connect',
-  'connection.disconnect',
-  'connection.acceptFingerprint',
-  'connection.forgetFingerprint',
-  'connection.state',
-  'call',
-  'notify',
-] as const;
-export type BridgeOp = (typeof BRIDGE_OPS)[number];
-
-/** Push channels from main to the renderer. */
-export const BRIDGE_CHANNELS = ['state', 'events', 'stats', 'config'] as const;
-export type BridgeChannel = (typeof BRIDGE_CHANNELS)[number];
+export { BRIDGE_OPS, BRIDGE_CHANNELS, type BridgeOp, type BridgeChannel } from './bridge.ts';
 
 /** An error that crosses the bridge as plain data. */
 export interface BridgeError {
