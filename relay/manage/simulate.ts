@@ -188,12 +188,22 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     pos = 0;
     await pause();
   };
-  /** consecutive events from pos on that belong to the same decision: rejected ones of this session at this stage */
+  /**
+   * The refusals of one decision, from position `from` on: consecutive rejected events of this session at this
+   * stage, monitor-mode ones first, ending with the first enforced one (the next enforced one is the client's next
+   * attempt). At RCPT an unknown recipient may be followed by the unknown-recipient limit, which is the same decision.
+   */
   const group = (sessionId: string, stage: string, from: number): Rejected[] => {
     const out: Rejected[] = [];
     for (let k = from; k < buf.length; k++) {
       const e = buf[k]!;
       if (e.kind !== 'rejected' || e.sessionId !== sessionId || e.stage !== stage) break;
+      const last = out[out.length - 1];
+      if (last?.enforced) {
+        if (!(last.rule === 'recipient.unknown' && e.rule === 'limits.unknownRecipients')) break;
+        out.push(e);
+        break;
+      }
       out.push(e);
     }
     return out;
@@ -370,7 +380,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     const rec = group(sid, 'rcpt', at);
     let next = at + rec.length;
     const r = buf[next];
-    if (r && r.kind === 'rcpt' && r.sessionId === sid) next++;
+    if (r && r.kind === 'rcpt' && r.sessionId === sid && !rec.some((x) => x.enforced)) next++;
     if (s.dead || s.txnDead) return next;
     if (counting) replayed.recipients++;
     const recordedTooMany = rec.find((x) => x.enforced && x.rule === 'checks.maxRecipients') ?? null;
