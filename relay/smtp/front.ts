@@ -13,7 +13,10 @@
  *    "10 unrecognized commands" limit (_unrecognizedCommands), which our configurable limit replaces, and
  *    to refuse AUTH without TLS off loopback before any credential is sent (_nextHandler tells a
  *    continuation line of an AUTH exchange from a command);
- *  - _ready, _setListeners, connectionReady, close, _socket: read or called as the library does.
+ *  - _ready, _setListeners, connectionReady, close, _socket: read or called as the library does;
+ *  - _dataStream, _handlerPending: read by close() to tell idle sessions from transactions in progress;
+ *  - the server's _closeTimeout: hidden from _onCommand's synchronous "shutting down" check while a session
+ *    finishes a transaction it began before close().
  */
 import os from 'node:os';
 import net from 'node:net';
@@ -93,6 +96,10 @@ interface ConnInternals {
   /** set while an AUTH exchange waits for its next line */
   _nextHandler: unknown;
   _socket: net.Socket;
+  /** the message stream while DATA is under way */
+  _dataStream: unknown;
+  /** a command handler (ours included) has not called back yet */
+  _handlerPending?: boolean;
   init(): void;
   send(code: number, data?: string | string[], context?: string | false): void;
   close(): void;
@@ -198,9 +205,17 @@ export class SmtpFront {
     return this.server.server.address() as net.AddressInfo;
   }
 
-  /** Stop accepting; let open sessions finish within the bound, then close them. */
+  /**
+   * Stop accepting; idle sessions are told 421 and closed at once, a session in the middle of a transaction may
+   * finish it (its next command gets smtp-server's 421), within smtp-server's closeTimeout; then resolve.
+   */
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const conn of [...this.server.connections] as unknown as ConnInternals[]) {
+      const busy = Boolean(conn.session.envelope?.mailFrom) || Boolean(conn._dataStream) || Boolean(conn._handlerPending);
+      if (!busy && !conn._closing && !conn._closed) conn.send(421, '4.3.2 The relay is shutting down. Try again later.', false);
+    }
+    return closed;
   }
 
   get connectionCount(): number {
@@ -266,6 +281,19 @@ export class SmtpFront {
       }
       // our checks.maxFailedCommands replaces smtp-server's hard-coded limit of 10 unrecognised commands
       conn._unrecognizedCommands = 0;
+      const srv = this.server as unknown as { _closeTimeout: unknown };
+      if (srv._closeTimeout && conn.session.envelope?.mailFrom) {
+        // stopping: smtp-server answers every command with 421 once close() ran; a transaction already under
+        // way may finish (SPEC 1), so hide the flag from its synchronous check for this session's commands
+        const saved = srv._closeTimeout;
+        srv._closeTimeout = null;
+        try {
+          origOnCommand(command, callback);
+        } finally {
+          srv._closeTimeout = saved;
+        }
+        return;
+      }
       origOnCommand(command, callback);
     };
 
