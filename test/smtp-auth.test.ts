@@ -49,7 +49,7 @@ async function openAsRemote(tr: TestRelay, remoteAddress: string): Promise<RawSm
   clients.push(c);
   const sock = await serverSide;
   srv.close();
-  cleanups.push(() => sock.destroy());
+  // from here the relay owns the server side (its stop() closes it)
   tr.relay.front.server.connect(sock, { remoteAddress, remotePort: 40_000, localAddress: '127.0.0.1', localPort: tr.port });
   return c;
 }

@@ -1,0 +1,60 @@
+/**
+ * Graceful stop of the SMTP front (SPEC 1: stop accepting, let open transactions finish, bounded):
+ * idle sessions are told 421 and closed at once; a session in the middle of a message may finish it.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RawSmtp } from './helpers/smtp-client.ts';
+import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+import { waitFor } from './helpers/wait.ts';
+
+let t: TestRelay | null = null;
+const clients: RawSmtp[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  await t?.stop();
+  t = null;
+});
+
+async function open(port: number, localAddress: string): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port, { localAddress });
+  clients.push(c);
+  return c;
+}
+
+describe('stop', () => {
+  it('closes idle sessions at once with 421, lets a transaction in progress finish, then resolves', async () => {
+    t = await startTestRelay({});
+    const idle = await open(t.port, '127.0.0.5');
+    await idle.hello();
+    const busy = await open(t.port, '127.0.0.6');
+    await busy.hello();
+    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await busy.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+
+    const tr = t;
+    t = null;
+    let stopped = false;
+    const stopping = tr.relay.stop().then(() => (stopped = true));
+    // the idle session is told and closed without waiting for the close timeout
+    const r = await idle.read(3000);
+    expect(r?.code).toBe(421);
+    await waitFor(() => idle.closed, 'the idle session to be closed', 3000);
+    // no new connections
+    await expect(new Promise((resolve, reject) => {
+      const s = net.connect({ port: tr.port, host: '127.0.0.1' });
+      s.once('connect', () => (s.destroy(), resolve('connected')));
+      s.once('error', reject);
+    })).rejects.toThrow(/ECONNREFUSED/);
+    // the open transaction finishes
+    expect((await busy.data('Subject: last one\r\n\r\nx')).code).toBe(250);
+    expect(stopped).toBe(false);
+    // its next transaction is refused, and the session closed
+    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(421);
+    await waitFor(() => busy.closed, 'the finished session to be closed', 3000);
+    await Promise.race([stopping, new Promise((_, reject) => setTimeout(() => reject(new Error('stop() did not resolve')), 5000))]);
+    await tr.dns.close();
+    fs.rmSync(tr.dir, { recursive: true, force: true });
+  });
+});
