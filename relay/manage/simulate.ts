@@ -307,6 +307,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
 
       case 'accepted': {
         pos++;
+        if (counting) replayed.messages++;
         if (s.dead || s.txnDead) {
           s.txnDead = false;
           s.rcpts = 0;
@@ -314,10 +315,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         }
         const { verdict, monitored } = firstEnforced(policy.messageTooBig(c, e.size));
         compare(s, null, verdict?.rule ?? null, monitored);
-        if (!verdict) {
-          anvil.messageAccepted(s.key);
-          if (counting) replayed.messages++;
-        }
+        if (!verdict) anvil.messageAccepted(s.key);
         s.rcpts = 0;
         break;
       }
