@@ -155,6 +155,38 @@ describe('delivery to a local domain', () => {
   });
 });
 
+describe('connection reuse', () => {
+  it('the next message to the same server reuses the idle connection (RSET); one the server dropped is replaced without a deferral', async () => {
+    const s = await sink({ tls: true });
+    const h = await harness(local({ 'example.test': s }));
+    await h.queue.start();
+    for (let i = 1; i <= 5; i++) {
+      await h.submit('alice@sender.test', [`r${i}@example.test`]);
+      await s.waitFor(i);
+    }
+    expect(s.connections).toBe(1);
+    expect(s.messages.every((m) => m.secure)).toBe(true);
+    s.dropConnections();
+    await new Promise((r) => setTimeout(r, 50));
+    await h.submit('alice@sender.test', ['r6@example.test']);
+    await s.waitFor(6);
+    expect(s.connections).toBe(2);
+    expect(h.events.filter((e) => e.kind === 'delivered').every((e) => e.kind === 'delivered' && e.tls)).toBe(true);
+    expect(h.events.some((e) => e.kind === 'deferred')).toBe(false);
+  });
+
+  it('with connectionCacheMs 0 every delivery has its own connection', async () => {
+    const s = await sink();
+    const h = await harness(local({ 'example.test': s }, { tls: 'off' }), { connectionCacheMs: 0 });
+    await h.queue.start();
+    for (let i = 1; i <= 3; i++) {
+      await h.submit('alice@sender.test', [`r${i}@example.test`]);
+      await s.waitFor(i);
+    }
+    expect(s.connections).toBe(3);
+  });
+});
+
 describe('refusals, partial acceptance and bounces', () => {
   it('550 for one recipient: the others are delivered, a DSN (multipart/report) goes to the sender\'s server', async () => {
     const dest = await sink({ onRcpt: (rcpt) => (rcpt.startsWith('nobody@') ? { code: 550, message: '5.1.1 <nobody@example.test>: no such user' } : undefined) });

@@ -77,71 +77,114 @@ function describe(err: NodemailerError, target: Target): string {
   return `${where}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
 }
 
-async function session(input: AttemptInput, mode: TlsPolicy | 'plain'): Promise<AttemptResult> {
-  const { target } = input;
-  const conn = new SMTPConnection({
-    host: target.ip,
-    port: target.port,
-    servername: isIP(target.host) ? undefined : target.host,
-    name: input.heloName,
-    secure: false,
-    ignoreTLS: mode === 'off' || mode === 'plain',
-    requireTLS: mode === 'required',
-    opportunisticTLS: mode === 'opportunistic',
-    tls: { rejectUnauthorized: false, ...(isIP(target.host) ? {} : { servername: target.host }) },
-    connectionTimeout: input.connectTimeoutMs,
-    greetingTimeout: input.connectTimeoutMs,
-    socketTimeout: input.commandTimeoutMs,
-    socketCloseTimeout: 0,
-    logger: false,
-    debug: false,
-  });
-  const untrack = input.track?.(() => conn.close()) ?? (() => {});
-  let lastError: NodemailerError | null = null;
-  let quitting = false;
-  // 'end' settles whatever is waiting: close() (on stop) does not always call back a send in flight
-  let endedResolve!: (err: NodemailerError) => void;
-  const ended = new Promise<NodemailerError>((resolve) => (endedResolve = resolve));
-  conn.on('error', (err: NodemailerError) => {
-    lastError = err;
-  });
-  conn.on('end', () => endedResolve(lastError ?? Object.assign(new Error('connection closed'), { code: 'ECONNECTION' })));
-  const orEnd = <T>(p: Promise<T>, onEnd: (e: NodemailerError) => T): Promise<T> => Promise.race([p, ended.then(onEnd)]);
-  try {
-    const connectErr = await orEnd(
+function where(target: Target): string {
+  return target.host === target.ip ? `${target.ip}:${target.port}` : `${target.host}[${target.ip}]:${target.port}`;
+}
+
+type Sent = { err: NodemailerError | null; info: { accepted: string[]; rejectedErrors?: NodemailerError[]; response: string } | null };
+
+/** One SMTP connection: opened (EHLO, STARTTLS, AUTH) once, then one or more mail transactions. */
+class Session {
+  private lastError: NodemailerError | null = null;
+  closed = false;
+  /** transactions done on this connection */
+  uses = 0;
+  /** the last transaction ended cleanly (a reply to the end of DATA): the connection may be reused */
+  reusable = false;
+  tls = { tls: false, tlsProtocol: null as string | null, tlsCipher: null as string | null };
+  private readonly ended: Promise<NodemailerError>;
+  readonly conn: SMTPConnection;
+
+  constructor(
+    readonly target: Target,
+    input: AttemptInput,
+    readonly mode: TlsPolicy | 'plain',
+  ) {
+    this.conn = new SMTPConnection({
+      host: target.ip,
+      port: target.port,
+      servername: isIP(target.host) ? undefined : target.host,
+      name: input.heloName,
+      secure: false,
+      ignoreTLS: mode === 'off' || mode === 'plain',
+      requireTLS: mode === 'required',
+      opportunisticTLS: mode === 'opportunistic',
+      tls: { rejectUnauthorized: false, ...(isIP(target.host) ? {} : { servername: target.host }) },
+      connectionTimeout: input.connectTimeoutMs,
+      greetingTimeout: input.connectTimeoutMs,
+      socketTimeout: input.commandTimeoutMs,
+      socketCloseTimeout: 0,
+      logger: false,
+      debug: false,
+    });
+    // 'end' settles whatever is waiting: close() (on stop) does not always call back a send in flight
+    let endedResolve!: (err: NodemailerError) => void;
+    this.ended = new Promise<NodemailerError>((resolve) => (endedResolve = resolve));
+    this.conn.on('error', (err: NodemailerError) => {
+      this.lastError = err;
+    });
+    this.conn.on('end', () => {
+      this.closed = true;
+      endedResolve(this.lastError ?? Object.assign(new Error('connection closed'), { code: 'ECONNECTION' }));
+    });
+  }
+
+  private orEnd<T>(p: Promise<T>, onEnd: (e: NodemailerError) => T): Promise<T> {
+    return Promise.race([p, this.ended.then(onEnd)]);
+  }
+
+  /** Connects, greets, STARTTLS as the mode says, AUTH; null when ready, else why not. */
+  async open(auth: AttemptInput['auth']): Promise<{ reason: string; tlsHandshake: boolean } | null> {
+    const { conn, target, mode } = this;
+    const err = await this.orEnd(
       new Promise<NodemailerError | null>((resolve) => conn.connect(() => resolve(null))),
       (e) => e,
     );
-    if (connectErr) {
-      if (mode === 'required' && connectErr.command === 'STARTTLS' && connectErr.response) {
-        const where = target.host === target.ip ? `${target.ip}:${target.port}` : `${target.host}[${target.ip}]:${target.port}`;
-        return { kind: 'session-failed', reason: `${where} does not offer STARTTLS (it answered "${connectErr.response}")`, tlsHandshake: false };
+    if (err) {
+      if (mode === 'required' && err.command === 'STARTTLS' && err.response) {
+        return { reason: `${where(target)} does not offer STARTTLS (it answered "${err.response}")`, tlsHandshake: false };
       }
-      const handshake = mode === 'opportunistic' && (connectErr.code === 'ETLS' || conn.upgrading === true) && !connectErr.response;
-      return { kind: 'session-failed', reason: describe(connectErr, target), tlsHandshake: handshake };
+      const handshake = mode === 'opportunistic' && (err.code === 'ETLS' || conn.upgrading === true) && !err.response;
+      return { reason: describe(err, target), tlsHandshake: handshake };
     }
     if (mode === 'required' && !conn.secure) {
-      return { kind: 'session-failed', reason: `${target.host}[${target.ip}]:${target.port} did not offer STARTTLS and delivery.tls is "required"`, tlsHandshake: false };
+      return { reason: `${where(target)} did not offer STARTTLS`, tlsHandshake: false };
     }
     const sock = conn._socket as TLSSocket | null | false;
     const secure = conn.secure && !!sock && typeof sock.getProtocol === 'function';
-    const tls = {
+    this.tls = {
       tls: secure,
       tlsProtocol: secure ? sock.getProtocol() : null,
       tlsCipher: secure ? (sock.getCipher()?.name ?? null) : null,
     };
-    if (input.auth) {
-      const authErr = await orEnd(
+    if (auth) {
+      const authErr = await this.orEnd(
         new Promise<NodemailerError | null>((resolve) => {
-          conn.login({ user: input.auth!.user, pass: input.auth!.pass }, (err) => resolve((err as NodemailerError | null) ?? null));
+          conn.login({ user: auth.user, pass: auth.pass }, (e) => resolve((e as NodemailerError | null) ?? null));
         }),
         (e) => e,
       );
-      if (authErr) return { kind: 'session-failed', reason: `authentication failed: ${describe(authErr, target)}`, tlsHandshake: false };
+      if (authErr) return { reason: `authentication failed: ${describe(authErr, target)}`, tlsHandshake: false };
     }
-    type Sent = { err: NodemailerError | null; info: { accepted: string[]; rejectedErrors?: NodemailerError[]; response: string } | null };
+    return null;
+  }
+
+  /** RSET before reusing the connection; false when it is no longer usable. */
+  async reset(): Promise<boolean> {
+    if (this.closed) return false;
+    return this.orEnd(
+      new Promise<boolean>((resolve) => this.conn.reset((err) => resolve(!err))),
+      () => false,
+    );
+  }
+
+  /** One mail transaction. */
+  async transact(input: AttemptInput): Promise<Extract<AttemptResult, { kind: 'done' }>> {
+    const { conn, target } = this;
+    this.reusable = false;
+    this.uses++;
     const data = input.data();
-    const sent = await orEnd(
+    const sent = await this.orEnd(
       new Promise<Sent>((resolve) => {
         conn.send({ from: input.from, to: input.rcpts, size: input.size }, data, (err, info) => {
           resolve({ err: (err as NodemailerError | null) ?? null, info: (info as never) ?? null });
@@ -161,35 +204,144 @@ async function session(input: AttemptInput, mode: TlsPolicy | 'plain'): Promise<
       const e = sent.err;
       response = e.response ?? describe(e, target);
       const code = e.responseCode ?? 0;
-      const text = e.response ?? describe(e, target);
       // a MAIL FROM refusal or a failure of the message itself applies to every recipient not already refused
-      for (const rcpt of input.rcpts) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code, response: text });
+      for (const rcpt of input.rcpts) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code, response });
     } else {
       response = sent.info!.response;
       const code = Number(/^\d{3}/.exec(response)?.[0] ?? 250);
       for (const rcpt of sent.info!.accepted) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code, response });
       for (const rcpt of input.rcpts) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code: 0, response: 'no reply for this recipient' });
+      this.reusable = !this.closed;
     }
-    if (!sent.err || sent.err.responseCode) {
-      conn.quit();
-      quitting = true;
-      // a server that never answers QUIT does not hold the socket for the whole command timeout
-      setTimeout(() => conn.close(), 5000).unref();
-    }
-    return { kind: 'done', results: input.rcpts.map((r) => perRcpt.get(r)!), ...tls, response };
-  } finally {
-    untrack();
-    if (!quitting) conn.close();
+    return { kind: 'done', results: input.rcpts.map((r) => perRcpt.get(r)!), ...this.tls, response };
+  }
+
+  /** Polite end: QUIT, and close anyway if the server does not answer it soon. */
+  quit(): void {
+    if (this.closed) return;
+    this.conn.quit();
+    setTimeout(() => this.conn.close(), 5000).unref();
+  }
+
+  close(): void {
+    this.conn.close();
   }
 }
 
-/** Delivers to one address; in opportunistic mode a failed TLS handshake is retried once in plain text. */
-export async function attempt(input: AttemptInput): Promise<AttemptResult> {
-  const first = await session(input, input.tls);
-  if (first.kind === 'session-failed' && first.tlsHandshake && input.tls === 'opportunistic') {
-    const plain = await session(input, 'plain');
-    if (plain.kind === 'session-failed') return { ...plain, reason: `${first.reason}; then in plain text: ${plain.reason}` };
-    return plain;
+/**
+ * Delivers one recipient group to one address, reusing an idle connection to the same address (same TLS policy and
+ * credentials) when there is one, as Postfix's connection cache does for a busy destination. In opportunistic mode a
+ * failed TLS handshake is retried once in plain text to the same address.
+ */
+export class SmtpClient {
+  private readonly idle = new Map<string, { session: Session; timer: NodeJS.Timeout }[]>();
+  private readonly busy = new Set<Session>();
+  private readonly idleMs: number;
+  private readonly maxUses: number;
+  private readonly maxIdlePerAddress: number;
+
+  constructor(opts: { idleMs?: number; maxUses?: number; maxIdlePerAddress?: number } = {}) {
+    this.idleMs = opts.idleMs ?? 2000;
+    this.maxUses = opts.maxUses ?? 100;
+    this.maxIdlePerAddress = opts.maxIdlePerAddress ?? 20;
   }
-  return first;
+
+  private key(input: AttemptInput): string {
+    return `${input.target.ip}|${input.target.port}|${input.target.host}|${input.tls}|${input.auth?.user ?? ''}|${input.heloName}`;
+  }
+
+  async deliver(input: AttemptInput): Promise<AttemptResult> {
+    const key = this.key(input);
+    for (let cached = this.take(key); cached; cached = this.take(key)) {
+      this.busy.add(cached);
+      const untrack = input.track?.(() => cached!.close()) ?? (() => {});
+      try {
+        if (await cached.reset()) {
+          const r = await cached.transact(input);
+          this.release(key, cached);
+          return r;
+        }
+      } finally {
+        untrack();
+        this.busy.delete(cached);
+      }
+      cached.close(); // went stale while idle: try the next one, or a new connection
+    }
+    const first = await this.fresh(key, input, input.tls);
+    if (first.kind === 'session-failed' && first.tlsHandshake && input.tls === 'opportunistic') {
+      const plain = await this.fresh(key, input, 'plain');
+      if (plain.kind === 'session-failed') return { ...plain, reason: `${first.reason}; then in plain text: ${plain.reason}` };
+      return plain;
+    }
+    return first;
+  }
+
+  private async fresh(key: string, input: AttemptInput, mode: TlsPolicy | 'plain'): Promise<AttemptResult> {
+    const session = new Session(input.target, input, mode);
+    this.busy.add(session);
+    const untrack = input.track?.(() => session.close()) ?? (() => {});
+    try {
+      const failed = await session.open(input.auth);
+      if (failed) {
+        session.close();
+        return { kind: 'session-failed', ...failed };
+      }
+      const r = await session.transact(input);
+      this.release(key, session);
+      return r;
+    } finally {
+      untrack();
+      this.busy.delete(session);
+    }
+  }
+
+  private take(key: string): Session | null {
+    const list = this.idle.get(key);
+    const entry = list?.pop();
+    if (!entry) return null;
+    if (list!.length === 0) this.idle.delete(key);
+    clearTimeout(entry.timer);
+    return entry.session;
+  }
+
+  /** After a transaction: keep the connection for the next message to the same address, or end it. */
+  private release(key: string, session: Session): void {
+    let list = this.idle.get(key);
+    if (!session.reusable || session.closed || session.uses >= this.maxUses || (list?.length ?? 0) >= this.maxIdlePerAddress) {
+      if (session.reusable) session.quit();
+      else session.close();
+      return;
+    }
+    if (!list) this.idle.set(key, (list = []));
+    const entry = {
+      session,
+      timer: setTimeout(() => {
+        const l = this.idle.get(key);
+        const i = l?.indexOf(entry) ?? -1;
+        if (i >= 0) l!.splice(i, 1);
+        if (l && l.length === 0) this.idle.delete(key);
+        session.quit();
+      }, this.idleMs),
+    };
+    entry.timer.unref();
+    list.push(entry);
+  }
+
+  /** Ends every idle connection (QUIT) and closes the busy ones. */
+  closeAll(): void {
+    for (const list of this.idle.values()) {
+      for (const e of list) {
+        clearTimeout(e.timer);
+        e.session.quit();
+      }
+    }
+    this.idle.clear();
+    for (const s of this.busy) s.close();
+  }
+
+  get idleConnections(): number {
+    let n = 0;
+    for (const l of this.idle.values()) n += l.length;
+    return n;
+  }
 }

@@ -15,7 +15,7 @@ import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient 
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, readTrailer, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
-import { attempt as smtpAttempt } from './smtp-client.ts';
+import { SmtpClient } from './smtp-client.ts';
 
 export interface Envelope {
   /** '' = null sender (bounces) */
@@ -145,6 +145,8 @@ export interface QueueOptions {
   mxPort?: number;
   /** how long stop() waits for deliveries under way before closing their connections (default 5000 ms) */
   stopTimeoutMs?: number;
+  /** keep a connection open this long after a delivery for the next message to the same address (default 2000 ms; 0: never reuse) */
+  connectionCacheMs?: number;
   /** while not accepting, how often to try a probe write (default 2000 ms) */
   probeIntervalMs?: number;
   /** bytes the probe must be able to write and fsync (default 256 KiB) */
@@ -333,6 +335,8 @@ export class Queue {
   private readonly connections = new Set<() => void>();
   private readonly concurrency: number;
   private readonly perDestination: number;
+  private readonly fault: FaultInjector | undefined;
+  private readonly client: SmtpClient;
 
   constructor(opts: QueueOptions) {
     this.opts = opts;
@@ -345,6 +349,9 @@ export class Queue {
     this.log = opts.log ?? ((line) => console.error(line));
     this.concurrency = opts.concurrency ?? 100;
     this.perDestination = opts.perDestination ?? 20;
+    this.fault = opts.fault ?? crashHookFromEnv();
+    const idleMs = opts.connectionCacheMs ?? 2000;
+    this.client = new SmtpClient({ idleMs, maxIdlePerAddress: idleMs > 0 ? this.perDestination : 0 });
     this.dirSync = new DirSyncer(this.queueDir);
     const { tmpDir, queueDir } = this;
     this.ready = (async () => {
@@ -377,7 +384,7 @@ export class Queue {
 
   /** @internal */
   inject(op: Parameters<FaultInjector>[0], file: string): void {
-    this.opts.fault?.(op, file);
+    this.fault?.(op, file);
   }
 
   /** @internal a commit finished: the message is durable. */
@@ -622,6 +629,7 @@ export class Queue {
       await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, 2000)))]);
       clearTimeout(t);
     }
+    this.client.closeAll();
   }
 
   // ---- scheduling ----
@@ -757,7 +765,7 @@ export class Queue {
     const failures: string[] = [];
     for (const target of targets.targets) {
       if (!this.running) return all('deferred', '4.3.0', 'the relay stopped before this delivery was tried');
-      const r = await smtpAttempt({
+      const r = await this.client.deliver({
         target,
         from: msg.envelope.from,
         rcpts,
@@ -945,6 +953,22 @@ export class Queue {
       return false;
     }
   }
+}
+
+/**
+ * Test hook for the crash-safety test (test/queue-crash.test.ts), off unless the variable is set:
+ * RELAY_WARDEN_TEST_CRASH="rename:N" kills this process with SIGKILL at the Nth commit whose data is fsynced but not yet
+ * renamed into the queue; "dirsync:N" at the Nth commit renamed into the queue whose directory is not yet fsynced
+ * (in both cases no 250 has been sent for that message).
+ */
+function crashHookFromEnv(): FaultInjector | undefined {
+  const m = /^(rename|dirsync):(\d+)$/.exec(process.env.RELAY_WARDEN_TEST_CRASH ?? '');
+  if (!m) return undefined;
+  const at = m[1];
+  let left = Number(m[2]);
+  return (op) => {
+    if (op === at && --left === 0) process.kill(process.pid, 'SIGKILL');
+  };
 }
 
 function notTried(rcpt: string): Outcome {

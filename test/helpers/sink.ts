@@ -52,8 +52,8 @@ export interface SinkOptions {
   onRcpt?: (rcpt: string, n: number, session: SMTPServerSession) => SinkReply | void;
   /** n: how many messages reached the end of DATA on this sink, counting this one (1 = first) */
   onData?: (msg: SinkMessage, n: number) => SinkReply | void;
-  /** wait this long before answering the end of DATA (a slow server) */
-  dataDelayMs?: number;
+  /** wait this long before answering the end of DATA (a slow server); a function is asked at each message */
+  dataDelayMs?: number | (() => number);
 }
 
 export interface Sink {
@@ -71,8 +71,12 @@ export interface Sink {
   maxConcurrent: number;
   /** most mail transactions (MAIL FROM to the reply at the end of DATA) under way at the same time */
   maxTransactions: number;
+  /** mail transactions under way now */
+  readonly activeTransactions: number;
   /** STARTTLS handshakes broken so far (brokenTls) */
   brokenHandshakes: number;
+  /** closes every open connection from the server side (as a server's idle timeout does) */
+  dropConnections(): void;
   /** resolves with the first n accepted messages once they are there; rejects after timeoutMs */
   waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   close(): Promise<void>;
@@ -111,6 +115,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     allowInsecureAuth: true,
     logger: false,
     banner: 'test sink',
+    disableReverseLookup: true,
     onAuth(auth, _session, cb) {
       if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) return cb(null, { user: auth.username });
       cb(reply({ code: 535, message: '5.7.8 Authentication credentials invalid' }));
@@ -160,7 +165,8 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
           events.emit('message');
           cb(null, 'Ok: queued as sink');
         };
-        if (opts.dataDelayMs) setTimeout(answer, opts.dataDelayMs);
+        const delay = typeof opts.dataDelayMs === 'function' ? opts.dataDelayMs() : (opts.dataDelayMs ?? 0);
+        if (delay > 0) setTimeout(answer, delay);
         else answer();
       });
     },
@@ -176,6 +182,9 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     connections: 0,
     maxConcurrent: 0,
     maxTransactions: 0,
+    get activeTransactions() {
+      return inTransaction.size;
+    },
     brokenHandshakes: 0,
     waitFor(n, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
@@ -198,6 +207,9 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       });
     },
     close: async () => {},
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
   };
 
   const sockets = new Set<net.Socket>();
