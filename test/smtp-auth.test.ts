@@ -2,17 +2,15 @@
  * SMTP AUTH (PLAIN and LOGIN against scrypt hashes in `users`), STARTTLS with the relay's own certificate,
  * the "AUTH only after TLS unless on loopback" rule, and limits.authFailures with its block.
  *
- * The non-loopback rule: every test client is on loopback, so to make the relay see a remote peer the test
- * accepts a real loopback TCP connection on its own listener and hands the server side to the relay's
- * smtp-server with SMTPServer.connect(socket, { remoteAddress }) (the public entry point smtp-server itself
- * uses for PROXY-protocol connections). Everything after that is the real relay on a real socket.
+ * The non-loopback rule: every test client is on loopback, so a remote peer is made with
+ * test/helpers/remote-client.ts (a real loopback socket handed to the relay with a remoteAddress).
  */
-import net from 'node:net';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
+import { openAsRemote as openRemote } from './helpers/remote-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -40,17 +38,9 @@ async function open(port: number, localAddress = '127.0.0.5'): Promise<RawSmtp> 
   return c;
 }
 
-/** A real TCP connection that the relay sees as coming from remoteAddress (see the header comment). */
 async function openAsRemote(tr: TestRelay, remoteAddress: string): Promise<RawSmtp> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
-  const serverSide = new Promise<net.Socket>((resolve) => srv.once('connection', resolve));
-  const c = await RawSmtp.connect((srv.address() as net.AddressInfo).port);
+  const c = await openRemote(tr.relay, remoteAddress);
   clients.push(c);
-  const sock = await serverSide;
-  srv.close();
-  // from here the relay owns the server side (its stop() closes it)
-  tr.relay.front.server.connect(sock, { remoteAddress, remotePort: 40_000, localAddress: '127.0.0.1', localPort: tr.port });
   return c;
 }
 

@@ -74,6 +74,22 @@ describe('checks.maxRecipients', () => {
   });
 });
 
+describe('exempt groups', () => {
+  it('skip the per-IP limits only: an exempt client still meets the per-message checks (SPEC 1)', async () => {
+    t = await startTestRelay({
+      domains: ANY,
+      groups: { Trusted: [{ address: '127.0.0.9' }] },
+      checks: { maxRecipients: { max: 1 }, maxMessageSize: { maxBytes: 100 } },
+    });
+    const c = await open(t.port, '127.0.0.9');
+    await c.hello();
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect((await c.cmd('RCPT TO:<r1@example.com>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<r2@example.com>')).code).toBe(452);
+    expect((await c.data('Subject: big\r\n\r\n' + 'x'.repeat(200))).code).toBe(552);
+  });
+});
+
 describe('checks.maxFailedCommands', () => {
   it("counts smtp-server's own 503 and 501 and our replies; at the limit 421 4.7.0 and close", async () => {
     t = await startTestRelay({ checks: { maxFailedCommands: { max: 4 } } });

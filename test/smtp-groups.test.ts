@@ -4,6 +4,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawSmtp } from './helpers/smtp-client.ts';
+import { openAsRemote } from './helpers/remote-client.ts';
+import { waitFor } from './helpers/wait.ts';
 import { DEFAULT_ZONE, startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
 let t: TestRelay | null = null;
@@ -105,6 +107,32 @@ describe('trusted groups', () => {
     const ips = new Set(t.events.filter((e) => e.kind === 'connect').map((e) => e.ip));
     expect([...ips].sort()).toEqual(['127.0.0.37', '127.0.0.38']);
     expect(t.relay.anvil.messagesLastHour('127.0.0.38')).toBe(1);
+  });
+});
+
+describe('IPv6 clients are counted per limits.ipv6Prefix', () => {
+  it('two addresses in one /64 share the per-IP limits; another /64 does not; a /128 prefix counts each address', async () => {
+    t = await startTestRelay({ limits: { concurrentConnections: { max: 1 } } });
+    const remote = async (ip: string) => {
+      const c = await openAsRemote(t!.relay, ip);
+      clients.push(c);
+      return c;
+    };
+    const a = await remote('2001:db8:1:2::a');
+    expect((await a.hello()).code).toBe(250);
+    const b = await remote('2001:db8:1:2:ffff::b');
+    expect(await b.read()).toMatchObject({
+      code: 421,
+      text: '4.7.0 Too many connections from 2001:db8:1:2:ffff::b: 2 open (limit 1). Close some and try again.',
+    });
+    expect(t.relay.anvil.connections('2001:db8:1:2::/64')).toBeGreaterThanOrEqual(1);
+    const other = await remote('2001:db8:1:3::a');
+    expect((await other.hello()).code).toBe(250);
+    await waitFor(() => t!.relay.anvil.connections('2001:db8:1:2::/64') === 1, 'the refused connection to be uncounted');
+    change((d) => void (d.limits.ipv6Prefix = 128));
+    const c = await remote('2001:db8:1:2::c');
+    expect((await c.hello()).code).toBe(250);
+    expect(t.relay.anvil.connections('2001:db8:1:2::c')).toBe(1);
   });
 });
 
