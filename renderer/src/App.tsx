@@ -1,6 +1,6 @@
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useMemo, useState } from 'react';
 import { VIEWS, type ViewId } from './views/registry.ts';
-import { useConfigChangeInvalidation, useConnection } from './hooks.ts';
+import { useApi, useConfigChangeInvalidation, useConnection } from './hooks.ts';
 import { ServersView } from './views/ServersView.tsx';
 import { DashboardView } from './views/DashboardView.tsx';
 import { LiveView } from './views/LiveView.tsx';
@@ -10,19 +10,35 @@ import { ClientsView } from './views/ClientsView.tsx';
 import { QueueView } from './views/QueueView.tsx';
 import { AuditView } from './views/AuditView.tsx';
 import { StatusBar } from './components/StatusBar.tsx';
+import { NavigateContext, type Navigate } from './components/Layout.tsx';
+import { useLiveFeed } from './state/live.ts';
+import { liveUi } from './state/liveUi.ts';
+import { useRejectionSpikeNotifier } from './state/spike.ts';
 
 /** Views can ask the shell to switch view (e.g. "Everything from this IP" opens Live traffic filtered). */
-export type Navigate = (view: ViewId, arg?: Record<string, string>) => void;
+export type { Navigate };
+
+/** keys typed into these never trigger the single-key shortcuts (Space) */
+function isTyping(t: EventTarget | null): boolean {
+  const el = t as HTMLElement | null;
+  if (!el || !el.tagName) return false;
+  const tag = el.tagName;
+  return tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || tag === 'BUTTON' || tag === 'A' || el.isContentEditable || el.closest('dialog[open]') !== null;
+}
 
 export function App() {
   const conn = useConnection();
+  const api = useApi();
   const [view, setView] = useState<ViewId>('servers');
   const [arg, setArg] = useState<Record<string, string> | undefined>();
   useConfigChangeInvalidation();
-  const navigate: Navigate = (v, a) => {
+  useLiveFeed(api, conn?.profileId ?? null);
+  useRejectionSpikeNotifier(api);
+  const navigate: Navigate = useCallback((v, a) => {
     setView(v);
     setArg(a);
-  };
+    if (v === 'live' && a?.ip !== undefined) liveUi.setFilter({ ip: a.ip });
+  }, []);
   useEffect(() => {
     if (conn?.status === 'connected' && view === 'servers') setView('dashboard');
     // only when the connection comes up
@@ -30,46 +46,82 @@ export function App() {
   }, [conn?.status]);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
-      const v = VIEWS.find((x) => x.key === e.key);
-      if (v) {
+      const mod = (e.ctrlKey || e.metaKey) && !e.altKey;
+      if (mod) {
+        const v = VIEWS.find((x) => x.key === e.key);
+        if (v) {
+          e.preventDefault();
+          navigate(v.id);
+          return;
+        }
+        const k = e.key.toLowerCase();
+        if (k === 'f') {
+          e.preventDefault();
+          navigate('live');
+          liveUi.requestFilterFocus();
+          return;
+        }
+        if (k === 'p') {
+          e.preventDefault();
+          liveUi.togglePause();
+          return;
+        }
+      }
+      if (e.key === ' ' && !mod && !e.altKey && !e.shiftKey && !isTyping(e.target) && document.querySelector('.view[data-view="live"]')) {
         e.preventDefault();
-        navigate(v.id);
+        liveUi.togglePause();
       }
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, []);
+  }, [navigate]);
+  const current = useMemo(() => VIEWS.find((v) => v.id === view)!, [view]);
+  useEffect(() => {
+    document.title = `${current.label} · Relay Warden${conn?.relay ? ` · ${conn.relay.hostname}` : ''}`;
+  }, [current, conn?.relay]);
   return (
-    <div className="app">
-      <nav className="sidebar" aria-label="Views">
-        <div className="brand">Relay Warden</div>
-        {VIEWS.map((v) => (
-          <button
-            key={v.id}
-            className={v.id === view ? 'nav-item active' : 'nav-item'}
-            aria-current={v.id === view ? 'page' : undefined}
-            onClick={() => navigate(v.id)}
-            title={`${v.label} (Ctrl+${v.key})`}
-          >
-            {v.label}
-            <kbd>{v.key}</kbd>
-          </button>
-        ))}
-      </nav>
-      <main className="content">
-        <StatusBar onOpenServers={() => navigate('servers')} />
-        <div className="view" data-view={view}>
-          {view === 'servers' && <ServersView />}
-          {view === 'dashboard' && <DashboardView navigate={navigate} />}
-          {view === 'live' && <LiveView navigate={navigate} initialIp={arg?.ip} />}
-          {view === 'security' && <SecurityView />}
-          {view === 'groups' && <GroupsView />}
-          {view === 'clients' && <ClientsView navigate={navigate} />}
-          {view === 'queue' && <QueueView />}
-          {view === 'audit' && <AuditView />}
-        </div>
-      </main>
-    </div>
+    <NavigateContext.Provider value={navigate}>
+      <div className="app">
+        <nav className="sidebar" aria-label="Views">
+          <div className="brand">
+            <span className="brand-mark" aria-hidden="true" />
+            Relay Warden
+          </div>
+          {VIEWS.map((v) => (
+            <button
+              key={v.id}
+              className={v.id === view ? 'nav-item active' : 'nav-item'}
+              aria-current={v.id === view ? 'page' : undefined}
+              onClick={() => navigate(v.id)}
+              title={`${v.label} (Ctrl+${v.key})`}
+              data-view-id={v.id}
+            >
+              {v.label}
+              <kbd>{v.key}</kbd>
+            </button>
+          ))}
+          <div className="sidebar-foot" aria-label="Keyboard shortcuts">
+            Ctrl+1…8 views
+            <br />
+            Ctrl+F filter live traffic
+            <br />
+            Space / Ctrl+P pause live
+          </div>
+        </nav>
+        <main className="content">
+          <StatusBar onOpenServers={() => navigate('servers')} />
+          <div className="view" data-view={view}>
+            {view === 'servers' && <ServersView />}
+            {view === 'dashboard' && <DashboardView navigate={navigate} />}
+            {view === 'live' && <LiveView navigate={navigate} initialIp={arg?.ip} />}
+            {view === 'security' && <SecurityView />}
+            {view === 'groups' && <GroupsView />}
+            {view === 'clients' && <ClientsView navigate={navigate} />}
+            {view === 'queue' && <QueueView />}
+            {view === 'audit' && <AuditView />}
+          </div>
+        </main>
+      </div>
+    </NavigateContext.Provider>
   );
 }

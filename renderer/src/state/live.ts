@@ -1,0 +1,268 @@
+/**
+ * The live event store: a ring buffer (cap 50,000 by default) fed by api.onEvents, outside React. Batches coming in
+ * are queued and applied once per animation frame (a timer takes over when frames stop, e.g. a hidden window), so a
+ * stream of thousands of events a second costs one store update and one render per frame. Components read it with
+ * useSyncExternalStore (useLiveVersion) and a FilteredView that scans only what arrived since it last looked.
+ *
+ * Every event gets a sequence number (its position in the stream since the store started); the ring holds
+ * [start, end). An index by sessionId serves the session detail without a scan.
+ */
+import { useEffect, useSyncExternalStore } from 'react';
+import type { ConsoleApi, EventBatch } from '../../../shared/console-api.ts';
+import type { RelayEvent } from '../../../shared/events.ts';
+import type { Predicate } from './filter.ts';
+
+export const DEFAULT_CAP = 50_000;
+
+export interface FrameScheduler {
+  request(fn: () => void): void;
+}
+
+/** requestAnimationFrame, with a timer fallback when frames stop (hidden window, background tab) */
+export const frameScheduler: FrameScheduler = {
+  request(fn) {
+    let done = false;
+    const run = () => {
+      if (done) return;
+      done = true;
+      fn();
+    };
+    if (typeof requestAnimationFrame === 'function') requestAnimationFrame(run);
+    setTimeout(run, 250);
+  },
+};
+
+export class LiveStore {
+  readonly cap: number;
+  private readonly ring: (RelayEvent | undefined)[];
+  /** sequence numbers: the ring holds [start, end) */
+  private startSeq = 0;
+  private endSeq = 0;
+  private pending: RelayEvent[] = [];
+  private scheduled = false;
+  private version = 0;
+  private readonly listeners = new Set<() => void>();
+  private readonly sessions = new Map<string, RelayEvent[]>();
+  /** events the relay dropped for this console (it could not keep up) */
+  droppedByRelay = 0;
+  /** events discarded here because the pending queue overflowed before a frame */
+  droppedLocally = 0;
+  received = 0;
+  private readonly rateWindow: { at: number; n: number }[] = [];
+
+  constructor(
+    cap = DEFAULT_CAP,
+    private readonly scheduler: FrameScheduler = frameScheduler,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.cap = cap;
+    this.ring = new Array(cap);
+  }
+
+  // --- writing --------------------------------------------------------------------------------
+  ingest(batch: EventBatch): void {
+    if (batch.dropped) this.droppedByRelay += batch.dropped;
+    // a resync batch is the backlog since the core's last id, so it never overlaps what we hold (after a relay
+    // restart with fresh ids the core asks from 0, and the ids simply start again)
+    const events = batch.events;
+    if (events.length === 0 && !batch.dropped) return;
+    for (const e of events) this.pending.push(e);
+    this.received += events.length;
+    this.rateWindow.push({ at: this.now(), n: events.length });
+    if (this.pending.length > this.cap) {
+      const extra = this.pending.length - this.cap;
+      this.pending.splice(0, extra);
+      this.droppedLocally += extra;
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.scheduler.request(() => this.flush());
+  }
+
+  /** Apply what is pending (normally once per frame). */
+  flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0 && this.version > 0) {
+      this.notify();
+      return;
+    }
+    this.pending = [];
+    for (const e of batch) {
+      if (this.endSeq - this.startSeq === this.cap) this.evictOne();
+      this.ring[this.endSeq % this.cap] = e;
+      this.endSeq++;
+      if (e.sessionId !== null) {
+        let s = this.sessions.get(e.sessionId);
+        if (!s) this.sessions.set(e.sessionId, (s = []));
+        s.push(e);
+      }
+    }
+    this.notify();
+  }
+
+  private evictOne(): void {
+    const i = this.startSeq % this.cap;
+    const e = this.ring[i];
+    this.ring[i] = undefined;
+    this.startSeq++;
+    if (e && e.sessionId !== null) {
+      const s = this.sessions.get(e.sessionId);
+      if (s) {
+        if (s[0] === e) s.shift();
+        else {
+          const k = s.indexOf(e);
+          if (k >= 0) s.splice(k, 1);
+        }
+        if (s.length === 0) this.sessions.delete(e.sessionId);
+      }
+    }
+  }
+
+  private notify(): void {
+    this.version++;
+    for (const l of this.listeners) l();
+  }
+
+  /** Forget everything (another relay, or the user asked). */
+  clear(): void {
+    this.ring.fill(undefined);
+    this.startSeq = this.endSeq;
+    this.pending = [];
+    this.sessions.clear();
+    this.droppedByRelay = 0;
+    this.droppedLocally = 0;
+    this.received = 0;
+    this.rateWindow.length = 0;
+    this.notify();
+  }
+
+  // --- reading ---------------------------------------------------------------------------------
+  subscribe = (fn: () => void): (() => void) => {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  };
+  getVersion = (): number => this.version;
+
+  get start(): number {
+    return this.startSeq;
+  }
+  get end(): number {
+    return this.endSeq;
+  }
+  get size(): number {
+    return this.endSeq - this.startSeq;
+  }
+  /** the event with this sequence number, if still held */
+  at(seq: number): RelayEvent | undefined {
+    if (seq < this.startSeq || seq >= this.endSeq) return undefined;
+    return this.ring[seq % this.cap];
+  }
+  /** all held events, oldest first (a copy) */
+  toArray(): RelayEvent[] {
+    const out: RelayEvent[] = new Array(this.size);
+    for (let s = this.startSeq, i = 0; s < this.endSeq; s++, i++) out[i] = this.ring[s % this.cap]!;
+    return out;
+  }
+  /** the held events of one SMTP session, oldest first */
+  session(sessionId: string): RelayEvent[] {
+    return this.sessions.get(sessionId)?.slice() ?? [];
+  }
+  /** events per second over the last two seconds */
+  rate(): number {
+    const now = this.now();
+    while (this.rateWindow.length && this.rateWindow[0]!.at < now - 2000) this.rateWindow.shift();
+    let n = 0;
+    for (const r of this.rateWindow) n += r.n;
+    return Math.round(n / 2);
+  }
+}
+
+/**
+ * The events of the store that match a predicate, kept up to date incrementally: sync() scans only the sequence
+ * numbers that arrived since the last call and drops the ones the ring evicted. Rows are read newest first.
+ */
+export class FilteredView {
+  private seqs: number[] = [];
+  private head = 0;
+  private scanned: number;
+
+  constructor(
+    private readonly store: LiveStore,
+    readonly predicate: Predicate | null,
+  ) {
+    this.scanned = store.start;
+  }
+
+  /** Catch up with the store; returns the number of rows. */
+  sync(): number {
+    const st = this.store;
+    if (this.predicate === null) return st.size;
+    const from = Math.max(this.scanned, st.start);
+    for (let s = from; s < st.end; s++) {
+      const e = st.at(s);
+      if (e && this.predicate(e)) this.seqs.push(s);
+    }
+    this.scanned = st.end;
+    while (this.head < this.seqs.length && this.seqs[this.head]! < st.start) this.head++;
+    if (this.head > 4096 && this.head > this.seqs.length / 2) {
+      this.seqs = this.seqs.slice(this.head);
+      this.head = 0;
+    }
+    return this.seqs.length - this.head;
+  }
+
+  get length(): number {
+    return this.predicate === null ? this.store.size : this.seqs.length - this.head;
+  }
+
+  /** sequence number of row i, 0 = newest */
+  seqAt(i: number): number {
+    if (this.predicate === null) return this.store.end - 1 - i;
+    return this.seqs[this.seqs.length - 1 - i]!;
+  }
+
+  /** row i, 0 = newest */
+  row(i: number): RelayEvent | undefined {
+    return this.store.at(this.seqAt(i));
+  }
+
+  /** how many rows have a sequence number >= seq */
+  countFrom(seq: number): number {
+    if (this.predicate === null) return Math.max(0, this.store.end - Math.max(seq, this.store.start));
+    let lo = this.head;
+    let hi = this.seqs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid]! < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.seqs.length - lo;
+  }
+}
+
+// --- the app's one store, fed by the bridge -----------------------------------------------------
+let theStore: LiveStore | null = null;
+export function liveStore(): LiveStore {
+  if (!theStore) theStore = new LiveStore();
+  return theStore;
+}
+
+/** Feed the store from api.onEvents for the life of the app; clear it when the user switches relay. */
+export function useLiveFeed(api: ConsoleApi, profileId: string | null): void {
+  useEffect(() => api.onEvents((b) => liveStore().ingest(b)), [api]);
+  useEffect(() => {
+    if (profileId !== null && lastProfile !== null && lastProfile !== profileId) liveStore().clear();
+    if (profileId !== null) lastProfile = profileId;
+  }, [profileId]);
+}
+let lastProfile: string | null = null;
+
+/** Re-render on every store update (at most once per frame); returns the version. */
+export function useLiveVersion(store: LiveStore = liveStore()): number {
+  return useSyncExternalStore(store.subscribe, store.getVersion);
+}
