@@ -14,6 +14,8 @@ export class LineEndingFixer {
 
   /** Returns the chunk with line endings made CRLF (the same Buffer when nothing needed fixing). */
   push(chunk: Buffer): Buffer {
+    // an empty chunk says nothing about a CR held from the previous one (it must not make it bare)
+    if (chunk.length === 0) return chunk;
     let out: Buffer[] | null = null;
     let from = 0;
     let i = 0;
