@@ -49,7 +49,7 @@ export interface ManageLimits {
   /** sustained requests a second per connection, and the burst */
   requestsPerSecond: number;
   requestBurst: number;
-  /** rate-limited requests in a row before the connection is closed */
+  /** rate-limited requests within 10 s before the connection is closed */
   floodCloseAfter: number;
   /** events a subscription holds for a console that does not keep up; past it they are dropped */
   subscriberBufferEvents: number;
@@ -282,9 +282,11 @@ export class ManageServer {
 
   /** true when the connection is over its request rate (and closes it when it keeps on) */
   private limited(s: Session): boolean {
-    if (s.rate.take()) {
+    if (s.rate.take()) return false;
+    const now = this.wall();
+    if (now - s.limitedSince > 10_000) {
+      s.limitedSince = now;
       s.limited = 0;
-      return false;
     }
     s.limited++;
     if (s.limited >= this.limits.floodCloseAfter) {

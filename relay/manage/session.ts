@@ -78,8 +78,9 @@ export class RateLimit {
 export class Session {
   auth: { name: string; role: Role } | null = null;
   readonly subscriptions = new Map<string, Subscription>();
-  /** requests refused by the rate limit in a row */
+  /** requests refused by the rate limit since limitedSince (a 10 s window) */
   limited = 0;
+  limitedSince = 0;
   /** since when the socket's send buffer has stayed over the limit (null: it keeps up) */
   stalledSince: number | null = null;
   loginTimer: NodeJS.Timeout | null = null;
