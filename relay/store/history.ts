@@ -216,6 +216,14 @@ export class EventHistory {
     return pages * size + wal;
   }
 
+  /** Bytes of the pages holding data (free pages, which SQLite reuses, not counted). */
+  private liveBytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    const size = this.db.pragma('page_size', { simple: true }) as number;
+    return (pages - free) * size;
+  }
+
   /**
    * Events in (at, id) order. Filters on ip, kinds, session and time use the indexes; `more` says whether another
    * page follows (pass the last event's id as `cursor`).
@@ -312,12 +320,14 @@ export class EventHistory {
       removed += n;
       if (n < 20_000) break;
     }
-    if (this.bytes() > this.maxBytes && this.rowCount > 0) {
-      const drop = Math.max(1, Math.floor(this.rowCount / 10));
+    // the size bound counts pages in use: pages freed by deletes are reused, so the file stops growing at about maxBytes
+    let rows = removed > 0 ? (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n : this.rowCount;
+    for (let i = 0; i < 20 && this.liveBytes() > this.maxBytes && rows > 0; i++) {
+      const drop = Math.max(1, Math.floor(rows / 10));
       const n = this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
       removed += n;
+      rows -= n;
       this.log(`history: ${this.file} is over its size limit (${Math.round(this.maxBytes / 1024 ** 2)} MiB); deleted the oldest ${n} events`);
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
     if (removed > 0) this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
   }

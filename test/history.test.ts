@@ -1,0 +1,165 @@
+/**
+ * The event history and config revisions on disk: queries, retention, the size bound, and what survives a restart
+ * (event ids, stored events, config revision numbers, revert to a revision made before the restart).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { EventInput, RelayEvent } from '../shared/events.ts';
+import { Relay } from '../relay/relay.ts';
+import { EventBus } from '../relay/events/bus.ts';
+import { EventHistory } from '../relay/store/history.ts';
+import { sendMail } from './helpers/smtp-client.ts';
+import { FakeClock } from './helpers/relay-harness.ts';
+import { startManageRelay, WssClient, type ManageRelay } from './helpers/wss-client.ts';
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-history-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function fill(bus: EventBus, clock: FakeClock, n: number, stepMs: number, ipOf: (i: number) => string): void {
+  for (let i = 0; i < n; i++) {
+    const ip = ipOf(i);
+    const input: EventInput = i % 10 === 9
+      ? { kind: 'rejected', sessionId: `s${i}`, ip, stage: 'mail', rule: 'limits.messagesPerHour', code: 450, text: '4.7.1 too much', enforced: true }
+      : { kind: 'connect', sessionId: `s${i}`, ip };
+    bus.emit(input);
+    clock.advance(stepMs);
+  }
+}
+
+describe('EventHistory', () => {
+  it('stores what the bus emits and answers by IP, kinds, time range, session, in pages, both orders', () => {
+    const clock = new FakeClock();
+    const h = EventHistory.open({ file: path.join(tmp(), 'history.sqlite'), now: clock.now, flushMs: 10_000 });
+    const bus = new EventBus({ now: clock.now });
+    h.attach(bus);
+    const t0 = clock.now();
+    fill(bus, clock, 1000, 1000, (i) => `192.0.2.${i % 7}`);
+    // reads see events that were not flushed yet
+    expect(h.storedEvents).toBe(1000);
+    const byIp = h.query({ ip: '192.0.2.3', limit: 1000 });
+    expect(byIp.events.length).toBe(Math.ceil((1000 - 3) / 7));
+    expect(byIp.events.every((e) => e.ip === '192.0.2.3')).toBe(true);
+    expect(byIp.more).toBe(false);
+    const rejected = h.query({ rejectionsOnly: true, limit: 1000 });
+    expect(rejected.events).toHaveLength(100);
+    const window = h.query({ from: t0 + 100_000, to: t0 + 200_000, limit: 1000 });
+    expect(window.events).toHaveLength(100);
+    expect(window.events[0]!.at).toBe(t0 + 100_000);
+    const page1 = h.query({ ip: '192.0.2.3', order: 'desc', limit: 10 });
+    const page2 = h.query({ ip: '192.0.2.3', order: 'desc', limit: 10, cursor: page1.events.at(-1)!.id });
+    expect(page1.more).toBe(true);
+    expect(page2.events[0]!.id).toBeLessThan(page1.events.at(-1)!.id);
+    expect(h.query({ sessionId: 's42', limit: 5 }).events.map((e) => e.id)).toEqual([43]);
+    expect(h.range(10, 20, 100).map((e) => e.id)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    expect(h.lastEventId()).toBe(1000);
+    h.close();
+  });
+
+  it('deletes events past events.retentionDays, and keeps the file under its size bound', () => {
+    const clock = new FakeClock();
+    let days = 7;
+    const dir = tmp();
+    const h = EventHistory.open({ file: path.join(dir, 'history.sqlite'), now: clock.now, retentionDays: () => days, flushMs: 10_000 });
+    const bus = new EventBus({ now: clock.now });
+    h.attach(bus);
+    fill(bus, clock, 240, 3_600_000, () => '192.0.2.1'); // ten days, hourly
+    h.prune();
+    const oldest = h.oldestAt()!;
+    expect(clock.now() - oldest).toBeLessThanOrEqual(7 * 86_400_000);
+    expect(h.storedEvents).toBeLessThanOrEqual(7 * 24 + 1);
+    days = 1;
+    h.prune();
+    expect(h.storedEvents).toBeLessThanOrEqual(25);
+    h.close();
+
+    // a tiny size bound: the oldest go first
+    const small = EventHistory.open({ file: path.join(dir, 'small.sqlite'), now: clock.now, maxBytes: 64 * 1024, flushMs: 10_000 });
+    const bus2 = new EventBus({ now: clock.now });
+    small.attach(bus2);
+    fill(bus2, clock, 5000, 1, (i) => `198.51.100.${i % 250}`);
+    small.prune();
+    const left = small.query({ order: 'asc', limit: 1 }).events[0]!;
+    expect(left.id).toBeGreaterThan(1);
+    expect(small.storedEvents).toBeLessThan(5000);
+    small.close();
+  });
+});
+
+describe('across a restart', () => {
+  let t: ManageRelay | null = null;
+  let second: Relay | null = null;
+  afterEach(async () => {
+    await second?.stop();
+    second = null;
+    await t?.stop();
+    t = null;
+  });
+
+  it('event ids continue, history and config revisions survive, and revert works to a revision from before', async () => {
+    t = await startManageRelay({ limits: { messagesPerHour: { max: 10 } } });
+    const admin = await t.admin();
+    await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.5' });
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.limits.messagesPerHour.max = 20;
+    const u1 = await admin.call('config.update', { baseRevision: g.revision, config: c });
+    c.limits.messagesPerHour.max = 30;
+    const u2 = await admin.call('config.update', { baseRevision: u1.revision, config: c });
+    const lastId = t.relay.bus.lastId;
+    await admin.close();
+    await t.relay.stop();
+
+    // restart on the same directory
+    second = await Relay.start({ dataDir: t.dir, smtpListen: '127.0.0.1:0', now: t.clock.now, log: () => {} });
+    expect(second.configRevision).toBe(u2.revision);
+    const ws = await WssClient.connect(second.manageAddress.port, second.identity.fingerprint256);
+    await ws.login(t.adminToken);
+    const login = await ws.call('stats.get', {});
+    expect(login.configRevision).toBe(u2.revision);
+    const old = await ws.call('events.query', { ip: '127.0.0.5', limit: 100 });
+    expect(old.events.map((e: RelayEvent) => e.kind)).toContain('accepted');
+    expect((await ws.call('config.history', { limit: 10 })).revisions.map((r) => r.revision)).toEqual([u2.revision, u1.revision, g.revision]);
+
+    // new events continue after the old ids, so a console's "since id" still means something
+    await sendMail(second.smtpAddress.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.6' });
+    const fresh = await ws.call('events.query', { ip: '127.0.0.6', order: 'asc', limit: 1 });
+    expect(fresh.events[0]!.id).toBe(lastId + 1);
+    const sub = await ws.call('events.subscribe', { sinceId: lastId - 3 });
+    expect(sub.backlog[0]!.id).toBe(lastId - 2);
+
+    // revert to a revision made before the restart
+    const r = await ws.call('config.revert', { revision: g.revision, baseRevision: u2.revision });
+    expect(r.revision).toBe(u2.revision + 1);
+    expect(second.config.current.limits.messagesPerHour.max).toBe(10);
+    await ws.close();
+    await second.stop();
+
+    // a hand edit while stopped becomes a revision of its own
+    const file = path.join(t.dir, 'config.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { limits: { messagesPerHour: { max: number } } };
+    json.limits.messagesPerHour.max = 44;
+    fs.writeFileSync(file, JSON.stringify(json));
+    second = await Relay.start({ dataDir: t.dir, smtpListen: '127.0.0.1:0', now: t.clock.now, log: () => {} });
+    expect(second.configRevision).toBe(r.revision + 1);
+    const top = second.revisions.list(1)[0]!;
+    expect(top).toMatchObject({ revision: r.revision + 1, by: 'file' });
+    expect(top.changes).toEqual([{ path: 'limits.messagesPerHour.max', op: 'change', before: 10, after: 44 }]);
+    // t.stop() must not stop the first relay twice
+    const dns = t.dns;
+    const dir = t.dir;
+    t = null;
+    await second.stop();
+    second = null;
+    await dns.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
