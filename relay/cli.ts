@@ -112,7 +112,7 @@ async function serve(dataDir: string): Promise<void> {
   console.log(`Relay Warden is running (pid ${process.pid})`);
   console.log(`  data directory : ${dataDir}${fs1.config ? ' (created, with config.json holding every default)' : ''}`);
   console.log(`  SMTP           : ${formatHostPort(relay.smtpAddress)}`);
-  console.log(`  management     : ${c.manage.listen} (wss)`);
+  console.log(`  management     : wss://${formatHostPort(relay.manageAddress)}/ (JSON-RPC 2.0; see docs/protocol.md)`);
   console.log(`  certificate    : ${relay.identity.certFile}${fs1.certificate ? ' (new, self-signed)' : ''}`);
   console.log(`  SHA-256        : ${relay.identity.fingerprint256}`);
   console.log(`  admin token    : ${path.join(dataDir, 'admin-token')}${fs1.adminToken ? ' (new; mode 0600)' : ''}`);
@@ -121,7 +121,7 @@ async function serve(dataDir: string): Promise<void> {
 
   process.on('SIGHUP', () => {
     const r = relay.reload();
-    if (r.ok) console.log(r.changed ? `config reloaded (revision ${relay.config.revision})` : 'config reloaded: no change');
+    if (r.ok) console.log(r.changed ? `config reloaded (revision ${relay.configRevision})` : 'config reloaded: no change');
     else console.error(`config NOT reloaded, the relay keeps the last good config:\n${r.error}`);
   });
   let stopping = false;
