@@ -1,4 +1,197 @@
-// Placeholder until the view is written (issue 5).
-export function DashboardView(_props: Record<string, unknown>) {
-  return <p>Dashboard: not written yet.</p>;
+/**
+ * Dashboard: accepted and rejected per second over the last 15 minutes (uPlot; stats.get for the history, stats.tick
+ * to extend it), rejections per rule, top talkers, queue size and the relay's counters.
+ */
+import { useEffect, useMemo, useState } from 'react';
+import type { NotificationParams, Result, StatsPoint } from '../../../shared/protocol.ts';
+import { Badge, Button, ErrorBox, RequireConnection, ViewHeader, fmtAgo, fmtBytes, fmtCount, ruleLabel, type Navigate } from '../components/index.ts';
+import { TimeChart } from '../components/TimeChart.tsx';
+import { explainError, useApi, useRelayQuery } from '../hooks.ts';
+
+const WINDOW_MS = 15 * 60_000;
+type Stats = NotificationParams<'stats.tick'>;
+
+/** the per-second series: the history from stats.get, extended by every stats.tick */
+function useStatsSeries(initial: Result<'stats.get'> | undefined): { points: StatsPoint[]; latest: Stats | null } {
+  const api = useApi();
+  const [points, setPoints] = useState<StatsPoint[]>([]);
+  const [latest, setLatest] = useState<Stats | null>(null);
+  useEffect(() => {
+    if (!initial) return;
+    setPoints(initial.series.slice());
+    const { series: _s, ...rest } = initial;
+    setLatest(rest);
+  }, [initial]);
+  useEffect(
+    () =>
+      api.onStats((s) => {
+        setLatest(s);
+        setPoints((prev) => {
+          const last = prev[prev.length - 1];
+          if (last && s.perSecond.at <= last.at) return prev;
+          const next = prev.concat(s.perSecond);
+          const cut = s.perSecond.at - WINDOW_MS;
+          let i = 0;
+          while (i < next.length && next[i]!.at < cut) i++;
+          return i ? next.slice(i) : next;
+        });
+      }),
+    [api],
+  );
+  return { points, latest };
+}
+
+function Kpi({ label, value, sub, tone, testid }: { label: string; value: string; sub?: string; tone?: 'ok' | 'bad'; testid?: string }) {
+  return (
+    <section className="card" data-testid={testid}>
+      <h2>{label}</h2>
+      <div className={`kpi${tone ? ` kpi-${tone}` : ''}`}>{value}</div>
+      {sub && <div className="kpi-sub">{sub}</div>}
+    </section>
+  );
+}
+
+function Dashboard({ navigate }: { navigate?: Navigate }) {
+  const q = useRelayQuery('stats.get', {}, { staleTime: 0, refetchOnMount: 'always' });
+  const { points, latest } = useStatsSeries(q.data);
+  const chart = useMemo(() => {
+    const x = points.map((p) => p.at);
+    return {
+      x,
+      series: [
+        { label: 'accepted/s', values: points.map((p) => p.accepted), color: 'var(--chart-accepted)', fill: true },
+        { label: 'rejected/s', values: points.map((p) => p.rejected), color: 'var(--chart-rejected)', fill: true },
+        { label: 'would reject/s (monitor)', values: points.map((p) => p.monitored), color: 'var(--chart-monitored)' },
+      ],
+    };
+  }, [points]);
+  const now = latest?.at ?? Date.now();
+  const xRange: [number, number] = [now - WINDOW_MS, now];
+
+  if (q.isError) return <ErrorBox title="The dashboard could not load the relay's statistics">{explainError(q.error)}</ErrorBox>;
+  if (!latest) return <p className="muted">Loading statistics…</p>;
+
+  const s = latest;
+  const byRule = Object.entries(s.rejectedByRule15m)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1]);
+  const maxRule = byRule[0]?.[1] ?? 1;
+  const sum15 = (k: 'accepted' | 'rejected' | 'monitored') => points.reduce((n, p) => n + p[k], 0);
+
+  return (
+    <div className="dash-grid" data-testid="dashboard">
+      <Kpi label="Accepted / s" value={fmtCount(s.perSecond.accepted)} sub={`${fmtCount(sum15('accepted'))} in 15 min · ${fmtCount(s.totals.accepted)} since start`} tone="ok" testid="kpi-accepted" />
+      <Kpi label="Rejected / s" value={fmtCount(s.perSecond.rejected)} sub={`${fmtCount(sum15('rejected'))} in 15 min · ${fmtCount(s.totals.rejected)} since start`} tone={s.perSecond.rejected ? 'bad' : undefined} testid="kpi-rejected" />
+      <Kpi label="Open SMTP connections" value={fmtCount(s.openConnections)} sub={`${fmtCount(s.totals.connections)} since start`} />
+      <section className="card" data-testid="queue-size">
+        <h2>Queue</h2>
+        <div className="kpi">{fmtCount(s.queue.size)}</div>
+        <div className="kpi-sub">
+          {s.queue.activeDeliveries} delivering now ·{' '}
+          {s.queue.acceptingMail ? 'accepting mail' : <Badge tone="bad">not accepting mail (disk)</Badge>}{' '}
+          <Button small variant="link" onClick={() => navigate?.('queue')}>
+            Open
+          </Button>
+        </div>
+      </section>
+
+      <section className="card dash-wide" aria-labelledby="chart-title">
+        <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline' }}>
+          <h2 id="chart-title">Messages per second, last 15 minutes</h2>
+          <div className="legend" aria-hidden="true">
+            <span>
+              <i style={{ background: 'var(--chart-accepted)' }} />
+              accepted
+            </span>
+            <span>
+              <i style={{ background: 'var(--chart-rejected)' }} />
+              rejected
+            </span>
+            <span>
+              <i style={{ background: 'var(--chart-monitored)' }} />
+              would reject (monitor)
+            </span>
+          </div>
+        </div>
+        <TimeChart x={chart.x} series={chart.series} xRange={xRange} height={240} ariaLabel="Accepted and rejected messages per second over the last 15 minutes" />
+      </section>
+
+      <section className="card dash-half" aria-labelledby="rules-title" data-testid="rejections-by-rule">
+        <h2 id="rules-title">Rejections per rule, last 15 minutes</h2>
+        {byRule.length === 0 ? (
+          <p className="muted">No rejections in the last 15 minutes.</p>
+        ) : (
+          <ul className="bars">
+            {byRule.map(([rule, n]) => (
+              <li key={rule} title={rule}>
+                <span>{ruleLabel(rule)}</span>
+                <span className="bar-track">
+                  <span className="bar" style={{ display: 'block', width: `${Math.max(2, (100 * n) / maxRule)}%` }} />
+                </span>
+                <span className="num">{fmtCount(n)}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+        {Object.keys(s.totals.monitoredByRule).length > 0 && (
+          <p className="faint" style={{ fontSize: 12, marginBottom: 0 }}>
+            Monitor mode (would have rejected, since start):{' '}
+            {Object.entries(s.totals.monitoredByRule)
+              .map(([r, n]) => `${ruleLabel(r)} ${fmtCount(n)}`)
+              .join(' · ')}
+          </p>
+        )}
+      </section>
+
+      <section className="card dash-half" aria-labelledby="talkers-title" data-testid="top-talkers">
+        <h2 id="talkers-title">Top talkers, last hour</h2>
+        {s.topTalkers.length === 0 ? (
+          <p className="muted">No client sent mail in the last hour.</p>
+        ) : (
+          <table className="table">
+            <thead>
+              <tr>
+                <th>IP</th>
+                <th className="num">Messages</th>
+                <th className="num">Connections</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {s.topTalkers.map((t) => (
+                <tr key={t.ip}>
+                  <td className="mono">{t.ip}</td>
+                  <td className="num">{fmtCount(t.messagesLastHour)}</td>
+                  <td className="num">{fmtCount(t.connections)}</td>
+                  <td style={{ textAlign: 'right' }}>
+                    <Button small variant="link" onClick={() => navigate?.('live', { ip: t.ip })}>
+                      Live traffic
+                    </Button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+
+      <p className="faint dash-wide" style={{ fontSize: 12, margin: 0 }}>
+        Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · {fmtCount(s.totals.delivered)} delivered, {fmtCount(s.totals.deferred)} deferred,{' '}
+        {fmtCount(s.totals.bounced)} bounced since start · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
+        console session{s.manage.sessions === 1 ? '' : 's'}
+        {s.manage.droppedEvents > 0 ? ` · ${fmtCount(s.manage.droppedEvents)} events dropped for slow consoles` : ''} · config revision {s.configRevision}
+      </p>
+    </div>
+  );
+}
+
+export function DashboardView({ navigate }: { navigate?: Navigate }) {
+  return (
+    <>
+      <ViewHeader title="Dashboard" subtitle="What the relay accepts and refuses, second by second." />
+      <RequireConnection what="the dashboard">
+        <Dashboard navigate={navigate} />
+      </RequireConnection>
+    </>
+  );
 }

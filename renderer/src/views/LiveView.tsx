@@ -1,4 +1,444 @@
-// Placeholder until the view is written (issue 5).
-export function LiveView(_props: Record<string, unknown>) {
-  return <p>Live: not written yet.</p>;
+/**
+ * Live traffic: the live event store in a virtualised table (newest first), filters (IP, text, kind, rejections only),
+ * pause that keeps ingesting and counts what is new, the session detail of a clicked row, and on rejected rows the
+ * one-click "Trust this IP" (toast with Undo) and "Everything from this IP".
+ */
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
+import { Badge, Button, Checkbox, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
+import { explainError, useCanEdit, useConnection, useRelayQuery } from '../hooks.ts';
+import { compileFilter, isEmptyFilter } from '../state/filter.ts';
+import { FilteredView, liveStore, useLiveVersion } from '../state/live.ts';
+import { liveUi, useLiveUi } from '../state/liveUi.ts';
+import { kindClass, kindLabel, summarize } from '../state/summary.ts';
+import { TRUST_EXPIRIES, useTrustIp, type TrustExpiry } from '../state/trust.ts';
+
+const ROW_H = 28;
+
+interface Rows {
+  length: number;
+  /** row i, 0 = newest */
+  get(i: number): RelayEvent | undefined;
+}
+
+interface RowProps {
+  e: RelayEvent;
+  top: number;
+  selected: boolean;
+  onSelect: (e: RelayEvent) => void;
+  onTrust: (e: RelayEvent) => void;
+  onOnlyIp: (ip: string) => void;
+  trustDisabled: string | null;
+  trustPending: boolean;
+  trustLabel: string;
+}
+
+const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, trustDisabled, trustPending, trustLabel }: RowProps) {
+  const rejected = e.kind === 'rejected';
+  const cls = `live-row kind-${e.kind}${rejected && !e.enforced ? ' monitor' : ''}${selected ? ' selected' : ''}`;
+  return (
+    <div
+      className={cls}
+      style={{ transform: `translateY(${top}px)` }}
+      role="row"
+      aria-selected={selected}
+      data-event-id={e.id}
+      data-kind={e.kind}
+      data-ip={e.ip ?? ''}
+      onClick={() => onSelect(e)}
+    >
+      <span className="cell-time" role="cell" title={fmtDateTime(e.at)}>
+        {fmtTimeMs(e.at)}
+      </span>
+      <span role="cell">
+        <span className={`kind ${kindClass(e)}`}>{kindLabel(e)}</span>
+      </span>
+      <span className="cell-ip" role="cell">
+        {e.ip ?? '—'}
+      </span>
+      <span className="cell-summary" role="cell">
+        {rejected ? (
+          <span className="summary-text" title={`${e.rule}: ${e.code} ${e.text}`}>
+            <strong>{ruleLabel(e.rule)}</strong> · <span className="mono">{e.code}</span> {e.text}
+          </span>
+        ) : (
+          <span className="summary-text">{summarize(e)}</span>
+        )}
+        {rejected && e.ip && (
+          <span className="row-actions" onClick={(ev) => ev.stopPropagation()}>
+            <Button small variant="primary" disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(e)} title={`Trust ${e.ip} ${trustLabel}`} data-action="trust">
+              Trust this IP
+            </Button>
+            <Button small variant="ghost" onClick={() => onOnlyIp(e.ip!)} title={`Show everything from ${e.ip}`} data-action="only-ip">
+              Everything from this IP
+            </Button>
+          </span>
+        )}
+      </span>
+    </div>
+  );
+});
+
+function SessionPanel({
+  event,
+  onClose,
+  onTrust,
+  onOnlyIp,
+  trustDisabled,
+  trustPending,
+  expiry,
+  setExpiry,
+}: {
+  event: RelayEvent;
+  onClose: () => void;
+  onTrust: (e: RelayEvent) => void;
+  onOnlyIp: (ip: string) => void;
+  trustDisabled: string | null;
+  trustPending: boolean;
+  expiry: TrustExpiry;
+  setExpiry: (e: TrustExpiry) => void;
+}) {
+  const version = useLiveVersion();
+  const sid = event.sessionId;
+  const older = useRelayQuery('events.query', { sessionId: sid ?? '', order: 'asc', limit: 1000 }, { enabled: sid !== null, staleTime: 2_000 });
+  const client = useRelayQuery('clients.list', { ip: event.ip ?? '', limit: 1 }, { enabled: event.ip !== null, staleTime: 2_000 });
+  // the store's events of this session, refreshed at most twice a second while the stream runs
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    const t = setTimeout(() => setTick((x) => x + 1), 500);
+    return () => clearTimeout(t);
+  }, [version]);
+  const events = useMemo(() => {
+    if (sid === null) return [event];
+    const byId = new Map<number, RelayEvent>();
+    for (const e of older.data?.events ?? []) byId.set(e.id, e);
+    for (const e of liveStore().session(sid)) byId.set(e.id, e);
+    byId.set(event.id, event);
+    return [...byId.values()].sort((a, b) => a.id - b.id);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [sid, event, older.data, tick]);
+  const info = client.data?.clients[0];
+  const rej = event.kind === 'rejected' ? event : null;
+  return (
+    <aside className="session-panel" aria-label="Session detail" data-testid="session-panel">
+      <header>
+        <div>
+          <h2 style={{ margin: 0 }}>{sid ? 'SMTP session' : 'Event'}</h2>
+          <div className="faint mono" style={{ fontSize: 12 }}>
+            {sid ?? `#${event.id}`} {event.ip && <>· {event.ip}</>}
+          </div>
+        </div>
+        <button type="button" className="dialog-close" aria-label="Close the session detail" onClick={onClose}>
+          ×
+        </button>
+      </header>
+      <div className="panel-body">
+        {rej && (
+          <div className="reject-box">
+            <div>
+              <strong>{ruleLabel(rej.rule)}</strong> <span className="faint mono">({rej.rule})</span>{' '}
+              {rej.enforced ? <Badge tone="bad">rejected</Badge> : <Badge tone="warn">monitor: would have rejected</Badge>}
+            </div>
+            <div style={{ marginTop: 4 }}>
+              <span className="code">{rej.code}</span> {rej.text}
+            </div>
+            <div className="faint" style={{ fontSize: 12, marginTop: 4 }}>
+              at the {rej.stage.toUpperCase()} stage, {fmtDateTime(rej.at)}
+            </div>
+            {rej.ip && (
+              <div className="trust-row">
+                <select aria-label="How long to trust" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)} disabled={Boolean(trustDisabled)}>
+                  {TRUST_EXPIRIES.map((x) => (
+                    <option key={x.value} value={x.value}>
+                      {x.label}
+                    </option>
+                  ))}
+                </select>
+                <Button variant="primary" small disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(rej)} data-action="trust">
+                  Trust this IP
+                </Button>
+                <Button small onClick={() => onOnlyIp(rej.ip!)}>
+                  Everything from this IP
+                </Button>
+              </div>
+            )}
+          </div>
+        )}
+        {info && (
+          <p className="muted" style={{ fontSize: 12.5, margin: '0 0 6px' }} data-testid="client-info">
+            {info.ip}: {info.messagesLastHour} message{info.messagesLastHour === 1 ? '' : 's'} in the last hour, {info.connections} open connection
+            {info.connections === 1 ? '' : 's'}
+            {info.trusted ? (
+              <>
+                , <Badge tone="ok">trusted</Badge> ({info.trustedBy?.group}
+                {info.trustedBy?.expiresAt ? ` until ${fmtDateTime(info.trustedBy.expiresAt)}` : ''})
+              </>
+            ) : null}
+            {info.blockedUntil ? (
+              <>
+                , <Badge tone="bad">blocked {fmtAgo(info.blockedUntil)}</Badge>
+              </>
+            ) : null}
+            .
+          </p>
+        )}
+        {older.isError && <ErrorBox>Older events of this session could not be loaded: {explainError(older.error)}</ErrorBox>}
+        <h3 style={{ marginTop: 10 }}>
+          {events.length} event{events.length === 1 ? '' : 's'}
+          {older.isFetching && <span className="faint"> · loading history…</span>}
+        </h3>
+        <ol className="session-events">
+          {events.map((e) => (
+            <li key={e.id} className={e.id === event.id ? 'is-selected' : undefined}>
+              <span className="cell-time">{fmtTimeMs(e.at)}</span>
+              <span>
+                <span className={`kind ${kindClass(e)}`}>{kindLabel(e)}</span>
+              </span>
+              <span className="ev-text">{summarize(e)}</span>
+            </li>
+          ))}
+        </ol>
+      </div>
+    </aside>
+  );
+}
+
+export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: string }) {
+  const store = liveStore();
+  const version = useLiveVersion(store);
+  const ui = useLiveUi();
+  const conn = useConnection();
+  const { canEdit, why } = useCanEdit();
+  const { trust, pending } = useTrustIp();
+  const [expiry, setExpiry] = useState<TrustExpiry>('forever');
+  const [selected, setSelected] = useState<RelayEvent | null>(null);
+  const filterRef = useRef<HTMLInputElement>(null);
+  const scrollRef = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    if (initialIp !== undefined) liveUi.setFilter({ ip: initialIp });
+  }, [initialIp]);
+  useEffect(() => {
+    if (ui.focusRequest > 0) {
+      filterRef.current?.focus();
+      filterRef.current?.select();
+    }
+  }, [ui.focusRequest]);
+
+  const predicate = useMemo(() => compileFilter(ui.filter), [ui.filter]);
+  // the live rows, kept up to date incrementally
+  const view = useMemo(() => new FilteredView(store, predicate), [store, predicate]);
+  const liveLength = useMemo(() => view.sync(), [view, version]);
+
+  // paused: a frozen copy of what was held when the user paused; the store keeps ingesting
+  const [frozen, setFrozen] = useState<{ events: RelayEvent[]; end: number; at: number } | null>(null);
+  useEffect(() => {
+    if (ui.paused && !frozen) setFrozen({ events: store.toArray(), end: store.end, at: Date.now() });
+    if (!ui.paused && frozen) {
+      setFrozen(null);
+      if (scrollRef.current) scrollRef.current.scrollTop = 0;
+    }
+  }, [ui.paused, frozen, store]);
+  const frozenRows = useMemo(() => (frozen ? (predicate ? frozen.events.filter(predicate) : frozen.events) : null), [frozen, predicate]);
+  const newWhilePaused = frozen ? view.countFrom(frozen.end) : 0;
+
+  const rows: Rows = useMemo(() => {
+    if (frozenRows) return { length: frozenRows.length, get: (i) => frozenRows[frozenRows.length - 1 - i] };
+    return { length: liveLength, get: (i) => view.row(i) };
+    // version: the live view's rows change with the store
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [frozenRows, view, liveLength, version]);
+
+  const virtualizer = useVirtualizer({
+    count: rows.length,
+    getScrollElement: () => scrollRef.current,
+    estimateSize: () => ROW_H,
+    overscan: 8,
+    getItemKey: (i) => rows.get(i)?.id ?? -i - 1,
+  });
+
+  // live and scrolled down: keep the rows under the user's eyes still while new ones arrive on top
+  const topSeq = useRef<number>(-1);
+  const [scrolledAway, setScrolledAway] = useState(0);
+  useLayoutEffect(() => {
+    if (frozenRows) {
+      topSeq.current = -1;
+      return;
+    }
+    const el = scrollRef.current;
+    const newest = liveLength > 0 ? view.seqAt(0) : -1;
+    if (el && topSeq.current >= 0 && el.scrollTop > 0 && newest > topSeq.current) {
+      const added = view.countFrom(topSeq.current + 1);
+      el.scrollTop += added * ROW_H;
+      setScrolledAway((n) => n + added);
+    }
+    topSeq.current = newest;
+  }, [version, view, liveLength, frozenRows]);
+
+  const onScroll = useCallback(() => {
+    if (scrollRef.current && scrollRef.current.scrollTop === 0) setScrolledAway(0);
+  }, []);
+  const toTop = () => {
+    if (scrollRef.current) scrollRef.current.scrollTop = 0;
+    setScrolledAway(0);
+  };
+
+  const onSelect = useCallback((e: RelayEvent) => setSelected((s) => (s?.id === e.id ? null : e)), []);
+  const onOnlyIp = useCallback((ip: string) => liveUi.setFilter({ ip }), []);
+  const expiryLabel = TRUST_EXPIRIES.find((x) => x.value === expiry)!.label;
+  const onTrust = useCallback(
+    (e: RelayEvent) => {
+      if (!e.ip) return;
+      void trust(e.ip, expiry, e.kind === 'rejected' ? e.rule : undefined);
+    },
+    [trust, expiry],
+  );
+  const trustDisabled = canEdit ? null : why;
+
+  // the counts (rate) move on when the stream stops too
+  const [, setClock] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => setClock((x) => x + 1), 1000);
+    return () => clearInterval(t);
+  }, []);
+
+  const f = ui.filter;
+  const connected = conn?.status === 'connected';
+  const rate = store.rate();
+  const items = virtualizer.getVirtualItems();
+  return (
+    <div className="live" style={{ display: 'flex', flexDirection: 'column', minHeight: 0, flex: 1 }} data-testid="live-view">
+      <div className="live-toolbar" role="search">
+        <input
+          className="ip-filter"
+          type="search"
+          placeholder="IP, CIDR or range"
+          aria-label="Filter by IP address"
+          value={f.ip}
+          onChange={(e) => liveUi.setFilter({ ip: e.target.value })}
+          spellCheck={false}
+        />
+        <input
+          ref={filterRef}
+          type="search"
+          placeholder="Search text (Ctrl+F)"
+          aria-label="Filter by text"
+          value={f.text}
+          onChange={(e) => liveUi.setFilter({ text: e.target.value })}
+          spellCheck={false}
+        />
+        <select aria-label="Filter by kind" value={f.kind} onChange={(e) => liveUi.setFilter({ kind: e.target.value })}>
+          <option value="">All kinds</option>
+          {EVENT_KINDS.map((k) => (
+            <option key={k} value={k}>
+              {k}
+            </option>
+          ))}
+          <option value="monitor">would reject (monitor)</option>
+        </select>
+        <Checkbox label="Rejections only" checked={f.rejectionsOnly} onChange={(v) => liveUi.setFilter({ rejectionsOnly: v })} />
+        {!isEmptyFilter(f) && (
+          <Button small variant="link" onClick={() => liveUi.clearFilter()}>
+            Clear filters
+          </Button>
+        )}
+        <label className="field-inline" title="How long “Trust this IP” trusts an address">
+          <span className="muted" style={{ fontSize: 12.5 }}>
+            Trust
+          </span>
+          <select aria-label="How long Trust this IP lasts" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)}>
+            {TRUST_EXPIRIES.map((x) => (
+              <option key={x.value} value={x.value}>
+                {x.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <Button onClick={() => liveUi.togglePause()} variant={ui.paused ? 'primary' : 'default'} aria-pressed={ui.paused} title="Space or Ctrl+P" data-action="pause">
+          {ui.paused ? 'Resume' : 'Pause'}
+        </Button>
+        {ui.paused && newWhilePaused > 0 && (
+          <button type="button" className="new-pill" onClick={() => liveUi.setPaused(false)} data-testid="new-count">
+            {fmtCount(newWhilePaused)} new
+          </button>
+        )}
+        {!ui.paused && scrolledAway > 0 && (
+          <button type="button" className="new-pill" onClick={toTop}>
+            ↑ {fmtCount(scrolledAway)} newer
+          </button>
+        )}
+        <span className="live-counts" data-testid="live-counts">
+          {fmtCount(rows.length)} shown · {fmtCount(store.size)} held (max {fmtCount(store.cap)}) · {fmtCount(rate)}/s
+          {store.droppedByRelay > 0 && (
+            <span title="The relay dropped events for this console because it could not keep up" style={{ color: 'var(--warn)' }}>
+              {' '}
+              · {fmtCount(store.droppedByRelay)} dropped
+            </span>
+          )}
+        </span>
+      </div>
+      <div className="live-main">
+        <div className="live-table" role="table" aria-label="Live events" aria-rowcount={rows.length}>
+          <div className="live-head" role="row">
+            <span role="columnheader">Time</span>
+            <span role="columnheader">Kind</span>
+            <span role="columnheader">IP</span>
+            <span role="columnheader">Summary</span>
+          </div>
+          <div className="live-scroll" ref={scrollRef} onScroll={onScroll} data-testid="live-scroll">
+            {rows.length === 0 ? (
+              <div className="live-empty">
+                {!connected && store.size === 0 ? (
+                  <EmptyState title="No live traffic">{conn?.message ?? 'Not connected.'}</EmptyState>
+                ) : store.size === 0 ? (
+                  'Waiting for traffic… Events appear here as soon as the relay sees them.'
+                ) : (
+                  'No event matches the filters.'
+                )}
+              </div>
+            ) : (
+              <div style={{ height: virtualizer.getTotalSize(), position: 'relative' }} role="rowgroup">
+                {items.map((vi) => {
+                  const e = rows.get(vi.index);
+                  if (!e) return null;
+                  return (
+                    <Row
+                      key={vi.key}
+                      e={e}
+                      top={vi.start}
+                      selected={selected?.id === e.id}
+                      onSelect={onSelect}
+                      onTrust={onTrust}
+                      onOnlyIp={onOnlyIp}
+                      trustDisabled={trustDisabled}
+                      trustPending={pending !== null && pending === e.ip}
+                      trustLabel={expiryLabel}
+                    />
+                  );
+                })}
+              </div>
+            )}
+          </div>
+        </div>
+        {selected && (
+          <SessionPanel
+            event={selected}
+            onClose={() => setSelected(null)}
+            onTrust={onTrust}
+            onOnlyIp={onOnlyIp}
+            trustDisabled={trustDisabled}
+            trustPending={pending !== null && pending === selected.ip}
+            expiry={expiry}
+            setExpiry={setExpiry}
+          />
+        )}
+      </div>
+      {frozen && (
+        <p className="faint" style={{ margin: '6px 0 0', fontSize: 12 }}>
+          Paused at {fmtTime(frozen.at)}: still receiving; Resume (Space) shows the new events.
+        </p>
+      )}
+    </div>
+  );
 }
