@@ -1,0 +1,123 @@
+/**
+ * Config differences as a person reads them: a leaf-by-leaf diff of two configs (the same shape as the relay's
+ * ConfigChange, group entries compared by address), and words for a change's key and values.
+ * Used by the conflict dialog (what the other admin changed), the audit log and config history (each entry's diff),
+ * and the restore confirmation (what a revert would undo).
+ */
+import type { ConfigChange } from '../../../../shared/protocol.ts';
+import { FIELDS, displayValue, ruleOfField } from './model.ts';
+
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const SECRET = '(secret)';
+
+function isSecretPath(path: string[]): boolean {
+  return (path[0] === 'users' && path[2] === 'passwordHash') || (path[0] === 'delivery' && path[1] === 'smarthost' && path[2] === 'password');
+}
+
+function redact(value: unknown, path: string[]): unknown {
+  if (isSecretPath(path)) return value === null || value === undefined ? value : SECRET;
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, [...path, k])]));
+  return value;
+}
+
+/** What changed from `before` to `after`, leaf by leaf; group entries by address ("groups.Trusted[192.0.2.5]"). */
+export function diffConfigs(before: unknown, after: unknown): ConfigChange[] {
+  const out: ConfigChange[] = [];
+  walk(before, after, [], out);
+  return out;
+}
+
+function walk(a: unknown, b: unknown, path: string[], out: ConfigChange[]): void {
+  if (same(a, b)) return;
+  if (path.length === 2 && path[0] === 'groups' && Array.isArray(a) && Array.isArray(b)) {
+    const key = (e: unknown) => String((e as { address?: unknown })?.address ?? '').replace(/\s+/g, '');
+    const am = new Map(a.map((e) => [key(e), e]));
+    const bm = new Map(b.map((e) => [key(e), e]));
+    for (const [k, e] of am) {
+      const n = bm.get(k);
+      if (n === undefined) out.push({ path: `${path.join('.')}[${k}]`, op: 'remove', before: e });
+      else if (!same(e, n)) out.push({ path: `${path.join('.')}[${k}]`, op: 'change', before: e, after: n });
+    }
+    for (const [k, e] of bm) if (!am.has(k)) out.push({ path: `${path.join('.')}[${k}]`, op: 'add', after: e });
+    return;
+  }
+  if (isObject(a) && isObject(b)) {
+    for (const k of Object.keys(a)) {
+      if (!(k in b)) out.push({ path: [...path, k].join('.'), op: 'remove', before: redact(a[k], [...path, k]) });
+      else walk(a[k], b[k], [...path, k], out);
+    }
+    for (const k of Object.keys(b)) if (!(k in a)) out.push({ path: [...path, k].join('.'), op: 'add', after: redact(b[k], [...path, k]) });
+    return;
+  }
+  out.push({ path: path.join('.'), op: 'change', before: redact(a, path), after: redact(b, path) });
+}
+
+const FIELD_BY_ID = new Map(FIELDS.map((f) => [f.id, f]));
+
+/** Words for a changed key: "Max messages per hour from one IP: Limit", "Trusted group: entry 192.0.2.5". */
+export function describeKey(path: string): string {
+  const g = /^groups\.([^[]+)\[(.+)\]$/.exec(path);
+  if (g) return `Group "${g[1]}": entry ${g[2]}`;
+  const whole = /^groups\.([^.[]+)$/.exec(path);
+  if (whole) return `Group "${whole[1]}"`;
+  const f = FIELD_BY_ID.get(path);
+  if (f) {
+    const rule = ruleOfField(f.id);
+    if (!rule) return path;
+    return rule.fields.length > 1 ? `${rule.title}: ${f.label.toLowerCase()}` : rule.title;
+  }
+  return path;
+}
+
+function entryText(v: unknown): string | null {
+  if (!isObject(v) || typeof v.address !== 'string') return null;
+  const bits: string[] = [];
+  if (v.comment) bits.push(`"${String(v.comment)}"`);
+  bits.push(v.expiresAt ? `until ${formatIsoShort(String(v.expiresAt))}` : 'no expiry');
+  if (v.addedBy) bits.push(`added by ${String(v.addedBy)}`);
+  return `${v.address} (${bits.join(', ')})`;
+}
+
+/** A short local date and time of an ISO instant ("27 Nov 2026, 14:05"). */
+export function formatIsoShort(iso: string): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  return new Date(t).toLocaleString(undefined, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+/** Words for a changed value, in the form's units where the key is a form field. */
+export function describeValue(path: string, v: unknown): string {
+  if (v === undefined) return '(none)';
+  const f = FIELD_BY_ID.get(path);
+  if (f) return displayValue(f, v);
+  const e = entryText(v);
+  if (e) return e;
+  if (Array.isArray(v) && v.every((x) => isObject(x) && typeof x.address === 'string')) {
+    return v.length ? v.map((x) => entryText(x)).join('; ') : '(empty)';
+  }
+  if (v === null) return 'null';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return v.toLocaleString('en-US');
+  const s = JSON.stringify(v);
+  return s.length > 300 ? `${s.slice(0, 300)}…` : s;
+}
+
+export interface ChangeLine {
+  key: string;
+  op: ConfigChange['op'];
+  before: string;
+  after: string;
+  /** the raw config key, for a title */
+  path: string;
+}
+
+export function describeChanges(changes: readonly ConfigChange[]): ChangeLine[] {
+  return changes.map((c) => ({
+    key: describeKey(c.path),
+    op: c.op,
+    before: c.op === 'add' ? '' : describeValue(c.path, c.before),
+    after: c.op === 'remove' ? '' : describeValue(c.path, c.after),
+    path: c.path,
+  }));
+}
