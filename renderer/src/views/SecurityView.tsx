@@ -1,4 +1,301 @@
-// Placeholder until the view is written (issue 5).
+/**
+ * Security options: one form mirroring SPEC section 1's table. Each rule's mode and numbers, validated inline with
+ * the shared ConfigSchema; Revert drops local edits; "Review and apply" shows what changes and the impact on the
+ * recorded traffic (policy.simulate) before config.update {baseRevision}. A stale base (4009) opens the conflict
+ * dialog: what the other admin changed, and re-applying one's edits on top of the newer revision.
+ * The whole config is sent at once, so a change is applied entirely or not at all.
+ */
+import { useEffect, useMemo, useState } from 'react';
+import {
+  Badge,
+  Button,
+  Dialog,
+  ErrorBox,
+  ReadOnlyNotice,
+  RequireConnection,
+  ViewHeader,
+  fmtDateTime,
+  useToast,
+} from '../components/index.ts';
+import { ApiError } from '../api.ts';
+import { explainError, useApi, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { ConflictDialog, type Snapshot } from './security/ConflictDialog.tsx';
+import { ImpactPreview } from './security/ImpactPreview.tsx';
+import { RuleCard } from './security/RuleCard.tsx';
+import { SECTIONS, buildCandidate, editedFields, formChanges, formFromConfig, mapIssues, type FormValues } from './security/model.ts';
+import './views.css';
+
 export function SecurityView(_props: Record<string, unknown>) {
-  return <p>Security: not written yet.</p>;
+  return (
+    <RequireConnection what="the security options">
+      <SecurityForm />
+    </RequireConnection>
+  );
+}
+
+interface Conflict {
+  latest: Snapshot;
+  refused: boolean;
+}
+
+function SecurityForm() {
+  const api = useApi();
+  const toast = useToast();
+  const { why } = useCanEdit();
+  const q = useRelayQuery('config.get', {});
+  const update = useRelayMutation('config.update');
+
+  /** the revision the form is based on: pinned while there are local edits */
+  const [base, setBase] = useState<Snapshot | null>(null);
+  const [form, setForm] = useState<FormValues>({});
+  const [reviewing, setReviewing] = useState(false);
+  const [hours, setHours] = useState(24);
+  const [serverErrors, setServerErrors] = useState<Record<string, string>>({});
+  const [applyError, setApplyError] = useState<unknown>(null);
+  const [conflict, setConflict] = useState<Conflict | null>(null);
+  const [conflictError, setConflictError] = useState<unknown>(null);
+
+  const edited = useMemo(() => (base ? editedFields(base.config, form) : []), [base, form]);
+  const dirty = edited.length > 0;
+
+  // adopt the relay's config when nothing is edited; with edits, keep the base and say that it moved on
+  useEffect(() => {
+    const d = q.data;
+    if (!d) return;
+    if (!base || (d.revision > base.revision && !dirty)) {
+      setBase({ revision: d.revision, config: d.config });
+      setForm(formFromConfig(d.config));
+      setServerErrors({});
+    }
+  }, [q.data, base, dirty]);
+
+  const candidate = useMemo(() => (base ? buildCandidate(base.config, form) : null), [base, form]);
+  const changes = useMemo(() => (base && candidate ? formChanges(base.config, candidate.config) : []), [base, candidate]);
+  const errors = { ...serverErrors, ...(candidate?.fieldErrors ?? {}) };
+  const errorCount = Object.keys(candidate?.fieldErrors ?? {}).length + (candidate?.otherErrors.length ?? 0);
+  const newer = q.data && base && q.data.revision > base.revision ? q.data : null;
+
+  if (q.isError && !base) return <ErrorBox title="Could not load the configuration">{explainError(q.error)}</ErrorBox>;
+  if (!base || !candidate) return <p className="muted">Loading the configuration…</p>;
+
+  const groupNames = Object.keys(base.config.groups);
+  const set = (id: string, v: string | string[]) => {
+    setForm((f) => ({ ...f, [id]: v }));
+    if (serverErrors[id]) setServerErrors(({ [id]: _, ...rest }) => rest);
+  };
+  const revert = () => {
+    setForm(formFromConfig(base.config));
+    setServerErrors({});
+    setApplyError(null);
+  };
+
+  const openConflict = async (refused: boolean) => {
+    setConflictError(null);
+    try {
+      const latest = await api.call('config.get', {});
+      setConflict({ latest: { revision: latest.revision, config: latest.config }, refused });
+    } catch (err) {
+      setConflictError(err);
+    }
+  };
+
+  const apply = () => {
+    if (!candidate.ok) return;
+    setApplyError(null);
+    update.mutate(
+      { baseRevision: base.revision, config: candidate.config },
+      {
+        onSuccess: (r) => {
+          setBase({ revision: r.revision, config: candidate.config });
+          setForm(formFromConfig(candidate.config));
+          setReviewing(false);
+          toast.show({ kind: 'success', message: `Applied: ${r.changes.length} setting${r.changes.length === 1 ? '' : 's'} changed (revision ${r.revision}). In effect now.` });
+        },
+        onError: (err) => {
+          if (err instanceof ApiError && err.code === 4009) {
+            setReviewing(false);
+            void openConflict(true);
+            return;
+          }
+          if (err instanceof ApiError && (err.code === -32602 || err.code === 4022)) {
+            const issues = (err.data as { issues?: { path: (string | number)[]; message: string; code: string }[] } | undefined)?.issues ?? [];
+            const mapped = mapIssues(issues, ['config']);
+            setServerErrors(mapped.fieldErrors);
+          }
+          setApplyError(err);
+        },
+      },
+    );
+  };
+
+  const applyReason = why ?? (!dirty ? 'Nothing to apply: change a setting first.' : !candidate.ok ? 'Fix the settings marked in red first.' : null);
+
+  return (
+    <div className="rw-view security-view">
+      <ViewHeader
+        title="Security options"
+        subtitle={
+          <>
+            Revision {base.revision}. Every rule can <strong>enforce</strong> (reject), <strong>monitor</strong> (accept, but log "would have rejected") or be{' '}
+            <strong>off</strong>. Changes take effect at once, for open connections too.
+          </>
+        }
+      />
+      <ReadOnlyNotice />
+
+      {newer && dirty && (
+        <div className="notice notice-warn" role="status" data-testid="config-moved">
+          The configuration changed on the relay (now revision {newer.revision}) while you were editing revision {base.revision}.
+          <Button small onClick={() => void openConflict(false)}>
+            See what changed…
+          </Button>
+        </div>
+      )}
+      {conflictError !== null && <ErrorBox title="Could not load the newer configuration">{explainError(conflictError)}</ErrorBox>}
+      {candidate.otherErrors.length > 0 && (
+        <ErrorBox title="The configuration has problems outside this form">
+          <ul>
+            {candidate.otherErrors.map((e) => (
+              <li key={e}>{e}</li>
+            ))}
+          </ul>
+          Fix them in config.json on the relay (then send it SIGHUP) before applying here.
+        </ErrorBox>
+      )}
+
+      <nav className="section-nav" aria-label="Sections">
+        {SECTIONS.map((s) => (
+          <a key={s.id} href={`#sec-${s.id}`}>
+            {s.title}
+          </a>
+        ))}
+      </nav>
+
+      {SECTIONS.map((s) => (
+        <section key={s.id} id={`sec-${s.id}`} className="form-section" aria-labelledby={`sec-${s.id}-title`}>
+          <h2 id={`sec-${s.id}-title`}>{s.title}</h2>
+          <p className="section-intro">{s.intro}</p>
+          {s.rules.map((r) => (
+            <RuleCard
+              key={r.key}
+              rule={r}
+              form={form}
+              base={base.config}
+              edited={new Set(edited)}
+              errors={errors}
+              why={why}
+              groupNames={groupNames}
+              onChange={set}
+            />
+          ))}
+        </section>
+      ))}
+
+      <div className={['apply-bar', dirty ? 'apply-bar-dirty' : ''].join(' ')} role="region" aria-label="Apply changes">
+        <div className="apply-status" aria-live="polite">
+          {!dirty && <span className="muted">No changes. Showing revision {base.revision}.</span>}
+          {dirty && (
+            <>
+              <Badge tone={errorCount ? 'bad' : 'warn'}>
+                {changes.length || edited.length} change{(changes.length || edited.length) === 1 ? '' : 's'} not applied
+              </Badge>
+              {errorCount > 0 && (
+                <span className="apply-errors">
+                  {errorCount} setting{errorCount === 1 ? '' : 's'} to fix
+                </span>
+              )}
+              {changes.length > 0 && (
+                <span className="apply-summary">
+                  {changes
+                    .slice(0, 3)
+                    .map((c) => `${c.rule}${c.label ? ` ${c.label.toLowerCase()}` : ''}: ${c.before} → ${c.after}`)
+                    .join('; ')}
+                  {changes.length > 3 ? `; and ${changes.length - 3} more` : ''}
+                </span>
+              )}
+            </>
+          )}
+        </div>
+        <div className="apply-actions">
+          <Button onClick={revert} disabledReason={why ?? (!dirty ? 'Nothing to revert: no local changes.' : null)}>
+            Revert
+          </Button>
+          <Button variant="primary" onClick={() => setReviewing(true)} disabledReason={applyReason} data-testid="review-apply">
+            Review and apply…
+          </Button>
+        </div>
+      </div>
+
+      <Dialog
+        open={reviewing}
+        wide
+        title="Apply these changes?"
+        onClose={() => setReviewing(false)}
+        footer={
+          <>
+            <Button onClick={() => setReviewing(false)}>Keep editing</Button>
+            <Button variant="primary" busy={update.isPending} onClick={apply} disabledReason={applyReason} data-testid="apply">
+              Apply {changes.length} change{changes.length === 1 ? '' : 's'} now
+            </Button>
+          </>
+        }
+      >
+        <p>
+          Based on revision {base.revision}
+          {q.dataUpdatedAt ? `, loaded ${fmtDateTime(q.dataUpdatedAt)}` : ''}. The relay uses the new settings at once, for open connections too.
+        </p>
+        <table className="table review-table">
+          <thead>
+            <tr>
+              <th scope="col">Setting</th>
+              <th scope="col">Now</th>
+              <th scope="col">After Apply</th>
+            </tr>
+          </thead>
+          <tbody>
+            {changes.map((c) => (
+              <tr key={c.id}>
+                <th scope="row">
+                  {c.rule}
+                  {c.label ? <span className="muted">: {c.label.toLowerCase()}</span> : null}
+                </th>
+                <td>{c.before}</td>
+                <td>
+                  <strong>{c.after}</strong>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <ImpactPreview config={candidate.config} hours={hours} onHours={setHours} enabled={reviewing && candidate.ok} />
+        {applyError !== null && <ErrorBox title="Not applied">{explainError(applyError)}</ErrorBox>}
+      </Dialog>
+
+      {conflict && (
+        <ConflictDialog
+          open
+          base={base}
+          latest={conflict.latest}
+          form={form}
+          refused={conflict.refused}
+          onClose={() => setConflict(null)}
+          onDiscard={(latest) => {
+            setBase(latest);
+            setForm(formFromConfig(latest.config));
+            setServerErrors({});
+            setApplyError(null);
+            setConflict(null);
+          }}
+          onReapply={(next, latest) => {
+            setBase(latest);
+            setForm(next);
+            setServerErrors({});
+            setApplyError(null);
+            setConflict(null);
+            setReviewing(true);
+          }}
+        />
+      )}
+    </div>
+  );
 }
