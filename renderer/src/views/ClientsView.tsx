@@ -1,4 +1,290 @@
-// Placeholder until the view is written (issue 5).
-export function ClientsView(_props: Record<string, unknown>) {
-  return <p>Clients: not written yet.</p>;
+/**
+ * Clients: the relay's per-IP state (connections, messages and unknown recipients in the last hour, blocks, trust,
+ * recent rejections), refreshed every few seconds while the view is visible. Actions: Unblock, Trust (with an
+ * expiry; Undo in the toast), and "Everything from this IP" (Live traffic filtered on it).
+ */
+import { Fragment, useState } from 'react';
+import type { ClientInfo } from '../../../shared/protocol.ts';
+import type { Navigate } from '../App.tsx';
+import {
+  Badge,
+  Button,
+  Checkbox,
+  ConfirmDialog,
+  EmptyState,
+  ErrorBox,
+  ReadOnlyNotice,
+  RequireConnection,
+  TextField,
+  ViewHeader,
+  fmtAgo,
+  fmtCount,
+  fmtDateTime,
+  ruleLabel,
+  useToast,
+} from '../components/index.ts';
+import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
+import { expiryFor } from './parts/expiry.ts';
+import { useNow, usePageVisible } from './parts/hooks.ts';
+import './views.css';
+
+const REFRESH_MS = 3000;
+
+export function ClientsView({ navigate }: { navigate: Navigate }) {
+  return (
+    <RequireConnection what="the client list">
+      <Clients navigate={navigate} />
+    </RequireConnection>
+  );
+}
+
+function Clients({ navigate }: { navigate: Navigate }) {
+  const { why } = useCanEdit();
+  const toast = useToast();
+  const visible = usePageVisible();
+  const now = useNow(5_000);
+  const [ipFilter, setIpFilter] = useState('');
+  const [blockedOnly, setBlockedOnly] = useState(false);
+  const [open, setOpen] = useState<string | null>(null);
+  const [trusting, setTrusting] = useState<ClientInfo | null>(null);
+  const [unblocking, setUnblocking] = useState<ClientInfo | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const params = { limit: 500, ...(ipFilter.trim() ? { ip: ipFilter.trim() } : {}), ...(blockedOnly ? { blockedOnly: true } : {}) };
+  const q = useRelayQuery('clients.list', params, { refetchInterval: visible ? REFRESH_MS : false, placeholderData: (prev) => prev });
+  const unblock = useRelayMutation('clients.unblock', { invalidate: ['clients.list', 'audit.list'] });
+  const untrust = useRelayMutation('groups.removeEntry');
+
+  const doUnblock = (c: ClientInfo) => {
+    setError(null);
+    unblock.mutate(
+      { ip: c.ip },
+      {
+        onSuccess: (r) => {
+          setUnblocking(null);
+          toast.show({ kind: r.unblocked ? 'success' : 'info', message: r.unblocked ? `Unblocked ${c.ip}: its next connection is judged afresh.` : `${c.ip} was not blocked any more.` });
+        },
+        onError: (err) => {
+          setUnblocking(null);
+          setError(err);
+        },
+      },
+    );
+  };
+
+  const clients = q.data?.clients ?? [];
+  const filterError = q.isError && ipFilter.trim() ? explainError(q.error) : null;
+
+  return (
+    <div className="rw-view clients-view">
+      <ViewHeader
+        title="Clients"
+        subtitle={`Every address the relay has counted recently, most recently seen first. Refreshes every ${REFRESH_MS / 1000} s while this view is open.`}
+      />
+      <ReadOnlyNotice />
+      <div className="toolbar">
+        <TextField
+          label="IP, CIDR or range"
+          inline
+          type="search"
+          className="ip-filter"
+          value={ipFilter}
+          onChange={setIpFilter}
+          placeholder="e.g. 203.0.113.0/24"
+          error={filterError}
+          spellCheck={false}
+        />
+        <Checkbox label="Blocked only" checked={blockedOnly} onChange={setBlockedOnly} />
+        <span className="spacer" />
+        {q.data && (
+          <span className="count">
+            {clients.length < q.data.total ? `${fmtCount(clients.length)} of ${fmtCount(q.data.total)}` : fmtCount(q.data.total)} client{q.data.total === 1 ? '' : 's'}
+            {q.isFetching ? ' · refreshing' : ` · updated ${fmtAgo(q.dataUpdatedAt, now)}`}
+          </span>
+        )}
+      </div>
+      {error !== null && <ErrorBox>{explainError(error)}</ErrorBox>}
+      {q.isError && !ipFilter.trim() && <ErrorBox title="Could not load the clients">{explainError(q.error)}</ErrorBox>}
+      {q.isPending && <p className="muted">Loading the clients…</p>}
+      {q.data && clients.length === 0 && (
+        <EmptyState title={ipFilter.trim() || blockedOnly ? 'No client matches' : 'No clients yet'}>
+          <p>
+            {ipFilter.trim() || blockedOnly
+              ? 'Clear the filter to see every client.'
+              : 'The relay lists an address once it connects. Point a mail client at the relay, or watch Live traffic.'}
+          </p>
+        </EmptyState>
+      )}
+      {clients.length > 0 && (
+        <div className="table-wrap">
+          <table className="table clients-table">
+            <thead>
+              <tr>
+                <th scope="col">IP</th>
+                <th scope="col" className="num">
+                  Connections
+                </th>
+                <th scope="col" className="num" title="accepted messages in the last 60 minutes">
+                  Messages / h
+                </th>
+                <th scope="col" className="num" title="unknown recipients in the last 60 minutes">
+                  Unknown rcpt / h
+                </th>
+                <th scope="col" className="num" title="failed AUTH attempts in the window">
+                  AUTH fails
+                </th>
+                <th scope="col">Status</th>
+                <th scope="col">Last seen</th>
+                <th scope="col">Recent rejections</th>
+                <th scope="col" className="num">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {clients.map((c) => {
+                const blocked = c.blockedUntil !== null && c.blockedUntil > now;
+                const last = c.recentRejections[c.recentRejections.length - 1];
+                const isOpen = open === c.ip;
+                return (
+                  <Fragment key={c.ip}>
+                    <tr className={blocked ? 'row-bad' : ''} data-ip={c.ip}>
+                      <th scope="row">
+                        <span className="client-ip">{c.ip}</span>
+                      </th>
+                      <td className="num">{fmtCount(c.connections)}</td>
+                      <td className="num">{fmtCount(c.messagesLastHour)}</td>
+                      <td className="num">{fmtCount(c.unknownRecipientsLastHour)}</td>
+                      <td className="num">{fmtCount(c.authFailuresInWindow)}</td>
+                      <td>
+                        {blocked && (
+                          <Badge tone="bad" title={c.blockReason ?? undefined}>
+                            Blocked until {fmtDateTime(c.blockedUntil)} ({fmtAgo(c.blockedUntil, now)}){c.blockedRule ? ` · ${ruleLabel(c.blockedRule)}` : ''}
+                          </Badge>
+                        )}{' '}
+                        {c.trusted && (
+                          <Badge tone="ok" title={c.trustedBy ? `entry ${c.trustedBy.address} in "${c.trustedBy.group}"` : undefined}>
+                            Trusted{c.trustedBy ? ` (${c.trustedBy.group}${c.trustedBy.expiresAt ? `, until ${fmtDateTime(c.trustedBy.expiresAt)}` : ''})` : ''}
+                          </Badge>
+                        )}
+                        {!blocked && !c.trusted && <span className="faint">—</span>}
+                      </td>
+                      <td title={fmtDateTime(c.lastSeen)}>{fmtAgo(c.lastSeen, now)}</td>
+                      <td className="rejections">
+                        {last ? (
+                          <button type="button" className="btn btn-link btn-small" aria-expanded={isOpen} onClick={() => setOpen(isOpen ? null : c.ip)}>
+                            {c.recentRejections.length} · {ruleLabel(last.rule)}
+                            {last.enforced ? '' : ' (monitor)'}
+                          </button>
+                        ) : (
+                          <span className="faint">none</span>
+                        )}
+                      </td>
+                      <td className="actions">
+                        {blocked && (
+                          <Button small onClick={() => setUnblocking(c)} disabledReason={why}>
+                            Unblock
+                          </Button>
+                        )}
+                        {!c.trusted && (
+                          <Button small variant="primary" onClick={() => setTrusting(c)} disabledReason={why}>
+                            Trust…
+                          </Button>
+                        )}
+                        <Button small variant="ghost" onClick={() => navigate('live', { ip: c.ip })} title={`Open Live traffic filtered on ${c.ip}`}>
+                          Everything from this IP
+                        </Button>
+                      </td>
+                    </tr>
+                    {isOpen && (
+                      <tr className="detail-row">
+                        <td colSpan={9}>
+                          {c.blockReason && (
+                            <p>
+                              <strong>Why blocked:</strong> {c.blockReason}
+                            </p>
+                          )}
+                          <ul>
+                            {[...c.recentRejections].reverse().map((r, i) => (
+                              <li key={`${r.at}-${i}`}>
+                                <span className="muted">{fmtDateTime(r.at)}</span> {ruleLabel(r.rule)}: <span className="mono">{r.code}</span> {r.text}
+                                {r.enforced ? '' : ' (monitor mode: accepted)'}
+                              </li>
+                            ))}
+                          </ul>
+                        </td>
+                      </tr>
+                    )}
+                  </Fragment>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {trusting && (
+        <TrustDialog
+          client={trusting}
+          onClose={() => setTrusting(null)}
+          onTrusted={(r) => {
+            setTrusting(null);
+            toast.show({
+              kind: 'success',
+              message: r.alreadyTrusted
+                ? `${trusting.ip} was already trusted (${r.entry.address} in "${r.group}").`
+                : `Trusted ${r.entry.address} in "${r.group}"${r.entry.expiresAt ? ` until ${fmtDateTime(r.entry.expiresAt)}` : ''}${r.unblocked ? '; its block is cleared' : ''}.`,
+              undo: r.alreadyTrusted ? undefined : () => untrust.mutateAsync({ group: r.group, address: r.entry.address }),
+              undoneMessage: `${r.entry.address} is no longer trusted.`,
+            });
+          }}
+        />
+      )}
+      <ConfirmDialog
+        open={unblocking !== null}
+        title={`Unblock ${unblocking?.ip ?? ''}?`}
+        confirmLabel="Unblock"
+        busy={unblock.isPending}
+        onCancel={() => setUnblocking(null)}
+        onConfirm={() => unblocking && doUnblock(unblocking)}
+      >
+        <p>{unblocking?.blockReason ?? 'The relay blocked this address.'}</p>
+        <p>Unblocking clears the block and the counters that led to it. If the client keeps misbehaving it is blocked again; to exempt it from the limits, trust it instead.</p>
+      </ConfirmDialog>
+    </div>
+  );
+}
+
+function TrustDialog({ client, onClose, onTrusted }: { client: ClientInfo; onClose: () => void; onTrusted: (r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean }) => void }) {
+  const { why } = useCanEdit();
+  const trust = useRelayMutation('clients.trust', { invalidate: ['clients.list', 'config.get', 'config.history', 'audit.list'] });
+  const cfg = useRelayQuery('config.get', {});
+  const [expiry, setExpiry] = useState<ExpiryValue>({ preset: '1d', date: '' });
+  const [comment, setComment] = useState('');
+  const exp = expiryFor(expiry.preset, expiry.date, Date.now());
+  const group = cfg.data?.config.limits.exemptGroups[0];
+  const noGroup = cfg.data !== undefined && group === undefined;
+  return (
+    <ConfirmDialog
+      open
+      title={`Trust ${client.ip}?`}
+      confirmLabel="Trust"
+      busy={trust.isPending}
+      onCancel={onClose}
+      onConfirm={() => {
+        if (!exp.ok || why || noGroup) return;
+        trust.mutate({ ip: client.ip, comment: comment.trim() || null, expiresAt: exp.expiresAt }, { onSuccess: onTrusted });
+      }}
+    >
+      <p>
+        The address joins {group ? <strong>"{group}"</strong> : 'the first exempt group'}: it skips the per-IP limits from its next SMTP command, and any block is cleared. The
+        change is audited.
+      </p>
+      {noGroup && <ErrorBox>No group is exempt from the limits, so there is nowhere to trust an address. Pick an exempt group in Security options first.</ErrorBox>}
+      <div className="trust-options">
+        <ExpiryPicker value={expiry} onChange={setExpiry} error={!exp.ok ? exp.error : null} why={why} label="Trust for" neverLabel="Forever" />
+        <TextField label="Comment" value={comment} onChange={setComment} placeholder="e.g. sales mailing" maxLength={500} disabledReason={why} />
+      </div>
+      {trust.isError && <ErrorBox title="Not trusted">{explainError(trust.error)}</ErrorBox>}
+    </ConfirmDialog>
+  );
 }
