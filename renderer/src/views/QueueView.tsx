@@ -1,4 +1,230 @@
-// Placeholder until the view is written (issue 5).
+/**
+ * Queue: messages the relay acknowledged and has not delivered yet (oldest first), with their attempts, next try and
+ * last error. Retry now; Delete (confirmed; optionally returned to the sender as a bounce).
+ */
+import { useEffect, useState } from 'react';
+import type { QueueItem } from '../../../shared/protocol.ts';
+import {
+  Badge,
+  Button,
+  Checkbox,
+  ConfirmDialog,
+  EmptyState,
+  ErrorBox,
+  ReadOnlyNotice,
+  RequireConnection,
+  ViewHeader,
+  fmtAgo,
+  fmtBytes,
+  fmtCount,
+  fmtDateTime,
+  useToast,
+} from '../components/index.ts';
+import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { useNow, usePageVisible } from './parts/hooks.ts';
+import './views.css';
+
+const PAGE = 100;
+const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
+
 export function QueueView(_props: Record<string, unknown>) {
-  return <p>Queue: not written yet.</p>;
+  return (
+    <RequireConnection what="the queue">
+      <Queue />
+    </RequireConnection>
+  );
+}
+
+function Queue() {
+  const { why } = useCanEdit();
+  const toast = useToast();
+  const visible = usePageVisible();
+  const now = useNow(5_000);
+  const [offset, setOffset] = useState(0);
+  const [deleting, setDeleting] = useState<QueueItem | null>(null);
+  const [bounce, setBounce] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const q = useRelayQuery('queue.list', { limit: PAGE, offset }, { refetchInterval: visible ? 5_000 : false, placeholderData: (prev) => prev });
+  const retry = useRelayMutation('queue.retry', { invalidate: [...INVALIDATE] });
+  const del = useRelayMutation('queue.delete', { invalidate: [...INVALIDATE] });
+
+  const doRetry = (item: QueueItem) => {
+    setError(null);
+    retry.mutate(
+      { id: item.id },
+      {
+        onSuccess: () => toast.show({ kind: 'success', message: `Retrying ${item.id} now. Its outcome shows in Live traffic.` }),
+        onError: setError,
+      },
+    );
+  };
+  const doDelete = () => {
+    if (!deleting) return;
+    const item = deleting;
+    setError(null);
+    del.mutate(
+      { id: item.id, bounce },
+      {
+        onSuccess: () => {
+          setDeleting(null);
+          toast.show({ kind: 'success', message: bounce ? `Deleted ${item.id} and returned it to ${item.from || 'its sender'}.` : `Deleted ${item.id}.` });
+        },
+        onError: (err) => {
+          setDeleting(null);
+          setError(err);
+        },
+      },
+    );
+  };
+
+  const items = q.data?.items ?? [];
+  const total = q.data?.total ?? 0;
+  // a page emptied by deletions: step back
+  const emptyPage = q.data !== undefined && items.length === 0 && offset > 0;
+  useEffect(() => {
+    if (emptyPage) setOffset((o) => Math.max(0, o - PAGE));
+  }, [emptyPage]);
+  const canBounce = deleting !== null && deleting.kind === 'message' && deleting.from !== '';
+
+  return (
+    <div className="rw-view queue-view">
+      <ViewHeader title="Queue" subtitle="Messages the relay accepted and has not delivered yet, oldest first. Temporary failures are retried with growing delays." />
+      <ReadOnlyNotice />
+      <div className="toolbar">
+        {q.data && (
+          <span className="count">
+            {fmtCount(total)} message{total === 1 ? '' : 's'} queued{q.isFetching ? ' · refreshing' : ` · updated ${fmtAgo(q.dataUpdatedAt, now)}`}
+          </span>
+        )}
+      </div>
+      {error !== null && <ErrorBox>{explainError(error)}</ErrorBox>}
+      {q.isError && <ErrorBox title="Could not load the queue">{explainError(q.error)}</ErrorBox>}
+      {q.isPending && <p className="muted">Loading the queue…</p>}
+      {q.data && total === 0 && (
+        <EmptyState title="The queue is empty">
+          <p>Every accepted message has been delivered or bounced. Messages appear here while they wait for delivery or a retry.</p>
+        </EmptyState>
+      )}
+      {items.length > 0 && (
+        <div className="table-wrap">
+          <table className="table queue-table">
+            <thead>
+              <tr>
+                <th scope="col">Queue id</th>
+                <th scope="col">From</th>
+                <th scope="col">To</th>
+                <th scope="col" className="num">
+                  Size
+                </th>
+                <th scope="col" className="num">
+                  Attempts
+                </th>
+                <th scope="col">Status</th>
+                <th scope="col">Next attempt</th>
+                <th scope="col">Last error</th>
+                <th scope="col" className="num">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((m) => (
+                <tr key={m.id} data-queue-id={m.id} className={m.lastError ? 'row-warn' : ''}>
+                  <th scope="row">
+                    <span className="mono">{m.id}</span>
+                    {m.kind === 'dsn' && (
+                      <>
+                        {' '}
+                        <Badge tone="info" title="a delivery status notification (bounce) the relay made">
+                          bounce
+                        </Badge>
+                      </>
+                    )}
+                    <div className="faint" title={fmtDateTime(m.receivedAt)}>
+                      received {fmtAgo(m.receivedAt, now)}
+                    </div>
+                  </th>
+                  <td className="addr-list" title={m.from || 'null sender <>'}>
+                    {m.from || <span className="faint">&lt;&gt;</span>}
+                  </td>
+                  <td className="addr-list" title={[...m.to, ...m.done.map((d) => `${d.to} (${d.status})`)].join(', ')}>
+                    {m.to[0] ?? <span className="faint">—</span>}
+                    {m.to.length > 1 && <span className="muted"> +{m.to.length - 1}</span>}
+                    {m.done.length > 0 && <div className="faint">{m.done.length} done</div>}
+                  </td>
+                  <td className="num" title={`${fmtCount(m.size)} bytes`}>
+                    {fmtBytes(m.size)}
+                  </td>
+                  <td className="num">{fmtCount(m.attempts)}</td>
+                  <td>
+                    <Badge tone={m.status === 'deferred' ? 'warn' : m.status === 'delivering' ? 'info' : 'muted'}>{m.status}</Badge>
+                  </td>
+                  <td title={fmtDateTime(m.nextAttemptAt)}>{m.status === 'delivering' ? 'now' : fmtAgo(m.nextAttemptAt, now)}</td>
+                  <td className="queue-error" title={m.lastError ?? undefined}>
+                    {m.lastError ?? <span className="faint">—</span>}
+                  </td>
+                  <td className="actions">
+                    <Button small onClick={() => doRetry(m)} disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : null)} busy={retry.isPending && retry.variables?.id === m.id}>
+                      Retry now
+                    </Button>
+                    <Button
+                      small
+                      variant="danger"
+                      onClick={() => {
+                        setBounce(false);
+                        setDeleting(m);
+                      }}
+                      disabledReason={why}
+                    >
+                      Delete…
+                    </Button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {total > PAGE && (
+        <div className="pager">
+          <span>
+            {fmtCount(offset + 1)}–{fmtCount(Math.min(offset + PAGE, total))} of {fmtCount(total)}
+          </span>
+          <Button small onClick={() => setOffset(Math.max(0, offset - PAGE))} disabledReason={offset === 0 ? 'This is the first page.' : null}>
+            Previous
+          </Button>
+          <Button small onClick={() => setOffset(offset + PAGE)} disabledReason={offset + PAGE >= total ? 'This is the last page.' : null}>
+            Next
+          </Button>
+        </div>
+      )}
+      <ConfirmDialog
+        open={deleting !== null}
+        danger
+        title={`Delete ${deleting?.id ?? ''}?`}
+        confirmLabel={bounce ? 'Delete and bounce' : 'Delete'}
+        busy={del.isPending}
+        onCancel={() => setDeleting(null)}
+        onConfirm={doDelete}
+      >
+        {deleting && (
+          <>
+            <p>
+              From <span className="mono">{deleting.from || '<>'}</span> to <span className="mono">{deleting.to.join(', ') || '—'}</span>, {fmtBytes(deleting.size)}, {deleting.attempts} attempt
+              {deleting.attempts === 1 ? '' : 's'}.
+            </p>
+            <p>
+              <strong>The message is gone for good</strong>: the relay will not deliver it to the {deleting.to.length} recipient{deleting.to.length === 1 ? '' : 's'} still waiting.
+            </p>
+            <Checkbox
+              label="Tell the sender: return it as a bounce (delivery status notification)"
+              checked={bounce}
+              onChange={setBounce}
+              disabledReason={canBounce ? null : deleting.kind === 'dsn' ? 'This is a bounce itself; bounces are never bounced.' : 'The sender is empty (<>), so there is no one to return it to.'}
+            />
+          </>
+        )}
+      </ConfirmDialog>
+    </div>
+  );
 }
