@@ -1,0 +1,109 @@
+/**
+ * The console in Chromium against a real relay: add a server (inline validation first), accept its fingerprint,
+ * watch real SMTP traffic arrive in Live traffic, and the hard stop when the certificate changed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { sendMail } from '../helpers/smtp-client.ts';
+import type { ManageRelay } from '../helpers/wss-client.ts';
+import { chromiumPath, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
+
+describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', () => {
+  let relay: ManageRelay;
+  let browser: Browser;
+  let site: Awaited<ReturnType<typeof serveDist>>;
+  let c: ConsolePage;
+
+  beforeAll(async () => {
+    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
+    c = await openConsole(browser, site.url);
+  });
+  afterAll(async () => {
+    await c?.close();
+    await browser?.close();
+    await site?.close();
+    await relay?.stop();
+  });
+
+  it('shows inline errors for a bad profile, then adds the server and pins its fingerprint after the user accepts it', async () => {
+    const { page } = c;
+    await page.locator('.statusbar[data-status="disconnected"]').waitFor();
+    const form = page.locator('[data-testid="server-form"]');
+    await form.locator('input[name="host"]').fill('not a host!');
+    await form.locator('input[name="port"]').fill('70000');
+    await form.getByRole('button', { name: 'Save and connect' }).click();
+    await expect(form.locator('.field-error').allTextContents()).resolves.toEqual(
+      expect.arrayContaining(['give the server a name', 'not a host name or IP address', 'ports are 1-65535', expect.stringContaining('paste the token')]),
+    );
+    expect(await form.locator('input[name="host"]').getAttribute('aria-invalid')).toBe('true');
+    expect(c.core.profiles.list()).toEqual([]);
+
+    // fill it properly: the prompt shows the relay's real fingerprint before anything is sent
+    await form.locator('input[name="name"]').fill('Edge relay');
+    await form.locator('input[name="host"]').fill('127.0.0.1');
+    await form.locator('input[name="port"]').fill(String(relay.managePort));
+    await form.locator('input[name="token"]').fill(relay.adminToken);
+    await form.getByRole('button', { name: 'Save and connect' }).click();
+    const prompt = page.locator('[data-testid="fingerprint-prompt"]');
+    await prompt.waitFor();
+    expect(await prompt.locator('[data-testid="fingerprint"]').first().textContent()).toBe(relay.fingerprint);
+    expect(await prompt.textContent()).toMatch(/Subject/);
+    expect(await page.locator('.statusbar').getAttribute('data-status')).toBe('fingerprint-unknown');
+    await prompt.getByRole('button', { name: 'Accept and connect' }).click();
+    await page.locator('.statusbar[data-status="connected"]').waitFor();
+    expect(await page.locator('.statusbar').textContent()).toMatch(/admin/);
+    // the shell moves to the dashboard once connected; the pin is stored
+    await page.locator('[data-testid="dashboard"]').waitFor();
+    expect(c.core.profiles.list()[0]).toMatchObject({ name: 'Edge relay', fingerprint256: relay.fingerprint, hasToken: true });
+  });
+
+  it('shows real SMTP traffic as it arrives (Ctrl+3 opens Live traffic)', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    const r = await sendMail(relay.port, { from: 'alice@example.org', to: ['bob@example.com'], localAddress: '127.0.0.7' });
+    expect(r.data?.code).toBe(250);
+    const row = page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.7"]');
+    await row.first().waitFor({ timeout: 10_000 });
+    expect(await row.first().textContent()).toMatch(/accepted .*alice@example\.org.*bob@example\.com/);
+    // a click opens the session: every event of that SMTP session, in order
+    await row.first().click();
+    const panel = page.locator('[data-testid="session-panel"]');
+    await panel.waitFor();
+    await expect.poll(async () => (await panel.locator('.session-events li').allTextContents()).join(' | '), { timeout: 5000 }).toMatch(
+      /connect.*mail.*alice@example\.org.*rcpt.*accepted.*disconnect/s,
+    );
+    // filters: IP and kind
+    await page.locator('input[aria-label="Filter by IP address"]').fill('127.0.0.99');
+    await page.locator('.live-empty').waitFor();
+    await page.locator('input[aria-label="Filter by IP address"]').fill('127.0.0.0/24');
+    await page.locator('.live-row').first().waitFor();
+    await page.locator('select[aria-label="Filter by kind"]').selectOption('mail');
+    await expect.poll(async () => new Set(await page.locator('.live-row').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')))).size).toBe(1);
+    await page.getByRole('button', { name: 'Clear filters' }).click();
+  });
+
+  it('stops hard when the certificate changed, showing both fingerprints and sending nothing', async () => {
+    const { page, core } = c;
+    const fake = 'AA:'.repeat(31) + 'AA';
+    await core.connection.disconnect();
+    core.knownHosts.forget('127.0.0.1', relay.managePort);
+    core.knownHosts.accept('127.0.0.1', relay.managePort, fake, 'CN=old');
+    await page.keyboard.press('Control+1');
+    await page.locator('[data-testid="server-card"]').getByRole('button', { name: 'Connect' }).click();
+    const stop = page.locator('[data-testid="fingerprint-mismatch"]');
+    await stop.waitFor();
+    const fps = await stop.locator('[data-testid="fingerprint"]').allTextContents();
+    expect(fps).toContain(fake);
+    expect(fps).toContain(relay.fingerprint);
+    expect(await stop.textContent()).toMatch(/What to do/);
+    expect(await page.locator('.statusbar').getAttribute('data-status')).toBe('fingerprint-mismatch');
+    // the user forgets the old pin on purpose, and is asked again
+    await stop.getByRole('button', { name: /Forget the old fingerprint/ }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Forget and reconnect' }).click();
+    await page.locator('[data-testid="fingerprint-prompt"]').waitFor();
+    await page.locator('[data-testid="fingerprint-prompt"]').getByRole('button', { name: 'Accept and connect' }).click();
+    await page.locator('.statusbar[data-status="connected"]').waitFor();
+    expect(unexpectedErrors(c.errors)).toEqual([]);
+  });
+});
