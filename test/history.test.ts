@@ -82,7 +82,7 @@ describe('EventHistory', () => {
     h.close();
 
     // a tiny size bound: the oldest go first
-    const small = EventHistory.open({ file: path.join(dir, 'small.sqlite'), now: clock.now, maxBytes: 64 * 1024, flushMs: 10_000 });
+    const small = EventHistory.open({ file: path.join(dir, 'small.sqlite'), now: clock.now, maxBytes: 64 * 1024, flushMs: 10_000, log: () => {} });
     const bus2 = new EventBus({ now: clock.now });
     small.attach(bus2);
     fill(bus2, clock, 5000, 1, (i) => `198.51.100.${i % 250}`);

@@ -16,7 +16,7 @@ beforeAll(async () => {
     {},
     {
       relay: {
-        manageLimits: { loginTimeoutMs: 400, stallTimeoutMs: 1500, maxBufferedBytes: 64 * 1024, subscriberBufferEvents: 300, floodCloseAfter: 300 },
+        manageLimits: { loginTimeoutMs: 400, stallTimeoutMs: 5000, maxBufferedBytes: 64 * 1024, subscriberBufferEvents: 300, floodCloseAfter: 300 },
       },
     },
   );
@@ -210,7 +210,7 @@ describe('streams', () => {
     await burst('R');
     // the relay drops it (a paused socket cannot notice, so ask the relay)
     const before = (await healthy.call('stats.get', {})).manage.sessions;
-    const until = Date.now() + 6000;
+    const until = Date.now() + 15_000;
     while ((await healthy.call('stats.get', {})).manage.sessions >= before) {
       if (Date.now() > until) throw new Error('the stalled console was not closed');
       await new Promise((r) => setTimeout(r, 100));
