@@ -70,7 +70,8 @@ interface Sess {
   dead: boolean;
   /** the candidate refused this transaction's MAIL FROM: ignore its RCPT and DATA */
   txnDead: boolean;
-  rcpts: number;
+  /** this transaction's distinct recipients (smtp-server keeps one entry per address) */
+  rcpts: Set<string>;
   authUser: string | null;
 }
 
@@ -152,7 +153,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     let s = sessions.get(e.sessionId);
     if (!s) {
       const parsed = parseIp(e.ip);
-      s = { ip: e.ip, key: parsed ? clientKey(parsed, c.limits.ipv6Prefix) : e.ip, parsed, dead: false, txnDead: false, rcpts: 0, authUser: null };
+      s = { ip: e.ip, key: parsed ? clientKey(parsed, c.limits.ipv6Prefix) : e.ip, parsed, dead: false, txnDead: false, rcpts: new Set(), authUser: null };
       sessions.set(e.sessionId, s);
     }
     return s;
@@ -310,13 +311,13 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         if (counting) replayed.messages++;
         if (s.dead || s.txnDead) {
           s.txnDead = false;
-          s.rcpts = 0;
+          s.rcpts.clear();
           break;
         }
         const { verdict, monitored } = firstEnforced(policy.messageTooBig(c, e.size));
         compare(s, null, verdict?.rule ?? null, monitored);
         if (!verdict) anvil.messageAccepted(s.key);
-        s.rcpts = 0;
+        s.rcpts.clear();
         break;
       }
 
@@ -328,7 +329,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   function mailAttempt(s: Sess, rec: Rejected[], passed: Extract<RelayEvent, { kind: 'mail' }> | null): void {
     if (s.dead) return;
     if (counting) replayed.mailAttempts++;
-    s.rcpts = 0;
+    s.rcpts.clear();
     s.txnDead = false;
     const recorded = rec.find((r) => r.enforced) ?? null;
     if (recorded && !MAIL_REPLAYED.has(recorded.rule)) {
@@ -378,11 +379,15 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     const rec = group(sid, 'rcpt', at);
     let next = at + rec.length;
     const r = buf[next];
-    if (r && r.kind === 'rcpt' && r.sessionId === sid && !rec.some((x) => x.enforced)) next++;
+    let passed: Extract<RelayEvent, { kind: 'rcpt' }> | null = null;
+    if (r && r.kind === 'rcpt' && r.sessionId === sid && !rec.some((x) => x.enforced)) {
+      passed = r;
+      next++;
+    }
     if (s.dead || s.txnDead) return next;
     if (counting) replayed.recipients++;
     const recordedTooMany = rec.find((x) => x.enforced && x.rule === 'checks.maxRecipients') ?? null;
-    const tooMany = firstEnforced(policy.tooManyRecipients(c, s.rcpts));
+    const tooMany = firstEnforced(policy.tooManyRecipients(c, s.rcpts.size));
     compare(s, recordedTooMany?.rule ?? null, tooMany.verdict?.rule ?? null, tooMany.monitored);
     if (tooMany.verdict) return next;
     const relay = rec.find((x) => x.rule === 'relay.access');
@@ -404,7 +409,8 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
       }
       return next;
     }
-    s.rcpts++;
+    // a recipient refused in the recording that would now pass: its address is unknown, count it as a new one
+    s.rcpts.add(passed ? passed.to.toLowerCase() : `#${s.rcpts.size}`);
     return next;
   }
 
@@ -414,7 +420,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     if (!recorded) return;
     if (s.dead || s.txnDead) {
       s.txnDead = false;
-      s.rcpts = 0;
+      s.rcpts.clear();
       return;
     }
     let cand: Rule | null = recorded.rule;
@@ -425,7 +431,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
       anvil.messageAccepted(s.key);
       if (counting) assumedMessages++;
     }
-    s.rcpts = 0;
+    s.rcpts.clear();
   }
 
   const rules: SimulationRule[] = [...tallies.entries()]

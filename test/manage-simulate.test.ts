@@ -1,0 +1,131 @@
+/**
+ * policy.simulate beyond the hourly limit, on traffic recorded by a real relay: concurrent connections, the
+ * unknown-recipient limit and the block it sets, recipients per message, a DNS check moved from monitor to enforce.
+ * Where the load can be replayed for real, the prediction is checked against enforcement.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RelayEvent } from '../shared/events.ts';
+import type { Result } from '../shared/protocol.ts';
+import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
+import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
+
+let t: ManageRelay | null = null;
+afterEach(async () => {
+  await t?.stop();
+  t = null;
+});
+
+async function waitUntil(pred: () => boolean, ms = 3000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > until) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const ruleOf = (r: Result<'policy.simulate'>, rule: string) => r.rules.find((x) => x.rule === rule);
+const enforcedSince = (events: RelayEvent[], sinceId: number, rule: string) =>
+  events.filter((e) => e.id > sinceId && e.kind === 'rejected' && e.enforced && e.rule === rule).length;
+
+describe('policy.simulate on recorded traffic', () => {
+  it('concurrent connections: overlapping sessions are replayed with their real overlap', async () => {
+    t = await startManageRelay();
+    const admin = await t.admin();
+    const load = async () => {
+      const open: RawSmtp[] = [];
+      for (let i = 0; i < 4; i++) {
+        const c = await RawSmtp.connect(t!.port, { localAddress: '127.0.0.12' });
+        await c.read();
+        open.push(c);
+      }
+      for (const c of open) await c.quit();
+      await waitUntil(() => t!.relay.anvil.connections('127.0.0.12') === 0);
+    };
+    await load();
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.limits.concurrentConnections.max = 2;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'limits.concurrentConnections')).toMatchObject({ unit: 'connection', before: 0, newlyRejected: 2, ips: [{ ip: '127.0.0.12', newlyRejected: 2 }] });
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    const mark = t.relay.bus.lastId;
+    await load();
+    expect(enforcedSince(t.events, mark, 'limits.concurrentConnections')).toBe(2);
+  });
+
+  it('unknown recipients: the limit closes the session and its block refuses the next connection', async () => {
+    t = await startManageRelay({ limits: { unknownRecipients: { max: 10 } } });
+    const admin = await t.admin();
+    const load = async () => {
+      // once the limit closes a session, the client helper throws: that is the point
+      await sendMail(t!.port, { from: 'a@example.org', to: ['n1@example.com', 'n2@example.com', 'n3@example.com', 'alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
+      await sendMail(t!.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
+      await waitUntil(() => t!.relay.anvil.connections('127.0.0.13') === 0);
+    };
+    await load();
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.limits.unknownRecipients.max = 2;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    // the 2nd unknown recipient reaches the limit (one refusal at RCPT); the block then refuses the 2nd connection
+    expect(ruleOf(sim, 'limits.unknownRecipients')).toMatchObject({ before: 0, newlyRejected: 2 });
+    expect(sim.newlyRejectedIps).toEqual(['127.0.0.13']);
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    t.clock.advance(2 * 60 * 60_000);
+    const mark = t.relay.bus.lastId;
+    await load();
+    expect(enforcedSince(t.events, mark, 'limits.unknownRecipients')).toBe(2);
+  });
+
+  it('recipients per message: the recipients over a lower maxRecipients are refused, earlier ones stand', async () => {
+    t = await startManageRelay({ domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } } });
+    const admin = await t.admin();
+    // a repeated address is one recipient (smtp-server keeps one entry per address), as the replay knows
+    const to = ['r1@example.com', 'r2@example.com', 'R1@example.com', 'r3@example.com', 'r4@example.com', 'r5@example.com'];
+    await sendMail(t.port, { from: 'a@example.org', to, localAddress: '127.0.0.14' });
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.checks.maxRecipients.max = 3;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'checks.maxRecipients')).toMatchObject({ unit: 'recipient', newlyRejected: 2 });
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    const r = await sendMail(t.port, { from: 'a@example.org', to, localAddress: '127.0.0.14' });
+    expect(r.rcpts.map((x) => x.code)).toEqual([250, 250, 250, 250, 452, 452]);
+  });
+
+  it('a DNS check in monitor mode: its reports are the facts that enforcing would refuse', async () => {
+    // 127.0.0.50 has no PTR record in the test DNS
+    t = await startManageRelay({ checks: { reverseDns: { mode: 'monitor' } } });
+    const admin = await t.admin();
+    for (let i = 0; i < 3; i++) expect((await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.50' })).data?.code).toBe(250);
+    await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.15' });
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.checks.reverseDns.mode = 'enforce';
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'checks.reverseDns')).toMatchObject({ before: 0, after: 3, newlyRejected: 3, ips: [{ ip: '127.0.0.50', newlyRejected: 3 }] });
+    expect(sim.newlyRejectedIps).toEqual(['127.0.0.50']);
+    // and the same rule turned off: nothing is refused, nothing is reported
+    c.checks.reverseDns.mode = 'off';
+    const off = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(off, 'checks.reverseDns')).toBeUndefined();
+  });
+
+  it('only the window counts: traffic older than `hours` primes the counters but is not reported', async () => {
+    t = await startManageRelay();
+    const admin = await t.admin();
+    for (let i = 0; i < 3; i++) await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.16' });
+    t.clock.advance(40 * 60_000);
+    for (let i = 0; i < 2; i++) await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.16' });
+    t.clock.advance(30 * 60_000);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.limits.messagesPerHour.max = 3;
+    // the window is the last 0.5 h (after the first three); within the rolling hour they still count, so both later ones are refused
+    const sim = await admin.call('policy.simulate', { config: c, hours: 0.5 + 1 / 60 });
+    expect(sim.replayed.mailAttempts).toBe(2);
+    expect(ruleOf(sim, 'limits.messagesPerHour')).toMatchObject({ newlyRejected: 2 });
+  });
+});
