@@ -132,7 +132,10 @@ describe('across a restart', () => {
     // new events continue after the old ids, so a console's "since id" still means something
     await sendMail(second.smtpAddress.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.6' });
     const fresh = await ws.call('events.query', { ip: '127.0.0.6', order: 'asc', limit: 1 });
-    expect(fresh.events[0]!.id).toBe(lastId + 1);
+    expect(fresh.events[0]!.id).toBeGreaterThan(lastId);
+    // the first event after the restart (perhaps the queue retrying the old message) has the next id
+    const next = await ws.call('events.query', { order: 'asc', cursor: lastId, limit: 1 });
+    expect(next.events[0]!.id).toBe(lastId + 1);
     const sub = await ws.call('events.subscribe', { sinceId: lastId - 3 });
     expect(sub.backlog[0]!.id).toBe(lastId - 2);
 
