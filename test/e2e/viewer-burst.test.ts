@@ -1,7 +1,8 @@
 /**
  * A viewer token sees everything and changes nothing, and the disabled controls say why; the live table under a
- * burst of 5,000 events a second (pushed through the same bridge channel the core uses) keeps answering clicks,
- * keeps the DOM small (virtualised), and Pause keeps counting what arrives.
+ * burst of 5,000 events a second (pushed through the same bridge channel the core uses) keeps answering clicks (the
+ * rows hold still while the pointer is on them, counting what arrives), keeps the DOM small (virtualised), and Pause
+ * keeps counting what arrives.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
@@ -79,6 +80,7 @@ describe.skipIf(!chromiumPath)('console: viewer token and a 5,000 events/s burst
     const describedBy = await trust.getAttribute('aria-describedby');
     expect(await page.locator(`[id="${describedBy}"]`).textContent()).toMatch(/viewer token/);
     // "Everything from this IP" only reads, so it stays enabled
+    await row.hover();
     await row.locator('[data-action="only-ip"]').click();
     expect(await page.locator('input[aria-label="Filter by IP address"]').inputValue()).toBe('127.0.0.9');
     await page.getByRole('button', { name: 'Clear filters' }).click();
@@ -115,10 +117,12 @@ describe.skipIf(!chromiumPath)('console: viewer token and a 5,000 events/s burst
       return sent;
     })();
     try {
-      await page.waitForFunction(() => document.querySelectorAll('.live-row').length > 10, null, { timeout: 10_000 });
+      await page.locator('.live-row').nth(10).waitFor({ timeout: 10_000 });
       await page.waitForTimeout(1500);
-      // clicks on rows open their sessions while the stream runs
+      // clicks on rows open their sessions while the stream runs: the rows hold still under the pointer
       for (let k = 0; k < 3; k++) {
+        await page.hover('[data-testid="live-scroll"]', { position: { x: 150, y: 200 } });
+        await page.locator('[data-testid="hold-state"]').waitFor({ timeout: 5000 });
         const target = page.locator('.live-row[data-kind="rejected"]').first();
         const eid = await target.getAttribute('data-event-id');
         await target.click({ timeout: 5000 });

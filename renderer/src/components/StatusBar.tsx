@@ -58,7 +58,7 @@ export function StatusBar({ onOpenServers }: { onOpenServers: () => void }) {
       )}
       {s.status === 'connected' && s.role && (
         <span className={`status-role role-${s.role}`} title={s.role === 'viewer' ? 'A viewer token sees everything and changes nothing.' : 'An admin token may change the relay.'}>
-          {s.tokenName} · {s.role}
+          {s.tokenName && s.tokenName !== s.role ? `${s.tokenName} · ${s.role}` : s.role}
         </span>
       )}
       {countdown !== null && (

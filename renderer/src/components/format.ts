@@ -62,7 +62,7 @@ export function fmtCount(n: number): string {
 export const RULE_LABELS: Record<string, string> = {
   'limits.messagesPerHour': 'Messages per hour',
   'limits.concurrentConnections': 'Concurrent connections',
-  'limits.unknownRecipients': 'Unknown recipients',
+  'limits.unknownRecipients': 'Too many unknown recipients',
   'limits.authFailures': 'Failed AUTH attempts',
   'checks.senderDomain': 'Sender domain not in DNS',
   'checks.reverseDns': 'No reverse DNS',
@@ -73,7 +73,7 @@ export const RULE_LABELS: Record<string, string> = {
   'smtp.greetingDelayMs': 'Early talker',
   'smtp.maxConnections': 'Server connection limit',
   'relay.access': 'Relay access denied',
-  'recipient.unknown': 'Unknown recipient',
+  'recipient.unknown': 'Unknown recipient (550)',
   protocol: 'Protocol error',
   storage: 'Storage (disk)',
 };

@@ -162,10 +162,11 @@ export class LiveStore {
     if (seq < this.startSeq || seq >= this.endSeq) return undefined;
     return this.ring[seq % this.cap];
   }
-  /** all held events, oldest first (a copy) */
-  toArray(): RelayEvent[] {
-    const out: RelayEvent[] = new Array(this.size);
-    for (let s = this.startSeq, i = 0; s < this.endSeq; s++, i++) out[i] = this.ring[s % this.cap]!;
+  /** the held events with sequence numbers below `end` (default: all), oldest first (a copy) */
+  toArray(end = this.endSeq): RelayEvent[] {
+    const stop = Math.min(end, this.endSeq);
+    const out: RelayEvent[] = new Array(Math.max(0, stop - this.startSeq));
+    for (let s = this.startSeq, i = 0; s < stop; s++, i++) out[i] = this.ring[s % this.cap]!;
     return out;
   }
   /** the held events of one SMTP session, oldest first */

@@ -3,6 +3,7 @@ import type { RelayEvent } from '../../../shared/events.ts';
 
 export function kindLabel(e: RelayEvent): string {
   if (e.kind === 'rejected') return e.enforced ? 'rejected' : 'would reject';
+  if (e.kind === 'config-changed') return 'config';
   return e.kind;
 }
 

@@ -66,7 +66,10 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
     };
   }, [points]);
   const now = latest?.at ?? Date.now();
-  const xRange: [number, number] = [now - WINDOW_MS, now];
+  // a relay younger than 15 minutes: show what there is (at least a minute) rather than an empty chart
+  const first = points[0]?.at ?? now;
+  const xRange: [number, number] = [Math.max(now - WINDOW_MS, Math.min(first, now - 60_000)), now];
+  const young = latest !== null && latest.startedAt > now - WINDOW_MS;
 
   if (q.isError) return <ErrorBox title="The dashboard could not load the relay's statistics">{explainError(q.error)}</ErrorBox>;
   if (!latest) return <p className="muted">Loading statistics…</p>;
@@ -97,7 +100,10 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
 
       <section className="card dash-wide" aria-labelledby="chart-title">
         <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline' }}>
-          <h2 id="chart-title">Messages per second, last 15 minutes</h2>
+          <h2 id="chart-title">
+            Messages per second, last 15 minutes
+            {young && <span className="faint"> (the relay started {fmtAgo(latest!.startedAt, now)})</span>}
+          </h2>
           <div className="legend" aria-hidden="true">
             <span>
               <i style={{ background: 'var(--chart-accepted)' }} />

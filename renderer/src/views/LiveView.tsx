@@ -70,7 +70,7 @@ const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, t
             <Button small variant="primary" disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(e)} title={`Trust ${e.ip} ${trustLabel}`} data-action="trust">
               Trust this IP
             </Button>
-            <Button small variant="ghost" onClick={() => onOnlyIp(e.ip!)} title={`Show everything from ${e.ip}`} data-action="only-ip">
+            <Button small variant="ghost" className="row-secondary" onClick={() => onOnlyIp(e.ip!)} title={`Show everything from ${e.ip}`} data-action="only-ip">
               Everything from this IP
             </Button>
           </span>
@@ -99,16 +99,15 @@ function SessionPanel({
   expiry: TrustExpiry;
   setExpiry: (e: TrustExpiry) => void;
 }) {
-  const version = useLiveVersion();
   const sid = event.sessionId;
   const older = useRelayQuery('events.query', { sessionId: sid ?? '', order: 'asc', limit: 1000 }, { enabled: sid !== null, staleTime: 2_000 });
   const client = useRelayQuery('clients.list', { ip: event.ip ?? '', limit: 1 }, { enabled: event.ip !== null, staleTime: 2_000 });
-  // the store's events of this session, refreshed at most twice a second while the stream runs
+  // the store's events of this session, refreshed twice a second (not on every frame of a fast stream)
   const [tick, setTick] = useState(0);
   useEffect(() => {
-    const t = setTimeout(() => setTick((x) => x + 1), 500);
-    return () => clearTimeout(t);
-  }, [version]);
+    const t = setInterval(() => setTick((x) => x + 1), 500);
+    return () => clearInterval(t);
+  }, []);
   const events = useMemo(() => {
     if (sid === null) return [event];
     const byId = new Map<number, RelayEvent>();
@@ -231,17 +230,28 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
   const view = useMemo(() => new FilteredView(store, predicate), [store, predicate]);
   const liveLength = useMemo(() => view.sync(), [view, version]);
 
-  // paused: a frozen copy of what was held when the user paused; the store keeps ingesting
+  // Paused (Space, Ctrl+P, the button) or held (the pointer is on the rows, so they stay still under a fast stream and
+  // can be clicked): a frozen copy of the rows as last shown; the store keeps ingesting and we count what is new.
+  const [hover, setHover] = useState(false);
+  const [scrolledAway, setScrolledAway] = useState(0);
+  const holding = ui.paused || hover;
+  const renderedEnd = useRef(store.end);
+  const wasPaused = useRef(ui.paused);
+  const unfreeze = useRef<{ end: number; explicit: boolean } | null>(null);
   const [frozen, setFrozen] = useState<{ events: RelayEvent[]; end: number; at: number } | null>(null);
   useEffect(() => {
-    if (ui.paused && !frozen) setFrozen({ events: store.toArray(), end: store.end, at: Date.now() });
-    if (!ui.paused && frozen) {
+    const explicitResume = wasPaused.current && !ui.paused;
+    wasPaused.current = ui.paused;
+    if (holding && !frozen) setFrozen({ events: store.toArray(renderedEnd.current), end: renderedEnd.current, at: Date.now() });
+    if (!holding && frozen) {
+      // applied once the live rows are rendered (layout effect below)
+      unfreeze.current = { end: frozen.end, explicit: explicitResume };
       setFrozen(null);
-      if (scrollRef.current) scrollRef.current.scrollTop = 0;
     }
-  }, [ui.paused, frozen, store]);
+  }, [holding, ui.paused, frozen, store]);
+  if (!frozen) renderedEnd.current = store.end;
   const frozenRows = useMemo(() => (frozen ? (predicate ? frozen.events.filter(predicate) : frozen.events) : null), [frozen, predicate]);
-  const newWhilePaused = frozen ? view.countFrom(frozen.end) : 0;
+  const newWhileHeld = frozen ? view.countFrom(frozen.end) : 0;
 
   const rows: Rows = useMemo(() => {
     if (frozenRows) return { length: frozenRows.length, get: (i) => frozenRows[frozenRows.length - 1 - i] };
@@ -260,13 +270,31 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
 
   // live and scrolled down: keep the rows under the user's eyes still while new ones arrive on top
   const topSeq = useRef<number>(-1);
-  const [scrolledAway, setScrolledAway] = useState(0);
   useLayoutEffect(() => {
     if (frozenRows) {
       topSeq.current = -1;
       return;
     }
     const el = scrollRef.current;
+    const u = unfreeze.current;
+    if (u) {
+      unfreeze.current = null;
+      // Resume shows the newest; the pointer leaving keeps the rows one was looking at in place
+      if (el && el.scrollTop > 0) {
+        if (u.explicit) el.scrollTop = 0;
+        else {
+          const added = view.countFrom(u.end);
+          el.scrollTop += added * ROW_H;
+          setScrolledAway((n) => n + added);
+        }
+      }
+      topSeq.current = liveLength > 0 ? view.seqAt(0) : -1;
+      return;
+    }
+    if (topSeq.current < 0) {
+      topSeq.current = liveLength > 0 ? view.seqAt(0) : -1;
+      return;
+    }
     const newest = liveLength > 0 ? view.seqAt(0) : -1;
     if (el && topSeq.current >= 0 && el.scrollTop > 0 && newest > topSeq.current) {
       const added = view.countFrom(topSeq.current + 1);
@@ -328,7 +356,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
           onChange={(e) => liveUi.setFilter({ text: e.target.value })}
           spellCheck={false}
         />
-        <select aria-label="Filter by kind" value={f.kind} onChange={(e) => liveUi.setFilter({ kind: e.target.value })}>
+        <select className="kind-filter" aria-label="Filter by kind" value={f.kind} onChange={(e) => liveUi.setFilter({ kind: e.target.value })}>
           <option value="">All kinds</option>
           {EVENT_KINDS.map((k) => (
             <option key={k} value={k}>
@@ -343,10 +371,8 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             Clear filters
           </Button>
         )}
-        <label className="field-inline" title="How long “Trust this IP” trusts an address">
-          <span className="muted" style={{ fontSize: 12.5 }}>
-            Trust
-          </span>
+        <label className="field-inline trust-expiry" title="How long “Trust this IP” trusts an address">
+          <span className="muted">Trust lasts</span>
           <select aria-label="How long Trust this IP lasts" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)}>
             {TRUST_EXPIRIES.map((x) => (
               <option key={x.value} value={x.value}>
@@ -358,12 +384,17 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
         <Button onClick={() => liveUi.togglePause()} variant={ui.paused ? 'primary' : 'default'} aria-pressed={ui.paused} title="Space or Ctrl+P" data-action="pause">
           {ui.paused ? 'Resume' : 'Pause'}
         </Button>
-        {ui.paused && newWhilePaused > 0 && (
+        {frozen && (
+          <span className="hold-state" data-testid="hold-state">
+            {ui.paused ? 'Paused' : 'Held while the pointer is on the rows'}
+          </span>
+        )}
+        {frozen && newWhileHeld > 0 && (
           <button type="button" className="new-pill" onClick={() => liveUi.setPaused(false)} data-testid="new-count">
-            {fmtCount(newWhilePaused)} new
+            {fmtCount(newWhileHeld)} new
           </button>
         )}
-        {!ui.paused && scrolledAway > 0 && (
+        {!frozen && scrolledAway > 0 && (
           <button type="button" className="new-pill" onClick={toTop}>
             ↑ {fmtCount(scrolledAway)} newer
           </button>
@@ -386,7 +417,14 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             <span role="columnheader">IP</span>
             <span role="columnheader">Summary</span>
           </div>
-          <div className="live-scroll" ref={scrollRef} onScroll={onScroll} data-testid="live-scroll">
+          <div
+            className="live-scroll"
+            ref={scrollRef}
+            onScroll={onScroll}
+            onPointerEnter={() => setHover(true)}
+            onPointerLeave={() => setHover(false)}
+            data-testid="live-scroll"
+          >
             {rows.length === 0 ? (
               <div className="live-empty">
                 {!connected && store.size === 0 ? (
@@ -434,7 +472,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
           />
         )}
       </div>
-      {frozen && (
+      {frozen && ui.paused && (
         <p className="faint" style={{ margin: '6px 0 0', fontSize: 12 }}>
           Paused at {fmtTime(frozen.at)}: still receiving; Resume (Space) shows the new events.
         </p>

@@ -193,12 +193,13 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
   const [errors, setErrors] = useState<FieldErrors>({});
   const [tried, setTried] = useState(false);
   const [failure, setFailure] = useState<string | null>(null);
+  const [generation, setGeneration] = useState(0);
   useEffect(() => {
     setForm(editing ? { id: editing.id, name: editing.name, host: editing.host, port: String(editing.port), token: '' } : EMPTY_FORM);
     setErrors({});
     setTried(false);
     setFailure(null);
-  }, [editing]);
+  }, [editing, generation]);
 
   const toInput = (f: FormState): ProfileInput => ({
     ...(f.id ? { id: f.id } : {}),
@@ -229,6 +230,7 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
     onSuccess: (p, { connect }) => {
       void qc.invalidateQueries({ queryKey: ['profiles'] });
       toast.show({ kind: 'success', message: editing ? `Saved ${p.name}.` : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.` });
+      setGeneration((g) => g + 1);
       onDone();
     },
     onError: (err) => {
@@ -348,16 +350,16 @@ export function ServersView(_props: Record<string, unknown>) {
   });
 
   return (
-    <div data-testid="servers-view">
+    <div data-testid="servers-view" className="servers-view">
       {warning.data && (
         <div className="warning-banner" role="note" data-testid="storage-warning">
           <strong>Tokens are not stored safely on this computer.</strong> {warning.data}
         </div>
       )}
-      {conn && <ConnectionPrompt conn={conn} profile={current} onEdit={setEditing} />}
       <ViewHeader title="Servers" subtitle="The relays this console manages. The connection stays up and reconnects by itself.">
         {editing && <Button onClick={() => setEditing(null)}>Add a server</Button>}
       </ViewHeader>
+      {conn && <ConnectionPrompt conn={conn} profile={current} onEdit={setEditing} />}
       <div className="servers">
         <div className="server-list" aria-label="Server profiles">
           {profiles.isError && <ErrorBox>{explainError(profiles.error)}</ErrorBox>}
