@@ -1,0 +1,219 @@
+/**
+ * The console's core (main/core) in plain Node against a real relay with its real wss management channel:
+ * pin on first use, refuse a changed certificate without sending anything, reconnect and resync after the
+ * relay restarts, survive a relay that stalls, and a bridge that only lets allow-listed operations through.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ConnectionState, EventBatch } from '../shared/console-api.ts';
+import { ConsoleCore, BridgeFailure } from '../main/core/console-core.ts';
+import { memoryJson } from '../main/core/json-file.ts';
+import { Relay } from '../relay/relay.ts';
+import { generateSelfSigned } from '../relay/tls/cert.ts';
+import { testSecretStore } from './e2e/harness.ts';
+import { RawSmtp } from './helpers/smtp-client.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function startRelay(dir?: string, managePort = 0): Promise<{ relay: Relay; dir: string; token: string }> {
+  const d = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'rw-core-'));
+  if (!dir) {
+    fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }));
+  }
+  const relay = await Relay.start({ dataDir: d, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${managePort}`, log: () => {} });
+  return { relay, dir: d, token: fs.readFileSync(path.join(d, 'admin-token'), 'utf8').trim() };
+}
+
+function newCore(opts: { heartbeatMs?: number } = {}) {
+  const core = new ConsoleCore({
+    secrets: testSecretStore(),
+    files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
+    connection: { backoffBaseMs: 50, backoffMaxMs: 300, heartbeatMs: opts.heartbeatMs ?? 15_000, callTimeoutMs: 3000 },
+  });
+  const states: ConnectionState[] = [];
+  const batches: EventBatch[] = [];
+  core.on('state', (s) => states.push(s as ConnectionState));
+  core.on('events', (b) => batches.push(b as EventBatch));
+  cleanups.push(() => core.connection.disconnect());
+  return { core, states, batches };
+}
+
+const status = (core: ConsoleCore) => core.connection.state.status;
+
+describe('console core against a real relay', () => {
+  it('pins the certificate on first use: asks first, sends nothing, then connects once accepted', async () => {
+    const { relay, dir, token } = await startRelay();
+    cleanups.push(async () => {
+      await relay.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const { core } = newCore();
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: relay.manageAddress.port, token }])) as { id: string };
+    const first = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(first.status).toBe('fingerprint-unknown');
+    expect(first.certificate?.fingerprint256).toBe(relay.identity.fingerprint256);
+    expect(first.message).toContain(relay.identity.fingerprint256);
+    // not accepted yet: no session was logged in on the relay
+    expect(relay.manage!.authenticatedCount()).toBe(0);
+    const accepted = (await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState;
+    expect(accepted.status).toBe('connected');
+    expect(accepted.role).toBe('admin');
+    const cfg = (await core.invoke('call', ['config.get', {}])) as { revision: number };
+    expect(cfg.revision).toBeGreaterThan(0);
+    // the next connect needs no prompt
+    await core.invoke('connection.disconnect', []);
+    expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('connected');
+    expect(((await core.invoke('profiles.list', [])) as { fingerprint256: string }[])[0]!.fingerprint256).toBe(relay.identity.fingerprint256);
+  });
+
+  it('refuses a changed certificate as a hard stop, showing both fingerprints, before sending a single byte', async () => {
+    const { relay, dir, token } = await startRelay();
+    const port = relay.manageAddress.port;
+    const { core } = newCore();
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port, token }])) as { id: string };
+    await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256]);
+    await core.invoke('connection.disconnect', []);
+    await relay.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    // an impostor on the same address with another certificate, recording what it receives after the handshake
+    const other = await generateSelfSigned('impostor.test');
+    const received: Buffer[] = [];
+    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
+      s.on('data', (d) => received.push(d));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(st.status).toBe('fingerprint-mismatch');
+    expect(st.pinnedFingerprint).toBe(relay.identity.fingerprint256);
+    expect(st.certificate?.fingerprint256).not.toBe(relay.identity.fingerprint256);
+    expect(st.message).toContain('CHANGED');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(Buffer.concat(received).length).toBe(0);
+    // no automatic retry from a mismatch
+    await new Promise((r) => setTimeout(r, 400));
+    expect(status(core)).toBe('fingerprint-mismatch');
+  });
+
+  it('reconnects by itself after the relay restarts and resyncs the events it missed', async () => {
+    const { relay, dir, token } = await startRelay();
+    const port = relay.manageAddress.port;
+    const { core, states, batches } = newCore();
+    const configNotices: unknown[] = [];
+    core.on('config', (c) => configNotices.push(c));
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port, token }])) as { id: string };
+    await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256]);
+    const c1 = await RawSmtp.connect(relay.smtpAddress.port);
+    await c1.hello();
+    await c1.quit();
+    await waitFor(() => batches.flatMap((b) => b.events).some((e) => e.kind === 'disconnect'), 'live events before the restart');
+    await relay.stop();
+    await waitFor(() => status(core) === 'reconnecting', 'the core notices the relay is gone');
+    const restarted = await startRelay(dir, port);
+    cleanups.push(async () => {
+      await restarted.relay.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    // traffic on the restarted relay before the console is back
+    const c2 = await RawSmtp.connect(restarted.relay.smtpAddress.port, { localAddress: '127.0.0.9' });
+    await c2.hello();
+    await c2.quit();
+    await waitFor(() => status(core) === 'connected', 'connected again without anyone clicking', 10_000);
+    await waitFor(() => batches.flatMap((b) => b.events).some((e) => e.kind === 'connect' && e.ip === '127.0.0.9'), 'the missed events after resync', 5000);
+    expect(states.some((s) => s.status === 'reconnecting' && s.retryAt !== null)).toBe(true);
+    expect(configNotices.length).toBeGreaterThan(0);
+  });
+
+  it('survives a relay that stalls: the heartbeat drops the dead link and it reconnects once the relay answers again', async () => {
+    const { relay, dir, token } = await startRelay();
+    cleanups.push(async () => {
+      await relay.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    // a TCP proxy that can freeze (stop forwarding both ways) like a hung relay or a dead network path
+    let frozen = false;
+    const pipes = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(relay.manageAddress.port, '127.0.0.1');
+      pipes.add(client).add(upstream);
+      client.on('data', (d) => !frozen && upstream.write(d));
+      upstream.on('data', (d) => !frozen && client.write(d));
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('close', end).on('error', end);
+      upstream.on('close', end).on('error', end);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => {
+      for (const s of pipes) s.destroy();
+      return new Promise<void>((r) => proxy.close(() => r()));
+    });
+    const { core } = newCore({ heartbeatMs: 200 });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    frozen = true;
+    await waitFor(() => status(core) === 'reconnecting' || status(core) === 'connecting', 'the stall is detected', 5000);
+    frozen = false;
+    await waitFor(() => status(core) === 'connected', 'back after the stall', 10_000);
+    expect(((await core.invoke('call', ['stats.get', {}])) as { lastEventId: number }).lastEventId).toBeGreaterThanOrEqual(0);
+  });
+
+  it('stops on a refused token instead of hammering the relay, and says what to do', async () => {
+    const { relay, dir } = await startRelay();
+    cleanups.push(async () => {
+      await relay.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const { core } = newCore();
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: relay.manageAddress.port, token: 'rwt_wrong' }])) as { id: string };
+    const st = (await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState;
+    expect(st.status).toBe('auth-failed');
+    expect(st.message).toMatch(/refused the token/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(status(core)).toBe('auth-failed');
+  });
+});
+
+describe('the bridge', () => {
+  it('lets only allow-listed operations and methods through, and returns errors as data', async () => {
+    const { core } = newCore();
+    await expect(core.invoke('fs.readFile', ['/etc/passwd'])).rejects.toMatchObject({ payload: { code: 'invalid' } });
+    await expect(core.invoke('call', ['auth.login', { token: 'x' }])).rejects.toMatchObject({ payload: { code: -32601 } });
+    await expect(core.invoke('call', ['events.subscribe', {}])).rejects.toBeInstanceOf(BridgeFailure);
+    await expect(core.invoke('call', ['config.get', {}])).rejects.toMatchObject({ payload: { code: 'closed' } });
+    const bad = core.invoke('profiles.save', [{ name: '', host: 'not a host!', port: 70000, token: 't' }]);
+    await expect(bad).rejects.toMatchObject({ payload: { code: 'invalid' } });
+    const err = (await bad.catch((e: BridgeFailure) => e)) as BridgeFailure;
+    const paths = (err.payload.data as { issues: { path: string[] }[] }).issues.map((i) => i.path.join('.'));
+    expect(paths).toEqual(expect.arrayContaining(['name', 'host', 'port']));
+    await expect(core.invoke('profiles.save', [{ name: 'x', host: 'relay.example.com', port: 8465 }])).rejects.toMatchObject({ payload: { message: expect.stringMatching(/token/) } });
+  });
+
+  it('warns when tokens can only be stored with the plain-text backend', async () => {
+    const core = new ConsoleCore({
+      secrets: testSecretStore('basic_text'),
+      files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
+    });
+    expect(await core.invoke('profiles.storageWarning', [])).toMatch(/fixed key/);
+    const stored = memoryJson<{ profiles: { token: string | null }[] }>();
+    const plain = new ConsoleCore({
+      secrets: { ...testSecretStore(), isEncryptionAvailable: () => false },
+      files: { profiles: stored as never, knownHosts: memoryJson() as never },
+    });
+    await plain.invoke('profiles.save', [{ name: 'x', host: 'relay.example.com', port: 8465, token: 'rwt_secret' }]);
+    // never written to disk in the clear
+    expect(JSON.stringify(stored.value)).not.toContain('rwt_secret');
+    expect(((await plain.invoke('profiles.list', [])) as { hasToken: boolean }[])[0]!.hasToken).toBe(true);
+  });
+});
