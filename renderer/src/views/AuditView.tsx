@@ -72,7 +72,7 @@ const PARAM_HIDE = new Set(['config', 'baseRevision']);
 function paramsText(e: AuditEntry): string {
   const bits = Object.entries(e.params)
     .filter(([k, v]) => !PARAM_HIDE.has(k) && v !== undefined && v !== null)
-    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    .map(([k, v]) => `${k}: ${(k === 'expiresAt' || k === 'addedAt') && typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? fmtDateTime(v) : typeof v === 'string' ? v : JSON.stringify(v)}`);
   return bits.join(' · ');
 }
 
@@ -94,6 +94,7 @@ function Actions({ onRestore }: { onRestore: (rev: number) => void }) {
   const now = useNow(30_000);
   const pager = usePager();
   const q = useRelayQuery('audit.list', { limit: PAGE, ...(pager.cursor !== undefined ? { beforeSeq: pager.cursor } : {}) }, { placeholderData: (prev) => prev });
+  const current = useRelayQuery('config.get', {}).data?.revision;
   const entries = q.data?.entries ?? [];
   if (q.isError) return <ErrorBox title="Could not load the audit log">{explainError(q.error)}</ErrorBox>;
   if (q.isPending) return <p className="muted">Loading the audit log…</p>;
@@ -110,19 +111,20 @@ function Actions({ onRestore }: { onRestore: (rev: number) => void }) {
         {entries.map((e) => (
           <li key={e.seq} className={['audit-entry', e.ok ? '' : 'audit-failed'].join(' ')} data-seq={e.seq} data-method={e.method}>
             <div className="audit-head">
-              <span className="who">{e.by}</span>
-              <Badge tone={e.role === 'admin' ? 'info' : 'muted'}>{e.role}</Badge>
-              <span>{METHOD_WORDS[e.method] ?? e.method}</span>
-              <code className="audit-method">{e.method}</code>
-              {e.remoteIp && <span className="muted">from {e.remoteIp}</span>}
-              <span className="when" title={e.time}>
-                {fmtDateTime(e.at)} ({fmtAgo(e.at, now)})
-              </span>
-              <span className="spacer" />
+              <div className="audit-what">
+                <span className="who">{e.by}</span>
+                <Badge tone={e.role === 'admin' ? 'info' : 'muted'}>{e.role}</Badge>
+                <span>{METHOD_WORDS[e.method] ?? e.method}</span>
+                <code className="audit-method">{e.method}</code>
+                {e.remoteIp && <span className="muted">from {e.remoteIp}</span>}
+                <span className="when" title={e.time}>
+                  {fmtDateTime(e.at)} ({fmtAgo(e.at, now)})
+                </span>
+              </div>
               {!e.ok && <Badge tone="bad">failed</Badge>}
               {e.revision !== undefined && <span className="muted">made revision {e.revision}</span>}
               {e.revision !== undefined && (
-                <Button small onClick={() => onRestore(e.revision!)} disabledReason={why}>
+                <Button small onClick={() => onRestore(e.revision!)} disabledReason={why ?? (e.revision === current ? 'This is the current configuration.' : null)}>
                   Restore revision {e.revision}…
                 </Button>
               )}
@@ -168,15 +170,16 @@ function Revisions({ onRestore }: { onRestore: (rev: number) => void }) {
         {revs.map((r) => (
           <li key={r.revision} className="audit-entry" data-revision={r.revision}>
             <div className="audit-head">
-              <strong>Revision {r.revision}</strong>
-              {r.revision === q.data.current && <Badge tone="ok">current</Badge>}
-              <span className="who">{r.by}</span>
-              <code className="audit-method">{r.source}</code>
-              {r.remoteIp && <span className="muted">from {r.remoteIp}</span>}
-              <span className="when">
-                {fmtDateTime(r.at)} ({fmtAgo(r.at, now)})
-              </span>
-              <span className="spacer" />
+              <div className="audit-what">
+                <strong>Revision {r.revision}</strong>
+                {r.revision === q.data.current && <Badge tone="ok">current</Badge>}
+                <span className="who">{r.by}</span>
+                <code className="audit-method">{r.source}</code>
+                {r.remoteIp && <span className="muted">from {r.remoteIp}</span>}
+                <span className="when">
+                  {fmtDateTime(r.at)} ({fmtAgo(r.at, now)})
+                </span>
+              </div>
               {r.revision !== q.data.current && (
                 <Button small onClick={() => onRestore(r.revision)} disabledReason={why}>
                   Restore…

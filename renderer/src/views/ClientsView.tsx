@@ -20,6 +20,7 @@ import {
   fmtAgo,
   fmtCount,
   fmtDateTime,
+  fmtDuration,
   ruleLabel,
   useToast,
 } from '../components/index.ts';
@@ -151,25 +152,34 @@ function Clients({ navigate }: { navigate: Navigate }) {
                     <tr className={blocked ? 'row-bad' : ''} data-ip={c.ip}>
                       <th scope="row">
                         <span className="client-ip">{c.ip}</span>
+                        <div>
+                          <Button small variant="link" className="everything" onClick={() => navigate('live', { ip: c.ip })} title={`Open Live traffic filtered on ${c.ip}`}>
+                            Everything from this IP
+                          </Button>
+                        </div>
                       </th>
                       <td className="num">{fmtCount(c.connections)}</td>
                       <td className="num">{fmtCount(c.messagesLastHour)}</td>
                       <td className="num">{fmtCount(c.unknownRecipientsLastHour)}</td>
                       <td className="num">{fmtCount(c.authFailuresInWindow)}</td>
-                      <td>
+                      <td className="client-status">
                         {blocked && (
-                          <Badge tone="bad" title={c.blockReason ?? undefined}>
-                            Blocked until {fmtDateTime(c.blockedUntil)} ({fmtAgo(c.blockedUntil, now)}){c.blockedRule ? ` · ${ruleLabel(c.blockedRule)}` : ''}
-                          </Badge>
-                        )}{' '}
+                          <div title={`until ${fmtDateTime(c.blockedUntil)}${c.blockReason ? `: ${c.blockReason}` : ''}`}>
+                            <Badge tone="bad">Blocked, {fmtDuration(c.blockedUntil! - now)} left</Badge>
+                            {c.blockedRule && <div className="status-sub">{ruleLabel(c.blockedRule)}</div>}
+                          </div>
+                        )}
                         {c.trusted && (
-                          <Badge tone="ok" title={c.trustedBy ? `entry ${c.trustedBy.address} in "${c.trustedBy.group}"` : undefined}>
-                            Trusted{c.trustedBy ? ` (${c.trustedBy.group}${c.trustedBy.expiresAt ? `, until ${fmtDateTime(c.trustedBy.expiresAt)}` : ''})` : ''}
-                          </Badge>
+                          <div title={c.trustedBy ? `entry ${c.trustedBy.address} in "${c.trustedBy.group}"` : undefined}>
+                            <Badge tone="ok">Trusted{c.trustedBy ? ` in ${c.trustedBy.group}` : ''}</Badge>
+                            {c.trustedBy && <div className="status-sub">{c.trustedBy.expiresAt ? `until ${fmtDateTime(c.trustedBy.expiresAt)}` : 'no expiry'}</div>}
+                          </div>
                         )}
                         {!blocked && !c.trusted && <span className="faint">—</span>}
                       </td>
-                      <td title={fmtDateTime(c.lastSeen)}>{fmtAgo(c.lastSeen, now)}</td>
+                      <td className="nowrap" title={fmtDateTime(c.lastSeen)}>
+                        {fmtAgo(c.lastSeen, now)}
+                      </td>
                       <td className="rejections">
                         {last ? (
                           <button type="button" className="btn btn-link btn-small" aria-expanded={isOpen} onClick={() => setOpen(isOpen ? null : c.ip)}>
@@ -187,13 +197,10 @@ function Clients({ navigate }: { navigate: Navigate }) {
                           </Button>
                         )}
                         {!c.trusted && (
-                          <Button small variant="primary" onClick={() => setTrusting(c)} disabledReason={why}>
+                          <Button small onClick={() => setTrusting(c)} disabledReason={why}>
                             Trust…
                           </Button>
                         )}
-                        <Button small variant="ghost" onClick={() => navigate('live', { ip: c.ip })} title={`Open Live traffic filtered on ${c.ip}`}>
-                          Everything from this IP
-                        </Button>
                       </td>
                     </tr>
                     {isOpen && (

@@ -119,7 +119,6 @@ function Queue() {
                 <th scope="col" className="num">
                   Attempts
                 </th>
-                <th scope="col">Status</th>
                 <th scope="col">Next attempt</th>
                 <th scope="col">Last error</th>
                 <th scope="col" className="num">
@@ -129,7 +128,7 @@ function Queue() {
             </thead>
             <tbody>
               {items.map((m) => (
-                <tr key={m.id} data-queue-id={m.id} className={m.lastError ? 'row-warn' : ''}>
+                <tr key={m.id} data-queue-id={m.id}>
                   <th scope="row">
                     <span className="mono">{m.id}</span>
                     {m.kind === 'dsn' && (
@@ -144,24 +143,26 @@ function Queue() {
                       received {fmtAgo(m.receivedAt, now)}
                     </div>
                   </th>
-                  <td className="addr-list" title={m.from || 'null sender <>'}>
-                    {m.from || <span className="faint">&lt;&gt;</span>}
+                  <td title={m.from || 'null sender <>'}>
+                    <div className="addr-list">{m.from || <span className="faint">&lt;&gt;</span>}</div>
                   </td>
-                  <td className="addr-list" title={[...m.to, ...m.done.map((d) => `${d.to} (${d.status})`)].join(', ')}>
-                    {m.to[0] ?? <span className="faint">—</span>}
-                    {m.to.length > 1 && <span className="muted"> +{m.to.length - 1}</span>}
+                  <td title={[...m.to, ...m.done.map((d) => `${d.to} (${d.status})`)].join(', ')}>
+                    <div className="addr-list">
+                      {m.to[0] ?? <span className="faint">—</span>}
+                      {m.to.length > 1 && <span className="muted"> +{m.to.length - 1}</span>}
+                    </div>
                     {m.done.length > 0 && <div className="faint">{m.done.length} done</div>}
                   </td>
                   <td className="num" title={`${fmtCount(m.size)} bytes`}>
                     {fmtBytes(m.size)}
                   </td>
                   <td className="num">{fmtCount(m.attempts)}</td>
-                  <td>
+                  <td className="nowrap" title={fmtDateTime(m.nextAttemptAt)}>
                     <Badge tone={m.status === 'deferred' ? 'warn' : m.status === 'delivering' ? 'info' : 'muted'}>{m.status}</Badge>
+                    <div>{m.status === 'delivering' ? 'delivering now' : fmtAgo(m.nextAttemptAt, now)}</div>
                   </td>
-                  <td title={fmtDateTime(m.nextAttemptAt)}>{m.status === 'delivering' ? 'now' : fmtAgo(m.nextAttemptAt, now)}</td>
-                  <td className="queue-error" title={m.lastError ?? undefined}>
-                    {m.lastError ?? <span className="faint">—</span>}
+                  <td title={m.lastError ?? undefined}>
+                    <div className="queue-error">{m.lastError ?? <span className="faint">—</span>}</div>
                   </td>
                   <td className="actions">
                     <Button small onClick={() => doRetry(m)} disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : null)} busy={retry.isPending && retry.variables?.id === m.id}>

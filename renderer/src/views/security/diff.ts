@@ -5,6 +5,7 @@
  * and the restore confirmation (what a revert would undo).
  */
 import type { ConfigChange } from '../../../../shared/protocol.ts';
+import { fmtDateTime } from '../../components/format.ts';
 import { FIELDS, displayValue, ruleOfField } from './model.ts';
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
@@ -79,11 +80,10 @@ function entryText(v: unknown): string | null {
   return `${v.address} (${bits.join(', ')})`;
 }
 
-/** A short local date and time of an ISO instant ("27 Nov 2026, 14:05"). */
+/** A local date and time of an ISO instant, as everywhere in the console ("2026-11-27 14:05"). */
 export function formatIsoShort(iso: string): string {
   const t = Date.parse(iso);
-  if (Number.isNaN(t)) return iso;
-  return new Date(t).toLocaleString(undefined, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit' });
+  return Number.isNaN(t) ? iso : fmtDateTime(t);
 }
 
 /** Words for a changed value, in the form's units where the key is a form field. */

@@ -17,6 +17,8 @@ export interface FieldDef {
   kind: FieldKind;
   /** unit shown after a number ("messages", "minutes") */
   unit?: string;
+  /** the unit after the number 1, when it differs ("message per hour") */
+  unitOne?: string;
   /** for kind "choice" */
   choices?: readonly { value: string; label: string }[];
   /** one line under the input */
@@ -51,13 +53,13 @@ const mode = (ruleKey: string): FieldDef => ({
   label: 'Mode',
   kind: 'mode',
 });
-const num = (ruleKey: string, leaf: string, label: string, unit: string, help?: string): FieldDef => ({
+const num = (ruleKey: string, leaf: string, label: string, unit: string, unitOne?: string): FieldDef => ({
   id: `${ruleKey}.${leaf}`,
   path: [...ruleKey.split('.'), leaf],
   label,
   kind: 'int',
   unit,
-  help,
+  unitOne,
 });
 
 export const MODE_LABELS: Record<string, { label: string; help: string }> = {
@@ -79,7 +81,7 @@ export const SECTIONS: readonly SectionDef[] = [
         defaults: 'enforce, 100',
         behaviour: 'Rolling window over the last 60 minutes, counting accepted messages; checked at MAIL FROM.',
         reply: '450 4.7.1',
-        fields: [mode('limits.messagesPerHour'), num('limits.messagesPerHour', 'max', 'Limit', 'messages per hour')],
+        fields: [mode('limits.messagesPerHour'), num('limits.messagesPerHour', 'max', 'Limit', 'messages per hour', 'message per hour')],
       },
       {
         key: 'limits.concurrentConnections',
@@ -87,7 +89,7 @@ export const SECTIONS: readonly SectionDef[] = [
         defaults: 'enforce, 10',
         behaviour: 'Checked at connect; the refused connection is closed.',
         reply: '421 4.7.0',
-        fields: [mode('limits.concurrentConnections'), num('limits.concurrentConnections', 'max', 'Limit', 'connections at once')],
+        fields: [mode('limits.concurrentConnections'), num('limits.concurrentConnections', 'max', 'Limit', 'connections at once', 'connection at once')],
       },
       {
         key: 'limits.unknownRecipients',
@@ -97,8 +99,8 @@ export const SECTIONS: readonly SectionDef[] = [
         reply: '421 4.7.0',
         fields: [
           mode('limits.unknownRecipients'),
-          num('limits.unknownRecipients', 'max', 'Limit', 'unknown recipients per hour'),
-          num('limits.unknownRecipients', 'blockMinutes', 'Then block for', 'minutes'),
+          num('limits.unknownRecipients', 'max', 'Limit', 'unknown recipients per hour', 'unknown recipient per hour'),
+          num('limits.unknownRecipients', 'blockMinutes', 'Then block for', 'minutes', 'minute'),
         ],
       },
       {
@@ -109,9 +111,9 @@ export const SECTIONS: readonly SectionDef[] = [
         reply: '421 4.7.0',
         fields: [
           mode('limits.authFailures'),
-          num('limits.authFailures', 'max', 'Limit', 'failed logins'),
-          num('limits.authFailures', 'windowMinutes', 'Within', 'minutes'),
-          num('limits.authFailures', 'blockMinutes', 'Then block for', 'minutes'),
+          num('limits.authFailures', 'max', 'Limit', 'failed logins', 'failed login'),
+          num('limits.authFailures', 'windowMinutes', 'Within', 'minutes', 'minute'),
+          num('limits.authFailures', 'blockMinutes', 'Then block for', 'minutes', 'minute'),
         ],
       },
       {
@@ -164,7 +166,7 @@ export const SECTIONS: readonly SectionDef[] = [
         defaults: 'enforce, 100',
         behaviour: 'The recipient over the limit is refused; earlier ones stand.',
         reply: '452 4.5.3',
-        fields: [mode('checks.maxRecipients'), num('checks.maxRecipients', 'max', 'Limit', 'recipients')],
+        fields: [mode('checks.maxRecipients'), num('checks.maxRecipients', 'max', 'Limit', 'recipients', 'recipient')],
       },
       {
         key: 'checks.maxFailedCommands',
@@ -172,7 +174,7 @@ export const SECTIONS: readonly SectionDef[] = [
         defaults: 'enforce, 10',
         behaviour: 'Any reply of 400 or more counts; at the limit the relay says why and closes the session.',
         reply: '421 4.7.0',
-        fields: [mode('checks.maxFailedCommands'), num('checks.maxFailedCommands', 'max', 'Limit', 'failed commands')],
+        fields: [mode('checks.maxFailedCommands'), num('checks.maxFailedCommands', 'max', 'Limit', 'failed commands', 'failed command')],
       },
       {
         key: 'checks.maxMessageSize',
@@ -422,6 +424,12 @@ export interface FieldChange {
   after: string;
 }
 
+/** " messages per hour" (or " message per hour" after 1; ranges in brackets left out); "" without a unit. */
+function unitAfter(f: FieldDef, n: number): string {
+  if (!f.unit) return '';
+  return ` ${(n === 1 && f.unitOne ? f.unitOne : f.unit).replace(/ \(.*\)$/, '')}`;
+}
+
 /** A value as a person reads it, in the form's units. */
 export function displayValue(f: FieldDef, v: unknown): string {
   if (v === undefined || v === null) return '(not set)';
@@ -435,7 +443,7 @@ export function displayValue(f: FieldDef, v: unknown): string {
     case 'mib':
       return typeof v === 'number' ? `${bytesToMibText(v)} MiB` : String(v);
     case 'int':
-      return typeof v === 'number' ? `${group3(v)}${f.unit ? ` ${f.unit.replace(/ \(.*\)$/, '')}` : ''}` : String(v);
+      return typeof v === 'number' ? `${group3(v)}${unitAfter(f, v)}` : String(v);
   }
 }
 
@@ -459,7 +467,7 @@ export function textForDisplay(f: FieldDef, t: string | string[] | undefined): s
   if (v === '') return '(empty)';
   if (f.kind === 'mode') return MODE_LABELS[v]?.label ?? v;
   if (f.kind === 'choice') return f.choices?.find((c) => c.value === v)?.label ?? v;
-  return f.unit ? `${v} ${f.unit.replace(/ \(.*\)$/, '')}` : v;
+  return `${v}${unitAfter(f, Number(v))}`;
 }
 
 export interface Rebased {
