@@ -201,7 +201,8 @@ export class ManageServer {
     return this.https.address() as net.AddressInfo;
   }
 
-  private authenticatedCount(): number {
+  /** logged-in sessions right now */
+  authenticatedCount(): number {
     let n = 0;
     for (const s of this.sessions) if (s.auth && !s.closed) n++;
     return n;
