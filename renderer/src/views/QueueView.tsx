@@ -165,8 +165,8 @@ function Queue() {
                     <div className="queue-error">{m.lastError ?? <span className="faint">—</span>}</div>
                   </td>
                   <td className="actions">
-                    <Button small onClick={() => doRetry(m)} disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : null)} busy={retry.isPending && retry.variables?.id === m.id}>
-                      Retry now
+                    <Button small title="Try to deliver it now" onClick={() => doRetry(m)} disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : null)} busy={retry.isPending && retry.variables?.id === m.id}>
+                      Retry
                     </Button>
                     <Button
                       small
