@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import type { BridgeChannel } from '../../shared/bridge.ts';
 import type { ConfigInput } from '../../shared/config.ts';
 import { ConsoleCore } from '../../main/core/console-core.ts';
@@ -230,6 +230,11 @@ export async function addServerAndAccept(page: Page, relay: ManageRelay, opts: {
   await prompt.waitFor({ timeout: 10_000 });
   await prompt.getByRole('button', { name: 'Accept and connect' }).click();
   await page.locator('.statusbar[data-status="connected"]').waitFor({ timeout: 10_000 });
+}
+
+/** An attribute of every element a locator matches (typed without the DOM lib). */
+export function attrs(locator: Locator, name: string): Promise<(string | null)[]> {
+  return locator.evaluateAll((els, n) => els.map((e) => (e as unknown as { getAttribute(a: string): string | null }).getAttribute(n)), name);
 }
 
 export function screenshotPath(name: string, scheme: 'light' | 'dark'): string {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
-import { chromiumPath, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
+import { attrs, chromiumPath, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', () => {
   let relay: ManageRelay;
@@ -79,8 +79,32 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     await page.locator('input[aria-label="Filter by IP address"]').fill('127.0.0.0/24');
     await page.locator('.live-row').first().waitFor();
     await page.locator('select[aria-label="Filter by kind"]').selectOption('mail');
-    await expect.poll(async () => new Set(await page.locator('.live-row').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')))).size).toBe(1);
+    await expect.poll(async () => new Set(await attrs(page.locator('.live-row'), 'data-kind')).size).toBe(1);
     await page.getByRole('button', { name: 'Clear filters' }).click();
+  });
+
+  it('Ctrl+F focuses the live filter; a rejection spike raises one desktop notification', async () => {
+    const { page, core } = c;
+    await page.keyboard.press('Control+2');
+    await page.keyboard.press('Control+f');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    expect(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { getAttribute(n: string): string | null } | null } }).document.activeElement?.getAttribute('aria-label'))).toBe('Filter by text');
+    await page.keyboard.press('Escape');
+
+    // stats ticks as the core forwards them: a quiet minute, then a burst of rejections
+    const { series: _series, ...stats } = await core.connection.call('stats.get', {});
+    const t0 = Date.now() + 3600_000;
+    const tick = (i: number, rejected: number) => ({
+      ...stats,
+      perSecond: { ...stats.perSecond, at: t0 + i * 1000, rejected },
+      rejectedByRule15m: rejected ? { 'limits.messagesPerHour': rejected } : {},
+    });
+    for (let i = 0; i < 15; i++) await c.push('stats', tick(i, 1));
+    await c.push('stats', tick(15, 120));
+    await c.push('stats', tick(16, 130));
+    await expect.poll(() => c.notifications.length, { timeout: 5000 }).toBe(1);
+    expect(c.notifications[0]!.title).toMatch(/Rejection spike/);
+    expect(c.notifications[0]!.body).toMatch(/120 rejections in the last second.*Messages per hour/);
   });
 
   it('stops hard when the certificate changed, showing both fingerprints and sending nothing', async () => {

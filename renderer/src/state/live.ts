@@ -27,7 +27,8 @@ export const frameScheduler: FrameScheduler = {
       done = true;
       fn();
     };
-    if (typeof requestAnimationFrame === 'function') requestAnimationFrame(run);
+    const raf = (globalThis as { requestAnimationFrame?: (cb: () => void) => number }).requestAnimationFrame;
+    if (typeof raf === 'function') raf(run);
     setTimeout(run, 250);
   },
 };
