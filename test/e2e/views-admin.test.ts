@@ -193,6 +193,16 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await page.getByTestId('toast').filter({ hasText: 'Removed 192.0.2.0/24' }).getByRole('button', { name: 'Undo' }).click();
     await row.waitFor();
     expect((await admin.call('config.get', {})).config.groups.Trusted!.find((e) => e.address === '192.0.2.0/24')).toMatchObject({ comment: 'office' });
+
+    // tidy up the expired entries in one config change
+    await card.getByRole('button', { name: 'Remove expired…' }).click();
+    const tidy = page.getByRole('dialog', { name: 'Remove 1 expired entry from "Trusted"?' });
+    expect(await tidy.textContent()).toMatch(/198\.51\.100\.0\/24.*old partner/);
+    await tidy.getByRole('button', { name: 'Remove expired' }).click();
+    await expired.waitFor({ state: 'detached' });
+    const trusted = (await admin.call('config.get', {})).config.groups.Trusted!.map((e) => e.address);
+    expect(trusted).toContain('192.0.2.0/24');
+    expect(trusted).not.toContain('198.51.100.0/24');
   });
 
   it('clients: a blocked client, Unblock, Trust with an expiry, and Everything from this IP', async () => {
@@ -255,8 +265,11 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await open(page, 'audit');
     const entry = page.locator('.audit-entry[data-method="config.update"]').first();
     await entry.waitFor();
+    // the newest: removing the expired entries, in words
     expect(await entry.textContent()).toMatch(/admin.*changed the configuration/);
-    expect(await entry.locator('.change-list').textContent()).toMatch(/Max messages per hour from one IP|Max concurrent SMTP connections/);
+    expect(await entry.locator('.change-list').textContent()).toMatch(/Group "Trusted": entry 198\.51\.100\.0\/24removed.*"old partner"/);
+    const limits = page.locator('.audit-entry[data-method="config.update"]').filter({ hasText: 'Max messages per hour from one IP: limit' }).first();
+    expect(await limits.locator('.change-list').textContent()).toMatch(/messages per hour/);
     expect(await page.locator('.audit-entry[data-method="groups.removeEntry"]').first().textContent()).toMatch(/192\.0\.2\.0\/24/);
 
     // restore the revision the first Apply made (limit 2): the dialog shows the difference first
