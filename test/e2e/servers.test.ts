@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
-import { attrs, chromiumPath, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
+import { attrs, chromiumPath, testSecretStore, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', () => {
   let relay: ManageRelay;
@@ -18,11 +18,12 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
     c = await openConsole(browser, site.url);
   });
+  let relayStopped = false;
   afterAll(async () => {
     await c?.close();
     await browser?.close();
     await site?.close();
-    await relay?.stop();
+    if (!relayStopped) await relay?.stop();
   });
 
   it('shows inline errors for a bad profile, then adds the server and pins its fingerprint after the user accepts it', async () => {
@@ -129,5 +130,52 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     await page.locator('[data-testid="fingerprint-prompt"]').getByRole('button', { name: 'Accept and connect' }).click();
     await page.locator('.statusbar[data-status="connected"]').waitFor();
     expect(unexpectedErrors(c.errors)).toEqual([]);
+  });
+  it('edits and removes a profile; warns when tokens cannot be stored safely', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+1');
+    const card = page.locator('[data-testid="server-card"]').first();
+    await card.getByRole('button', { name: 'Edit' }).click();
+    const form = page.locator('[data-testid="server-form"]');
+    await expect.poll(() => form.locator('input[name="name"]').inputValue()).toBe('Edge relay');
+    expect(await form.textContent()).toMatch(/Leave empty to keep the stored token/);
+    await form.locator('input[name="name"]').fill('Edge relay (HQ)');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await page.locator('[data-testid="server-card"][data-profile-name="Edge relay (HQ)"]').waitFor();
+    expect(c.core.profiles.list()[0]).toMatchObject({ name: 'Edge relay (HQ)', hasToken: true });
+
+    // a second profile, saved without connecting, then removed after the confirmation
+    await form.locator('input[name="name"]').fill('Spare');
+    await form.locator('input[name="host"]').fill('spare.example.net');
+    await form.locator('input[name="port"]').fill('8465');
+    await form.locator('input[name="token"]').fill('not-a-real-token');
+    await form.getByRole('button', { name: 'Save only' }).click();
+    const spare = page.locator('[data-testid="server-card"][data-profile-name="Spare"]');
+    await spare.waitFor();
+    await spare.getByRole('button', { name: 'Remove' }).click();
+    await page.getByRole('alertdialog').getByRole('button', { name: 'Remove' }).click();
+    await spare.waitFor({ state: 'detached' });
+    expect(c.core.profiles.list().map((p) => p.name)).toEqual(['Edge relay (HQ)']);
+    expect(await page.locator('.statusbar').getAttribute('data-status')).toBe('connected');
+
+    // on a machine with only the plain-text secret backend, the Servers view says so
+    const plain = await openConsole(browser, site.url, { secrets: testSecretStore('basic_text') });
+    try {
+      const w = plain.page.locator('[data-testid="storage-warning"]');
+      await w.waitFor();
+      expect(await w.textContent()).toMatch(/not stored safely.*No keyring/);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('shows the reconnect countdown in words when the relay goes away', async () => {
+    const { page } = c;
+    await relay.stop();
+    relayStopped = true;
+    const bar = page.locator('.statusbar[data-status="reconnecting"], .statusbar[data-status="connecting"]');
+    await bar.first().waitFor({ timeout: 10_000 });
+    await expect.poll(async () => (await page.locator('.statusbar').textContent()) ?? '', { timeout: 10_000 }).toMatch(/Reconnecting.*retry in \d+ s \(attempt \d+\)/);
+    expect(await page.locator('.statusbar').textContent()).toMatch(/shutting down|lost|Cannot reach/);
   });
 });

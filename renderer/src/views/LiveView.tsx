@@ -4,6 +4,7 @@
  * one-click "Trust this IP" (toast with Undo) and "Everything from this IP".
  */
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import type { PointerEvent as ReactPointerEvent } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
 import { Badge, Button, Checkbox, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
@@ -15,6 +16,8 @@ import { kindClass, kindLabel, summarize } from '../state/summary.ts';
 import { TRUST_EXPIRIES, useTrustIp, type TrustExpiry } from '../state/trust.ts';
 
 const ROW_H = 28;
+/** how long the rows stay held after the pointer last moved over them */
+const HOLD_MS = 2500;
 
 interface Rows {
   length: number;
@@ -46,7 +49,10 @@ const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, t
       data-event-id={e.id}
       data-kind={e.kind}
       data-ip={e.ip ?? ''}
-      onClick={() => onSelect(e)}
+      onPointerDown={(ev) => {
+        // select on press: in a fast stream the row under the pointer at press time is the one meant
+        if (ev.button === 0) onSelect(e);
+      }}
     >
       <span className="cell-time" role="cell" title={fmtDateTime(e.at)}>
         {fmtTimeMs(e.at)}
@@ -66,7 +72,7 @@ const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, t
           <span className="summary-text">{summarize(e)}</span>
         )}
         {rejected && e.ip && (
-          <span className="row-actions" onClick={(ev) => ev.stopPropagation()}>
+          <span className="row-actions" onPointerDown={(ev) => ev.stopPropagation()}>
             <Button small variant="primary" disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(e)} title={`Trust ${e.ip} ${trustLabel}`} data-action="trust">
               Trust this IP
             </Button>
@@ -304,6 +310,26 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
     topSeq.current = newest;
   }, [version, view, liveLength, frozenRows]);
 
+  // hold the rows while the pointer really moves over them (a resting pointer lets the stream flow again after
+  // HOLD_MS; Chromium's synthetic moves after a layout change have the same screen position and are ignored)
+  const lastPos = useRef<{ x: number; y: number } | null>(null);
+  const holdTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const onPointerMove = useCallback((e: ReactPointerEvent) => {
+    const p = lastPos.current;
+    if (p && p.x === e.screenX && p.y === e.screenY) return;
+    lastPos.current = { x: e.screenX, y: e.screenY };
+    setHover(true);
+    if (holdTimer.current) clearTimeout(holdTimer.current);
+    holdTimer.current = setTimeout(() => setHover(false), HOLD_MS);
+  }, []);
+  const onPointerLeave = useCallback(() => {
+    if (holdTimer.current) clearTimeout(holdTimer.current);
+    holdTimer.current = null;
+    lastPos.current = null;
+    setHover(false);
+  }, []);
+  useEffect(() => () => void (holdTimer.current && clearTimeout(holdTimer.current)), []);
+
   const onScroll = useCallback(() => {
     if (scrollRef.current && scrollRef.current.scrollTop === 0) setScrolledAway(0);
   }, []);
@@ -386,7 +412,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
         </Button>
         {frozen && (
           <span className="hold-state" data-testid="hold-state">
-            {ui.paused ? 'Paused' : 'Held while the pointer is on the rows'}
+            {ui.paused ? 'Paused' : 'Held while you point at the rows'}
           </span>
         )}
         {frozen && newWhileHeld > 0 && (
@@ -421,8 +447,8 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             className="live-scroll"
             ref={scrollRef}
             onScroll={onScroll}
-            onPointerEnter={() => setHover(true)}
-            onPointerLeave={() => setHover(false)}
+            onPointerMove={onPointerMove}
+            onPointerLeave={onPointerLeave}
             data-testid="live-scroll"
           >
             {rows.length === 0 ? (
