@@ -1,0 +1,114 @@
+/**
+ * Issue 2 bench: SMTP accept throughput of the relay with every option enforced (DNS answered by a loopback
+ * server and cached, each message fsynced in the spool before its 250, delivery to smtp-sink running),
+ * against a bare smtp-server that accepts and discards, in the same run, with smtp-source as the load
+ * (one message per connection, 1.5 KB). Then idle connections held and RSS per connection.
+ */
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDnsServer } from '../test/helpers/dns-server.ts';
+import { cpuMs, fmt, freePort, rssKiB, smtpSource, startProc, startRelayProcess, startSmtpSink, table, waitForPort, ROOT } from './lib.ts';
+
+export function benchRelayConfig(smtpPort: number, dnsServer: string, sinkPort: number, managePort: number) {
+  return {
+    smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'relay.bench.test' },
+    manage: { listen: `127.0.0.1:${managePort}` },
+    dns: { servers: [dnsServer], timeoutMs: 2000 },
+    domains: { 'example.com': { deliverTo: `127.0.0.1:${sinkPort}`, recipients: ['alice', 'bob'] } },
+    // every option enforced; the per-IP limits raised because smtp-source sends from one address
+    limits: {
+      messagesPerHour: { mode: 'enforce', max: 100_000 },
+      concurrentConnections: { mode: 'enforce', max: 100_000 },
+      unknownRecipients: { mode: 'enforce', max: 10 },
+      authFailures: { mode: 'enforce', max: 10 },
+    },
+    checks: {
+      senderDomain: { mode: 'enforce' },
+      reverseDns: { mode: 'enforce' },
+      maxRecipients: { mode: 'enforce', max: 100 },
+      maxFailedCommands: { mode: 'enforce', max: 10 },
+      maxMessageSize: { mode: 'enforce', maxBytes: 26_214_400 },
+    },
+  };
+}
+
+export const BENCH_ZONE = {
+  mx: { 'example.org': [{ exchange: 'mx.example.org', priority: 10 }] },
+  a: { 'mx.example.org': ['127.0.0.1'] },
+  ptr: { '127.0.0.1': ['localhost.bench.test'] },
+  ttl: 3600,
+};
+
+/** msgs/s, and the server's CPU ms per message (user + system, from /proc: the figure least bent by a busy machine). */
+async function measure(port: number, pid: number, sessions: number, messages: number): Promise<{ rate: number; cpu: number }> {
+  await smtpSource({ port, sessions, messages: Math.min(500, messages) }); // warm-up (JIT, DNS cache)
+  const c0 = cpuMs(pid);
+  const r = await smtpSource({ port, sessions, messages });
+  const c1 = cpuMs(pid);
+  if (!r.ok) throw new Error(`smtp-source failed: ${r.output.slice(-500)}`);
+  return { rate: (messages / r.ms) * 1000, cpu: (c1 - c0) / messages };
+}
+
+async function idleConnections(port: number, pid: number, count: number): Promise<{ held: number; kibPer: number; greetMs: number }> {
+  const before = rssKiB(pid);
+  const sockets: net.Socket[] = [];
+  let greeted = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.on('error', () => {});
+    s.once('data', () => greeted++);
+    sockets.push(s);
+    if (i % 500 === 499) await sleep(20);
+  }
+  const until = Date.now() + 30_000;
+  while (greeted < count && Date.now() < until) await sleep(50);
+  const greetMs = performance.now() - t0;
+  await sleep(500);
+  const after = rssKiB(pid);
+  for (const s of sockets) s.destroy();
+  return { held: greeted, kibPer: (after - before) / Math.max(1, greeted), greetMs };
+}
+
+export async function benchSmtpAccept(opts: { messages?: number; idle?: number } = {}): Promise<string> {
+  const messages = opts.messages ?? 3000;
+  const dns = await startDnsServer(BENCH_ZONE);
+  const sink = await startSmtpSink();
+  const relayPort = await freePort();
+  const relay = await startRelayProcess(benchRelayConfig(relayPort, dns.server, sink.port, await freePort()));
+  const bareStock = await freePort();
+  const bareNoDelay = await freePort();
+  const b1 = startProc(process.execPath, ['--import', 'tsx', `${ROOT}/bench/baseline-sink.ts`, String(bareStock)]);
+  const b2 = startProc(process.execPath, ['--import', 'tsx', `${ROOT}/bench/baseline-sink.ts`, String(bareNoDelay), '--no-delay']);
+  const out: string[] = [];
+  try {
+    await waitForPort(bareStock);
+    await waitForPort(bareNoDelay);
+    const rows: (string | number)[][] = [];
+    for (const sessions of [20, 100]) {
+      const stock = await measure(bareStock, b1.child.pid!, sessions, messages);
+      const bare = await measure(bareNoDelay, b2.child.pid!, sessions, messages);
+      const ours = await measure(relayPort, relay.pid, sessions, messages);
+      rows.push([sessions, fmt(stock.rate), fmt(bare.rate), fmt(ours.rate), fmt(ours.rate / bare.rate, 2), fmt(bare.cpu, 2), fmt(ours.cpu, 2)]);
+    }
+    out.push(table(`SMTP accept throughput (smtp-source, ${messages} messages of 1.5 KB, one per connection; delivery to smtp-sink runs in the relay meanwhile)`,
+      ['sessions', 'bare smtp-server, stock 100 ms wait (msgs/s)', 'bare smtp-server, no wait: baseline (msgs/s)', 'Relay Warden, all options enforced, fsync (msgs/s)', 'ratio', 'baseline CPU ms/msg', 'Relay Warden CPU ms/msg'], rows));
+    const idle = await idleConnections(relayPort, relay.pid, opts.idle ?? 5000);
+    out.push(table('Idle connections', ['opened', 'greeted', 'time to greet all (ms)', 'relay RSS per connection (KiB)'],
+      [[opts.idle ?? 5000, idle.held, fmt(idle.greetMs), fmt(idle.kibPer, 1)]]));
+  } finally {
+    await b1.stop();
+    await b2.stop();
+    await relay.stop();
+    await sink.proc.stop();
+    await dns.close();
+  }
+  return out.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  benchSmtpAccept().then((t) => console.log(t), (e: Error) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
