@@ -4,7 +4,7 @@
  * lives in the core and is tested in plain Node.
  */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { app, BrowserWindow, ipcMain, Menu, Notification, type IpcMainInvokeEvent } from 'electron';
 import { BRIDGE_CHANNELS, BRIDGE_OPS } from '../../shared/console-api.ts';
 import { BridgeFailure, ConsoleCore, toBridgeError } from '../core/console-core.ts';
@@ -12,7 +12,6 @@ import { safeStorageSecrets } from './secret-store.ts';
 import { hardenContents, hardenSession } from './security.ts';
 
 const RENDERER = path.join(__dirname, '..', 'renderer', 'index.html');
-const RENDERER_URL = pathToFileURL(RENDERER).toString();
 
 let win: BrowserWindow | null = null;
 let core: ConsoleCore | null = null;
@@ -41,9 +40,15 @@ function createWindow(): BrowserWindow {
   return w;
 }
 
-/** Only our own window, showing our own page, may use the bridge. */
+/** Only our own window, showing our own page (the top frame, loaded from our file), may use the bridge. */
 function validSender(e: IpcMainInvokeEvent): boolean {
-  return !!win && e.sender === win.webContents && !!e.senderFrame && e.senderFrame.url === RENDERER_URL;
+  if (!win || e.sender !== win.webContents || !e.senderFrame || e.senderFrame.parent !== null) return false;
+  try {
+    const u = new URL(e.senderFrame.url);
+    return u.protocol === 'file:' && path.resolve(fileURLToPath(`file://${u.pathname}`)) === path.resolve(RENDERER);
+  } catch {
+    return false;
+  }
 }
 
 function wireIpc(c: ConsoleCore): void {
