@@ -1,0 +1,165 @@
+/**
+ * The Electron adapters (main/electron) against a fake of Electron's own API (the true edge: the Electron
+ * binary cannot run on these machines). What is checked is our wiring of Electron's security checklist:
+ * the window's webPreferences, denied permissions and navigation, the IPC sender check and allow-list, and a
+ * preload that exposes exactly the two bridge functions.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+
+type Handler = (...args: unknown[]) => unknown;
+const fake = vi.hoisted(() => {
+  const state = {
+    windows: [] as Array<{ opts: Record<string, unknown>; webContents: Record<string, unknown>; loaded?: string }>,
+    ipcHandlers: new Map<string, Handler>(),
+    appEvents: new Map<string, Handler>(),
+    permissionRequest: null as Handler | null,
+    permissionCheck: null as Handler | null,
+    beforeRequest: null as Handler | null,
+    exposed: new Map<string, Record<string, Handler>>(),
+    rendererInvokes: [] as unknown[][],
+    sandboxEnabled: false,
+  };
+  return state;
+});
+
+vi.mock('electron', () => {
+  class BrowserWindow {
+    webContents: Record<string, unknown>;
+    constructor(public opts: Record<string, unknown>) {
+      this.webContents = { send: vi.fn(), id: fake.windows.length + 1 };
+      fake.windows.push(this as never);
+    }
+    once() {}
+    loadFile(f: string) {
+      (this as unknown as { loaded: string }).loaded = f;
+      return Promise.resolve();
+    }
+    isDestroyed() {
+      return false;
+    }
+    static getAllWindows() {
+      return fake.windows;
+    }
+    focus() {}
+  }
+  return {
+    app: {
+      enableSandbox: () => (fake.sandboxEnabled = true),
+      on: (ev: string, fn: Handler) => fake.appEvents.set(ev, fn),
+      whenReady: () => Promise.resolve(),
+      requestSingleInstanceLock: () => true,
+      getPath: () => path.join(os.tmpdir(), `rw-electron-fake-${process.pid}`),
+      isPackaged: true,
+      quit: vi.fn(),
+    },
+    BrowserWindow,
+    ipcMain: { handle: (ch: string, fn: Handler) => fake.ipcHandlers.set(ch, fn) },
+    Menu: { setApplicationMenu: vi.fn(), buildFromTemplate: (t: unknown) => t },
+    Notification: class {
+      static isSupported() {
+        return false;
+      }
+      show() {}
+    },
+    safeStorage: {
+      isEncryptionAvailable: () => true,
+      getSelectedStorageBackend: () => 'gnome_libsecret',
+      encryptString: (s: string) => Buffer.from(s),
+      decryptString: (b: Buffer) => b.toString(),
+    },
+    session: {
+      defaultSession: {
+        setPermissionRequestHandler: (fn: Handler) => (fake.permissionRequest = fn),
+        setPermissionCheckHandler: (fn: Handler) => (fake.permissionCheck = fn),
+        webRequest: {
+          onHeadersReceived: vi.fn(),
+          onBeforeRequest: (fn: Handler) => (fake.beforeRequest = fn),
+        },
+      },
+    },
+    contextBridge: { exposeInMainWorld: (key: string, api: Record<string, Handler>) => fake.exposed.set(key, api) },
+    ipcRenderer: {
+      invoke: (...args: unknown[]) => {
+        fake.rendererInvokes.push(args);
+        return Promise.resolve('ok');
+      },
+      on: vi.fn(),
+      removeListener: vi.fn(),
+    },
+  };
+});
+
+beforeAll(async () => {
+  await import('../main/electron/main.ts');
+  await import('../main/electron/preload.ts');
+  // let app.whenReady().then(...) run
+  await new Promise((r) => setTimeout(r, 20));
+});
+
+describe('Electron main process wiring', () => {
+  it('creates the window with contextIsolation, sandbox, no nodeIntegration, and loads only our file', () => {
+    expect(fake.sandboxEnabled).toBe(true);
+    expect(fake.windows).toHaveLength(1);
+    const prefs = fake.windows[0]!.opts.webPreferences as Record<string, unknown>;
+    expect(prefs).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false, webSecurity: true, allowRunningInsecureContent: false });
+    expect(String(prefs.preload)).toMatch(/preload\.cjs$/);
+    expect(fake.windows[0]!.loaded).toMatch(/renderer[/\\]index\.html$/);
+  });
+
+  it('denies every permission and every request that is not our own file', () => {
+    let granted: boolean | null = null;
+    fake.permissionRequest!({}, 'notifications', (ok: boolean) => (granted = ok));
+    expect(granted).toBe(false);
+    expect(fake.permissionCheck!({}, 'media')).toBe(false);
+    const decide = (url: string) => {
+      let cancel: boolean | null = null;
+      fake.beforeRequest!({ url }, (r: { cancel: boolean }) => (cancel = r.cancel));
+      return cancel;
+    };
+    expect(decide('https://evil.example/x.js')).toBe(true);
+    expect(decide('file:///opt/relay-warden/resources/app.asar/dist/renderer/index.html')).toBe(false);
+  });
+
+  it('blocks navigation, redirects, webviews and new windows in every web contents', () => {
+    const created = fake.appEvents.get('web-contents-created')!;
+    const handlers = new Map<string, Handler>();
+    let openHandler: Handler | null = null;
+    created({}, { on: (ev: string, fn: Handler) => handlers.set(ev, fn), setWindowOpenHandler: (fn: Handler) => (openHandler = fn) });
+    for (const ev of ['will-navigate', 'will-redirect', 'will-attach-webview']) {
+      const e = { preventDefault: vi.fn() };
+      handlers.get(ev)!(e);
+      expect(e.preventDefault).toHaveBeenCalled();
+    }
+    expect(openHandler!({ url: 'https://example.com' })).toEqual({ action: 'deny' });
+  });
+
+  it('answers IPC only from its own window and page, and only for allow-listed operations', async () => {
+    const invoke = fake.ipcHandlers.get('rw:invoke')!;
+    const win = fake.windows[0]!;
+    const ownUrl = `file://${String(win.loaded)}`;
+    const frame = (url: string, parent: unknown = null) => ({ url, parent });
+    await expect(invoke({ sender: { id: 99 }, senderFrame: frame(ownUrl) }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
+    await expect(invoke({ sender: win.webContents, senderFrame: frame('https://evil.example/') }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
+    await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl, {}) }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
+    await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl) }, 'shell.openExternal', 'x')).rejects.toThrow(/unknown operation/);
+    await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl) }, 'profiles.list')).resolves.toEqual([]);
+    // a failure crosses as JSON the renderer turns back into an ApiError
+    const err = await (invoke({ sender: win.webContents, senderFrame: frame(ownUrl) }, 'call', 'config.get', {}) as Promise<unknown>).catch((e: Error) => e);
+    expect(JSON.parse((err as Error).message)).toMatchObject({ code: 'closed' });
+  });
+});
+
+describe('preload', () => {
+  it('exposes exactly invoke and subscribe, each with an allow-list', async () => {
+    expect([...fake.exposed.keys()]).toEqual(['rwBridge']);
+    const bridge = fake.exposed.get('rwBridge')!;
+    expect(Object.keys(bridge).sort()).toEqual(['invoke', 'subscribe']);
+    await expect(bridge.invoke!('connection.state')).resolves.toBe('ok');
+    expect(fake.rendererInvokes.at(-1)).toEqual(['rw:invoke', 'connection.state']);
+    await expect(bridge.invoke!('require', 'child_process')).rejects.toThrow(/unknown operation/);
+    expect(() => bridge.subscribe!('ipc-everything', () => {})).toThrow(/unknown channel/);
+    expect(typeof bridge.subscribe!('events', () => {})).toBe('function');
+  });
+});
