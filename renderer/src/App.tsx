@@ -10,6 +10,7 @@ import { ClientsView } from './views/ClientsView.tsx';
 import { QueueView } from './views/QueueView.tsx';
 import { AuditView } from './views/AuditView.tsx';
 import { StatusBar } from './components/StatusBar.tsx';
+import { ErrorBoundary } from './components/ErrorBoundary.tsx';
 import { NavigateContext, type Navigate } from './components/Layout.tsx';
 import { useLiveFeed } from './state/live.ts';
 import { liveUi } from './state/liveUi.ts';
@@ -111,14 +112,16 @@ export function App() {
         <main className="content">
           <StatusBar onOpenServers={() => navigate('servers')} />
           <div className="view" data-view={view}>
-            {view === 'servers' && <ServersView />}
-            {view === 'dashboard' && <DashboardView navigate={navigate} />}
-            {view === 'live' && <LiveView navigate={navigate} initialIp={arg?.ip} />}
-            {view === 'security' && <SecurityView />}
-            {view === 'groups' && <GroupsView />}
-            {view === 'clients' && <ClientsView navigate={navigate} />}
-            {view === 'queue' && <QueueView />}
-            {view === 'audit' && <AuditView />}
+            <ErrorBoundary what={current.label} resetKey={view}>
+              {view === 'servers' && <ServersView />}
+              {view === 'dashboard' && <DashboardView navigate={navigate} />}
+              {view === 'live' && <LiveView navigate={navigate} initialIp={arg?.ip} />}
+              {view === 'security' && <SecurityView />}
+              {view === 'groups' && <GroupsView />}
+              {view === 'clients' && <ClientsView navigate={navigate} />}
+              {view === 'queue' && <QueueView />}
+              {view === 'audit' && <AuditView />}
+            </ErrorBoundary>
           </div>
         </main>
       </div>

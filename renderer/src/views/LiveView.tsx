@@ -271,7 +271,8 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
     getScrollElement: () => scrollRef.current,
     estimateSize: () => ROW_H,
     overscan: 8,
-    getItemKey: (i) => rows.get(i)?.id ?? -i - 1,
+    // keys by position (the default): the virtualizer then measures 50,000 rows only when their number changes, not
+    // on every frame, and React updates the row elements in place as the stream moves through them
   });
 
   // live and scrolled down: keep the rows under the user's eyes still while new ones arrive on top
