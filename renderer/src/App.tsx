@@ -34,7 +34,7 @@ export function App() {
   const [arg, setArg] = useState<Record<string, string> | undefined>();
   useConfigChangeInvalidation();
   useLiveFeed(api, conn?.profileId ?? null);
-  useRejectionSpikeNotifier(api);
+  useRejectionSpikeNotifier(api, conn?.relay?.hostname ?? null);
   const navigate: Navigate = useCallback((v, a) => {
     setView(v);
     setArg(a);

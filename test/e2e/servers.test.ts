@@ -74,6 +74,13 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     await expect.poll(async () => (await panel.locator('.session-events li').allTextContents()).join(' | '), { timeout: 5000 }).toMatch(
       /connect.*mail.*alice@example\.org.*rcpt.*accepted.*disconnect/s,
     );
+    // the keyboard: arrows move the selection, Escape closes the detail
+    const before = await page.locator('.live-row.selected').getAttribute('data-event-id');
+    await page.locator('[data-testid="live-scroll"]').focus();
+    await page.keyboard.press('ArrowDown');
+    await expect.poll(() => page.locator('.live-row.selected').getAttribute('data-event-id')).not.toBe(before);
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
     // filters: IP and kind
     await page.locator('input[aria-label="Filter by IP address"]').fill('127.0.0.99');
     await page.locator('.live-empty').waitFor();

@@ -3,7 +3,7 @@
  * rejections are at least `minPerSecond` and `factor` times the recent baseline (an exponentially weighted average
  * of the seconds before). Notifications are rate limited (one per `cooldownMs`). Pure class + a hook.
  */
-import { useEffect } from 'react';
+import { useEffect, useRef } from 'react';
 import type { ConsoleApi } from '../../../shared/console-api.ts';
 import type { NotificationParams } from '../../../shared/protocol.ts';
 import { ruleLabel } from '../components/format.ts';
@@ -69,13 +69,15 @@ export function spikeMessage(s: Spike, host: string | null): { title: string; bo
 }
 
 /** Watch stats.tick for the life of the app and call api.notify on a spike. */
-export function useRejectionSpikeNotifier(api: ConsoleApi, opts?: Partial<SpikeOptions>): void {
+export function useRejectionSpikeNotifier(api: ConsoleApi, host: string | null = null, opts?: Partial<SpikeOptions>): void {
+  const hostRef = useRef(host);
+  hostRef.current = host;
   useEffect(() => {
     const d = new SpikeDetector(opts);
     return api.onStats((s: NotificationParams<'stats.tick'>) => {
       const spike = d.feed(s.perSecond.rejected, s.perSecond.at, Date.now(), s.rejectedByRule15m);
       if (spike) {
-        const m = spikeMessage(spike, null);
+        const m = spikeMessage(spike, hostRef.current);
         void api.notify(m.title, m.body).catch(() => {});
       }
     });

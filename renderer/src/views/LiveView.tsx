@@ -4,7 +4,7 @@
  * one-click "Trust this IP" (toast with Undo) and "Everything from this IP".
  */
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
-import type { PointerEvent as ReactPointerEvent } from 'react';
+import type { KeyboardEvent as ReactKeyboardEvent, PointerEvent as ReactPointerEvent } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
 import { Badge, Button, Checkbox, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
@@ -331,6 +331,33 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
   }, []);
   useEffect(() => () => void (holdTimer.current && clearTimeout(holdTimer.current)), []);
 
+  // keyboard: the table takes the focus; arrows move the selection, Escape closes the detail
+  const onKeyDown = (ev: ReactKeyboardEvent) => {
+    if (ev.key === 'Escape' && selected) {
+      setSelected(null);
+      ev.preventDefault();
+      return;
+    }
+    if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
+    ev.preventDefault();
+    if (rows.length === 0) return;
+    let at = -1;
+    if (selected) {
+      for (const vi of virtualizer.getVirtualItems()) {
+        if (rows.get(vi.index)?.id === selected.id) {
+          at = vi.index;
+          break;
+        }
+      }
+    }
+    const next = at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + (ev.key === 'ArrowDown' ? 1 : -1)));
+    const e = rows.get(next);
+    if (e) {
+      setSelected(e);
+      virtualizer.scrollToIndex(next, { align: 'auto' });
+    }
+  };
+
   const onScroll = useCallback(() => {
     if (scrollRef.current && scrollRef.current.scrollTop === 0) setScrolledAway(0);
   }, []);
@@ -450,6 +477,9 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             onScroll={onScroll}
             onPointerMove={onPointerMove}
             onPointerLeave={onPointerLeave}
+            onKeyDown={onKeyDown}
+            tabIndex={0}
+            aria-label="Live events: arrows move the selection, Escape closes the detail"
             data-testid="live-scroll"
           >
             {rows.length === 0 ? (
