@@ -16,7 +16,8 @@ import {
   mapIssues,
   rebase,
 } from '../renderer/src/views/security/model.ts';
-import { describeChanges, diffConfigs } from '../renderer/src/views/security/diff.ts';
+import { describeChanges } from '../renderer/src/views/security/diff.ts';
+import { diffConfigs } from '../shared/config-diff.ts';
 
 const cfg = (patch: (c: Config) => void = () => {}): Config => {
   const c = defaultConfig();

@@ -7,7 +7,7 @@ import { useState } from 'react';
 import { ApiError } from '../../api.ts';
 import { ConfirmDialog, ErrorBox, useToast } from '../../components/index.ts';
 import { explainError, useRelayMutation, useRelayQuery } from '../../hooks.ts';
-import { diffConfigs } from '../security/diff.ts';
+import { diffConfigs } from '../../../../shared/config-diff.ts';
 import { ChangeList } from './ChangeList.tsx';
 
 export function RestoreDialog({ revision, onClose }: { revision: number; onClose: () => void }) {

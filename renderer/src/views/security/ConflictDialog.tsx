@@ -7,7 +7,7 @@ import type { Config } from '../../../../shared/config.ts';
 import { Badge, Button, Dialog, ErrorBox, fmtDateTime } from '../../components/index.ts';
 import { explainError, useRelayQuery } from '../../hooks.ts';
 import { ChangeList } from '../parts/ChangeList.tsx';
-import { diffConfigs } from './diff.ts';
+import { diffConfigs } from '../../../../shared/config-diff.ts';
 import { FIELDS, formChanges, buildCandidate, rebase, ruleOfField, type FormValues } from './model.ts';
 
 export interface Snapshot {

@@ -1,6 +1,6 @@
 /**
- * Config differences as a person reads them: a leaf-by-leaf diff of two configs (the same shape as the relay's
- * ConfigChange, group entries compared by address), and words for a change's key and values.
+ * Config differences as a person reads them: words for a change's key and values (the diff itself is
+ * shared/config-diff.ts, the same one the relay's audit log uses).
  * Used by the conflict dialog (what the other admin changed), the audit log and config history (each entry's diff),
  * and the restore confirmation (what a revert would undo).
  */
@@ -9,51 +9,6 @@ import { fmtDateTime } from '../../components/format.ts';
 import { FIELDS, displayValue, ruleOfField } from './model.ts';
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
-const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-const SECRET = '(secret)';
-
-function isSecretPath(path: string[]): boolean {
-  return (path[0] === 'users' && path[2] === 'passwordHash') || (path[0] === 'delivery' && path[1] === 'smarthost' && path[2] === 'password');
-}
-
-function redact(value: unknown, path: string[]): unknown {
-  if (isSecretPath(path)) return value === null || value === undefined ? value : SECRET;
-  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, [...path, k])]));
-  return value;
-}
-
-/** What changed from `before` to `after`, leaf by leaf; group entries by address ("groups.Trusted[192.0.2.5]"). */
-export function diffConfigs(before: unknown, after: unknown): ConfigChange[] {
-  const out: ConfigChange[] = [];
-  walk(before, after, [], out);
-  return out;
-}
-
-function walk(a: unknown, b: unknown, path: string[], out: ConfigChange[]): void {
-  if (same(a, b)) return;
-  if (path.length === 2 && path[0] === 'groups' && Array.isArray(a) && Array.isArray(b)) {
-    const key = (e: unknown) => String((e as { address?: unknown })?.address ?? '').replace(/\s+/g, '');
-    const am = new Map(a.map((e) => [key(e), e]));
-    const bm = new Map(b.map((e) => [key(e), e]));
-    for (const [k, e] of am) {
-      const n = bm.get(k);
-      if (n === undefined) out.push({ path: `${path.join('.')}[${k}]`, op: 'remove', before: e });
-      else if (!same(e, n)) out.push({ path: `${path.join('.')}[${k}]`, op: 'change', before: e, after: n });
-    }
-    for (const [k, e] of bm) if (!am.has(k)) out.push({ path: `${path.join('.')}[${k}]`, op: 'add', after: e });
-    return;
-  }
-  if (isObject(a) && isObject(b)) {
-    for (const k of Object.keys(a)) {
-      if (!(k in b)) out.push({ path: [...path, k].join('.'), op: 'remove', before: redact(a[k], [...path, k]) });
-      else walk(a[k], b[k], [...path, k], out);
-    }
-    for (const k of Object.keys(b)) if (!(k in a)) out.push({ path: [...path, k].join('.'), op: 'add', after: redact(b[k], [...path, k]) });
-    return;
-  }
-  out.push({ path: path.join('.'), op: 'change', before: redact(a, path), after: redact(b, path) });
-}
-
 const FIELD_BY_ID = new Map(FIELDS.map((f) => [f.id, f]));
 
 /** Words for a changed key: "Max messages per hour from one IP: Limit", "Trusted group: entry 192.0.2.5". */
