@@ -21,7 +21,8 @@ export interface AttemptInput {
   from: string;
   rcpts: string[];
   size: number;
-  data: () => Readable;
+  /** the message: a Buffer (kept in memory since its commit) or a stream of the spool file */
+  data: () => Readable | Buffer;
   tls: TlsPolicy;
   auth: { user: string; pass: string } | null;
   heloName: string;
@@ -192,7 +193,7 @@ class Session {
       }),
       (e): Sent => ({ err: e, info: null }),
     );
-    data.destroy();
+    if (!Buffer.isBuffer(data)) data.destroy();
     const envelope = ((conn as unknown as { _envelope?: EnvelopeState })._envelope || {}) as EnvelopeState;
     const perRcpt = new Map<string, RcptResult>();
     const rejected = sent.info?.rejectedErrors ?? sent.err?.rejectedErrors ?? envelope.rejectedErrors ?? [];

@@ -5,7 +5,7 @@
  * commit resolves is the message on disk (file and directory fsynced) and may the client get its `250`.
  * acceptingMail turns false after a write failure (disk full, I/O error) and back to true when a probe write succeeds.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import fs, { createReadStream, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -112,6 +112,10 @@ export interface QueuedMessage {
   /** set when delete() or bounce() was called during a delivery: done when the attempt ends */
   removed: null | 'delete' | 'bounce';
   attempt: { jobsLeft: number; outcomes: Outcome[]; started: boolean } | null;
+  /** the raw bytes, kept in memory from the commit until the first attempt ends (small messages, bounded in total) */
+  data: Buffer | null;
+  /** a .state file may exist for it (one was written or found at start): remove() unlinks it */
+  hasState: boolean;
 }
 
 /** What one attempt decided for one recipient. */
@@ -153,6 +157,11 @@ export interface QueueOptions {
   probeBytes?: number;
   /** flush buffered DATA to the temp file past this many bytes (default 256 KiB) */
   flushBytes?: number;
+  /**
+   * messages that fit in flushBytes keep their bytes in memory from the commit until their first delivery attempt
+   * ends, up to this many bytes in total (default 64 MiB; 0: always read from the spool)
+   */
+  retainBytes?: number;
   fault?: FaultInjector;
   /** timeouts for a delivery connection: connect and greeting (default 30 s), each later command (default 300 s) */
   connectTimeoutMs?: number;
@@ -177,12 +186,72 @@ interface TrailerJson {
 
 const FATAL_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'ENOENT', 'EFBIG']);
 
+/**
+ * Disk calls of the commit path, chosen by measurement (bench/RESULTS.md): a trip through libuv's thread pool (what
+ * fs/promises and fs callbacks do) costs 40-60 us of CPU per call on the 2-core VM this was measured on, whatever the
+ * call. The calls that never wait for the journal or the disk (writing into the page cache, closing, renaming within
+ * the file system: 5-35 us each) are synchronous. Creating and unlinking files can wait for the ext4 journal while
+ * fsyncs run (0.3 ms on average under load), and fdatasync and the directory fsync wait for the disk: those stay in the
+ * thread pool, so the event loop never waits for the disk.
+ */
+function openAsync(file: string, flags: string, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+function unlinkAsync(file: string): Promise<void> {
+  return new Promise((resolve, reject) => fs.unlink(file, (err) => (err ? reject(err) : resolve())));
+}
+
+function fdatasyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function writeAsync(fd: number, buf: Buffer, off: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Writes every byte of bufs at the file's position (a nearly full disk may take part of a write). */
+function writevAllSync(fd: number, bufs: Buffer[]): void {
+  let total = 0;
+  for (const b of bufs) total += b.length;
+  let n = fs.writevSync(fd, bufs);
+  while (n < total) {
+    // partial write: finish with plain writes of what is left
+    let skip = n;
+    const rest: Buffer[] = [];
+    for (const b of bufs) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        rest.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    total -= n;
+    bufs = rest;
+    n = fs.writeSync(fd, bufs[0]!);
+  }
+}
+
+function closeQuietly(fd: number | null): void {
+  if (fd === null) return;
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // nothing to do
+  }
+}
+
+function unlinkQuietly(file: string): Promise<void> {
+  return unlinkAsync(file).catch(() => {});
+}
+
 class Writer implements SpoolWriter {
   private chunks: Buffer[] = [];
   private pending = 0;
   private bytes = 0;
-  private fh: Promise<fsp.FileHandle> | null = null;
-  private chain: Promise<void> = Promise.resolve();
+  private fd: number | null = null;
+  /** background writes of a large message (past flushBytes); null while everything is still in memory */
+  private chain: Promise<void> | null = null;
   private error: Error | null = null;
   private finished = false;
   private opened = false;
@@ -206,32 +275,26 @@ class Writer implements SpoolWriter {
     if (this.pending >= this.q.flushBytes) this.flush();
   }
 
-  private open(): Promise<fsp.FileHandle> {
-    this.fh ??= this.q.ready.then(() => {
+  private async open(): Promise<number> {
+    if (this.fd === null) {
       this.opened = true;
       this.q.inject('open', this.tmpFile);
-      return fsp.open(this.tmpFile, 'wx', 0o600);
-    });
-    return this.fh;
+      this.fd = await openAsync(this.tmpFile, 'wx', 0o600);
+    }
+    return this.fd;
   }
 
-  private flush(extra?: Buffer): void {
-    const bufs = this.chunks;
-    if (extra) bufs.push(extra);
+  /** A large message: write what is buffered in the background, in order. */
+  private flush(): void {
+    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
     this.pending = 0;
-    this.chain = this.chain
+    this.chain = (this.chain ?? this.q.ready)
       .then(async () => {
         if (this.error) return;
-        const fh = await this.open();
-        if (bufs.length === 0) return;
-        const buf = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+        const fd = await this.open();
         this.q.inject('write', this.tmpFile);
-        let off = 0;
-        while (off < buf.length) {
-          const { bytesWritten } = await fh.write(buf, off, buf.length - off, null);
-          off += bytesWritten;
-        }
+        for (let off = 0; off < buf.length; ) off += await writeAsync(fd, buf, off);
       })
       .catch((err: Error) => {
         this.error ??= err;
@@ -244,25 +307,37 @@ class Writer implements SpoolWriter {
     const size = this.bytes;
     const target = path.join(this.q.queueDir, `${this.id}.msg`);
     let renamed = false;
+    // a message that never left memory is kept (bounded, see Queue.retain) for its first delivery: no read back
+    let data: Buffer | null = null;
     try {
       const trailer: TrailerJson = { v: 1, id: this.id, kind: this.kind, envelope };
-      this.flush(encodeTrailer(JSON.stringify(trailer)));
-      await this.chain;
+      const tail = encodeTrailer(JSON.stringify(trailer));
+      if (this.chain) await this.chain;
+      else await this.q.ready;
       if (this.error) throw this.error;
-      const fh = await this.open();
+      const fd = await this.open();
+      let bufs = this.chunks;
+      this.chunks = [];
+      if (!this.chain && bufs.length > 0 && this.q.mayRetain(size)) {
+        data = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, size);
+        bufs = [data];
+      }
+      bufs.push(tail);
+      this.q.inject('write', this.tmpFile);
+      writevAllSync(fd, bufs);
       this.q.inject('sync', this.tmpFile);
-      await fh.datasync();
-      this.fh = null;
-      await fh.close();
+      await fdatasyncAsync(fd);
+      this.fd = null;
+      fs.closeSync(fd);
       this.q.inject('rename', target);
-      await fsp.rename(this.tmpFile, target);
+      fs.renameSync(this.tmpFile, target);
       renamed = true;
       this.q.activeTemps.delete(this.tmpFile);
       this.q.inject('dirsync', this.q.queueDir);
       await this.q.dirSync.sync();
     } catch (err) {
       await this.cleanup();
-      if (renamed) await fsp.unlink(target).catch(() => {});
+      if (renamed) await unlinkQuietly(target);
       this.q.storageFailed(err as Error);
       throw err;
     }
@@ -280,19 +355,18 @@ class Writer implements SpoolWriter {
       inReady: false,
       removed: null,
       attempt: null,
+      data: data && this.q.retain(data),
+      hasState: false,
     });
     return { id: this.id, size };
   }
 
   private async cleanup(): Promise<void> {
     this.chunks = [];
-    await this.chain.catch(() => {});
-    if (this.fh) {
-      const fh = await this.fh.catch(() => null);
-      this.fh = null;
-      await fh?.close().catch(() => {});
-    }
-    if (this.opened) await fsp.unlink(this.tmpFile).catch(() => {});
+    if (this.chain) await this.chain.catch(() => {});
+    closeQuietly(this.fd);
+    this.fd = null;
+    if (this.opened) await unlinkQuietly(this.tmpFile);
     this.q.activeTemps.delete(this.tmpFile);
   }
 
@@ -313,6 +387,8 @@ export class Queue {
   readonly activeTemps = new Set<string>();
   readonly flushBytes: number;
   readonly clock: () => number;
+  private readonly retainBytes: number;
+  private retainedBytes = 0;
   private readonly opts: QueueOptions;
   private readonly timers: Timers;
   private readonly messages = new Map<string, QueuedMessage>();
@@ -346,6 +422,7 @@ export class Queue {
     this.clock = opts.now ?? Date.now;
     this.timers = opts.timers ?? realTimers;
     this.flushBytes = opts.flushBytes ?? 256 * 1024;
+    this.retainBytes = opts.retainBytes ?? 64 * 1024 * 1024;
     this.log = opts.log ?? ((line) => console.error(line));
     this.concurrency = opts.concurrency ?? 100;
     this.perDestination = opts.perDestination ?? 20;
@@ -385,6 +462,24 @@ export class Queue {
   /** @internal */
   inject(op: Parameters<FaultInjector>[0], file: string): void {
     this.fault?.(op, file);
+  }
+
+  /** @internal whether a message of this size may keep its bytes in memory for its first delivery */
+  mayRetain(size: number): boolean {
+    return this.retainedBytes + size <= this.retainBytes;
+  }
+
+  /** @internal */
+  retain(data: Buffer): Buffer | null {
+    if (!this.mayRetain(data.length)) return null;
+    this.retainedBytes += data.length;
+    return data;
+  }
+
+  private dropData(msg: QueuedMessage): void {
+    if (!msg.data) return;
+    this.retainedBytes -= msg.data.length;
+    msg.data = null;
   }
 
   /** @internal a commit finished: the message is durable. */
@@ -490,12 +585,15 @@ export class Queue {
       inReady: false,
       removed: null,
       attempt: null,
+      data: null,
+      hasState: true,
     };
     let state: StateFile | null = null;
     try {
       state = JSON.parse(await fsp.readFile(path.join(this.queueDir, `${id}.state`), 'utf8')) as StateFile;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log(`queue: state of ${id} unreadable (${(err as Error).message}); retrying all its recipients`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') msg.hasState = false;
+      else this.log(`queue: state of ${id} unreadable (${(err as Error).message}); retrying all its recipients`);
     }
     if (state && state.v === 1) {
       msg.attempts = state.attempts;
@@ -525,20 +623,25 @@ export class Queue {
       lastError: msg.lastError,
       rcpts: Object.fromEntries(msg.rcpts),
     };
+    msg.hasState = true;
     await writeFileAtomic(this.tmpDir, path.join(this.queueDir, `${msg.id}.state`), JSON.stringify(state));
   }
 
   /** Removes a message from disk and memory (delivered, bounced or deleted). The .msg goes last. */
   private async remove(msg: QueuedMessage): Promise<void> {
     this.messages.delete(msg.id);
-    await fsp.unlink(path.join(this.queueDir, `${msg.id}.state`)).catch(() => {});
-    await fsp.unlink(msg.file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${msg.file}: ${err.message}`);
-    });
+    this.dropData(msg);
+    if (msg.hasState) await unlinkQuietly(path.join(this.queueDir, `${msg.id}.state`));
+    try {
+      await unlinkAsync(msg.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log(`queue: cannot remove ${msg.file}: ${(err as Error).message}`);
+    }
   }
 
-  /** A read stream of the raw message bytes (the trailer excluded). */
-  private openData(msg: QueuedMessage): Readable {
+  /** The raw message bytes (the trailer excluded): from memory while retained, else a read stream of the file. */
+  private openData(msg: QueuedMessage): Readable | Buffer {
+    if (msg.data) return msg.data;
     if (msg.size === 0) return Readable.from([]);
     return createReadStream(msg.file, { start: 0, end: msg.size - 1 });
   }
@@ -824,6 +927,8 @@ export class Queue {
     const outcomes = msg.attempt?.outcomes ?? [];
     const tried = msg.attempt?.started ?? false;
     msg.attempt = null;
+    // later attempts (rare) read the message from the spool
+    this.dropData(msg);
     const now = this.clock();
     const config = this.opts.config();
     const stopping = !this.running;
