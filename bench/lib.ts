@@ -112,7 +112,9 @@ export async function smtpSource(opts: {
 export async function startRelayProcess(config: object): Promise<{ dir: string; proc: Proc; pid: number; stop: () => Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-bench-'));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  const proc = startProc(process.execPath, ['--import', 'tsx', path.join(ROOT, 'relay/cli.ts'), '--data-dir', dir]);
+  // BENCH_RELAY_NODE_ARGS: extra node flags for the relay (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it)
+  const extra = (process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = startProc(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, 'relay/cli.ts'), '--data-dir', dir]);
   const port = Number(/:(\d+)$/.exec((config as { smtp: { listen: string } }).smtp.listen)![1]);
   try {
     await waitForPort(port);
