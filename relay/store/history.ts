@@ -15,6 +15,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { RelayEvent } from '../../shared/events.ts';
 
+const ROWS_PER_INSERT = 64;
+
 const jsonCache = new WeakMap<RelayEvent, string>();
 /** JSON of an event, computed once (history and every subscriber share it). */
 export function eventJson(e: RelayEvent): string {
@@ -89,6 +91,7 @@ export class EventHistory {
   droppedEvents = 0;
   private rowCount: number;
   private readonly insert: Database.Statement;
+  private readonly insertBlock: Database.Statement;
   private readonly insertMany: (events: RelayEvent[]) => void;
 
   private constructor(opts: HistoryOptions) {
@@ -128,8 +131,29 @@ export class EventHistory {
       );
     `);
     this.insert = this.db.prepare('INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES (?, ?, ?, ?, ?, ?)');
+    // rows go in by ROWS_PER_INSERT per statement: one call into SQLite per 64 events rather than per event
+    this.insertBlock = this.db.prepare(
+      `INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES ${Array(ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?)').join(', ')}`,
+    );
+    const args: unknown[] = new Array(ROWS_PER_INSERT * 6);
     this.insertMany = this.db.transaction((events: RelayEvent[]) => {
-      for (const e of events) this.insert.run(e.id, e.at, e.kind, e.ip, e.sessionId, eventJson(e));
+      let i = 0;
+      for (; i + ROWS_PER_INSERT <= events.length; i += ROWS_PER_INSERT) {
+        for (let j = 0, k = 0; j < ROWS_PER_INSERT; j++) {
+          const e = events[i + j]!;
+          args[k++] = e.id;
+          args[k++] = e.at;
+          args[k++] = e.kind;
+          args[k++] = e.ip;
+          args[k++] = e.sessionId;
+          args[k++] = eventJson(e);
+        }
+        this.insertBlock.run(args);
+      }
+      for (; i < events.length; i++) {
+        const e = events[i]!;
+        this.insert.run(e.id, e.at, e.kind, e.ip, e.sessionId, eventJson(e));
+      }
     });
     this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
     this.flushTimer = setInterval(() => this.flush(), opts.flushMs ?? 200);
