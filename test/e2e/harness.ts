@@ -33,7 +33,13 @@ if (!chromiumPath) {
 }
 
 export const DIST = path.resolve(import.meta.dirname, '../../dist/renderer');
-export const SCREENSHOTS = path.resolve(import.meta.dirname, '../../docs/screenshots');
+/**
+ * Screenshots are taken on every run (the views must render); they replace the committed pictures in
+ * docs/screenshots only with UPDATE_SCREENSHOTS=1, so a test run leaves the work tree clean.
+ */
+export const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1'
+  ? path.resolve(import.meta.dirname, '../../docs/screenshots')
+  : path.join(os.tmpdir(), 'relay-warden-screenshots');
 
 /** A clock that is the real one: the dashboard's per-second series and expiries need time to pass. */
 export class RealClock extends FakeClock {
