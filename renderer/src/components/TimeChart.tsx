@@ -52,6 +52,13 @@ function useColorScheme(): 'light' | 'dark' {
   return dark ? 'dark' : 'light';
 }
 
+function clockLabel(seconds: number, increment: number): string {
+  const d = new Date(seconds * 1000);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const hm = `${two(d.getHours())}:${two(d.getMinutes())}`;
+  return increment >= 60 ? hm : `${hm}:${two(d.getSeconds())}`;
+}
+
 export function TimeChart({ x, series, height = 240, yLabel, xRange, ariaLabel }: TimeChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -77,7 +84,13 @@ export function TimeChart({ x, series, height = 240, yLabel, xRange, ariaLabel }
         y: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil(max * 1.15))] },
       },
       axes: [
-        { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+        {
+          stroke: fg,
+          grid: { stroke: grid, width: 1 },
+          ticks: { stroke: grid, width: 1 },
+          // one line of local clock time per tick (uPlot's default adds a second date line that overlaps)
+          values: (_u, splits, _axis, _space, incr) => splits.map((s) => clockLabel(s, incr)),
+        },
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, label: yLabel, labelSize: yLabel ? 20 : 0, size: 48 },
       ],
       series: [
