@@ -31,3 +31,5 @@ for (const name of wanted.length ? wanted : Object.keys(sections)) {
   }
   console.log(`\n(${name}: ${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 }
+// a child or socket left behind by a failed section must not keep the bench alive for minutes after its tables
+process.exit(process.exitCode ?? 0);
