@@ -95,10 +95,12 @@ export async function fsyncDir(dir: string): Promise<void> {
 /**
  * Group commit for one directory: every caller gets a promise that resolves after an fsync of the directory that
  * started after the call. Calls that arrive while an fsync runs share the next one, so N commits in flight cost about
- * two directory fsyncs, not N.
+ * two directory fsyncs, not N. An fsync starts at the end of the event-loop turn in which the first caller asked
+ * (setImmediate), so the commits whose file fsyncs completed in the same turn share it too.
  */
 export class DirSyncer {
   private running: Promise<void> | null = null;
+  private scheduled = false;
   private waiting: { resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   constructor(private readonly dir: string) {}
@@ -106,7 +108,13 @@ export class DirSyncer {
   sync(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      if (!this.running) this.kick();
+      if (!this.running && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          if (!this.running && this.waiting.length > 0) this.kick();
+        });
+      }
     });
   }
 
