@@ -26,7 +26,7 @@ beforeAll(async () => {
 });
 
 describe('events', () => {
-  it('one session: connect, auth (failed and good), mail, rcpt, rejected, accepted, disconnect, in order and valid', async () => {
+  it('one session: connect, helo, auth (failed and good), mail, rcpt, rejected, accepted, disconnect, in order and valid', async () => {
     t = await startTestRelay({ users: { sales: { passwordHash: hash } } });
     const c = await RawSmtp.connect(t.port, { localAddress: '127.0.0.5' });
     clients.push(c);
@@ -51,13 +51,14 @@ describe('events', () => {
     for (const e of session) expect(RelayEvent.safeParse(e).success, JSON.stringify(e)).toBe(true);
     const sid = session[0]!.sessionId;
     expect(session.every((e) => e.sessionId === sid && e.ip === '127.0.0.5')).toBe(true);
-    expect(session.map((e) => e.kind)).toEqual(['connect', 'auth', 'auth', 'mail', 'rcpt', 'rejected', 'rcpt', 'accepted', 'disconnect']);
+    expect(session.map((e) => e.kind)).toEqual(['connect', 'helo', 'auth', 'auth', 'mail', 'rcpt', 'rejected', 'rcpt', 'accepted', 'disconnect']);
     const ids = session.map((e) => e.id);
     expect([...ids].sort((a, b) => a - b)).toEqual(ids);
     expect(session.every((e) => e.at === t!.clock.now())).toBe(true);
 
-    const [connect, authBad, authOk, mail, rcpt1, unknown, rcpt2, accepted, disconnect] = session;
+    const [connect, helo, authBad, authOk, mail, rcpt1, unknown, rcpt2, accepted, disconnect] = session;
     expect(connect).toMatchObject({ kind: 'connect', port: expect.any(Number) });
+    expect(helo).toMatchObject({ kind: 'helo', name: 'client.test' });
     expect(authBad).toMatchObject({ kind: 'auth', user: 'sales', success: false, method: 'PLAIN' });
     expect(authOk).toMatchObject({ kind: 'auth', user: 'sales', success: true, method: 'PLAIN' });
     expect(mail).toMatchObject({ kind: 'mail', from: 'sales@example.org' });

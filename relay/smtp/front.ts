@@ -34,24 +34,11 @@ import { DUMMY_HASH, verifyPassword } from '../auth/passwords.ts';
 import * as policy from '../policy/verdicts.ts';
 import { classifyRecipient, senderDomainOf } from '../policy/routing.ts';
 import { LineEndingFixer } from './line-endings.ts';
+import type { SpoolWriter } from '../queue/spool.ts';
 
 /** What the front needs of the spool (relay/queue): a writer per message, and whether storage works. */
-export interface SpoolWriterLike {
-  write(chunk: Buffer): void;
-  commit(envelope: {
-    from: string;
-    to: string[];
-    sessionId: string;
-    clientIp: string;
-    clientHostname: string | null;
-    helo: string;
-    authUser: string | null;
-    receivedAt: number;
-  }): Promise<{ id: string; size: number }>;
-  abort(): Promise<void>;
-}
 export interface SpoolLike {
-  begin(): SpoolWriterLike;
+  begin(): SpoolWriter;
   readonly acceptingMail: boolean;
 }
 
@@ -89,6 +76,7 @@ interface ConnInternals {
   session: SMTPServerSession;
   remoteAddress: string;
   secure: boolean;
+  hostNameAppearsAs: string | false;
   _ready: boolean;
   _closing: boolean;
   _closed: boolean;
@@ -299,6 +287,10 @@ export class SmtpFront {
 
     conn.send = (code: number, data?: string | string[], context?: string | false) => {
       if (code === 220) sess.ready = true;
+      if (code === 250 && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'HELO' || sess.lastCommand === 'LHLO') && conn.hostNameAppearsAs) {
+        sess.helo = conn.hostNameAppearsAs;
+        this.deps.bus.emit({ kind: 'helo', sessionId: sess.id, ip: sess.ip, name: sess.helo });
+      }
       if (typeof data === 'string' && ENHANCED.test(data)) context = false;
       if (code === 250 && Array.isArray(data) && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'LHLO')) {
         data = this.ehloFeatures(sess, conn.secure, data);
