@@ -193,13 +193,17 @@ const FATAL_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFI
 /**
  * Disk calls of the commit path, chosen by measurement (bench/RESULTS.md): a trip through libuv's thread pool (what
  * fs/promises and fs callbacks do) costs 40-60 us of CPU per call on the 2-core VM this was measured on, whatever the
- * call. The calls that never wait for the journal or the disk (writing into the page cache, closing, renaming within
- * the file system: 5-35 us each) are synchronous. Creating and unlinking files can wait for the ext4 journal while
- * fsyncs run (0.3 ms on average under load), and fdatasync and the directory fsync wait for the disk: those stay in the
- * thread pool, so the event loop never waits for the disk.
+ * call. The calls that never wait for the journal or the disk (writing into the page cache, closing: 5-10 us each)
+ * are synchronous. Creating, renaming and unlinking files can wait for the ext4 journal while fsyncs run (0.1-0.3 ms on
+ * average under load when done synchronously), and fdatasync and the directory fsync wait for the disk: those stay in
+ * the thread pool, so the event loop never waits for the journal or the disk.
  */
 function openAsync(file: string, flags: string, mode: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+function renameAsync(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => fs.rename(from, to, (err) => (err ? reject(err) : resolve())));
 }
 
 function unlinkAsync(file: string): Promise<void> {
@@ -334,7 +338,7 @@ class Writer implements SpoolWriter {
       this.fd = null;
       fs.closeSync(fd);
       this.q.inject('rename', target);
-      fs.renameSync(this.tmpFile, target);
+      await renameAsync(this.tmpFile, target);
       renamed = true;
       this.q.activeTemps.delete(this.tmpFile);
       this.q.inject('dirsync', this.q.queueDir);
