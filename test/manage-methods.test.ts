@@ -260,7 +260,7 @@ describe('events, stats, queue, tokens, audit', () => {
     await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.31' });
     await waitUntil(() => t.events.some((e) => e.kind === 'disconnect' && e.ip === '127.0.0.31'));
     const sub = await viewer.call('events.subscribe', { sinceId: startId, filter: { ip: '127.0.0.31' } });
-    expect(sub.backlog.map((e) => e.kind).slice(0, 5)).toEqual(['connect', 'mail', 'rcpt', 'accepted', 'disconnect']);
+    expect(sub.backlog.map((e) => e.kind).slice(0, 6)).toEqual(['connect', 'helo', 'mail', 'rcpt', 'accepted', 'disconnect']);
     expect(sub.backlog.every((e) => e.ip === '127.0.0.31' && e.id > startId)).toBe(true);
     const rej = await viewer.call('events.subscribe', { filter: { rejectionsOnly: true } });
     expect(rej.backlog).toEqual([]);
