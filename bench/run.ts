@@ -1,6 +1,6 @@
 /**
  * npm run bench: every benchmark, each with its baseline measured in the same run, printed as markdown tables.
- * `npm run bench -- smtp e2e manage console` picks sections (default: all). Not part of npm test.
+ * `npm run bench -- smtp e2e postfix manage console` picks sections (default: all). Not part of npm test.
  */
 import os from 'node:os';
 import { benchSmtpAccept } from './smtp-accept.ts';
@@ -10,6 +10,7 @@ import { hasCommand } from './lib.ts';
 const sections: Record<string, () => Promise<string>> = {
   smtp: () => benchSmtpAccept(),
   e2e: () => benchEndToEnd(),
+  postfix: async () => (await import('./postfix.ts')).benchPostfix(),
   manage: async () => (await import('./manage.ts')).benchManage(),
   console: async () => (await import('./console.ts')).benchConsole(),
 };
