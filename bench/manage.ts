@@ -10,7 +10,6 @@
  *
  * Usage: npx tsx bench/manage.ts [--messages N] [--rounds N] [--events N]   (or call benchManage() from a runner)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -25,81 +24,21 @@ import { EventHistory } from '../relay/store/history.ts';
 import { startDnsServer } from '../test/helpers/dns-server.ts';
 import { RawSmtp } from '../test/helpers/smtp-client.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
+import { ROOT, cpuMs, fmt, freePort, smtpSource as runSmtpSource, startProc, table, waitForPort, type Proc } from './lib.ts';
 
-// --- small process and network helpers (kept here so this bench stands alone) ---------------------------------------
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function waitForPort(port: number, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
-}
+// --- process and network helpers: bench/lib.ts ------------------------------------------------------------------------
 
 function which(cmd: string): string | null {
   for (const d of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) if (fs.existsSync(path.join(d, cmd))) return path.join(d, cmd);
   return null;
 }
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  stop: () => Promise<void>;
-}
-
-function startProc(cmd: string, args: string[]): Proc {
-  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
-  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
-  return {
-    child,
-    output: () => out,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const exited = new Promise((r) => child.once('exit', r));
-      if (!(await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]))) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-}
-
+/** smtp-source (one message per connection, 1.5 KB); returns the wall time in ms, throws if a message was refused. */
 async function smtpSource(port: number, sessions: number, messages: number): Promise<number> {
-  const bin = which('smtp-source');
-  if (!bin) throw new Error('smtp-source is missing: apt-get install -y postfix (its service is not started)');
-  const t0 = performance.now();
-  const p = startProc(bin, ['-s', String(sessions), '-m', String(messages), '-l', '1500', '-f', 'bench@example.org', '-t', 'alice@example.com', `127.0.0.1:${port}`]);
-  const code = await Promise.race([new Promise<number>((r) => p.child.once('exit', (c) => r(c ?? 1))), sleep(300_000).then(() => -1)]);
-  const ms = performance.now() - t0;
-  if (code !== 0) {
-    await p.stop();
-    throw new Error(`smtp-source failed (${code}): ${p.output().slice(-500)}`);
-  }
-  return ms;
+  if (!which('smtp-source')) throw new Error('smtp-source is missing: apt-get install -y postfix (its service is not started)');
+  const r = await runSmtpSource({ port, sessions, messages, timeoutMs: 300_000 });
+  if (!r.ok) throw new Error(`smtp-source failed: ${r.output.slice(-500)}`);
+  return r.ms;
 }
 
 const median = (xs: number[]) => {
@@ -110,21 +49,6 @@ const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
 };
-/** user + system CPU time of a process in ms (Linux /proc; clock ticks of 10 ms) */
-function cpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
-function table(title: string, header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => '| ' + r.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
-  return [`\n### ${title}\n`, line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...cells.slice(1).map(line)].join('\n');
-}
-
 // --- a light management client: pins the certificate, counts events, parses nothing it does not need --------------
 
 class Console {
@@ -292,7 +216,7 @@ export async function benchManage(opts: ManageBenchOptions = {}): Promise<string
     );
     const relay = startProc(process.execPath, ['--import', 'tsx', path.join(ROOT, 'relay/cli.ts'), '--data-dir', dir]);
     procs.push(relay);
-    await waitForPort(managePort).catch((err: Error) => {
+    await waitForPort(managePort, 60_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${relay.output()}`);
     });
     await waitForPort(smtpPort);
