@@ -314,7 +314,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
           s.rcpts.clear();
           break;
         }
-        const { verdict, monitored } = firstEnforced(policy.messageTooBig(c, e.size));
+        const { verdict, monitored } = firstEnforced(policy.messageTooBig(c.checks.maxMessageSize, e.size));
         compare(s, null, verdict?.rule ?? null, monitored);
         if (!verdict) anvil.messageAccepted(s.key);
         s.rcpts.clear();

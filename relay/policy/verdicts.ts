@@ -147,10 +147,10 @@ export function failedCommandLimit(c: Config, failed: number): Verdict[] {
 }
 
 // --- DATA ----------------------------------------------------------------------------------
-export function messageTooBig(c: Config, size: number): Verdict[] {
-  const ms = c.checks.maxMessageSize;
-  if (size <= ms.maxBytes) return [];
-  return v('checks.maxMessageSize', 'data', ms.mode, 552, `5.3.4 Message too big: more than ${ms.maxBytes} bytes (the limit). Send a smaller message.`);
+/** The size rule as it stood when DATA began (a message is judged by the limit it was sent under). */
+export function messageTooBig(rule: Config['checks']['maxMessageSize'], size: number): Verdict[] {
+  if (size <= rule.maxBytes) return [];
+  return v('checks.maxMessageSize', 'data', rule.mode, 552, `5.3.4 Message too big: more than ${rule.maxBytes} bytes (the limit). Send a smaller message.`);
 }
 
 export function bareLineEnding(c: Config): Verdict[] {

@@ -514,8 +514,8 @@ export class SmtpFront {
     const now = this.now();
     const writer = this.deps.spool.begin();
     const fixer = new LineEndingFixer();
-    const maxBytes = cfg.checks.maxMessageSize.maxBytes;
-    const sizeMode = cfg.checks.maxMessageSize.mode;
+    // the size rule as it stood when DATA began: the whole message is judged by it
+    const sizeRule = cfg.checks.maxMessageSize;
     let size = 0;
     let stopWriting = false;
     let done = false;
@@ -536,7 +536,7 @@ export class SmtpFront {
     stream.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (stopWriting) return; // keep draining: the reply comes at the end of DATA
-      if (sizeMode === 'enforce' && size > maxBytes) {
+      if (sizeRule.mode === 'enforce' && size > sizeRule.maxBytes) {
         stopWriting = true;
         return;
       }
@@ -555,7 +555,7 @@ export class SmtpFront {
     });
     stream.on('end', () => {
       const cfgNow = this.deps.config.current;
-      const tooBig = this.decide(sess, cfgNow, policy.messageTooBig({ ...cfgNow, checks: { ...cfgNow.checks, maxMessageSize: { mode: sizeMode, maxBytes } } }, size));
+      const tooBig = this.decide(sess, cfgNow, policy.messageTooBig(sizeRule, size));
       if (tooBig) {
         void writer.abort();
         finish(new ReplyError(552, tooBig.message));
