@@ -2,33 +2,14 @@
  * Retries, expiry, restarts and concurrency, with real loopback sinks. Hours of retry schedule run on a fake clock
  * (injected now() and timers); the SMTP sessions themselves are real.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FakeClock } from './helpers/queue-clock.ts';
-import { queueHarness, type Harness } from './helpers/queue-harness.ts';
-import { startSink, type Sink } from './helpers/sink.ts';
+import type { Sink } from './helpers/sink.ts';
+import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import type { ConfigInput } from '../shared/config.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-async function sink(opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> {
-  const s = await startSink(opts);
-  cleanups.push(() => s.close());
-  return s;
-}
-async function harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
-  const h = await queueHarness(config, opts);
-  cleanups.push(() => h.close());
-  return h;
-}
-function local(domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}): ConfigInput {
-  return {
-    smtp: { hostname: 'relay.test' },
-    domains: Object.fromEntries(Object.entries(domains).map(([d, s]) => [d, { deliverTo: s.address, recipients: '*' }])),
-    delivery: { tls: 'off', ...delivery },
-  };
-}
+const { sink, harness } = deliveryFixtures();
+const local = (domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}) => localDomains(domains, { tls: 'off', ...delivery });
 const MIN = 60_000;
 
 describe('retries on a fake clock', () => {

@@ -4,33 +4,14 @@
  * smarthost with AUTH, partial recipient acceptance, 550 -> a DSN delivered to the sender's own server, null senders
  * never bounced, and the queue API.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { message, queueHarness, type Harness } from './helpers/queue-harness.ts';
-import { startSink, type Sink } from './helpers/sink.ts';
+import { describe, expect, it } from 'vitest';
+import { message } from './helpers/queue-harness.ts';
+import type { Sink } from './helpers/sink.ts';
+import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import type { ConfigInput } from '../shared/config.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function sink(opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> {
-  const s = await startSink(opts);
-  cleanups.push(() => s.close());
-  return s;
-}
-async function harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
-  const h = await queueHarness(config, opts);
-  cleanups.push(() => h.close());
-  return h;
-}
-function local(domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}): ConfigInput {
-  return {
-    smtp: { hostname: 'relay.test' },
-    domains: Object.fromEntries(Object.entries(domains).map(([d, s]) => [d, { deliverTo: s.address, recipients: '*' }])),
-    delivery,
-  };
-}
+const { sink, harness } = deliveryFixtures();
+const local = localDomains;
 
 describe('delivery to a local domain', () => {
   it('delivers the exact bytes with the envelope, emits delivered, removes the message from the spool', async () => {

@@ -1,0 +1,36 @@
+/**
+ * Fixtures shared by the delivery tests: sinks and queue harnesses that are closed after each test, and a config
+ * whose local domains deliver to given sinks. Call deliveryFixtures() at the top of a test file.
+ */
+import { afterEach } from 'vitest';
+import type { ConfigInput } from '../../shared/config.ts';
+import { queueHarness, type Harness } from './queue-harness.ts';
+import { startSink, type Sink } from './sink.ts';
+
+export function deliveryFixtures() {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    async sink(opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> {
+      const s = await startSink(opts);
+      cleanups.push(() => s.close());
+      return s;
+    },
+    async harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
+      const h = await queueHarness(config, opts);
+      cleanups.push(() => h.close());
+      return h;
+    },
+  };
+}
+
+/** A config whose local domains ("example.test" -> sink) accept any recipient and deliver to their sink. */
+export function localDomains(domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}): ConfigInput {
+  return {
+    smtp: { hostname: 'relay.test' },
+    domains: Object.fromEntries(Object.entries(domains).map(([d, s]) => [d, { deliverTo: s.address, recipients: '*' }])),
+    delivery,
+  };
+}
