@@ -19,12 +19,17 @@ class Window {
     this.times.push(t);
   }
 
-  /** Entries with time > now - spanMs. */
+  /** Entries with time > now - spanMs: a binary search, not a walk over up to WINDOW_CAP stale entries per question. */
   count(now: number, spanMs: number): number {
     const cutoff = now - spanMs;
-    let i = this.start;
-    while (i < this.times.length && this.times[i]! <= cutoff) i++;
-    return this.times.length - i;
+    let lo = this.start;
+    let hi = this.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.times[mid]! <= cutoff) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.times.length - lo;
   }
 
   /** Forget entries older than spanMs (amortised compaction). */
