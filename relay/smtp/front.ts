@@ -64,7 +64,6 @@ interface Sess {
   ready: boolean;
   failed: number;
   lastCommand: string;
-  helo: string;
   authUser: string | null;
   clientHostname: string | null;
   messages: number;
@@ -225,7 +224,6 @@ export class SmtpFront {
       ready: false,
       failed: 0,
       lastCommand: '',
-      helo: '',
       authUser: null,
       clientHostname: null,
       messages: 0,
@@ -288,8 +286,7 @@ export class SmtpFront {
     conn.send = (code: number, data?: string | string[], context?: string | false) => {
       if (code === 220) sess.ready = true;
       if (code === 250 && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'HELO' || sess.lastCommand === 'LHLO') && conn.hostNameAppearsAs) {
-        sess.helo = conn.hostNameAppearsAs;
-        this.deps.bus.emit({ kind: 'helo', sessionId: sess.id, ip: sess.ip, name: sess.helo });
+        this.deps.bus.emit({ kind: 'helo', sessionId: sess.id, ip: sess.ip, name: conn.hostNameAppearsAs });
       }
       if (typeof data === 'string' && ENHANCED.test(data)) context = false;
       if (code === 250 && Array.isArray(data) && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'LHLO')) {
@@ -389,10 +386,7 @@ export class SmtpFront {
    */
   private onSecure(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const sess = this.sess(session);
-    if (sess) {
-      sess.authUser = null;
-      sess.helo = '';
-    }
+    if (sess) sess.authUser = null;
     cb();
   }
 
@@ -429,7 +423,6 @@ export class SmtpFront {
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const sess = this.sess(session);
-    sess.helo = session.hostNameAppearsAs || sess.helo;
     const cfg = this.deps.config.current;
     if (!this.deps.spool.acceptingMail) {
       const text = '4.3.1 Insufficient system storage: the relay cannot store mail right now. Try again later.';
