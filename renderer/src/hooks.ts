@@ -64,8 +64,9 @@ export function useRelayQuery<M extends MethodName>(
   return useQuery<Result<M>, ApiError>({
     queryKey: [method, params],
     queryFn: () => api.call(method, params),
-    enabled: connected && (opts.enabled ?? true),
     ...opts,
+    // after the spread: a caller's `enabled: true` must not run a query while disconnected
+    enabled: connected && (opts.enabled ?? true),
   });
 }
 
