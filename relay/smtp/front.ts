@@ -237,9 +237,9 @@ export class SmtpFront {
       conn._setListeners(() => {
         const cfg = this.deps.config.current;
         if (this.server.connections.size > cfg.smtp.maxConnections) {
-          this.reject(sess, cfg, 'connect', 'smtp.maxConnections', 421,
-            `4.7.0 This server has too many connections (limit ${cfg.smtp.maxConnections}). Try again in a moment.`, true);
-          origSend(421, `4.7.0 This server has too many connections (limit ${cfg.smtp.maxConnections}). Try again in a moment.`, false);
+          const text = `4.7.0 This server has too many connections (limit ${cfg.smtp.maxConnections}). Try again in a moment.`;
+          this.reject(sess, 'connect', 'smtp.maxConnections', 421, text, true);
+          origSend(421, text, false);
           return;
         }
         const delay = cfg.smtp.greetingDelayMs > 0 && !this.exempt(sess, cfg) ? cfg.smtp.greetingDelayMs : 0;
@@ -252,7 +252,7 @@ export class SmtpFront {
       if (!conn._ready && !conn._closing) {
         const cfg = this.deps.config.current;
         const text = `5.5.0 Protocol error: ${sess.ip} sent a command before the greeting. Wait for the 220 greeting.`;
-        this.reject(sess, cfg, 'connect', 'smtp.greetingDelayMs', 554, text, true);
+        this.reject(sess, 'connect', 'smtp.greetingDelayMs', 554, text, true);
         origSend(554, text, false);
         conn.close();
         return;
@@ -297,7 +297,7 @@ export class SmtpFront {
         const cfg = this.deps.config.current;
         const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
         if (verdict && (verdict.mode === 'enforce' || sess.failed === cfg.checks.maxFailedCommands.max)) {
-          this.reject(sess, cfg, verdict.stage, verdict.rule, verdict.code, verdict.text, verdict.mode === 'enforce');
+          this.reject(sess, verdict.stage, verdict.rule, verdict.code, verdict.text, verdict.mode === 'enforce');
           if (verdict.mode === 'enforce') {
             origSend(421, verdict.text, false);
             return;
@@ -329,7 +329,7 @@ export class SmtpFront {
     return sess.authUser !== null || matcherFor(cfg).inAny(sess.parsed, cfg.relay.allowGroups, this.now());
   }
 
-  private reject(sess: Sess, _cfg: Config, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean): void {
+  private reject(sess: Sess, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean): void {
     this.deps.bus.emit({ kind: 'rejected', sessionId: sess.id, ip: sess.ip, stage, rule, code, text, enforced });
     this.deps.anvil.recordRejection(sess.key, { at: this.now(), rule, code, text, enforced });
   }
@@ -338,9 +338,9 @@ export class SmtpFront {
    * Apply verdicts in order: monitor ones are reported and passed; the first enforced one is returned
    * as the error to answer with (and its side effects, block and close, are applied).
    */
-  private decide(sess: Sess, cfg: Config, verdicts: policy.Verdict[]): ReplyError | null {
+  private decide(sess: Sess, verdicts: policy.Verdict[]): ReplyError | null {
     for (const v of verdicts) {
-      this.reject(sess, cfg, v.stage, v.rule, v.code, v.text, v.mode === 'enforce');
+      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce');
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
         this.deps.anvil.block(sess.key, {
@@ -362,7 +362,7 @@ export class SmtpFront {
     sess.counted = true;
     const connections = this.deps.anvil.connectionOpened(sess.key);
     this.deps.bus.emit({ kind: 'connect', sessionId: sess.id, ip: sess.ip, port: session.remotePort });
-    const err = this.decide(sess, cfg, policy.atConnect(cfg, {
+    const err = this.decide(sess, policy.atConnect(cfg, {
       ip: sess.ip,
       exempt: this.exempt(sess, cfg),
       connections,
@@ -414,7 +414,7 @@ export class SmtpFront {
         }
         this.deps.bus.emit({ kind: 'auth', sessionId: sess.id, ip: sess.ip, user: username.slice(0, 128), success: false, method: auth.method });
         const failures = this.deps.anvil.authFailure(sess.key);
-        const err = this.decide(sess, cfgNow, policy.authFailureLimit(cfgNow, { ip: sess.ip, exempt: this.exempt(sess, cfgNow), failuresInWindow: failures }));
+        const err = this.decide(sess, policy.authFailureLimit(cfgNow, { ip: sess.ip, exempt: this.exempt(sess, cfgNow), failuresInWindow: failures }));
         cb(err ?? new ReplyError(535, '5.7.8 Authentication failed: wrong user name or password.'));
       },
       (e: Error) => cb(new ReplyError(454, `4.7.0 Temporary authentication failure (${e.message}). Try again later.`)),
@@ -426,7 +426,7 @@ export class SmtpFront {
     const cfg = this.deps.config.current;
     if (!this.deps.spool.acceptingMail) {
       const text = '4.3.1 Insufficient system storage: the relay cannot store mail right now. Try again later.';
-      this.reject(sess, cfg, 'mail', 'storage', 452, text, true);
+      this.reject(sess, 'mail', 'storage', 452, text, true);
       cb(new ReplyError(452, text));
       return;
     }
@@ -439,7 +439,7 @@ export class SmtpFront {
     const finish = (reverseDnsFact: ReverseDnsFact | null, senderDomainFact: SenderDomainFact | null) => {
       const cfgNow = this.deps.config.current;
       if (reverseDnsFact?.result === 'ok') sess.clientHostname = reverseDnsFact.names[0] ?? null;
-      const err = this.decide(sess, cfgNow, policy.atMailFrom(cfgNow, {
+      const err = this.decide(sess, policy.atMailFrom(cfgNow, {
         ip: sess.ip,
         exempt: this.exempt(sess, cfgNow),
         dnsExempt,
@@ -473,7 +473,7 @@ export class SmtpFront {
       cb(new ReplyError(501, `5.1.3 Bad recipient address: ${route.why}.`));
       return;
     }
-    const tooMany = this.decide(sess, cfg, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length));
+    const tooMany = this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length));
     if (tooMany) {
       cb(tooMany);
       return;
@@ -484,16 +484,16 @@ export class SmtpFront {
         ? `the address uses ${route.why}, which this relay does not route for unauthenticated clients`
         : `${route.domain} is not a local domain, and ${sess.ip} has not authenticated and is not in an allowed group`;
       const text = `5.7.1 Relay access denied: ${why}.`;
-      this.reject(sess, cfg, 'rcpt', 'relay.access', 554, text, true);
+      this.reject(sess, 'rcpt', 'relay.access', 554, text, true);
       cb(new ReplyError(554, text));
       return;
     }
     if (route.kind === 'local' && !route.known) {
       const text = `5.1.1 <${route.address}>: no such recipient here. Check the address.`;
-      this.reject(sess, cfg, 'rcpt', 'recipient.unknown', 550, text, true);
+      this.reject(sess, 'rcpt', 'recipient.unknown', 550, text, true);
       const exempt = this.exempt(sess, cfg);
       const unknownLastHour = exempt ? 0 : this.deps.anvil.unknownRecipient(sess.key);
-      const limitErr = this.decide(sess, cfg, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }));
+      const limitErr = this.decide(sess, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }));
       cb(limitErr ?? new ReplyError(550, text));
       return;
     }
@@ -548,7 +548,7 @@ export class SmtpFront {
     });
     stream.on('end', () => {
       const cfgNow = this.deps.config.current;
-      const tooBig = this.decide(sess, cfgNow, policy.messageTooBig(sizeRule, size));
+      const tooBig = this.decide(sess, policy.messageTooBig(sizeRule, size));
       if (tooBig) {
         void writer.abort();
         finish(new ReplyError(552, tooBig.message));
@@ -556,7 +556,7 @@ export class SmtpFront {
       }
       writer.write(fixer.end());
       if (fixer.sawBare) {
-        const bare = this.decide(sess, cfgNow, policy.bareLineEnding(cfgNow));
+        const bare = this.decide(sess, policy.bareLineEnding(cfgNow));
         if (bare) {
           void writer.abort();
           finish(bare);
@@ -586,7 +586,7 @@ export class SmtpFront {
           },
           (e: Error & { code?: string }) => {
             const text = `4.3.1 Insufficient system storage: the message could not be stored (${e.code ?? e.message}). Try again later.`;
-            this.reject(sess, cfgNow, 'data', 'storage', 452, text, true);
+            this.reject(sess, 'data', 'storage', 452, text, true);
             finish(new ReplyError(452, text));
           },
         );
