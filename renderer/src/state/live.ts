@@ -69,7 +69,10 @@ export class LiveStore {
     if (events.length === 0 && !batch.dropped) return;
     for (const e of events) this.pending.push(e);
     this.received += events.length;
-    this.rateWindow.push({ at: this.now(), n: events.length });
+    const now = this.now();
+    this.rateWindow.push({ at: now, n: events.length });
+    // trimmed here too: rate() is only called while the live view is shown, and the window must not grow meanwhile
+    this.trimRate(now);
     if (this.pending.length > this.cap) {
       const extra = this.pending.length - this.cap;
       this.pending.splice(0, extra);
@@ -174,10 +177,12 @@ export class LiveStore {
   session(sessionId: string): RelayEvent[] {
     return this.sessions.get(sessionId)?.slice() ?? [];
   }
+  private trimRate(now: number): void {
+    while (this.rateWindow.length && this.rateWindow[0]!.at < now - 2000) this.rateWindow.shift();
+  }
   /** events per second over the last two seconds */
   rate(): number {
-    const now = this.now();
-    while (this.rateWindow.length && this.rateWindow[0]!.at < now - 2000) this.rateWindow.shift();
+    this.trimRate(this.now());
     let n = 0;
     for (const r of this.rateWindow) n += r.n;
     return Math.round(n / 2);
