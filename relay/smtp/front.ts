@@ -257,7 +257,8 @@ export class SmtpFront {
         conn.close();
         return;
       }
-      sess.lastCommand = (command || '').toString().split(' ', 1)[0]!.toUpperCase();
+      // a continuation line of an AUTH exchange is a credential, not a command: never keep it as lastCommand
+      if (!conn._nextHandler) sess.lastCommand = (command || '').toString().split(' ', 1)[0]!.toUpperCase();
       if (sess.lastCommand === 'AUTH' && !conn._nextHandler && !conn.secure && !sess.loopback) {
         // smtp-server (allowInsecureAuth, which loopback needs) would prompt for AUTH LOGIN's user name and
         // password before onAuth could refuse: refuse here, before the client sends a credential in clear
