@@ -5,7 +5,7 @@
  *   const [errors, setErrors] = useState<FieldErrors>({});
  *   <TextField label="Host" name="host" value={host} onChange={setHost} error={errors.host} />
  */
-import { useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes } from 'react';
+import { useId, type ChangeEvent, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes } from 'react';
 import type { z } from 'zod';
 import { ApiError } from '../api.ts';
 
@@ -77,6 +77,26 @@ export function Field({ label, error, hint, children, className, inline }: Field
 
 type InputRest = Omit<InputHTMLAttributes<HTMLInputElement>, 'onChange' | 'value' | 'id'>;
 
+/** The props TextField and SelectField give their control: ids, value, aria state, and the disabled reason. */
+function controlProps<E extends HTMLInputElement | HTMLSelectElement>(
+  { id, describedBy, invalid }: { id: string; describedBy: string | undefined; invalid: boolean },
+  value: string,
+  onChange: (value: string) => void,
+  disabledReason: string | null | undefined,
+  rest: { disabled?: boolean; title?: string },
+) {
+  return {
+    id,
+    value,
+    onChange: (e: ChangeEvent<E>) => onChange(e.target.value),
+    'aria-invalid': invalid || undefined,
+    'aria-describedby': describedBy,
+    disabled: Boolean(disabledReason) || rest.disabled,
+    title: disabledReason ?? rest.title,
+    'data-disabled-reason': disabledReason ?? undefined,
+  };
+}
+
 export interface TextFieldProps extends InputRest {
   label: ReactNode;
   value: string;
@@ -91,19 +111,7 @@ export interface TextFieldProps extends InputRest {
 export function TextField({ label, value, onChange, error, hint, disabledReason, inline, className, ...rest }: TextFieldProps) {
   return (
     <Field label={label} error={error} hint={hint} inline={inline} className={className}>
-      {({ id, describedBy, invalid }) => (
-        <input
-          {...rest}
-          id={id}
-          value={value}
-          onChange={(e) => onChange(e.target.value)}
-          aria-invalid={invalid || undefined}
-          aria-describedby={describedBy}
-          disabled={Boolean(disabledReason) || rest.disabled}
-          title={disabledReason ?? rest.title}
-          data-disabled-reason={disabledReason ?? undefined}
-        />
-      )}
+      {(ids) => <input {...rest} {...controlProps<HTMLInputElement>(ids, value, onChange, disabledReason, rest)} />}
     </Field>
   );
 }
@@ -132,18 +140,8 @@ export interface SelectFieldProps extends Omit<SelectHTMLAttributes<HTMLSelectEl
 export function SelectField({ label, value, onChange, options, error, hint, disabledReason, inline, className, ...rest }: SelectFieldProps) {
   return (
     <Field label={label} error={error} hint={hint} inline={inline} className={className}>
-      {({ id, describedBy, invalid }) => (
-        <select
-          {...rest}
-          id={id}
-          value={value}
-          onChange={(e) => onChange(e.target.value)}
-          aria-invalid={invalid || undefined}
-          aria-describedby={describedBy}
-          disabled={Boolean(disabledReason) || rest.disabled}
-          title={disabledReason ?? rest.title}
-          data-disabled-reason={disabledReason ?? undefined}
-        >
+      {(ids) => (
+        <select {...rest} {...controlProps<HTMLSelectElement>(ids, value, onChange, disabledReason, rest)}>
           {options.map((o) => {
             const v = typeof o === 'string' ? o : o.value;
             return (
