@@ -3,7 +3,6 @@
  * the SMTP front, wired together. The CLI starts one; tests start one in-process on port 0.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseHostPort, formatHostPort } from '../shared/hostport.ts';
 import { Anvil } from './clients/anvil.ts';
@@ -11,10 +10,9 @@ import { DnsResolver } from './dns/resolver.ts';
 import { EventBus } from './events/bus.ts';
 import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
-import { ConfigStore } from './store/config-store.ts';
+import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
 import { TokenStore } from './store/tokens.ts';
 import { loadOrCreateIdentity, type TlsIdentity } from './tls/cert.ts';
-import { writeFileAtomic } from './store/config-store.ts';
 import { AuditLog } from './store/audit.ts';
 import { EventHistory, type HistoryOptions } from './store/history.ts';
 import { ConfigRevisions } from './manage/config-revisions.ts';
@@ -103,7 +101,7 @@ export class Relay {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const { store: config, created } = ConfigStore.open(dataDir);
     const c = config.current;
-    const identity = await loadOrCreateIdentity(dataDir, c.smtp.hostname ?? os.hostname(), c.tls);
+    const identity = await loadOrCreateIdentity(dataDir, relayHostname(c), c.tls);
     const tokens = TokenStore.open(dataDir);
     let adminToken = false;
     const tokenFile = path.join(dataDir, 'admin-token');
@@ -165,7 +163,7 @@ export class Relay {
     if (!mlisten.ok) throw new Error(`manage.listen ${mlisten.error}`);
     const manage = new ManageServer({
       config, revisions, bus, anvil, queue, tokens, history, audit, identity, now, log,
-      hostname: () => config.current.smtp.hostname ?? os.hostname(),
+      hostname: () => relayHostname(config.current),
       smtpAddress: () => formatHostPort(relay.smtpAddress),
       limits: opts.manageLimits,
     });

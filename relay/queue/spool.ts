@@ -6,7 +6,6 @@
  * acceptingMail turns false after a write failure (disk full, I/O error) and back to true when a probe write succeeds.
  */
 import fs, { createReadStream, promises as fsp } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Config } from '../../shared/config.ts';
@@ -16,6 +15,7 @@ import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, readTrailer
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
 import { SmtpClient } from './smtp-client.ts';
+import { relayHostname } from '../store/config-store.ts';
 
 export interface Envelope {
   /** '' = null sender (bounces) */
@@ -893,7 +893,7 @@ export class Queue {
   }
 
   private heloName(config: Config): string {
-    return config.smtp.hostname ?? os.hostname();
+    return relayHostname(config);
   }
 
   /** One destination, one recipient group: resolve, then try each address until one session gets to the envelope. */

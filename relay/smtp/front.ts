@@ -18,7 +18,6 @@
  *  - the server's _closeTimeout: hidden from _onCommand's synchronous "shutting down" check while a session
  *    finishes a transaction it began before close().
  */
-import os from 'node:os';
 import net from 'node:net';
 import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress, type SMTPServerAuthentication } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -29,7 +28,7 @@ import type { Anvil } from '../clients/anvil.ts';
 import { checkReverseDns, checkSenderDomain, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import type { EventBus } from '../events/bus.ts';
-import type { ConfigStore } from '../store/config-store.ts';
+import { relayHostname, type ConfigStore } from '../store/config-store.ts';
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.ts';
 import * as policy from '../policy/verdicts.ts';
 import { classifyRecipient, senderDomainOf } from '../policy/routing.ts';
@@ -133,7 +132,7 @@ export class SmtpFront {
     this.now = deps.now ?? Date.now;
     const c = deps.config.current;
     this.server = new SMTPServer({
-      name: c.smtp.hostname ?? os.hostname(),
+      name: relayHostname(c),
       banner: 'Relay Warden',
       key: deps.tls.key,
       cert: deps.tls.cert,
@@ -174,7 +173,7 @@ export class SmtpFront {
       conn.init();
     };
     deps.config.onChange(({ config }) => {
-      this.server.options.name = config.smtp.hostname ?? os.hostname();
+      this.server.options.name = relayHostname(config);
     });
   }
 
@@ -513,7 +512,7 @@ export class SmtpFront {
     let size = 0;
     let stopWriting = false;
     let done = false;
-    const name = this.server.options.name ?? os.hostname();
+    const name = this.server.options.name ?? relayHostname(cfg);
     const helo = session.hostNameAppearsAs || 'unknown';
     const proto = session.transmissionType || 'ESMTP';
     const rcpts = session.envelope.rcptTo.map((r) => r.address);

@@ -5,8 +5,14 @@
  * after it (in open sessions too) sees the new config, and none sees half of one.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { type Config, type ConfigIssue, formatIssues, parseConfig, defaultConfig } from '../../shared/config.ts';
+
+/** The name the relay uses for itself (greeting, Received headers, HELO when delivering, its certificate). */
+export function relayHostname(c: Config): string {
+  return c.smtp.hostname ?? os.hostname();
+}
 
 export class ConfigError extends Error {
   constructor(
