@@ -2,6 +2,7 @@
  * SSH-style known hosts: the certificate fingerprint accepted for each relay (host:port).
  * Unknown -> ask the user; same -> go on; different -> hard stop showing both.
  */
+import { formatHostPort } from '../../shared/hostport.ts';
 import type { JsonFile } from './ports.ts';
 
 export interface KnownHost {
@@ -12,7 +13,7 @@ export interface KnownHost {
 
 type Doc = { hosts: Record<string, KnownHost> };
 
-export const hostKey = (host: string, port: number) => (host.includes(':') ? `[${host.toLowerCase()}]:${port}` : `${host.toLowerCase()}:${port}`);
+export const hostKey = (host: string, port: number) => formatHostPort({ host: host.toLowerCase(), port });
 
 export class KnownHosts {
   constructor(private readonly file: JsonFile<Doc>) {}
