@@ -4,7 +4,7 @@
  * operations in BRIDGE_OPS exist, every argument is validated here, and errors cross as plain data.
  */
 import path from 'node:path';
-import { BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp } from '../../shared/console-api.ts';
+import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp } from '../../shared/console-api.ts';
 import { RpcError, isMethodName } from '../../shared/protocol.ts';
 import { RelayConnection, type ConnectionOptions } from './connection.ts';
 import { jsonFile } from './json-file.ts';
@@ -60,18 +60,11 @@ export class ConsoleCore {
 
   /** Subscribe a push channel (state, events, stats, config). */
   on(channel: BridgeChannel, fn: (payload: unknown) => void): () => void {
-    switch (channel) {
-      case 'state':
-        return this.connection.on('state', fn);
-      case 'events':
-        return this.connection.on('events', fn);
-      case 'stats':
-        return this.connection.on('stats', fn);
-      case 'config':
-        return this.connection.on('config', fn);
-      default:
-        throw new BridgeFailure({ code: 'invalid', message: `unknown channel ${String(channel)}` });
+    // the push channels are the connection's event kinds, one for one
+    if (!(BRIDGE_CHANNELS as readonly string[]).includes(channel)) {
+      throw new BridgeFailure({ code: 'invalid', message: `unknown channel ${String(channel)}` });
     }
+    return this.connection.on(channel, fn);
   }
 
   /** The one entry point from the renderer. Resolves with plain data; rejects with BridgeFailure. */
