@@ -185,6 +185,39 @@ describe('console core against a real relay', () => {
   });
 });
 
+describe('a socket that drops during the login', () => {
+  it('counts one attempt per drop: the close and the failed login call do not both schedule a retry', async () => {
+    const https = await import('node:https');
+    const { WebSocketServer } = await import('ws');
+    const { cert, key } = await generateSelfSigned('flaky.test');
+    const server = https.createServer({ cert, key });
+    const wss = new WebSocketServer({ server });
+    // accept the upgrade, then hang up on the first message (auth.login)
+    wss.on('connection', (ws) => ws.once('message', () => ws.terminate()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(async () => {
+      wss.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const fp = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.on('error', reject);
+    });
+    const { core, states } = newCore();
+    const p = (await core.invoke('profiles.save', [{ name: 'flaky', host: '127.0.0.1', port, token: 'rwt_whatever' }])) as { id: string };
+    await core.invoke('connection.acceptFingerprint', [p.id, fp]);
+    await waitFor(() => states.filter((s) => s.status === 'reconnecting').length >= 3, 'three reconnects');
+    const retries = states.filter((s) => s.status === 'reconnecting');
+    expect(retries.slice(0, 3).map((s) => s.attempt)).toEqual([2, 3, 4]);
+    expect(retries.slice(0, 3).every((s) => /connection to the relay was lost/.test(s.message))).toBe(true);
+  });
+});
+
 describe('the bridge', () => {
   it('lets only allow-listed operations and methods through, and returns errors as data', async () => {
     const { core } = newCore();

@@ -207,7 +207,9 @@ export class RelayConnection {
       // consumers refetch the config and the rest after a reconnect
       if (wasReconnect) this.emit('config', { revision: login.configRevision, by: 'resync', source: 'reconnect' });
     } catch (err) {
-      if (gen !== this.generation) return;
+      // the socket closed under the login: the close handler has scheduled the retry already (a second one here
+      // would count the attempt twice and double the backoff)
+      if (gen !== this.generation || this.rpc !== rpc) return;
       if (err instanceof RpcError && err.code === ErrorCode.Unauthenticated) {
         return this.stop(gen, 'auth-failed', 'The relay refused the token. Paste a valid token (the admin-token file on the relay, or one from "token create").');
       }
