@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { RelayEvent } from './events.ts';
+import { normalizeIp } from './ip.ts';
 import type { MethodName, NotificationParams, Params, Result } from './protocol.ts';
 
 const HOST = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\d{1,3}(\.\d{1,3}){3}$|^\[?[0-9A-Fa-f:.]+\]?$/;
@@ -12,7 +13,14 @@ export const ProfileInput = z.strictObject({
   /** absent: a new profile */
   id: z.string().min(1).max(64).optional(),
   name: z.string().trim().min(1, 'give the server a name').max(100),
-  host: z.string().trim().min(1, 'enter the relay host name or address').max(253).regex(HOST, 'not a host name or IP address'),
+  host: z
+    .string()
+    .trim()
+    .min(1, 'enter the relay host name or address')
+    .max(253)
+    .regex(HOST, 'not a host name or IP address')
+    // the pattern lets any run of hex digits, colons and brackets through: an IPv6 address must really be one
+    .refine((h) => !h.includes(':') || normalizeIp(h.replace(/^\[(.*)\]$/, '$1')) !== null, 'not a valid IPv6 address (e.g. ::1 or [2001:db8::5])'),
   port: z.coerce.number().int('the port is a whole number').min(1, 'ports are 1-65535').max(65535, 'ports are 1-65535'),
   /** absent on edit: keep the stored token */
   token: z.string().trim().min(1, 'paste the token from the relay (admin-token file or "token create")').max(200).optional(),

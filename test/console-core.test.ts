@@ -233,6 +233,16 @@ describe('the bridge', () => {
     await expect(core.invoke('profiles.save', [{ name: 'x', host: 'relay.example.com', port: 8465 }])).rejects.toMatchObject({ payload: { message: expect.stringMatching(/token/) } });
   });
 
+  it('refuses an IPv6 host that is not one (unbalanced brackets, bare colons) on the host field, and keeps real ones', async () => {
+    const { core } = newCore();
+    for (const host of ['[::1', '::1]', ':::::']) {
+      const err = (await core.invoke('profiles.save', [{ name: 'v6', host, port: 8465, token: 't' }]).catch((e: BridgeFailure) => e)) as BridgeFailure;
+      expect(err.payload).toMatchObject({ code: 'invalid', data: { issues: [{ path: ['host'] }] } });
+    }
+    const saved = (await core.invoke('profiles.save', [{ name: 'v6', host: '[::1]', port: 8465, token: 't' }])) as { host: string };
+    expect(saved.host).toBe('::1');
+  });
+
   it('warns when tokens can only be stored with the plain-text backend', async () => {
     const core = new ConsoleCore({
       secrets: testSecretStore('basic_text'),
