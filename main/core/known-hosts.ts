@@ -26,12 +26,6 @@ export class KnownHosts {
     return this.doc().hosts[hostKey(host, port)] ?? null;
   }
 
-  check(host: string, port: number, fingerprint256: string): 'known' | 'unknown' | 'mismatch' {
-    const k = this.get(host, port);
-    if (!k) return 'unknown';
-    return k.fingerprint256.toUpperCase() === fingerprint256.toUpperCase() ? 'known' : 'mismatch';
-  }
-
   accept(host: string, port: number, fingerprint256: string, subject: string): void {
     const d = this.doc();
     d.hosts[hostKey(host, port)] = { fingerprint256: fingerprint256.toUpperCase(), subject, acceptedAt: new Date().toISOString() };
