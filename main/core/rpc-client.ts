@@ -46,6 +46,9 @@ export class RpcClient {
       if (msg.error) p.reject(new RpcError(msg.error.code, msg.error.message, msg.error.data));
       else p.resolve(msg.result);
     });
+    // a socket error after the open must never be unhandled (it would crash the main process); the close that
+    // follows it is what the connection reacts to
+    ws.on('error', () => {});
     ws.on('close', (code, reason) => {
       this.closed = true;
       const why = reason.toString() || `connection closed (${code})`;

@@ -24,10 +24,14 @@ function wireState(): void {
     current = s;
     for (const l of stateListeners) l();
   });
-  void api.connection.state().then((s) => {
-    current = s;
-    for (const l of stateListeners) l();
-  });
+  void api.connection.state().then(
+    (s) => {
+      current = s;
+      for (const l of stateListeners) l();
+    },
+    // the bridge failed: the next state push (onState) still brings the state
+    (err: unknown) => console.error(`reading the connection state failed: ${(err as Error)?.message ?? String(err)}`),
+  );
 }
 
 export function useConnection(): ConnectionState | null {
