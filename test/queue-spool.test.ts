@@ -71,6 +71,8 @@ describe('spool', () => {
     // the data on disk starts with exactly the bytes written; the envelope trails them
     const raw = readFileSync(path.join(dir, 'queue', `${id}.msg`));
     expect(raw.subarray(0, size).equals(body)).toBe(true);
+    // the started queue defers the message at once (no DNS here) and writes its state through tmp/: let that settle
+    await q2.stop();
     expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
 
