@@ -94,6 +94,79 @@ describe('EventHistory', () => {
   });
 });
 
+describe('EventHistory counts and statements', () => {
+  const connect = (id: number, at: number, ip: string): RelayEvent => ({ id, at, kind: 'connect', sessionId: `s${id}`, ip });
+
+  it('counts an event id stored twice (INSERT OR REPLACE) once, through flush and load, and across a reopen', () => {
+    const file = path.join(tmp(), 'history.sqlite');
+    const t0 = 1_700_000_000_000;
+    const h = EventHistory.open({ file, now: () => t0, flushMs: 10_000 });
+    h.record(connect(1, t0, '192.0.2.1'));
+    h.record(connect(2, t0, '192.0.2.2'));
+    h.flush();
+    expect(h.storedEvents).toBe(2);
+    // the same id again, in a later flush: the row is replaced, not added
+    h.record(connect(2, t0 + 1, '192.0.2.22'));
+    h.flush();
+    expect(h.storedEvents).toBe(2);
+    expect(h.query({ ip: '192.0.2.22', limit: 10 }).events.map((e) => e.id)).toEqual([2]);
+    expect(h.query({ ip: '192.0.2.2', limit: 10 }).events).toEqual([]);
+    // twice within one batch, and a block of 64 (the multi-row insert) that overlaps stored ids
+    h.record(connect(3, t0, '192.0.2.3'));
+    h.record(connect(3, t0, '192.0.2.33'));
+    h.flush();
+    expect(h.storedEvents).toBe(3);
+    h.load(Array.from({ length: 130 }, (_, i) => connect(i + 1, t0 + i, '198.51.100.1')));
+    expect(h.storedEvents).toBe(130);
+    h.close();
+    const again = EventHistory.open({ file, now: () => t0, flushMs: 10_000 });
+    expect(again.storedEvents).toBe(130);
+    again.close();
+  });
+
+  it('answers repeated queries with different filters right while reusing a bounded set of prepared statements', () => {
+    const clock = new FakeClock();
+    const h = EventHistory.open({ file: path.join(tmp(), 'history.sqlite'), now: clock.now, flushMs: 10_000 });
+    const bus = new EventBus({ now: clock.now });
+    h.attach(bus);
+    const t0 = clock.now();
+    fill(bus, clock, 200, 1000, (i) => `192.0.2.${i % 4}`);
+    const ids = (r: { events: RelayEvent[] }) => r.events.map((e) => e.id);
+    const every = h.query({ limit: 1000 }).events;
+    const expected = (pred: (e: RelayEvent) => boolean) => every.filter(pred).map((e) => e.id);
+    const rounds = () => {
+      for (let n = 0; n < 4; n++) {
+        const ip = `192.0.2.${n}`;
+        // same SQL text, other values: each answer is for its own arguments
+        expect(ids(h.query({ ip, limit: 1000 }))).toEqual(expected((e) => e.ip === ip));
+        expect(ids(h.query({ ip, kinds: ['rejected'], limit: 1000 }))).toEqual(expected((e) => e.ip === ip && e.kind === 'rejected'));
+        expect(ids(h.query({ ip, from: t0 + n * 10_000, to: t0 + 100_000, order: 'desc', limit: 1000 }))).toEqual(
+          expected((e) => e.ip === ip && e.at >= t0 + n * 10_000 && e.at < t0 + 100_000).reverse(),
+        );
+        expect(ids(h.query({ sessionId: `s${n * 10}`, limit: 5 }))).toEqual([n * 10 + 1]);
+        const first = h.query({ ip, order: 'asc', limit: 7 });
+        expect(ids(h.query({ ip, order: 'asc', cursor: first.events.at(-1)!.id, limit: 7 }))).toEqual(expected((e) => e.ip === ip).slice(7, 14));
+      }
+      expect(ids(h.query({ kinds: ['connect', 'rejected'], limit: 1000 }))).toEqual(expected(() => true));
+      expect(ids(h.query({ rejectionsOnly: true, limit: 1000 }))).toEqual(expected((e) => e.kind === 'rejected'));
+      expect(h.range(10, 15, 100).map((e) => e.id)).toEqual([11, 12, 13, 14, 15]);
+      expect(h.countBetween(t0, t0 + 50_000)).toBe(50);
+    };
+    rounds();
+    const held = h.cachedStatements;
+    expect(held).toBeGreaterThan(0);
+    // the same queries again prepare nothing new
+    rounds();
+    expect(h.cachedStatements).toBe(held);
+    // many distinct SQL texts (one per number of kinds): the cache stays bounded and answers stay right
+    const kinds = Array.from({ length: 100 }, (_, i) => `kind${i}`);
+    for (let n = 1; n <= 100; n++) expect(h.query({ kinds: ['rejected', ...kinds.slice(0, n)], limit: 1000 }).events).toHaveLength(20);
+    expect(h.cachedStatements).toBeLessThanOrEqual(64);
+    rounds();
+    h.close();
+  });
+});
+
 describe('across a restart', () => {
   let t: ManageRelay | null = null;
   let second: Relay | null = null;

@@ -16,6 +16,8 @@ import Database from 'better-sqlite3';
 import type { RelayEvent } from '../../shared/events.ts';
 
 const ROWS_PER_INSERT = 64;
+/** prepared statements kept for reuse (query() builds one SQL text per combination of filters; the oldest unused go) */
+const STATEMENT_CACHE_MAX = 64;
 
 const jsonCache = new WeakMap<RelayEvent, string>();
 /** JSON of an event, computed once (history and every subscriber share it). */
@@ -92,7 +94,10 @@ export class EventHistory {
   private rowCount: number;
   private readonly insert: Database.Statement;
   private readonly insertBlock: Database.Statement;
-  private readonly insertMany: (events: RelayEvent[]) => void;
+  /** writes the events; returns how many rows the table gained (a replaced id is not a new row) */
+  private readonly insertMany: (events: RelayEvent[]) => number;
+  /** prepared statements by SQL text, least recently used first (bounded by STATEMENT_CACHE_MAX) */
+  private readonly statements = new Map<string, Database.Statement>();
 
   private constructor(opts: HistoryOptions) {
     this.file = opts.file;
@@ -136,7 +141,20 @@ export class EventHistory {
       `INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES ${Array(ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?)').join(', ')}`,
     );
     const args: unknown[] = new Array(ROWS_PER_INSERT * 6);
-    this.insertMany = this.db.transaction((events: RelayEvent[]) => {
+    // INSERT OR REPLACE reports one change per row written, replaced or not (SQLite does not count the delete of the
+    // replaced row), so `changes` cannot tell a new row from a replaced one. The rows in the batch's id span before
+    // and after the insert can: a REPLACE only touches rows with one of the batch's ids, all inside the span. The
+    // span of a flush is its own new ids (above every stored one), so both counts are short rowid range scans.
+    const countSpan = this.db.prepare('SELECT count(*) AS n FROM events WHERE id >= ? AND id <= ?').pluck();
+    this.insertMany = this.db.transaction((events: RelayEvent[]): number => {
+      if (events.length === 0) return 0;
+      let lo = events[0]!.id;
+      let hi = lo;
+      for (const e of events) {
+        if (e.id < lo) lo = e.id;
+        else if (e.id > hi) hi = e.id;
+      }
+      const before = countSpan.get(lo, hi) as number;
       let i = 0;
       for (; i + ROWS_PER_INSERT <= events.length; i += ROWS_PER_INSERT) {
         for (let j = 0, k = 0; j < ROWS_PER_INSERT; j++) {
@@ -154,6 +172,7 @@ export class EventHistory {
         const e = events[i]!;
         this.insert.run(e.id, e.at, e.kind, e.ip, e.sessionId, eventJson(e));
       }
+      return (countSpan.get(lo, hi) as number) - before;
     });
     this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
     this.flushTimer = setInterval(() => this.flush(), opts.flushMs ?? 200);
@@ -166,6 +185,25 @@ export class EventHistory {
     const h = new EventHistory(opts);
     h.prune();
     return h;
+  }
+
+  /** The prepared statement for this SQL text, from the cache when it was prepared before (LRU, bounded). */
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (s !== undefined) {
+      // most recently used goes last, so the first key is the one to evict
+      this.statements.delete(sql);
+    } else {
+      s = this.db.prepare(sql);
+      if (this.statements.size >= STATEMENT_CACHE_MAX) this.statements.delete(this.statements.keys().next().value!);
+    }
+    this.statements.set(sql, s);
+    return s;
+  }
+
+  /** Prepared statements held for reuse (at most STATEMENT_CACHE_MAX). */
+  get cachedStatements(): number {
+    return this.statements.size;
   }
 
   /** Listen to a bus: every event is recorded. */
@@ -189,8 +227,7 @@ export class EventHistory {
     const batch = this.pending;
     this.pending = [];
     try {
-      this.insertMany(batch);
-      this.rowCount += batch.length;
+      this.rowCount += this.insertMany(batch);
     } catch (err) {
       this.droppedEvents += batch.length;
       this.log(`history: could not store ${batch.length} events in ${this.file}: ${(err as Error).message}`);
@@ -203,21 +240,17 @@ export class EventHistory {
     for (const e of events) {
       batch.push(e);
       if (batch.length >= 50_000) {
-        this.insertMany(batch);
-        this.rowCount += batch.length;
+        this.rowCount += this.insertMany(batch);
         batch = [];
       }
     }
-    if (batch.length) {
-      this.insertMany(batch);
-      this.rowCount += batch.length;
-    }
+    if (batch.length) this.rowCount += this.insertMany(batch);
   }
 
   /** The highest event id stored (0 when none): the bus continues after it, so ids stay monotonic across restarts. */
   lastEventId(): number {
     this.flush();
-    return (this.db.prepare('SELECT max(id) AS id FROM events').get() as { id: number | null }).id ?? 0;
+    return (this.stmt('SELECT max(id) AS id FROM events').get() as { id: number | null }).id ?? 0;
   }
 
   get storedEvents(): number {
@@ -225,7 +258,7 @@ export class EventHistory {
   }
 
   oldestAt(): number | null {
-    return (this.db.prepare('SELECT min(at) AS at FROM events').get() as { at: number | null }).at;
+    return (this.stmt('SELECT min(at) AS at FROM events').get() as { at: number | null }).at;
   }
 
   bytes(): number {
@@ -280,7 +313,7 @@ export class EventHistory {
     }
     const desc = (q.order ?? 'asc') === 'desc';
     if (q.cursor !== undefined) {
-      const row = this.db.prepare('SELECT at FROM events WHERE id = ?').get(q.cursor) as { at: number } | undefined;
+      const row = this.stmt('SELECT at FROM events WHERE id = ?').get(q.cursor) as { at: number } | undefined;
       if (row) {
         where.push(desc ? '(at < ? OR (at = ? AND id < ?))' : '(at > ? OR (at = ? AND id > ?))');
         args.push(row.at, row.at, q.cursor);
@@ -291,7 +324,7 @@ export class EventHistory {
     }
     const dir = desc ? 'DESC' : 'ASC';
     const sql = `SELECT id, at, json FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY at ${dir}, id ${dir} LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as EventRow[];
+    const rows = this.stmt(sql).all(...args, q.limit + 1) as EventRow[];
     const more = rows.length > q.limit;
     if (more) rows.pop();
     return { events: rows.map((r) => JSON.parse(r.json) as RelayEvent), more };
@@ -300,9 +333,7 @@ export class EventHistory {
   /** Events with sinceId < id <= untilId in id order, at most limit (the subscription backlog older than the bus ring). */
   range(sinceId: number, untilId: number, limit: number): RelayEvent[] {
     this.flush();
-    const rows = this.db
-      .prepare('SELECT json FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?')
-      .all(sinceId, untilId, limit) as { json: string }[];
+    const rows = this.stmt('SELECT json FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?').all(sinceId, untilId, limit) as { json: string }[];
     return rows.map((r) => JSON.parse(r.json) as RelayEvent);
   }
 
@@ -311,10 +342,16 @@ export class EventHistory {
     this.flush();
     const k = kinds.map(() => '?').join(', ');
     const rows = (after
-      ? this.db
-          .prepare(`SELECT json FROM events WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`)
-          .all(from, to, after.at, after.at, after.id, ...kinds, limit)
-      : this.db.prepare(`SELECT json FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(from, to, ...kinds, limit)) as {
+      ? this.stmt(`SELECT json FROM events WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(
+          from,
+          to,
+          after.at,
+          after.at,
+          after.id,
+          ...kinds,
+          limit,
+        )
+      : this.stmt(`SELECT json FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(from, to, ...kinds, limit)) as {
       json: string;
     }[];
     return rows.map((r) => JSON.parse(r.json) as RelayEvent);
@@ -323,12 +360,12 @@ export class EventHistory {
   /** Events of every kind in [from, to) (the simulation's size bound). */
   countBetween(from: number, to: number): number {
     this.flush();
-    return (this.db.prepare('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
+    return (this.stmt('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
   }
 
   /** The time of the event at 0-based position offset in [from, to), in time order. */
   atOffset(from: number, to: number, offset: number): number | null {
-    const row = this.db.prepare('SELECT at FROM events WHERE at >= ? AND at < ? ORDER BY at LIMIT 1 OFFSET ?').get(from, to, offset) as { at: number } | undefined;
+    const row = this.stmt('SELECT at FROM events WHERE at >= ? AND at < ? ORDER BY at LIMIT 1 OFFSET ?').get(from, to, offset) as { at: number } | undefined;
     return row?.at ?? null;
   }
 
@@ -337,7 +374,7 @@ export class EventHistory {
     if (this.closed) return;
     this.flush();
     const cutoff = this.now() - this.retentionDays() * 86_400_000;
-    const del = this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
+    const del = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
     let removed = 0;
     for (let i = 0; i < 1000; i++) {
       const n = del.run(cutoff).changes;
@@ -345,49 +382,53 @@ export class EventHistory {
       if (n < 20_000) break;
     }
     // the size bound counts pages in use: pages freed by deletes are reused, so the file stops growing at about maxBytes
-    let rows = removed > 0 ? (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n : this.rowCount;
+    let rows = removed > 0 ? (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n : this.rowCount;
     for (let i = 0; i < 20 && this.liveBytes() > this.maxBytes && rows > 0; i++) {
       const drop = Math.max(1, Math.floor(rows / 10));
-      const n = this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
+      const n = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
       removed += n;
       rows -= n;
       this.log(`history: ${this.file} is over its size limit (${Math.round(this.maxBytes / 1024 ** 2)} MiB); deleted the oldest ${n} events`);
     }
-    if (removed > 0) this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+    if (removed > 0) this.rowCount = (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n;
   }
 
   // --- config revisions ----------------------------------------------------------------------------------------
 
   saveRevision(r: RevisionRow): void {
-    this.db
-      .prepare('INSERT OR REPLACE INTO config_revisions (revision, at, by, source, remote_ip, config, changes) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(r.revision, r.at, r.by, r.source, r.remoteIp, r.config, r.changes);
+    this.stmt('INSERT OR REPLACE INTO config_revisions (revision, at, by, source, remote_ip, config, changes) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+      r.revision,
+      r.at,
+      r.by,
+      r.source,
+      r.remoteIp,
+      r.config,
+      r.changes,
+    );
   }
 
   lastRevision(): RevisionRow | null {
-    return (this.db.prepare('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions ORDER BY revision DESC LIMIT 1').get() as
+    return (this.stmt('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions ORDER BY revision DESC LIMIT 1').get() as
       | RevisionRow
       | undefined) ?? null;
   }
 
   getRevision(revision: number): RevisionRow | null {
-    return (this.db.prepare('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions WHERE revision = ?').get(revision) as
+    return (this.stmt('SELECT revision, at, by, source, remote_ip AS remoteIp, config, changes FROM config_revisions WHERE revision = ?').get(revision) as
       | RevisionRow
       | undefined) ?? null;
   }
 
   /** Newest first, without the configs. */
   revisions(limit: number, beforeRevision?: number): Omit<RevisionRow, 'config'>[] {
-    return this.db
-      .prepare(
-        `SELECT revision, at, by, source, remote_ip AS remoteIp, changes FROM config_revisions ${beforeRevision !== undefined ? 'WHERE revision < ?' : ''} ORDER BY revision DESC LIMIT ?`,
-      )
-      .all(...(beforeRevision !== undefined ? [beforeRevision, limit] : [limit])) as Omit<RevisionRow, 'config'>[];
+    return this.stmt(
+      `SELECT revision, at, by, source, remote_ip AS remoteIp, changes FROM config_revisions ${beforeRevision !== undefined ? 'WHERE revision < ?' : ''} ORDER BY revision DESC LIMIT ?`,
+    ).all(...(beforeRevision !== undefined ? [beforeRevision, limit] : [limit])) as Omit<RevisionRow, 'config'>[];
   }
 
   /** Keep the newest `keep` revisions. */
   trimRevisions(keep: number): void {
-    this.db.prepare('DELETE FROM config_revisions WHERE revision <= (SELECT max(revision) FROM config_revisions) - ?').run(keep);
+    this.stmt('DELETE FROM config_revisions WHERE revision <= (SELECT max(revision) FROM config_revisions) - ?').run(keep);
   }
 
   /** Flush and close (the relay's stop). */
