@@ -9,12 +9,15 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import type WebSocket from 'ws';
 import type { ConnectionState, EventBatch } from '../shared/console-api.ts';
 import { ConsoleCore, BridgeFailure } from '../main/core/console-core.ts';
 import { memoryJson } from '../main/core/json-file.ts';
-import { Relay } from '../relay/relay.ts';
+import type { Timers } from '../main/core/ports.ts';
+import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { generateSelfSigned } from '../relay/tls/cert.ts';
 import { testSecretStore } from './e2e/harness.ts';
+import { FakeClock } from './helpers/queue-clock.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -23,20 +26,25 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function startRelay(dir?: string, managePort = 0): Promise<{ relay: Relay; dir: string; token: string }> {
+async function startRelay(dir?: string, managePort = 0, extra: Partial<RelayOptions> = {}): Promise<{ relay: Relay; dir: string; token: string }> {
   const d = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'rw-core-'));
   if (!dir) {
     fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }));
   }
-  const relay = await Relay.start({ dataDir: d, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${managePort}`, log: () => {} });
+  const relay = await Relay.start({ dataDir: d, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${managePort}`, log: () => {}, ...extra });
   return { relay, dir: d, token: fs.readFileSync(path.join(d, 'admin-token'), 'utf8').trim() };
 }
 
-function newCore(opts: { heartbeatMs?: number } = {}) {
+/** The queue's fake clock with the jitter the console's Timers also ask for: time moves only when a test says so. */
+class ConsoleClock extends FakeClock implements Timers {
+  random = (): number => 0.5;
+}
+
+function newCore(opts: { heartbeatMs?: number; timers?: Timers } = {}) {
   const core = new ConsoleCore({
     secrets: testSecretStore(),
     files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
-    connection: { backoffBaseMs: 50, backoffMaxMs: 300, heartbeatMs: opts.heartbeatMs ?? 15_000, callTimeoutMs: 3000 },
+    connection: { backoffBaseMs: 50, backoffMaxMs: 300, heartbeatMs: opts.heartbeatMs ?? 15_000, callTimeoutMs: 3000, timers: opts.timers },
   });
   const states: ConnectionState[] = [];
   const batches: EventBatch[] = [];
@@ -47,6 +55,33 @@ function newCore(opts: { heartbeatMs?: number } = {}) {
 }
 
 const status = (core: ConsoleCore) => core.connection.state.status;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP proxy in front of the relay's management port that can freeze (stop forwarding both ways) like a hung relay. */
+async function freezableProxy(targetPort: number): Promise<{ port: number; freeze(on: boolean): void }> {
+  let frozen = false;
+  const pipes = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    pipes.add(client).add(upstream);
+    client.on('data', (d) => !frozen && upstream.write(d));
+    upstream.on('data', (d) => !frozen && client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      pipes.delete(client);
+      pipes.delete(upstream);
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  cleanups.push(() => {
+    for (const s of pipes) s.destroy();
+    return new Promise<void>((r) => proxy.close(() => r()));
+  });
+  return { port: (proxy.address() as net.AddressInfo).port, freeze: (on) => (frozen = on) };
+}
 
 describe('console core against a real relay', () => {
   it('pins the certificate on first use: asks first, sends nothing, then connects once accepted', async () => {
@@ -139,32 +174,13 @@ describe('console core against a real relay', () => {
       await relay.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    // a TCP proxy that can freeze (stop forwarding both ways) like a hung relay or a dead network path
-    let frozen = false;
-    const pipes = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const upstream = net.connect(relay.manageAddress.port, '127.0.0.1');
-      pipes.add(client).add(upstream);
-      client.on('data', (d) => !frozen && upstream.write(d));
-      upstream.on('data', (d) => !frozen && client.write(d));
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('close', end).on('error', end);
-      upstream.on('close', end).on('error', end);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-    cleanups.push(() => {
-      for (const s of pipes) s.destroy();
-      return new Promise<void>((r) => proxy.close(() => r()));
-    });
+    const proxy = await freezableProxy(relay.manageAddress.port);
     const { core } = newCore({ heartbeatMs: 200 });
-    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port, token }])) as { id: string };
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: proxy.port, token }])) as { id: string };
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
-    frozen = true;
+    proxy.freeze(true);
     await waitFor(() => status(core) === 'reconnecting' || status(core) === 'connecting', 'the stall is detected', 5000);
-    frozen = false;
+    proxy.freeze(false);
     await waitFor(() => status(core) === 'connected', 'back after the stall', 10_000);
     expect(((await core.invoke('call', ['stats.get', {}])) as { lastEventId: number }).lastEventId).toBeGreaterThanOrEqual(0);
   });
@@ -182,6 +198,70 @@ describe('console core against a real relay', () => {
     expect(st.message).toMatch(/refused the token/);
     await new Promise((r) => setTimeout(r, 300));
     expect(status(core)).toBe('auth-failed');
+  });
+});
+
+describe('console core on a fake clock', () => {
+  /** a relay of its own, removed after the test */
+  async function ownRelay(extra: Partial<RelayOptions> = {}) {
+    const r = await startRelay(undefined, 0, extra);
+    let current = r.relay;
+    cleanups.push(async () => {
+      await current.stop();
+      fs.rmSync(r.dir, { recursive: true, force: true });
+    });
+    return {
+      ...r,
+      get relay() {
+        return current;
+      },
+      /** stop, and start again on the same data directory and port (a new process would: fresh login guard) */
+      async restart() {
+        const port = current.manageAddress.port;
+        await current.stop();
+        current = (await startRelay(r.dir, port, extra)).relay;
+      },
+    };
+  }
+
+  /** states pushed after index `from` */
+  const since = (states: ConnectionState[], from: number) => states.slice(from).map((s) => s.status);
+
+  it('runs the heartbeat on the injected timers: pings each interval, drops a link that stops answering, reconnects', async () => {
+    const r = await ownRelay();
+    const proxy = await freezableProxy(r.relay.manageAddress.port);
+    const clock = new ConsoleClock();
+    // a real-time interval of 15 s never fires within this test: only the fake clock can drive the heartbeat
+    const { core, states } = newCore({ timers: clock, heartbeatMs: 15_000 });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    expect(clock.nextAt()).toBe(clock.now() + 15_000);
+    const ws = (core.connection as unknown as { ws: WebSocket }).ws;
+    let pongs = 0;
+    ws.on('pong', () => pongs++);
+    // a live relay answers every ping: the link stays up
+    for (let i = 1; i <= 2; i++) {
+      clock.advance(15_000);
+      await waitFor(() => pongs === i, `pong ${i}`);
+      expect(status(core)).toBe('connected');
+    }
+    // the relay hangs: one ping goes unanswered, and the next tick drops the link
+    proxy.freeze(true);
+    clock.advance(15_000);
+    await sleep(100);
+    expect(status(core)).toBe('connected');
+    const mark = states.length;
+    clock.advance(15_000);
+    await waitFor(() => status(core) === 'reconnecting', 'the stalled link is dropped', 5000);
+    expect(pongs).toBe(2);
+    // the retry is on the fake clock too; once the relay answers again the console is back
+    proxy.freeze(false);
+    expect(clock.fireNext()).toBe(true);
+    await waitFor(() => status(core) === 'connected', 'back after the stall', 10_000);
+    expect(since(states, mark)).toEqual(['reconnecting', 'connecting', 'authenticating', 'connected']);
+    expect(clock.nextAt()).toBe(clock.now() + 15_000);
+    await core.invoke('connection.disconnect', []);
+    expect(clock.nextAt()).toBeNull();
   });
 });
 

@@ -55,7 +55,8 @@ export class RelayConnection {
   private rpc: RpcClient | null = null;
   private ws: WebSocket | null = null;
   private retryTimer: unknown = null;
-  private heartbeat: NodeJS.Timeout | null = null;
+  /** the next heartbeat tick (a timer of the injected Timers, re-armed by each tick) */
+  private heartbeat: unknown = null;
   /** bumps on every connect/disconnect: a late callback of an older attempt is ignored */
   private generation = 0;
   private lastEventId = 0;
@@ -121,8 +122,7 @@ export class RelayConnection {
   private teardown(): void {
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = null;
+    this.stopHeartbeat();
     this.rpc?.close();
     this.rpc = null;
     this.ws = null;
@@ -166,8 +166,7 @@ export class RelayConnection {
     rpc.on('session.closed', (p) => (closeReason = p));
     ws.on('close', () => {
       if (gen !== this.generation || this.rpc !== rpc) return;
-      if (this.heartbeat) clearInterval(this.heartbeat);
-      this.heartbeat = null;
+      this.stopHeartbeat();
       this.rpc = null;
       const reason = closeReason as NotificationParams<'session.closed'> | null;
       if (reason?.reason === 'revoked') return this.stop(gen, 'auth-failed', `The relay closed this session: ${reason.message}. Ask for a new token.`);
@@ -220,12 +219,18 @@ export class RelayConnection {
     }
   }
 
+  /**
+   * Every heartbeatMs: if the relay did not answer the previous ping, drop the socket (the close handler
+   * reconnects), else ping again. One timer of the injected Timers at a time, re-armed by each tick, so a test's
+   * fake clock drives it like the retry timer.
+   */
   private startHeartbeat(gen: number, ws: WebSocket): void {
     const every = this.opts.heartbeatMs ?? 15_000;
     let alive = true;
     ws.on('pong', () => (alive = true));
-    this.heartbeat = setInterval(() => {
-      if (gen !== this.generation) return;
+    const tick = () => {
+      this.heartbeat = null;
+      if (gen !== this.generation || this.ws !== ws) return;
       if (!alive) {
         // the relay stopped answering: drop the socket; the close handler reconnects
         ws.terminate();
@@ -236,9 +241,22 @@ export class RelayConnection {
         ws.ping();
       } catch {
         ws.terminate();
+        return;
       }
-    }, every);
-    this.heartbeat.unref?.();
+      arm();
+    };
+    const arm = () => {
+      this.heartbeat = this.timers.setTimeout(tick, every);
+      // the real timer must not keep a Node process alive by itself
+      (this.heartbeat as { unref?: () => void } | null)?.unref?.();
+    };
+    this.stopHeartbeat();
+    arm();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat !== null) this.timers.clearTimeout(this.heartbeat);
+    this.heartbeat = null;
   }
 
   private stop(gen: number, status: 'auth-failed' | 'disconnected', message: string): void {
