@@ -176,6 +176,7 @@ describe('streams', () => {
     const healthy = await t.admin();
     const s1 = await slow.call('events.subscribe', { filter: { kinds: ['delivered'] } });
     const s2 = await healthy.call('events.subscribe', { filter: { kinds: ['delivered'] } });
+    const inFanout = t.relay.manage!.subscribedSessions;
     const socket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket;
     socket.pause();
     // a burst of big events fills the paused console's socket, then its bounded buffer
@@ -219,8 +220,13 @@ describe('streams', () => {
       for (let i = 0; i < 100; i++) t.relay.bus.emit({ kind: 'delivered', sessionId: null, ip: null, queueId: `S${more++}`, to: ['a@b'], host: pad, tls: false, response: '250 ok' });
       await new Promise((r) => setTimeout(r, 100));
     }
+    // closed for stalling, it left the event fan-out at once; the healthy console is still in it
+    expect(t.relay.manage!.subscribedSessions).toBe(inFanout - 1);
     socket.resume();
     await slow.closed;
+    const last = healthy.events(s2.subscriptionId).length;
+    t.relay.bus.emit({ kind: 'delivered', sessionId: null, ip: null, queueId: 'after-stall', to: ['a@b'], host: 'mx', tls: false, response: '250 ok' });
+    await healthy.waitFor(() => healthy.events(s2.subscriptionId).slice(last).some((e) => e.kind === 'delivered' && e.queueId === 'after-stall'), 10_000, 'events after the stall close');
     await stillUp();
   }, 90_000);
 });

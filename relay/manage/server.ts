@@ -7,9 +7,11 @@
  * - Roles are enforced here, before a handler runs (4003). Params are validated with shared/protocol.ts (-32602).
  * - Every admin method is audited (DIR/audit.jsonl), success or failure.
  * - Events: one bus listener fans each event out to the subscriptions (a filter test and a push onto a bounded
- *   array); a timer sends each subscription's buffer as one events.batch every BATCH_INTERVAL_MS. A console whose
- *   socket does not drain (bufferedAmount over a limit) gets nothing more until it does; its buffer fills and the
- *   overflow is dropped and counted (`dropped` in the next batch); stalled for stallTimeoutMs, it is disconnected.
+ *   array), visiting only the sessions that hold a subscription (kept in a set as they subscribe, unsubscribe and
+ *   close), so idle consoles cost the bus nothing; a timer sends each subscription's buffer as one events.batch
+ *   every BATCH_INTERVAL_MS. A console whose socket does not drain (bufferedAmount over a limit) gets nothing more
+ *   until it does; its buffer fills and the overflow is dropped and counted (`dropped` in the next batch); stalled
+ *   for stallTimeoutMs, it is disconnected.
  *   Nothing here ever makes the bus, and so the SMTP path, wait.
  * - Requests are rate limited per connection (token bucket); a connection that keeps flooding is closed (4029).
  * - A revoked token's sessions close at once (TokenStore.onRevoke, also after SIGHUP for a CLI revoke).
@@ -119,6 +121,13 @@ export class ManageServer {
   private readonly https: https.Server;
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<Session>();
+  /**
+   * The sessions holding at least one subscription: the only ones the event fan-out and the batch timer visit.
+   * Subscriptions change only inside a request's handler (events.subscribe, events.unsubscribe), and are cleared when
+   * a session closes; handle() re-checks the session after its handler, the socket's close removes it, and the
+   * fan-out drops a session it finds with no subscription left (a close from anywhere clears them).
+   */
+  private readonly subscribed = new Set<Session>();
   private readonly handlers: Handlers;
   private readonly deps: MethodDeps;
   private readonly guard: LoginGuard;
@@ -210,8 +219,19 @@ export class ManageServer {
 
   private subscriptionCount(): number {
     let n = 0;
-    for (const s of this.sessions) n += s.subscriptions.size;
+    for (const s of this.subscribed) n += s.subscriptions.size;
     return n;
+  }
+
+  /** sessions in the event fan-out right now (read-only; for tests and diagnostics) */
+  get subscribedSessions(): number {
+    return this.subscribed.size;
+  }
+
+  /** Put the session in the fan-out set when it holds a subscription, take it out when it holds none. */
+  private trackSubscriptions(s: Session): void {
+    if (s.subscriptions.size > 0 && !s.closed) this.subscribed.add(s);
+    else this.subscribed.delete(s);
   }
 
   // --- connections ---------------------------------------------------------------------------------------------
@@ -228,6 +248,7 @@ export class ManageServer {
       session.subscriptions.clear();
       if (session.loginTimer) clearTimeout(session.loginTimer);
       this.sessions.delete(session);
+      this.subscribed.delete(session);
     });
     const locked = this.guard.lockedFor(ip);
     if (locked > 0) {
@@ -350,12 +371,17 @@ export class ManageServer {
     let out: Reply;
     this.current = s;
     try {
-      const result = await handler(parsed.data, ctx);
+      const pending = handler(parsed.data, ctx);
+      // events.subscribe adds its subscription synchronously: the session joins the fan-out before anything else
+      // runs (the await below yields), so no event emitted after the handler's lastId misses the new subscription
+      this.trackSubscriptions(s);
+      const result = await pending;
       out = { jsonrpc: '2.0', id, result };
     } catch (err) {
       out = this.errorFor(id, err, method);
     } finally {
       this.current = null;
+      this.trackSubscriptions(s);
     }
     if (spec.access === 'admin') this.audit(s, method, req.params, ctx, out);
     return reply(out);
@@ -436,8 +462,12 @@ export class ManageServer {
 
   private onEvent(e: RelayEvent): void {
     this.stats.onEvent(e);
-    for (const s of this.sessions) {
-      if (s.subscriptions.size === 0) continue;
+    for (const s of this.subscribed) {
+      if (s.subscriptions.size === 0) {
+        // closed (Session.close clears its subscriptions) since it was tracked: out of the set (safe while iterating)
+        this.subscribed.delete(s);
+        continue;
+      }
       for (const sub of s.subscriptions.values()) sub.offer(e);
     }
   }
@@ -458,9 +488,16 @@ export class ManageServer {
 
   private flushBatches(): void {
     const now = this.wall();
-    for (const s of this.sessions) {
-      if (s.closed || s.subscriptions.size === 0) continue;
-      if (!this.keepsUp(s, now)) continue;
+    for (const s of this.subscribed) {
+      if (s.closed || s.subscriptions.size === 0) {
+        this.subscribed.delete(s);
+        continue;
+      }
+      if (!this.keepsUp(s, now)) {
+        // a stalled session closed by keepsUp has no subscriptions any more
+        if (s.closed) this.subscribed.delete(s);
+        continue;
+      }
       for (const sub of s.subscriptions.values()) {
         const dropped = sub.dropped;
         const frame = sub.takeBatch(this.limits.maxBatchEvents);
@@ -497,5 +534,6 @@ export class ManageServer {
     });
     for (const s of this.sessions) s.ws.terminate();
     this.sessions.clear();
+    this.subscribed.clear();
   }
 }
