@@ -13,6 +13,7 @@ import type WebSocket from 'ws';
 import type { ConnectionState, EventBatch } from '../shared/console-api.ts';
 import { ConsoleCore, BridgeFailure } from '../main/core/console-core.ts';
 import { memoryJson } from '../main/core/json-file.ts';
+import { LOCKED_OUT_RETRY_MS } from '../main/core/connection.ts';
 import type { Timers } from '../main/core/ports.ts';
 import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { generateSelfSigned } from '../relay/tls/cert.ts';
@@ -20,6 +21,7 @@ import { testSecretStore } from './e2e/harness.ts';
 import { FakeClock } from './helpers/queue-clock.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
+import { WssClient } from './helpers/wss-client.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -201,7 +203,7 @@ describe('console core against a real relay', () => {
   });
 });
 
-describe('console core on a fake clock', () => {
+describe('console core on a fake clock (heartbeat, lockouts, revocation, disconnect)', () => {
   /** a relay of its own, removed after the test */
   async function ownRelay(extra: Partial<RelayOptions> = {}) {
     const r = await startRelay(undefined, 0, extra);
@@ -262,6 +264,114 @@ describe('console core on a fake clock', () => {
     expect(clock.nextAt()).toBe(clock.now() + 15_000);
     await core.invoke('connection.disconnect', []);
     expect(clock.nextAt()).toBeNull();
+  });
+
+  it('ends in auth-failed when its token is revoked through the management API, with no reconnect loop', async () => {
+    const r = await ownRelay();
+    const admin = await WssClient.connect(r.relay.manageAddress.port, r.relay.identity.fingerprint256);
+    cleanups.push(() => admin.close());
+    await admin.login(r.token);
+    const laptop = await admin.call('tokens.create', { name: 'laptop', role: 'admin' });
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: laptop.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    expect(r.relay.manage!.authenticatedCount()).toBe(2);
+    const mark = states.length;
+    expect(await admin.call('tokens.revoke', { name: 'laptop' })).toEqual({ closedSessions: 1 });
+    await waitFor(() => status(core) === 'auth-failed', 'auth-failed after the revocation', 5000);
+    expect(core.connection.state.message).toMatch(/revoked.*Ask for a new token/);
+    // nothing left to fire: no retry, no heartbeat
+    expect(clock.nextAt()).toBeNull();
+    clock.advance(3_600_000);
+    await sleep(300);
+    expect(since(states, mark)).toEqual(['auth-failed']);
+    expect(r.relay.manage!.authenticatedCount()).toBe(1);
+  });
+
+  it('after a rate-limited login waits the 60 s the relay asks, stays away while the address is locked out, then logs in', async () => {
+    const r = await ownRelay({ manageLimits: { maxLoginFailures: 1, lockoutMs: 60_000 } });
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: 'rwt_mistyped' }])) as { id: string };
+    const first = (await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState;
+    // the wrong token locked this address out (one failure is the limit here): 4029 {retryAfterMs: 60000}
+    expect(first).toMatchObject({ status: 'reconnecting', attempt: 2, retryAt: clock.now() + 60_000 });
+    expect(first.message).toMatch(/locked it out/);
+    // the user pastes the right token meanwhile; the console keeps to the relay's schedule
+    await core.invoke('profiles.save', [{ id: p.id, name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }]);
+    let mark = states.length;
+    clock.advance(59_999);
+    await sleep(200);
+    expect(since(states, mark)).toEqual([]);
+    // at 60 s it tries; the relay (on its real clock) still has the address locked out and closes at once
+    clock.advance(1);
+    await waitFor(() => states.slice(mark).some((s) => s.status === 'reconnecting'), 'the retry meets the lockout', 5000);
+    const locked = states.slice(mark).find((s) => s.status === 'reconnecting')!;
+    expect(locked.attempt).toBe(3);
+    expect(locked.message).toMatch(/too many failed logins/);
+    expect(locked.retryAt! - clock.now()).toBeGreaterThanOrEqual(LOCKED_OUT_RETRY_MS);
+    mark = states.length;
+    clock.advance(LOCKED_OUT_RETRY_MS - 1);
+    await sleep(200);
+    expect(since(states, mark)).toEqual([]);
+    // the lockout is over (a restarted relay forgets it): the next attempt logs in
+    await r.restart();
+    clock.advance(1);
+    await waitFor(() => status(core) === 'connected', 'logged in after the lockout', 10_000);
+  });
+
+  it('waits as long as the relay asks after a rate-limited login, not a fixed minute', async () => {
+    // the relay's default lockout: five minutes
+    const r = await ownRelay({ manageLimits: { maxLoginFailures: 1 } });
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: 'rwt_mistyped' }])) as { id: string };
+    const first = (await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState;
+    expect(first).toMatchObject({ status: 'reconnecting', retryAt: clock.now() + 300_000 });
+    const mark = states.length;
+    clock.advance(299_999);
+    await sleep(200);
+    expect(since(states, mark)).toEqual([]);
+    clock.advance(1);
+    await waitFor(() => states.slice(mark).some((s) => s.status === 'connecting'), 'the retry after five minutes');
+  });
+
+  it('a disconnect while a retry is pending (or its attempt is under way) leaves no timer and never reconnects', async () => {
+    const r = await ownRelay();
+    const port = r.relay.manageAddress.port;
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await r.relay.stop();
+    await waitFor(() => status(core) === 'reconnecting', 'the core notices the relay is gone', 5000);
+    expect(clock.nextAt()).not.toBeNull();
+    await core.invoke('connection.disconnect', []);
+    expect(status(core)).toBe('disconnected');
+    expect(clock.nextAt()).toBeNull();
+    await r.restart();
+    let mark = states.length;
+    clock.advance(3_600_000);
+    await sleep(300);
+    expect(since(states, mark)).toEqual([]);
+    expect(r.relay.manage!.authenticatedCount()).toBe(0);
+
+    // the same with the retry's attempt already on its way (dialling) when the user disconnects
+    expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('connected');
+    await r.relay.stop();
+    await waitFor(() => status(core) === 'reconnecting', 'gone again', 5000);
+    await r.restart();
+    expect(clock.fireNext()).toBe(true);
+    expect(status(core)).toBe('connecting');
+    await core.invoke('connection.disconnect', []);
+    mark = states.length;
+    clock.advance(3_600_000);
+    await sleep(500);
+    expect(since(states, mark)).toEqual([]);
+    expect(status(core)).toBe('disconnected');
+    expect(clock.nextAt()).toBeNull();
+    expect(r.relay.manage!.authenticatedCount()).toBe(0);
   });
 });
 

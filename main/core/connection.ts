@@ -6,7 +6,16 @@
  */
 import type WebSocket from 'ws';
 import type { CertificateInfo, ConnectionState, EventBatch } from '../../shared/console-api.ts';
-import { ErrorCode, type MethodName, type NotificationParams, type Params, type Result, RpcError } from '../../shared/protocol.ts';
+import {
+  CloseCode,
+  ErrorCode,
+  RateLimitedData,
+  type MethodName,
+  type NotificationParams,
+  type Params,
+  type Result,
+  RpcError,
+} from '../../shared/protocol.ts';
 import type { KnownHosts } from './known-hosts.ts';
 import { PinError, openPinned } from './pinned-socket.ts';
 import type { Timers } from './ports.ts';
@@ -33,6 +42,12 @@ export interface ConnectionOptions {
   callTimeoutMs?: number;
   clientName?: string;
 }
+
+/**
+ * How long to stay away after the relay refused us for failed logins when it does not say for how long (a
+ * rate-limited auth.login carries retryAfterMs; a socket closed at connect as 'locked-out' only has words).
+ */
+export const LOCKED_OUT_RETRY_MS = 60_000;
 
 const idle = (): ConnectionState => ({
   status: 'disconnected',
@@ -164,13 +179,22 @@ export class RelayConnection {
     this.set({ status: 'authenticating', message: 'Logging in…', certificate, pinnedFingerprint: certificate.fingerprint256 });
     let closeReason: NotificationParams<'session.closed'> | null = null;
     rpc.on('session.closed', (p) => (closeReason = p));
-    ws.on('close', () => {
+    ws.on('close', (code: number, why: Buffer) => {
       if (gen !== this.generation || this.rpc !== rpc) return;
       this.stopHeartbeat();
       this.rpc = null;
       const reason = closeReason as NotificationParams<'session.closed'> | null;
-      if (reason?.reason === 'revoked') return this.stop(gen, 'auth-failed', `The relay closed this session: ${reason.message}. Ask for a new token.`);
-      this.scheduleRetry(gen, reason ? `The relay closed the connection: ${reason.message}` : 'The connection to the relay was lost.');
+      // the close frame's code and text say it too, should the session.closed notice have been missed
+      const words = reason?.message ?? (why.toString() || null);
+      // a revoked token needs a person: no reconnect loop
+      if (reason?.reason === 'revoked' || code === CloseCode.TokenRevoked) {
+        return this.stop(gen, 'auth-failed', `The relay closed this session: ${words ?? 'its token was revoked'}. Ask for a new token.`);
+      }
+      // locked out for failed logins (or refused for flooding): coming back within the backoff only meets the refusal again
+      if (reason?.reason === 'locked-out' || code === CloseCode.RateLimited) {
+        return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, LOCKED_OUT_RETRY_MS);
+      }
+      this.scheduleRetry(gen, words ? `The relay closed the connection: ${words}` : 'The connection to the relay was lost.');
     });
     rpc.on('events.batch', (b) => {
       if (b.subscriptionId !== this.subscriptionId) return;
@@ -213,7 +237,10 @@ export class RelayConnection {
         return this.stop(gen, 'auth-failed', 'The relay refused the token. Paste a valid token (the admin-token file on the relay, or one from "token create").');
       }
       if (err instanceof RpcError && err.code === ErrorCode.RateLimited) {
-        return this.scheduleRetry(gen, 'Too many failed logins from this address: the relay locked it out for a few minutes.', 60_000);
+        // wait as long as the relay asks (its lockout), not less: an earlier attempt is refused again
+        const asked = RateLimitedData.safeParse(err.data);
+        const wait = asked.success ? asked.data.retryAfterMs : LOCKED_OUT_RETRY_MS;
+        return this.scheduleRetry(gen, `Too many failed logins from this address: the relay locked it out for ${Math.ceil(wait / 1000)} s.`, wait);
       }
       this.scheduleRetry(gen, `Login failed: ${(err as Error).message}`);
     }
