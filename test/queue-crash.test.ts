@@ -87,7 +87,8 @@ async function kill(): Promise<void> {
 
 function spoolCount(): number {
   try {
-    return fs.readdirSync(path.join(dir, 'spool', 'queue')).filter((n) => n.endsWith('.msg')).length;
+    // message files and segments (several messages each): 0 once the queue is empty
+    return fs.readdirSync(path.join(dir, 'spool', 'queue')).filter((n) => n.endsWith('.msg') || n.endsWith('.seg')).length;
   } catch {
     return 0;
   }

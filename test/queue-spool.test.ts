@@ -9,6 +9,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue, type Envelope, type FaultInjector, type MxResolver } from '../relay/queue/spool.ts';
+import { encodeTrailer, listQueuedIds, readQueuedMessage, segmentHeader } from '../relay/queue/files.ts';
 import { EventBus } from '../relay/events/bus.ts';
 import { ConfigSchema } from '../shared/config.ts';
 
@@ -69,8 +70,9 @@ describe('spool', () => {
     const [item] = q2.list();
     expect(item).toMatchObject({ id, from: env.from, to: env.to, size: body.length, receivedAt: env.receivedAt, kind: 'message' });
     // the data on disk starts with exactly the bytes written; the envelope trails them
-    const raw = readFileSync(path.join(dir, 'queue', `${id}.msg`));
-    expect(raw.subarray(0, size).equals(body)).toBe(true);
+    const stored = await readQueuedMessage(path.join(dir, 'queue'), id);
+    expect(stored!.data.equals(body)).toBe(true);
+    expect(stored!.data.length).toBe(size);
     // the started queue defers the message at once (no DNS here) and writes its state through tmp/: let that settle
     await q2.stop();
     expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
@@ -199,6 +201,75 @@ function canMountTmpfs(): boolean {
   }
 }
 
+describe('segments: small messages committed together', () => {
+  const queueDir = () => path.join(dir, 'queue');
+  const segments = async () => (await fsp.readdir(queueDir())).filter((n) => n.endsWith('.seg'));
+  async function commitAll(q: Queue, bodies: Buffer[]): Promise<string[]> {
+    const results = await Promise.all(
+      bodies.map((b) => {
+        const w = q.begin();
+        w.write(b);
+        return w.commit(envelope());
+      }),
+    );
+    return results.map((r) => r.id);
+  }
+  const bodies = (n: number) => Array.from({ length: n }, (_, i) => Buffer.from(`Subject: ${i}\r\n\r\n${'x'.repeat(i * 37)}\r\n`));
+
+  it('commits in flight together share one file, and each message reads back intact', async () => {
+    const q = queue();
+    const b = bodies(50);
+    const ids = await commitAll(q, b);
+    // all 50 were committed in the same event-loop turn: one segment, one fsync
+    expect(await segments()).toHaveLength(1);
+    expect(await listQueuedIds(queueDir())).toEqual([...ids].sort());
+    for (const [i, id] of ids.entries()) expect((await readQueuedMessage(queueDir(), id))!.data.equals(b[i]!)).toBe(true);
+  });
+
+  it('a message the administrator deletes stays deleted after a restart while its segment still holds others', async () => {
+    const q = queue();
+    const ids = await commitAll(q, bodies(3));
+    expect(q.delete(ids[1]!)).toBe(true);
+    await q.stop(); // lets the removal finish
+    expect(await segments()).toHaveLength(1);
+    const q2 = queue();
+    await q2.start();
+    expect(q2.list().map((i) => i.id)).toEqual([ids[0], ids[2]]);
+  });
+
+  it('a deferred message moves to its own file with its state, and the segment goes once none is left in it', async () => {
+    const b = bodies(3);
+    const q = queue();
+    await q.start();
+    const ids = await commitAll(q, b);
+    // no DNS here: each first attempt defers
+    await expect.poll(async () => (await fsp.readdir(queueDir())).sort(), { timeout: 3000, interval: 20 }).toEqual(ids.flatMap((id) => [`${id}.msg`, `${id}.state`]).sort());
+    await q.stop();
+    const q2 = queue();
+    await q2.start();
+    expect(q2.list().map((i) => [i.id, i.attempts])).toEqual(ids.map((id) => [id, 1]));
+    for (const [i, id] of ids.entries()) expect((await readQueuedMessage(queueDir(), id))!.data.equals(b[i]!)).toBe(true);
+  });
+
+  it('at start a segment whose messages all have their own file is removed, and an unreadable one is moved aside', async () => {
+    const q = queue();
+    await q.ready;
+    const id = '0000000000000DDDD';
+    const data = Buffer.from('Subject: copied\r\n\r\nbody\r\n');
+    const json = JSON.stringify({ v: 1, id, kind: 'message', envelope: envelope() });
+    // a crash after the copy to its own .msg, before the segment was unlinked
+    await fsp.writeFile(path.join(queueDir(), '0000000000000SEG1.seg'), Buffer.concat([segmentHeader(id, data.length, Buffer.byteLength(json)), data, Buffer.from(json)]));
+    await fsp.writeFile(path.join(queueDir(), `${id}.msg`), Buffer.concat([data, encodeTrailer(json)]));
+    // a segment cut short in the middle of a record
+    await fsp.writeFile(path.join(queueDir(), '0000000000000SEG2.seg'), Buffer.concat([segmentHeader('0000000000000EEEE', 100, 10), Buffer.alloc(20)]));
+    await q.start();
+    expect(q.list().map((i) => i.id)).toEqual([id]);
+    await q.stop();
+    expect((await fsp.readdir(queueDir())).filter((n) => n.endsWith('.seg'))).toEqual([]);
+    expect(await fsp.readdir(path.join(dir, 'corrupt'))).toEqual(['0000000000000SEG2.seg']);
+  });
+});
+
 describe('spool on a real full disk (1 MiB tmpfs)', () => {
   const mountable = canMountTmpfs();
   if (!mountable) console.warn('queue-spool: cannot mount a tmpfs here; the real disk-full test is skipped (the injected-fault tests above still run)');
@@ -206,8 +277,8 @@ describe('spool on a real full disk (1 MiB tmpfs)', () => {
     const mnt = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
     try {
+      // not started: no delivery attempt (which would defer and copy messages around) changes what is on the disk
       const q = queue(mnt);
-      await q.start();
       const committed: string[] = [];
       let failure: NodeJS.ErrnoException | null = null;
       for (let i = 0; i < 50 && !failure; i++) {
@@ -222,16 +293,15 @@ describe('spool on a real full disk (1 MiB tmpfs)', () => {
       expect(failure?.code).toBe('ENOSPC');
       expect(committed.length).toBeGreaterThan(3);
       expect(q.acceptingMail).toBe(false);
-      // (started queues try delivery, which defers here and writes small state files; let those settle)
-      await expect.poll(() => fsp.readdir(path.join(mnt, 'tmp'))).toEqual([]);
-      // every committed message is intact on disk, and only those
-      const q2 = queue(mnt);
-      await q2.start();
-      expect(q2.list().map((i) => i.id)).toEqual(committed);
-      for (const item of q2.list()) expect(item.size).toBe(100 * 1024);
       // still full: probes fail
       await new Promise((r) => setTimeout(r, 150));
       expect(q.acceptingMail).toBe(false);
+      expect(await fsp.readdir(path.join(mnt, 'tmp'))).toEqual([]);
+      // every committed message is intact on disk, and only those
+      expect(await listQueuedIds(path.join(mnt, 'queue'))).toEqual(committed);
+      for (const [i, id] of committed.entries()) {
+        expect((await readQueuedMessage(path.join(mnt, 'queue'), id))!.data.equals(Buffer.alloc(100 * 1024, 65 + (i % 26)))).toBe(true);
+      }
       // free space (as delivery would): acceptance resumes by itself
       for (const id of committed.slice(0, 3)) expect(q.delete(id)).toBe(true);
       await expect.poll(() => q.acceptingMail, { timeout: 3000, interval: 20 }).toBe(true);

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
+import { listQueuedIds } from '../relay/queue/files.ts';
 
 let t: TestRelay | null = null;
 const clients: RawSmtp[] = [];
@@ -31,9 +32,10 @@ async function stillServes(tr: TestRelay, localAddress = '127.0.0.6'): Promise<v
   expect(r.data?.code).toBe(250);
 }
 
-function spoolFiles(tr: TestRelay): { tmp: string[]; queue: string[] } {
+/** The spool's temp files, and the ids of the messages queued (in .msg files or segments). */
+async function spoolFiles(tr: TestRelay): Promise<{ tmp: string[]; queue: string[] }> {
   const dir = path.join(tr.dir, 'spool');
-  return { tmp: fs.readdirSync(path.join(dir, 'tmp')), queue: fs.readdirSync(path.join(dir, 'queue')).filter((n) => n.endsWith('.msg')) };
+  return { tmp: fs.readdirSync(path.join(dir, 'tmp')), queue: await listQueuedIds(path.join(dir, 'queue')) };
 }
 
 /** Every reply until the server closes the connection (bounded). */
@@ -165,11 +167,11 @@ describe('bad input', () => {
     b.write('Subject: big and cut short\r\n\r\n' + ('y'.repeat(998) + '\r\n').repeat(1024));
     await waitFor(() => fs.readdirSync(tmpDir).some((n) => n.endsWith('.tmp') && !n.startsWith('probe')), 'the temp file of the large message');
     b.destroy();
-    await waitFor(() => spoolFiles(t!).tmp.length === 0, 'the temp files to be removed');
-    expect(spoolFiles(t).queue).toHaveLength(0);
+    await waitFor(async () => (await spoolFiles(t!)).tmp.length === 0, 'the temp files to be removed');
+    expect((await spoolFiles(t)).queue).toHaveLength(0);
     expect(t.events.filter((e) => e.kind === 'accepted')).toHaveLength(0);
     await waitFor(() => t!.relay.anvil.connections('127.0.0.7') === 0, 'the dropped sessions to be uncounted');
     await stillServes(t);
-    expect(spoolFiles(t).queue).toHaveLength(1);
+    expect((await spoolFiles(t)).queue).toHaveLength(1);
   });
 });

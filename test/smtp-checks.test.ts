@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
-import { readTrailer } from '../relay/queue/files.ts';
+import { listQueuedIds, readQueuedMessage } from '../relay/queue/files.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -33,9 +33,9 @@ function accepted(tr: TestRelay): Extract<RelayEvent, { kind: 'accepted' }>[] {
 
 /** The stored message bytes (the envelope trailer left out) of a queued message. */
 async function storedMessage(tr: TestRelay, queueId: string): Promise<Buffer> {
-  const file = path.join(tr.dir, 'spool', 'queue', `${queueId}.msg`);
-  const { dataSize } = await readTrailer(file);
-  return fs.readFileSync(file).subarray(0, dataSize);
+  const stored = await readQueuedMessage(path.join(tr.dir, 'spool', 'queue'), queueId);
+  if (!stored) throw new Error(`${queueId} is not in the spool`);
+  return stored.data;
 }
 
 describe('checks.maxRecipients', () => {
@@ -163,7 +163,7 @@ describe('checks.maxMessageSize', () => {
     ]);
     // nothing of the refused message stays in the spool
     await waitFor(() => fs.readdirSync(path.join(t!.dir, 'spool', 'tmp')).length === 0, 'an empty spool tmp dir');
-    expect(fs.readdirSync(path.join(t.dir, 'spool', 'queue')).filter((n) => n.endsWith('.msg'))).toHaveLength(1);
+    expect(await listQueuedIds(path.join(t.dir, 'spool', 'queue'))).toHaveLength(1);
   });
 
   it('monitor accepts a larger message and reports it; off does nothing', async () => {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/auth/passwords.ts';
-import { readTrailer } from '../relay/queue/files.ts';
+import { readQueuedMessage } from '../relay/queue/files.ts';
 import { RelayEvent } from '../shared/events.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
@@ -72,10 +72,10 @@ describe('events', () => {
     expect(disconnect).toMatchObject({ kind: 'disconnect', messages: 1 });
 
     // the accepted size is the stored message (Received header included), and the envelope is stored beside it
-    const file = path.join(t.dir, 'spool', 'queue', `${queueId}.msg`);
-    const { json, dataSize } = await readTrailer(file);
-    expect((accepted as { size: number }).size).toBe(dataSize);
-    const raw = fs.readFileSync(file).subarray(0, dataSize).toString('utf8');
+    const stored = await readQueuedMessage(path.join(t.dir, 'spool', 'queue'), queueId!);
+    const json = stored!.json;
+    expect((accepted as { size: number }).size).toBe(stored!.data.length);
+    const raw = stored!.data.toString('utf8');
     expect(raw.endsWith(body)).toBe(true);
     // authenticated: no DNS checks, so no PTR name; ESMTPA (RFC 3848) as it was AUTH without TLS
     expect(raw).toMatch(/^Received: from client\.test \(unknown \[127\.0\.0\.5\]\)\r\n\tby \S+ \(Relay Warden\) with ESMTPA id \S+;\r\n\tFri, 27 Nov 2026 12:00:00 \+0000\r\n/);

@@ -2,16 +2,25 @@
  * The spool's on-disk format and the small disk primitives the queue is built from.
  *
  * Layout of the spool directory:
- *   DIR/tmp/<id>.tmp          a message being received (or a probe); never acknowledged, removed at start
- *   DIR/queue/<id>.msg        a queued message: the raw bytes, then the envelope as JSON, then a fixed footer
- *   DIR/queue/<id>.state      delivery state (attempts, recipients done), replaced atomically; optional
+ *   DIR/tmp/<id>.tmp          a large message being received (or a probe); never acknowledged, removed at start
+ *   DIR/tmp/<segid>.seg       a segment being written; never acknowledged, removed at start
+ *   DIR/queue/<segid>.seg     a segment: small messages committed together (group commit), each as a record
+ *   DIR/queue/<id>.msg        one queued message: the raw bytes, then the envelope as JSON, then a fixed footer
+ *   DIR/queue/<id>.state      delivery state (attempts, recipients done, or "deleted"), replaced atomically; optional
  *
- * A message is queued exactly when DIR/queue/<id>.msg exists. It gets there by rename from tmp/ after the file's data
- * (envelope included) is fsynced, and the queue directory is fsynced before the commit resolves, so a crash at any
- * instant leaves either a complete queued message or a temp file that was never acknowledged.
+ * A message is queued exactly when DIR/queue/<id>.msg exists or a record for <id> is in a DIR/queue/*.seg (the .msg
+ * wins when both exist). A file gets into queue/ by rename from tmp/ after its data (envelopes included) is fsynced,
+ * and the queue directory is fsynced before any commit in it resolves, so a crash at any instant leaves either complete
+ * queued messages or a temp file that was never acknowledged.
  *
- * The envelope rides at the end of the message file (a trailer) so the body can be streamed to disk before the
- * envelope is known and the whole message costs one file fsync.
+ * Why segments: a message that fits in memory (below the flush threshold) is not written alone. Commits that arrive
+ * while the previous segment is being written wait and go to disk together in the next one: one create, one fdatasync,
+ * one rename and one directory fsync for the whole group, where a file per message paid all four for each message
+ * (bench/RESULTS.md). A segment lives while its messages are in their first delivery attempt; a message still
+ * pending after that attempt (deferred) is copied to its own .msg first, so segments are short-lived.
+ *
+ * In a .msg the envelope rides at the end (a trailer) so a large body can be streamed to disk before the envelope is
+ * known and the whole message costs one file fsync.
  */
 import fs, { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -47,6 +56,82 @@ export async function readTrailer(file: string): Promise<{ json: string; dataSiz
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * A segment is a sequence of records, each: a 41-byte header "RWS1 <id> <data length, 8 hex> <JSON length, 8 hex>\n",
+ * the raw message, then its envelope JSON (the same JSON as a .msg trailer).
+ */
+export const SEGMENT_MAGIC = 'RWS1 ';
+export const SEGMENT_HEADER_LENGTH = SEGMENT_MAGIC.length + 17 + 1 + 8 + 1 + 8 + 1;
+const SEGMENT_HEADER_RE = /^RWS1 ([0-9A-Z]{17}) ([0-9a-f]{8}) ([0-9a-f]{8})\n$/;
+
+export function segmentHeader(id: string, dataLength: number, jsonLength: number): Buffer {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  return Buffer.from(`${SEGMENT_MAGIC}${id} ${hex(dataLength)} ${hex(jsonLength)}\n`, 'latin1');
+}
+
+export interface SegmentRecord {
+  id: string;
+  /** where the raw message starts in the segment file */
+  dataOffset: number;
+  dataSize: number;
+  json: string;
+}
+
+/** Parses a whole segment; throws on anything malformed (the caller moves the file aside). */
+export function parseSegment(buf: Buffer, file: string): SegmentRecord[] {
+  const out: SegmentRecord[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (off + SEGMENT_HEADER_LENGTH > buf.length) throw new Error(`${file}: truncated record header at byte ${off}`);
+    const m = SEGMENT_HEADER_RE.exec(buf.toString('latin1', off, off + SEGMENT_HEADER_LENGTH));
+    if (!m) throw new Error(`${file}: no record header at byte ${off}`);
+    const dataSize = Number.parseInt(m[2]!, 16);
+    const jsonLength = Number.parseInt(m[3]!, 16);
+    const dataOffset = off + SEGMENT_HEADER_LENGTH;
+    const end = dataOffset + dataSize + jsonLength;
+    if (end > buf.length) throw new Error(`${file}: record ${m[1]} runs past the end of the file`);
+    out.push({ id: m[1]!, dataOffset, dataSize, json: buf.toString('utf8', dataOffset + dataSize, end) });
+    off = end;
+  }
+  if (out.length === 0) throw new Error(`${file}: empty segment`);
+  return out;
+}
+
+/**
+ * The raw bytes and envelope JSON of queued message `id`, wherever it is stored (its .msg, else a segment); null when
+ * it is not queued. For tests and inspection tools: it reads every segment.
+ */
+export async function readQueuedMessage(queueDir: string, id: string): Promise<{ data: Buffer; json: string } | null> {
+  const msgFile = path.join(queueDir, `${id}.msg`);
+  try {
+    const { json, dataSize } = await readTrailer(msgFile);
+    const raw = await fsp.readFile(msgFile);
+    return { data: raw.subarray(0, dataSize), json };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  for (const name of (await fsp.readdir(queueDir)).filter((n) => n.endsWith('.seg'))) {
+    const file = path.join(queueDir, name);
+    const buf = await fsp.readFile(file);
+    const rec = parseSegment(buf, file).find((r) => r.id === id);
+    if (rec) return { data: buf.subarray(rec.dataOffset, rec.dataOffset + rec.dataSize), json: rec.json };
+  }
+  return null;
+}
+
+/** Ids of every message queued on disk (.msg files and segment records), sorted. For tests and inspection tools. */
+export async function listQueuedIds(queueDir: string): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const name of await fsp.readdir(queueDir)) {
+    if (name.endsWith('.msg')) ids.add(name.slice(0, -4));
+    else if (name.endsWith('.seg')) {
+      const file = path.join(queueDir, name);
+      for (const r of parseSegment(await fsp.readFile(file), file)) ids.add(r.id);
+    }
+  }
+  return [...ids].sort();
 }
 
 let lastMs = 0;
@@ -136,17 +221,21 @@ export class DirSyncer {
   }
 }
 
-/** Writes a small file atomically and durably: temp file, fsync, rename over the target. */
-export async function writeFileAtomic(tmpDir: string, target: string, content: string | Buffer): Promise<void> {
+/**
+ * Writes a file atomically and durably: temp file, fdatasync, rename over the target, then the target's directory
+ * fsynced (through `dirSync`, shared with the commits in flight). Resolves when the new content survives a crash.
+ */
+export async function writeFileAtomic(tmpDir: string, target: string, content: string | Buffer | Buffer[], dirSync: DirSyncer): Promise<void> {
   const tmp = path.join(tmpDir, `${path.basename(target)}.${randomBytes(4).toString('hex')}.tmp`);
   let fh: fsp.FileHandle | null = null;
   try {
     fh = await fsp.open(tmp, 'w', 0o600);
-    await fh.writeFile(content);
+    await fh.writeFile(Array.isArray(content) ? Buffer.concat(content) : content);
     await fh.datasync();
     await fh.close();
     fh = null;
     await fsp.rename(tmp, target);
+    await dirSync.sync();
   } catch (err) {
     if (fh) await fh.close().catch(() => {});
     await fsp.unlink(tmp).catch(() => {});

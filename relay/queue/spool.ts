@@ -2,7 +2,8 @@
  * The durable queue: the spool written before `250` is the queue. See files.ts for the on-disk format.
  *
  * The SMTP front calls begin() for each DATA, write()s the bytes as they arrive and commit()s the envelope; only when
- * commit resolves is the message on disk (file and directory fsynced) and may the client get its `250`.
+ * commit resolves is the message on disk (its segment or its own file fsynced, renamed into queue/, the directory
+ * fsynced) and may the client get its `250`. Small messages committed at the same time share a segment (group commit).
  * acceptingMail turns false after a write failure (disk full, I/O error) and back to true when a probe write succeeds.
  */
 import fs, { createReadStream, promises as fsp } from 'node:fs';
@@ -11,7 +12,7 @@ import { Readable } from 'node:stream';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
-import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, readTrailer, writeFileAtomic } from './files.ts';
+import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
 import { SmtpClient } from './smtp-client.ts';
@@ -71,8 +72,11 @@ export const realTimers: Timers = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
-/** Test hook at the storage edge: throw from it to simulate a failing disk operation. */
-export type FaultInjector = (op: 'open' | 'write' | 'sync' | 'rename' | 'dirsync', file: string) => void;
+/**
+ * Test hook at the storage edge: throw from it to simulate a failing disk operation. `messages` is how many messages
+ * the operation commits (a segment holds several; 1 for everything else).
+ */
+export type FaultInjector = (op: 'open' | 'write' | 'sync' | 'rename' | 'dirsync', file: string, messages?: number) => void;
 
 export type MessageKind = 'message' | 'dsn';
 export type RecipientStatus = 'pending' | 'delivered' | 'bounced';
@@ -93,10 +97,23 @@ export interface QueueItem {
   lastError: string | null;
 }
 
+/** A segment file in queue/ and how many of its messages are still queued; unlinked when none is left. */
+interface Segment {
+  file: string;
+  live: number;
+  /** .state files of its messages, unlinked after the segment itself (never before: a crash would lose them) */
+  stateFiles: string[];
+}
+
 /** One queued message, as the queue holds it in memory (the bytes stay on disk). */
 export interface QueuedMessage {
   id: string;
+  /** the file holding its bytes: its own .msg, or the segment it was committed in */
   file: string;
+  /** the segment it lives in (null: its own .msg file) */
+  seg: Segment | null;
+  /** where its raw bytes start in `file` (0 in a .msg) */
+  offset: number;
   envelope: Envelope;
   kind: MessageKind;
   /** bytes of the raw message (the trailer excluded) */
@@ -171,6 +188,8 @@ export interface QueueOptions {
 
 interface StateFile {
   v: 1;
+  /** deleted or returned by the administrator while its segment still holds other messages: never load it again */
+  deleted?: true;
   attempts: number;
   nextAttemptAt: number;
   lastError: string | null;
@@ -312,24 +331,18 @@ class Writer implements SpoolWriter {
   async commit(envelope: Envelope): Promise<{ id: string; size: number }> {
     if (this.finished) throw new Error('this message was already committed or aborted');
     this.finished = true;
+    const trailer: TrailerJson = { v: 1, id: this.id, kind: this.kind, envelope };
+    if (!this.chain) return this.commitInSegment(envelope, trailer);
     const size = this.bytes;
     const target = path.join(this.q.queueDir, `${this.id}.msg`);
     let renamed = false;
-    // a message that never left memory is kept (bounded, see Queue.retain) for its first delivery: no read back
-    let data: Buffer | null = null;
     try {
-      const trailer: TrailerJson = { v: 1, id: this.id, kind: this.kind, envelope };
       const tail = encodeTrailer(JSON.stringify(trailer));
-      if (this.chain) await this.chain;
-      else await this.q.ready;
+      await this.chain;
       if (this.error) throw this.error;
       const fd = await this.open();
-      let bufs = this.chunks;
+      const bufs = this.chunks;
       this.chunks = [];
-      if (!this.chain && bufs.length > 0 && this.q.mayRetain(size)) {
-        data = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, size);
-        bufs = [data];
-      }
       bufs.push(tail);
       this.q.inject('write', this.tmpFile);
       writevAllSync(fd, bufs);
@@ -349,9 +362,35 @@ class Writer implements SpoolWriter {
       this.q.storageFailed(err as Error);
       throw err;
     }
-    this.q.committed({
+    this.q.committed(this.queued(envelope, target, null, 0, size, null));
+    return { id: this.id, size };
+  }
+
+  /** A message that never left memory goes to disk with the others committed meanwhile, in one segment. */
+  private async commitInSegment(envelope: Envelope, trailer: TrailerJson): Promise<{ id: string; size: number }> {
+    const size = this.bytes;
+    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, size);
+    this.chunks = [];
+    let placed: { seg: Segment; offset: number };
+    try {
+      placed = await this.q.group.add(this.id, data, Buffer.from(JSON.stringify(trailer), 'utf8'));
+    } catch (err) {
+      this.q.activeTemps.delete(this.tmpFile);
+      this.q.storageFailed(err as Error);
+      throw err;
+    }
+    this.q.activeTemps.delete(this.tmpFile);
+    // kept (bounded, see Queue.retain) for its first delivery: no read back
+    this.q.committed(this.queued(envelope, placed.seg.file, placed.seg, placed.offset, size, this.q.retain(data)));
+    return { id: this.id, size };
+  }
+
+  private queued(envelope: Envelope, file: string, seg: Segment | null, offset: number, size: number, data: Buffer | null): QueuedMessage {
+    return {
       id: this.id,
-      file: target,
+      file,
+      seg,
+      offset,
       envelope,
       kind: this.kind,
       size,
@@ -363,10 +402,9 @@ class Writer implements SpoolWriter {
       inReady: false,
       removed: null,
       attempt: null,
-      data: data && this.q.retain(data),
+      data,
       hasState: false,
-    });
-    return { id: this.id, size };
+    };
   }
 
   private async cleanup(): Promise<void> {
@@ -385,6 +423,111 @@ class Writer implements SpoolWriter {
   }
 }
 
+/** records per segment at most (three buffers each in one writev, under IOV_MAX 1024) and bytes per segment at most */
+const SEGMENT_MAX_RECORDS = 256;
+const SEGMENT_MAX_BYTES = 8 * 1024 * 1024;
+
+interface PendingRecord {
+  id: string;
+  data: Buffer;
+  json: Buffer;
+  resolve: (placed: { seg: Segment; offset: number }) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit of small messages. Commits that arrive while a segment is being written wait and go together in the
+ * next one (at most one segment is in flight, so a busy relay writes bigger segments, an idle one a segment per
+ * message). A segment: created in tmp/, one writev into the page cache, fdatasync, rename into queue/, directory
+ * fsync; each commit resolves only after all of that. Any failure rejects every commit of the segment and leaves
+ * nothing behind.
+ */
+class GroupCommit {
+  private pending: PendingRecord[] = [];
+  private busy = false;
+  private scheduled = false;
+
+  constructor(private readonly q: Queue) {}
+
+  add(id: string, data: Buffer, json: Buffer): Promise<{ seg: Segment; offset: number }> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ id, data, json, resolve, reject });
+      if (!this.busy && !this.scheduled) {
+        // the commits finishing in this event-loop turn share the segment
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.next();
+        });
+      }
+    });
+  }
+
+  private next(): void {
+    if (this.busy || this.pending.length === 0) return;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && n < SEGMENT_MAX_RECORDS) {
+      const r = this.pending[n]!;
+      const size = SEGMENT_HEADER_LENGTH + r.data.length + r.json.length;
+      if (n > 0 && bytes + size > SEGMENT_MAX_BYTES) break;
+      bytes += size;
+      n++;
+    }
+    const batch = this.pending.splice(0, n);
+    this.busy = true;
+    void this.write(batch).finally(() => {
+      this.busy = false;
+      this.next();
+    });
+  }
+
+  private async write(batch: PendingRecord[]): Promise<void> {
+    const q = this.q;
+    const segId = newQueueId(q.clock());
+    const tmp = path.join(q.tmpDir, `${segId}.seg`);
+    const target = path.join(q.queueDir, `${segId}.seg`);
+    const n = batch.length;
+    let fd: number | null = null;
+    let renamed = false;
+    q.activeTemps.add(tmp);
+    try {
+      await q.ready;
+      const bufs: Buffer[] = [];
+      const offsets: number[] = [];
+      let off = 0;
+      for (const r of batch) {
+        bufs.push(segmentHeader(r.id, r.data.length, r.json.length), r.data, r.json);
+        offsets.push(off + SEGMENT_HEADER_LENGTH);
+        off += SEGMENT_HEADER_LENGTH + r.data.length + r.json.length;
+      }
+      q.inject('open', tmp, n);
+      fd = await openAsync(tmp, 'wx', 0o600);
+      q.inject('write', tmp, n);
+      writevAllSync(fd, bufs);
+      q.inject('sync', tmp, n);
+      await fdatasyncAsync(fd);
+      const closing = fd;
+      fd = null;
+      fs.closeSync(closing);
+      q.inject('rename', target, n);
+      await renameAsync(tmp, target);
+      renamed = true;
+      q.activeTemps.delete(tmp);
+      q.inject('dirsync', q.queueDir, n);
+      await q.dirSync.sync();
+      const seg = q.segmentCommitted(target, n);
+      batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
+    } catch (err) {
+      closeQuietly(fd);
+      await unlinkQuietly(tmp);
+      q.activeTemps.delete(tmp);
+      if (renamed) await unlinkQuietly(target);
+      for (const r of batch) r.reject(err);
+    }
+  }
+}
+
 export class Queue {
   readonly dir: string;
   readonly tmpDir: string;
@@ -392,7 +535,11 @@ export class Queue {
   /** resolves when the spool directories exist */
   readonly ready: Promise<void>;
   readonly dirSync: DirSyncer;
+  /** @internal */
+  readonly group: GroupCommit;
   readonly activeTemps = new Set<string>();
+  /** segments in queue/ that this queue knows, by file */
+  private readonly segments = new Map<string, Segment>();
   readonly flushBytes: number;
   readonly clock: () => number;
   private readonly retainBytes: number;
@@ -441,6 +588,7 @@ export class Queue {
     const idleMs = opts.connectionCacheMs ?? 2000;
     this.client = new SmtpClient({ idleMs, maxIdlePerAddress: idleMs > 0 ? this.perDestination : 0 });
     this.dirSync = new DirSyncer(this.queueDir);
+    this.group = new GroupCommit(this);
     const { tmpDir, queueDir } = this;
     this.ready = (async () => {
       await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
@@ -471,8 +619,8 @@ export class Queue {
   }
 
   /** @internal */
-  inject(op: Parameters<FaultInjector>[0], file: string): void {
-    this.fault?.(op, file);
+  inject(op: Parameters<FaultInjector>[0], file: string, messages = 1): void {
+    this.fault?.(op, file, messages);
   }
 
   /** @internal whether a message of this size may keep its bytes in memory for its first delivery */
@@ -491,6 +639,31 @@ export class Queue {
     if (!msg.data) return;
     this.retainedBytes -= msg.data.length;
     msg.data = null;
+  }
+
+  /** @internal a segment is durable in queue/ with `live` messages */
+  segmentCommitted(file: string, live: number): Segment {
+    const seg: Segment = { file, live, stateFiles: [] };
+    this.segments.set(file, seg);
+    return seg;
+  }
+
+  /** One message of a segment is no longer queued (finished, or copied to its own .msg): unlink the segment after the last. */
+  private release(seg: Segment): void {
+    if (--seg.live > 0) return;
+    this.segments.delete(seg.file);
+    if (seg.stateFiles.length === 0) {
+      this.unlinkSoon(seg.file);
+      return;
+    }
+    // its messages' .state files go after the segment: a crash in between leaves orphans that start() removes
+    const files = seg.stateFiles;
+    this.track(
+      unlinkAsync(seg.file).then(
+        () => Promise.all(files.map(unlinkQuietly)).then(() => {}),
+        (err: NodeJS.ErrnoException) => this.log(`queue: cannot remove ${seg.file}: ${err.message}`),
+      ),
+    );
   }
 
   /** @internal a commit finished: the message is durable. */
@@ -559,9 +732,25 @@ export class Queue {
     }
     const names = await fsp.readdir(this.queueDir);
     const msgs = new Set(names.filter((n) => n.endsWith('.msg')).map((n) => n.slice(0, -4)));
+    // segments first: their messages' .state files are not orphans
+    const inSegments = new Set<string>();
+    for (const name of names.filter((n) => n.endsWith('.seg')).sort()) {
+      const file = path.join(this.queueDir, name);
+      if (this.segments.has(file)) {
+        // written by this queue before start(): its messages are in memory already
+        for (const m of this.messages.values()) if (m.seg?.file === file) inSegments.add(m.id);
+        continue;
+      }
+      try {
+        for (const id of await this.loadSegment(file, msgs)) inSegments.add(id);
+      } catch (err) {
+        await this.quarantineFile(file, err as Error);
+      }
+    }
     for (const name of names) {
       const dot = name.lastIndexOf('.');
-      if (name.slice(dot + 1) === 'state' && !msgs.has(name.slice(0, dot))) await fsp.unlink(path.join(this.queueDir, name)).catch(() => {});
+      const id = name.slice(0, dot);
+      if (name.slice(dot + 1) === 'state' && !msgs.has(id) && !inSegments.has(id)) await fsp.unlink(path.join(this.queueDir, name)).catch(() => {});
     }
     for (const id of [...msgs].sort()) {
       if (this.messages.has(id)) continue;
@@ -571,21 +760,55 @@ export class Queue {
         await this.quarantine(id, err as Error);
       }
     }
+    // ids sort by arrival: list() shows, and delivery takes, the oldest first (segments and .msg files were loaded apart)
+    const byArrival = [...this.messages.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+    this.messages.clear();
+    for (const msg of byArrival) this.messages.set(msg.id, msg);
     this.running = true;
-    // ids sort by arrival: the oldest messages go first
-    for (const msg of [...this.messages.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) this.schedule(msg);
+    for (const msg of byArrival) this.schedule(msg);
     this.pump();
+  }
+
+  /**
+   * Loads the messages of a segment found at start, except those with their own .msg (copied out before a crash) and
+   * those deleted by the administrator (a "deleted" state). Returns the ids of every record (their .state files are
+   * kept); a segment with nothing left is removed.
+   */
+  private async loadSegment(file: string, msgFiles: Set<string>): Promise<string[]> {
+    const records = parseSegment(await fsp.readFile(file), file);
+    const seg: Segment = { file, live: 0, stateFiles: [] };
+    const loaded: QueuedMessage[] = [];
+    for (const r of records) {
+      if (msgFiles.has(r.id) || this.messages.has(r.id)) continue;
+      const msg = await this.fromEnvelope(r.id, r.json, file, seg, r.dataOffset, r.dataSize);
+      if (msg === 'deleted' || msg.hasState) seg.stateFiles.push(path.join(this.queueDir, `${r.id}.state`));
+      if (msg !== 'deleted') loaded.push(msg);
+    }
+    seg.live = loaded.length + 1;
+    this.segments.set(file, seg);
+    for (const m of loaded) this.messages.set(m.id, m);
+    this.release(seg);
+    return records.map((r) => r.id);
   }
 
   private async load(id: string): Promise<QueuedMessage> {
     if (!ID_PATTERN.test(id)) throw new Error(`"${id}" is not a queue id`);
     const file = path.join(this.queueDir, `${id}.msg`);
     const { json, dataSize } = await readTrailer(file);
+    const msg = await this.fromEnvelope(id, json, file, null, 0, dataSize);
+    if (msg === 'deleted') throw new Error(`${file}: its state says it was deleted`);
+    return msg;
+  }
+
+  /** A message read from disk: its envelope JSON, then its .state if it has one ('deleted' when the state says so). */
+  private async fromEnvelope(id: string, json: string, file: string, seg: Segment | null, offset: number, dataSize: number): Promise<QueuedMessage | 'deleted'> {
     const t = JSON.parse(json) as TrailerJson;
-    if (t.v !== 1 || t.id !== id || !t.envelope || !Array.isArray(t.envelope.to)) throw new Error(`${file}: trailer is not a version 1 envelope for ${id}`);
+    if (t.v !== 1 || t.id !== id || !t.envelope || !Array.isArray(t.envelope.to)) throw new Error(`${file}: record is not a version 1 envelope for ${id}`);
     const msg: QueuedMessage = {
       id,
       file,
+      seg,
+      offset,
       envelope: t.envelope,
       kind: t.kind === 'dsn' ? 'dsn' : 'message',
       size: dataSize,
@@ -607,6 +830,7 @@ export class Queue {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') msg.hasState = false;
       else this.log(`queue: state of ${id} unreadable (${(err as Error).message}); retrying all its recipients`);
     }
+    if (state && state.v === 1 && state.deleted) return 'deleted';
     if (state && state.v === 1) {
       msg.attempts = state.attempts;
       msg.nextAttemptAt = state.nextAttemptAt;
@@ -626,6 +850,14 @@ export class Queue {
     this.log(`queue: ${id} cannot be read (${err.message}); moved to ${dir} for inspection`);
   }
 
+  /** A segment that cannot be read is moved aside (never deleted) and reported. */
+  private async quarantineFile(file: string, err: Error): Promise<void> {
+    const dir = path.join(this.dir, 'corrupt');
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.rename(file, path.join(dir, path.basename(file))).catch(() => {});
+    this.log(`queue: ${path.basename(file)} cannot be read (${err.message}); moved to ${dir} for inspection`);
+  }
+
   /** Persists a message's delivery state (attempts, recipients done). */
   private async saveState(msg: QueuedMessage): Promise<void> {
     const state: StateFile = {
@@ -636,14 +868,72 @@ export class Queue {
       rcpts: Object.fromEntries(msg.rcpts),
     };
     msg.hasState = true;
-    await writeFileAtomic(this.tmpDir, path.join(this.queueDir, `${msg.id}.state`), JSON.stringify(state));
+    await writeFileAtomic(this.tmpDir, path.join(this.queueDir, `${msg.id}.state`), JSON.stringify(state), this.dirSync);
   }
 
-  /** Removes a message from disk and memory (delivered, bounced or deleted). The .msg goes last. */
+  /**
+   * A message of a segment that stays queued after its first attempt gets its own .msg (durable before the segment
+   * may go), so segments live for seconds, not for the days a deferred message may wait. Returns the segment to
+   * release once the message's state is saved; null when it has no segment or the copy failed (it then stays in the
+   * segment, which stays too, and the next attempt tries again).
+   */
+  private async moveToOwnFile(msg: QueuedMessage, retained: Buffer | null): Promise<Segment | null> {
+    const seg = msg.seg;
+    if (!seg) return null;
+    try {
+      let data = retained;
+      if (!data) {
+        data = Buffer.alloc(msg.size);
+        const fh = await fsp.open(seg.file, 'r');
+        try {
+          for (let off = 0; off < msg.size; ) {
+            const { bytesRead } = await fh.read(data, off, msg.size - off, msg.offset + off);
+            if (bytesRead === 0) throw new Error(`${seg.file} ends inside message ${msg.id}`);
+            off += bytesRead;
+          }
+        } finally {
+          await fh.close();
+        }
+      }
+      const target = path.join(this.queueDir, `${msg.id}.msg`);
+      const trailer: TrailerJson = { v: 1, id: msg.id, kind: msg.kind, envelope: msg.envelope };
+      await writeFileAtomic(this.tmpDir, target, [data, encodeTrailer(JSON.stringify(trailer))], this.dirSync);
+      msg.file = target;
+      msg.seg = null;
+      msg.offset = 0;
+      return seg;
+    } catch (err) {
+      this.log(`queue: cannot copy ${msg.id} out of ${path.basename(seg.file)} (${(err as Error).message}); it stays there`);
+      return null;
+    }
+  }
+
+  /**
+   * Removes a message from disk and memory (delivered, bounced or deleted). The .msg goes last. A message of a segment
+   * leaves it to the segment's last message to unlink; one the administrator deleted or returned gets a "deleted" state
+   * first, so that a crash before the segment goes does not bring it back (a delivered one would come back: at least once).
+   */
   private async remove(msg: QueuedMessage): Promise<void> {
     this.messages.delete(msg.id);
     this.dropData(msg);
-    if (msg.hasState) await unlinkQuietly(path.join(this.queueDir, `${msg.id}.state`));
+    const stateFile = path.join(this.queueDir, `${msg.id}.state`);
+    const seg = msg.seg;
+    if (seg) {
+      msg.seg = null;
+      if (msg.removed && seg.live > 1) {
+        const state: StateFile = { v: 1, deleted: true, attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError, rcpts: Object.fromEntries(msg.rcpts) };
+        try {
+          await writeFileAtomic(this.tmpDir, stateFile, JSON.stringify(state), this.dirSync);
+          msg.hasState = true;
+        } catch (err) {
+          this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
+        }
+      }
+      if (msg.hasState) seg.stateFiles.push(stateFile);
+      this.release(seg);
+      return;
+    }
+    if (msg.hasState) await unlinkQuietly(stateFile);
     this.unlinkSoon(msg.file);
   }
 
@@ -684,7 +974,7 @@ export class Queue {
   private openData(msg: QueuedMessage): Readable | Buffer {
     if (msg.data) return msg.data;
     if (msg.size === 0) return Readable.from([]);
-    return createReadStream(msg.file, { start: 0, end: msg.size - 1 });
+    return createReadStream(msg.file, { start: msg.offset, end: msg.offset + msg.size - 1 });
   }
 
   list(): QueueItem[] {
@@ -970,6 +1260,7 @@ export class Queue {
     const tried = msg.attempt?.started ?? false;
     msg.attempt = null;
     // later attempts (rare) read the message from the spool
+    const retained = msg.data;
     this.dropData(msg);
     const now = this.clock();
     const config = this.opts.config();
@@ -1035,11 +1326,14 @@ export class Queue {
       msg.nextAttemptAt = now < expiresAt ? Math.min(now + delay, expiresAt) : now + delay;
     }
     if (deferred.length > 0) msg.lastError = deferred[0]!.diagnostic;
+    // on the way down it stays in its segment (which stays too): a stop should not copy every message in flight
+    const leftSegment = stopping ? null : await this.moveToOwnFile(msg, retained);
     try {
       await this.saveState(msg);
     } catch (err) {
       this.log(`queue: cannot save the delivery state of ${msg.id} (${(err as Error).message}); after a restart its delivered recipients may get it again`);
     }
+    if (leftSegment) this.release(leftSegment);
     if (!stopping) {
       for (const [reason, to] of groupBy(deferred)) {
         this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
@@ -1067,7 +1361,7 @@ export class Queue {
       const original = Buffer.alloc(limit);
       const fh = await fsp.open(msg.file, 'r');
       try {
-        await fh.read(original, 0, limit, 0);
+        await fh.read(original, 0, limit, msg.offset);
       } finally {
         await fh.close();
       }
@@ -1104,17 +1398,17 @@ export class Queue {
 
 /**
  * Test hook for the crash-safety test (test/queue-crash.test.ts), off unless the variable is set:
- * RELAY_WARDEN_TEST_CRASH="rename:N" kills this process with SIGKILL at the Nth commit whose data is fsynced but not yet
- * renamed into the queue; "dirsync:N" at the Nth commit renamed into the queue whose directory is not yet fsynced
- * (in both cases no 250 has been sent for that message).
+ * RELAY_WARDEN_TEST_CRASH="rename:N" kills this process with SIGKILL at the commit (of a segment or a .msg) that holds
+ * the Nth message, when its data is fsynced but not yet renamed into the queue; "dirsync:N" when it is renamed into
+ * the queue and the directory is not yet fsynced (in both cases no 250 has been sent for the messages it holds).
  */
 function crashHookFromEnv(): FaultInjector | undefined {
   const m = /^(rename|dirsync):(\d+)$/.exec(process.env.RELAY_WARDEN_TEST_CRASH ?? '');
   if (!m) return undefined;
   const at = m[1];
   let left = Number(m[2]);
-  return (op) => {
-    if (op === at && --left === 0) process.kill(process.pid, 'SIGKILL');
+  return (op, _file, messages = 1) => {
+    if (op === at && (left -= messages) <= 0) process.kill(process.pid, 'SIGKILL');
   };
 }
 
