@@ -1,6 +1,7 @@
 /**
  * The renderer's state modules in Node (no browser): the live event store (ring buffer, per-frame batching, session
- * index), the incremental filtered view, the live filter, and the rejection-spike detector.
+ * index, starting over when a restarted relay begins its ids again), the incremental filtered view, the live filter,
+ * and the rejection-spike detector.
  */
 import { describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../../shared/events.ts';
@@ -70,6 +71,61 @@ describe('LiveStore', () => {
     frames.run();
     expect(s.size).toBe(30);
     expect(s.at(s.end - 1)!.id).toBe(39);
+  });
+});
+
+describe('LiveStore after a relay restart that starts its event ids again', () => {
+  it('starts over with the new stream (resync backlog or live batch) instead of mixing two sets of ids', () => {
+    const frames = manualFrames();
+    const s = new LiveStore(1000, frames);
+    const rows = new FilteredView(s, null);
+    s.ingest({ events: syntheticEvents(1, 100) });
+    frames.run();
+    expect(s.toArray().map((e) => e.id)).toEqual(Array.from({ length: 100 }, (_, i) => 1 + i));
+    const epoch = s.epoch;
+    // the restarted relay (fresh history) replays its backlog from id 1: another stream, not more of the same
+    const fresh = syntheticEvents(1, 12, Date.now() + 60_000);
+    s.ingest({ events: fresh, resync: true });
+    frames.run();
+    expect(s.toArray()).toEqual(fresh);
+    expect(s.relayRestarts).toBe(1);
+    expect(s.epoch).toBe(epoch + 1);
+    expect(s.received).toBe(12);
+    // the session index holds only the new stream's events (its session names may be reused too)
+    expect(s.session('burst0')).toEqual(fresh.filter((e) => e.sessionId === 'burst0'));
+    expect(rows.sync()).toBe(12);
+    expect(rows.row(0)).toBe(fresh[11]);
+    // and then it goes on as one stream
+    s.ingest({ events: syntheticEvents(13, 5) });
+    frames.run();
+    expect(s.toArray().map((e) => e.id)).toEqual(Array.from({ length: 17 }, (_, i) => 1 + i));
+    expect(s.relayRestarts).toBe(1);
+
+    // a restart seen on a live batch (the new relay had nothing to replay), with old events still waiting for a frame
+    s.ingest({ events: syntheticEvents(18, 30) });
+    s.ingest({ events: syntheticEvents(3, 4) });
+    frames.run();
+    expect(s.toArray().map((e) => e.id)).toEqual([3, 4, 5, 6]);
+    expect(s.relayRestarts).toBe(2);
+  });
+
+  it('does not start over for a stream that goes on: higher ids, gaps, empty batches, drop notices', () => {
+    const frames = manualFrames();
+    const s = new LiveStore(1000, frames);
+    s.ingest({ events: syntheticEvents(1, 10) });
+    s.ingest({ events: [], dropped: 5 });
+    s.ingest({ events: syntheticEvents(16, 10), resync: true });
+    s.ingest({ events: [] });
+    frames.run();
+    expect(s.size).toBe(20);
+    expect(s.relayRestarts).toBe(0);
+    expect(s.droppedByRelay).toBe(5);
+    // the user's clear (or another relay) forgets the newest id too: the next stream is taken as it comes
+    s.clear();
+    s.ingest({ events: syntheticEvents(1, 3) });
+    frames.run();
+    expect(s.size).toBe(3);
+    expect(s.relayRestarts).toBe(0);
   });
 });
 

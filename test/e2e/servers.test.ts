@@ -1,12 +1,27 @@
 /**
  * The console in Chromium against a real relay: add a server (inline validation first), accept its fingerprint,
- * watch real SMTP traffic arrive in Live traffic, and the hard stop when the certificate changed.
+ * watch real SMTP traffic arrive in Live traffic, the hard stop when the certificate changed, and a relay restarted
+ * with a fresh history (its event ids start again) replacing what Live traffic held.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
+import { Relay } from '../../relay/relay.ts';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
-import { attrs, chromiumPath, testSecretStore, unexpectedErrors, launchChromium, openConsole, serveDist, startRelay, type ConsolePage } from './harness.ts';
+import {
+  addServerAndAccept,
+  attrs,
+  chromiumPath,
+  testSecretStore,
+  unexpectedErrors,
+  launchChromium,
+  openConsole,
+  serveDist,
+  startRelay,
+  type ConsolePage,
+} from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', () => {
   let relay: ManageRelay;
@@ -184,5 +199,66 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     await bar.first().waitFor({ timeout: 10_000 });
     await expect.poll(async () => (await page.locator('.statusbar').textContent()) ?? '', { timeout: 10_000 }).toMatch(/Reconnecting.*retry in \d+ s \(attempt \d+\)/);
     expect(await page.locator('.statusbar').textContent()).toMatch(/shutting down|lost|Cannot reach/);
+  });
+});
+
+describe.skipIf(!chromiumPath)('console: a relay restarted with a fresh history (Chromium)', () => {
+  let relay: ManageRelay;
+  let restarted: Relay | null = null;
+  let browser: Browser;
+  let site: Awaited<ReturnType<typeof serveDist>>;
+  let c: ConsolePage;
+
+  beforeAll(async () => {
+    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
+    c = await openConsole(browser, site.url);
+    await addServerAndAccept(c.page, relay);
+  });
+  afterAll(async () => {
+    await c?.close();
+    await browser?.close();
+    await site?.close();
+    if (restarted) {
+      // the first relay was stopped by the test: stop the second, then what the harness started around them
+      await restarted.stop();
+      await relay.dns.close();
+      fs.rmSync(relay.dir, { recursive: true, force: true });
+    } else await relay?.stop();
+  });
+
+  it('Live traffic starts over when the relay comes back with event ids it already used, newest first', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    for (let i = 0; i < 3; i++) {
+      expect((await sendMail(relay.port, { from: 'alice@example.org', to: ['bob@example.com'], localAddress: '127.0.0.11' })).data?.code).toBe(250);
+    }
+    await expect.poll(() => page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.11"]').count(), { timeout: 10_000 }).toBe(3);
+    const oldIds = (await attrs(page.locator('.live-row'), 'data-event-id')).map(Number);
+    expect(Math.max(...oldIds)).toBeGreaterThan(10);
+    // a session of the old relay is open in the detail
+    await page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.11"]').first().click();
+    await page.locator('[data-testid="session-panel"]').waitFor();
+    await page.mouse.move(1, 1);
+
+    // the relay restarts on the same address and certificate, but with its history gone: its ids start at 1 again
+    await relay.relay.stop();
+    for (const f of fs.readdirSync(relay.dir)) if (f.startsWith('history.sqlite')) fs.rmSync(path.join(relay.dir, f));
+    restarted = await Relay.start({ dataDir: relay.dir, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${relay.managePort}`, log: () => {}, history: { flushMs: 20 } });
+    await page.locator('.statusbar[data-status="connected"]').waitFor({ timeout: 15_000 });
+    expect((await sendMail(restarted.smtpAddress.port, { from: 'carol@example.org', to: ['alice@example.com'], localAddress: '127.0.0.12' })).data?.code).toBe(250);
+    await page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.12"]').waitFor({ timeout: 10_000 });
+    await page.locator('.live-row[data-kind="disconnect"][data-ip="127.0.0.12"]').waitFor({ timeout: 10_000 });
+
+    // the old session's detail is closed (its ids belong to the old stream), and only the new relay's events are
+    // listed, newest first
+    await page.locator('[data-testid="session-panel"]').waitFor({ state: 'detached', timeout: 5000 });
+    const ips = new Set((await attrs(page.locator('.live-row'), 'data-ip')).filter((ip) => ip));
+    expect([...ips]).toEqual(['127.0.0.12']);
+    const ids = (await attrs(page.locator('.live-row'), 'data-event-id')).map(Number);
+    expect(ids).toEqual([...ids].sort((a, b) => b - a));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids[ids.length - 1]).toBe(1);
+    expect(unexpectedErrors(c.errors)).toEqual([]);
   });
 });

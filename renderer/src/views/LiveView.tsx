@@ -256,6 +256,17 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
     }
   }, [holding, ui.paused, frozen, store]);
   if (!frozen) renderedEnd.current = store.end;
+  // the store started over (another relay, or this one restarted with fresh ids): what was selected or held still
+  // belongs to the old stream, whose ids the new one reuses
+  const epoch = store.epoch;
+  const seenEpoch = useRef(epoch);
+  useEffect(() => {
+    if (seenEpoch.current === epoch) return;
+    seenEpoch.current = epoch;
+    setSelected(null);
+    setScrolledAway(0);
+    setFrozen((f) => (f ? { events: [], end: store.start, at: Date.now() } : f));
+  }, [epoch, store]);
   const frozenRows = useMemo(() => (frozen ? (predicate ? frozen.events.filter(predicate) : frozen.events) : null), [frozen, predicate]);
   const newWhileHeld = frozen ? view.countFrom(frozen.end) : 0;
 
