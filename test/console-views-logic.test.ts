@@ -1,10 +1,15 @@
 /**
  * Pure logic of the trusted-groups and clients views (renderer/src/views/parts): address validation as typed,
- * expiry presets and an entry's expiry in words.
+ * expiry presets and an entry's expiry in words; and the one list of queries refetched after a change.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { QueryClient } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
+import { RELAY_STATE_QUERIES, refetchRelayState } from '../renderer/src/state/refetch.ts';
 import { checkAddress } from '../renderer/src/views/parts/address.ts';
 import { expiryFor, expiryState } from '../renderer/src/views/parts/expiry.ts';
+import { isMethodName } from '../shared/protocol.ts';
 
 const NOW = Date.parse('2026-11-27T12:00:00Z');
 
@@ -48,5 +53,48 @@ describe('expiry', () => {
     expect(expiryState('2026-11-27T09:00:00Z', NOW)).toEqual({ expired: true, text: 'expired 3 h ago', soon: false });
     expect(expiryState('2026-11-27T17:00:00Z', NOW)).toEqual({ expired: false, text: 'expires in 5 h', soon: true });
     expect(expiryState('2026-12-27T17:00:00Z', NOW)).toMatchObject({ expired: false, soon: false });
+  });
+});
+
+describe('what is refetched after a change', () => {
+  it('is one list of relay methods, and exactly those queries (any params) are marked stale', () => {
+    expect(RELAY_STATE_QUERIES.every((m) => isMethodName(m))).toBe(true);
+    expect([...RELAY_STATE_QUERIES].sort()).toEqual(['audit.list', 'clients.list', 'config.get', 'config.history', 'queue.list', 'stats.get']);
+    const qc = new QueryClient();
+    const keys: unknown[][] = [
+      ...RELAY_STATE_QUERIES.map((m) => [m, {}]),
+      ['config.get', { revision: 3 }],
+      ['clients.list', { ip: '192.0.2.7', limit: 1 }],
+      ['events.query', { sessionId: 's1', order: 'asc', limit: 1000 }],
+      ['policy.simulate', { hours: 24 }],
+      ['profiles'],
+    ];
+    for (const k of keys) qc.setQueryData(k, { seeded: true });
+    refetchRelayState(qc);
+    const stale = qc.getQueryCache().getAll().filter((q) => q.state.isInvalidated).map((q) => JSON.stringify(q.queryKey));
+    expect(stale.sort()).toEqual(keys.slice(0, RELAY_STATE_QUERIES.length + 2).map((k) => JSON.stringify(k)).sort());
+    // a narrower list for a change that cannot touch the config
+    const qc2 = new QueryClient();
+    for (const k of keys) qc2.setQueryData(k, { seeded: true });
+    refetchRelayState(qc2, ['queue.list']);
+    expect(qc2.getQueryCache().getAll().filter((q) => q.state.isInvalidated).map((q) => q.queryKey[0])).toEqual(['queue.list']);
+  });
+
+  it('is written once: no other list in the renderer names the config queries to refetch', () => {
+    const root = path.resolve(import.meta.dirname, '../renderer/src');
+    const files = fs.readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => /\.tsx?$/.test(f));
+    const copies: string[] = [];
+    for (const f of files) {
+      if (f === path.join('state', 'refetch.ts')) continue;
+      const src = fs.readFileSync(path.join(root, f), 'utf8');
+      // an array literal that names config.get and another of the refetched queries is a copy of the list
+      for (const m of src.matchAll(/\[[^[\]]*\]/g)) {
+        const names = RELAY_STATE_QUERIES.filter((q) => m[0].includes(`'${q}'`));
+        if (names.includes('config.get') && names.length > 1) copies.push(`${f}: ${m[0].replace(/\s+/g, ' ')}`);
+      }
+    }
+    expect(copies).toEqual([]);
+    // and the hooks (mutations, config.changed) and the trust action use it rather than lists of their own
+    for (const f of ['hooks.ts', 'state/trust.ts']) expect(fs.readFileSync(path.join(root, f), 'utf8')).toMatch(/refetchRelayState\(qc\b/);
   });
 });

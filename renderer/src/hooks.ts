@@ -7,6 +7,7 @@ import { useMutation, useQuery, useQueryClient, type UseQueryOptions } from '@ta
 import type { ConnectionState, ConsoleApi } from '../../shared/console-api.ts';
 import type { MethodName, Params, Result } from '../../shared/protocol.ts';
 import { ApiError, getApi } from './api.ts';
+import { refetchRelayState } from './state/refetch.ts';
 
 export function useApi(): ConsoleApi {
   return getApi();
@@ -74,16 +75,13 @@ export function useRelayQuery<M extends MethodName>(
   });
 }
 
-export function useRelayMutation<M extends MethodName>(method: M, opts: { invalidate?: MethodName[] } = {}) {
+/** A relay method that changes something; when it settles, RELAY_STATE_QUERIES (or `invalidate`) are refetched. */
+export function useRelayMutation<M extends MethodName>(method: M, opts: { invalidate?: readonly MethodName[] } = {}) {
   const api = useApi();
   const qc = useQueryClient();
   return useMutation<Result<M>, ApiError, Params<M>>({
     mutationFn: (params) => api.call(method, params),
-    onSettled: () => {
-      for (const m of opts.invalidate ?? ['config.get', 'config.history', 'clients.list', 'audit.list']) {
-        void qc.invalidateQueries({ queryKey: [m] });
-      }
-    },
+    onSettled: () => refetchRelayState(qc, opts.invalidate),
   });
 }
 
@@ -91,15 +89,7 @@ export function useRelayMutation<M extends MethodName>(method: M, opts: { invali
 export function useConfigChangeInvalidation(): void {
   const api = useApi();
   const qc = useQueryClient();
-  useEffect(
-    () =>
-      api.onConfigChanged(() => {
-        for (const m of ['config.get', 'config.history', 'clients.list', 'audit.list', 'queue.list', 'stats.get'] as const) {
-          void qc.invalidateQueries({ queryKey: [m] });
-        }
-      }),
-    [api, qc],
-  );
+  useEffect(() => api.onConfigChanged(() => refetchRelayState(qc)), [api, qc]);
 }
 
 /** Words for a person from an API error: what happened and what to do. */

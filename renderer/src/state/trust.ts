@@ -7,6 +7,7 @@ import { useCallback, useState } from 'react';
 import { useToast } from '../components/Toast.tsx';
 import { fmtDateTime } from '../components/format.ts';
 import { useApi } from '../hooks.ts';
+import { refetchRelayState } from './refetch.ts';
 
 export type TrustExpiry = 'forever' | '1h' | '1d';
 export const TRUST_EXPIRIES: { value: TrustExpiry; label: string }[] = [
@@ -21,16 +22,12 @@ export function expiryToIso(e: TrustExpiry, now = Date.now()): string | null {
   return null;
 }
 
-const AFFECTED = ['clients.list', 'config.get', 'config.history', 'audit.list', 'stats.get'] as const;
-
 export function useTrustIp(): { trust: (ip: string, expiry: TrustExpiry, why?: string) => Promise<void>; pending: string | null } {
   const api = useApi();
   const toast = useToast();
   const qc = useQueryClient();
   const [pending, setPending] = useState<string | null>(null);
-  const refresh = useCallback(() => {
-    for (const m of AFFECTED) void qc.invalidateQueries({ queryKey: [m] });
-  }, [qc]);
+  const refresh = useCallback(() => refetchRelayState(qc), [qc]);
   const trust = useCallback(
     async (ip: string, expiry: TrustExpiry, why?: string) => {
       setPending(ip);

@@ -263,7 +263,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
 
 function TrustDialog({ client, onClose, onTrusted }: { client: ClientInfo; onClose: () => void; onTrusted: (r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean }) => void }) {
   const { why } = useCanEdit();
-  const trust = useRelayMutation('clients.trust', { invalidate: ['clients.list', 'config.get', 'config.history', 'audit.list'] });
+  const trust = useRelayMutation('clients.trust');
   const cfg = useRelayQuery('config.get', {});
   const [expiry, setExpiry] = useState<ExpiryValue>({ preset: '1d', date: '' });
   const [comment, setComment] = useState('');

@@ -28,8 +28,6 @@ import { useNow } from './parts/hooks.ts';
 import './views.css';
 
 const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
-const GROUP_INVALIDATE = ['config.get', 'config.history', 'clients.list', 'audit.list'] as const;
-
 export function GroupsView(_props: Record<string, unknown>) {
   return (
     <RequireConnection what="the trusted groups">
@@ -123,9 +121,9 @@ interface GroupCardProps {
 
 function GroupCard({ name, config, revision, entries, isNew, now, filter, hideExpired, why, onAdded }: GroupCardProps) {
   const toast = useToast();
-  const remove = useRelayMutation('groups.removeEntry', { invalidate: [...GROUP_INVALIDATE] });
-  const addBack = useRelayMutation('groups.addEntry', { invalidate: [...GROUP_INVALIDATE] });
-  const cleanup = useRelayMutation('config.update', { invalidate: [...GROUP_INVALIDATE] });
+  const remove = useRelayMutation('groups.removeEntry');
+  const addBack = useRelayMutation('groups.addEntry');
+  const cleanup = useRelayMutation('config.update');
   const [confirm, setConfirm] = useState<GroupEntry | null>(null);
   const [confirmCleanup, setConfirmCleanup] = useState(false);
   const [error, setError] = useState<unknown>(null);
@@ -301,7 +299,7 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
 
 function AddEntry({ group, entries, why, onAdded }: { group: string; entries: readonly GroupEntry[]; why: string | null; onAdded: () => void }) {
   const toast = useToast();
-  const add = useRelayMutation('groups.addEntry', { invalidate: [...GROUP_INVALIDATE] });
+  const add = useRelayMutation('groups.addEntry');
   const [address, setAddress] = useState('');
   const [comment, setComment] = useState('');
   const [expiry, setExpiry] = useState<ExpiryValue>({ preset: 'never', date: '' });

@@ -14,7 +14,7 @@ export function RestoreDialog({ revision, onClose }: { revision: number; onClose
   const toast = useToast();
   const target = useRelayQuery('config.get', { revision }, { staleTime: Infinity });
   const current = useRelayQuery('config.get', {});
-  const revert = useRelayMutation('config.revert', { invalidate: ['config.get', 'config.history', 'clients.list', 'audit.list'] });
+  const revert = useRelayMutation('config.revert');
   const [error, setError] = useState<unknown>(null);
   const changes = target.data && current.data ? diffConfigs(current.data.config, target.data.config) : null;
   const isCurrent = current.data?.revision === revision;
