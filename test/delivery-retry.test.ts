@@ -13,6 +13,27 @@ const local = (domains: Record<string, Sink>, delivery: ConfigInput['delivery'] 
 const MIN = 60_000;
 
 describe('retries on a fake clock', () => {
+  it('retrying by hand again and again leaves no pile of stale entries in the retry schedule', async () => {
+    const clock = new FakeClock();
+    const dest = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 still not now' }) });
+    const h = await harness(local({ 'example.test': dest }), { now: clock.now, timers: clock, random: () => 0.5 });
+    await h.queue.start();
+    const id = await h.submit('alice@sender.test', ['bob@example.test']);
+    const deferrals = () => h.events.filter((e) => e.kind === 'deferred').length;
+    await expect.poll(deferrals, { interval: 5 }).toBe(1);
+    for (let i = 2; i <= 30; i++) {
+      clock.advance(1000); // each deferral schedules a later time than the one before
+      expect(h.queue.retry(id)).toBe(true);
+      await expect.poll(deferrals, { interval: 5 }).toBe(i);
+    }
+    // one live entry; the 29 left behind by the manual retries were dropped once they outnumbered the queue
+    expect(h.queue.scheduledEntries).toBeLessThanOrEqual(2 * h.queue.size + 16 + 1);
+    expect(h.queue.list()[0]).toMatchObject({ id, attempts: 30, status: 'deferred' });
+    // and the schedule still works: the live entry fires at its time
+    clock.advance(h.queue.list()[0]!.nextAttemptAt - clock.now());
+    await expect.poll(deferrals, { interval: 5 }).toBe(31);
+  });
+
   it('451 then 250: deferred after the first attempt, delivered at the retry one minute later', async () => {
     const clock = new FakeClock();
     const dest = await sink({ onData: (_m, n) => (n === 1 ? { code: 451, message: '4.3.0 temporary local problem' } : undefined) });

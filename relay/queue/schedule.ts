@@ -45,6 +45,15 @@ export class MinHeap<T> {
     v[i] = value;
   }
 
+  /** Keeps only the entries `keep` accepts, in heap order again (O(n)). */
+  retain(keep: (key: number, value: T) => boolean): void {
+    const entries: { key: number; value: T }[] = [];
+    for (let i = 0; i < this.keys.length; i++) if (keep(this.keys[i]!, this.values[i]!)) entries.push({ key: this.keys[i]!, value: this.values[i]! });
+    this.keys.length = 0;
+    this.values.length = 0;
+    for (const e of entries) this.push(e.key, e.value);
+  }
+
   pop(): { key: number; value: T } | undefined {
     const k = this.keys;
     const v = this.values;

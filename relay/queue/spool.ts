@@ -938,7 +938,8 @@ export class Queue {
   }
 
   /**
-   * The .msg of a finished message is unlinked within UNLINK_DELAY_MS, together with the others finished meanwhile:
+   * The .msg of a finished message is unlinked within UNLINK_DELAY_MS, together with the others finished meanwhile
+   * (real time on purpose, not the injected timers: this batches disk calls, it is not a delivery schedule):
    * unlinks sent to the thread pool in one burst cost a fraction of one sent alone (a pool thread woken per call,
    * measured at ~60 us each under load). A crash before the unlink delivers the message again (at least once, as a
    * crash between delivery and unlink always could); start() and stop() unlink what is pending first.
@@ -1082,8 +1083,17 @@ export class Queue {
       this.pump();
     } else {
       this.waiting.push(msg.nextAttemptAt, msg);
+      // an entry goes stale when its message is retried by hand, deleted or rescheduled; drop them once they outnumber the queue
+      if (this.waiting.length > 2 * this.messages.size + 16) {
+        this.waiting.retain((at, m) => this.messages.get(m.id) === m && m.nextAttemptAt === at && !m.delivering && !m.inReady);
+      }
       this.armTimer();
     }
+  }
+
+  /** @internal entries in the retry schedule, stale ones included (tests) */
+  get scheduledEntries(): number {
+    return this.waiting.length;
   }
 
   private armTimer(): void {
