@@ -1,7 +1,8 @@
 /**
  * The salesperson story in the console, end to end: a client at 127.0.0.5 exceeds the hourly limit, the rejected
- * row appears in Live traffic, one click on "Trust this IP" (for a day), the next message from 127.0.0.5 in the same
- * SMTP session is accepted, the audit log view shows who did it, and Undo in the toast removes the entry again.
+ * row appears in Live traffic, one click on "Trust this IP" (for a day, chosen before a trip to another view), the
+ * next message from 127.0.0.5 in the same SMTP session is accepted, the audit log view shows who did it, and Undo in
+ * the toast removes the entry again.
  * (Trusting also clears the IP's counters, so after the Undo the hourly limit counts from zero.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,7 +42,14 @@ describe.skipIf(!chromiumPath)('console: the salesperson story (Chromium)', () =
     const { page } = c;
     await page.keyboard.press('Control+3');
     await page.locator('[data-testid="live-view"]').waitFor();
-    await page.locator('select[aria-label="How long Trust this IP lasts"]').selectOption('1d');
+    const lasts = page.locator('select[aria-label="How long Trust this IP lasts"]');
+    await lasts.selectOption('1d');
+    // the choice holds for the session: a look at the dashboard and back does not reset it to "forever"
+    await page.keyboard.press('Control+2');
+    await page.locator('[data-testid="dashboard"]').waitFor();
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    expect(await lasts.inputValue()).toBe('1d');
 
     smtp = await RawSmtp.connect(relay.port, { localAddress: '127.0.0.5' });
     await smtp.hello('laptop.sales.test');

@@ -1,18 +1,22 @@
 /**
  * The live view's UI state, outside React so the shell's shortcuts (Space / Ctrl+P pause, Ctrl+F filter) and other
- * views ("Everything from this IP") can drive it, and so it survives switching views.
+ * views ("Everything from this IP") can drive it, and so it survives switching views (the filter, pause, and how long
+ * "Trust this IP" trusts: chosen once, it holds for the session).
  */
 import { useSyncExternalStore } from 'react';
 import { EMPTY_FILTER, type LiveFilter } from './filter.ts';
+import type { TrustExpiry } from './trust.ts';
 
 export interface LiveUiState {
   filter: LiveFilter;
   paused: boolean;
   /** bumps when something asks the filter box to take the focus */
   focusRequest: number;
+  /** how long a one-click "Trust this IP" trusts the address ("Trust lasts") */
+  trustExpiry: TrustExpiry;
 }
 
-let state: LiveUiState = { filter: EMPTY_FILTER, paused: false, focusRequest: 0 };
+let state: LiveUiState = { filter: EMPTY_FILTER, paused: false, focusRequest: 0, trustExpiry: 'forever' };
 const listeners = new Set<() => void>();
 function set(patch: Partial<LiveUiState>): void {
   state = { ...state, ...patch };
@@ -39,6 +43,9 @@ export const liveUi = {
   },
   requestFilterFocus(): void {
     set({ focusRequest: state.focusRequest + 1 });
+  },
+  setTrustExpiry(trustExpiry: TrustExpiry): void {
+    if (trustExpiry !== state.trustExpiry) set({ trustExpiry });
   },
 };
 

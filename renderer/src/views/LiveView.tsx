@@ -216,7 +216,8 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
   const conn = useConnection();
   const { canEdit, why } = useCanEdit();
   const { trust, pending } = useTrustIp();
-  const [expiry, setExpiry] = useState<TrustExpiry>('forever');
+  // kept in the live UI state, not here: the choice holds when the user goes to another view and comes back
+  const expiry = ui.trustExpiry;
   const [selected, setSelected] = useState<RelayEvent | null>(null);
   const filterRef = useRef<HTMLInputElement>(null);
   const scrollRef = useRef<HTMLDivElement>(null);
@@ -438,7 +439,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
         )}
         <label className="field-inline trust-expiry" title="How long “Trust this IP” trusts an address">
           <span className="muted">Trust lasts</span>
-          <select aria-label="How long Trust this IP lasts" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)}>
+          <select aria-label="How long Trust this IP lasts" value={expiry} onChange={(e) => liveUi.setTrustExpiry(e.target.value as TrustExpiry)}>
             {TRUST_EXPIRIES.map((x) => (
               <option key={x.value} value={x.value}>
                 {x.label}
@@ -536,7 +537,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             trustDisabled={trustDisabled}
             trustPending={pending !== null && pending === selected.ip}
             expiry={expiry}
-            setExpiry={setExpiry}
+            setExpiry={liveUi.setTrustExpiry}
           />
         )}
       </div>
