@@ -125,8 +125,9 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await page.getByRole('dialog', { name: 'Apply these changes?' }).locator('[data-testid="apply"]').click();
     const conflict = page.getByRole('alertdialog', { name: /Not applied: someone else changed the configuration/ });
     await conflict.waitFor({ timeout: 10_000 });
+    // the revisions come from config.history, fetched (or refetched) as the dialog opens: wait for them
+    await expect.poll(async () => (await conflict.textContent()) ?? '', { timeout: 10_000 }).toMatch(new RegExp(`Revision ${base.revision + 1}: admin`));
     const text = (await conflict.textContent()) ?? '';
-    expect(text).toMatch(new RegExp(`Revision ${base.revision + 1}: admin`));
     expect(text).toMatch(/Max concurrent SMTP connections from one IP: limit.*10 connections at once.*3 connections at once/);
     expect(await conflict.locator('[data-conflict="limits.messagesPerHour.max"]').textContent()).toMatch(
       new RegExp(`^[^0-9]*${base.config.limits.messagesPerHour.max} messages? per hour50 messages per hour20 messages per hour$`),
