@@ -6,16 +6,15 @@
  * fsynced) and may the client get its `250`. Small messages committed at the same time share a segment (group commit).
  * acceptingMail turns false after a write failure (disk full, I/O error) and back to true when a probe write succeeds.
  */
-import fs, { createReadStream, promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
-import { SmtpClient } from './smtp-client.ts';
+import { InProcessDeliverer, WorkerDeliverer, type DataSource, type Deliverer } from './deliverer.ts';
 import { relayHostname } from '../store/config-store.ts';
 
 export interface Envelope {
@@ -166,6 +165,8 @@ export interface QueueOptions {
   mxPort?: number;
   /** how long stop() waits for deliveries under way before closing their connections (default 5000 ms) */
   stopTimeoutMs?: number;
+  /** SMTP conversations in a worker thread (default true); false runs them on the calling thread */
+  deliveryWorker?: boolean;
   /** keep a connection open this long after a delivery for the next message to the same address (default 2000 ms; 0: never reuse) */
   connectionCacheMs?: number;
   /** while not accepting, how often to try a probe write (default 2000 ms) */
@@ -570,7 +571,7 @@ export class Queue {
   private readonly concurrency: number;
   private readonly perDestination: number;
   private readonly fault: FaultInjector | undefined;
-  private readonly client: SmtpClient;
+  private readonly client: Deliverer;
 
   constructor(opts: QueueOptions) {
     this.opts = opts;
@@ -586,7 +587,8 @@ export class Queue {
     this.perDestination = opts.perDestination ?? 20;
     this.fault = opts.fault ?? crashHookFromEnv();
     const idleMs = opts.connectionCacheMs ?? 2000;
-    this.client = new SmtpClient({ idleMs, maxIdlePerAddress: idleMs > 0 ? this.perDestination : 0 });
+    const clientOpts = { idleMs, maxIdlePerAddress: idleMs > 0 ? this.perDestination : 0 };
+    this.client = opts.deliveryWorker === false ? new InProcessDeliverer(clientOpts) : new WorkerDeliverer(clientOpts, this.log);
     this.dirSync = new DirSyncer(this.queueDir);
     this.group = new GroupCommit(this);
     const { tmpDir, queueDir } = this;
@@ -971,11 +973,10 @@ export class Queue {
     return this.unlinking;
   }
 
-  /** The raw message bytes (the trailer excluded): from memory while retained, else a read stream of the file. */
-  private openData(msg: QueuedMessage): Readable | Buffer {
-    if (msg.data) return msg.data;
-    if (msg.size === 0) return Readable.from([]);
-    return createReadStream(msg.file, { start: msg.offset, end: msg.offset + msg.size - 1 });
+  /** The raw message bytes (the trailer excluded): from memory while retained, else their place in the spool. */
+  private dataSource(msg: QueuedMessage): DataSource {
+    if (msg.data) return { kind: 'buffer', bytes: msg.data };
+    return { kind: 'file', file: msg.file, offset: msg.offset, size: msg.size };
   }
 
   list(): QueueItem[] {
@@ -1064,7 +1065,7 @@ export class Queue {
       await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, 2000)))]);
       clearTimeout(t);
     }
-    this.client.closeAll();
+    await this.client.close();
     await this.flushUnlinks();
   }
 
@@ -1215,7 +1216,7 @@ export class Queue {
         from: msg.envelope.from,
         rcpts,
         size: msg.size,
-        data: () => this.openData(msg),
+        source: this.dataSource(msg),
         tls: config.delivery.tls,
         auth,
         heloName: this.heloName(config),

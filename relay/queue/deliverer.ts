@@ -1,0 +1,166 @@
+/**
+ * Who carries a message to a downstream server for the queue: the SMTP conversations (nodemailer, sockets, TLS) run
+ * in a worker thread, so the relay's main thread keeps to the SMTP front, the policy and the spool. On the 2-core
+ * machine the bench runs on, delivery was 12-15% of the main thread's busy time (bench/RESULTS.md); moved to a
+ * worker, that time runs on the other core. The queue still decides everything (routes, DNS, retries, bounces);
+ * the worker only runs SmtpClient.deliver and answers with its result.
+ *
+ * If the worker dies, every delivery it had under way ends as a failed session (the queue defers those recipients)
+ * and the next delivery starts a new worker.
+ */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import { SmtpClient, type AttemptInput, type AttemptResult } from './smtp-client.ts';
+
+/** The message bytes: in memory (kept since the commit) or a range of a spool file. */
+export type DataSource = { kind: 'buffer'; bytes: Uint8Array } | { kind: 'file'; file: string; offset: number; size: number };
+
+export type DeliveryRequest = Omit<AttemptInput, 'data' | 'track'> & {
+  source: DataSource;
+  /** called with a function that closes this delivery's connection (the queue's stop() uses it) */
+  track?: (close: () => void) => () => void;
+};
+
+export interface Deliverer {
+  deliver(req: DeliveryRequest): Promise<AttemptResult>;
+  /** QUIT idle connections, close busy ones, release the worker; deliver() may be called again later */
+  close(): Promise<void>;
+}
+
+export interface ClientOptions {
+  idleMs: number;
+  maxIdlePerAddress: number;
+}
+
+export function openSource(source: DataSource): Readable | Buffer {
+  if (source.kind === 'buffer') return Buffer.from(source.bytes.buffer, source.bytes.byteOffset, source.bytes.byteLength);
+  if (source.size === 0) return Readable.from([]);
+  return createReadStream(source.file, { start: source.offset, end: source.offset + source.size - 1 });
+}
+
+/** Deliveries on the calling thread (the worker uses it; so may a caller that wants no worker). */
+export class InProcessDeliverer implements Deliverer {
+  private readonly client: SmtpClient;
+
+  constructor(opts: ClientOptions) {
+    this.client = new SmtpClient(opts);
+  }
+
+  deliver(req: DeliveryRequest): Promise<AttemptResult> {
+    const { source, ...rest } = req;
+    return this.client.deliver({ ...rest, data: () => openSource(source) });
+  }
+
+  async close(): Promise<void> {
+    this.client.closeAll();
+  }
+}
+
+/** Messages between the queue and the worker. */
+export type ToWorker =
+  | { t: 'deliver'; id: number; req: Omit<DeliveryRequest, 'track'> }
+  | { t: 'close'; id: number }
+  | { t: 'closeAll' };
+export type FromWorker = { t: 'result'; id: number; result: AttemptResult } | { t: 'closedAll' };
+
+interface Pending {
+  resolve: (r: AttemptResult) => void;
+}
+
+/** Deliveries in a worker thread, started at the first delivery. */
+export class WorkerDeliverer implements Deliverer {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly opts: ClientOptions,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  deliver(req: DeliveryRequest): Promise<AttemptResult> {
+    const { track, ...rest } = req;
+    const id = this.nextId++;
+    const w = this.start();
+    // a copy of the bytes, moved (not copied again) to the worker; the queue keeps its own Buffer
+    let transfer: ArrayBuffer[] = [];
+    if (rest.source.kind === 'buffer') {
+      const bytes = new Uint8Array(rest.source.bytes);
+      rest.source = { kind: 'buffer', bytes };
+      transfer = [bytes.buffer as ArrayBuffer];
+    }
+    return new Promise<AttemptResult>((resolve) => {
+      const untrack = track?.(() => w.postMessage({ t: 'close', id } satisfies ToWorker)) ?? (() => {});
+      this.pending.set(id, {
+        resolve: (r) => {
+          untrack();
+          resolve(r);
+        },
+      });
+      // referenced while deliveries are under way, so a process with nothing else to do waits for them
+      w.ref();
+      w.postMessage({ t: 'deliver', id, req: rest } satisfies ToWorker, transfer);
+    });
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    // a JavaScript entry that registers the TypeScript loader in the worker (a worker does not inherit it), then loads the worker
+    const w = new Worker(new URL('./delivery-worker.mjs', import.meta.url), { workerData: this.opts });
+    w.unref();
+    w.on('message', (m: FromWorker) => {
+      if (m.t !== 'result') return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) w.unref();
+      p.resolve(m.result);
+    });
+    const failed = (reason: string) => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      if (this.pending.size > 0) this.log(`queue: the delivery worker ${reason}; ${this.pending.size} deliveries under way are deferred`);
+      for (const p of this.pending.values()) p.resolve({ kind: 'session-failed', reason: `the delivery worker ${reason}`, tlsHandshake: false });
+      this.pending.clear();
+    };
+    w.on('error', (err) => failed(`failed: ${err.message}`));
+    w.on('exit', (code) => failed(`exited (code ${code})`));
+    this.worker = w;
+    return w;
+  }
+
+  /** @internal tests: the worker dies as if it crashed (nothing is closed politely) */
+  async killWorker(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const w = this.worker;
+      if (!w) return;
+      w.ref();
+      const acked = new Promise<void>((resolve) => {
+        const on = (m: FromWorker) => {
+          if (m.t === 'closedAll') {
+            w.off('message', on);
+            resolve();
+          }
+        };
+        w.on('message', on);
+        w.once('exit', () => resolve());
+      });
+      w.postMessage({ t: 'closeAll' } satisfies ToWorker);
+      await Promise.race([acked, new Promise((r) => setTimeout(r, 2000).unref())]);
+      this.worker = null;
+      // what was still under way ends as a failed session (the queue's stop() closed those connections already)
+      for (const p of this.pending.values()) p.resolve({ kind: 'session-failed', reason: 'the relay stopped during this delivery', tlsHandshake: false });
+      this.pending.clear();
+      await w.terminate();
+    })().finally(() => {
+      this.closing = null;
+    });
+    return this.closing;
+  }
+}
