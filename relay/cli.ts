@@ -117,6 +117,8 @@ async function serve(dataDir: string): Promise<void> {
   console.log(`  SHA-256        : ${relay.identity.fingerprint256}`);
   console.log(`  admin token    : ${path.join(dataDir, 'admin-token')}${fs1.adminToken ? ' (new; mode 0600)' : ''}`);
   console.log(`  local domains  : ${Object.keys(c.domains).join(', ') || '(none yet: add them under "domains" in config.json)'}`);
+  const queued = relay.queue.size;
+  console.log(`  queue          : ${queued === 0 ? 'empty' : `${queued} message${queued === 1 ? '' : 's'} found on disk, delivery resumed`}`);
   console.log(`Reload config.json with: kill -HUP ${process.pid}`);
 
   process.on('SIGHUP', () => {

@@ -143,6 +143,7 @@ describe('relay CLI', () => {
     expect(new (await import('node:crypto')).X509Certificate(cert).fingerprint256).toBe(fp);
     expect(out).toContain(`admin token    : ${path.join(dir, 'admin-token')} (new; mode 0600)`);
     expect(out).toContain('(new, self-signed)');
+    expect(out).toContain('queue          : empty');
     expect(fs.statSync(path.join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
     // config.json was used as it is
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).smtp.listen).toBe(`127.0.0.1:${port}`);
@@ -156,6 +157,25 @@ describe('relay CLI', () => {
     expect(code).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+  });
+
+  it('a restart says how many queued messages it found on disk, and resumes them', async () => {
+    // a local domain whose server does not answer: the message is deferred and stays queued
+    const { dir, port } = await dataDirWithConfig({
+      groups: { Trusted: [{ address: '127.0.0.5', comment: 'the test client: no DNS checks' }] },
+      domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: ['alice'] } },
+    });
+    let r = await startRelay(dir);
+    const c = await smtp(port);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: for later\r\n\r\nbody')).code).toBe(250);
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(0);
+    r = await startRelay(dir);
+    expect(r.out()).toContain('queue          : 1 message found on disk, delivery resumed');
+    r.child.kill('SIGTERM');
+    await r.exited;
   });
 
   it('a bad config.json is refused: non-zero exit and a message naming the key', async () => {
