@@ -121,14 +121,25 @@ export async function readQueuedMessage(queueDir: string, id: string): Promise<{
   return null;
 }
 
-/** Ids of every message queued on disk (.msg files and segment records), sorted. For tests and inspection tools. */
+/**
+ * Ids of every message queued on disk (.msg files and segment records, less those whose .state is a "deleted"
+ * tombstone), sorted. For tests and inspection tools.
+ */
 export async function listQueuedIds(queueDir: string): Promise<string[]> {
   const ids = new Set<string>();
-  for (const name of await fsp.readdir(queueDir)) {
+  const names = await fsp.readdir(queueDir);
+  for (const name of names) {
     if (name.endsWith('.msg')) ids.add(name.slice(0, -4));
     else if (name.endsWith('.seg')) {
       const file = path.join(queueDir, name);
       for (const r of parseSegment(await fsp.readFile(file), file)) ids.add(r.id);
+    }
+  }
+  for (const name of names.filter((n) => n.endsWith('.state'))) {
+    try {
+      if ((JSON.parse(await fsp.readFile(path.join(queueDir, name), 'utf8')) as { deleted?: boolean }).deleted === true) ids.delete(name.slice(0, -6));
+    } catch {
+      // unreadable: the queue retries all of its recipients; it is still queued
     }
   }
   return [...ids].sort();

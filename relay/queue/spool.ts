@@ -99,6 +99,8 @@ export interface QueueItem {
 /** A segment file in queue/ and how many of its messages are still queued; unlinked when none is left. */
 interface Segment {
   file: string;
+  /** every message id recorded in it (deleted or copied out ones included) */
+  ids: string[];
   live: number;
   /** .state files of its messages, unlinked after the segment itself (never before: a crash would lose them) */
   stateFiles: string[];
@@ -111,6 +113,8 @@ export interface QueuedMessage {
   file: string;
   /** the segment it lives in (null: its own .msg file) */
   seg: Segment | null;
+  /** the segment it was copied out of, whose record of it stays on disk until that segment goes */
+  origin: Segment | null;
   /** where its raw bytes start in `file` (0 in a .msg) */
   offset: number;
   envelope: Envelope;
@@ -352,17 +356,21 @@ class Writer implements SpoolWriter {
       this.fd = null;
       fs.closeSync(fd);
       this.q.inject('rename', target);
+      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
+      this.q.committing.add(target);
       await renameAsync(this.tmpFile, target);
       renamed = true;
       this.q.activeTemps.delete(this.tmpFile);
       this.q.inject('dirsync', this.q.queueDir);
       await this.q.dirSync.sync();
     } catch (err) {
+      this.q.committing.delete(target);
       await this.cleanup();
       if (renamed) await unlinkQuietly(target);
       this.q.storageFailed(err as Error);
       throw err;
     }
+    this.q.committing.delete(target);
     this.q.committed(this.queued(envelope, target, null, 0, size, null));
     return { id: this.id, size };
   }
@@ -391,6 +399,7 @@ class Writer implements SpoolWriter {
       id: this.id,
       file,
       seg,
+      origin: null,
       offset,
       envelope,
       kind: this.kind,
@@ -512,14 +521,18 @@ class GroupCommit {
       fd = null;
       fs.closeSync(closing);
       q.inject('rename', target, n);
+      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
+      q.committing.add(target);
       await renameAsync(tmp, target);
       renamed = true;
       q.activeTemps.delete(tmp);
       q.inject('dirsync', q.queueDir, n);
       await q.dirSync.sync();
-      const seg = q.segmentCommitted(target, n);
+      const seg = q.segmentCommitted(target, batch.map((r) => r.id));
+      q.committing.delete(target);
       batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
     } catch (err) {
+      q.committing.delete(target);
       closeQuietly(fd);
       await unlinkQuietly(tmp);
       q.activeTemps.delete(tmp);
@@ -541,6 +554,8 @@ export class Queue {
   readonly activeTemps = new Set<string>();
   /** segments in queue/ that this queue knows, by file */
   private readonly segments = new Map<string, Segment>();
+  /** @internal files renamed into queue/ whose commit has not finished: start() leaves them to their writer */
+  readonly committing = new Set<string>();
   readonly flushBytes: number;
   readonly clock: () => number;
   private readonly retainBytes: number;
@@ -643,28 +658,34 @@ export class Queue {
     msg.data = null;
   }
 
-  /** @internal a segment is durable in queue/ with `live` messages */
-  segmentCommitted(file: string, live: number): Segment {
-    const seg: Segment = { file, live, stateFiles: [] };
+  /** @internal a segment is durable in queue/ with these messages */
+  segmentCommitted(file: string, ids: string[]): Segment {
+    const seg: Segment = { file, ids, live: ids.length, stateFiles: [] };
     this.segments.set(file, seg);
     return seg;
   }
 
-  /** One message of a segment is no longer queued (finished, or copied to its own .msg): unlink the segment after the last. */
-  private release(seg: Segment): void {
+  /**
+   * One message of a segment is no longer queued (finished, or copied to its own .msg): unlink the segment after the
+   * last (`now`: at once and durably, not in the next burst of unlinks).
+   */
+  private release(seg: Segment, now = false): void {
     if (--seg.live > 0) return;
     this.segments.delete(seg.file);
-    if (seg.stateFiles.length === 0) {
+    if (seg.stateFiles.length === 0 && !now) {
       this.unlinkSoon(seg.file);
       return;
     }
-    // its messages' .state files go after the segment: a crash in between leaves orphans that start() removes
+    // its messages' .state files (tombstones among them) go after the segment is gone for good: a crash in between
+    // leaves orphans that start() removes, never a record without its tombstone
     const files = seg.stateFiles;
     this.track(
-      unlinkAsync(seg.file).then(
-        () => Promise.all(files.map(unlinkQuietly)).then(() => {}),
-        (err: NodeJS.ErrnoException) => this.log(`queue: cannot remove ${seg.file}: ${err.message}`),
-      ),
+      unlinkAsync(seg.file)
+        .then(() => this.dirSync.sync())
+        .then(
+          () => Promise.all(files.map(unlinkQuietly)).then(() => {}),
+          (err: NodeJS.ErrnoException) => this.log(`queue: cannot remove ${seg.file}: ${err.message}`),
+        ),
     );
   }
 
@@ -732,15 +753,33 @@ export class Queue {
       if (this.activeTemps.has(file)) continue;
       await fsp.rm(file, { force: true, recursive: true });
     }
-    const names = await fsp.readdir(this.queueDir);
-    const msgs = new Set(names.filter((n) => n.endsWith('.msg')).map((n) => n.slice(0, -4)));
-    // segments first: their messages' .state files are not orphans
+    const names = (await fsp.readdir(this.queueDir)).filter((n) => !this.committing.has(path.join(this.queueDir, n)));
+    // .msg files first: a readable one holds its message (a copy of it in a segment is then ignored); an unreadable
+    // one is moved aside and its message is taken from a segment if one holds it
+    const msgs = new Set<string>();
+    const deletedMsgs: string[] = [];
+    for (const id of names.filter((n) => n.endsWith('.msg')).map((n) => n.slice(0, -4)).sort()) {
+      if (this.messages.has(id)) {
+        msgs.add(id);
+        continue;
+      }
+      try {
+        const msg = await this.load(id);
+        msgs.add(id);
+        if (msg === 'deleted') deletedMsgs.push(id);
+        else this.messages.set(id, msg);
+      } catch (err) {
+        await this.quarantine(id, err as Error);
+      }
+    }
+    // then segments; their records' .state files are not orphans
     const inSegments = new Set<string>();
     for (const name of names.filter((n) => n.endsWith('.seg')).sort()) {
       const file = path.join(this.queueDir, name);
-      if (this.segments.has(file)) {
-        // written by this queue before start(): its messages are in memory already
-        for (const m of this.messages.values()) if (m.seg?.file === file) inSegments.add(m.id);
+      const known = this.segments.get(file);
+      if (known) {
+        // written or loaded by this queue before: its live messages are in memory already
+        for (const id of known.ids) inSegments.add(id);
         continue;
       }
       try {
@@ -749,18 +788,16 @@ export class Queue {
         await this.quarantineFile(file, err as Error);
       }
     }
+    // a .msg the administrator deleted (its tombstone written, the unlink lost in a crash): gone now; its tombstone
+    // stays while a segment still records it
+    for (const id of deletedMsgs) {
+      await unlinkQuietly(path.join(this.queueDir, `${id}.msg`));
+      msgs.delete(id);
+    }
     for (const name of names) {
       const dot = name.lastIndexOf('.');
       const id = name.slice(0, dot);
       if (name.slice(dot + 1) === 'state' && !msgs.has(id) && !inSegments.has(id)) await fsp.unlink(path.join(this.queueDir, name)).catch(() => {});
-    }
-    for (const id of [...msgs].sort()) {
-      if (this.messages.has(id)) continue;
-      try {
-        this.messages.set(id, await this.load(id));
-      } catch (err) {
-        await this.quarantine(id, err as Error);
-      }
     }
     // ids sort by arrival: list() shows, and delivery takes, the oldest first (segments and .msg files were loaded apart)
     const byArrival = [...this.messages.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
@@ -778,13 +815,20 @@ export class Queue {
    */
   private async loadSegment(file: string, msgFiles: Set<string>): Promise<string[]> {
     const records = parseSegment(await fsp.readFile(file), file);
-    const seg: Segment = { file, live: 0, stateFiles: [] };
+    const seg: Segment = { file, ids: records.map((r) => r.id), live: 0, stateFiles: [] };
     const loaded: QueuedMessage[] = [];
     for (const r of records) {
-      if (msgFiles.has(r.id) || this.messages.has(r.id)) continue;
+      const stateFile = path.join(this.queueDir, `${r.id}.state`);
+      if (msgFiles.has(r.id) || this.messages.has(r.id)) {
+        // its own .msg holds it; a tombstone of it (written while this segment lived) goes after the segment
+        if (msgFiles.has(r.id) && (await isTombstone(stateFile))) seg.stateFiles.push(stateFile);
+        continue;
+      }
       const msg = await this.fromEnvelope(r.id, r.json, file, seg, r.dataOffset, r.dataSize);
-      if (msg === 'deleted' || msg.hasState) seg.stateFiles.push(path.join(this.queueDir, `${r.id}.state`));
-      if (msg !== 'deleted') loaded.push(msg);
+      // only a tombstone is the segment's to remove; a live message's state goes with the message (remove(), or its
+      // own .msg after a copy)
+      if (msg === 'deleted') seg.stateFiles.push(stateFile);
+      else loaded.push(msg);
     }
     seg.live = loaded.length + 1;
     this.segments.set(file, seg);
@@ -793,13 +837,11 @@ export class Queue {
     return records.map((r) => r.id);
   }
 
-  private async load(id: string): Promise<QueuedMessage> {
+  private async load(id: string): Promise<QueuedMessage | 'deleted'> {
     if (!ID_PATTERN.test(id)) throw new Error(`"${id}" is not a queue id`);
     const file = path.join(this.queueDir, `${id}.msg`);
     const { json, dataSize } = await readTrailer(file);
-    const msg = await this.fromEnvelope(id, json, file, null, 0, dataSize);
-    if (msg === 'deleted') throw new Error(`${file}: its state says it was deleted`);
-    return msg;
+    return this.fromEnvelope(id, json, file, null, 0, dataSize);
   }
 
   /** A message read from disk: its envelope JSON, then its .state if it has one ('deleted' when the state says so). */
@@ -810,6 +852,7 @@ export class Queue {
       id,
       file,
       seg,
+      origin: null,
       offset,
       envelope: t.envelope,
       kind: t.kind === 'dsn' ? 'dsn' : 'message',
@@ -902,6 +945,7 @@ export class Queue {
       await writeFileAtomic(this.tmpDir, target, [data, encodeTrailer(JSON.stringify(trailer))], this.dirSync);
       msg.file = target;
       msg.seg = null;
+      msg.origin = seg;
       msg.offset = 0;
       return seg;
     } catch (err) {
@@ -911,32 +955,48 @@ export class Queue {
   }
 
   /**
-   * Removes a message from disk and memory (delivered, bounced or deleted). The .msg goes last. A message of a segment
-   * leaves it to the segment's last message to unlink; one the administrator deleted or returned gets a "deleted" state
-   * first, so that a crash before the segment goes does not bring it back (a delivered one would come back: at least once).
+   * Removes a message from disk and memory (delivered, bounced or deleted). A message of a segment leaves it to the
+   * segment's last message to unlink the file. A removal by the administrator (delete, return to sender) must survive
+   * a crash: while a segment still records the message (it lives there, or was copied out of it), a "deleted" state
+   * (tombstone) is written first and outlives the segment; otherwise its file is unlinked at once and the directory
+   * fsynced. A delivered or bounced message may come back after a crash (at least once).
    */
   private async remove(msg: QueuedMessage): Promise<void> {
     this.messages.delete(msg.id);
     this.dropData(msg);
     const stateFile = path.join(this.queueDir, `${msg.id}.state`);
     const seg = msg.seg;
-    if (seg) {
-      msg.seg = null;
-      if (msg.removed && seg.live > 1) {
-        const state: StateFile = { v: 1, deleted: true, attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError, rcpts: Object.fromEntries(msg.rcpts) };
-        try {
-          await writeFileAtomic(this.tmpDir, stateFile, JSON.stringify(state), this.dirSync);
-          msg.hasState = true;
-        } catch (err) {
-          this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
-        }
+    const origin = msg.origin && this.segments.has(msg.origin.file) ? msg.origin : null;
+    msg.seg = null;
+    msg.origin = null;
+    const byAdmin = msg.removed !== null;
+    if (byAdmin && ((seg && seg.live > 1) || origin)) {
+      const state: StateFile = { v: 1, deleted: true, attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError, rcpts: Object.fromEntries(msg.rcpts) };
+      try {
+        await writeFileAtomic(this.tmpDir, stateFile, JSON.stringify(state), this.dirSync);
+        msg.hasState = true;
+        if (origin) origin.stateFiles.push(stateFile);
+      } catch (err) {
+        this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
       }
+    }
+    if (seg) {
       if (msg.hasState) seg.stateFiles.push(stateFile);
-      this.release(seg);
+      this.release(seg, byAdmin);
       return;
     }
-    if (msg.hasState) await unlinkQuietly(stateFile);
-    this.unlinkSoon(msg.file);
+    // a tombstone handed to the origin segment stays until that segment goes
+    if (msg.hasState && !(origin && origin.stateFiles.includes(stateFile))) await unlinkQuietly(stateFile);
+    if (byAdmin) {
+      this.track(
+        unlinkAsync(msg.file).then(
+          () => this.dirSync.sync(),
+          (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${msg.file}: ${err.message}`);
+          },
+        ),
+      );
+    } else this.unlinkSoon(msg.file);
   }
 
   /**
@@ -1029,12 +1089,15 @@ export class Queue {
     const msg = this.messages.get(id);
     if (!msg || msg.removed) return false;
     msg.removed = 'bounce';
-    if (!msg.delivering) {
-      msg.delivering = true;
-      msg.attempt = { jobsLeft: 0, outcomes: [], started: false };
-      this.track(this.finishAttempt(msg));
-    }
+    // during an attempt, its end does it
+    if (!msg.delivering) this.startBounce(msg);
     return true;
+  }
+
+  private startBounce(msg: QueuedMessage): void {
+    msg.delivering = true;
+    msg.attempt = { jobsLeft: 0, outcomes: [], started: false };
+    this.track(this.finishAttempt(msg));
   }
 
   /** Stops delivering (waits up to stopTimeoutMs for sessions under way, then closes them); everything stays on disk. */
@@ -1055,15 +1118,19 @@ export class Queue {
       this.destQueues.delete(key);
     }
     for (let msg = this.readyList.shift(); msg; msg = this.readyList.shift()) msg.inReady = false;
-    const settle = () => Promise.allSettled([...this.work]);
-    const bound = this.opts.stopTimeoutMs ?? 5000;
-    let t: NodeJS.Timeout | undefined;
-    await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, bound)))]);
-    clearTimeout(t);
+    // work ending can start more (a job's end records its attempt): wait until none is left, or the time is up
+    const settle = async (ms: number) => {
+      const until = Date.now() + ms;
+      while (this.work.size > 0 && Date.now() < until) {
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.allSettled([...this.work]), new Promise((r) => (t = setTimeout(r, until - Date.now())))]);
+        clearTimeout(t);
+      }
+    };
+    await settle(this.opts.stopTimeoutMs ?? 5000);
     if (this.work.size > 0) {
       for (const close of this.connections) close();
-      await Promise.race([settle(), new Promise((r) => (t = setTimeout(r, 2000)))]);
-      clearTimeout(t);
+      await settle(2000);
     }
     await this.client.close();
     await this.flushUnlinks();
@@ -1270,6 +1337,8 @@ export class Queue {
     const outcomes = msg.attempt?.outcomes ?? [];
     const tried = msg.attempt?.started ?? false;
     msg.attempt = null;
+    // a delete or return the administrator asks for from now on (the awaits below) is done at the end
+    const requested = msg.removed;
     // later attempts (rare) read the message from the spool
     const retained = msg.data;
     this.dropData(msg);
@@ -1351,6 +1420,16 @@ export class Queue {
       }
     }
     msg.delivering = false;
+    // (read again: delete() or bounce() may have set it during the awaits above)
+    const late = msg.removed as QueuedMessage['removed'];
+    if (late === 'delete' && requested !== 'delete') {
+      await this.remove(msg);
+      return;
+    }
+    if (late === 'bounce' && requested !== 'bounce') {
+      this.startBounce(msg);
+      return;
+    }
     if (msg.removed === 'bounce') {
       // a bounce that could not be written: leave it queued, it will be tried again
       msg.removed = null;
@@ -1421,6 +1500,15 @@ function crashHookFromEnv(): FaultInjector | undefined {
   return (op, _file, messages = 1) => {
     if (op === at && (left -= messages) <= 0) process.kill(process.pid, 'SIGKILL');
   };
+}
+
+/** Whether a .state file is the tombstone of a deleted message (false when there is none or it cannot be read). */
+async function isTombstone(file: string): Promise<boolean> {
+  try {
+    return (JSON.parse(await fsp.readFile(file, 'utf8')) as Partial<StateFile>).deleted === true;
+  } catch {
+    return false;
+  }
 }
 
 function notTried(rcpt: string): Outcome {
