@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Queue } from '../relay/queue/spool.ts';
 import { EventBus } from '../relay/events/bus.ts';
 import { ConfigSchema } from '../shared/config.ts';
-import { segmentHeader } from '../relay/queue/files.ts';
+import { listQueuedIds, segmentHeader } from '../relay/queue/files.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import { message, noDns } from './helpers/queue-harness.ts';
 import type { Sink } from './helpers/sink.ts';
@@ -100,6 +100,8 @@ describe('the segment spool after a crash', () => {
     while (h.queue.list().find((i) => i.id === id)?.attempts !== 1) await new Promise((r) => setImmediate(r));
     expect(h.queue.delete(id)).toBe(true);
     await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([]);
+    // on disk a moment later (the unlink, or a tombstone, and the directory fsync): from then on a crash keeps it deleted
+    await expect.poll(() => listQueuedIds(path.join(h.dir, 'queue'))).toEqual([]);
     expect(await crashImage(h.dir)).toEqual([]);
   });
 
