@@ -1,0 +1,238 @@
+/**
+ * Second review of the segment spool mends (2f33395) and the delivery worker (807b4bf), with a real Queue on a temp
+ * spool, real loopback sinks and a real worker thread:
+ *  - a Buffer that is a view into a bigger or pooled ArrayBuffer goes to the worker as an exact copy of the view;
+ *    nothing on the queue's side is detached or changed;
+ *  - a delivery asked for while close() runs settles; one after close() starts a new worker;
+ *  - a process whose only work is a worker delivery waits for the answer, then exits (an idle cached connection in
+ *    the worker does not keep it alive);
+ *  - the worker dying mid-session defers the message (copied out with its state), and the retry goes through a new
+ *    worker;
+ *  - a commit (segment or own file) failing at its rename or directory fsync leaves nothing in `committing`, nothing in
+ *    queue/, and a later start() loads nothing;
+ *  - a copied-out message deleted while its origin segment lives is absent from a crash image, and its tombstone goes
+ *    once the segment goes;
+ *  - stop() with finished messages' unlinks pending, then start() on the same Queue, delivers nothing twice.
+ */
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Queue } from '../relay/queue/spool.ts';
+import { WorkerDeliverer, type DeliveryRequest } from '../relay/queue/deliverer.ts';
+import { EventBus } from '../relay/events/bus.ts';
+import { ConfigSchema } from '../shared/config.ts';
+import { FakeClock } from './helpers/queue-clock.ts';
+import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
+import { message, noDns } from './helpers/queue-harness.ts';
+import type { Sink } from './helpers/sink.ts';
+
+const { sink, harness } = deliveryFixtures();
+const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
+const queueFiles = (dir: string) => fs.readdirSync(path.join(dir, 'queue')).sort();
+const segments = (dir: string) => queueFiles(dir).filter((n) => n.endsWith('.seg'));
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const turn = () => new Promise((r) => setImmediate(r));
+
+/** What a restart would find if the relay were killed now: the spool copied at once, then loaded by a fresh Queue. */
+async function crashImage(dir: string): Promise<{ ids: string[]; segments: string[] }> {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-crash-image-'));
+  try {
+    fs.cpSync(dir, copy, { recursive: true });
+    const segs = segments(copy);
+    const config = ConfigSchema.parse({ delivery: { tls: 'off' } });
+    const q = new Queue({ dir: copy, config: () => config, resolver: noDns, bus: new EventBus(), log: () => {}, deliveryWorker: false });
+    await q.start();
+    const ids = q.list().map((i) => i.id);
+    await q.stop();
+    return { ids, segments: segs };
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+function request(s: Sink, source: DeliveryRequest['source'], over: Partial<DeliveryRequest> = {}): DeliveryRequest {
+  return {
+    target: { host: s.host, ip: s.host, port: s.port },
+    from: 'alice@sender.test',
+    rcpts: ['bob@example.test'],
+    size: source.kind === 'buffer' ? source.bytes.length : source.size,
+    source,
+    tls: 'off',
+    auth: null,
+    heloName: 'relay.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 10_000,
+    ...over,
+  };
+}
+
+/** Waits (event-loop turn by turn, so nothing durable is missed) until cond holds. */
+async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await turn();
+  }
+}
+
+describe('pinned behaviour (review 2)', () => {
+  it('a Buffer that is a view into a larger or pooled ArrayBuffer reaches the server byte for byte; the queue keeps its bytes', async () => {
+    const s = await sink();
+    const d = new WorkerDeliverer({ idleMs: 0, maxIdlePerAddress: 0 }, () => {});
+    try {
+      // a view in the middle of a bigger ArrayBuffer, surrounded by bytes that must not be sent
+      const backing = Buffer.alloc(4096, 'Z');
+      const inner = Buffer.from('Subject: view\r\n\r\nonly these bytes\r\n');
+      inner.copy(backing, 1000);
+      const view = backing.subarray(1000, 1000 + inner.length);
+      // a small Buffer.from() lives in Node's shared 8 KiB pool
+      const pooled = Buffer.from('Subject: pooled\r\n\r\npooled bytes\r\n');
+      expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length);
+      expect(await d.deliver(request(s, { kind: 'buffer', bytes: view }))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+      expect(await d.deliver(request(s, { kind: 'buffer', bytes: pooled }))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+      const got = await s.waitFor(2);
+      expect(got[0]!.data.equals(inner)).toBe(true);
+      expect(got[1]!.data.toString()).toBe('Subject: pooled\r\n\r\npooled bytes\r\n');
+      // nothing was detached or changed on this side
+      expect(backing.byteLength).toBe(4096);
+      expect(view.equals(inner)).toBe(true);
+      expect(backing.subarray(0, 1000).every((b) => b === 0x5a)).toBe(true);
+      expect(pooled.toString()).toBe('Subject: pooled\r\n\r\npooled bytes\r\n');
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('a delivery asked for while close() is under way settles, and one after close() goes through a new worker', async () => {
+    const s = await sink();
+    const d = new WorkerDeliverer({ idleMs: 5000, maxIdlePerAddress: 5 }, () => {});
+    const body = { kind: 'buffer' as const, bytes: Buffer.from('Subject: c\r\n\r\nc\r\n') };
+    try {
+      expect(await d.deliver(request(s, body))).toMatchObject({ kind: 'done' });
+      const closing = d.close();
+      const racing = d.deliver(request(s, body));
+      await closing;
+      const r = await Promise.race([racing, tick(5000).then(() => 'hung' as const)]);
+      expect(r).not.toBe('hung');
+      expect(await d.deliver(request(s, body))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('a process whose only work is a worker delivery waits for its answer, then exits though a connection is cached', async () => {
+    const s = await sink();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-worker-ref-'));
+    try {
+      const script = path.join(dir, 'child.ts');
+      const deliverer = path.resolve('relay/queue/deliverer.ts');
+      fs.writeFileSync(
+        script,
+        `import { WorkerDeliverer } from ${JSON.stringify(deliverer)};
+const d = new WorkerDeliverer({ idleMs: 60_000, maxIdlePerAddress: 5 }, () => {});
+d.deliver({ target: { host: '127.0.0.1', ip: '127.0.0.1', port: ${s.port} }, from: 'a@sender.test', rcpts: ['b@example.test'], size: 22,
+  source: { kind: 'buffer', bytes: Buffer.from('Subject: r\\r\\n\\r\\nref\\r\\n') }, tls: 'off', auth: null, heloName: 'relay.test',
+  connectTimeoutMs: 5000, commandTimeoutMs: 5000 }).then((r) => console.log('RESULT ' + r.kind));
+`,
+      );
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      const code = await Promise.race([
+        new Promise<number | null>((r) => child.on('exit', (c) => r(c))),
+        tick(20_000).then(() => {
+          child.kill('SIGKILL');
+          return 'hung' as const;
+        }),
+      ]);
+      expect(out).toContain('RESULT done');
+      expect(code).toBe(0);
+      expect(s.messages).toHaveLength(1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the delivery worker dying mid-session defers the message (copied out, not lost); the retry goes through a new worker', async () => {
+    const clock = new FakeClock();
+    let n = 0;
+    const s = await sink({ dataDelayMs: () => (n++ === 0 ? 4000 : 0) });
+    const h = await harness(local({ 'example.test': s }), { now: clock.now, timers: clock, retryDelaysMs: [60_000], jitter: 0 });
+    await h.queue.start();
+    const id = await h.submit('alice@sender.test', ['bob@example.test'], message('worker-death'));
+    await expect.poll(() => s.activeTransactions).toBe(1);
+    await (h.queue as unknown as { client: WorkerDeliverer }).client.killWorker();
+    const deferred = await h.waitEvent('deferred', (e) => e.queueId === id);
+    expect(deferred.reason).toMatch(/delivery worker exited/);
+    await expect.poll(() => queueFiles(h.dir)).toEqual([`${id}.msg`, `${id}.state`]);
+    expect(h.queue.list()).toMatchObject([{ id, attempts: 1, to: ['bob@example.test'] }]);
+    clock.advance(60_000);
+    await h.waitEvent('delivered', (e) => e.queueId === id);
+    await expect.poll(() => queueFiles(h.dir)).toEqual([]);
+    expect(h.queue.size).toBe(0);
+  });
+
+  for (const kind of ['segment', 'own-file'] as const) {
+    for (const op of ['rename', 'dirsync'] as const) {
+      it(`${kind === 'segment' ? 'a segment' : "a large message's own-file"} commit failing at its ${op} leaves nothing in committing, nothing queued, and a later start() loads nothing`, async () => {
+        const s = await sink();
+        let fail = true;
+        const h = await harness(local({ 'example.test': s }), {
+          flushBytes: 1024,
+          fault: (at) => {
+            if (at === op && fail) throw Object.assign(new Error(`injected ${op} failure`), { code: 'EIO' });
+          },
+        });
+        const body = kind === 'segment' ? message('small') : message('large', 'x'.repeat(4000));
+        await expect(h.submit('alice@sender.test', ['bob@example.test'], body)).rejects.toThrow(/injected/);
+        expect(h.queue.committing.size).toBe(0);
+        expect(queueFiles(h.dir)).toEqual([]);
+        fail = false;
+        await h.queue.start();
+        expect(h.queue.size).toBe(0);
+        const id = await h.submit('alice@sender.test', ['bob@example.test'], body);
+        await h.waitEvent('delivered', (e) => e.queueId === id);
+        await tick(100);
+        expect(s.messages).toHaveLength(1);
+      });
+    }
+  }
+
+  it('a copied-out message deleted while its origin segment lives stays deleted at every step, and its tombstone goes with the segment', async () => {
+    const slow = await sink({ dataDelayMs: 1500 });
+    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const h = await harness(local({ 'slow.test': slow, 'refuse.test': refuse }));
+    await h.queue.start();
+    const [a, m] = await Promise.all([h.submit('alice@sender.test', ['x@slow.test']), h.submit('alice@sender.test', ['y@refuse.test'])]);
+    await h.waitEvent('deferred', (e) => e.queueId === m);
+    expect(h.queue.delete(m!)).toBe(true);
+    const msgFile = path.join(h.dir, 'queue', `${m}.msg`);
+    await until(() => !fs.existsSync(msgFile));
+    await tick(20);
+    const image = await crashImage(h.dir);
+    expect(image.segments).toHaveLength(1);
+    expect(image.ids).toEqual([a]);
+    await h.waitEvent('delivered', (e) => e.queueId === a);
+    await expect.poll(() => queueFiles(h.dir)).toEqual([]);
+    expect((await crashImage(h.dir)).ids).toEqual([]);
+  });
+
+  it('stop() right after deliveries, with their unlinks pending, then start() on the same Queue delivers nothing twice', async () => {
+    const s = await sink();
+    const h = await harness(local({ 'example.test': s }));
+    await h.queue.start();
+    const ids = await Promise.all([1, 2, 3].map((i) => h.submit('alice@sender.test', ['bob@example.test'], message(`u${i}`))));
+    await s.waitFor(3);
+    await until(() => h.queue.size === 0);
+    await h.queue.stop();
+    expect(queueFiles(h.dir)).toEqual([]);
+    await h.queue.start();
+    expect(h.queue.size).toBe(0);
+    await tick(200);
+    expect(s.messages).toHaveLength(3);
+    expect(new Set(ids).size).toBe(3);
+  });
+});
