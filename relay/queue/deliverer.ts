@@ -65,15 +65,15 @@ export type ToWorker =
 export type FromWorker = { t: 'result'; id: number; result: AttemptResult } | { t: 'closedAll' };
 
 interface Pending {
+  worker: Worker;
   resolve: (r: AttemptResult) => void;
 }
 
-/** Deliveries in a worker thread, started at the first delivery. */
+/** Deliveries in a worker thread, started at the first delivery (and again after it died or was closed). */
 export class WorkerDeliverer implements Deliverer {
   private worker: Worker | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private closing: Promise<void> | null = null;
 
   constructor(
     private readonly opts: ClientOptions,
@@ -94,6 +94,7 @@ export class WorkerDeliverer implements Deliverer {
     return new Promise<AttemptResult>((resolve) => {
       const untrack = track?.(() => w.postMessage({ t: 'close', id } satisfies ToWorker)) ?? (() => {});
       this.pending.set(id, {
+        worker: w,
         resolve: (r) => {
           untrack();
           resolve(r);
@@ -105,28 +106,44 @@ export class WorkerDeliverer implements Deliverer {
     });
   }
 
+  /** Ends every delivery `w` had under way with `reason` (a failed session: the queue defers those recipients). */
+  private failAll(w: Worker, reason: string): number {
+    let n = 0;
+    for (const [id, p] of this.pending) {
+      if (p.worker !== w) continue;
+      this.pending.delete(id);
+      p.resolve({ kind: 'session-failed', reason, tlsHandshake: false });
+      n++;
+    }
+    return n;
+  }
+
+  private hasPending(w: Worker): boolean {
+    for (const p of this.pending.values()) if (p.worker === w) return true;
+    return false;
+  }
+
   private start(): Worker {
     if (this.worker) return this.worker;
     // a JavaScript entry that registers the TypeScript loader in the worker (a worker does not inherit it), then loads the worker
     const w = new Worker(new URL('./delivery-worker.mjs', import.meta.url), { workerData: this.opts });
     w.unref();
-    w.on('message', (m: FromWorker) => {
-      if (m.t !== 'result') return;
+    w.on('message', (m: FromWorker | null) => {
+      if (!m || m.t !== 'result') return;
       const p = this.pending.get(m.id);
-      if (!p) return;
+      if (!p || p.worker !== w) return;
       this.pending.delete(m.id);
-      if (this.pending.size === 0) w.unref();
+      if (!this.hasPending(w)) w.unref();
       p.resolve(m.result);
     });
     const failed = (reason: string) => {
-      if (this.worker !== w) return;
-      this.worker = null;
-      if (this.pending.size > 0) this.log(`queue: the delivery worker ${reason}; ${this.pending.size} deliveries under way are deferred`);
-      for (const p of this.pending.values()) p.resolve({ kind: 'session-failed', reason: `the delivery worker ${reason}`, tlsHandshake: false });
-      this.pending.clear();
+      if (this.worker === w) this.worker = null;
+      const n = this.failAll(w, `the delivery worker ${reason}`);
+      if (n > 0) this.log(`queue: the delivery worker ${reason}; ${n} deliveries under way are deferred`);
     };
     w.on('error', (err) => failed(`failed: ${err.message}`));
     w.on('exit', (code) => failed(`exited (code ${code})`));
+    w.on('messageerror', (err) => this.log(`queue: a message from the delivery worker could not be read: ${err.message}`));
     this.worker = w;
     return w;
   }
@@ -136,31 +153,31 @@ export class WorkerDeliverer implements Deliverer {
     await this.worker?.terminate();
   }
 
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      const w = this.worker;
-      if (!w) return;
-      w.ref();
-      const acked = new Promise<void>((resolve) => {
-        const on = (m: FromWorker) => {
-          if (m.t === 'closedAll') {
-            w.off('message', on);
-            resolve();
-          }
-        };
-        w.on('message', on);
-        w.once('exit', () => resolve());
-      });
-      w.postMessage({ t: 'closeAll' } satisfies ToWorker);
-      await Promise.race([acked, new Promise((r) => setTimeout(r, 2000).unref())]);
-      this.worker = null;
-      // what was still under way ends as a failed session (the queue's stop() closed those connections already)
-      for (const p of this.pending.values()) p.resolve({ kind: 'session-failed', reason: 'the relay stopped during this delivery', tlsHandshake: false });
-      this.pending.clear();
-      await w.terminate();
-    })().finally(() => {
-      this.closing = null;
+  /**
+   * Closes the current worker: its cached connections get QUIT, its busy ones are closed, then it ends. Deliveries
+   * asked for from now on go to a new worker.
+   */
+  async close(): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = null;
+    w.ref();
+    const acked = new Promise<void>((resolve) => {
+      const on = (m: FromWorker | null) => {
+        if (m?.t === 'closedAll') {
+          w.off('message', on);
+          resolve();
+        }
+      };
+      w.on('message', on);
+      w.once('exit', () => resolve());
     });
-    return this.closing;
+    w.postMessage({ t: 'closeAll' } satisfies ToWorker);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([acked, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+    // what was still under way ends as a failed session (the queue's stop() closed those connections already)
+    this.failAll(w, 'the relay stopped during this delivery');
+    await w.terminate();
   }
 }

@@ -104,6 +104,8 @@ interface Segment {
   live: number;
   /** .state files of its messages, unlinked after the segment itself (never before: a crash would lose them) */
   stateFiles: string[];
+  /** no message left: its unlink is under way (it stays known until the unlink returned, so removals still tombstone) */
+  dying: boolean;
 }
 
 /** One queued message, as the queue holds it in memory (the bytes stay on disk). */
@@ -364,9 +366,9 @@ class Writer implements SpoolWriter {
       this.q.inject('dirsync', this.q.queueDir);
       await this.q.dirSync.sync();
     } catch (err) {
-      this.q.committing.delete(target);
       await this.cleanup();
       if (renamed) await unlinkQuietly(target);
+      this.q.committing.delete(target);
       this.q.storageFailed(err as Error);
       throw err;
     }
@@ -532,11 +534,11 @@ class GroupCommit {
       q.committing.delete(target);
       batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
     } catch (err) {
-      q.committing.delete(target);
       closeQuietly(fd);
       await unlinkQuietly(tmp);
       q.activeTemps.delete(tmp);
       if (renamed) await unlinkQuietly(target);
+      q.committing.delete(target);
       for (const r of batch) r.reject(err);
     }
   }
@@ -570,6 +572,8 @@ export class Queue {
   private running = false;
   private stopped = false;
   private unlinks: string[] = [];
+  /** segments whose file is in `unlinks` */
+  private dyingSegments: Segment[] = [];
   private unlinkTimer: NodeJS.Timeout | null = null;
   private unlinking: Promise<void> = Promise.resolve();
 
@@ -660,7 +664,7 @@ export class Queue {
 
   /** @internal a segment is durable in queue/ with these messages */
   segmentCommitted(file: string, ids: string[]): Segment {
-    const seg: Segment = { file, ids, live: ids.length, stateFiles: [] };
+    const seg: Segment = { file, ids, live: ids.length, stateFiles: [], dying: false };
     this.segments.set(file, seg);
     return seg;
   }
@@ -671,22 +675,32 @@ export class Queue {
    */
   private release(seg: Segment, now = false): void {
     if (--seg.live > 0) return;
-    this.segments.delete(seg.file);
+    seg.dying = true;
     if (seg.stateFiles.length === 0 && !now) {
+      this.dyingSegments.push(seg);
       this.unlinkSoon(seg.file);
       return;
     }
-    // its messages' .state files (tombstones among them) go after the segment is gone for good: a crash in between
-    // leaves orphans that start() removes, never a record without its tombstone
-    const files = seg.stateFiles;
     this.track(
       unlinkAsync(seg.file)
-        .then(() => this.dirSync.sync())
-        .then(
-          () => Promise.all(files.map(unlinkQuietly)).then(() => {}),
-          (err: NodeJS.ErrnoException) => this.log(`queue: cannot remove ${seg.file}: ${err.message}`),
-        ),
+        .catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${seg.file}: ${err.message}`);
+        })
+        .then(() => this.segmentGone(seg)),
     );
+  }
+
+  /**
+   * A segment's unlink returned: forget it, then remove its messages' .state files (tombstones among them) once the
+   * unlink is durable (directory fsynced): a crash in between leaves orphans that start() removes, never a record
+   * without its tombstone. Until this runs, a removal of a message copied out of it still writes a tombstone.
+   */
+  private async segmentGone(seg: Segment): Promise<void> {
+    this.segments.delete(seg.file);
+    const states = seg.stateFiles.splice(0);
+    if (states.length === 0) return;
+    await this.dirSync.sync();
+    await Promise.all(states.map(unlinkQuietly));
   }
 
   /** @internal a commit finished: the message is durable. */
@@ -815,13 +829,16 @@ export class Queue {
    */
   private async loadSegment(file: string, msgFiles: Set<string>): Promise<string[]> {
     const records = parseSegment(await fsp.readFile(file), file);
-    const seg: Segment = { file, ids: records.map((r) => r.id), live: 0, stateFiles: [] };
+    const seg: Segment = { file, ids: records.map((r) => r.id), live: 0, stateFiles: [], dying: false };
     const loaded: QueuedMessage[] = [];
     for (const r of records) {
       const stateFile = path.join(this.queueDir, `${r.id}.state`);
       if (msgFiles.has(r.id) || this.messages.has(r.id)) {
         // its own .msg holds it; a tombstone of it (written while this segment lived) goes after the segment
         if (msgFiles.has(r.id) && (await isTombstone(stateFile))) seg.stateFiles.push(stateFile);
+        // copied out of this segment: a removal by the administrator must tombstone it while the segment lives
+        const copied = this.messages.get(r.id);
+        if (copied && !copied.seg) copied.origin ??= seg;
         continue;
       }
       const msg = await this.fromEnvelope(r.id, r.json, file, seg, r.dataOffset, r.dataSize);
@@ -970,23 +987,34 @@ export class Queue {
     msg.seg = null;
     msg.origin = null;
     const byAdmin = msg.removed !== null;
+    let tombstoneKept = false;
     if (byAdmin && ((seg && seg.live > 1) || origin)) {
+      // the origin must not go while the tombstone is written (it would leave the tombstone behind)
+      const pinned = origin && !origin.dying ? origin : null;
+      if (pinned) pinned.live++;
       const state: StateFile = { v: 1, deleted: true, attempts: msg.attempts, nextAttemptAt: msg.nextAttemptAt, lastError: msg.lastError, rcpts: Object.fromEntries(msg.rcpts) };
       try {
         await writeFileAtomic(this.tmpDir, stateFile, JSON.stringify(state), this.dirSync);
         msg.hasState = true;
-        if (origin) origin.stateFiles.push(stateFile);
+        if (origin && this.segments.has(origin.file)) {
+          // the origin's record of it outlives this call: the tombstone goes after the origin
+          origin.stateFiles.push(stateFile);
+          tombstoneKept = true;
+        } else if (origin) {
+          // the origin's unlink returned meanwhile: make it durable before the tombstone goes (below)
+          await this.dirSync.sync();
+        }
       } catch (err) {
         this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
       }
+      if (pinned) this.release(pinned);
     }
     if (seg) {
       if (msg.hasState) seg.stateFiles.push(stateFile);
       this.release(seg, byAdmin);
       return;
     }
-    // a tombstone handed to the origin segment stays until that segment goes
-    if (msg.hasState && !(origin && origin.stateFiles.includes(stateFile))) await unlinkQuietly(stateFile);
+    if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
     if (byAdmin) {
       this.track(
         unlinkAsync(msg.file).then(
@@ -1020,6 +1048,7 @@ export class Queue {
     this.unlinkTimer = null;
     const files = this.unlinks;
     this.unlinks = [];
+    const segs = this.dyingSegments.splice(0);
     if (files.length > 0) {
       const done = Promise.all(
         files.map((file) =>
@@ -1027,7 +1056,7 @@ export class Queue {
             if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${file}: ${err.message}`);
           }),
         ),
-      );
+      ).then(() => Promise.all(segs.map((seg) => this.segmentGone(seg))));
       this.unlinking = Promise.all([this.unlinking, done]).then(() => {});
     }
     return this.unlinking;
