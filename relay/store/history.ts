@@ -365,6 +365,7 @@ export class EventHistory {
 
   /** The time of the event at 0-based position offset in [from, to), in time order. */
   atOffset(from: number, to: number, offset: number): number | null {
+    this.flush();
     const row = this.stmt('SELECT at FROM events WHERE at >= ? AND at < ? ORDER BY at LIMIT 1 OFFSET ?').get(from, to, offset) as { at: number } | undefined;
     return row?.at ?? null;
   }
