@@ -266,6 +266,33 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     expect(clock.nextAt()).toBeNull();
   });
 
+  it('times out a call the relay does not answer on the injected timers: not before callTimeoutMs, at it', async () => {
+    const r = await ownRelay();
+    const proxy = await freezableProxy(r.relay.manageAddress.port);
+    const clock = new ConsoleClock();
+    // newCore's callTimeoutMs is 3 s; the heartbeat (15 s) stays out of the way
+    const { core } = newCore({ timers: clock, heartbeatMs: 15_000 });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    proxy.freeze(true);
+    let settled: unknown = null;
+    const call = core.invoke('call', ['stats.get', {}]).then(
+      (v) => (settled = { ok: v }),
+      (e: unknown) => (settled = { err: e }),
+    );
+    // real time passes well beyond 3 s of nothing: only the fake clock may time the call out
+    await sleep(300);
+    clock.advance(2_999);
+    await sleep(100);
+    expect(settled).toBeNull();
+    clock.advance(1);
+    // at once, not 3 s of real time later
+    await Promise.race([call, sleep(500)]);
+    expect(settled).toMatchObject({ err: { payload: { message: expect.stringMatching(/did not answer stats\.get within 3 s/) } } });
+    proxy.freeze(false);
+    await core.invoke('connection.disconnect', []);
+  });
+
   it('ends in auth-failed when its token is revoked through the management API, with no reconnect loop', async () => {
     const r = await ownRelay();
     const admin = await WssClient.connect(r.relay.manageAddress.port, r.relay.identity.fingerprint256);

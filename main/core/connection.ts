@@ -174,7 +174,7 @@ export class RelayConnection {
     }
     if (accept && !pinned) this.opts.knownHosts.accept(profile.host, profile.port, certificate.fingerprint256, certificate.subject);
     this.ws = ws;
-    const rpc = new RpcClient(ws, this.opts.callTimeoutMs);
+    const rpc = new RpcClient(ws, this.opts.callTimeoutMs, this.timers);
     this.rpc = rpc;
     this.set({ status: 'authenticating', message: 'Logging in…', certificate, pinnedFingerprint: certificate.fingerprint256 });
     let closeReason: NotificationParams<'session.closed'> | null = null;

@@ -2,6 +2,7 @@
  * JSON-RPC 2.0 client over one WebSocket, typed by the shared protocol, with a timeout on every call.
  */
 import type WebSocket from 'ws';
+import { realTimers, type Timers } from './ports.ts';
 import { type MethodName, type NotificationName, type NotificationParams, type Params, type Result, RpcError } from '../../shared/protocol.ts';
 
 /** The call did not reach an answer: the connection closed, or the relay did not answer in time. */
@@ -15,7 +16,7 @@ export class TransportError extends Error {
   }
 }
 
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; method: string };
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: unknown; method: string };
 
 export class RpcClient {
   private nextId = 1;
@@ -26,6 +27,8 @@ export class RpcClient {
   constructor(
     private readonly ws: WebSocket,
     private readonly timeoutMs = 15_000,
+    /** the call timeouts run on these (the connection's, so a test's fake clock drives them too) */
+    private readonly timers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = realTimers,
   ) {
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
@@ -42,7 +45,7 @@ export class RpcClient {
       const p = typeof msg.id === 'number' ? this.pending.get(msg.id) : undefined;
       if (!p) return;
       this.pending.delete(msg.id!);
-      clearTimeout(p.timer);
+      this.timers.clearTimeout(p.timer);
       if (msg.error) p.reject(new RpcError(msg.error.code, msg.error.message, msg.error.data));
       else p.resolve(msg.result);
     });
@@ -53,7 +56,7 @@ export class RpcClient {
       this.closed = true;
       const why = reason.toString() || `connection closed (${code})`;
       for (const [id, p] of this.pending) {
-        clearTimeout(p.timer);
+        this.timers.clearTimeout(p.timer);
         p.reject(new TransportError('closed', `${p.method}: ${why}`));
         this.pending.delete(id);
       }
@@ -64,7 +67,7 @@ export class RpcClient {
     if (this.closed) return Promise.reject(new TransportError('closed', 'not connected to the relay'));
     const id = this.nextId++;
     return new Promise<Result<M>>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.timers.setTimeout(() => {
         this.pending.delete(id);
         reject(new TransportError('timeout', `the relay did not answer ${method} within ${timeoutMs / 1000} s`));
       }, timeoutMs);
