@@ -682,11 +682,14 @@ export class Queue {
       return;
     }
     this.track(
-      unlinkAsync(seg.file)
-        .catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${seg.file}: ${err.message}`);
-        })
-        .then(() => this.segmentGone(seg)),
+      unlinkAsync(seg.file).then(
+        () => this.segmentGone(seg, now),
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return this.segmentGone(seg, now);
+          // still on disk: keep knowing it (removals keep tombstoning) and keep its tombstones; the next start() sees to it
+          this.log(`queue: cannot remove ${seg.file}: ${err.message}`);
+        },
+      ),
     );
   }
 
@@ -694,12 +697,19 @@ export class Queue {
    * A segment's unlink returned: forget it, then remove its messages' .state files (tombstones among them) once the
    * unlink is durable (directory fsynced): a crash in between leaves orphans that start() removes, never a record
    * without its tombstone. Until this runs, a removal of a message copied out of it still writes a tombstone.
+   * `durable`: fsync the directory even with no state file (an administrator's removal). Never rejects.
    */
-  private async segmentGone(seg: Segment): Promise<void> {
+  private async segmentGone(seg: Segment, durable = false): Promise<void> {
     this.segments.delete(seg.file);
     const states = seg.stateFiles.splice(0);
-    if (states.length === 0) return;
-    await this.dirSync.sync();
+    if (states.length === 0 && !durable) return;
+    try {
+      await this.dirSync.sync();
+    } catch (err) {
+      // the tombstones stay (start() removes them once no record needs them)
+      this.log(`queue: cannot fsync ${this.queueDir} after removing ${path.basename(seg.file)}: ${(err as Error).message}`);
+      return;
+    }
     await Promise.all(states.map(unlinkQuietly));
   }
 
@@ -786,6 +796,15 @@ export class Queue {
         await this.quarantine(id, err as Error);
       }
     }
+    // a .msg the administrator deleted (its tombstone written, the unlink lost in a crash) goes now, durably, before
+    // any segment loads: a segment that still records it keeps the tombstone and removes it only after itself
+    if (deletedMsgs.length > 0) {
+      for (const id of deletedMsgs) {
+        await unlinkQuietly(path.join(this.queueDir, `${id}.msg`));
+        msgs.delete(id);
+      }
+      await this.dirSync.sync();
+    }
     // then segments; their records' .state files are not orphans
     const inSegments = new Set<string>();
     for (const name of names.filter((n) => n.endsWith('.seg')).sort()) {
@@ -801,12 +820,6 @@ export class Queue {
       } catch (err) {
         await this.quarantineFile(file, err as Error);
       }
-    }
-    // a .msg the administrator deleted (its tombstone written, the unlink lost in a crash): gone now; its tombstone
-    // stays while a segment still records it
-    for (const id of deletedMsgs) {
-      await unlinkQuietly(path.join(this.queueDir, `${id}.msg`));
-      msgs.delete(id);
     }
     for (const name of names) {
       const dot = name.lastIndexOf('.');
@@ -1000,10 +1013,8 @@ export class Queue {
           // the origin's record of it outlives this call: the tombstone goes after the origin
           origin.stateFiles.push(stateFile);
           tombstoneKept = true;
-        } else if (origin) {
-          // the origin's unlink returned meanwhile: make it durable before the tombstone goes (below)
-          await this.dirSync.sync();
         }
+        // else the origin went meanwhile: the tombstone goes after the .msg, below
       } catch (err) {
         this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
       }
@@ -1014,17 +1025,27 @@ export class Queue {
       this.release(seg, byAdmin);
       return;
     }
-    if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
     if (byAdmin) {
+      // the message file goes first, durably (which also makes an origin's unlink durable); only then its state, so
+      // that no crash finds the file without its tombstone
       this.track(
-        unlinkAsync(msg.file).then(
-          () => this.dirSync.sync(),
-          (err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${msg.file}: ${err.message}`);
-          },
-        ),
+        (async () => {
+          try {
+            await unlinkAsync(msg.file).catch((err: NodeJS.ErrnoException) => {
+              if (err.code !== 'ENOENT') throw err;
+            });
+            await this.dirSync.sync();
+          } catch (err) {
+            this.log(`queue: cannot remove ${msg.file}: ${(err as Error).message}`);
+            return;
+          }
+          if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
+        })(),
       );
-    } else this.unlinkSoon(msg.file);
+      return;
+    }
+    if (msg.hasState) await unlinkQuietly(stateFile);
+    this.unlinkSoon(msg.file);
   }
 
   /**
@@ -1050,13 +1071,17 @@ export class Queue {
     this.unlinks = [];
     const segs = this.dyingSegments.splice(0);
     if (files.length > 0) {
+      const failed = new Set<string>();
       const done = Promise.all(
         files.map((file) =>
           unlinkAsync(file).catch((err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') this.log(`queue: cannot remove ${file}: ${err.message}`);
+            if (err.code === 'ENOENT') return;
+            failed.add(file);
+            this.log(`queue: cannot remove ${file}: ${err.message}`);
           }),
         ),
-      ).then(() => Promise.all(segs.map((seg) => this.segmentGone(seg))));
+        // a segment whose unlink failed stays known, with its tombstones (the next start() sees to it)
+      ).then(() => Promise.all(segs.filter((seg) => !failed.has(seg.file)).map((seg) => this.segmentGone(seg))));
       this.unlinking = Promise.all([this.unlinking, done]).then(() => {});
     }
     return this.unlinking;
