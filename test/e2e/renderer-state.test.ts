@@ -109,6 +109,29 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     expect(s.relayRestarts).toBe(2);
   });
 
+  it("keeps the new stream's queue events for messages the old relay accepted (same client address, new ids)", () => {
+    // the spool survives a restart: the new relay goes on delivering the old one's messages, and its deferred events
+    // for them carry the old sessions' client address. Starting over drops the old stream's events, not an address.
+    const frames = manualFrames();
+    const s = new LiveStore(1000, frames);
+    const old = syntheticEvents(1, 18);
+    s.ingest({ events: old });
+    frames.run();
+    const accepted = old.filter((e) => e.kind === 'accepted');
+    const fresh: RelayEvent[] = [
+      ...syntheticEvents(1, 6, Date.now() + 60_000).map((e) => ({ ...e, ip: '192.0.2.12', sessionId: `new-${e.sessionId}` })),
+      ...accepted.map((e, i) => ({ id: 7 + i, at: Date.now() + 61_000, sessionId: e.sessionId, ip: e.ip, kind: 'deferred' as const, queueId: e.queueId, to: e.to, reason: '4.4.1 no MX', nextAttemptAt: Date.now() + 120_000 })),
+    ];
+    s.ingest({ events: fresh.slice(0, 4) });
+    s.ingest({ events: fresh.slice(4) });
+    frames.run();
+    expect(s.relayRestarts).toBe(1);
+    expect(s.toArray()).toEqual(fresh);
+    const rows = new FilteredView(s, null);
+    rows.sync();
+    expect(Array.from({ length: rows.length }, (_, i) => rows.row(i)!.id)).toEqual(fresh.map((e) => e.id).reverse());
+  });
+
   it('does not start over for a stream that goes on: higher ids, gaps, empty batches, drop notices', () => {
     const frames = manualFrames();
     const s = new LiveStore(1000, frames);

@@ -251,10 +251,25 @@ describe.skipIf(!chromiumPath)('console: a relay restarted with a fresh history 
     await page.locator('.live-row[data-kind="disconnect"][data-ip="127.0.0.12"]').waitFor({ timeout: 10_000 });
 
     // the old session's detail is closed (its ids belong to the old stream), and only the new relay's events are
-    // listed, newest first
+    // listed, newest first: exactly what the restarted relay itself holds (its history, asked through the console's
+    // connection). Not "only 127.0.0.12": the spool survived the restart, so the new relay goes on delivering the
+    // three messages the old one accepted from 127.0.0.11, and its queue events for them (deferred here: the test
+    // DNS has no MX) carry that client's address. They are events of the new stream, with new ids, and belong in
+    // Live traffic; whether they come before the rows are read is timing.
     await page.locator('[data-testid="session-panel"]').waitFor({ state: 'detached', timeout: 5000 });
-    const ips = new Set((await attrs(page.locator('.live-row'), 'data-ip')).filter((ip) => ip));
-    expect([...ips]).toEqual(['127.0.0.12']);
+    type El = { getAttribute(a: string): string | null };
+    const shown = () => page.locator('.live-row').evaluateAll((rs) => rs.map((r) => ['data-event-id', 'data-kind', 'data-ip'].map((a) => (r as unknown as El).getAttribute(a)).join(' ')));
+    const relayHolds = async () => (await c.core.connection.call('events.query', { order: 'desc', limit: 1000 })).events.map((e) => `${e.id} ${e.kind} ${e.ip ?? ''}`);
+    await expect
+      .poll(async () => {
+        const [rows, relayRows] = [await shown(), await relayHolds()];
+        return rows.join('\n') === relayRows.join('\n') ? 'the same' : `shown:\n${rows.join('\n')}\nrestarted relay:\n${relayRows.join('\n')}`;
+      }, { timeout: 5000 })
+      .toBe('the same');
+    // nothing of the old relay's SMTP sessions is left; 127.0.0.11 appears only on queue events of its messages
+    const rows = (await shown()).map((r) => r.split(' '));
+    expect(rows.filter(([, , ip]) => ip === '127.0.0.11').map(([, kind]) => kind).filter((k) => !['deferred', 'delivered', 'bounced'].includes(k!))).toEqual([]);
+    expect(new Set(rows.filter(([, kind]) => ['connect', 'helo', 'mail', 'rcpt', 'accepted', 'disconnect'].includes(kind!)).map(([, , ip]) => ip))).toEqual(new Set(['127.0.0.12']));
     const ids = (await attrs(page.locator('.live-row'), 'data-event-id')).map(Number);
     expect(ids).toEqual([...ids].sort((a, b) => b - a));
     expect(new Set(ids).size).toBe(ids.length);
