@@ -83,6 +83,11 @@ export interface EventBatch {
   dropped?: number;
   /** true when this batch is the backlog replayed after a (re)connect */
   resync?: boolean;
+  /**
+   * true when the relay's event history is another one than the events sent before came from (it restarted with a
+   * fresh history: its historyId at login changed): drop what is held and start over with this batch
+   */
+  reset?: boolean;
 }
 
 export type Unsubscribe = () => void;

@@ -352,6 +352,8 @@ export const Methods = {
       }),
       configRevision: Revision,
       lastEventId: z.int().nonnegative(),
+      /** identifies the relay's event history (history.sqlite): event ids only grow within one historyId; another one means a fresh history */
+      historyId: z.string().min(1),
       serverTime: Millis,
     }),
     'Log in with a token; must be the first request, within 10 s. Wrong token: 4001; 5 failures a minute from one IP: 4029 and a 5-minute lockout.',

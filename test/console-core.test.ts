@@ -217,10 +217,14 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
       get relay() {
         return current;
       },
-      /** stop, and start again on the same data directory and port (a new process would: fresh login guard) */
-      async restart() {
+      /**
+       * stop, and start again on the same data directory and port (a new process would: fresh login guard);
+       * `whileStopped` runs between the two (e.g. to remove the history)
+       */
+      async restart(whileStopped?: () => void) {
         const port = current.manageAddress.port;
         await current.stop();
+        whileStopped?.();
         current = (await startRelay(r.dir, port, extra)).relay;
       },
     };
@@ -362,6 +366,53 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     expect(since(states, mark)).toEqual([]);
     clock.advance(1);
     await waitFor(() => states.slice(mark).some((s) => s.status === 'connecting'), 'the retry after five minutes');
+  });
+
+  it('a relay restarted with a fresh history whose ids already passed ours: resubscribes from 0, gets its first events, marks the batch reset', async () => {
+    const r = await ownRelay();
+    const clock = new ConsoleClock();
+    const { core, batches } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    const c1 = await RawSmtp.connect(r.relay.smtpAddress.port);
+    await c1.hello();
+    await c1.quit();
+    await waitFor(() => batches.flatMap((b) => b.events).some((e) => e.kind === 'disconnect'), 'live events from the first relay', 5000);
+    const seen = Math.max(...batches.flatMap((b) => b.events).map((e) => e.id));
+    expect(seen).toBeGreaterThan(0);
+    expect(batches.some((b) => b.reset)).toBe(false);
+
+    // the relay comes back with a fresh history (history.sqlite removed while it was down)
+    const oldDir = r.dir;
+    await r.restart(() => {
+      for (const f of ['history.sqlite', 'history.sqlite-wal', 'history.sqlite-shm']) fs.rmSync(path.join(oldDir, f), { force: true });
+    });
+    await waitFor(() => status(core) === 'reconnecting', 'the core notices the relay is gone', 5000);
+    // and logs more events than the console had seen before the console is back (the retry waits on the fake clock)
+    while (r.relay.bus.lastId <= seen + 2) {
+      const c = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: '127.0.0.9' });
+      await c.hello();
+      await c.quit();
+    }
+    await sleep(100);
+    r.relay.history.flush();
+    const firstNew = r.relay.history.query({ order: 'asc', limit: 1 }).events[0]!;
+    expect(firstNew.id).toBeLessThanOrEqual(seen);
+    const mark = batches.length;
+    expect(clock.fireNext()).toBe(true);
+    await waitFor(() => status(core) === 'connected', 'connected again', 10_000);
+    await waitFor(() => batches.length > mark, 'the new relay\'s events', 5000);
+    const after = batches.slice(mark);
+    // the first batch of the new stream says to start over, and holds the new relay's first events (ids we had seen)
+    expect(after[0]!.reset).toBe(true);
+    expect(after[0]!.events[0]?.id).toBe(firstNew.id);
+    expect(after[0]!.events.some((e) => e.ip === '127.0.0.9' && e.id <= seen)).toBe(true);
+    expect(after.slice(1).some((b) => b.reset)).toBe(false);
+    // and from there it follows the new stream: live events arrive as usual
+    const c3 = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: '127.0.0.10' });
+    await c3.hello();
+    await c3.quit();
+    await waitFor(() => batches.slice(mark).flatMap((b) => b.events).some((e) => e.ip === '127.0.0.10' && e.kind === 'disconnect'), 'live events of the new stream', 5000);
   });
 
   it('a disconnect while a retry is pending (or its attempt is under way) leaves no timer and never reconnects', async () => {

@@ -177,6 +177,43 @@ describe('across a restart', () => {
     t = null;
   });
 
+  it('auth.login names the history: the same historyId across a restart on the same data dir, a new one once history.sqlite is removed', async () => {
+    t = await startManageRelay();
+    const dir = t.dir;
+    const loginTo = async (relay: Relay) => {
+      const ws = await WssClient.connect(relay.manageAddress.port, relay.identity.fingerprint256);
+      const login = await ws.login(t!.adminToken);
+      await ws.close();
+      return login;
+    };
+    const first = await loginTo(t.relay);
+    expect(first.historyId).toMatch(/^[0-9a-f-]{36}$/);
+    await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.5' });
+    await t.relay.stop();
+
+    // the same history.sqlite: the same history, the same id
+    second = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', now: t.clock.now, log: () => {} });
+    const again = await loginTo(second);
+    expect(again.historyId).toBe(first.historyId);
+    expect(again.lastEventId).toBeGreaterThan(0);
+    await second.stop();
+
+    // history.sqlite removed: a fresh history, another id
+    for (const f of ['history.sqlite', 'history.sqlite-wal', 'history.sqlite-shm']) fs.rmSync(path.join(dir, f), { force: true });
+    second = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', now: t.clock.now, log: () => {} });
+    const fresh = await loginTo(second);
+    expect(fresh.historyId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(fresh.historyId).not.toBe(first.historyId);
+    // and it is kept with the new file from then on
+    expect(second.history.historyId).toBe(fresh.historyId);
+    const dns = t.dns;
+    t = null;
+    await second.stop();
+    second = null;
+    await dns.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('event ids continue, history and config revisions survive, and revert works to a revision from before', async () => {
     t = await startManageRelay({ limits: { messagesPerHour: { max: 10 } } });
     const admin = await t.admin();

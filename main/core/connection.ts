@@ -75,6 +75,10 @@ export class RelayConnection {
   /** bumps on every connect/disconnect: a late callback of an older attempt is ignored */
   private generation = 0;
   private lastEventId = 0;
+  /** the relay history (auth.login's historyId) the events up to lastEventId came from; null before the first login */
+  private historyId: string | null = null;
+  /** the next events batch emitted starts a new stream (another history): it carries reset: true */
+  private resetPending = false;
   private subscriptionId: string | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
@@ -116,7 +120,11 @@ export class RelayConnection {
   async connect(profileId: string, accept: string | null = null): Promise<ConnectionState> {
     const profile = this.opts.profiles.get(profileId);
     if (!profile) throw new Error(`there is no server profile ${profileId}`);
-    if (this.st.profileId !== profileId) this.lastEventId = 0;
+    if (this.st.profileId !== profileId) {
+      this.lastEventId = 0;
+      this.historyId = null;
+      this.resetPending = false;
+    }
     this.teardown();
     const gen = ++this.generation;
     this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });
@@ -200,23 +208,34 @@ export class RelayConnection {
       if (b.subscriptionId !== this.subscriptionId) return;
       const last = b.events[b.events.length - 1];
       if (last) this.lastEventId = last.id;
-      this.emit('events', { events: b.events, dropped: b.dropped });
+      this.emitEvents({ events: b.events, dropped: b.dropped });
     });
     rpc.on('stats.tick', (s) => this.emit('stats', s));
     rpc.on('config.changed', (c) => this.emit('config', c));
     try {
       const login = await rpc.call('auth.login', { token: profile.token, client: this.opts.clientName ?? 'Relay Warden console' });
       if (gen !== this.generation) return;
-      // the relay restarted with fresh event ids: start over rather than miss everything below our old id
-      if (login.lastEventId < this.lastEventId) this.lastEventId = 0;
+      // the relay restarted with a fresh history: its ids are another stream's, even when they have already passed our
+      // last one. Start over from 0 (rather than miss the new history's first events) and tell the consumers to drop
+      // what they hold. Ids below our last one say the same (kept as a fallback).
+      const otherHistory = this.historyId !== null && login.historyId !== this.historyId;
+      if (otherHistory || login.lastEventId < this.lastEventId) {
+        this.lastEventId = 0;
+        this.resetPending = true;
+      }
+      this.historyId = login.historyId;
       const sub = await rpc.call('events.subscribe', { sinceId: this.lastEventId });
       if (gen !== this.generation) return;
       this.subscriptionId = sub.subscriptionId;
       const wasReconnect = this.st.attempt > 1 || this.lastEventId > 0;
       if (sub.backlog.length) {
         this.lastEventId = sub.backlog[sub.backlog.length - 1]!.id;
-        this.emit('events', { events: sub.backlog, resync: true });
-      } else this.lastEventId = Math.max(this.lastEventId, sub.lastId);
+        this.emitEvents({ events: sub.backlog, resync: true });
+      } else {
+        // nothing stored yet in the new history: say so now, so the old stream is not shown as current meanwhile
+        if (this.resetPending) this.emitEvents({ events: [], resync: true });
+        this.lastEventId = Math.max(this.lastEventId, sub.lastId);
+      }
       this.startHeartbeat(gen, ws);
       this.set({
         status: 'connected',
@@ -244,6 +263,15 @@ export class RelayConnection {
       }
       this.scheduleRetry(gen, `Login failed: ${(err as Error).message}`);
     }
+  }
+
+  /** Emit a batch; the first one after a change of history carries reset: true. */
+  private emitEvents(b: EventBatch): void {
+    if (this.resetPending) {
+      this.resetPending = false;
+      b = { ...b, reset: true };
+    }
+    this.emit('events', b);
   }
 
   /**

@@ -402,5 +402,6 @@ export const loginInfo = (d: MethodDeps, name: string, role: 'admin' | 'viewer')
   relay: d.info(),
   configRevision: d.revisions.current,
   lastEventId: d.bus.lastId,
+  historyId: d.history.historyId,
   serverTime: d.now(),
 });

@@ -9,7 +9,12 @@
  * maxBytes by deleting the oldest events (bounded disk).
  *
  * Config revisions: every config the relay ran with, with who changed it, when and how (see relay/manage/config-revisions.ts).
+ *
+ * History identity: a random id made once with the database (a `meta` row) and kept with it. Event ids only grow
+ * within one history; a console that sees another historyId at login knows the ids it holds belong to another stream
+ * (the relay restarted with a fresh history.sqlite) even when the new ids have already passed its last one.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -78,6 +83,8 @@ interface EventRow {
 
 export class EventHistory {
   readonly file: string;
+  /** random, made with the database and stable across restarts on the same file (see the file comment) */
+  readonly historyId: string;
   private readonly db: Database.Database;
   private readonly now: () => number;
   private readonly retentionDays: () => number;
@@ -134,7 +141,14 @@ export class EventHistory {
         config TEXT NOT NULL,
         changes TEXT NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
     `);
+    // made once with the database: OR IGNORE keeps the id an existing file already has
+    this.db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('history_id', ?)").run(randomUUID());
+    this.historyId = this.db.prepare("SELECT value FROM meta WHERE key = 'history_id'").pluck().get() as string;
     this.insert = this.db.prepare('INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES (?, ?, ?, ?, ?, ?)');
     // rows go in by ROWS_PER_INSERT per statement: one call into SQLite per 64 events rather than per event
     this.insertBlock = this.db.prepare(

@@ -132,6 +132,42 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     expect(Array.from({ length: rows.length }, (_, i) => rows.row(i)!.id)).toEqual(fresh.map((e) => e.id).reverse());
   });
 
+  it('starts over on a batch the core marks reset (another history), even when its ids have already passed ours', () => {
+    const frames = manualFrames();
+    const s = new LiveStore(1000, frames);
+    const rows = new FilteredView(s, null);
+    s.ingest({ events: syntheticEvents(1, 20) });
+    frames.run();
+    const epoch = s.epoch;
+    // the restarted relay's fresh history has logged more than we held: its backlog from 0 goes past our newest id,
+    // so the ids cannot tell; the core's reset mark does. Old events still waiting for a frame go too.
+    s.ingest({ events: syntheticEvents(21, 5) });
+    const fresh = syntheticEvents(30, 40, Date.now() + 60_000);
+    s.ingest({ events: fresh, resync: true, reset: true });
+    frames.run();
+    expect(s.toArray()).toEqual(fresh);
+    expect(s.relayRestarts).toBe(1);
+    expect(s.epoch).toBe(epoch + 1);
+    expect(s.received).toBe(40);
+    expect(s.session('burst0')).toEqual([]);
+    expect(rows.sync()).toBe(40);
+    expect(rows.row(0)).toBe(fresh[39]);
+    // then one stream again: no start-over without the mark on higher ids
+    s.ingest({ events: syntheticEvents(70, 5) });
+    frames.run();
+    expect(s.size).toBe(45);
+    expect(s.relayRestarts).toBe(1);
+
+    // a reset with nothing in it yet (the new history had no events) still drops the old stream at once
+    s.ingest({ events: [], resync: true, reset: true });
+    frames.run();
+    expect(s.size).toBe(0);
+    expect(s.relayRestarts).toBe(2);
+    s.ingest({ events: syntheticEvents(200, 3) });
+    frames.run();
+    expect(s.toArray().map((e) => e.id)).toEqual([200, 201, 202]);
+  });
+
   it('does not start over for a stream that goes on: higher ids, gaps, empty batches, drop notices', () => {
     const frames = manualFrames();
     const s = new LiveStore(1000, frames);

@@ -72,9 +72,11 @@ export class LiveStore {
     // One relay's ids only grow, and a resync batch is the backlog since the core's last id, so it never overlaps
     // what we hold. An id at or below the newest one taken in means the relay started its ids again (restarted with
     // a fresh history; the core then asks from 0): what we hold is another stream, and mixing the two would put old
-    // and new events with the same ids side by side. Start over with the new stream.
+    // and new events with the same ids side by side. Start over with the new stream. The core says so itself with
+    // reset (the relay's history changed): that also covers new ids that have already passed ours, which the id
+    // check cannot see; the id check stays as the fallback.
     const first = events[0];
-    if (first !== undefined && first.id <= this.newestId) {
+    if (batch.reset || (first !== undefined && first.id <= this.newestId)) {
       this.clear();
       this.relayRestarts++;
     }
