@@ -9,6 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { WorkerDeliverer, type DeliveryRequest } from '../relay/queue/deliverer.ts';
 import { startSink, type Sink } from './helpers/sink.ts';
+import { deliveryRequest } from './helpers/spool-images.ts';
+
+/** This file's deliveries use STARTTLS when the sink offers it, as the relay's default does. */
+const request = (s: Sink, source: DeliveryRequest['source'], over: Partial<DeliveryRequest> = {}): DeliveryRequest =>
+  deliveryRequest(s, source, { tls: 'opportunistic', commandTimeoutMs: 5000, ...over });
 
 const sinks: Sink[] = [];
 const deliverers: WorkerDeliverer[] = [];
@@ -27,22 +32,6 @@ function deliverer(): WorkerDeliverer {
   deliverers.push(d);
   return d;
 }
-function request(s: Sink, source: DeliveryRequest['source'], over: Partial<DeliveryRequest> = {}): DeliveryRequest {
-  return {
-    target: { host: s.host, ip: s.host, port: s.port },
-    from: 'alice@sender.test',
-    rcpts: ['bob@example.test'],
-    size: source.kind === 'buffer' ? source.bytes.length : source.size,
-    source,
-    tls: 'opportunistic',
-    auth: null,
-    heloName: 'relay.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 5000,
-    ...over,
-  };
-}
-
 describe('delivery worker', () => {
   it('carries a message from memory and one from the middle of a spool file, byte for byte, and reports TLS', async () => {
     const s = await sink({ tls: true });

@@ -9,36 +9,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Queue } from '../relay/queue/spool.ts';
-import { EventBus } from '../relay/events/bus.ts';
-import { ConfigSchema } from '../shared/config.ts';
 import { listQueuedIds, segmentHeader } from '../relay/queue/files.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
-import { message, noDns } from './helpers/queue-harness.ts';
+import { message } from './helpers/queue-harness.ts';
 import type { Sink } from './helpers/sink.ts';
+import { crashImage, segmentsOf as segments, tick } from './helpers/spool-images.ts';
 
 const { sink, harness } = deliveryFixtures();
 const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
-const segments = (dir: string) => fs.readdirSync(path.join(dir, 'queue')).filter((n) => n.endsWith('.seg'));
-const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The ids a restart would find if the relay were killed now. */
-async function crashImage(dir: string): Promise<string[]> {
-  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-crash-image-'));
-  try {
-    fs.cpSync(dir, copy, { recursive: true });
-    const config = ConfigSchema.parse({ delivery: { tls: 'off' } });
-    const q = new Queue({ dir: copy, config: () => config, resolver: noDns, bus: new EventBus(), log: () => {}, deliveryWorker: false });
-    await q.start();
-    const ids = q.list().map((i) => i.id);
-    await q.stop();
-    return ids;
-  } finally {
-    fs.rmSync(copy, { recursive: true, force: true });
-  }
-}
 
 describe('the segment spool after a crash', () => {
   it('a message copied out of a live segment and then deleted does not come back', async () => {
@@ -53,7 +33,7 @@ describe('the segment spool after a crash', () => {
     expect(h.queue.delete(b!)).toBe(true);
     await expect.poll(() => fs.existsSync(path.join(h.dir, 'queue', `${b}.msg`))).toBe(false);
     expect(segments(h.dir)).toHaveLength(1); // a is still in its first attempt, b's record with it
-    expect(await crashImage(h.dir)).toEqual([a]);
+    expect((await crashImage(h.dir)).ids).toEqual([a]);
   });
 
   it('stop() then start() on the same Queue keeps the tombstone of a deleted member while its segment lives', async () => {
@@ -65,7 +45,7 @@ describe('the segment spool after a crash', () => {
     expect(fs.existsSync(path.join(h.dir, 'queue', `${a}.state`))).toBe(true);
     await h.queue.start();
     expect(segments(h.dir)).toHaveLength(1); // b is in its first attempt
-    expect(await crashImage(h.dir)).toEqual([b]);
+    expect((await crashImage(h.dir)).ids).toEqual([b]);
   });
 
   it('a member loaded from a segment keeps the state it saves when it moves to its own file', async () => {
@@ -102,7 +82,7 @@ describe('the segment spool after a crash', () => {
     await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([]);
     // on disk a moment later (the unlink, or a tombstone, and the directory fsync): from then on a crash keeps it deleted
     await expect.poll(() => listQueuedIds(path.join(h.dir, 'queue'))).toEqual([]);
-    expect(await crashImage(h.dir)).toEqual([]);
+    expect((await crashImage(h.dir)).ids).toEqual([]);
   });
 
   it('a return to sender asked for while an attempt is being recorded sends the DSN', async () => {
