@@ -21,7 +21,7 @@ import { EventBus } from '../relay/events/bus.ts';
 import { ConfigSchema, type ConfigInput } from '../shared/config.ts';
 import { FakeClock } from './helpers/queue-clock.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
-import { message, noDns, type Harness } from './helpers/queue-harness.ts';
+import { message, noDns, testEnvelope, type Harness } from './helpers/queue-harness.ts';
 import type { Sink } from './helpers/sink.ts';
 
 const { sink, harness } = deliveryFixtures();
@@ -62,19 +62,7 @@ async function silentServer(): Promise<{ address: string; close(): Promise<void>
   };
 }
 
-function envelope(over: Partial<Envelope> = {}): Envelope {
-  return {
-    from: 'alice@sender.test',
-    to: ['bob@example.test'],
-    sessionId: 's1',
-    clientIp: '127.0.0.1',
-    clientHostname: null,
-    helo: 'client.test',
-    authUser: null,
-    receivedAt: Date.now(),
-    ...over,
-  };
-}
+const envelope = testEnvelope;
 
 describe('group commit: a failing segment write', () => {
   const steps = ['open', 'write', 'sync', 'rename', 'dirsync'] as const;

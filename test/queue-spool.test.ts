@@ -8,30 +8,14 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Queue, type Envelope, type FaultInjector, type MxResolver } from '../relay/queue/spool.ts';
+import { Queue, type Envelope, type FaultInjector } from '../relay/queue/spool.ts';
+import { noDns, testEnvelope } from './helpers/queue-harness.ts';
 import { encodeTrailer, listQueuedIds, readQueuedMessage, segmentHeader } from '../relay/queue/files.ts';
 import { EventBus } from '../relay/events/bus.ts';
 import { ConfigSchema } from '../shared/config.ts';
 
-const noDns: MxResolver = {
-  mx: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
-  a: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
-  aaaa: async () => ({ status: 'temperror', reason: 'no DNS in this test' }),
-};
-
-function envelope(over: Partial<Envelope> = {}): Envelope {
-  return {
-    from: 'alice@sender.test',
-    to: ['bob@example.test', 'carol@example.test'],
-    sessionId: 's1',
-    clientIp: '127.0.0.1',
-    clientHostname: null,
-    helo: 'client.test',
-    authUser: null,
-    receivedAt: Date.now(),
-    ...over,
-  };
-}
+/** two recipients unless a test says otherwise */
+const envelope = (over: Partial<Envelope> = {}): Envelope => testEnvelope({ to: ['bob@example.test', 'carol@example.test'], ...over });
 
 let dir: string;
 const queues: Queue[] = [];

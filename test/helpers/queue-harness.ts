@@ -31,6 +31,21 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** An envelope as the SMTP front would store it (one recipient unless `over` says otherwise). */
+export function testEnvelope(over: Partial<Envelope> = {}): Envelope {
+  return {
+    from: 'alice@sender.test',
+    to: ['bob@example.test'],
+    sessionId: 's1',
+    clientIp: '127.0.0.1',
+    clientHostname: null,
+    helo: 'client.test',
+    authUser: null,
+    receivedAt: Date.now(),
+    ...over,
+  };
+}
+
 export function message(subject = 'test', body = 'hello'): string {
   return `From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: ${subject}\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@sender.test>\r\n\r\n${body}\r\n`;
 }
