@@ -6,19 +6,17 @@
  * test/helpers/remote-client.ts (a real loopback socket handed to the relay with a remoteAddress).
  */
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { hashPassword } from '../relay/auth/passwords.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { RawSmtp, smtpClients } from './helpers/smtp-client.ts';
 import { openAsRemote as openRemote } from './helpers/remote-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
 const cleanups: Array<() => void> = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   for (const f of cleanups.splice(0)) f();
   await t?.stop();
   t = null;
@@ -31,12 +29,6 @@ beforeAll(async () => {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const plain = (user: string, pass: string) => b64(`\0${user}\0${pass}`);
-
-async function open(port: number, localAddress = '127.0.0.5'): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 async function openAsRemote(tr: TestRelay, remoteAddress: string): Promise<RawSmtp> {
   const c = await openRemote(tr.relay, remoteAddress);

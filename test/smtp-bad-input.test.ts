@@ -6,25 +6,17 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
+import { describe, expect, it } from 'vitest';
+import { RawSmtp, sendMail, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 import { listQueuedIds } from '../relay/queue/files.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
-
-async function open(port: number, localAddress = '127.0.0.5'): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 /** The relay still serves a well-behaved client end to end. */
 async function stillServes(tr: TestRelay, localAddress = '127.0.0.6'): Promise<void> {

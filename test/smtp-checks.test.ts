@@ -4,26 +4,18 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { listQueuedIds, readQueuedMessage } from '../relay/queue/files.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
-
-async function open(port: number, localAddress = '127.0.0.5'): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 const ANY = { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' as const } };
 

@@ -2,15 +2,13 @@
  * checks.senderDomain and checks.reverseDns against a real DNS server on loopback (test/helpers/dns-server.ts).
  * Clients 127.0.0.1-40 have PTR records in DEFAULT_ZONE; 127.0.0.50 and up have none.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/auth/passwords.ts';
-import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
+import { sendMail, smtpClients } from './helpers/smtp-client.ts';
 import { DEFAULT_ZONE, startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
@@ -19,12 +17,6 @@ let hash = '';
 beforeAll(async () => {
   hash = await hashPassword('correct horse');
 });
-
-async function open(port: number, localAddress: string): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 const plain = (user: string, pass: string) => Buffer.from(`\0${user}\0${pass}`).toString('base64');
 

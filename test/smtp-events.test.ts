@@ -4,18 +4,16 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import { readQueuedMessage } from '../relay/queue/files.ts';
 import { RelayEvent } from '../shared/events.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { RawSmtp, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });

@@ -2,25 +2,17 @@
  * Trusted IP groups as the SMTP front applies them (CIDR, range, IPv6 on ::1, expiry on the fake clock,
  * IPv4-mapped IPv6), and the immediate effect of a config change on a session that is already open.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { describe, expect, it } from 'vitest';
+import { smtpClients } from './helpers/smtp-client.ts';
 import { openAsRemote } from './helpers/remote-client.ts';
 import { waitFor } from './helpers/wait.ts';
 import { DEFAULT_ZONE, startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
-
-async function open(port: number, localAddress: string, host?: string): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress, host });
-  clients.push(c);
-  return c;
-}
 
 const change = (fn: (d: import('../shared/config.ts').Config) => void) => t!.relay.config.modify(fn, { by: 'test', source: 'test' });
 

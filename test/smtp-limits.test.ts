@@ -1,21 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
+import { describe, expect, it } from 'vitest';
+import { RawSmtp, sendMail, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
-
-async function open(port: number, localAddress: string): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 const MAIL = { from: 'a@example.org', to: ['alice@example.com'] };
 

@@ -3,16 +3,14 @@
  * relay.allowGroups (554 5.7.1, or 501 where smtp-server refuses the syntax outright), and relaying works for
  * allowGroups members and for clients authenticated with AUTH PLAIN or LOGIN.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import type { RelayEvent } from '../shared/events.ts';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { RawSmtp, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { clients, open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
@@ -22,12 +20,6 @@ beforeAll(async () => {
   hash = await hashPassword('correct horse');
 });
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-
-async function open(port: number, localAddress: string): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 const CONFIG = {
   users: { sales: { passwordHash: '' } },

@@ -4,24 +4,16 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { RawSmtp } from './helpers/smtp-client.ts';
+import { describe, expect, it } from 'vitest';
+import { smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
-const clients: RawSmtp[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.destroy();
+const { open } = smtpClients(async () => {
   await t?.stop();
   t = null;
 });
-
-async function open(port: number, localAddress: string): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(port, { localAddress });
-  clients.push(c);
-  return c;
-}
 
 describe('stop', () => {
   it('closes idle sessions at once with 421, lets a transaction in progress finish, then resolves', async () => {

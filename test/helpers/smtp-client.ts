@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { afterEach } from 'vitest';
 
 export interface Reply {
   code: number;
@@ -162,4 +163,28 @@ export async function sendMail(
   } finally {
     await c.quit();
   }
+}
+
+/**
+ * The SMTP test files' shared fixture: clients opened with `open` (or pushed to `clients`) are destroyed after each
+ * test, then `after` runs (it stops the file's relay). `open` connects from `localAddress` (each test client is its own
+ * loopback address, 127.0.0.x).
+ */
+export function smtpClients(after: () => Promise<void> | void): {
+  clients: RawSmtp[];
+  open(port: number, localAddress?: string, host?: string): Promise<RawSmtp>;
+} {
+  const clients: RawSmtp[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    await after();
+  });
+  return {
+    clients,
+    async open(port, localAddress = '127.0.0.5', host) {
+      const c = await RawSmtp.connect(port, { localAddress, host });
+      clients.push(c);
+      return c;
+    },
+  };
 }
