@@ -143,6 +143,10 @@ describe('Electron main process wiring', () => {
     await expect(invoke({ sender: { id: 99 }, senderFrame: frame(ownUrl) }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
     await expect(invoke({ sender: win.webContents, senderFrame: frame('https://evil.example/') }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
     await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl, {}) }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
+    // our file's path on another host is not our file
+    await expect(invoke({ sender: win.webContents, senderFrame: frame(`file://evil.example${String(win.loaded)}`) }, 'profiles.list')).rejects.toThrow(/unexpected sender/);
+    // our own page with a fragment or query is still our page
+    await expect(invoke({ sender: win.webContents, senderFrame: frame(`${ownUrl}#live`) }, 'profiles.list')).resolves.toEqual([]);
     await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl) }, 'shell.openExternal', 'x')).rejects.toThrow(/unknown operation/);
     await expect(invoke({ sender: win.webContents, senderFrame: frame(ownUrl) }, 'profiles.list')).resolves.toEqual([]);
     // a failure crosses as JSON the renderer turns back into an ApiError

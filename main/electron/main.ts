@@ -45,7 +45,8 @@ function validSender(e: IpcMainInvokeEvent): boolean {
   if (!win || e.sender !== win.webContents || !e.senderFrame || e.senderFrame.parent !== null) return false;
   try {
     const u = new URL(e.senderFrame.url);
-    return u.protocol === 'file:' && path.resolve(fileURLToPath(`file://${u.pathname}`)) === path.resolve(RENDERER);
+    // fileURLToPath refuses a file URL naming another host (file://server/...) rather than dropping the host
+    return u.protocol === 'file:' && path.resolve(fileURLToPath(u)) === path.resolve(RENDERER);
   } catch {
     return false;
   }
