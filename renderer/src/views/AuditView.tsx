@@ -68,11 +68,13 @@ function usePager() {
 }
 
 const PARAM_HIDE = new Set(['config', 'baseRevision']);
+/** ISO instants, shown as local time (fmtDateTime leaves a string that is not one as it is) */
+const DATE_PARAMS = new Set(['expiresAt', 'addedAt']);
 
 function paramsText(e: AuditEntry): string {
   const bits = Object.entries(e.params)
     .filter(([k, v]) => !PARAM_HIDE.has(k) && v !== undefined && v !== null)
-    .map(([k, v]) => `${k}: ${(k === 'expiresAt' || k === 'addedAt') && typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? fmtDateTime(v) : typeof v === 'string' ? v : JSON.stringify(v)}`);
+    .map(([k, v]) => `${k}: ${typeof v !== 'string' ? JSON.stringify(v) : DATE_PARAMS.has(k) ? fmtDateTime(v) : v}`);
   return bits.join(' · ');
 }
 

@@ -30,15 +30,9 @@ function entryText(v: unknown): string | null {
   if (!isObject(v) || typeof v.address !== 'string') return null;
   const bits: string[] = [];
   if (v.comment) bits.push(`"${String(v.comment)}"`);
-  bits.push(v.expiresAt ? `until ${formatIsoShort(String(v.expiresAt))}` : 'no expiry');
+  bits.push(v.expiresAt ? `until ${fmtDateTime(String(v.expiresAt))}` : 'no expiry');
   if (v.addedBy) bits.push(`added by ${String(v.addedBy)}`);
   return `${v.address} (${bits.join(', ')})`;
-}
-
-/** A local date and time of an ISO instant, as everywhere in the console ("2026-11-27 14:05"). */
-export function formatIsoShort(iso: string): string {
-  const t = Date.parse(iso);
-  return Number.isNaN(t) ? iso : fmtDateTime(t);
 }
 
 /** Words for a changed value, in the form's units where the key is a form field. */
