@@ -10,9 +10,9 @@
  * Needs dist/renderer (npm run build:renderer) and /usr/bin/chromium.
  */
 import os from 'node:os';
-import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { launchChromium, serveDist } from '../test/e2e/harness.ts';
+import { runIfMain } from './lib.ts';
 
 export interface ConsoleBenchOptions {
   /** seconds measured per rate (default 20) */
@@ -289,19 +289,4 @@ export async function benchConsole(opts: ConsoleBenchOptions = {}): Promise<stri
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  benchConsole({ seconds: arg('--seconds'), memorySeconds: arg('--memory-seconds') }).then(
-    (s) => {
-      console.log(s);
-      process.exit(0);
-    },
-    (err: Error) => {
-      console.error(err.stack ?? err.message);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, (arg) => benchConsole({ seconds: arg('--seconds'), memorySeconds: arg('--memory-seconds') }));

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -153,3 +154,26 @@ export function table(title: string, header: string[], rows: (string | number)[]
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * A bench section run as a script (npx tsx bench/<section>.ts --option N): when `moduleUrl` is the file node was
+ * started with, run the section with its numeric options read from the command line, print its report and exit 0,
+ * or print the error and exit 1. Imported by the runner instead, it does nothing.
+ */
+export function runIfMain(moduleUrl: string, bench: (arg: (name: string) => number | undefined) => Promise<string>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? Number(process.argv[i + 1]) : undefined;
+  };
+  bench(arg).then(
+    (s) => {
+      console.log(s);
+      process.exit(0);
+    },
+    (err: Error) => {
+      console.error(err.stack ?? err.message);
+      process.exit(1);
+    },
+  );
+}

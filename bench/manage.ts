@@ -17,14 +17,13 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
 import type { RelayEvent } from '../shared/events.ts';
 import { EventHistory } from '../relay/store/history.ts';
 import { startDnsServer } from '../test/helpers/dns-server.ts';
 import { RawSmtp } from '../test/helpers/smtp-client.ts';
 
-import { ROOT, cpuMs, fmt, freePort, smtpSource as runSmtpSource, startProc, table, waitForPort, type Proc } from './lib.ts';
+import { ROOT, cpuMs, fmt, freePort, smtpSource as runSmtpSource, runIfMain, startProc, table, waitForPort, type Proc } from './lib.ts';
 
 // --- process and network helpers: bench/lib.ts ------------------------------------------------------------------------
 
@@ -330,19 +329,4 @@ export async function benchManage(opts: ManageBenchOptions = {}): Promise<string
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  benchManage({ messages: arg('--messages'), rounds: arg('--rounds'), storedEvents: arg('--events') }).then(
-    (s) => {
-      console.log(s);
-      process.exit(0);
-    },
-    (err: Error) => {
-      console.error(err.stack ?? err.message);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, (arg) => benchManage({ messages: arg('--messages'), rounds: arg('--rounds'), storedEvents: arg('--events') }));
