@@ -2,7 +2,7 @@
  * Servers: connection profiles (add, edit, remove, connect/disconnect), the first-connection certificate prompt,
  * the hard stop on a changed certificate, the refused-token case, and the token-storage warning.
  */
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { ProfileInput, type CertificateInfo, type ConnectionState, type ProfileView } from '../../../shared/console-api.ts';
 import {
@@ -193,13 +193,14 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
   const [errors, setErrors] = useState<FieldErrors>({});
   const [tried, setTried] = useState(false);
   const [failure, setFailure] = useState<string | null>(null);
-  const [generation, setGeneration] = useState(0);
-  useEffect(() => {
+  // the form shows the profile being edited (or a blank one): on a change of profile, and after a save
+  const reset = useCallback(() => {
     setForm(editing ? { id: editing.id, name: editing.name, host: editing.host, port: String(editing.port), token: '' } : EMPTY_FORM);
     setErrors({});
     setTried(false);
     setFailure(null);
-  }, [editing, generation]);
+  }, [editing]);
+  useEffect(reset, [reset]);
 
   const toInput = (f: FormState): ProfileInput => ({
     ...(f.id ? { id: f.id } : {}),
@@ -230,7 +231,7 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
     onSuccess: (p, { connect }) => {
       void qc.invalidateQueries({ queryKey: ['profiles'] });
       toast.show({ kind: 'success', message: editing ? `Saved ${p.name}.` : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.` });
-      setGeneration((g) => g + 1);
+      reset();
       onDone();
     },
     onError: (err) => {
