@@ -116,6 +116,11 @@ describe('EventHistory counts and statements', () => {
     h.record(connect(3, t0, '192.0.2.33'));
     h.flush();
     expect(h.storedEvents).toBe(3);
+    // new ids above every stored one (the bus's case): each is a new row
+    h.record(connect(4, t0, '192.0.2.4'));
+    h.record(connect(5, t0, '192.0.2.5'));
+    h.flush();
+    expect(h.storedEvents).toBe(5);
     h.load(Array.from({ length: 130 }, (_, i) => connect(i + 1, t0 + i, '198.51.100.1')));
     expect(h.storedEvents).toBe(130);
     h.close();

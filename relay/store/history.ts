@@ -99,6 +99,8 @@ export class EventHistory {
   /** events dropped because the disk fell behind */
   droppedEvents = 0;
   private rowCount: number;
+  /** at least the highest id stored (deletes never lower it): a batch of rising ids above it adds one row per event */
+  private topId = 0;
   private readonly insert: Database.Statement;
   private readonly insertBlock: Database.Statement;
   /** writes the events; returns how many rows the table gained (a replaced id is not a new row) */
@@ -157,18 +159,21 @@ export class EventHistory {
     const args: unknown[] = new Array(ROWS_PER_INSERT * 6);
     // INSERT OR REPLACE reports one change per row written, replaced or not (SQLite does not count the delete of the
     // replaced row), so `changes` cannot tell a new row from a replaced one. The rows in the batch's id span before
-    // and after the insert can: a REPLACE only touches rows with one of the batch's ids, all inside the span. The
-    // span of a flush is its own new ids (above every stored one), so both counts are short rowid range scans.
+    // and after the insert can: a REPLACE only touches rows with one of the batch's ids, all inside the span. A flush
+    // from the bus (ids rising, all above every stored one) cannot replace a row, so it skips both counts.
     const countSpan = this.db.prepare('SELECT count(*) AS n FROM events WHERE id >= ? AND id <= ?').pluck();
     this.insertMany = this.db.transaction((events: RelayEvent[]): number => {
       if (events.length === 0) return 0;
       let lo = events[0]!.id;
       let hi = lo;
-      for (const e of events) {
-        if (e.id < lo) lo = e.id;
-        else if (e.id > hi) hi = e.id;
+      let rising = lo > this.topId;
+      for (let n = 1; n < events.length; n++) {
+        const id = events[n]!.id;
+        if (id <= events[n - 1]!.id) rising = false;
+        if (id < lo) lo = id;
+        else if (id > hi) hi = id;
       }
-      const before = countSpan.get(lo, hi) as number;
+      const before = rising ? 0 : (countSpan.get(lo, hi) as number);
       let i = 0;
       for (; i + ROWS_PER_INSERT <= events.length; i += ROWS_PER_INSERT) {
         for (let j = 0, k = 0; j < ROWS_PER_INSERT; j++) {
@@ -186,9 +191,11 @@ export class EventHistory {
         const e = events[i]!;
         this.insert.run(e.id, e.at, e.kind, e.ip, e.sessionId, eventJson(e));
       }
-      return (countSpan.get(lo, hi) as number) - before;
+      if (hi > this.topId) this.topId = hi;
+      return rising ? events.length : (countSpan.get(lo, hi) as number) - before;
     });
     this.rowCount = (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+    this.topId = (this.db.prepare('SELECT max(id) FROM events').pluck().get() as number | null) ?? 0;
     this.flushTimer = setInterval(() => this.flush(), opts.flushMs ?? 200);
     this.flushTimer.unref();
     this.pruneTimer = setInterval(() => this.prune(), opts.pruneMs ?? 10 * 60_000);
