@@ -3,25 +3,14 @@
  * unknown-recipient limit and the block it sets, recipients per message, a DNS check moved from monitor to enforce.
  * Where the load can be replayed for real, the prediction is checked against enforcement.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import type { Result } from '../shared/protocol.ts';
 import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
-import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
+import { manageRelayPerTest } from './helpers/wss-client.ts';
+import { waitFor } from './helpers/wait.ts';
 
-let t: ManageRelay | null = null;
-afterEach(async () => {
-  await t?.stop();
-  t = null;
-});
-
-async function waitUntil(pred: () => boolean, ms = 3000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const startRelay = manageRelayPerTest();
 
 const ruleOf = (r: Result<'policy.simulate'>, rule: string) => r.rules.find((x) => x.rule === rule);
 const enforcedSince = (events: RelayEvent[], sinceId: number, rule: string) =>
@@ -29,17 +18,17 @@ const enforcedSince = (events: RelayEvent[], sinceId: number, rule: string) =>
 
 describe('policy.simulate on recorded traffic', () => {
   it('concurrent connections: overlapping sessions are replayed with their real overlap', async () => {
-    t = await startManageRelay();
+    const t = await startRelay();
     const admin = await t.admin();
     const load = async () => {
       const open: RawSmtp[] = [];
       for (let i = 0; i < 4; i++) {
-        const c = await RawSmtp.connect(t!.port, { localAddress: '127.0.0.12' });
+        const c = await RawSmtp.connect(t.port, { localAddress: '127.0.0.12' });
         await c.read();
         open.push(c);
       }
       for (const c of open) await c.quit();
-      await waitUntil(() => t!.relay.anvil.connections('127.0.0.12') === 0);
+      await waitFor(() => t.relay.anvil.connections('127.0.0.12') === 0, 'the sessions from 127.0.0.12 to close');
     };
     await load();
     const g = await admin.call('config.get', {});
@@ -55,13 +44,13 @@ describe('policy.simulate on recorded traffic', () => {
   });
 
   it('unknown recipients: the limit closes the session and its block refuses the next connection', async () => {
-    t = await startManageRelay({ limits: { unknownRecipients: { max: 10 } } });
+    const t = await startRelay({ limits: { unknownRecipients: { max: 10 } } });
     const admin = await t.admin();
     const load = async () => {
       // once the limit closes a session, the client helper throws: that is the point
-      await sendMail(t!.port, { from: 'a@example.org', to: ['n1@example.com', 'n2@example.com', 'n3@example.com', 'alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
-      await sendMail(t!.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
-      await waitUntil(() => t!.relay.anvil.connections('127.0.0.13') === 0);
+      await sendMail(t.port, { from: 'a@example.org', to: ['n1@example.com', 'n2@example.com', 'n3@example.com', 'alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
+      await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.13' }).catch(() => null);
+      await waitFor(() => t.relay.anvil.connections('127.0.0.13') === 0, 'the sessions from 127.0.0.13 to close');
     };
     await load();
     const g = await admin.call('config.get', {});
@@ -80,7 +69,7 @@ describe('policy.simulate on recorded traffic', () => {
   });
 
   it('recipients per message: the recipients over a lower maxRecipients are refused, earlier ones stand', async () => {
-    t = await startManageRelay({ domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } } });
+    const t = await startRelay({ domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } } });
     const admin = await t.admin();
     // a repeated address is one recipient (smtp-server keeps one entry per address), as the replay knows
     const to = ['r1@example.com', 'r2@example.com', 'R1@example.com', 'r3@example.com', 'r4@example.com', 'r5@example.com'];
@@ -97,7 +86,7 @@ describe('policy.simulate on recorded traffic', () => {
 
   it('a DNS check in monitor mode: its reports are the facts that enforcing would refuse', async () => {
     // 127.0.0.50 has no PTR record in the test DNS
-    t = await startManageRelay({ checks: { reverseDns: { mode: 'monitor' } } });
+    const t = await startRelay({ checks: { reverseDns: { mode: 'monitor' } } });
     const admin = await t.admin();
     for (let i = 0; i < 3; i++) expect((await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.50' })).data?.code).toBe(250);
     await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.15' });
@@ -114,7 +103,7 @@ describe('policy.simulate on recorded traffic', () => {
   });
 
   it('only the window counts: traffic older than `hours` primes the counters but is not reported', async () => {
-    t = await startManageRelay();
+    const t = await startRelay();
     const admin = await t.admin();
     for (let i = 0; i < 3; i++) await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.16' });
     t.clock.advance(40 * 60_000);

@@ -4,28 +4,17 @@
  *   MAIL FROM in the same SMTP session passes; the audit log records who did it;
  * - policy.simulate on recorded traffic predicts exactly what enforcing a lower limit then really rejects.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
-import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
+import { manageRelayPerTest } from './helpers/wss-client.ts';
+import { waitFor } from './helpers/wait.ts';
 
-let t: ManageRelay | null = null;
-afterEach(async () => {
-  await t?.stop();
-  t = null;
-});
-
-async function waitUntil(pred: () => boolean, ms = 3000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const startRelay = manageRelayPerTest();
 
 describe('the salesperson story', () => {
   it('127.0.0.5 gets 450 4.7.1, the console sees it, clients.trust, the next MAIL FROM in the same session passes, audited', async () => {
-    t = await startManageRelay({ limits: { messagesPerHour: { max: 3 } } });
+    const t = await startRelay({ limits: { messagesPerHour: { max: 3 } } });
     const admin = await t.admin();
     const sub = await admin.call('events.subscribe', { filter: { rejectionsOnly: true } });
 
@@ -79,7 +68,7 @@ describe('the salesperson story', () => {
   });
 
   it('trust also clears a block, effective for the next connection', async () => {
-    t = await startManageRelay({ limits: { unknownRecipients: { max: 2 } } });
+    const t = await startRelay({ limits: { unknownRecipients: { max: 2 } } });
     const admin = await t.admin();
     const r = await sendMail(t.port, { from: 'a@example.org', to: ['x1@example.com', 'x2@example.com'], localAddress: '127.0.0.8' });
     expect(r.rcpts.map((x) => x.code)).toEqual([550, 421]);
@@ -118,10 +107,10 @@ describe('policy.simulate', () => {
   };
 
   it('predicts per IP what a lower messagesPerHour then really rejects for the same load, and the way back', async () => {
-    t = await startManageRelay({ limits: { messagesPerHour: { max: 100 } } });
+    const t = await startRelay({ limits: { messagesPerHour: { max: 100 } } });
     const admin = await t.admin();
     await load(t.port);
-    await waitUntil(() => t!.events.filter((e) => e.kind === 'disconnect').length === 12);
+    await waitFor(() => t.events.filter((e) => e.kind === 'disconnect').length === 12, '12 disconnects');
     expect(refusedBy(t.events, 0)).toEqual({});
 
     const g = await admin.call('config.get', {});
@@ -141,7 +130,7 @@ describe('policy.simulate', () => {
     t.clock.advance(61 * 60_000);
     const mark = t.relay.bus.lastId;
     await load(t.port);
-    await waitUntil(() => t!.events.filter((e) => e.kind === 'disconnect').length === 24);
+    await waitFor(() => t.events.filter((e) => e.kind === 'disconnect').length === 24, '24 disconnects');
     expect(refusedBy(t.events, mark)).toEqual(predicted);
 
     // and back: simulating the old limit over the last hour says exactly those would pass again
@@ -152,7 +141,7 @@ describe('policy.simulate', () => {
   });
 
   it('an exempt group in the candidate makes the rejected IP pass; monitor mode reports instead of rejecting', async () => {
-    t = await startManageRelay({ limits: { messagesPerHour: { max: 2 } } });
+    const t = await startRelay({ limits: { messagesPerHour: { max: 2 } } });
     const admin = await t.admin();
     for (let i = 0; i < 4; i++) await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.5' });
     const g = await admin.call('config.get', {});

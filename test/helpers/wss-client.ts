@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
+import { afterEach } from 'vitest';
 import { WebSocket } from 'ws';
 import {
   Methods,
@@ -243,5 +244,21 @@ export async function startManageRelay(
       await Promise.all(clients.map((c) => c.close()));
       await stop();
     },
+  };
+}
+
+/**
+ * For files whose tests each start their own relay: call once at the top of the file, then
+ * `const t = await startRelay(config)` inside a test; every relay started that way is stopped after its test.
+ */
+export function manageRelayPerTest(): (...args: Parameters<typeof startManageRelay>) => Promise<ManageRelay> {
+  const started: ManageRelay[] = [];
+  afterEach(async () => {
+    for (const r of started.splice(0)) await r.stop();
+  });
+  return async (...args) => {
+    const r = await startManageRelay(...args);
+    started.push(r);
+    return r;
   };
 }
