@@ -136,13 +136,21 @@ export async function listQueuedIds(queueDir: string): Promise<string[]> {
     }
   }
   for (const name of names.filter((n) => n.endsWith('.state'))) {
-    try {
-      if ((JSON.parse(await fsp.readFile(path.join(queueDir, name), 'utf8')) as { deleted?: boolean }).deleted === true) ids.delete(name.slice(0, -6));
-    } catch {
-      // unreadable: the queue retries all of its recipients; it is still queued
-    }
+    if (await isTombstone(path.join(queueDir, name))) ids.delete(name.slice(0, -6));
   }
   return [...ids].sort();
+}
+
+/**
+ * Whether a .state file is the tombstone of a message the administrator deleted or returned (false when there is none
+ * or it cannot be read: the queue then retries all of the message's recipients).
+ */
+export async function isTombstone(file: string): Promise<boolean> {
+  try {
+    return (JSON.parse(await fsp.readFile(file, 'utf8')) as { deleted?: unknown }).deleted === true;
+  } catch {
+    return false;
+  }
 }
 
 let lastMs = 0;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
-import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
+import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
 import { InProcessDeliverer, WorkerDeliverer, type DataSource, type Deliverer } from './deliverer.ts';
@@ -342,7 +342,6 @@ class Writer implements SpoolWriter {
     if (!this.chain) return this.commitInSegment(envelope, trailer);
     const size = this.bytes;
     const target = path.join(this.q.queueDir, `${this.id}.msg`);
-    let renamed = false;
     try {
       const tail = encodeTrailer(JSON.stringify(trailer));
       await this.chain;
@@ -351,24 +350,11 @@ class Writer implements SpoolWriter {
       const bufs = this.chunks;
       this.chunks = [];
       bufs.push(tail);
-      this.q.inject('write', this.tmpFile);
-      writevAllSync(fd, bufs);
-      this.q.inject('sync', this.tmpFile);
-      await fdatasyncAsync(fd);
+      // publish() owns the descriptor from here
       this.fd = null;
-      fs.closeSync(fd);
-      this.q.inject('rename', target);
-      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
-      this.q.committing.add(target);
-      await renameAsync(this.tmpFile, target);
-      renamed = true;
-      this.q.activeTemps.delete(this.tmpFile);
-      this.q.inject('dirsync', this.q.queueDir);
-      await this.q.dirSync.sync();
+      await this.q.publish(fd, this.tmpFile, target, bufs, 1);
     } catch (err) {
       await this.cleanup();
-      if (renamed) await unlinkQuietly(target);
-      this.q.committing.delete(target);
       this.q.storageFailed(err as Error);
       throw err;
     }
@@ -500,8 +486,6 @@ class GroupCommit {
     const tmp = path.join(q.tmpDir, `${segId}.seg`);
     const target = path.join(q.queueDir, `${segId}.seg`);
     const n = batch.length;
-    let fd: number | null = null;
-    let renamed = false;
     q.activeTemps.add(tmp);
     try {
       await q.ready;
@@ -514,31 +498,14 @@ class GroupCommit {
         off += SEGMENT_HEADER_LENGTH + r.data.length + r.json.length;
       }
       q.inject('open', tmp, n);
-      fd = await openAsync(tmp, 'wx', 0o600);
-      q.inject('write', tmp, n);
-      writevAllSync(fd, bufs);
-      q.inject('sync', tmp, n);
-      await fdatasyncAsync(fd);
-      const closing = fd;
-      fd = null;
-      fs.closeSync(closing);
-      q.inject('rename', target, n);
-      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
-      q.committing.add(target);
-      await renameAsync(tmp, target);
-      renamed = true;
-      q.activeTemps.delete(tmp);
-      q.inject('dirsync', q.queueDir, n);
-      await q.dirSync.sync();
+      const fd = await openAsync(tmp, 'wx', 0o600);
+      await q.publish(fd, tmp, target, bufs, n);
       const seg = q.segmentCommitted(target, batch.map((r) => r.id));
       q.committing.delete(target);
       batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
     } catch (err) {
-      closeQuietly(fd);
       await unlinkQuietly(tmp);
       q.activeTemps.delete(tmp);
-      if (renamed) await unlinkQuietly(target);
-      q.committing.delete(target);
       for (const r of batch) r.reject(err);
     }
   }
@@ -660,6 +627,38 @@ export class Queue {
     if (!msg.data) return;
     this.retainedBytes -= msg.data.length;
     msg.data = null;
+  }
+
+  /**
+   * @internal The end of every commit, a segment or a message's own file: write what is left into the open temp file,
+   * fdatasync, close, rename into queue/, fsync the directory. `fd` is closed in every case. On success `target` is in
+   * `committing` until the caller has taken it in (and removes it from there); on failure the target is gone and not
+   * in `committing`, and the caller removes the temp file.
+   */
+  async publish(fd: number, tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
+    let open = true;
+    let renamed = false;
+    try {
+      this.inject('write', tmp, messages);
+      writevAllSync(fd, bufs);
+      this.inject('sync', tmp, messages);
+      await fdatasyncAsync(fd);
+      open = false;
+      fs.closeSync(fd);
+      this.inject('rename', target, messages);
+      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
+      this.committing.add(target);
+      await renameAsync(tmp, target);
+      renamed = true;
+      this.activeTemps.delete(tmp);
+      this.inject('dirsync', this.queueDir, messages);
+      await this.dirSync.sync();
+    } catch (err) {
+      if (open) closeQuietly(fd);
+      if (renamed) await unlinkQuietly(target);
+      this.committing.delete(target);
+      throw err;
+    }
   }
 
   /** @internal a segment is durable in queue/ with these messages */
@@ -1554,15 +1553,6 @@ function crashHookFromEnv(): FaultInjector | undefined {
   return (op, _file, messages = 1) => {
     if (op === at && (left -= messages) <= 0) process.kill(process.pid, 'SIGKILL');
   };
-}
-
-/** Whether a .state file is the tombstone of a deleted message (false when there is none or it cannot be read). */
-async function isTombstone(file: string): Promise<boolean> {
-  try {
-    return (JSON.parse(await fsp.readFile(file, 'utf8')) as Partial<StateFile>).deleted === true;
-  } catch {
-    return false;
-  }
 }
 
 function notTried(rcpt: string): Outcome {
