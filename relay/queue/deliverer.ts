@@ -73,6 +73,8 @@ interface Pending {
 export class WorkerDeliverer implements Deliverer {
   private worker: Worker | null = null;
   private readonly pending = new Map<number, Pending>();
+  /** deliveries under way per worker (a worker is referenced while it has any) */
+  private readonly underWay = new Map<Worker, number>();
   private nextId = 1;
 
   constructor(
@@ -101,6 +103,7 @@ export class WorkerDeliverer implements Deliverer {
         },
       });
       // referenced while deliveries are under way, so a process with nothing else to do waits for them
+      this.underWay.set(w, (this.underWay.get(w) ?? 0) + 1);
       w.ref();
       w.postMessage({ t: 'deliver', id, req: rest } satisfies ToWorker, transfer);
     });
@@ -109,6 +112,8 @@ export class WorkerDeliverer implements Deliverer {
   /** Ends every delivery `w` had under way with `reason` (a failed session: the queue defers those recipients). */
   private failAll(w: Worker, reason: string): number {
     let n = 0;
+    if (!this.underWay.has(w)) return 0;
+    this.underWay.delete(w);
     for (const [id, p] of this.pending) {
       if (p.worker !== w) continue;
       this.pending.delete(id);
@@ -116,11 +121,6 @@ export class WorkerDeliverer implements Deliverer {
       n++;
     }
     return n;
-  }
-
-  private hasPending(w: Worker): boolean {
-    for (const p of this.pending.values()) if (p.worker === w) return true;
-    return false;
   }
 
   private start(): Worker {
@@ -133,7 +133,12 @@ export class WorkerDeliverer implements Deliverer {
       const p = this.pending.get(m.id);
       if (!p || p.worker !== w) return;
       this.pending.delete(m.id);
-      if (!this.hasPending(w)) w.unref();
+      const left = (this.underWay.get(w) ?? 1) - 1;
+      if (left > 0) this.underWay.set(w, left);
+      else {
+        this.underWay.delete(w);
+        w.unref();
+      }
       p.resolve(m.result);
     });
     const failed = (reason: string) => {
