@@ -108,10 +108,18 @@ function SessionPanel({
   const sid = event.sessionId;
   const older = useRelayQuery('events.query', { sessionId: sid ?? '', order: 'asc', limit: 1000 }, { enabled: sid !== null, staleTime: 2_000 });
   const client = useRelayQuery('clients.list', { ip: event.ip ?? '', limit: 1 }, { enabled: event.ip !== null, staleTime: 2_000 });
-  // the store's events of this session, refreshed twice a second (not on every frame of a fast stream)
+  // the store's events of this session, refreshed at most twice a second (not on every frame of a fast stream), and
+  // only when the store changed: a paused or idle stream costs no re-render
   const [tick, setTick] = useState(0);
   useEffect(() => {
-    const t = setInterval(() => setTick((x) => x + 1), 500);
+    let seen = liveStore().getVersion();
+    const t = setInterval(() => {
+      const v = liveStore().getVersion();
+      if (v !== seen) {
+        seen = v;
+        setTick((x) => x + 1);
+      }
+    }, 500);
     return () => clearInterval(t);
   }, []);
   const events = useMemo(() => {
