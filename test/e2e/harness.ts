@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import type { BridgeChannel } from '../../shared/bridge.ts';
 import type { ConfigInput } from '../../shared/config.ts';
@@ -221,6 +222,37 @@ export function unexpectedErrors(errors: string[]): string[] {
 /** A relay with its management channel on free loopback ports, on the real clock. */
 export function startRelay(config: ConfigInput = {}): Promise<ManageRelay> {
   return startManageRelay(config, { clock: new RealClock() });
+}
+
+export interface ConsoleSuite {
+  relay: ManageRelay;
+  browser: Browser;
+  site: Awaited<ReturnType<typeof serveDist>>;
+  c: ConsolePage;
+}
+
+/**
+ * The beforeAll/afterAll every console suite shares, registered in the describe block it is called in: a relay
+ * (startRelay(config)), Chromium and dist/renderer started together, a console page opened on the site, then `ready`
+ * with all four (the suite keeps what it needs and, usually, adds the server). At the end: the page, the browser,
+ * the site, then the relay, by `stopRelay` when the suite stopped or replaced it itself.
+ */
+export function consoleSuite(
+  opts: { config?: ConfigInput; page?: Parameters<typeof openConsole>[2]; stopRelay?: (relay: ManageRelay) => Promise<void> },
+  ready: (s: ConsoleSuite) => void | Promise<void>,
+): void {
+  const s: Partial<ConsoleSuite> = {};
+  beforeAll(async () => {
+    [s.relay, s.browser, s.site] = await Promise.all([startRelay(opts.config), launchChromium(), serveDist()]);
+    s.c = await openConsole(s.browser, s.site.url, opts.page);
+    await ready(s as ConsoleSuite);
+  });
+  afterAll(async () => {
+    await s.c?.close();
+    await s.browser?.close();
+    await s.site?.close();
+    if (s.relay) await (opts.stopRelay ?? ((r) => r.stop()))(s.relay);
+  });
 }
 
 /** Fill the Servers form for this relay and save (connecting), then accept the fingerprint the prompt shows. */

@@ -5,30 +5,23 @@
  * the toast removes the entry again.
  * (Trusting also clears the IP's counters, so after the Undo the hourly limit counts from zero.)
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
 import { RawSmtp } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
-import { addServerAndAccept, chromiumPath, launchChromium, openConsole, serveDist, startRelay, unexpectedErrors, type ConsolePage } from './harness.ts';
+import { addServerAndAccept, chromiumPath, consoleSuite, unexpectedErrors, type ConsolePage } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: the salesperson story (Chromium)', () => {
   let relay: ManageRelay;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
   let smtp: RawSmtp | null = null;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay({ limits: { messagesPerHour: { mode: 'enforce', max: 3 } } }), launchChromium(), serveDist()]);
-    c = await openConsole(browser, site.url);
+  consoleSuite({ config: { limits: { messagesPerHour: { mode: 'enforce', max: 3 } } } }, async (s) => {
+    ({ relay, c } = s);
     await addServerAndAccept(c.page, relay);
   });
-  afterAll(async () => {
+  // registered after consoleSuite's, so it runs before the console and the relay are closed
+  afterAll(() => {
     smtp?.destroy();
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    await relay?.stop();
   });
 
   const send = async (s: RawSmtp, n: number) => {

@@ -6,12 +6,11 @@
  * mail, a client over its hourly limit, relaying refused, unknown recipients, a client without reverse DNS
  * (monitor mode), a trusted entry, deferred mail in the queue and a few audited admin actions.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { RawSmtp, sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import { VIEWS } from '../../renderer/src/views/registry.ts';
-import { chromiumPath, launchChromium, openConsole, screenshotPath, serveDist, startRelay, unexpectedErrors, type ConsolePage } from './harness.ts';
+import { chromiumPath, consoleSuite, screenshotPath, unexpectedErrors, type ConsolePage } from './harness.ts';
 
 const SCHEMES = ['light', 'dark'] as const;
 
@@ -44,13 +43,11 @@ async function traffic(relay: ManageRelay, ms: number): Promise<void> {
 
 describe.skipIf(!chromiumPath)('console screenshots of the shell views, light and dark (Chromium)', () => {
   let relay: ManageRelay;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([
-      startRelay({
+  consoleSuite(
+    {
+      config: {
         smtp: { hostname: 'relay.example.com' },
         limits: { messagesPerHour: { mode: 'enforce', max: 40 } },
         checks: { reverseDns: { mode: 'monitor' } },
@@ -58,18 +55,13 @@ describe.skipIf(!chromiumPath)('console screenshots of the shell views, light an
           Trusted: [{ address: '192.0.2.0/24', comment: 'office LAN', expiresAt: null }],
           Partners: [{ address: '198.51.100.10-198.51.100.20', comment: 'agency (trial)', expiresAt: '2026-01-01T00:00:00Z' }],
         },
-      }),
-      launchChromium(),
-      serveDist(),
-    ]);
-    c = await openConsole(browser, site.url, { viewport: { width: 1200, height: 760 } });
-  }, 30_000);
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    await relay?.stop();
-  });
+      },
+      page: { viewport: { width: 1200, height: 760 } },
+    },
+    (s) => {
+      ({ relay, c } = s);
+    },
+  );
 
   const shoot = async (name: string) => {
     for (const scheme of SCHEMES) {

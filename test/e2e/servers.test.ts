@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { Relay } from '../../relay/relay.ts';
 import { sendMail } from '../helpers/smtp-client.ts';
@@ -14,32 +14,31 @@ import {
   addServerAndAccept,
   attrs,
   chromiumPath,
+  consoleSuite,
   testSecretStore,
   unexpectedErrors,
-  launchChromium,
   openConsole,
-  serveDist,
-  startRelay,
   type ConsolePage,
+  type ConsoleSuite,
 } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', () => {
   let relay: ManageRelay;
   let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
+  let site: ConsoleSuite['site'];
   let c: ConsolePage;
-
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
-    c = await openConsole(browser, site.url);
-  });
   let relayStopped = false;
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    if (!relayStopped) await relay?.stop();
-  });
+
+  consoleSuite(
+    {
+      stopRelay: async (r) => {
+        if (!relayStopped) await r.stop();
+      },
+    },
+    (s) => {
+      ({ relay, browser, site, c } = s);
+    },
+  );
 
   it('shows inline errors for a bad profile, then adds the server and pins its fingerprint after the user accepts it', async () => {
     const { page } = c;
@@ -205,26 +204,23 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
 describe.skipIf(!chromiumPath)('console: a relay restarted with a fresh history (Chromium)', () => {
   let relay: ManageRelay;
   let restarted: Relay | null = null;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
-    c = await openConsole(browser, site.url);
-    await addServerAndAccept(c.page, relay);
-  });
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    if (restarted) {
-      // the first relay was stopped by the test: stop the second, then what the harness started around them
-      await restarted.stop();
-      await relay.dns.close();
-      fs.rmSync(relay.dir, { recursive: true, force: true });
-    } else await relay?.stop();
-  });
+  consoleSuite(
+    {
+      stopRelay: async (r) => {
+        if (!restarted) return r.stop();
+        // the first relay was stopped by the test: stop the second, then what the harness started around them
+        await restarted.stop();
+        await r.dns.close();
+        fs.rmSync(r.dir, { recursive: true, force: true });
+      },
+    },
+    async (s) => {
+      ({ relay, c } = s);
+      await addServerAndAccept(c.page, relay);
+    },
+  );
 
   it('Live traffic starts over when the relay comes back with event ids it already used, newest first', async () => {
     const { page } = c;

@@ -4,30 +4,20 @@
  * rows hold still while the pointer is on them, counting what arrives), keeps the DOM small (virtualised), and Pause
  * keeps counting what arrives.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import { syntheticEvents } from './synthetic.ts';
-import { addServerAndAccept, attrs, chromiumPath, launchChromium, openConsole, serveDist, startRelay, unexpectedErrors, type ConsolePage } from './harness.ts';
+import { addServerAndAccept, attrs, chromiumPath, consoleSuite, unexpectedErrors, type ConsolePage } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: viewer token and a 5,000 events/s burst (Chromium)', () => {
   let relay: ManageRelay;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
-    c = await openConsole(browser, site.url);
+  consoleSuite({}, async (s) => {
+    ({ relay, c } = s);
     const viewerToken = relay.relay.tokens.create('ops-viewer', 'viewer');
     await addServerAndAccept(c.page, relay, { name: 'Edge (viewer)', token: viewerToken });
-  });
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    await relay?.stop();
   });
 
   it('a viewer sees the traffic, and every control that would change the relay is disabled and says why', async () => {

@@ -4,11 +4,11 @@
  * admins, trusted groups (inline validation, add with expiry, remove with Undo), clients (trust), queue (delete),
  * audit (diff, restore), a viewer who sees every control disabled with the reason, and screenshots light and dark.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay, WssClient } from '../helpers/wss-client.ts';
-import { addServerAndAccept, chromiumPath, launchChromium, openConsole, screenshotPath, serveDist, startRelay, type ConsolePage } from './harness.ts';
+import { addServerAndAccept, chromiumPath, consoleSuite, screenshotPath, type ConsolePage } from './harness.ts';
 
 const open = async (page: Page, view: 'security' | 'groups' | 'clients' | 'queue' | 'audit') => {
   await page.click(`[data-view-id="${view}"]`);
@@ -23,23 +23,14 @@ const numInput = (page: Page, id: string) => page.locator(`[data-field="${id}"] 
 
 describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', () => {
   let relay: ManageRelay;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
   let admin: WssClient;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
+  consoleSuite({ page: { viewport: { width: 1200, height: 860 } } }, async (s) => {
+    ({ relay, c } = s);
     admin = await relay.admin();
-    c = await openConsole(browser, site.url, { viewport: { width: 1200, height: 860 } });
     c.page.setDefaultTimeout(10_000);
     await addServerAndAccept(c.page, relay);
-  });
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    await relay?.stop();
   });
 
   it('edits a security option: inline validation, diff, impact preview, Apply, and the relay enforces it over SMTP', async () => {
@@ -339,26 +330,16 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
 });
 
 describe.skipIf(!chromiumPath)('console: a viewer token (Chromium, real relay)', () => {
-  let relay: ManageRelay;
-  let browser: Browser;
-  let site: Awaited<ReturnType<typeof serveDist>>;
   let c: ConsolePage;
 
-  beforeAll(async () => {
-    [relay, browser, site] = await Promise.all([startRelay(), launchChromium(), serveDist()]);
-    const token = relay.relay.tokens.create('night-shift', 'viewer');
-    const admin = await relay.admin();
+  consoleSuite({}, async (s) => {
+    ({ c } = s);
+    const token = s.relay.relay.tokens.create('night-shift', 'viewer');
+    const admin = await s.relay.admin();
     await admin.call('groups.addEntry', { group: 'Trusted', address: '192.0.2.0/24', comment: 'office' });
-    await sendMail(relay.port, { from: 'alice@example.org', to: ['bob@example.com'], localAddress: '127.0.0.14' });
-    c = await openConsole(browser, site.url);
+    await sendMail(s.relay.port, { from: 'alice@example.org', to: ['bob@example.com'], localAddress: '127.0.0.14' });
     c.page.setDefaultTimeout(10_000);
-    await addServerAndAccept(c.page, relay, { token });
-  });
-  afterAll(async () => {
-    await c?.close();
-    await browser?.close();
-    await site?.close();
-    await relay?.stop();
+    await addServerAndAccept(c.page, s.relay, { token });
   });
 
   it('sees every admin view, with each control disabled and the reason in words', async () => {
