@@ -23,6 +23,7 @@ import { FakeClock } from './helpers/queue-clock.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import { message, noDns, testEnvelope, type Harness } from './helpers/queue-harness.ts';
 import type { Sink } from './helpers/sink.ts';
+import { canMountTmpfs } from './helpers/spool-images.ts';
 
 const { sink, harness } = deliveryFixtures();
 const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
@@ -260,19 +261,6 @@ describe('the administrator and segment members', () => {
     expect(stored!.data.toString('latin1')).toContain(b[1]!.toString('latin1'));
   });
 });
-
-function canMountTmpfs(): boolean {
-  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-seg-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe, { recursive: true, force: true });
-  }
-}
 
 describe('a full disk (1 MiB tmpfs)', () => {
   const mountable = canMountTmpfs();

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Queue, type Envelope, type FaultInjector } from '../relay/queue/spool.ts';
 import { noDns, testEnvelope } from './helpers/queue-harness.ts';
+import { canMountTmpfs } from './helpers/spool-images.ts';
 import { encodeTrailer, listQueuedIds, readQueuedMessage, segmentHeader } from '../relay/queue/files.ts';
 import { EventBus } from '../relay/events/bus.ts';
 import { ConfigSchema } from '../shared/config.ts';
@@ -166,24 +167,6 @@ describe('spool', () => {
     expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
   });
 });
-
-function canMountTmpfs(): boolean {
-  const probe = path.join(os.tmpdir(), `rw-mount-probe-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', probe]);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    try {
-      execFileSync('rmdir', [probe], { stdio: 'ignore' });
-    } catch {
-      /* ignore */
-    }
-  }
-}
 
 describe('segments: small messages committed together', () => {
   const queueDir = () => path.join(dir, 'queue');

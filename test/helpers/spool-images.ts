@@ -3,6 +3,7 @@
  * image": the spool directory copied at once, then loaded by a fresh Queue that delivers nothing), waiting turn by
  * turn, and delivery requests for the worker tests.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -86,4 +87,18 @@ export function deliveryRequest(s: Sink, source: DeliveryRequest['source'], over
     commandTimeoutMs: 10_000,
     ...over,
   };
+}
+
+/** Whether this machine lets the tests mount a small tmpfs (root in a container that allows it): the real disk-full tests need one. */
+export function canMountTmpfs(): boolean {
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
+  }
 }
