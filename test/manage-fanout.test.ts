@@ -6,15 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode } from '../shared/protocol.ts';
 import type { EventInput } from '../shared/events.ts';
+import { waitFor } from './helpers/wait.ts';
 import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
-
-async function waitUntil(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 let t: ManageRelay;
 const fanout = () => t.relay.manage!.subscribedSessions;
@@ -123,12 +116,12 @@ describe('event fan-out', () => {
     expect(fanout()).toBe(3);
 
     await closing.close();
-    await waitUntil(() => fanout() === 2, 'the closed session to leave the fan-out');
+    await waitFor(() => fanout() === 2, 'the closed session to leave the fan-out', 5000);
 
     const admin = await t.admin();
     expect((await admin.call('tokens.revoke', { name: revoked.name })).closedSessions).toBe(1);
     expect((await revoked.client.closed).code).toBe(CloseCode.TokenRevoked);
-    await waitUntil(() => fanout() === 1, 'the revoked session to leave the fan-out');
+    await waitFor(() => fanout() === 1, 'the revoked session to leave the fan-out', 5000);
     const revokedEvents = got(revoked.client, sr).length;
 
     t.relay.bus.emit(delivered('Q5'));
@@ -137,6 +130,6 @@ describe('event fan-out', () => {
     expect(fanout()).toBe(1);
     expect((await admin.call('stats.get', {})).manage.subscriptions).toBe(1);
     await watcher.close();
-    await waitUntil(() => fanout() === 0, 'the last session to leave the fan-out');
+    await waitFor(() => fanout() === 0, 'the last session to leave the fan-out', 5000);
   });
 });

@@ -5,15 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, METHOD_NAMES, Methods, type MethodName } from '../shared/protocol.ts';
 import { sendMail } from './helpers/smtp-client.ts';
+import { waitFor } from './helpers/wait.ts';
 import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
-
-async function waitUntil(pred: () => boolean, ms = 3000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 let t: ManageRelay;
 let admin: WssClient;
@@ -258,7 +251,7 @@ describe('events, stats, queue, tokens, audit', () => {
   it('events.subscribe delivers a backlog since an id and live batches; events.query reads the history', async () => {
     const startId = (await viewer.call('stats.get', {})).lastEventId;
     await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.31' });
-    await waitUntil(() => t.events.some((e) => e.kind === 'disconnect' && e.ip === '127.0.0.31'));
+    await waitFor(() => t.events.some((e) => e.kind === 'disconnect' && e.ip === '127.0.0.31'), 'the disconnect of 127.0.0.31');
     const sub = await viewer.call('events.subscribe', { sinceId: startId, filter: { ip: '127.0.0.31' } });
     expect(sub.backlog.map((e) => e.kind).slice(0, 6)).toEqual(['connect', 'helo', 'mail', 'rcpt', 'accepted', 'disconnect']);
     expect(sub.backlog.every((e) => e.ip === '127.0.0.31' && e.id > startId)).toBe(true);
