@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { Relay } from '../../relay/relay.ts';
-import { sendMail } from '../helpers/smtp-client.ts';
+import { RawSmtp, sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import {
   addServerAndAccept,
@@ -103,6 +103,32 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     await page.locator('select[aria-label="Filter by kind"]').selectOption('mail');
     await expect.poll(async () => new Set(await attrs(page.locator('.live-row'), 'data-kind')).size).toBe(1);
     await page.getByRole('button', { name: 'Clear filters' }).click();
+  });
+
+  it('the detail of a session still under way shows its next commands as they happen', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    const smtp = await RawSmtp.connect(relay.port, { localAddress: '127.0.0.8' });
+    try {
+      await smtp.hello('open.test');
+      expect((await smtp.cmd('MAIL FROM:<carol@example.org>')).code).toBe(250);
+      const row = page.locator('.live-row[data-kind="mail"][data-ip="127.0.0.8"]');
+      await row.first().waitFor({ timeout: 10_000 });
+      await row.first().click();
+      const panel = page.locator('[data-testid="session-panel"]');
+      await panel.waitFor();
+      const listed = async () => (await panel.locator('.session-events li').allTextContents()).join(' | ');
+      await expect.poll(listed, { timeout: 5000 }).toMatch(/mail.*carol@example\.org/s);
+      expect(await listed()).not.toMatch(/rcpt/);
+      // the session goes on while its detail is open: the detail follows it
+      expect((await smtp.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+      await expect.poll(listed, { timeout: 5000 }).toMatch(/mail.*carol@example\.org.*rcpt.*alice@example\.com/s);
+      await page.keyboard.press('Escape');
+      await panel.waitFor({ state: 'detached' });
+    } finally {
+      smtp.destroy();
+    }
   });
 
   it('Ctrl+F focuses the live filter; a rejection spike raises one desktop notification', async () => {
