@@ -131,6 +131,29 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     }
   });
 
+  it('ArrowDown moves from the selected row to the next older one even after newer traffic pushed it out of view', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    expect((await sendMail(relay.port, { from: 'dave@example.org', to: ['bob@example.com'], localAddress: '127.0.0.9' })).data?.code).toBe(250);
+    const row = page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.9"]');
+    await row.first().waitFor({ timeout: 10_000 });
+    await row.first().click();
+    const picked = Number(await page.locator('.live-row.selected').getAttribute('data-event-id'));
+    // with it selected (its detail open), 20 more sessions push it far below the drawn rows
+    for (let i = 0; i < 20; i++) {
+      expect((await sendMail(relay.port, { from: 'eve@example.org', to: ['bob@example.com'], localAddress: '127.0.0.10' })).data?.code).toBe(250);
+    }
+    await expect.poll(() => page.locator('.live-row[data-kind="disconnect"][data-ip="127.0.0.10"]').count(), { timeout: 10_000 }).toBeGreaterThan(0);
+    await page.locator('[data-testid="live-scroll"]').focus();
+    await page.keyboard.press('ArrowDown');
+    const now = Number(await page.locator('.live-row.selected').getAttribute('data-event-id'));
+    // the next older event, not the newest row at the top
+    expect(now).toBeLessThan(picked);
+    expect(now).toBeGreaterThan(picked - 10);
+    await page.keyboard.press('Escape');
+  });
+
   it('Ctrl+F focuses the live filter; a rejection spike raises one desktop notification', async () => {
     const { page, core } = c;
     await page.keyboard.press('Control+2');

@@ -369,6 +369,21 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
           break;
         }
       }
+      // scrolled out of the drawn rows (a fast stream pushes it down): rows are newest first, so ids fall with the index
+      if (at < 0) {
+        let lo = 0;
+        let hi = rows.length - 1;
+        while (lo <= hi) {
+          const mid = (lo + hi) >> 1;
+          const id = rows.get(mid)?.id ?? -1;
+          if (id === selected.id) {
+            at = mid;
+            break;
+          }
+          if (id > selected.id) lo = mid + 1;
+          else hi = mid - 1;
+        }
+      }
     }
     const next = at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + (ev.key === 'ArrowDown' ? 1 : -1)));
     const e = rows.get(next);
