@@ -297,6 +297,32 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     await core.invoke('connection.disconnect', []);
   });
 
+  it('"connect now" during the countdown, to a relay that came back with a fresh history, asks the views to reload', async () => {
+    const r = await ownRelay();
+    // the automatic retry waits on the fake clock: the user's own connect comes first
+    const clock = new ConsoleClock();
+    const { core, batches } = newCore({ timers: clock });
+    const notices: unknown[] = [];
+    core.on('config', (c) => notices.push(c));
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    const c1 = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: '127.0.0.13' });
+    await c1.hello();
+    await c1.quit();
+    await waitFor(() => batches.flatMap((b) => b.events).some((e) => e.ip === '127.0.0.13' && e.kind === 'disconnect'), 'the first events');
+    const oldDir = r.dir;
+    await r.restart(() => {
+      for (const f of ['history.sqlite', 'history.sqlite-wal', 'history.sqlite-shm']) fs.rmSync(path.join(oldDir, f), { force: true });
+    });
+    await waitFor(() => status(core) === 'reconnecting', 'the core notices the relay went away', 5000);
+    expect(notices).toEqual([]);
+    expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('connected');
+    // the views drop the old stream (reset) and reload what they show from the relay (config notice)
+    await waitFor(() => batches.some((b) => b.reset), 'a reset batch');
+    await waitFor(() => notices.length === 1, 'a config notice');
+    expect(notices[0]).toMatchObject({ by: 'resync', source: 'reconnect' });
+  });
+
   it('ends in auth-failed when its token is revoked through the management API, with no reconnect loop', async () => {
     const r = await ownRelay();
     const admin = await WssClient.connect(r.relay.manageAddress.port, r.relay.identity.fingerprint256);

@@ -218,6 +218,8 @@ export class RelayConnection {
       // the relay restarted with a fresh history: its ids are another stream's, even when they have already passed our
       // last one. Start over from 0 (rather than miss the new history's first events) and tell the consumers to drop
       // what they hold. Ids below our last one say the same (kept as a fallback).
+      // a login on this profile before this one (by hand or by a retry): the consumers' data may be stale
+      const wasReconnect = this.st.attempt > 1 || this.historyId !== null || this.lastEventId > 0;
       const otherHistory = this.historyId !== null && login.historyId !== this.historyId;
       if (otherHistory || login.lastEventId < this.lastEventId) {
         this.lastEventId = 0;
@@ -227,7 +229,6 @@ export class RelayConnection {
       const sub = await rpc.call('events.subscribe', { sinceId: this.lastEventId });
       if (gen !== this.generation) return;
       this.subscriptionId = sub.subscriptionId;
-      const wasReconnect = this.st.attempt > 1 || this.lastEventId > 0;
       if (sub.backlog.length) {
         this.lastEventId = sub.backlog[sub.backlog.length - 1]!.id;
         this.emitEvents({ events: sub.backlog, resync: true });
