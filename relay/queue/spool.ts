@@ -11,6 +11,8 @@ import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
+import { crashHookFromEnv, type StepHook } from './segment-commit.mjs';
+import { InlineCommitter, WorkerCommitter, type SegmentCommitter } from './committer.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
@@ -75,7 +77,7 @@ export const realTimers: Timers = {
  * Test hook at the storage edge: throw from it to simulate a failing disk operation. `messages` is how many messages
  * the operation commits (a segment holds several; 1 for everything else).
  */
-export type FaultInjector = (op: 'open' | 'write' | 'sync' | 'rename' | 'dirsync', file: string, messages?: number) => void;
+export type FaultInjector = StepHook;
 
 export type MessageKind = 'message' | 'dsn';
 export type RecipientStatus = 'pending' | 'delivered' | 'bounced';
@@ -436,9 +438,9 @@ interface PendingRecord {
 /**
  * Group commit of small messages. Commits that arrive while a segment is being written wait and go together in the
  * next one (at most one segment is in flight, so a busy relay writes bigger segments, an idle one a segment per
- * message). A segment: created in tmp/, one writev into the page cache, fdatasync, rename into queue/, directory
- * fsync; each commit resolves only after all of that. Any failure rejects every commit of the segment and leaves
- * nothing behind.
+ * message). A segment: created in tmp/, one write into the page cache, fdatasync, rename into queue/, directory
+ * fsync, all in the commit worker thread (committer.ts); each commit resolves only after all of that. Any failure
+ * rejects every commit of the segment and leaves nothing behind.
  */
 class GroupCommit {
   private pending: PendingRecord[] = [];
@@ -497,9 +499,15 @@ class GroupCommit {
         offsets.push(off + SEGMENT_HEADER_LENGTH);
         off += SEGMENT_HEADER_LENGTH + r.data.length + r.json.length;
       }
-      q.inject('open', tmp, n);
-      const fd = await openAsync(tmp, 'wx', 0o600);
-      await q.publish(fd, tmp, target, bufs, n);
+      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
+      q.committing.add(target);
+      try {
+        await q.committer.publish(tmp, target, bufs, n);
+      } catch (err) {
+        q.committing.delete(target);
+        throw err;
+      }
+      q.activeTemps.delete(tmp);
       const seg = q.segmentCommitted(target, batch.map((r) => r.id));
       q.committing.delete(target);
       batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
@@ -518,6 +526,8 @@ export class Queue {
   /** resolves when the spool directories exist */
   readonly ready: Promise<void>;
   readonly dirSync: DirSyncer;
+  /** @internal writes the group-commit segments (a worker thread; on this thread when a test injects faults) */
+  readonly committer: SegmentCommitter;
   /** @internal */
   readonly group: GroupCommit;
   readonly activeTemps = new Set<string>();
@@ -576,6 +586,7 @@ export class Queue {
     const clientOpts = { idleMs, maxIdlePerAddress: idleMs > 0 ? this.perDestination : 0 };
     this.client = opts.deliveryWorker === false ? new InProcessDeliverer(clientOpts) : new WorkerDeliverer(clientOpts, this.log);
     this.dirSync = new DirSyncer(this.queueDir);
+    this.committer = opts.fault ? new InlineCommitter(this.queueDir, opts.fault) : new WorkerCommitter(this.queueDir, this.log);
     this.group = new GroupCommit(this);
     const { tmpDir, queueDir } = this;
     this.ready = (async () => {
@@ -1186,6 +1197,7 @@ export class Queue {
       await settle(2000);
     }
     await this.client.close();
+    await this.committer.close();
     await this.flushUnlinks();
   }
 
@@ -1539,21 +1551,6 @@ export class Queue {
   }
 }
 
-/**
- * Test hook for the crash-safety test (test/queue-crash.test.ts), off unless the variable is set:
- * RELAY_WARDEN_TEST_CRASH="rename:N" kills this process with SIGKILL at the commit (of a segment or a .msg) that holds
- * the Nth message, when its data is fsynced but not yet renamed into the queue; "dirsync:N" when it is renamed into
- * the queue and the directory is not yet fsynced (in both cases no 250 has been sent for the messages it holds).
- */
-function crashHookFromEnv(): FaultInjector | undefined {
-  const m = /^(rename|dirsync):(\d+)$/.exec(process.env.RELAY_WARDEN_TEST_CRASH ?? '');
-  if (!m) return undefined;
-  const at = m[1];
-  let left = Number(m[2]);
-  return (op, _file, messages = 1) => {
-    if (op === at && (left -= messages) <= 0) process.kill(process.pid, 'SIGKILL');
-  };
-}
 
 function notTried(rcpt: string): Outcome {
   return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null };

@@ -1,0 +1,63 @@
+// The end of a segment commit, as blocking calls in a row: create the temp file, write, fdatasync, close, rename into
+// queue/, fsync the directory. It runs in the commit worker thread (commit-worker.mjs, started by committer.ts), so the
+// relay's event loop never waits for the disk, and on the calling thread when a test injects faults.
+//
+// Plain JavaScript, not TypeScript: a worker thread does not inherit the relay's TypeScript loader, and registering it
+// there costs ~200 ms at every start; this file loads in a few. Its types are in segment-commit.d.mts.
+import fs from 'node:fs';
+
+/**
+ * Writes `data` durably as `target`: temp file `tmp` (created, never overwritten), fdatasync, rename, fsync of the
+ * directory open as `dirFd` (`dir` names it for `inject`). `inject(op, file, messages)` runs before each step; what it
+ * throws fails the commit there. On any failure nothing is left: the temp file or the renamed target is unlinked.
+ */
+export function publishSegmentSync(tmp, target, data, dirFd, dir, messages, inject) {
+  inject?.('open', tmp, messages);
+  const fd = fs.openSync(tmp, 'wx', 0o600);
+  let open = true;
+  let renamed = false;
+  try {
+    inject?.('write', tmp, messages);
+    // a nearly full disk may take part of a write; the next one then fails with ENOSPC
+    for (let off = 0; off < data.byteLength; ) off += fs.writeSync(fd, data, off, data.byteLength - off);
+    inject?.('sync', tmp, messages);
+    fs.fdatasyncSync(fd);
+    open = false;
+    fs.closeSync(fd);
+    inject?.('rename', target, messages);
+    fs.renameSync(tmp, target);
+    renamed = true;
+    inject?.('dirsync', dir, messages);
+    fs.fsyncSync(dirFd);
+  } catch (err) {
+    if (open) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // the write error is the one to report
+      }
+    }
+    try {
+      fs.unlinkSync(renamed ? target : tmp);
+    } catch {
+      // already gone
+    }
+    throw err;
+  }
+}
+
+/**
+ * Test hook for the crash tests (test/queue-crash.test.ts): RELAY_WARDEN_TEST_CRASH="rename:N" or "dirsync:N" kills
+ * the process with SIGKILL at the commit step that brings the count of messages committed through that step to N.
+ * Each thread that commits counts its own messages (segments in the commit worker, large messages' own files on the
+ * main thread).
+ */
+export function crashHookFromEnv() {
+  const m = /^(rename|dirsync):(\d+)$/.exec(process.env.RELAY_WARDEN_TEST_CRASH ?? '');
+  if (!m) return undefined;
+  const at = m[1];
+  let left = Number(m[2]);
+  return (op, _file, messages = 1) => {
+    if (op === at && (left -= messages) <= 0) process.kill(process.pid, 'SIGKILL');
+  };
+}
