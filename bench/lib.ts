@@ -110,12 +110,13 @@ export async function smtpSource(opts: {
 }
 
 /** A relay child process on a fresh data dir with the given config.json. */
-export async function startRelayProcess(config: object): Promise<{ dir: string; proc: Proc; pid: number; stop: () => Promise<void> }> {
+/** The relay as `npm run relay` runs it (`entry` relay/cli.ts), or a bench variant taking the same --data-dir. */
+export async function startRelayProcess(config: object, entry = 'relay/cli.ts'): Promise<{ dir: string; proc: Proc; pid: number; stop: () => Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-bench-'));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
   // BENCH_RELAY_NODE_ARGS: extra node flags for the relay (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it)
   const extra = (process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = startProc(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, 'relay/cli.ts'), '--data-dir', dir]);
+  const proc = startProc(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, entry), '--data-dir', dir]);
   const port = Number(/:(\d+)$/.exec((config as { smtp: { listen: string } }).smtp.listen)![1]);
   try {
     await waitForPort(port);
