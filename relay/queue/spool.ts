@@ -641,8 +641,8 @@ export class Queue {
   }
 
   /**
-   * @internal The end of every commit, a segment or a message's own file: write what is left into the open temp file,
-   * fdatasync, close, rename into queue/, fsync the directory. `fd` is closed in every case. On success `target` is in
+   * @internal The end of a commit to a message's own file (a large message; segments go through committer.ts): write
+   * what is left into the open temp file, fdatasync, close, rename into queue/, fsync the directory. `fd` is closed in every case. On success `target` is in
    * `committing` until the caller has taken it in (and removes it from there); on failure the target is gone and not
    * in `committing`, and the caller removes the temp file.
    */
