@@ -9,6 +9,7 @@ import type { Result } from '../shared/protocol.ts';
 import { RawSmtp, sendMail } from './helpers/smtp-client.ts';
 import { manageRelayPerTest } from './helpers/wss-client.ts';
 import { waitFor } from './helpers/wait.ts';
+import { simulate } from '../relay/manage/simulate.ts';
 
 const startRelay = manageRelayPerTest();
 
@@ -116,5 +117,34 @@ describe('policy.simulate on recorded traffic', () => {
     const sim = await admin.call('policy.simulate', { config: c, hours: 0.5 + 1 / 60 });
     expect(sim.replayed.mailAttempts).toBe(2);
     expect(ruleOf(sim, 'limits.messagesPerHour')).toMatchObject({ newlyRejected: 2 });
+  });
+});
+
+/** The kinds simulate replays: what its event cap must count (helo, delivery and admin events are never replayed). */
+const REPLAYED_KINDS = ['connect', 'disconnect', 'auth', 'mail', 'rcpt', 'accepted', 'rejected'] as const;
+
+describe('policy.simulate: the event cap counts only the events it replays', () => {
+  it('helo events (and delivery events) do not use up the cap: a window that fits is replayed whole, a cut skips exactly the oldest', async () => {
+    const t = await startRelay();
+    for (let i = 0; i < 4; i++) {
+      await sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.17' });
+      t.clock.advance(1000);
+    }
+    await waitFor(() => t.relay.anvil.connections('127.0.0.17') === 0, 'the sessions from 127.0.0.17 to close');
+    const now = t.clock.now();
+    const replayable = t.relay.history.query({ kinds: REPLAYED_KINDS, limit: 10_000 }).events.length;
+    const helos = t.relay.history.query({ kinds: ['helo'], limit: 10_000 }).events.length;
+    expect(helos).toBe(4);
+    const c = (await (await t.admin()).call('config.get', {})).config;
+
+    const whole = await simulate(t.relay.history, c, 1, now, { maxEvents: replayable });
+    expect(whole.truncated).toBe(false);
+    expect(whole.replayed).toMatchObject({ events: replayable, connections: 4, messages: 4 });
+
+    // one session fewer than the window holds: exactly the oldest session is skipped
+    const perSession = replayable / 4;
+    const cut = await simulate(t.relay.history, c, 1, now, { maxEvents: replayable - perSession });
+    expect(cut.truncated).toBe(true);
+    expect(cut.replayed).toMatchObject({ events: replayable - perSession, connections: 3, messages: 3 });
   });
 });

@@ -29,10 +29,10 @@ type Rejected = Extract<RelayEvent, { kind: 'rejected' }>;
 
 export interface EventPages {
   page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[];
-  /** events in [from, to) (all kinds), for the size bound; optional */
+  /** events in [from, to) of every kind: a cheap upper bound of what the replay reads (most windows fit under the cap) */
   countBetween?(from: number, to: number): number;
-  /** the time of the nth event (0-based) in [from, to), for the size bound; optional */
-  atOffset?(from: number, to: number, offset: number): number | null;
+  /** newest first (order desc, paged by cursor = the last id): finds where the cap cuts among the replayed kinds */
+  query?(q: { from: number; to: number; kinds: readonly string[]; order: 'desc'; cursor?: number; limit: number }): { events: RelayEvent[]; more: boolean };
 }
 
 export interface SimulateOptions {
@@ -91,16 +91,32 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   const to = now + 1;
   const from = now - hours * HOUR;
   const warm = Math.min(24 * HOUR, HOUR + 60_000 * Math.max(c.limits.unknownRecipients.blockMinutes, c.limits.authFailures.blockMinutes, c.limits.authFailures.windowMinutes));
-  let start = from - warm;
+  const start = from - warm;
   const maxEvents = opts.maxEvents ?? 2_000_000;
   const pageSize = opts.pageSize ?? 5000;
   const pause = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
   let truncated = false;
-  if (history.countBetween && history.atOffset) {
-    const n = history.countBetween(start, to);
-    if (n > maxEvents) {
-      truncated = true;
-      start = history.atOffset(start, to, n - maxEvents) ?? start;
+  /** where reading starts: after this event (the newest one the cap skips), or at `start` */
+  let after: { at: number; id: number } | null = null;
+  if (history.query && (!history.countBetween || history.countBetween(start, to) > maxEvents)) {
+    // The cap counts only the kinds replayed (helo, delivery and admin events are never read), so the cut is found
+    // among those: the (maxEvents + 1)th newest is the newest one skipped. Only windows over the cap of every kind
+    // pay for this scan.
+    let seen = 0;
+    let cursor: number | undefined;
+    for (;;) {
+      const r = history.query({ from: start, to, kinds: KINDS, order: 'desc', cursor, limit: pageSize });
+      const k = maxEvents - seen;
+      if (r.events.length > k) {
+        const e = r.events[k]!;
+        after = { at: e.at, id: e.id };
+        truncated = true;
+        break;
+      }
+      seen += r.events.length;
+      if (!r.more || r.events.length === 0) break;
+      cursor = r.events[r.events.length - 1]!.id;
+      await pause();
     }
   }
 
@@ -175,7 +191,6 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   // --- the reader: pages of events with a little lookahead ---------------------------------------------------------
   let buf: RelayEvent[] = [];
   let pos = 0;
-  let after: { at: number; id: number } | null = null;
   let eof = false;
   const fill = async () => {
     if (eof || buf.length - pos >= 64) return;
