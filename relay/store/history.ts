@@ -274,8 +274,14 @@ export class EventHistory {
     return (this.stmt('SELECT max(id) AS id FROM events').get() as { id: number | null }).id ?? 0;
   }
 
+  /**
+   * Rows in the events table, pending events included. Exact: it flushes first, because a pending event whose id is
+   * already stored (or pending twice) replaces a row rather than adding one, and only the insert can tell (see
+   * insertMany). The bus's flush of rising new ids takes the fast path there, with no count query.
+   */
   get storedEvents(): number {
-    return this.rowCount + this.pending.length;
+    this.flush();
+    return this.rowCount;
   }
 
   oldestAt(): number | null {
