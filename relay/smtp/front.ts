@@ -512,7 +512,8 @@ export class SmtpFront {
     let size = 0;
     let stopWriting = false;
     let done = false;
-    const name = this.server.options.name ?? relayHostname(cfg);
+    // the name as the config says now (options.name follows it too, for the greeting of the next session)
+    const name = relayHostname(cfg);
     const helo = session.hostNameAppearsAs || 'unknown';
     const proto = session.transmissionType || 'ESMTP';
     const rcpts = session.envelope.rcptTo.map((r) => r.address);
