@@ -41,7 +41,13 @@ export const RelayEvent = z.discriminatedUnion('kind', [
   z.object({ ...base, kind: z.literal('disconnect'), messages: z.int().nonnegative().optional() }),
   z.object({ ...base, kind: z.literal('helo'), name: z.string() }),
   z.object({ ...base, kind: z.literal('auth'), user: z.string(), success: z.boolean(), method: z.string().optional() }),
-  z.object({ ...base, kind: z.literal('mail'), from: z.string() }),
+  z.object({
+    ...base,
+    kind: z.literal('mail'),
+    from: z.string(),
+    /** the SIZE= the client declared at MAIL FROM (null: none); absent from events recorded before the relay kept it */
+    declaredSize: z.number().nonnegative().nullable().optional(),
+  }),
   z.object({ ...base, kind: z.literal('rcpt'), to: z.string(), local: z.boolean() }),
   z.object({ ...base, kind: z.literal('accepted'), queueId: z.string(), size: z.int().nonnegative(), from: z.string(), to: z.array(z.string()) }),
   z.object({
@@ -52,6 +58,10 @@ export const RelayEvent = z.discriminatedUnion('kind', [
     code: z.int(),
     text: z.string(),
     enforced: z.boolean().describe('false: monitor mode, the relay accepted but would have rejected'),
+    /** stage rcpt: the refused recipient, as a passing one is recorded in its rcpt event (policy.simulate replays it) */
+    to: z.string().optional(),
+    /** stage mail: the SIZE= the client declared (null: none), as the mail event records it for a passing MAIL FROM */
+    declaredSize: z.number().nonnegative().nullable().optional(),
   }),
   z.object({ ...base, kind: z.literal('delivered'), queueId: z.string(), to: z.array(z.string()), host: z.string(), tls: z.boolean(), tlsProtocol: z.string().nullable().optional(), tlsCipher: z.string().nullable().optional(), response: z.string() }),
   z.object({ ...base, kind: z.literal('deferred'), queueId: z.string(), to: z.array(z.string()), reason: z.string(), nextAttemptAt: z.number() }),

@@ -98,6 +98,8 @@ interface ConnInternals {
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
 const STATE = Symbol('relay-warden-session');
+/** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
+type RejectDetail = { to?: string; declaredSize?: number | null };
 
 class ReplyError extends Error {
   constructor(
@@ -329,8 +331,8 @@ export class SmtpFront {
     return sess.authUser !== null || matcherFor(cfg).inAny(sess.parsed, cfg.relay.allowGroups, this.now());
   }
 
-  private reject(sess: Sess, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean): void {
-    this.deps.bus.emit({ kind: 'rejected', sessionId: sess.id, ip: sess.ip, stage, rule, code, text, enforced });
+  private reject(sess: Sess, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean, detail: RejectDetail = {}): void {
+    this.deps.bus.emit({ kind: 'rejected', sessionId: sess.id, ip: sess.ip, stage, rule, code, text, enforced, ...detail });
     this.deps.anvil.recordRejection(sess.key, { at: this.now(), rule, code, text, enforced });
   }
 
@@ -338,9 +340,9 @@ export class SmtpFront {
    * Apply verdicts in order: monitor ones are reported and passed; the first enforced one is returned
    * as the error to answer with (and its side effects, block and close, are applied).
    */
-  private decide(sess: Sess, verdicts: policy.Verdict[]): ReplyError | null {
+  private decide(sess: Sess, verdicts: policy.Verdict[], detail: RejectDetail = {}): ReplyError | null {
     for (const v of verdicts) {
-      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce');
+      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', detail);
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
         this.deps.anvil.block(sess.key, {
@@ -448,8 +450,8 @@ export class SmtpFront {
         senderDomain,
         senderDomainFact,
         reverseDnsFact,
-      }));
-      if (!err) this.deps.bus.emit({ kind: 'mail', sessionId: sess.id, ip: sess.ip, from });
+      }), { declaredSize });
+      if (!err) this.deps.bus.emit({ kind: 'mail', sessionId: sess.id, ip: sess.ip, from, declaredSize });
       cb(err);
     };
     if (!needs.reverseDns && !needs.senderDomain) {
@@ -473,7 +475,8 @@ export class SmtpFront {
       cb(new ReplyError(501, `5.1.3 Bad recipient address: ${route.why}.`));
       return;
     }
-    const tooMany = this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length));
+    const to = route.kind === 'trick' ? address.address : route.address;
+    const tooMany = this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length), { to });
     if (tooMany) {
       cb(tooMany);
       return;
@@ -484,20 +487,20 @@ export class SmtpFront {
         ? `the address uses ${route.why}, which this relay does not route for unauthenticated clients`
         : `${route.domain} is not a local domain, and ${sess.ip} has not authenticated and is not in an allowed group`;
       const text = `5.7.1 Relay access denied: ${why}.`;
-      this.reject(sess, 'rcpt', 'relay.access', 554, text, true);
+      this.reject(sess, 'rcpt', 'relay.access', 554, text, true, { to });
       cb(new ReplyError(554, text));
       return;
     }
     if (route.kind === 'local' && !route.known) {
       const text = `5.1.1 <${route.address}>: no such recipient here. Check the address.`;
-      this.reject(sess, 'rcpt', 'recipient.unknown', 550, text, true);
+      this.reject(sess, 'rcpt', 'recipient.unknown', 550, text, true, { to });
       const exempt = this.exempt(sess, cfg);
       const unknownLastHour = exempt ? 0 : this.deps.anvil.unknownRecipient(sess.key);
-      const limitErr = this.decide(sess, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }));
+      const limitErr = this.decide(sess, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }), { to });
       cb(limitErr ?? new ReplyError(550, text));
       return;
     }
-    this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to: route.kind === 'trick' ? address.address : route.address, local: route.kind === 'local' });
+    this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to, local: route.kind === 'local' });
     cb();
   }
 
