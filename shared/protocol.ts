@@ -278,6 +278,16 @@ export const SimulationRule = z.object({
 });
 export type SimulationRule = z.infer<typeof SimulationRule>;
 
+/** A rule policy.simulate could not replay from the recorded events: its recorded outcome stands. */
+export const SimulationNotReplayed = z.object({
+  rule: Rule,
+  /** the recorded decisions in the window this applies to (refusals that stood, or attempts that lacked the fact) */
+  decisions: z.int().nonnegative(),
+  /** what the events do not tell, and what the simulation did instead */
+  why: z.string(),
+});
+export type SimulationNotReplayed = z.infer<typeof SimulationNotReplayed>;
+
 export const SimulationResult = z.object({
   from: Millis,
   to: Millis,
@@ -295,6 +305,13 @@ export const SimulationResult = z.object({
   newlyPassedIps: z.array(z.string()),
   /** what could not be replayed and why (e.g. DNS checks of clients that passed) */
   caveats: z.array(z.string()),
+  /**
+   * The rules the events cannot replay, always listed (checks.maxFailedCommands, smtp.maxConnections,
+   * smtp.greetingDelayMs, storage), and the ones some older events lacked a fact for (relay.access and
+   * recipient.unknown without the refused address, checks.maxMessageSize without the declared SIZE=), with why.
+   * The caveats repeat them in words. (Empty from a relay older than this field.)
+   */
+  notReplayed: z.array(SimulationNotReplayed).default([]),
   /** the window held more events than the simulation reads; the oldest were skipped */
   truncated: z.boolean(),
 });
@@ -512,7 +529,7 @@ export const Methods = {
     'viewer',
     z.strictObject({ config: ConfigSchema, hours: z.number().positive().max(24 * 31).default(24) }),
     SimulationResult,
-    'Replay the recorded traffic of the last hours through the candidate config: what would newly be rejected or pass, per rule.',
+    'Replay the recorded traffic of the last hours through the candidate config: what would newly be rejected or pass, per rule; notReplayed lists the rules the events cannot replay (their recorded outcome stands) and why (docs/protocol.md).',
   ),
 } as const;
 

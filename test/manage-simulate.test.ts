@@ -148,3 +148,178 @@ describe('policy.simulate: the event cap counts only the events it replays', () 
     expect(cut.replayed).toMatchObject({ events: replayable - perSession, connections: 3, messages: 3 });
   });
 });
+
+describe('policy.simulate: relay access and recipient classification under the candidate', () => {
+  it('relay access: a client dropped from relay.allowGroups is refused the remote recipients it relayed to', async () => {
+    const t = await startRelay({ groups: { Trusted: [{ address: '127.0.0.20' }] } });
+    const admin = await t.admin();
+    const load = () => sendMail(t.port, { from: 'a@example.org', to: ['bob@remote.example', 'alice@example.com'], localAddress: '127.0.0.20' });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([250, 250]);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.groups.Trusted = [];
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'relay.access')).toMatchObject({ unit: 'recipient', before: 0, after: 1, newlyRejected: 1, ips: [{ ip: '127.0.0.20', newlyRejected: 1 }] });
+    expect(sim.newlyRejectedIps).toEqual(['127.0.0.20']);
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([554, 250]);
+  });
+
+  it('relay access: a refused client added to relay.allowGroups would pass (the refusal keeps the recipient)', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    const load = () => sendMail(t.port, { from: 'a@example.org', to: ['bob@remote.example', 'alice@example.com'], localAddress: '127.0.0.21' });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([554, 250]);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.groups.Trusted = [{ address: '127.0.0.21' }];
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'relay.access')).toMatchObject({ before: 1, after: 0, newlyPassed: 1, ips: [{ ip: '127.0.0.21', newlyPassed: 1 }] });
+    expect(sim.newlyPassedIps).toEqual(['127.0.0.21']);
+    // and a remote domain the candidate makes local, with a recipient list that lacks bob: refused as unknown instead
+    const local = structuredClone(g.config);
+    local.domains['remote.example'] = { deliverTo: '127.0.0.1:9', recipients: ['carol'] };
+    const sim2 = await admin.call('policy.simulate', { config: local, hours: 1 });
+    expect(ruleOf(sim2, 'relay.access')).toMatchObject({ before: 1, after: 0 });
+    expect(ruleOf(sim2, 'recipient.unknown')).toMatchObject({ before: 0, after: 1 });
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([250, 250]);
+  });
+
+  it('unknown recipients: a recipient dropped from a local domain is refused, and counts toward the unknown-recipient limit', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    const load = () => sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com', 'bob@example.com'], localAddress: '127.0.0.22' });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([250, 250]);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.domains['example.com']!.recipients = ['bob@example.com'];
+    c.limits.unknownRecipients.max = 1;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'recipient.unknown')).toMatchObject({ before: 0, after: 1, newlyRejected: 1 });
+    // the first unknown recipient reaches max 1: the limit closes the session, so bob is never asked for
+    expect(ruleOf(sim, 'limits.unknownRecipients')).toMatchObject({ before: 0, after: 1, newlyRejected: 1 });
+    expect(sim.replayed.recipients).toBe(1);
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    const mark = t.relay.bus.lastId;
+    await load().catch(() => null);
+    await waitFor(() => t.relay.anvil.connections('127.0.0.22') === 0, 'the session from 127.0.0.22 to close');
+    expect(enforcedSince(t.events, mark, 'recipient.unknown')).toBe(1);
+    expect(enforcedSince(t.events, mark, 'limits.unknownRecipients')).toBe(1);
+  });
+
+  it('unknown recipients: a refused address the candidate adds to the domain would pass', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    const load = () => sendMail(t.port, { from: 'a@example.org', to: ['Carol@example.com', 'alice@example.com'], localAddress: '127.0.0.23' });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([550, 250]);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.domains['example.com']!.recipients = ['alice', 'carol'];
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'recipient.unknown')).toMatchObject({ before: 1, after: 0, newlyPassed: 1, ips: [{ ip: '127.0.0.23', newlyPassed: 1 }] });
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    expect((await load()).rcpts.map((r) => r.code)).toEqual([250, 250]);
+  });
+});
+
+describe('policy.simulate: the SIZE a client declares at MAIL FROM', () => {
+  const declare = async (port: number, size: number, localAddress: string) => {
+    const c = await RawSmtp.connect(port, { localAddress });
+    try {
+      await c.hello();
+      const mail = await c.cmd(`MAIL FROM:<a@example.org> SIZE=${size}`);
+      if (mail.code !== 250) return mail.code;
+      await c.cmd('RCPT TO:<alice@example.com>');
+      return (await c.data('Subject: small\r\n\r\nhello\r\n')).code;
+    } finally {
+      await c.quit();
+    }
+  };
+
+  it('a lower maxMessageSize refuses at MAIL FROM a declared SIZE over it, even when the message sent was small', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    expect(await declare(t.port, 5000, '127.0.0.24')).toBe(250);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.checks.maxMessageSize.maxBytes = 4000;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'checks.maxMessageSize')).toMatchObject({ unit: 'message', before: 0, after: 1, newlyRejected: 1, ips: [{ ip: '127.0.0.24', newlyRejected: 1 }] });
+
+    await admin.call('config.update', { baseRevision: g.revision, config: c });
+    expect(await declare(t.port, 5000, '127.0.0.24')).toBe(552);
+  });
+
+  it('a declared SIZE refused at MAIL FROM would pass under a higher maxMessageSize', async () => {
+    const t = await startRelay({ checks: { maxMessageSize: { maxBytes: 4000 } } });
+    const admin = await t.admin();
+    expect(await declare(t.port, 5000, '127.0.0.25')).toBe(552);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.checks.maxMessageSize.maxBytes = 6000;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'checks.maxMessageSize')).toMatchObject({ before: 1, after: 0, newlyPassed: 1 });
+    c.checks.maxMessageSize.maxBytes = 4500;
+    const still = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(still, 'checks.maxMessageSize')).toMatchObject({ before: 1, after: 1, newlyPassed: 0 });
+  });
+});
+
+describe('policy.simulate says which rules it could not replay', () => {
+  it('checks.maxFailedCommands: a recorded closure stands and the result says why, even when the candidate raises the limit', async () => {
+    const t = await startRelay({ checks: { maxFailedCommands: { max: 2 } } });
+    const admin = await t.admin();
+    // smtp-server's own 500s: no event records them, only the closure they lead to
+    const c1 = await RawSmtp.connect(t.port, { localAddress: '127.0.0.26' });
+    await c1.hello();
+    expect((await c1.cmd('BOGUS')).code).toBe(500);
+    expect((await c1.cmd('BOGUS')).code).toBe(421);
+    await c1.quit();
+    await waitFor(() => t.relay.anvil.connections('127.0.0.26') === 0, 'the session from 127.0.0.26 to close');
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.checks.maxFailedCommands.max = 10;
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    expect(ruleOf(sim, 'checks.maxFailedCommands')).toMatchObject({ before: 1, after: 1, newlyPassed: 0 });
+    const entry = sim.notReplayed.find((n) => n.rule === 'checks.maxFailedCommands');
+    expect(entry).toMatchObject({ decisions: 1 });
+    expect(entry?.why).toMatch(/no event/);
+    expect(sim.caveats.some((x) => x.startsWith('Not replayed: checks.maxFailedCommands'))).toBe(true);
+    // the rules no event can replay are always listed; the old-event ones only when such events were met
+    expect(sim.notReplayed.map((n) => n.rule)).toEqual(['checks.maxFailedCommands', 'smtp.maxConnections', 'smtp.greetingDelayMs', 'storage']);
+  });
+
+  it('events recorded before the refused recipient and the declared SIZE were kept: their outcome stands, and the result counts them', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    const at = t.clock.now() - 60_000;
+    const id = t.relay.bus.lastId + 1000;
+    const sess = { sessionId: 'old-1', ip: '127.0.0.27' };
+    // a session as an older relay recorded it: no declaredSize on mail, no `to` on the rcpt refusals
+    t.relay.history.load([
+      { id, at, kind: 'connect', ...sess },
+      { id: id + 1, at, kind: 'mail', from: 'a@example.org', ...sess },
+      { id: id + 2, at, kind: 'rejected', stage: 'rcpt', rule: 'relay.access', code: 554, text: '5.7.1 Relay access denied: remote.example is not a local domain, and 127.0.0.27 has not authenticated and is not in an allowed group.', enforced: true, ...sess },
+      { id: id + 3, at, kind: 'rejected', stage: 'rcpt', rule: 'recipient.unknown', code: 550, text: '5.1.1 <carol@example.com>: no such recipient here. Check the address.', enforced: true, ...sess },
+      { id: id + 4, at, kind: 'disconnect', messages: 0, ...sess },
+    ]);
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    c.groups.Trusted = [{ address: '127.0.0.27' }];
+    c.domains['example.com']!.recipients = ['alice', 'carol'];
+    const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
+    // no guess: without the address, neither refusal is turned into a pass
+    expect(ruleOf(sim, 'relay.access')).toMatchObject({ before: 1, after: 1, newlyPassed: 0 });
+    expect(ruleOf(sim, 'recipient.unknown')).toMatchObject({ before: 1, after: 1, newlyPassed: 0 });
+    expect(sim.notReplayed.filter((n) => ['relay.access', 'recipient.unknown', 'checks.maxMessageSize'].includes(n.rule))).toEqual([
+      { rule: 'relay.access', decisions: 1, why: expect.stringMatching(/refused address/) },
+      { rule: 'recipient.unknown', decisions: 1, why: expect.stringMatching(/refused address/) },
+      { rule: 'checks.maxMessageSize', decisions: 1, why: expect.stringMatching(/declared SIZE/) },
+    ]);
+  });
+});

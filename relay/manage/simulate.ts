@@ -10,19 +10,22 @@
  *
  * Replayed: limits.messagesPerHour, limits.concurrentConnections, limits.unknownRecipients (limit and block),
  * limits.authFailures (limit and block), the exempt groups and relay.allowGroups (with expiry at each event's time),
- * checks.maxRecipients, checks.maxMessageSize (accepted sizes; a recorded refusal stays refused unless the candidate
- * turns the check off or to monitor), smtp.bareLineEndings (recorded refusals only), the modes of every replayed rule,
- * and checks.reverseDns / checks.senderDomain from the DNS facts the events carry.
- * Not replayed (the recorded outcome stands): relay access and unknown-recipient classification (events do not keep
- * the refused address), declared SIZE at MAIL FROM, checks.maxFailedCommands, smtp.maxConnections, greeting delay,
- * storage errors. See `caveats` in the result.
+ * checks.maxRecipients, relay access and unknown-recipient classification (each recipient, passed or refused, is
+ * classified under the candidate by the live routing), checks.maxMessageSize (the declared SIZE= at MAIL FROM and the
+ * accepted sizes; a refusal at DATA stays refused unless the candidate turns the check off or to monitor),
+ * smtp.bareLineEndings (recorded refusals only), the modes of every replayed rule, and checks.reverseDns /
+ * checks.senderDomain from the DNS facts the events carry.
+ * Not replayed (the recorded outcome stands, and the result's `notReplayed` says why): checks.maxFailedCommands (most
+ * failed replies are in no event), smtp.maxConnections, the greeting delay, storage errors; and, for events recorded
+ * before the relay kept the refused recipient / the declared SIZE, relay access, unknown recipients and declared SIZE.
  */
 import type { Config } from '../../shared/config.ts';
 import type { RelayEvent, Rule } from '../../shared/events.ts';
 import { GroupMatcher, clientKey, parseIp, type ParsedIp } from '../../shared/ip.ts';
-import type { SimulationResult, SimulationRule } from '../../shared/protocol.ts';
+import type { SimulationNotReplayed, SimulationResult, SimulationRule } from '../../shared/protocol.ts';
 import { Anvil } from '../clients/anvil.ts';
 import type { ReverseDnsFact, SenderDomainFact } from '../dns/checks.ts';
+import { classifyRecipient } from '../policy/routing.ts';
 import * as policy from '../policy/verdicts.ts';
 
 type Rejected = Extract<RelayEvent, { kind: 'rejected' }>;
@@ -58,6 +61,35 @@ const UNIT: Partial<Record<Rule, SimulationRule['unit']>> = {
   'relay.access': 'recipient',
   'recipient.unknown': 'recipient',
 };
+
+/** Rules no recorded event lets the replay decide: the recorded outcome stands, and the candidate's value is not applied. */
+const NOT_REPLAYED: [Rule, string][] = [
+  [
+    'checks.maxFailedCommands',
+    'the limit counts every failed reply of a session, and most are in no event (smtp-server\'s own replies to unknown, ' +
+      'malformed or out-of-sequence commands, 501 for a malformed recipient address, 538 for AUTH before STARTTLS, failed ' +
+      'DNS lookups), so where a session would reach another limit cannot be told. A recorded closure stands; the ' +
+      'candidate\'s limit is not applied to other sessions, nor to the refusals the candidate adds.',
+  ],
+  ['smtp.maxConnections', 'the relay-wide connection count includes connections that were refused before any event; a recorded refusal stands.'],
+  ['smtp.greetingDelayMs', 'when a client spoke relative to the greeting is not recorded; a recorded early-talker refusal stands.'],
+  ['storage', 'the state of the disk is not recorded; a recorded storage refusal stands.'],
+];
+
+/** Facts events carry only since the relay records them: older events keep their recorded outcome for these rules. */
+const OLD_EVENTS: [Rule, string][] = [
+  [
+    'relay.access',
+    'recipients refused before the relay recorded the refused address: the recorded relay-access refusal stands (and a ' +
+      'recipient refused by checks.maxRecipients that would now pass is not checked for relay access or the recipient list).',
+  ],
+  ['recipient.unknown', 'recipients refused before the relay recorded the refused address: the recorded unknown-recipient refusal stands.'],
+  [
+    'checks.maxMessageSize',
+    'MAIL FROM attempts recorded before the relay kept the declared SIZE=: the declared size was not checked (a recorded ' +
+      'refusal stands; the stored size of an accepted message is still checked).',
+  ],
+];
 
 const CONNECT_REPLAYED = new Set<Rule>(['limits.concurrentConnections', 'limits.unknownRecipients', 'limits.authFailures']);
 const MAIL_REPLAYED = new Set<Rule>(['limits.messagesPerHour', 'checks.reverseDns', 'checks.senderDomain']);
@@ -164,6 +196,13 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }
   };
 
+  /** per rule: recorded decisions in the window whose outcome stood (see NOT_REPLAYED), or that lacked a fact (OLD_EVENTS) */
+  const stood = new Map<Rule, number>();
+  const stands = (rule: Rule) => {
+    if (counting) stood.set(rule, (stood.get(rule) ?? 0) + 1);
+  };
+  const unjudged = stands;
+
   const sessionOf = (e: RelayEvent): Sess | null => {
     if (!e.sessionId || !e.ip) return null;
     let s = sessions.get(e.sessionId);
@@ -247,6 +286,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         const connections = anvil.connectionOpened(s.key);
         const recorded = rec.find((r) => r.enforced) ?? null;
         if (recorded && !CONNECT_REPLAYED.has(recorded.rule)) {
+          stands(recorded.rule);
           compare(s, recorded.rule, recorded.rule);
           s.dead = true;
           break;
@@ -289,7 +329,10 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         if (e.kind === 'rejected' && e.stage !== 'mail' && e.stage !== 'rcpt' && e.stage !== 'data') {
           // refusals we do not replay (failed commands, greeting, stray connect-stage ones): the recorded outcome stands
           pos++;
-          if (!s.dead && e.enforced) compare(s, e.rule, e.rule);
+          if (!s.dead && e.enforced) {
+            stands(e.rule);
+            compare(s, e.rule, e.rule);
+          }
           if (e.enforced && (e.rule === 'checks.maxFailedCommands' || e.stage === 'connect')) s.dead = true;
           break;
         }
@@ -347,8 +390,12 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     s.rcpts.clear();
     s.txnDead = false;
     const recorded = rec.find((r) => r.enforced) ?? null;
-    if (recorded && !MAIL_REPLAYED.has(recorded.rule)) {
-      // storage, declared SIZE: not replayed
+    // the SIZE= the client declared (null: none); undefined: recorded before the relay kept it
+    const declaredSize = passed?.declaredSize !== undefined ? passed.declaredSize : rec.find((r) => r.declaredSize !== undefined)?.declaredSize;
+    if (declaredSize === undefined) unjudged('checks.maxMessageSize');
+    if (recorded && !(MAIL_REPLAYED.has(recorded.rule) || (recorded.rule === 'checks.maxMessageSize' && declaredSize !== undefined))) {
+      // storage, or a declared SIZE refused before the relay recorded it: the recorded outcome stands
+      stands(recorded.rule);
       compare(s, recorded.rule, recorded.rule);
       s.txnDead = true;
       return;
@@ -372,7 +419,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         exempt: inGroups(s, c.limits.exemptGroups),
         dnsExempt,
         messagesLastHour: anvil.messagesLastHour(s.key),
-        declaredSize: null,
+        declaredSize: declaredSize ?? null,
         senderDomain,
         senderDomainFact: needs.senderDomain ? senderDomainFact : null,
         reverseDnsFact: needs.reverseDns ? reverseDnsFact : null,
@@ -389,7 +436,11 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }
   }
 
-  /** One RCPT TO: its refusals (possibly none) and the rcpt event if it passed. Returns the new position. */
+  /**
+   * One RCPT TO: its refusals (possibly none) and the rcpt event if it passed. Returns the new position. The recipient
+   * is the passing rcpt event's address or the one its refusal recorded; it is classified under the candidate by the
+   * live relay's own routing (local domain and recipient list, relay access) in the live relay's order.
+   */
   function rcptAttempt(s: Sess, sid: string, at: number): number {
     const rec = group(sid, 'rcpt', at);
     let next = at + rec.length;
@@ -405,28 +456,55 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     const tooMany = firstEnforced(policy.tooManyRecipients(c, s.rcpts.size));
     compare(s, recordedTooMany?.rule ?? null, tooMany.verdict?.rule ?? null, tooMany.monitored);
     if (tooMany.verdict) return next;
-    const relay = rec.find((x) => x.rule === 'relay.access');
-    const unknown = rec.find((x) => x.rule === 'recipient.unknown');
-    if (relay) {
-      compare(s, 'relay.access', 'relay.access');
-      return next;
-    }
-    if (unknown) {
-      compare(s, 'recipient.unknown', 'recipient.unknown');
-      const exempt = inGroups(s, c.limits.exemptGroups);
-      const unknownLastHour = exempt ? 0 : anvil.unknownRecipient(s.key);
-      const lim = firstEnforced(policy.unknownRecipientLimit(c, { ip: s.ip, exempt, unknownLastHour }));
-      const recordedLimit = rec.find((x) => x.enforced && x.rule === 'limits.unknownRecipients') ?? null;
-      compare(s, recordedLimit?.rule ?? null, lim.verdict?.rule ?? null, lim.monitored);
-      if (lim.verdict) {
-        block(s, lim.verdict);
-        s.dead = true;
+    const recordedRoute = rec.find((x) => x.enforced && (x.rule === 'relay.access' || x.rule === 'recipient.unknown')) ?? null;
+    const recordedLimit = rec.find((x) => x.enforced && x.rule === 'limits.unknownRecipients') ?? null;
+    const address = passed?.to ?? rec.find((x) => x.to !== undefined)?.to ?? null;
+    if (address === null) {
+      // a refusal recorded before the relay kept the refused recipient: its classification stands
+      if (recordedRoute) stands(recordedRoute.rule);
+      else if (recordedTooMany) unjudged('relay.access');
+      if (recordedRoute?.rule === 'relay.access') {
+        compare(s, 'relay.access', 'relay.access');
+        return next;
       }
+      if (recordedRoute?.rule === 'recipient.unknown') {
+        compare(s, 'recipient.unknown', 'recipient.unknown');
+        unknownLimit(s, recordedLimit);
+        return next;
+      }
+      s.rcpts.add(`#${s.rcpts.size}`);
       return next;
     }
-    // a recipient refused in the recording that would now pass: its address is unknown, count it as a new one
-    s.rcpts.add(passed ? passed.to.toLowerCase() : `#${s.rcpts.size}`);
+    const route = classifyRecipient(c, address);
+    if (route.kind === 'invalid') {
+      // only a domainless postmaster under a candidate without local domains: refused with 501, not by a rule
+      return next;
+    }
+    const mayRelay = s.authUser !== null || inGroups(s, c.relay.allowGroups);
+    if ((route.kind === 'relay' || route.kind === 'trick') && !mayRelay) {
+      compare(s, recordedRoute?.rule ?? null, 'relay.access');
+      return next;
+    }
+    if (route.kind === 'local' && !route.known) {
+      compare(s, recordedRoute?.rule ?? null, 'recipient.unknown');
+      unknownLimit(s, recordedLimit);
+      return next;
+    }
+    compare(s, recordedRoute?.rule ?? null, null);
+    s.rcpts.add(address.toLowerCase());
     return next;
+  }
+
+  /** An unknown recipient under the candidate: the unknown-recipient limit, and the block it sets. */
+  function unknownLimit(s: Sess, recordedLimit: Rejected | null): void {
+    const exempt = inGroups(s, c.limits.exemptGroups);
+    const unknownLastHour = exempt ? 0 : anvil.unknownRecipient(s.key);
+    const lim = firstEnforced(policy.unknownRecipientLimit(c, { ip: s.ip, exempt, unknownLastHour }));
+    compare(s, recordedLimit?.rule ?? null, lim.verdict?.rule ?? null, lim.monitored);
+    if (lim.verdict) {
+      block(s, lim.verdict);
+      s.dead = true;
+    }
   }
 
   function dataRefused(s: Sess, rec: Rejected[]): void {
@@ -441,6 +519,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     let cand: Rule | null = recorded.rule;
     if (recorded.rule === 'checks.maxMessageSize' && c.checks.maxMessageSize.mode !== 'enforce') cand = null;
     if (recorded.rule === 'smtp.bareLineEndings' && c.smtp.bareLineEndings !== 'reject') cand = null;
+    if (recorded.rule === 'storage') stands('storage');
     compare(s, recorded.rule, cand, cand === null && recorded.rule === 'checks.maxMessageSize' && c.checks.maxMessageSize.mode === 'monitor' ? [recorded.rule] : []);
     if (cand === null) {
       anvil.messageAccepted(s.key);
@@ -466,11 +545,14 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }))
     .sort((a, b) => b.newlyRejected + b.newlyPassed - (a.newlyRejected + a.newlyPassed) || b.after - a.after);
 
+  const notReplayed: SimulationNotReplayed[] = [
+    ...NOT_REPLAYED.map(([rule, why]) => ({ rule, decisions: stood.get(rule) ?? 0, why })),
+    ...OLD_EVENTS.filter(([rule]) => stood.get(rule)).map(([rule, why]) => ({ rule, decisions: stood.get(rule)!, why })),
+  ];
   const caveats = [
     'DNS checks: a client that passed is assumed to pass again; only recorded refusals (and monitor-mode reports) carry DNS facts.',
-    'Relay access and unknown recipients keep their recorded outcome (events do not keep refused addresses); the unknown-recipient limit and its block are replayed.',
-    'Declared SIZE at MAIL FROM, checks.maxFailedCommands, smtp.maxConnections, the greeting delay and storage errors keep their recorded outcome.',
     'Message sizes are the stored sizes (with the Received header the relay adds).',
+    ...notReplayed.map((n) => `Not replayed: ${n.rule} (${n.decisions} recorded decision(s) in the window): ${n.why}`),
   ];
   if (assumedMessages > 0) {
     caveats.push(`${assumedMessages} refused message(s) that would newly pass are assumed to have been accepted (their recipients and data were never sent).`);
@@ -485,6 +567,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     newlyRejectedIps: [...newlyRejectedIps].sort(),
     newlyPassedIps: [...newlyPassedIps].sort(),
     caveats,
+    notReplayed,
     truncated,
   };
 }
