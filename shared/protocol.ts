@@ -564,6 +564,8 @@ export const Notifications = {
   'session.closed': z.object({
     reason: z.enum(['revoked', 'stalled', 'shutdown', 'locked-out', 'login-timeout', 'flood']),
     message: z.string(),
+    /** locked-out: how long the address stays locked out, so a console waits that long before it connects again */
+    retryAfterMs: z.int().nonnegative().optional(),
   }),
 } as const;
 export type Notifications = typeof Notifications;

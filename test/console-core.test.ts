@@ -22,6 +22,7 @@ import { FakeClock } from './helpers/queue-clock.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
 import { WssClient } from './helpers/wss-client.ts';
+import { ErrorCode } from '../shared/protocol.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -367,15 +368,43 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     const locked = states.slice(mark).find((s) => s.status === 'reconnecting')!;
     expect(locked.attempt).toBe(3);
     expect(locked.message).toMatch(/too many failed logins/);
-    expect(locked.retryAt! - clock.now()).toBeGreaterThanOrEqual(LOCKED_OUT_RETRY_MS);
+    // the relay said how much of its minute is left (its real clock moved on a little meanwhile)
+    const left = locked.retryAt! - clock.now();
+    expect(left).toBeGreaterThan(50_000);
+    expect(left).toBeLessThanOrEqual(60_000);
     mark = states.length;
-    clock.advance(LOCKED_OUT_RETRY_MS - 1);
+    clock.advance(left - 1);
     await sleep(200);
     expect(since(states, mark)).toEqual([]);
     // the lockout is over (a restarted relay forgets it): the next attempt logs in
     await r.restart();
     clock.advance(1);
     await waitFor(() => status(core) === 'connected', 'logged in after the lockout', 10_000);
+  });
+
+  it('meeting a lockout at connect (another client of this address failed its logins) waits as long as the relay says, not a fixed minute', async () => {
+    // the relay's default lockout: five minutes
+    const r = await ownRelay({ manageLimits: { maxLoginFailures: 1 } });
+    const guesser = await WssClient.connect(r.relay.manageAddress.port, r.relay.identity.fingerprint256);
+    expect((await guesser.callError('auth.login', { token: 'rwt_guess' })).code).toBe(ErrorCode.RateLimited);
+    await guesser.closed;
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256]);
+    await waitFor(() => status(core) === 'reconnecting', 'refused at connect', 5000);
+    const refused = core.connection.state;
+    expect(refused.message).toMatch(/refused this address: too many failed logins/);
+    const left = refused.retryAt! - clock.now();
+    expect(left).toBeGreaterThan(290_000);
+    expect(left).toBeLessThanOrEqual(300_000);
+    // no attempt before the lockout is over (a minute's retry would only meet it again)
+    const mark = states.length;
+    clock.advance(left - 1);
+    await sleep(200);
+    expect(since(states, mark)).toEqual([]);
+    clock.advance(1);
+    await waitFor(() => states.slice(mark).some((s) => s.status === 'connecting'), 'the retry when the lockout ends');
   });
 
   it('waits as long as the relay asks after a rate-limited login, not a fixed minute', async () => {

@@ -131,6 +131,10 @@ describe('login', () => {
     const closed = await again.closed;
     expect(closed.code).toBe(CloseCode.RateLimited);
     expect(again.of('session.closed')).toEqual([expect.objectContaining({ reason: 'locked-out' })]);
+    // with how long the lockout lasts, so a console stays away that long
+    const left = (again.of('session.closed')[0] as { retryAfterMs?: number }).retryAfterMs;
+    expect(left).toBeGreaterThan(4 * 60_000);
+    expect(left).toBeLessThanOrEqual(5 * 60_000);
     // another IP logs in fine
     const other = await WssClient.connect(t.managePort, t.fingerprint, { localAddress: '127.0.0.67' });
     expect((await other.login(t.adminToken)).role).toBe('admin');

@@ -44,8 +44,8 @@ export interface ConnectionOptions {
 }
 
 /**
- * How long to stay away after the relay refused us for failed logins when it does not say for how long (a
- * rate-limited auth.login carries retryAfterMs; a socket closed at connect as 'locked-out' only has words).
+ * How long to stay away after the relay refused us when it does not say for how long (a rate-limited auth.login and
+ * a session.closed 'locked-out' carry retryAfterMs; a 'flood' refusal, or a relay older than that field, do not).
  */
 export const LOCKED_OUT_RETRY_MS = 60_000;
 
@@ -200,7 +200,9 @@ export class RelayConnection {
       }
       // locked out for failed logins (or refused for flooding): coming back within the backoff only meets the refusal again
       if (reason?.reason === 'locked-out' || code === CloseCode.RateLimited) {
-        return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, LOCKED_OUT_RETRY_MS);
+        // as long as the relay says the lockout lasts (an older relay, or a flood refusal, says nothing: a minute)
+        const wait = reason?.retryAfterMs !== undefined ? Math.max(1000, reason.retryAfterMs) : LOCKED_OUT_RETRY_MS;
+        return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, wait);
       }
       this.scheduleRetry(gen, words ? `The relay closed the connection: ${words}` : 'The connection to the relay was lost.');
     });

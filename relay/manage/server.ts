@@ -252,7 +252,7 @@ export class ManageServer {
     });
     const locked = this.guard.lockedFor(ip);
     if (locked > 0) {
-      session.close(CloseCode.RateLimited, 'locked-out', `too many failed logins from ${ip}; try again in ${Math.ceil(locked / 1000)} s`);
+      session.close(CloseCode.RateLimited, 'locked-out', `too many failed logins from ${ip}; try again in ${Math.ceil(locked / 1000)} s`, locked);
       return;
     }
     if (this.sessions.size > this.limits.maxSessions) {
@@ -327,7 +327,7 @@ export class ManageServer {
 
   private afterReply(s: Session): void {
     const c = s.closeAfterReply;
-    if (c && !s.closed) s.close(c.code, c.why, c.message);
+    if (c && !s.closed) s.close(c.code, c.why, c.message, c.retryAfterMs);
   }
 
   /** One request: a reply, or null for a notification (a request without id). */
@@ -401,7 +401,7 @@ export class ManageServer {
     if (s.auth) return errorReply(id, ErrorCode.InvalidRequest, `already logged in as "${s.auth.name}"`);
     const locked = this.guard.lockedFor(s.ip);
     if (locked > 0) {
-      s.closeAfterReply = { code: CloseCode.RateLimited, why: 'locked-out', message: `too many failed logins from ${s.ip}` };
+      s.closeAfterReply = { code: CloseCode.RateLimited, why: 'locked-out', message: `too many failed logins from ${s.ip}`, retryAfterMs: locked };
       return errorReply(id, ErrorCode.RateLimited, `too many failed logins from ${s.ip}; try again in ${Math.ceil(locked / 1000)} s`, { retryAfterMs: locked });
     }
     const p = Methods['auth.login'].params.safeParse(params ?? {});
@@ -411,7 +411,7 @@ export class ManageServer {
       const lockout = this.guard.fail(s.ip);
       if (lockout > 0) {
         this.log(`manage: ${s.ip} locked out for ${lockout / 60_000} min after ${this.limits.maxLoginFailures} failed logins`);
-        s.closeAfterReply = { code: CloseCode.RateLimited, why: 'locked-out', message: `too many failed logins from ${s.ip}` };
+        s.closeAfterReply = { code: CloseCode.RateLimited, why: 'locked-out', message: `too many failed logins from ${s.ip}`, retryAfterMs: lockout };
         return errorReply(id, ErrorCode.RateLimited, `too many failed logins from ${s.ip}; locked out for ${lockout / 60_000} minutes`, { retryAfterMs: lockout });
       }
       return errorReply(id, ErrorCode.Unauthenticated, 'wrong or revoked token');

@@ -86,7 +86,7 @@ export class Session {
   loginTimer: NodeJS.Timeout | null = null;
   closed = false;
   /** close right after the current reply is sent (the session revoked its own token) */
-  closeAfterReply: { code: number; why: NotificationParams<'session.closed'>['reason']; message: string } | null = null;
+  closeAfterReply: { code: number; why: NotificationParams<'session.closed'>['reason']; message: string; retryAfterMs?: number } | null = null;
   private nextSub = 1;
 
   constructor(
@@ -121,11 +121,13 @@ export class Session {
    * End the session: stop its streams at once, tell the console why, close. A console that does not read (its
    * buffer is full) never sees the close frame, so the socket is destroyed after a grace period.
    */
-  close(code: number, reason: NotificationParams<'session.closed'>['reason'], message: string): void {
+  close(code: number, reason: NotificationParams<'session.closed'>['reason'], message: string, retryAfterMs?: number): void {
     if (this.closed) return;
     this.subscriptions.clear();
     if (this.loginTimer) clearTimeout(this.loginTimer);
-    if (code !== CloseCode.MessageTooBig && code !== CloseCode.UnsupportedData) this.notify('session.closed', { reason, message });
+    if (code !== CloseCode.MessageTooBig && code !== CloseCode.UnsupportedData) {
+      this.notify('session.closed', retryAfterMs === undefined ? { reason, message } : { reason, message, retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)) });
+    }
     this.closed = true;
     try {
       this.ws.close(code, message.slice(0, 120));
