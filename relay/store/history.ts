@@ -390,13 +390,6 @@ export class EventHistory {
     return (this.stmt('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
   }
 
-  /** The time of the event at 0-based position offset in [from, to), in time order. */
-  atOffset(from: number, to: number, offset: number): number | null {
-    this.flush();
-    const row = this.stmt('SELECT at FROM events WHERE at >= ? AND at < ? ORDER BY at LIMIT 1 OFFSET ?').get(from, to, offset) as { at: number } | undefined;
-    return row?.at ?? null;
-  }
-
   /** Delete events past the retention and, if the file is over maxBytes, the oldest tenth; in slices. */
   prune(): void {
     if (this.closed) return;
