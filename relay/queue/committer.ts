@@ -9,7 +9,7 @@
  * calling thread, since a closure cannot cross to a worker. The crash hook of the environment works in the worker.
  */
 import fs from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { OnDemandWorker } from './on-demand-worker.ts';
 import { publishSegmentSync, type StepHook } from './segment-commit.mjs';
 
 export interface SegmentCommitter {
@@ -56,85 +56,48 @@ export class InlineCommitter implements SegmentCommitter {
 
 type Reply = { id: number; ok: true } | { id: number; ok: false; code: string | null; message: string };
 
-interface Pending {
-  worker: Worker;
-  tmp: string;
-  target: string;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
 /** The steps in a worker thread, started at the first commit (and again after it died or was closed). */
 export class WorkerCommitter implements SegmentCommitter {
-  private worker: Worker | null = null;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
+  private readonly thread: OnDemandWorker<{ tmp: string; target: string }, Reply>;
 
-  constructor(
-    private readonly queueDir: string,
-    private readonly log: (line: string) => void,
-  ) {}
+  constructor(queueDir: string, log: (line: string) => void) {
+    this.thread = new OnDemandWorker({
+      name: 'the commit worker',
+      // plain JavaScript: starts in a few ms, without the TypeScript loader (segment-commit.mjs)
+      entry: new URL('./commit-worker.mjs', import.meta.url),
+      workerData: { queueDir },
+      answerOf: (m) => {
+        const r = m as Reply | null;
+        return typeof r?.id === 'number' ? { id: r.id, answer: r } : null;
+      },
+      lost: (calls, reason, crashed) => {
+        if (crashed) log(`queue: ${reason}; ${calls.length} segment commits under way failed (their senders get a temporary error)`);
+        for (const c of calls) {
+          // it may have got as far as the rename: leave neither file (the sender is told to try again)
+          for (const f of [c.ctx.tmp, c.ctx.target]) fs.unlink(f, () => {});
+          c.resolve({ id: 0, ok: false, code: 'EWORKER', message: reason });
+        }
+      },
+      log: (line) => log(`queue: ${line}`),
+    });
+  }
 
-  publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
-    const w = this.start();
-    const id = this.nextId++;
+  async publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
     const data = ownBytes(bufs);
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { worker: w, tmp, target, resolve, reject });
-      // referenced while commits are under way, so a process with nothing else to do waits for them
-      w.ref();
-      w.postMessage({ id, tmp, target, data, messages }, [data]);
-    });
-  }
-
-  private underWay(w: Worker): Pending[] {
-    return [...this.pending.values()].filter((p) => p.worker === w);
-  }
-
-  private start(): Worker {
-    if (this.worker) return this.worker;
-    // plain JavaScript: starts in a few ms, without the TypeScript loader (segment-commit.mjs)
-    const w = new Worker(new URL('./commit-worker.mjs', import.meta.url), { workerData: { queueDir: this.queueDir } });
-    w.unref();
-    w.on('message', (m: Reply) => {
-      const p = this.pending.get(m.id);
-      if (!p || p.worker !== w) return;
-      this.pending.delete(m.id);
-      if (this.underWay(w).length === 0) w.unref();
-      if (m.ok) p.resolve();
-      else p.reject(Object.assign(new Error(m.message), m.code ? { code: m.code } : {}));
-    });
-    let gone = false;
-    const died = (reason: string) => {
-      if (gone) return;
-      gone = true;
-      if (this.worker === w) this.worker = null;
-      const lost = this.underWay(w);
-      if (lost.length > 0) this.log(`queue: the commit worker ${reason}; ${lost.length} segment commits under way failed (their senders get a temporary error)`);
-      for (const p of lost) {
-        for (const [id, q] of this.pending) if (q === p) this.pending.delete(id);
-        // it may have got as far as the rename: leave neither file (the sender was told to try again)
-        for (const f of [p.tmp, p.target]) fs.unlink(f, () => {});
-        p.reject(Object.assign(new Error(`the commit worker ${reason}`), { code: 'EWORKER' }));
-      }
-    };
-    w.on('error', (err) => died(`failed: ${err.message}`));
-    w.on('exit', (code) => died(`exited (code ${code})`));
-    this.worker = w;
-    return w;
+    const r = await this.thread.call({ tmp, target, data, messages }, { tmp, target }, [data]).answer;
+    if (!r.ok) throw Object.assign(new Error(r.message), r.code ? { code: r.code } : {});
   }
 
   /** @internal tests: the worker dies as if it crashed */
   async killWorker(): Promise<void> {
-    await this.worker?.terminate();
+    await this.thread.kill();
   }
 
   async close(): Promise<void> {
-    const w = this.worker;
+    const w = this.thread.detach();
     if (!w) return;
-    this.worker = null;
     // commits already sent finish (each is a few ms); a new publish() starts a new worker meanwhile
-    while (this.underWay(w).length > 0) {
+    while (this.thread.pendingOn(w) > 0) {
       await new Promise<void>((resolve) => {
         const done = () => {
           w.off('message', done);

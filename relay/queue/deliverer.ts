@@ -10,7 +10,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import { OnDemandWorker } from './on-demand-worker.ts';
 import { SmtpClient, type AttemptInput, type AttemptResult } from './smtp-client.ts';
 
 /** The message bytes: in memory (kept since the commit) or a range of a spool file. */
@@ -64,28 +64,31 @@ export type ToWorker =
   | { t: 'closeAll' };
 export type FromWorker = { t: 'result'; id: number; result: AttemptResult } | { t: 'closedAll' };
 
-interface Pending {
-  worker: Worker;
-  resolve: (r: AttemptResult) => void;
-}
-
 /** Deliveries in a worker thread, started at the first delivery (and again after it died or was closed). */
 export class WorkerDeliverer implements Deliverer {
-  private worker: Worker | null = null;
-  private readonly pending = new Map<number, Pending>();
-  /** deliveries under way per worker (a worker is referenced while it has any) */
-  private readonly underWay = new Map<Worker, number>();
-  private nextId = 1;
+  private readonly thread: OnDemandWorker<null, AttemptResult>;
 
-  constructor(
-    private readonly opts: ClientOptions,
-    private readonly log: (line: string) => void,
-  ) {}
+  constructor(opts: ClientOptions, log: (line: string) => void) {
+    this.thread = new OnDemandWorker({
+      name: 'the delivery worker',
+      // a JavaScript entry that registers the TypeScript loader in the worker (a worker does not inherit it), then loads the worker
+      entry: new URL('./delivery-worker.mjs', import.meta.url),
+      workerData: opts,
+      answerOf: (m) => {
+        const r = m as FromWorker | null;
+        return r?.t === 'result' ? { id: r.id, answer: r.result } : null;
+      },
+      lost: (calls, reason, crashed) => {
+        // deliveries under way end as a failed session: the queue defers those recipients
+        for (const c of calls) c.resolve({ kind: 'session-failed', reason, tlsHandshake: false });
+        if (crashed) log(`queue: ${reason}; ${calls.length} deliveries under way are deferred`);
+      },
+      log: (line) => log(`queue: ${line}`),
+    });
+  }
 
-  deliver(req: DeliveryRequest): Promise<AttemptResult> {
+  async deliver(req: DeliveryRequest): Promise<AttemptResult> {
     const { track, ...rest } = req;
-    const id = this.nextId++;
-    const w = this.start();
     // a copy of the bytes, moved (not copied again) to the worker; the queue keeps its own Buffer
     let transfer: ArrayBuffer[] = [];
     if (rest.source.kind === 'buffer') {
@@ -93,69 +96,18 @@ export class WorkerDeliverer implements Deliverer {
       rest.source = { kind: 'buffer', bytes };
       transfer = [bytes.buffer as ArrayBuffer];
     }
-    return new Promise<AttemptResult>((resolve) => {
-      const untrack = track?.(() => w.postMessage({ t: 'close', id } satisfies ToWorker)) ?? (() => {});
-      this.pending.set(id, {
-        worker: w,
-        resolve: (r) => {
-          untrack();
-          resolve(r);
-        },
-      });
-      // referenced while deliveries are under way, so a process with nothing else to do waits for them
-      this.underWay.set(w, (this.underWay.get(w) ?? 0) + 1);
-      w.ref();
-      w.postMessage({ t: 'deliver', id, req: rest } satisfies ToWorker, transfer);
-    });
-  }
-
-  /** Ends every delivery `w` had under way with `reason` (a failed session: the queue defers those recipients). */
-  private failAll(w: Worker, reason: string): number {
-    let n = 0;
-    if (!this.underWay.has(w)) return 0;
-    this.underWay.delete(w);
-    for (const [id, p] of this.pending) {
-      if (p.worker !== w) continue;
-      this.pending.delete(id);
-      p.resolve({ kind: 'session-failed', reason, tlsHandshake: false });
-      n++;
+    const { id, worker, answer } = this.thread.call({ t: 'deliver', req: rest } satisfies Omit<Extract<ToWorker, { t: 'deliver' }>, 'id'>, null, transfer);
+    const untrack = track?.(() => worker.postMessage({ t: 'close', id } satisfies ToWorker)) ?? (() => {});
+    try {
+      return await answer;
+    } finally {
+      untrack();
     }
-    return n;
-  }
-
-  private start(): Worker {
-    if (this.worker) return this.worker;
-    // a JavaScript entry that registers the TypeScript loader in the worker (a worker does not inherit it), then loads the worker
-    const w = new Worker(new URL('./delivery-worker.mjs', import.meta.url), { workerData: this.opts });
-    w.unref();
-    w.on('message', (m: FromWorker | null) => {
-      if (!m || m.t !== 'result') return;
-      const p = this.pending.get(m.id);
-      if (!p || p.worker !== w) return;
-      this.pending.delete(m.id);
-      const left = (this.underWay.get(w) ?? 1) - 1;
-      if (left > 0) this.underWay.set(w, left);
-      else {
-        this.underWay.delete(w);
-        w.unref();
-      }
-      p.resolve(m.result);
-    });
-    const failed = (reason: string) => {
-      if (this.worker === w) this.worker = null;
-      const n = this.failAll(w, `the delivery worker ${reason}`);
-      if (n > 0) this.log(`queue: the delivery worker ${reason}; ${n} deliveries under way are deferred`);
-    };
-    w.on('error', (err) => failed(`failed: ${err.message}`));
-    w.on('exit', (code) => failed(`exited (code ${code})`));
-    w.on('messageerror', (err) => this.log(`queue: a message from the delivery worker could not be read: ${err.message}`));
-    this.worker = w;
-    return w;
   }
 
   /** @internal tests: the worker dies as if it crashed (nothing is closed politely) */
   async killWorker(): Promise<void> {
-    await this.worker?.terminate();
+    await this.thread.kill();
   }
 
   /**
@@ -163,9 +115,8 @@ export class WorkerDeliverer implements Deliverer {
    * asked for from now on go to a new worker.
    */
   async close(): Promise<void> {
-    const w = this.worker;
+    const w = this.thread.detach();
     if (!w) return;
-    this.worker = null;
     w.ref();
     const acked = new Promise<void>((resolve) => {
       const on = (m: FromWorker | null) => {
@@ -182,7 +133,7 @@ export class WorkerDeliverer implements Deliverer {
     await Promise.race([acked, new Promise((r) => (timer = setTimeout(r, 2000)))]);
     clearTimeout(timer);
     // what was still under way ends as a failed session (the queue's stop() closed those connections already)
-    this.failAll(w, 'the relay stopped during this delivery');
+    this.thread.settleAll(w, 'the relay stopped during this delivery');
     await w.terminate();
   }
 }
