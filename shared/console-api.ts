@@ -84,8 +84,9 @@ export interface EventBatch {
   /** true when this batch is the backlog replayed after a (re)connect */
   resync?: boolean;
   /**
-   * true when the relay's event history is another one than the events sent before came from (it restarted with a
-   * fresh history: its historyId at login changed): drop what is held and start over with this batch
+   * true when this batch starts another stream than the events sent before came from: the relay restarted with a
+   * fresh history (its historyId at login changed), or the console now follows another relay. Drop what is held and
+   * start over with this batch. Without it, a batch continues the stream (ids only grow within one).
    */
   reset?: boolean;
 }

@@ -470,6 +470,54 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     await waitFor(() => batches.slice(mark).flatMap((b) => b.events).some((e) => e.ip === '127.0.0.10' && e.kind === 'disconnect'), 'live events of the new stream', 5000);
   });
 
+  it('switching to another relay marks its first batch reset; back on the first relay after a disconnect, the stream goes on without a replay', async () => {
+    const a = await ownRelay();
+    const b = await ownRelay();
+    const { core, batches } = newCore({ timers: new ConsoleClock() });
+    const save = async (name: string, r: typeof a) => (await core.invoke('profiles.save', [{ name, host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    const pa = await save('a', a);
+    const pb = await save('b', b);
+    const traffic = async (r: typeof a, ip: string) => {
+      const c = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: ip });
+      await c.hello();
+      await c.quit();
+    };
+    const from = (mark: number) => batches.slice(mark);
+    const has = (mark: number, ip: string) => from(mark).flatMap((x) => x.events).some((e) => e.ip === ip && e.kind === 'disconnect');
+    // relay b has events of its own before the console ever sees it (its ids overlap a's)
+    await traffic(b, '127.0.0.31');
+    expect(((await core.invoke('connection.acceptFingerprint', [pa.id, a.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await traffic(a, '127.0.0.30');
+    await waitFor(() => has(0, '127.0.0.30'), "a's events", 5000);
+    // the first connection of all starts the first stream: nothing to drop
+    expect(batches.some((x) => x.reset)).toBe(false);
+
+    let mark = batches.length;
+    expect(((await core.invoke('connection.acceptFingerprint', [pb.id, b.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await waitFor(() => has(mark, '127.0.0.31'), "b's backlog", 5000);
+    // the first batch from b says to drop a's events; the rest go on
+    expect(from(mark)[0]!.reset).toBe(true);
+    expect(from(mark).slice(1).some((x) => x.reset)).toBe(false);
+
+    // back to a, by way of a disconnect: a is another stream again (the views hold b's)
+    await core.invoke('connection.disconnect', []);
+    mark = batches.length;
+    await core.invoke('connection.connect', [pa.id]);
+    await waitFor(() => status(core) === 'connected', 'on a again', 5000);
+    await waitFor(() => has(mark, '127.0.0.30'), "a's backlog", 5000);
+    expect(from(mark)[0]!.reset).toBe(true);
+    const seenOnA = Math.max(...from(mark).flatMap((x) => x.events).map((e) => e.id));
+
+    // the same relay after a disconnect: more of the same stream, from after the last event taken in
+    await core.invoke('connection.disconnect', []);
+    await traffic(a, '127.0.0.32');
+    mark = batches.length;
+    await core.invoke('connection.connect', [pa.id]);
+    await waitFor(() => has(mark, '127.0.0.32'), 'the events a logged meanwhile', 5000);
+    expect(from(mark).some((x) => x.reset)).toBe(false);
+    expect(Math.min(...from(mark).flatMap((x) => x.events).map((e) => e.id))).toBe(seenOnA + 1);
+  });
+
   it('a disconnect while a retry is pending (or its attempt is under way) leaves no timer and never reconnects', async () => {
     const r = await ownRelay();
     const port = r.relay.manageAddress.port;

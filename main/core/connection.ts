@@ -77,8 +77,10 @@ export class RelayConnection {
   private lastEventId = 0;
   /** the relay history (auth.login's historyId) the events up to lastEventId came from; null before the first login */
   private historyId: string | null = null;
-  /** the next events batch emitted starts a new stream (another history): it carries reset: true */
+  /** the next events batch emitted starts a new stream (another history or another relay): it carries reset: true */
   private resetPending = false;
+  /** the profile whose events were emitted last (what the consumers hold); kept across a disconnect */
+  private streamProfileId: string | null = null;
   private subscriptionId: string | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
@@ -120,11 +122,14 @@ export class RelayConnection {
   async connect(profileId: string, accept: string | null = null): Promise<ConnectionState> {
     const profile = this.opts.profiles.get(profileId);
     if (!profile) throw new Error(`there is no server profile ${profileId}`);
-    if (this.st.profileId !== profileId) {
+    if (this.streamProfileId !== profileId) {
+      // another relay: its ids are another stream's; the consumers drop what they hold at its first batch
       this.lastEventId = 0;
       this.historyId = null;
-      this.resetPending = false;
+      this.resetPending = this.streamProfileId !== null;
+      this.streamProfileId = profileId;
     }
+    // the same relay again (after a disconnect too): go on from the last event taken in; login tells a fresh history
     this.teardown();
     const gen = ++this.generation;
     this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });

@@ -74,7 +74,7 @@ describe('LiveStore', () => {
   });
 });
 
-describe('LiveStore after a relay restart that starts its event ids again', () => {
+describe('LiveStore at the start of another stream (the core marks it reset: a fresh history, another relay)', () => {
   it('starts over with the new stream (resync backlog or live batch) instead of mixing two sets of ids', () => {
     const frames = manualFrames();
     const s = new LiveStore(1000, frames);
@@ -85,10 +85,10 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     const epoch = s.epoch;
     // the restarted relay (fresh history) replays its backlog from id 1: another stream, not more of the same
     const fresh = syntheticEvents(1, 12, Date.now() + 60_000);
-    s.ingest({ events: fresh, resync: true });
+    s.ingest({ events: fresh, resync: true, reset: true });
     frames.run();
     expect(s.toArray()).toEqual(fresh);
-    expect(s.relayRestarts).toBe(1);
+    expect(s.streamResets).toBe(1);
     expect(s.epoch).toBe(epoch + 1);
     expect(s.received).toBe(12);
     // the session index holds only the new stream's events (its session names may be reused too)
@@ -99,14 +99,14 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     s.ingest({ events: syntheticEvents(13, 5) });
     frames.run();
     expect(s.toArray().map((e) => e.id)).toEqual(Array.from({ length: 17 }, (_, i) => 1 + i));
-    expect(s.relayRestarts).toBe(1);
+    expect(s.streamResets).toBe(1);
 
-    // a restart seen on a live batch (the new relay had nothing to replay), with old events still waiting for a frame
+    // a reset on a live batch, with old events still waiting for a frame
     s.ingest({ events: syntheticEvents(18, 30) });
-    s.ingest({ events: syntheticEvents(3, 4) });
+    s.ingest({ events: syntheticEvents(3, 4), reset: true });
     frames.run();
     expect(s.toArray().map((e) => e.id)).toEqual([3, 4, 5, 6]);
-    expect(s.relayRestarts).toBe(2);
+    expect(s.streamResets).toBe(2);
   });
 
   it("keeps the new stream's queue events for messages the old relay accepted (same client address, new ids)", () => {
@@ -122,10 +122,10 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
       ...syntheticEvents(1, 6, Date.now() + 60_000).map((e) => ({ ...e, ip: '192.0.2.12', sessionId: `new-${e.sessionId}` })),
       ...accepted.map((e, i) => ({ id: 7 + i, at: Date.now() + 61_000, sessionId: e.sessionId, ip: e.ip, kind: 'deferred' as const, queueId: e.queueId, to: e.to, reason: '4.4.1 no MX', nextAttemptAt: Date.now() + 120_000 })),
     ];
-    s.ingest({ events: fresh.slice(0, 4) });
+    s.ingest({ events: fresh.slice(0, 4), resync: true, reset: true });
     s.ingest({ events: fresh.slice(4) });
     frames.run();
-    expect(s.relayRestarts).toBe(1);
+    expect(s.streamResets).toBe(1);
     expect(s.toArray()).toEqual(fresh);
     const rows = new FilteredView(s, null);
     rows.sync();
@@ -146,7 +146,7 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     s.ingest({ events: fresh, resync: true, reset: true });
     frames.run();
     expect(s.toArray()).toEqual(fresh);
-    expect(s.relayRestarts).toBe(1);
+    expect(s.streamResets).toBe(1);
     expect(s.epoch).toBe(epoch + 1);
     expect(s.received).toBe(40);
     expect(s.session('burst0')).toEqual([]);
@@ -156,16 +156,26 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     s.ingest({ events: syntheticEvents(70, 5) });
     frames.run();
     expect(s.size).toBe(45);
-    expect(s.relayRestarts).toBe(1);
+    expect(s.streamResets).toBe(1);
 
     // a reset with nothing in it yet (the new history had no events) still drops the old stream at once
     s.ingest({ events: [], resync: true, reset: true });
     frames.run();
     expect(s.size).toBe(0);
-    expect(s.relayRestarts).toBe(2);
+    expect(s.streamResets).toBe(2);
     s.ingest({ events: syntheticEvents(200, 3) });
     frames.run();
     expect(s.toArray().map((e) => e.id)).toEqual([200, 201, 202]);
+  });
+
+  it('a batch the core did not mark is more of the same stream, whatever its ids (the core decides, not the store)', () => {
+    const frames = manualFrames();
+    const s = new LiveStore(1000, frames);
+    s.ingest({ events: syntheticEvents(1, 10) });
+    s.ingest({ events: syntheticEvents(5, 2) });
+    frames.run();
+    expect(s.streamResets).toBe(0);
+    expect(s.size).toBe(12);
   });
 
   it('does not start over for a stream that goes on: higher ids, gaps, empty batches, drop notices', () => {
@@ -177,14 +187,14 @@ describe('LiveStore after a relay restart that starts its event ids again', () =
     s.ingest({ events: [] });
     frames.run();
     expect(s.size).toBe(20);
-    expect(s.relayRestarts).toBe(0);
+    expect(s.streamResets).toBe(0);
     expect(s.droppedByRelay).toBe(5);
     // the user's clear (or another relay) forgets the newest id too: the next stream is taken as it comes
     s.clear();
     s.ingest({ events: syntheticEvents(1, 3) });
     frames.run();
     expect(s.size).toBe(3);
-    expect(s.relayRestarts).toBe(0);
+    expect(s.streamResets).toBe(0);
   });
 });
 

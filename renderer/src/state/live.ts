@@ -49,12 +49,10 @@ export class LiveStore {
   /** events discarded here because the pending queue overflowed before a frame */
   droppedLocally = 0;
   received = 0;
-  /** times the store started over because the relay began its event ids again (a restart with fresh history) */
-  relayRestarts = 0;
+  /** times the store started over at a batch the core marked reset (a relay's fresh history, or another relay) */
+  streamResets = 0;
   /** bumps whenever the store is cleared: what a view holds from before (a selected event) belongs to the old stream */
   epoch = 0;
-  /** the newest relay event id taken in (pending ones included) */
-  private newestId = 0;
   private readonly rateWindow: { at: number; n: number }[] = [];
 
   constructor(
@@ -69,20 +67,16 @@ export class LiveStore {
   // --- writing --------------------------------------------------------------------------------
   ingest(batch: EventBatch): void {
     const events = batch.events;
-    // One relay's ids only grow, and a resync batch is the backlog since the core's last id, so it never overlaps
-    // what we hold. An id at or below the newest one taken in means the relay started its ids again (restarted with
-    // a fresh history; the core then asks from 0): what we hold is another stream, and mixing the two would put old
-    // and new events with the same ids side by side. Start over with the new stream. The core says so itself with
-    // reset (the relay's history changed): that also covers new ids that have already passed ours, which the id
-    // check cannot see; the id check stays as the fallback.
-    const first = events[0];
-    if (batch.reset || (first !== undefined && first.id <= this.newestId)) {
+    // The core marks the first batch of another stream (a relay restarted with a fresh history, or another relay):
+    // what we hold is then another stream's, and mixing the two would put old and new events with the same ids side
+    // by side. Start over. Within one stream ids only grow, and a resync batch is the backlog since the core's last
+    // id, so it never overlaps what we hold.
+    if (batch.reset) {
       this.clear();
-      this.relayRestarts++;
+      this.streamResets++;
     }
     if (batch.dropped) this.droppedByRelay += batch.dropped;
     if (events.length === 0 && !batch.dropped) return;
-    this.newestId = Math.max(this.newestId, events[events.length - 1]?.id ?? 0);
     for (const e of events) this.pending.push(e);
     this.received += events.length;
     const now = this.now();
@@ -158,7 +152,6 @@ export class LiveStore {
     this.droppedLocally = 0;
     this.received = 0;
     this.rateWindow.length = 0;
-    this.newestId = 0;
     this.epoch++;
     this.notify();
   }
