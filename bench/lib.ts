@@ -87,6 +87,13 @@ export async function startSmtpSink(): Promise<{ port: number; received: () => n
 }
 
 /** Run smtp-source; returns wall time in ms. One message per connection unless perConnection is set. */
+/** smtp-source running in the background (stop() ends it): a load kept up while something else is measured. */
+export function startSmtpSource(opts: { port: number; sessions: number; messages: number; bytes?: number; from?: string; to?: string }): Proc {
+  const args = ['-s', String(opts.sessions), '-m', String(opts.messages), '-l', String(opts.bytes ?? 1500),
+    '-f', opts.from ?? 'bench@example.org', '-t', opts.to ?? 'alice@example.com', `127.0.0.1:${opts.port}`];
+  return startProc(hasCommand('smtp-source') ? 'smtp-source' : '/usr/sbin/smtp-source', args);
+}
+
 export async function smtpSource(opts: {
   port: number;
   sessions: number;
@@ -96,10 +103,8 @@ export async function smtpSource(opts: {
   to?: string;
   timeoutMs?: number;
 }): Promise<{ ms: number; ok: boolean; output: string }> {
-  const args = ['-s', String(opts.sessions), '-m', String(opts.messages), '-l', String(opts.bytes ?? 1500),
-    '-f', opts.from ?? 'bench@example.org', '-t', opts.to ?? 'alice@example.com', `127.0.0.1:${opts.port}`];
   const t0 = performance.now();
-  const p = startProc(hasCommand('smtp-source') ? 'smtp-source' : '/usr/sbin/smtp-source', args);
+  const p = startSmtpSource(opts);
   const code = await Promise.race([
     new Promise<number>((r) => p.child.once('exit', (c) => r(c ?? 1))),
     sleep(opts.timeoutMs ?? 120_000).then(() => -1),
@@ -109,8 +114,10 @@ export async function smtpSource(opts: {
   return { ms, ok: code === 0, output: p.output() };
 }
 
-/** A relay child process on a fresh data dir with the given config.json. */
-/** The relay as `npm run relay` runs it (`entry` relay/cli.ts), or a bench variant taking the same --data-dir. */
+/**
+ * A relay child process on a fresh data dir with the given config.json: the relay as `npm run relay` runs it (`entry`
+ * relay/cli.ts), or a bench variant taking the same --data-dir.
+ */
 export async function startRelayProcess(config: object, entry = 'relay/cli.ts'): Promise<{ dir: string; proc: Proc; pid: number; stop: () => Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-bench-'));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));

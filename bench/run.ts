@@ -1,6 +1,6 @@
 /**
  * npm run bench: every benchmark, each with its baseline measured in the same run, printed as markdown tables.
- * `npm run bench -- smtp e2e postfix manage console` picks sections (default: all). Not part of npm test.
+ * `npm run bench -- smtp e2e postfix manage console steps` picks sections (default: all). Not part of npm test.
  */
 import os from 'node:os';
 import { benchSmtpAccept } from './smtp-accept.ts';
@@ -13,6 +13,7 @@ const sections: Record<string, () => Promise<string>> = {
   postfix: async () => (await import('./postfix.ts')).benchPostfix(),
   manage: async () => (await import('./manage.ts')).benchManage(),
   console: async () => (await import('./console.ts')).benchConsole(),
+  steps: async () => (await import('./session-steps.ts')).benchSessionSteps(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => a in sections);
