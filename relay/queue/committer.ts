@@ -73,9 +73,11 @@ export class WorkerCommitter implements SegmentCommitter {
       lost: (calls, reason, crashed) => {
         if (crashed) log(`queue: ${reason}; ${calls.length} segment commits under way failed (their senders get a temporary error)`);
         for (const c of calls) {
-          // it may have got as far as the rename: leave neither file (the sender is told to try again)
-          for (const f of [c.ctx.tmp, c.ctx.target]) fs.unlink(f, () => {});
-          c.resolve({ id: 0, ok: false, code: 'EWORKER', message: reason });
+          // it may have got as far as the rename: leave neither file (the sender is told to try again). The commit
+          // settles only once both are gone, as publish() promises: the caller then takes the target out of
+          // `committing`, and a start() scanning queue/ after that must not find (and load) a refused segment.
+          const gone = [c.ctx.tmp, c.ctx.target].map((f) => fs.promises.unlink(f).catch(() => {}));
+          void Promise.all(gone).then(() => c.resolve({ id: 0, ok: false, code: 'EWORKER', message: reason }));
         }
       },
       log: (line) => log(`queue: ${line}`),
