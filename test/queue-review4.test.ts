@@ -25,7 +25,7 @@ import { message } from './helpers/queue-harness.ts';
 import { startTestRelay } from './helpers/relay-harness.ts';
 import type { Sink } from './helpers/sink.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
-import { queueFiles, tick } from './helpers/spool-images.ts';
+import { segmentsOf, tick } from './helpers/spool-images.ts';
 
 const { sink, harness } = deliveryFixtures();
 const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
@@ -70,6 +70,36 @@ describe('commit worker (review 4)', () => {
       await fsp.rm(root, { recursive: true, force: true });
     }
   });
+
+  for (const op of ['rename', 'dirsync'] as const) {
+    it(`C2: a fault hook's promise holds a segment commit at its ${op}: start() scans the spool meanwhile and loads nothing twice`, async () => {
+      const s = await sink();
+      let q: Queue | null = null;
+      let armed = false;
+      let during: { committing: number; segments: number } | null = null;
+      const h = await harness(local({ 'example.test': s }), {
+        fault: (at) => {
+          if (at !== op || !armed) return;
+          armed = false;
+          // the whole start() runs while the segment is at this step (before its rename, or renamed but not yet durable)
+          return q!.start().then(() => {
+            during = { committing: q!.committing.size, segments: segmentsOf(h.dir).length };
+          });
+        },
+      });
+      q = h.queue;
+      await q.start();
+      await q.stop();
+      armed = true;
+      const ids = await Promise.all([1, 2, 3].map(() => h.submit('alice@sender.test', ['bob@example.test'])));
+      expect(during).toEqual({ committing: 1, segments: op === 'rename' ? 0 : 1 });
+      await s.waitFor(3);
+      await tick(300);
+      expect(s.messages).toHaveLength(3);
+      expect(new Set(ids).size).toBe(3);
+      expect(q.size).toBe(0);
+    });
+  }
 
   it('pinned: the commit worker dying under a DATA commit gives the sender 452 4.3.1 (EWORKER); the relay keeps accepting, the next message is queued and delivered', async () => {
     const s = await sink();

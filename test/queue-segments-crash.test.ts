@@ -124,6 +124,8 @@ describe('the segment spool after a crash', () => {
           if (at === op && armed) {
             armed = false;
             starting = q!.start();
+            // the commit waits at this step until start() is done (InlineCommitter awaits the hook's promise)
+            return starting;
           }
         },
       });

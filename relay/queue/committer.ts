@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { OnDemandWorker } from './on-demand-worker.ts';
-import { publishSegmentSync, type StepHook } from './segment-commit.mjs';
+import { publishSegment, type StepHook } from './segment-commit.mjs';
 
 export interface SegmentCommitter {
   /**
@@ -35,7 +35,11 @@ function ownBytes(bufs: Buffer[]): ArrayBuffer {
   return out.buffer;
 }
 
-/** The steps on the calling thread, with a test's fault hook before each. Blocks the event loop: tests only. */
+/**
+ * The steps on the calling thread, with a test's fault hook before each (a promise it returns is waited for, so other
+ * work can run while the segment is at that step, as it can while the worker is there). Each step blocks the event
+ * loop: tests only.
+ */
 export class InlineCommitter implements SegmentCommitter {
   constructor(
     private readonly queueDir: string,
@@ -45,7 +49,7 @@ export class InlineCommitter implements SegmentCommitter {
   async publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
     const dirFd = fs.openSync(this.queueDir, 'r');
     try {
-      publishSegmentSync(tmp, target, new Uint8Array(ownBytes(bufs)), dirFd, this.queueDir, messages, this.inject);
+      await publishSegment(tmp, target, new Uint8Array(ownBytes(bufs)), dirFd, this.queueDir, messages, this.inject);
     } finally {
       fs.closeSync(dirFd);
     }

@@ -7,27 +7,28 @@
 import fs from 'node:fs';
 
 /**
- * Writes `data` durably as `target`: temp file `tmp` (created, never overwritten), fdatasync, rename, fsync of the
- * directory open as `dirFd` (`dir` names it for `inject`). `inject(op, file, messages)` runs before each step; what it
- * throws fails the commit there. On any failure nothing is left: the temp file or the renamed target is unlinked.
+ * The steps of writing `data` durably as `target`: temp file `tmp` (created, never overwritten), fdatasync, rename,
+ * fsync of the directory open as `dirFd` (`dir` names it). Before each step it yields [op, file]; a driver runs its
+ * hook there, and makes the step fail by throwing the hook's error into it (steps.throw). On any failure nothing is
+ * left: the temp file or the renamed target is unlinked, then the error is thrown on.
  */
-export function publishSegmentSync(tmp, target, data, dirFd, dir, messages, inject) {
-  inject?.('open', tmp, messages);
+function* segmentSteps(tmp, target, data, dirFd, dir) {
+  yield ['open', tmp];
   const fd = fs.openSync(tmp, 'wx', 0o600);
   let open = true;
   let renamed = false;
   try {
-    inject?.('write', tmp, messages);
+    yield ['write', tmp];
     // a nearly full disk may take part of a write; the next one then fails with ENOSPC
     for (let off = 0; off < data.byteLength; ) off += fs.writeSync(fd, data, off, data.byteLength - off);
-    inject?.('sync', tmp, messages);
+    yield ['sync', tmp];
     fs.fdatasyncSync(fd);
     open = false;
     fs.closeSync(fd);
-    inject?.('rename', target, messages);
+    yield ['rename', target];
     fs.renameSync(tmp, target);
     renamed = true;
-    inject?.('dirsync', dir, messages);
+    yield ['dirsync', dir];
     fs.fsyncSync(dirFd);
   } catch (err) {
     if (open) {
@@ -43,6 +44,45 @@ export function publishSegmentSync(tmp, target, data, dirFd, dir, messages, inje
       // already gone
     }
     throw err;
+  }
+}
+
+/**
+ * Writes `data` durably as `target` (see segmentSteps), blocking: the commit worker's way. `inject(op, file, messages)`
+ * runs before each step; what it throws fails the commit there (what it returns is not waited for).
+ */
+export function publishSegmentSync(tmp, target, data, dirFd, dir, messages, inject) {
+  const steps = segmentSteps(tmp, target, data, dirFd, dir);
+  for (let s = steps.next(); !s.done; ) {
+    let failed = false;
+    let error;
+    try {
+      inject?.(s.value[0], s.value[1], messages);
+    } catch (err) {
+      failed = true;
+      error = err;
+    }
+    s = failed ? steps.throw(error) : steps.next();
+  }
+}
+
+/**
+ * The same steps on the calling thread, for a test's fault hook: a promise the hook returns is waited for before the
+ * step runs (a rejection fails the step), so a test can run other queue work (start(), say) while a segment is at
+ * a given step, as it could while the commit worker is there.
+ */
+export async function publishSegment(tmp, target, data, dirFd, dir, messages, inject) {
+  const steps = segmentSteps(tmp, target, data, dirFd, dir);
+  for (let s = steps.next(); !s.done; ) {
+    let failed = false;
+    let error;
+    try {
+      await inject?.(s.value[0], s.value[1], messages);
+    } catch (err) {
+      failed = true;
+      error = err;
+    }
+    s = failed ? steps.throw(error) : steps.next();
   }
 }
 
