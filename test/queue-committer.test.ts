@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerCommitter } from '../relay/queue/committer.ts';
+import { OnDemandWorker } from '../relay/queue/on-demand-worker.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -120,5 +121,30 @@ describe('WorkerCommitter', () => {
     await c.publish(path.join(tmp, 'later.seg'), path.join(queue, 'later.seg'), [Buffer.from('l')], 1);
     await c.close();
     expect((await fsp.readdir(queue)).length).toBe(11);
+  });
+});
+
+describe('OnDemandWorker', () => {
+  it('a request that cannot be sent (not cloneable) is settled at once through lost, and the worker is not held for it', async () => {
+    const { queue } = await spoolDir();
+    const lost: string[] = [];
+    const t = new OnDemandWorker<string, string>({
+      name: 'the commit worker',
+      entry: new URL('../relay/queue/commit-worker.mjs', import.meta.url),
+      workerData: { queueDir: queue },
+      answerOf: () => null,
+      lost: (calls, reason, crashed) => {
+        for (const c of calls) {
+          lost.push(`${c.ctx}: ${reason} (crashed ${crashed})`);
+          c.resolve('settled');
+        }
+      },
+    });
+    const { worker, answer } = t.call({ notCloneable: () => {} }, 'call 1');
+    await expect(answer).resolves.toBe('settled');
+    expect(lost).toEqual([expect.stringMatching(/^call 1: the commit worker was not sent the request \(.*could not be cloned.*\) \(crashed false\)$/)]);
+    expect(t.pendingOn(worker)).toBe(0);
+    t.detach();
+    await worker.terminate();
   });
 });

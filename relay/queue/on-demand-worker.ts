@@ -42,10 +42,18 @@ export class OnDemandWorker<Ctx, Answer> {
     const w = this.start();
     const id = this.nextId++;
     const answer = new Promise<Answer>((resolve) => {
-      this.calls.set(id, { worker: w, ctx, resolve });
+      const call = { worker: w, ctx, resolve };
+      this.calls.set(id, call);
       this.underWay.set(w, (this.underWay.get(w) ?? 0) + 1);
       w.ref();
-      w.postMessage({ ...message, id }, transfer);
+      try {
+        w.postMessage({ ...message, id }, transfer);
+      } catch (err) {
+        // never sent (a value that cannot be cloned): settled at once, and the worker is not held for it
+        this.calls.delete(id);
+        this.answered(w);
+        this.o.lost([call], `${this.o.name} was not sent the request (${(err as Error).message})`, false);
+      }
     });
     return { id, worker: w, answer };
   }
@@ -84,6 +92,16 @@ export class OnDemandWorker<Ctx, Answer> {
     await this.worker?.terminate();
   }
 
+  /** One call of `w` less under way; unreferenced when it has none. */
+  private answered(w: Worker): void {
+    const left = (this.underWay.get(w) ?? 1) - 1;
+    if (left > 0) this.underWay.set(w, left);
+    else {
+      this.underWay.delete(w);
+      w.unref();
+    }
+  }
+
   private start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(this.o.entry, { workerData: this.o.workerData });
@@ -94,12 +112,7 @@ export class OnDemandWorker<Ctx, Answer> {
       const c = this.calls.get(a.id);
       if (!c || c.worker !== w) return;
       this.calls.delete(a.id);
-      const left = (this.underWay.get(w) ?? 1) - 1;
-      if (left > 0) this.underWay.set(w, left);
-      else {
-        this.underWay.delete(w);
-        w.unref();
-      }
+      this.answered(w);
       c.resolve(a.answer);
     });
     const ended = (reason: string) => {
