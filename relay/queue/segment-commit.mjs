@@ -89,8 +89,8 @@ export async function publishSegment(tmp, target, data, dirFd, dir, messages, in
 /**
  * Test hook for the crash tests (test/queue-crash.test.ts): RELAY_WARDEN_TEST_CRASH="rename:N" or "dirsync:N" kills
  * the process with SIGKILL at the commit step that brings the count of messages committed through that step to N.
- * Each thread that commits counts its own messages (segments in the commit worker, large messages' own files on the
- * main thread).
+ * Each thread that commits counts its own messages (segments in the commit worker, large messages' own files and the
+ * spool's probe writes on the main thread), and a commit worker started again after one ended counts from zero.
  */
 export function crashHookFromEnv() {
   const m = /^(rename|dirsync):(\d+)$/.exec(process.env.RELAY_WARDEN_TEST_CRASH ?? '');
