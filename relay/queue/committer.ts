@@ -2,8 +2,8 @@
  * Who writes the queue's group-commit segments to disk (GroupCommit in spool.ts). In the relay, a worker thread: the
  * six calls of a commit (create, write, fdatasync, close, rename, directory fsync) run there back to back, so the
  * event loop gives one turn per segment instead of a thread-pool round trip per call, and never waits for the disk.
- * Measured at 20 sessions (bench/RESULTS.md, session 3): commit latency p50 6.1-8.5 ms -> 3.2-4.1 ms, accepted msgs/s
- * +3-19% (mean +9%) in alternated runs.
+ * Measured (bench/RESULTS.md, session 3, seven alternated pairs each): commit latency p50 6.1-8.5 ms -> 3.2-4.1 ms;
+ * accepted msgs/s at 20 sessions +2% to +21% (mean +11%), at 100 sessions -21% to +11% (mean -5%, inside the noise).
  *
  * A test that injects faults with a closure (QueueOptions.fault) gets the same steps (segment-commit.mjs) on the
  * calling thread, since a closure cannot cross to a worker. The crash hook of the environment works in the worker.
