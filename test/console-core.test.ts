@@ -518,6 +518,27 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     expect(Math.min(...from(mark).flatMap((x) => x.events).map((e) => e.id))).toBe(seenOnA + 1);
   });
 
+  it('switching to another relay tells the views to refetch (what they cached is the other relay\'s); the first connection does not', async () => {
+    const a = await ownRelay();
+    const b = await ownRelay();
+    const { core } = newCore({ timers: new ConsoleClock() });
+    const notices: unknown[] = [];
+    core.on('config', (c) => notices.push(c));
+    const save = async (name: string, r: typeof a) => (await core.invoke('profiles.save', [{ name, host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    const pa = await save('a', a);
+    const pb = await save('b', b);
+    expect(((await core.invoke('connection.acceptFingerprint', [pa.id, a.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    // nothing was fetched before the first connection of all
+    expect(notices).toEqual([]);
+    // straight from a to b (the views hold a's config, clients, queue: react-query keys do not name the relay)
+    expect(((await core.invoke('connection.acceptFingerprint', [pb.id, b.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    expect(notices).toEqual([{ revision: b.relay.configRevision, by: 'resync', source: 'reconnect' }]);
+    // and by way of a disconnect, back to a
+    await core.invoke('connection.disconnect', []);
+    expect(((await core.invoke('connection.connect', [pa.id])) as ConnectionState).status).toBe('connected');
+    expect(notices).toHaveLength(2);
+  });
+
   it('a disconnect while a retry is pending (or its attempt is under way) leaves no timer and never reconnects', async () => {
     const r = await ownRelay();
     const port = r.relay.manageAddress.port;

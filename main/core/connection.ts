@@ -222,11 +222,13 @@ export class RelayConnection {
     try {
       const login = await rpc.call('auth.login', { token: profile.token, client: this.opts.clientName ?? 'Relay Warden console' });
       if (gen !== this.generation) return;
+      // the consumers hold what they fetched before this login (an earlier login on this profile, by hand or by a
+      // retry, or another relay's, resetPending): it may be stale, or another relay's. (lastEventId > 0 implies an
+      // earlier login here: historyId is set then.)
+      const consumersHoldData = this.st.attempt > 1 || this.historyId !== null || this.resetPending;
       // the relay restarted with a fresh history: its ids are another stream's, even when they have already passed our
       // last one. Start over from 0 (rather than miss the new history's first events) and tell the consumers to drop
       // what they hold. Ids below our last one say the same (kept as a fallback).
-      // a login on this profile before this one (by hand or by a retry): the consumers' data may be stale
-      const wasReconnect = this.st.attempt > 1 || this.historyId !== null || this.lastEventId > 0;
       const otherHistory = this.historyId !== null && login.historyId !== this.historyId;
       if (otherHistory || login.lastEventId < this.lastEventId) {
         this.lastEventId = 0;
@@ -254,8 +256,9 @@ export class RelayConnection {
         attempt: 0,
         retryAt: null,
       });
-      // consumers refetch the config and the rest after a reconnect
-      if (wasReconnect) this.emit('config', { revision: login.configRevision, by: 'resync', source: 'reconnect' });
+      // consumers refetch the config and the rest after a reconnect, and after a switch from another relay (what they
+      // cached is that relay's, and may look fresh for a few seconds yet)
+      if (consumersHoldData) this.emit('config', { revision: login.configRevision, by: 'resync', source: 'reconnect' });
     } catch (err) {
       // the socket closed under the login: the close handler has scheduled the retry already (a second one here
       // would count the attempt twice and double the backoff)
