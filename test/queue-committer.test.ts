@@ -43,6 +43,24 @@ describe('WorkerCommitter', () => {
     }
   });
 
+  it("a large message's own file: the rest goes at the end of the temp file it was streamed into, then the same durable rename", async () => {
+    const { tmp, queue } = await spoolDir();
+    const c = new WorkerCommitter(queue, () => {});
+    try {
+      const streamed = Buffer.alloc(300_000, 3);
+      await fsp.writeFile(path.join(tmp, 'big.tmp'), streamed);
+      const tail = [Buffer.from('last chunk'), Buffer.from('{"v":1}')];
+      await c.publish(path.join(tmp, 'big.tmp'), path.join(queue, 'big.msg'), tail, 1, true);
+      expect((await fsp.readFile(path.join(queue, 'big.msg'))).equals(Buffer.concat([streamed, ...tail]))).toBe(true);
+      expect(await fsp.readdir(tmp)).toEqual([]);
+      // a temp file that is not there (the stream failed and cleaned up) is an error, and nothing appears in queue/
+      await expect(c.publish(path.join(tmp, 'gone.tmp'), path.join(queue, 'gone.msg'), tail, 1, true)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await fsp.readdir(queue)).toEqual(['big.msg']);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('a failing step rejects with the errno and leaves neither file', async () => {
     const { tmp, queue } = await spoolDir();
     const c = new WorkerCommitter(queue, () => {});
@@ -70,7 +88,7 @@ describe('WorkerCommitter', () => {
     try {
       const err = await c.publish(path.join(tmp, 'a.seg'), path.join(gone, 'a.seg'), [Buffer.from('a')], 1).catch((e: NodeJS.ErrnoException) => e);
       expect(err).toMatchObject({ code: 'EWORKER' });
-      expect(logs.join('\n')).toMatch(/commit worker failed: .*ENOENT.*1 segment commits under way failed/s);
+      expect(logs.join('\n')).toMatch(/commit worker failed: .*ENOENT.*1 commits under way failed/s);
       await fsp.mkdir(gone);
       await c.publish(path.join(tmp, 'b.seg'), path.join(gone, 'b.seg'), [Buffer.from('b')], 1);
       expect(await fsp.readdir(gone)).toEqual(['b.seg']);

@@ -1,5 +1,5 @@
 /**
- * Fourth review: the commit worker (relay/queue/committer.ts, segment-commit.mjs) and the shared on-demand worker
+ * Fourth review: the commit worker (relay/queue/committer.ts, commit-steps.mjs, then segment-commit.mjs) and the shared on-demand worker
  * lifecycle (on-demand-worker.ts), with real files, a real Queue, real worker threads and a real relay over SMTP.
  * Regressions (each failed before its fix):
  *  - C1: a commit that fails because the commit worker died rejects with nothing left behind, as the interface says:

@@ -1,8 +1,8 @@
-// The commit worker thread (relay/queue/committer.ts): one durable segment per request, answered once it is in queue/
-// and the directory is fsynced. Requests queue up in order; the worker never decides anything else.
+// The commit worker thread (relay/queue/committer.ts): one durable spool file (a segment, or a large message's own
+// file) per request, answered once it is in queue/ and the directory is fsynced. Requests queue up in order; the worker never decides anything else.
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { crashHookFromEnv, publishSegmentSync } from './segment-commit.mjs';
+import { commitFileSync, crashHookFromEnv } from './commit-steps.mjs';
 
 const { queueDir } = workerData;
 const dirFd = fs.openSync(queueDir, 'r');
@@ -11,7 +11,7 @@ const crash = crashHookFromEnv();
 parentPort.on('message', (m) => {
   let reply;
   try {
-    publishSegmentSync(m.tmp, m.target, new Uint8Array(m.data), dirFd, queueDir, m.messages, crash);
+    commitFileSync(m.tmp, m.target, new Uint8Array(m.data), dirFd, queueDir, m.messages, m.append, crash);
     reply = { id: m.id, ok: true };
   } catch (err) {
     reply = { id: m.id, ok: false, code: typeof err?.code === 'string' ? err.code : null, message: String(err?.message ?? err) };

@@ -1,28 +1,29 @@
 /**
- * Who writes the queue's group-commit segments to disk (GroupCommit in spool.ts). In the relay, a worker thread: the
- * six calls of a commit (create, write, fdatasync, close, rename, directory fsync) run there back to back, so the
- * event loop gives one turn per segment instead of a thread-pool round trip per call, and never waits for the disk.
+ * Who makes the queue's commits durable: the group-commit segments (GroupCommit in spool.ts) and a large message's
+ * own file (streamed into its temp file meanwhile). In the relay, a worker thread: the six calls of a commit (create, write, fdatasync, close, rename, directory fsync) run there back to back, so the
+ * event loop gives one turn per commit instead of a thread-pool round trip per call, and never waits for the disk.
  * Measured (bench/RESULTS.md, session 3, seven alternated pairs each): commit latency p50 6.1-8.5 ms -> 3.2-4.1 ms;
  * accepted msgs/s at 20 sessions +2% to +21% (mean +11%), at 100 sessions -21% to +11% (mean -5%, inside the noise).
  *
- * A test that injects faults with a closure (QueueOptions.fault) gets the same steps (segment-commit.mjs) on the
+ * A test that injects faults with a closure (QueueOptions.fault) gets the same steps (commit-steps.mjs) on the
  * calling thread, since a closure cannot cross to a worker. The crash hook of the environment works in the worker.
  */
 import fs from 'node:fs';
 import { OnDemandWorker } from './on-demand-worker.ts';
-import { publishSegment, type StepHook } from './segment-commit.mjs';
+import { commitFile, type StepHook } from './commit-steps.mjs';
 
-export interface SegmentCommitter {
+export interface SpoolCommitter {
   /**
    * Resolves once `target` in the queue directory holds `bufs` durably (written, fdatasynced, renamed from `tmp`, the
-   * directory fsynced). Rejects with nothing left behind: neither `tmp` nor `target`.
+   * directory fsynced). `append`: `tmp` exists (a large message streamed into it, its descriptor closed) and `bufs`
+   * go at its end. Rejects with nothing left behind: neither `tmp` nor `target`.
    */
-  publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void>;
+  publish(tmp: string, target: string, bufs: Buffer[], messages: number, append?: boolean): Promise<void>;
   /** Waits for the commits under way, then releases what it holds; publish() may be called again afterwards. */
   close(): Promise<void>;
 }
 
-/** The bytes of a segment in one ArrayBuffer of their own, so it can be moved to the worker, not copied again. */
+/** The bytes to commit in one ArrayBuffer of their own, so it can be moved to the worker, not copied again. */
 function ownBytes(bufs: Buffer[]): ArrayBuffer {
   let total = 0;
   for (const b of bufs) total += b.length;
@@ -37,19 +38,19 @@ function ownBytes(bufs: Buffer[]): ArrayBuffer {
 
 /**
  * The steps on the calling thread, with a test's fault hook before each (a promise it returns is waited for, so other
- * work can run while the segment is at that step, as it can while the worker is there). Each step blocks the event
+ * work can run while a commit is at that step, as it can while the worker is there). Each step blocks the event
  * loop: tests only.
  */
-export class InlineCommitter implements SegmentCommitter {
+export class InlineCommitter implements SpoolCommitter {
   constructor(
     private readonly queueDir: string,
     private readonly inject: StepHook,
   ) {}
 
-  async publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
+  async publish(tmp: string, target: string, bufs: Buffer[], messages: number, append = false): Promise<void> {
     const dirFd = fs.openSync(this.queueDir, 'r');
     try {
-      await publishSegment(tmp, target, new Uint8Array(ownBytes(bufs)), dirFd, this.queueDir, messages, this.inject);
+      await commitFile(tmp, target, new Uint8Array(ownBytes(bufs)), dirFd, this.queueDir, messages, append, this.inject);
     } finally {
       fs.closeSync(dirFd);
     }
@@ -61,13 +62,13 @@ export class InlineCommitter implements SegmentCommitter {
 type Reply = { id: number; ok: true } | { id: number; ok: false; code: string | null; message: string };
 
 /** The steps in a worker thread, started at the first commit (and again after it died or was closed). */
-export class WorkerCommitter implements SegmentCommitter {
+export class WorkerCommitter implements SpoolCommitter {
   private readonly thread: OnDemandWorker<{ tmp: string; target: string }, Reply>;
 
   constructor(queueDir: string, log: (line: string) => void) {
     this.thread = new OnDemandWorker({
       name: 'the commit worker',
-      // plain JavaScript: starts in a few ms, without the TypeScript loader (segment-commit.mjs)
+      // plain JavaScript: starts in a few ms, without the TypeScript loader (commit-steps.mjs)
       entry: new URL('./commit-worker.mjs', import.meta.url),
       workerData: { queueDir },
       answerOf: (m) => {
@@ -75,7 +76,7 @@ export class WorkerCommitter implements SegmentCommitter {
         return typeof r?.id === 'number' ? { id: r.id, answer: r } : null;
       },
       lost: (calls, reason, crashed) => {
-        if (crashed) log(`queue: ${reason}; ${calls.length} segment commits under way failed (their senders get a temporary error)`);
+        if (crashed) log(`queue: ${reason}; ${calls.length} commits under way failed (their senders get a temporary error)`);
         for (const c of calls) {
           // it may have got as far as the rename: leave neither file (the sender is told to try again). The commit
           // settles only once both are gone, as publish() promises: the caller then takes the target out of
@@ -88,9 +89,9 @@ export class WorkerCommitter implements SegmentCommitter {
     });
   }
 
-  async publish(tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
+  async publish(tmp: string, target: string, bufs: Buffer[], messages: number, append = false): Promise<void> {
     const data = ownBytes(bufs);
-    const r = await this.thread.call({ tmp, target, data, messages }, { tmp, target }, [data]).answer;
+    const r = await this.thread.call({ tmp, target, data, messages, append }, { tmp, target }, [data]).answer;
     if (!r.ok) throw Object.assign(new Error(r.message), r.code ? { code: r.code } : {});
   }
 

@@ -11,8 +11,8 @@ import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
-import { crashHookFromEnv, type StepHook } from './segment-commit.mjs';
-import { InlineCommitter, WorkerCommitter, type SegmentCommitter } from './committer.ts';
+import { crashHookFromEnv, type StepHook } from './commit-steps.mjs';
+import { InlineCommitter, WorkerCommitter, type SpoolCommitter } from './committer.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
 import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
@@ -219,53 +219,21 @@ const UNLINK_BURST = 32;
 const FATAL_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'EACCES', 'EPERM', 'ENOENT', 'EFBIG']);
 
 /**
- * Disk calls of the commit path, chosen by measurement (bench/RESULTS.md): a trip through libuv's thread pool (what
- * fs/promises and fs callbacks do) costs 40-60 us of CPU per call on the 2-core VM this was measured on, whatever the
- * call. The calls that never wait for the journal or the disk (writing into the page cache, closing: 5-10 us each)
- * are synchronous. Creating, renaming and unlinking files can wait for the ext4 journal while fsyncs run (0.1-0.3 ms on
- * average under load when done synchronously), and fdatasync and the directory fsync wait for the disk: those stay in
- * the thread pool, so the event loop never waits for the journal or the disk.
+ * Disk calls on this thread. Commits (create, write, fdatasync, rename, directory fsync) run in the commit worker
+ * (committer.ts). What stays here goes through libuv's thread pool, so the event loop never waits for the ext4
+ * journal or the disk: a large message's streaming writes, unlinks. (A pool trip costs 40-60 us of CPU per call on
+ * the 2-core VM measured: bench/RESULTS.md.)
  */
 function openAsync(file: string, flags: string, mode: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
-}
-
-function renameAsync(from: string, to: string): Promise<void> {
-  return new Promise((resolve, reject) => fs.rename(from, to, (err) => (err ? reject(err) : resolve())));
 }
 
 function unlinkAsync(file: string): Promise<void> {
   return new Promise((resolve, reject) => fs.unlink(file, (err) => (err ? reject(err) : resolve())));
 }
 
-function fdatasyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
-
 function writeAsync(fd: number, buf: Buffer, off: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-/** Writes every byte of bufs at the file's position (a nearly full disk may take part of a write). */
-function writevAllSync(fd: number, bufs: Buffer[]): void {
-  let total = 0;
-  for (const b of bufs) total += b.length;
-  let n = fs.writevSync(fd, bufs);
-  while (n < total) {
-    // partial write: finish with plain writes of what is left
-    let skip = n;
-    const rest: Buffer[] = [];
-    for (const b of bufs) {
-      if (skip >= b.length) skip -= b.length;
-      else {
-        rest.push(skip > 0 ? b.subarray(skip) : b);
-        skip = 0;
-      }
-    }
-    total -= n;
-    bufs = rest;
-    n = fs.writeSync(fd, bufs[0]!);
-  }
 }
 
 function closeQuietly(fd: number | null): void {
@@ -348,13 +316,14 @@ class Writer implements SpoolWriter {
       const tail = encodeTrailer(JSON.stringify(trailer));
       await this.chain;
       if (this.error) throw this.error;
-      const fd = await this.open();
+      // the rest goes at the end of the temp file, from the commit worker: this thread's descriptor is done
       const bufs = this.chunks;
       this.chunks = [];
       bufs.push(tail);
-      // publish() owns the descriptor from here
+      const fd = this.fd;
       this.fd = null;
-      await this.q.publish(fd, this.tmpFile, target, bufs, 1);
+      if (fd !== null) fs.closeSync(fd);
+      await this.q.commitFile(this.tmpFile, target, bufs, 1, true);
     } catch (err) {
       await this.cleanup();
       this.q.storageFailed(err as Error);
@@ -499,15 +468,7 @@ class GroupCommit {
         offsets.push(off + SEGMENT_HEADER_LENGTH);
         off += SEGMENT_HEADER_LENGTH + r.data.length + r.json.length;
       }
-      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
-      q.committing.add(target);
-      try {
-        await q.committer.publish(tmp, target, bufs, n);
-      } catch (err) {
-        q.committing.delete(target);
-        throw err;
-      }
-      q.activeTemps.delete(tmp);
+      await q.commitFile(tmp, target, bufs, n);
       const seg = q.segmentCommitted(target, batch.map((r) => r.id));
       q.committing.delete(target);
       batch.forEach((r, i) => r.resolve({ seg, offset: offsets[i]! }));
@@ -526,8 +487,8 @@ export class Queue {
   /** resolves when the spool directories exist */
   readonly ready: Promise<void>;
   readonly dirSync: DirSyncer;
-  /** @internal writes the group-commit segments (a worker thread; on this thread when a test injects faults) */
-  readonly committer: SegmentCommitter;
+  /** @internal makes commits durable (a worker thread; on this thread when a test injects faults) */
+  readonly committer: SpoolCommitter;
   /** @internal */
   readonly group: GroupCommit;
   readonly activeTemps = new Set<string>();
@@ -641,35 +602,20 @@ export class Queue {
   }
 
   /**
-   * @internal The end of a commit to a message's own file (a large message; segments go through committer.ts): write
-   * what is left into the open temp file, fdatasync, close, rename into queue/, fsync the directory. `fd` is closed in every case. On success `target` is in
-   * `committing` until the caller has taken it in (and removes it from there); on failure the target is gone and not
-   * in `committing`, and the caller removes the temp file.
+   * @internal The end of every commit, a segment or a large message's own file (`append`: its temp file holds the
+   * message so far), through the committer: write `bufs`, fdatasync, rename into queue/, fsync the directory. On
+   * success `target` is in `committing` until the caller has taken it in (and removes it from there): start() must
+   * not load it before (it could run between the rename and the directory fsync). On failure neither file is left.
    */
-  async publish(fd: number, tmp: string, target: string, bufs: Buffer[], messages: number): Promise<void> {
-    let open = true;
-    let renamed = false;
+  async commitFile(tmp: string, target: string, bufs: Buffer[], messages: number, append = false): Promise<void> {
+    this.committing.add(target);
     try {
-      this.inject('write', tmp, messages);
-      writevAllSync(fd, bufs);
-      this.inject('sync', tmp, messages);
-      await fdatasyncAsync(fd);
-      open = false;
-      fs.closeSync(fd);
-      this.inject('rename', target, messages);
-      // start() must not load it until it is committed (it could run between the rename and the directory fsync)
-      this.committing.add(target);
-      await renameAsync(tmp, target);
-      renamed = true;
-      this.activeTemps.delete(tmp);
-      this.inject('dirsync', this.queueDir, messages);
-      await this.dirSync.sync();
+      await this.committer.publish(tmp, target, bufs, messages, append);
     } catch (err) {
-      if (open) closeQuietly(fd);
-      if (renamed) await unlinkQuietly(target);
       this.committing.delete(target);
       throw err;
     }
+    this.activeTemps.delete(tmp);
   }
 
   /** @internal a segment is durable in queue/ with these messages */
@@ -1550,7 +1496,6 @@ export class Queue {
     }
   }
 }
-
 
 function notTried(rcpt: string): Outcome {
   return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null };
