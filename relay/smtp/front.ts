@@ -128,13 +128,16 @@ export class SmtpFront {
   readonly server: SMTPServer;
   private readonly deps: FrontDeps;
   private readonly now: () => number;
+  /** the name the relay gives itself (greeting, EHLO, Received), as the config says now; os.hostname() when unset */
+  private hostname: string;
 
   constructor(deps: FrontDeps) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     const c = deps.config.current;
+    this.hostname = relayHostname(c);
     this.server = new SMTPServer({
-      name: relayHostname(c),
+      name: this.hostname,
       banner: 'Relay Warden',
       key: deps.tls.key,
       cert: deps.tls.cert,
@@ -175,7 +178,8 @@ export class SmtpFront {
       conn.init();
     };
     deps.config.onChange(({ config }) => {
-      this.server.options.name = relayHostname(config);
+      this.hostname = relayHostname(config);
+      this.server.options.name = this.hostname;
     });
   }
 
@@ -515,8 +519,8 @@ export class SmtpFront {
     let size = 0;
     let stopWriting = false;
     let done = false;
-    // the name as the config says now (options.name follows it too, for the greeting of the next session)
-    const name = relayHostname(cfg);
+    // kept by the config listener: no os.hostname() call per message
+    const name = this.hostname;
     const helo = session.hostNameAppearsAs || 'unknown';
     const proto = session.transmissionType || 'ESMTP';
     const rcpts = session.envelope.rcptTo.map((r) => r.address);
