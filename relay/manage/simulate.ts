@@ -34,8 +34,8 @@ export interface EventPages {
   page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[];
   /** events in [from, to) of every kind: a cheap upper bound of what the replay reads (most windows fit under the cap) */
   countBetween?(from: number, to: number): number;
-  /** newest first (order desc, paged by cursor = the last id): finds where the cap cuts among the replayed kinds */
-  query?(q: { from: number; to: number; kinds: readonly string[]; order: 'desc'; cursor?: number; limit: number }): { events: RelayEvent[]; more: boolean };
+  /** the (skip + 1)th newest event of these kinds in [from, to), in page() order: where a replay of `skip` events starts after */
+  cutAfter?(from: number, to: number, kinds: readonly string[], skip: number): { at: number; id: number } | null;
 }
 
 export interface SimulateOptions {
@@ -130,26 +130,11 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   let truncated = false;
   /** where reading starts: after this event (the newest one the cap skips), or at `start` */
   let after: { at: number; id: number } | null = null;
-  if (history.query && (!history.countBetween || history.countBetween(start, to) > maxEvents)) {
+  if (history.cutAfter && (!history.countBetween || history.countBetween(start, to) > maxEvents)) {
     // The cap counts only the kinds replayed (helo, delivery and admin events are never read), so the cut is found
-    // among those: the (maxEvents + 1)th newest is the newest one skipped. Only windows over the cap of every kind
-    // pay for this scan.
-    let seen = 0;
-    let cursor: number | undefined;
-    for (;;) {
-      const r = history.query({ from: start, to, kinds: KINDS, order: 'desc', cursor, limit: pageSize });
-      const k = maxEvents - seen;
-      if (r.events.length > k) {
-        const e = r.events[k]!;
-        after = { at: e.at, id: e.id };
-        truncated = true;
-        break;
-      }
-      seen += r.events.length;
-      if (!r.more || r.events.length === 0) break;
-      cursor = r.events[r.events.length - 1]!.id;
-      await pause();
-    }
+    // among those: the (maxEvents + 1)th newest is the newest one skipped. One index walk, no event read twice.
+    after = history.cutAfter(start, to, KINDS, maxEvents);
+    truncated = after !== null;
   }
 
   let clock = start;

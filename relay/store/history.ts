@@ -384,6 +384,20 @@ export class EventHistory {
     return rows.map((r) => JSON.parse(r.json) as RelayEvent);
   }
 
+  /**
+   * The (skip + 1)th newest event of these kinds in [from, to), in page()'s (at, id) order, or null when there are no
+   * more than `skip`: a replay that reads at most `skip` events starts right after it (policy.simulate's cap). Reads
+   * the index only, no event JSON.
+   */
+  cutAfter(from: number, to: number, kinds: readonly string[], skip: number): { at: number; id: number } | null {
+    this.flush();
+    const k = kinds.map(() => '?').join(', ');
+    const row = this.stmt(`SELECT at, id FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?`).get(from, to, ...kinds, skip) as
+      | { at: number; id: number }
+      | undefined;
+    return row ?? null;
+  }
+
   /** Events of every kind in [from, to) (the simulation's size bound). */
   countBetween(from: number, to: number): number {
     this.flush();
