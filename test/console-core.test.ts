@@ -518,6 +518,33 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     expect(Math.min(...from(mark).flatMap((x) => x.events).map((e) => e.id))).toBe(seenOnA + 1);
   });
 
+  it('switching to another relay drops the old stream at once, before the new relay sends anything (its fingerprint prompt)', async () => {
+    const a = await ownRelay();
+    const b = await ownRelay();
+    const { core, batches } = newCore({ timers: new ConsoleClock() });
+    const save = async (name: string, r: typeof a) => (await core.invoke('profiles.save', [{ name, host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    const pa = await save('a', a);
+    const pb = await save('b', b);
+    const traffic = async (r: typeof a, ip: string) => {
+      const c = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: ip });
+      await c.hello();
+      await c.quit();
+    };
+    // b has events of its own: its backlog comes after the prompt
+    await traffic(b, '127.0.0.33');
+    expect(((await core.invoke('connection.acceptFingerprint', [pa.id, a.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await traffic(a, '127.0.0.34');
+    await waitFor(() => batches.some((x) => x.events.some((e) => e.ip === '127.0.0.34')), "a's events", 5000);
+    const mark = batches.length;
+    // b is not pinned yet: it stops at the prompt and sends no events; what the views hold of a goes now
+    expect(((await core.invoke('connection.connect', [pb.id])) as ConnectionState).status).toBe('fingerprint-unknown');
+    expect(batches.slice(mark)).toEqual([{ events: [], reset: true }]);
+    // once accepted, b's stream follows (the views start from nothing: no second reset)
+    expect(((await core.invoke('connection.acceptFingerprint', [pb.id, b.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await waitFor(() => batches.slice(mark).flatMap((x) => x.events).some((e) => e.ip === '127.0.0.33'), "b's backlog", 5000);
+    expect(batches.slice(mark).filter((x) => x.reset)).toHaveLength(1);
+  });
+
   it('switching to another relay tells the views to refetch (what they cached is the other relay\'s); the first connection does not', async () => {
     const a = await ownRelay();
     const b = await ownRelay();

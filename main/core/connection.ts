@@ -81,6 +81,8 @@ export class RelayConnection {
   private resetPending = false;
   /** the profile whose events were emitted last (what the consumers hold); kept across a disconnect */
   private streamProfileId: string | null = null;
+  /** a login succeeded before (on any profile): the consumers hold data fetched from a relay */
+  private loggedInBefore = false;
   private subscriptionId: string | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
@@ -122,8 +124,8 @@ export class RelayConnection {
   async connect(profileId: string, accept: string | null = null): Promise<ConnectionState> {
     const profile = this.opts.profiles.get(profileId);
     if (!profile) throw new Error(`there is no server profile ${profileId}`);
-    if (this.streamProfileId !== profileId) {
-      // another relay: its ids are another stream's; the consumers drop what they hold at its first batch
+    const otherRelay = this.streamProfileId !== profileId;
+    if (otherRelay) {
       this.lastEventId = 0;
       this.historyId = null;
       this.resetPending = this.streamProfileId !== null;
@@ -131,6 +133,10 @@ export class RelayConnection {
     }
     // the same relay again (after a disconnect too): go on from the last event taken in; login tells a fresh history
     this.teardown();
+    // another relay: its ids are another stream's. The consumers drop what they hold now (an empty batch marked
+    // reset), not at its first batch: a relay that asks for its fingerprint, or cannot be reached, may send none for
+    // long, and the old relay's events must not be shown under the new one's name meanwhile
+    if (otherRelay && this.resetPending) this.emitEvents({ events: [] });
     const gen = ++this.generation;
     this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });
     await this.attempt(gen, accept);
@@ -222,10 +228,10 @@ export class RelayConnection {
     try {
       const login = await rpc.call('auth.login', { token: profile.token, client: this.opts.clientName ?? 'Relay Warden console' });
       if (gen !== this.generation) return;
-      // the consumers hold what they fetched before this login (an earlier login on this profile, by hand or by a
-      // retry, or another relay's, resetPending): it may be stale, or another relay's. (lastEventId > 0 implies an
-      // earlier login here: historyId is set then.)
-      const consumersHoldData = this.st.attempt > 1 || this.historyId !== null || this.resetPending;
+      // the consumers hold what they fetched before this login (an earlier login, on this relay or another, or a
+      // retry): it may be stale, or another relay's
+      const consumersHoldData = this.st.attempt > 1 || this.loggedInBefore;
+      this.loggedInBefore = true;
       // the relay restarted with a fresh history: its ids are another stream's, even when they have already passed our
       // last one. Start over from 0 (rather than miss the new history's first events) and tell the consumers to drop
       // what they hold. Ids below our last one say the same (kept as a fallback).

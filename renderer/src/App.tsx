@@ -33,7 +33,7 @@ export function App() {
   const [view, setView] = useState<ViewId>('servers');
   const [arg, setArg] = useState<Record<string, string> | undefined>();
   useConfigChangeInvalidation();
-  useLiveFeed(api, conn?.profileId ?? null);
+  useLiveFeed(api);
   useRejectionSpikeNotifier(api, conn?.relay?.hostname ?? null);
   const navigate: Navigate = useCallback((v, a) => {
     setView(v);

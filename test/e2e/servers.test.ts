@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { Relay } from '../../relay/relay.ts';
 import { RawSmtp, sendMail } from '../helpers/smtp-client.ts';
@@ -18,6 +18,7 @@ import {
   testSecretStore,
   unexpectedErrors,
   openConsole,
+  startRelay,
   type ConsolePage,
   type ConsoleSuite,
 } from './harness.ts';
@@ -319,6 +320,63 @@ describe.skipIf(!chromiumPath)('console: a relay restarted with a fresh history 
     expect(ids).toEqual([...ids].sort((a, b) => b - a));
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids[ids.length - 1]).toBe(1);
+    expect(unexpectedErrors(c.errors)).toEqual([]);
+  });
+});
+
+describe.skipIf(!chromiumPath)('console: switching to another relay while events stream (Chromium)', () => {
+  let a: ManageRelay;
+  let b: ManageRelay | null = null;
+  let c: ConsolePage;
+
+  consoleSuite({}, async (s) => {
+    ({ relay: a, c } = s);
+    await addServerAndAccept(c.page, a, { name: 'Relay A' });
+  });
+  // registered after consoleSuite's, so it runs before the console and relay a are closed
+  afterAll(async () => {
+    await b?.stop();
+  });
+
+  it("Live traffic then lists exactly the new relay's events (its backlog too), none of the old one's", async () => {
+    const { page } = c;
+    b = await startRelay();
+    // b logged events before the console ever saw it: its ids overlap a's
+    expect((await sendMail(b.port, { from: 'bea@example.org', to: ['bob@example.com'], localAddress: '127.0.0.36' })).data?.code).toBe(250);
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    expect((await sendMail(a.port, { from: 'ann@example.org', to: ['bob@example.com'], localAddress: '127.0.0.35' })).data?.code).toBe(250);
+    await page.locator('.live-row[data-kind="accepted"][data-ip="127.0.0.35"]').first().waitFor({ timeout: 10_000 });
+
+    // a keeps streaming while the user adds b and switches to it
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) await sendMail(a.port, { from: 'ann@example.org', to: ['bob@example.com'], localAddress: '127.0.0.35' }).catch(() => {});
+    })();
+    try {
+      await addServerAndAccept(page, b, { name: 'Relay B' });
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    expect((await sendMail(b.port, { from: 'bea@example.org', to: ['bob@example.com'], localAddress: '127.0.0.37' })).data?.code).toBe(250);
+    await page.locator('.live-row[data-kind="disconnect"][data-ip="127.0.0.37"]').waitFor({ timeout: 10_000 });
+
+    // the rows are what b itself holds, newest first (asked through the console's connection, now on b)
+    type El = { getAttribute(a: string): string | null };
+    const shown = () => page.locator('.live-row').evaluateAll((rs) => rs.map((r) => ['data-event-id', 'data-kind', 'data-ip'].map((x) => (r as unknown as El).getAttribute(x)).join(' ')));
+    const relayHolds = async () => (await c.core.connection.call('events.query', { order: 'desc', limit: 1000 })).events.map((e) => `${e.id} ${e.kind} ${e.ip ?? ''}`);
+    await expect
+      .poll(async () => {
+        const [rows, held] = [await shown(), await relayHolds()];
+        return rows.join('\n') === held.join('\n') ? 'the same' : `shown:\n${rows.join('\n')}\nrelay b:\n${held.join('\n')}`;
+      }, { timeout: 5000 })
+      .toBe('the same');
+    const ips = new Set((await shown()).map((r) => r.split(' ')[2]));
+    expect(ips.has('127.0.0.36')).toBe(true);
+    expect(ips.has('127.0.0.35')).toBe(false);
     expect(unexpectedErrors(c.errors)).toEqual([]);
   });
 });

@@ -142,7 +142,7 @@ export class LiveStore {
     for (const l of this.listeners) l();
   }
 
-  /** Forget everything (another relay, or the user asked). */
+  /** Forget everything (at a batch the core marks reset: another relay, or its fresh history). */
   clear(): void {
     this.ring.fill(undefined);
     this.startSeq = this.endSeq;
@@ -270,15 +270,13 @@ export function liveStore(): LiveStore {
   return theStore;
 }
 
-/** Feed the store from api.onEvents for the life of the app; clear it when the user switches relay. */
-export function useLiveFeed(api: ConsoleApi, profileId: string | null): void {
+/**
+ * Feed the store from api.onEvents for the life of the app. A switch to another relay needs nothing here: the core
+ * sends a batch marked reset at once (and at a relay's fresh history), and ingest starts over on it.
+ */
+export function useLiveFeed(api: ConsoleApi): void {
   useEffect(() => api.onEvents((b) => liveStore().ingest(b)), [api]);
-  useEffect(() => {
-    if (profileId !== null && lastProfile !== null && lastProfile !== profileId) liveStore().clear();
-    if (profileId !== null) lastProfile = profileId;
-  }, [profileId]);
 }
-let lastProfile: string | null = null;
 
 /** Re-render on every store update (at most once per frame); returns the version. */
 export function useLiveVersion(store: LiveStore = liveStore()): number {
