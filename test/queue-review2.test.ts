@@ -25,14 +25,13 @@ import path from 'node:path';
 import { WorkerDeliverer } from '../relay/queue/deliverer.ts';
 import type { AttemptResult } from '../relay/queue/smtp-client.ts';
 import { FakeClock } from './helpers/queue-clock.ts';
-import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
+import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
 import { message } from './helpers/queue-harness.ts';
-import type { Sink } from './helpers/sink.ts';
 import { crashImage, deliveryRequest as request, queueFiles, segmentsOf as segments, tick, turn, until } from './helpers/spool-images.ts';
 
 
-const { sink, harness } = deliveryFixtures();
-const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
+const { sink, refusingSink, harness } = deliveryFixtures();
+const local = plainLocalDomains;
 describe('pinned behaviour (review 2)', () => {
   it('a Buffer that is a view into a larger or pooled ArrayBuffer reaches the server byte for byte; the queue keeps its bytes', async () => {
     const s = await sink();
@@ -160,7 +159,7 @@ d.deliver({ target: { host: '127.0.0.1', ip: '127.0.0.1', port: ${s.port} }, fro
 
   it('a copied-out message deleted while its origin segment lives stays deleted at every step, and its tombstone goes with the segment', async () => {
     const slow = await sink({ dataDelayMs: 1500 });
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'slow.test': slow, 'refuse.test': refuse }));
     await h.queue.start();
     const [a, m] = await Promise.all([h.submit('alice@sender.test', ['x@slow.test']), h.submit('alice@sender.test', ['y@refuse.test'])]);
@@ -196,7 +195,7 @@ d.deliver({ target: { host: '127.0.0.1', ip: '127.0.0.1', port: ${s.port} }, fro
 
 describe('deletes and the segment spool (review 2)', () => {
   it('D1a: a delete that lands as the first attempt ends, of the only member of its segment, stays deleted after a crash', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'refuse.test': refuse }));
     await h.queue.start();
     let id = '';
@@ -216,7 +215,7 @@ describe('deletes and the segment spool (review 2)', () => {
 
   it('D1b: a copied-out message deleted just after its origin segment is released (its unlink pending) stays deleted after a crash', async () => {
     const ok = await sink({ dataDelayMs: 300 });
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'ok.test': ok, 'refuse.test': refuse }));
     await h.queue.start();
     let a = '';
@@ -239,7 +238,7 @@ describe('deletes and the segment spool (review 2)', () => {
 
   it('D2: after a restart, a message copied out of a segment that still lives gets a tombstone when deleted and stays deleted', async () => {
     const slow = await sink({ dataDelayMs: 4000 });
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'slow.test': slow, 'refuse.test': refuse }));
     await h.queue.start();
     const [a, m] = await Promise.all([h.submit('alice@sender.test', ['x@slow.test']), h.submit('alice@sender.test', ['y@refuse.test'])]);
@@ -261,7 +260,7 @@ describe('deletes and the segment spool (review 2)', () => {
 
   it('D3: a tombstone written while the origin segment goes is removed with it', async () => {
     const ok = await sink({ dataDelayMs: 300 });
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'ok.test': ok, 'refuse.test': refuse }));
     await h.queue.start();
     let a = '';

@@ -9,12 +9,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from '../relay/queue/spool.ts';
-import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
-import type { Sink } from './helpers/sink.ts';
+import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
 import { copySpool, freshQueue, loadIds, queueFiles, segmentsOf as segments, tick, turn, until } from './helpers/spool-images.ts';
 
-const { sink, harness } = deliveryFixtures();
-const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
+const { sink, refusingSink, harness } = deliveryFixtures();
+const local = plainLocalDomains;
 const copies: string[] = [];
 
 afterEach(() => {
@@ -53,7 +52,7 @@ function watchUnlinks(hooks: { before?: (file: string) => void | Promise<void>; 
 
 describe('dying origins and tombstones (review 3)', () => {
   it('a delete of a copied-out message whose origin is dying: a crash at any unlink keeps it deleted, and nothing is left behind', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const slow = await sink({ dataDelayMs: 300, onData: () => ({ code: 451, message: '4.3.0 later' }) });
     const h = await harness(local({ 'refuse.test': refuse, 'slow.test': slow }));
     let m = '';
@@ -89,7 +88,7 @@ describe('dying origins and tombstones (review 3)', () => {
   });
 
   it('a restart finding a segment whose members were all copied out removes it once, keeps both messages, and a delete after it stays deleted with nothing left behind', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'refuse.test': refuse }));
     // copy-outs done, the segment's burst unlink still pending: the instant of the crash
     let image = '';
@@ -127,7 +126,7 @@ describe('dying origins and tombstones (review 3)', () => {
   });
 
   it('the origin unlinked while the tombstone is written: the .msg goes durably before its tombstone; no crash image has the deleted message', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const slow = await sink({ dataDelayMs: 300, onData: () => ({ code: 451, message: '4.3.0 later' }) });
     const h = await harness(local({ 'refuse.test': refuse, 'slow.test': slow }));
     let m = '';
@@ -169,7 +168,7 @@ describe('dying origins and tombstones (review 3)', () => {
   });
 
   it('start() with a deleted .msg whose dying origin records it: the .msg goes durably first; no crash image has the deleted message', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const slow = await sink({ dataDelayMs: 300, onData: () => ({ code: 451, message: '4.3.0 later' }) });
     const h = await harness(local({ 'refuse.test': refuse, 'slow.test': slow }));
     let m = '';
@@ -224,7 +223,7 @@ describe('dying origins and tombstones (review 3)', () => {
   });
 
   it('a directory fsync failing after a segment unlink is logged: no unhandled rejection, and stop() and start() still work', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const slow = await sink({ dataDelayMs: 300, onData: () => ({ code: 451, message: '4.3.0 later' }) });
     const h = await harness(local({ 'refuse.test': refuse, 'slow.test': slow }));
     const unhandled: unknown[] = [];

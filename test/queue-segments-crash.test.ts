@@ -12,18 +12,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Queue } from '../relay/queue/spool.ts';
 import { listQueuedIds, segmentHeader } from '../relay/queue/files.ts';
-import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
+import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
 import { message } from './helpers/queue-harness.ts';
-import type { Sink } from './helpers/sink.ts';
 import { crashImage, segmentsOf as segments, tick } from './helpers/spool-images.ts';
 
-const { sink, harness } = deliveryFixtures();
-const local = (domains: Record<string, Sink>) => localDomains(domains, { tls: 'off' });
+const { sink, refusingSink, harness } = deliveryFixtures();
+const local = plainLocalDomains;
 
 describe('the segment spool after a crash', () => {
   it('a message copied out of a live segment and then deleted does not come back', async () => {
     const slow = await sink({ dataDelayMs: 3000 });
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'slow.test': slow, 'refuse.test': refuse }));
     await h.queue.start();
     const [a, b] = await Promise.all([h.submit('alice@sender.test', ['x@slow.test']), h.submit('alice@sender.test', ['y@refuse.test'])]);
@@ -50,7 +49,7 @@ describe('the segment spool after a crash', () => {
 
   it('a member loaded from a segment keeps the state it saves when it moves to its own file', async () => {
     const ok = await sink();
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'ok.test': ok, 'refuse.test': refuse }));
     await h.queue.ready;
     const q = path.join(h.dir, 'queue');
@@ -72,7 +71,7 @@ describe('the segment spool after a crash', () => {
   });
 
   it('a delete asked for while an attempt is being recorded is done', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'refuse.test': refuse }));
     await h.queue.start();
     const id = await h.submit('alice@sender.test', ['y@refuse.test']);
@@ -86,7 +85,7 @@ describe('the segment spool after a crash', () => {
   });
 
   it('a return to sender asked for while an attempt is being recorded sends the DSN', async () => {
-    const refuse = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) });
+    const refuse = await refusingSink();
     const h = await harness(local({ 'refuse.test': refuse }));
     await h.queue.start();
     const id = await h.submit('alice@sender.test', ['y@refuse.test']);

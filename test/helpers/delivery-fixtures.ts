@@ -12,12 +12,15 @@ export function deliveryFixtures() {
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
+  const sink = async (opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> => {
+    const s = await startSink(opts);
+    cleanups.push(() => s.close());
+    return s;
+  };
   return {
-    async sink(opts: Parameters<typeof startSink>[0] = {}): Promise<Sink> {
-      const s = await startSink(opts);
-      cleanups.push(() => s.close());
-      return s;
-    },
+    sink,
+    /** A sink that answers 451 to every recipient: its messages are deferred (and copied out of their segment). */
+    refusingSink: (): Promise<Sink> => sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) }),
     async harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
       const h = await queueHarness(config, opts);
       cleanups.push(() => h.close());
@@ -25,6 +28,9 @@ export function deliveryFixtures() {
     },
   };
 }
+
+/** localDomains delivering in plain text: the spool tests' config (their sinks offer no TLS). */
+export const plainLocalDomains = (domains: Record<string, Sink>): ConfigInput => localDomains(domains, { tls: 'off' });
 
 /** A config whose local domains ("example.test" -> sink) accept any recipient and deliver to their sink. */
 export function localDomains(domains: Record<string, Sink>, delivery: ConfigInput['delivery'] = {}): ConfigInput {
