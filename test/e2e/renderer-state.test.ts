@@ -189,7 +189,7 @@ describe('LiveStore at the start of another stream (the core marks it reset: a f
     expect(s.size).toBe(20);
     expect(s.streamResets).toBe(0);
     expect(s.droppedByRelay).toBe(5);
-    // the user's clear (or another relay) forgets the newest id too: the next stream is taken as it comes
+    // after the user's clear, the next events are taken as they come (no start-over is counted)
     s.clear();
     s.ingest({ events: syntheticEvents(1, 3) });
     frames.run();
