@@ -1,0 +1,38 @@
+// How event rows go into DIR/history.sqlite: shared by the relay's main thread (relay/store/history.ts) and the
+// history writer thread (history-writer.mjs). Plain JavaScript, so the writer thread starts without the TypeScript loader.
+
+/** Rows per INSERT statement: one call into SQLite per 64 events rather than per event. */
+export const ROWS_PER_INSERT = 64;
+
+export function eventInserter(db) {
+  const one = db.prepare('INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES (?, ?, ?, ?, ?, ?)');
+  const block = db.prepare(
+    `INSERT OR REPLACE INTO events (id, at, kind, ip, session, json) VALUES ${Array(ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?)').join(', ')}`,
+  );
+  const args = new Array(ROWS_PER_INSERT * 6);
+  return (events, jsonOf) => {
+    let i = 0;
+    for (; i + ROWS_PER_INSERT <= events.length; i += ROWS_PER_INSERT) {
+      for (let j = 0, k = 0; j < ROWS_PER_INSERT; j++) {
+        const e = events[i + j];
+        args[k++] = e.id;
+        args[k++] = e.at;
+        args[k++] = e.kind;
+        args[k++] = e.ip;
+        args[k++] = e.sessionId;
+        args[k++] = jsonOf(e);
+      }
+      block.run(args);
+    }
+    for (; i < events.length; i++) {
+      const e = events[i];
+      one.run(e.id, e.at, e.kind, e.ip, e.sessionId, jsonOf(e));
+    }
+  };
+}
+
+/** Slots of the Int32Array the main thread and the writer share (a SharedArrayBuffer of WRITER_SLOTS * 4 bytes). */
+export const DONE = 0; // the seq of the last batch the writer has finished (stored or failed)
+export const FAILED = 1; // events the writer could not store, in all
+export const CLOSED = 2; // 1 once the writer has closed its connection
+export const WRITER_SLOTS = 3;

@@ -1,0 +1,33 @@
+// The history writer thread (relay/store/history.ts): it writes the bus's events into DIR/history.sqlite, so the
+// SQLite inserts (four indexes per row) stay off the thread that runs the SMTP sessions. Batches arrive in order, as
+// the JSON of an event array; after each one, stored or not, it raises DONE in the shared array and wakes a reader
+// waiting for it. It decides nothing else: what to write, when, and what to do if it stops is the main thread's.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { CLOSED, DONE, FAILED, eventInserter } from './history-rows.mjs';
+
+const state = new Int32Array(workerData.state);
+const db = new Database(workerData.file, { timeout: 10_000 });
+// as the main connection: history is not mail, no fsync per batch (WAL is already the file's mode)
+db.pragma('synchronous = NORMAL');
+const insert = eventInserter(db);
+const stringify = (e) => JSON.stringify(e);
+const write = db.transaction((events) => insert(events, stringify));
+
+parentPort.on('message', (m) => {
+  if (m.close) {
+    db.close();
+    Atomics.store(state, CLOSED, 1);
+    Atomics.notify(state, CLOSED);
+    parentPort.close();
+    return;
+  }
+  try {
+    write(JSON.parse(m.json));
+  } catch (err) {
+    Atomics.add(state, FAILED, m.count);
+    parentPort.postMessage({ failed: m.count, message: String(err?.message ?? err) });
+  }
+  Atomics.store(state, DONE, m.seq);
+  Atomics.notify(state, DONE);
+});
