@@ -361,28 +361,22 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
     if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
     ev.preventDefault();
     if (rows.length === 0) return;
+    // where the selected row is now: a fast stream may have pushed it far below the drawn rows. Rows are newest first
+    // and ids only grow within a stream (a new stream clears the selection), so ids fall with the index: a binary
+    // search finds it wherever it is, in the drawn rows too
     let at = -1;
     if (selected) {
-      for (const vi of virtualizer.getVirtualItems()) {
-        if (rows.get(vi.index)?.id === selected.id) {
-          at = vi.index;
+      let lo = 0;
+      let hi = rows.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const id = rows.get(mid)?.id ?? -1;
+        if (id === selected.id) {
+          at = mid;
           break;
         }
-      }
-      // scrolled out of the drawn rows (a fast stream pushes it down): rows are newest first, so ids fall with the index
-      if (at < 0) {
-        let lo = 0;
-        let hi = rows.length - 1;
-        while (lo <= hi) {
-          const mid = (lo + hi) >> 1;
-          const id = rows.get(mid)?.id ?? -1;
-          if (id === selected.id) {
-            at = mid;
-            break;
-          }
-          if (id > selected.id) lo = mid + 1;
-          else hi = mid - 1;
-        }
+        if (id > selected.id) lo = mid + 1;
+        else hi = mid - 1;
       }
     }
     const next = at < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, at + (ev.key === 'ArrowDown' ? 1 : -1)));
