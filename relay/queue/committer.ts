@@ -21,6 +21,19 @@ export interface SpoolCommitter {
   publish(tmp: string, target: string, bufs: Buffer[], messages: number, append?: boolean): Promise<void>;
   /** Waits for the commits under way, then releases what it holds; publish() may be called again afterwards. */
   close(): Promise<void>;
+  /**
+   * The owner stops (Queue.stop()): from now on, until open(), publish() starts nothing and rejects at once with
+   * ESTOPPED (a temporary error; the temp file of an `append` is removed); then as close(). A committer that holds no
+   * thread (InlineCommitter, tests only) has nothing to start, and keeps taking commits.
+   */
+  shutDown(): Promise<void>;
+  /** The owner starts (again, Queue.start()): publish() is taken again. */
+  open(): void;
+}
+
+/** A commit refused because the queue stops (the relay is shutting down): the sender should try again later. */
+export function stoppedError(): NodeJS.ErrnoException {
+  return Object.assign(new Error('the queue is stopping (the relay is shutting down): the message was not stored'), { code: 'ESTOPPED' });
 }
 
 /** The bytes to commit in one ArrayBuffer of their own, so it can be moved to the worker, not copied again. */
@@ -57,6 +70,14 @@ export class InlineCommitter implements SpoolCommitter {
   }
 
   async close(): Promise<void> {}
+
+  /**
+   * Nothing to end: the steps run on the calling thread. Commits stay possible while the queue is stopped (the fault
+   * tests commit on a stopped queue and run start() from the hook, in the middle of such a commit).
+   */
+  async shutDown(): Promise<void> {}
+
+  open(): void {}
 }
 
 type Reply = { id: number; ok: true } | { id: number; ok: false; code: string | null; message: string };
@@ -64,6 +85,8 @@ type Reply = { id: number; ok: true } | { id: number; ok: false; code: string | 
 /** The steps in a worker thread, started at the first commit (and again after it died or was closed). */
 export class WorkerCommitter implements SpoolCommitter {
   private readonly thread: OnDemandWorker<{ tmp: string; target: string }, Reply>;
+  /** shutDown() was called, open() not since: a publish() would start a worker that nothing ends */
+  private shut = false;
 
   constructor(queueDir: string, log: (line: string) => void) {
     this.thread = new OnDemandWorker({
@@ -90,6 +113,11 @@ export class WorkerCommitter implements SpoolCommitter {
   }
 
   async publish(tmp: string, target: string, bufs: Buffer[], messages: number, append = false): Promise<void> {
+    if (this.shut) {
+      // nothing started for it; a large message's temp file goes (a segment's is created by the worker: none yet)
+      if (append) await fs.promises.unlink(tmp).catch(() => {});
+      throw stoppedError();
+    }
     const data = ownBytes(bufs);
     const r = await this.thread.call({ tmp, target, data, messages, append }, { tmp, target }, [data]).answer;
     if (!r.ok) throw Object.assign(new Error(r.message), r.code ? { code: r.code } : {});
@@ -98,6 +126,16 @@ export class WorkerCommitter implements SpoolCommitter {
   /** @internal tests: the worker dies as if it crashed */
   async killWorker(): Promise<void> {
     await this.thread.kill();
+  }
+
+  async shutDown(): Promise<void> {
+    // at once, before any wait: a commit arriving while the worker finishes is refused, not sent to a new worker
+    this.shut = true;
+    await this.close();
+  }
+
+  open(): void {
+    this.shut = false;
   }
 
   async close(): Promise<void> {

@@ -305,9 +305,14 @@ class Writer implements SpoolWriter {
       });
   }
 
-  async commit(envelope: Envelope): Promise<{ id: string; size: number }> {
-    if (this.finished) throw new Error('this message was already committed or aborted');
+  commit(envelope: Envelope): Promise<{ id: string; size: number }> {
+    if (this.finished) return Promise.reject(new Error('this message was already committed or aborted'));
     this.finished = true;
+    // begun now: stop() lets it finish before it shuts the committer down
+    return this.q.commitUnderWay(this.store(envelope));
+  }
+
+  private async store(envelope: Envelope): Promise<{ id: string; size: number }> {
     const trailer: TrailerJson = { v: 1, id: this.id, kind: this.kind, envelope };
     if (!this.chain) return this.commitInSegment(envelope, trailer);
     const size = this.bytes;
@@ -496,6 +501,8 @@ export class Queue {
   private readonly segments = new Map<string, Segment>();
   /** @internal files renamed into queue/ whose commit has not finished: start() leaves them to their writer */
   readonly committing = new Set<string>();
+  /** Writer commits begun and not yet settled: stop() waits for them before it shuts the committer down */
+  private readonly commitsUnderWay = new Set<Promise<void>>();
   readonly flushBytes: number;
   readonly clock: () => number;
   private readonly retainBytes: number;
@@ -601,11 +608,22 @@ export class Queue {
     msg.data = null;
   }
 
+  /** @internal a Writer's commit has begun: stop() lets it finish (acknowledged or refused as usual) */
+  commitUnderWay<T>(commit: Promise<T>): Promise<T> {
+    const settled: Promise<void> = commit.then(
+      () => void this.commitsUnderWay.delete(settled),
+      () => void this.commitsUnderWay.delete(settled),
+    );
+    this.commitsUnderWay.add(settled);
+    return commit;
+  }
+
   /**
    * @internal The end of every commit, a segment or a large message's own file (`append`: its temp file holds the
    * message so far), through the committer: write `bufs`, fdatasync, rename into queue/, fsync the directory. On
    * success `target` is in `committing` until the caller has taken it in (and removes it from there): start() must
    * not load it before (it could run between the rename and the directory fsync). On failure neither file is left.
+   * Once stop() has shut the committer down (until start()), it is refused at once (ESTOPPED) and starts nothing.
    */
   async commitFile(tmp: string, target: string, bufs: Buffer[], messages: number, append = false): Promise<void> {
     this.committing.add(target);
@@ -725,6 +743,8 @@ export class Queue {
 
   /** Scans the spool: removes temp files that never committed, loads every queued message, starts delivering. */
   async start(): Promise<void> {
+    // at once: a commit begun just before this call reaches the committer after it, and is taken
+    this.committer.open();
     await this.ready;
     await this.flushUnlinks();
     this.stopped = false;
@@ -1110,7 +1130,10 @@ export class Queue {
     this.track(this.finishAttempt(msg));
   }
 
-  /** Stops delivering (waits up to stopTimeoutMs for sessions under way, then closes them); everything stays on disk. */
+  /**
+   * Stops delivering (waits up to stopTimeoutMs for sessions under way, then closes them); everything stays on disk.
+   * Commits begun before finish; later ones are refused (ESTOPPED) until start().
+   */
   async stop(): Promise<void> {
     this.running = false;
     this.stopped = true;
@@ -1143,7 +1166,11 @@ export class Queue {
       await settle(2000);
     }
     await this.client.close();
-    await this.committer.close();
+    // commits begun before now finish (a DATA the SMTP front let finish, a bounce stored as an attempt ended, a
+    // message still in a pending segment or streaming into its own file); one that begins from here on is refused
+    // with ESTOPPED (a temporary error) and starts no commit worker: nothing would end it
+    while (this.commitsUnderWay.size > 0) await Promise.allSettled([...this.commitsUnderWay]);
+    await this.committer.shutDown();
     await this.flushUnlinks();
   }
 
