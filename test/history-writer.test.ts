@@ -22,12 +22,12 @@ afterEach(() => {
 
 const t0 = 1_700_000_000_000;
 
-function setup(opts: { flushMs?: number } = {}) {
+function setup(opts: { flushMs?: number; maxPending?: number } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-history-writer-'));
   dirs.push(dir);
   const file = path.join(dir, 'history.sqlite');
   const log: string[] = [];
-  const h = EventHistory.open({ file, now: () => t0, flushMs: opts.flushMs ?? 3_600_000, log: (l) => log.push(l) });
+  const h = EventHistory.open({ file, now: () => t0, flushMs: opts.flushMs ?? 3_600_000, maxPending: opts.maxPending, log: (l) => log.push(l) });
   open.push(h);
   const bus = new EventBus({ now: () => t0, firstId: h.lastEventId() + 1 });
   h.attach(bus);
@@ -146,5 +146,18 @@ describe('history writer thread', () => {
     t.emit(3);
     expect(t.h.storedEvents).toBe(24);
     expect(onDisk(t.file).n).toBe(24);
+  });
+
+  it('maxPending counts only batches the writer has not finished: one it stored keeps no new event out', async () => {
+    const t = setup({ maxPending: 100 });
+    t.emit(80);
+    void t.h.storedEvents; // handed over
+    await until(() => onDisk(t.file).n === 80);
+    // the writer is done with those 80: the next 80 fit under the bound of 100
+    t.emit(80);
+    expect(t.h.droppedEvents).toBe(0);
+    expect(t.h.storedEvents).toBe(160);
+    t.h.flush();
+    expect(onDisk(t.file).n).toBe(160);
   });
 });

@@ -234,8 +234,12 @@ export class EventHistory {
   record(e: RelayEvent): void {
     if (this.closed) return;
     if (this.pending.length + this.inFlightEvents >= this.maxPending) {
-      this.dropped++;
-      return;
+      // inFlightEvents is settled only at a hand-off: batches the writer has finished since then no longer count
+      if (this.inFlightEvents > 0) this.settle(Atomics.load(this.shared, DONE));
+      if (this.pending.length + this.inFlightEvents >= this.maxPending) {
+        this.dropped++;
+        return;
+      }
     }
     this.pending.push(e);
   }
