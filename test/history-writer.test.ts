@@ -160,4 +160,18 @@ describe('history writer thread', () => {
     t.h.flush();
     expect(onDisk(t.file).n).toBe(160);
   });
+
+  it('an unfinished batch the main thread cannot store either is dropped, and storedEvents no longer counts it', async () => {
+    const t = setup();
+    const other = new Database(t.file);
+    other.exec("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.id = 5 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    other.close();
+    t.emit(10);
+    void t.h.storedEvents; // starts the writer and hands the batch over
+    await t.h.killWriter(); // ended before it could take the batch: the main thread writes it, and fails
+    expect(t.h.query({ limit: 100 }).events).toHaveLength(0);
+    expect(t.h.droppedEvents).toBe(10);
+    expect(t.h.storedEvents).toBe(0);
+    expect(t.log.join('\n')).toMatch(/could not store 10 events .*refused by the test/);
+  });
 });

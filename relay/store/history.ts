@@ -282,12 +282,15 @@ export class EventHistory {
     return true;
   }
 
-  private writeHere(batch: RelayEvent[]): void {
+  /** false when the batch could not be stored (then counted as dropped and logged) */
+  private writeHere(batch: RelayEvent[]): boolean {
     try {
       this.rowCount += this.insertMany(batch);
+      return true;
     } catch (err) {
       this.dropped += batch.length;
       this.log(`history: could not store ${batch.length} events in ${this.file}: ${(err as Error).message}`);
+      return false;
     }
   }
 
@@ -352,9 +355,8 @@ export class EventHistory {
     this.inFlightEvents = 0;
     for (const b of left) {
       const rows = this.rowCount;
-      this.writeHere(b.events);
-      // already counted when handed over
-      this.rowCount = rows;
+      // already counted when handed over: only a batch this thread cannot store either comes off again
+      this.rowCount = this.writeHere(b.events) ? rows : rows - b.events.length;
     }
   }
 
