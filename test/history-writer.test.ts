@@ -174,4 +174,20 @@ describe('history writer thread', () => {
     expect(t.h.storedEvents).toBe(0);
     expect(t.log.join('\n')).toMatch(/could not store 10 events .*refused by the test/);
   });
+
+  it('a writer that dies on its own while a read waits for it is replaced at once, not after WRITER_WAIT_MS', () => {
+    const t = setup();
+    // the writer cannot open the file (a directory stands at its path) and ends; the main thread keeps its connection
+    fs.renameSync(t.file, `${t.file}.moved`);
+    fs.mkdirSync(t.file);
+    t.emit(10);
+    void t.h.storedEvents; // starts the writer and hands the batch over
+    const start = Date.now();
+    // the main thread blocks in this read: the worker's 'exit' event cannot reach it
+    expect(t.h.query({ limit: 100 }).events).toHaveLength(10);
+    expect(Date.now() - start).toBeLessThan(3000);
+    expect(t.log.join('\n')).toMatch(/the writer thread stopped; events are written on the relay's main thread/);
+    expect(t.h.storedEvents).toBe(10);
+    expect(t.h.droppedEvents).toBe(0);
+  }, 20_000);
 });

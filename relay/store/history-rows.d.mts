@@ -8,4 +8,5 @@ export function eventInserter(db: Database.Database): (events: readonly RelayEve
 export const DONE: number;
 export const FAILED: number;
 export const CLOSED: number;
+export const STOPPED: number;
 export const WRITER_SLOTS: number;

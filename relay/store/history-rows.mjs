@@ -35,4 +35,5 @@ export function eventInserter(db) {
 export const DONE = 0; // the seq of the last batch the writer has finished (stored or failed)
 export const FAILED = 1; // events the writer could not store, in all
 export const CLOSED = 2; // 1 once the writer has closed its connection
-export const WRITER_SLOTS = 3;
+export const STOPPED = 3; // 1 once the writer thread is ending, however (set from its process 'exit', with a notify)
+export const WRITER_SLOTS = 4;

@@ -4,9 +4,16 @@
 // waiting for it. It decides nothing else: what to write, when, and what to do if it stops is the main thread's.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { CLOSED, DONE, FAILED, eventInserter } from './history-rows.mjs';
+import { CLOSED, DONE, FAILED, STOPPED, eventInserter } from './history-rows.mjs';
 
 const state = new Int32Array(workerData.state);
+// However this thread ends (its file will not open, an uncaught error), a main thread blocked in Atomics.wait on DONE
+// or CLOSED learns it now: the Worker's 'exit' event needs the main thread's event loop, which that wait is blocking.
+process.on('exit', () => {
+  Atomics.store(state, STOPPED, 1);
+  Atomics.notify(state, DONE);
+  Atomics.notify(state, CLOSED);
+});
 const db = new Database(workerData.file, { timeout: 10_000 });
 // as the main connection: history is not mail, no fsync per batch (WAL is already the file's mode)
 db.pragma('synchronous = NORMAL');

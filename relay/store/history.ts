@@ -24,7 +24,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { RelayEvent } from '../../shared/events.ts';
-import { CLOSED, DONE, FAILED, WRITER_SLOTS, eventInserter } from './history-rows.mjs';
+import { CLOSED, DONE, FAILED, STOPPED, WRITER_SLOTS, eventInserter } from './history-rows.mjs';
 
 /** How long a read waits for the writer thread before the main thread takes its work over. */
 const WRITER_WAIT_MS = 10_000;
@@ -104,7 +104,7 @@ export class EventHistory {
   /** the writer stopped or failed to answer: batches are written on the main thread */
   private writerGone = false;
   private writerExited = false;
-  /** shared with the writer: DONE, FAILED, CLOSED (history-rows.mjs) */
+  /** shared with the writer: DONE, FAILED, CLOSED, STOPPED (history-rows.mjs) */
   private readonly shared = new Int32Array(new SharedArrayBuffer(WRITER_SLOTS * 4));
   /** batches handed to the writer so far (each one's seq) */
   private posted = 0;
@@ -257,7 +257,7 @@ export class EventHistory {
   private handOff(): void {
     if (this.pending.length === 0 || this.closed) return;
     this.settle(Atomics.load(this.shared, DONE));
-    if (this.writerExited && !this.writerGone) this.takeOver('stopped');
+    if (this.writerStopped() && !this.writerGone) this.takeOver('stopped');
     const batch = this.pending;
     this.pending = [];
     if (!this.writerGone && this.rising(batch) && this.startWriter()) {
@@ -315,6 +315,14 @@ export class EventHistory {
     }
   }
 
+  /**
+   * The writer thread has ended (or is ending). STOPPED, which it sets itself, is seen while this thread blocks;
+   * the 'exit' event covers a writer that ended without running its exit handler (terminate()).
+   */
+  private writerStopped(): boolean {
+    return this.writerExited || Atomics.load(this.shared, STOPPED) !== 0;
+  }
+
   /** Forget the batches the writer has finished (stored, or counted in FAILED). */
   private settle(done: number): void {
     let n = 0;
@@ -329,7 +337,7 @@ export class EventHistory {
     let done: number;
     while ((done = Atomics.load(this.shared, DONE)) < this.posted) {
       const left = deadline - Date.now();
-      if (left <= 0 || this.writerExited) {
+      if (left <= 0 || this.writerStopped()) {
         this.takeOver(left <= 0 ? `did not answer within ${WRITER_WAIT_MS / 1000} s` : 'stopped');
         return;
       }
@@ -613,7 +621,7 @@ export class EventHistory {
     this.writer = null;
     w.postMessage({ close: true });
     const deadline = Date.now() + 5000;
-    while (Atomics.load(this.shared, CLOSED) === 0 && Date.now() < deadline) Atomics.wait(this.shared, CLOSED, 0, 50);
+    while (Atomics.load(this.shared, CLOSED) === 0 && Atomics.load(this.shared, STOPPED) === 0 && Date.now() < deadline) Atomics.wait(this.shared, CLOSED, 0, 50);
     if (Atomics.load(this.shared, CLOSED) === 0) void w.terminate();
   }
 }
