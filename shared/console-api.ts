@@ -74,14 +74,16 @@ export interface ConnectionState {
   /** when the next reconnect attempt starts (ms since epoch) */
   retryAt: number | null;
   relay: { hostname: string; smtp: string } | null;
-  lastEventId: number;
   since: number;
 }
 
 export interface EventBatch {
   events: RelayEvent[];
   dropped?: number;
-  /** true when this batch is the backlog replayed after a (re)connect */
+  /**
+   * true when this batch is the backlog replayed at a (re)connect: on a stream the views already hold, the events the
+   * relay logged while the console was away (the live view says how many it caught up)
+   */
   resync?: boolean;
   /**
    * true when this batch starts another stream than the events sent before came from: the relay restarted with a

@@ -23,6 +23,7 @@ import { RawSmtp } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
 import { WssClient } from './helpers/wss-client.ts';
 import { ErrorCode } from '../shared/protocol.ts';
+import { LiveStore } from '../renderer/src/state/live.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -564,6 +565,55 @@ describe('console core on a fake clock (heartbeat, lockouts, revocation, disconn
     await core.invoke('connection.disconnect', []);
     expect(((await core.invoke('connection.connect', [pa.id])) as ConnectionState).status).toBe('connected');
     expect(notices).toHaveLength(2);
+  });
+
+  it("the live view notes the events a reconnect caught up (the backlog the core marks resync), and not a new relay's backlog", async () => {
+    const a = await ownRelay();
+    const b = await ownRelay();
+    const { core, batches } = newCore({ timers: new ConsoleClock() });
+    // the renderer's store, fed as the app feeds it, with frames applied at once
+    const store = new LiveStore(1000, { request: (fn) => fn() });
+    core.on('events', (x) => store.ingest(x as EventBatch));
+    const save = async (name: string, r: typeof a) => (await core.invoke('profiles.save', [{ name, host: '127.0.0.1', port: r.relay.manageAddress.port, token: r.token }])) as { id: string };
+    const pa = await save('a', a);
+    const pb = await save('b', b);
+    const traffic = async (r: typeof a, ip: string) => {
+      const c = await RawSmtp.connect(r.relay.smtpAddress.port, { localAddress: ip });
+      await c.hello();
+      await c.quit();
+    };
+    const held = (ip: string) => store.toArray().some((e) => e.ip === ip && e.kind === 'disconnect');
+    await traffic(b, '127.0.0.52');
+    await traffic(a, '127.0.0.50');
+    const first = (await core.invoke('connection.acceptFingerprint', [pa.id, a.relay.identity.fingerprint256])) as ConnectionState;
+    expect(first.status).toBe('connected');
+    // what the renderer gets of the connection names no event id (the live store has the events themselves)
+    expect(first).not.toHaveProperty('lastEventId');
+    await waitFor(() => held('127.0.0.50'), "a's first events", 5000);
+    // the first connection's backlog starts the stream: nothing was caught up
+    expect(batches.some((x) => x.resync)).toBe(true);
+    expect(store.lastCatchUp).toBeNull();
+    const seen = Math.max(...store.toArray().map((e) => e.id));
+
+    // away for a while; a logs more meanwhile
+    await core.invoke('connection.disconnect', []);
+    await traffic(a, '127.0.0.51');
+    await sleep(100);
+    const mark = batches.length;
+    expect(((await core.invoke('connection.connect', [pa.id])) as ConnectionState).status).toBe('connected');
+    await waitFor(() => held('127.0.0.51'), 'the events logged while away', 5000);
+    const replay = batches.slice(mark).find((x) => x.resync)!;
+    expect(replay.reset).toBeUndefined();
+    expect(replay.events[0]!.id).toBe(seen + 1);
+    expect(replay.events.every((e) => e.ip === '127.0.0.51')).toBe(true);
+    expect(store.lastCatchUp).toMatchObject({ events: replay.events.length });
+    expect(store.streamResets).toBe(0);
+
+    // another relay: its backlog starts another stream, and the note went with a's events
+    expect(((await core.invoke('connection.acceptFingerprint', [pb.id, b.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    await waitFor(() => held('127.0.0.52'), "b's backlog", 5000);
+    expect(store.streamResets).toBe(1);
+    expect(store.lastCatchUp).toBeNull();
   });
 
   it('a disconnect while a retry is pending (or its attempt is under way) leaves no timer and never reconnects', async () => {

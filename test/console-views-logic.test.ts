@@ -1,15 +1,18 @@
 /**
  * Pure logic of the trusted-groups and clients views (renderer/src/views/parts): address validation as typed,
- * expiry presets and an entry's expiry in words; and the one list of queries refetched after a change.
+ * expiry presets and an entry's expiry in words; the one list of queries refetched after a change; and what the live
+ * view says about a reconnect's backlog (the live store's catch-up note).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { QueryClient } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
+import { LiveStore } from '../renderer/src/state/live.ts';
 import { RELAY_STATE_QUERIES, refetchRelayState } from '../renderer/src/state/refetch.ts';
 import { checkAddress } from '../renderer/src/views/parts/address.ts';
 import { expiryFor, expiryState } from '../renderer/src/views/parts/expiry.ts';
 import { isMethodName } from '../shared/protocol.ts';
+import { syntheticEvents } from './e2e/synthetic.ts';
 
 const NOW = Date.parse('2026-11-27T12:00:00Z');
 
@@ -96,5 +99,53 @@ describe('what is refetched after a change', () => {
     expect(copies).toEqual([]);
     // and the hooks (mutations, config.changed) and the trust action use it rather than lists of their own
     for (const f of ['hooks.ts', 'state/trust.ts']) expect(fs.readFileSync(path.join(root, f), 'utf8')).toMatch(/refetchRelayState\(qc\b/);
+  });
+});
+
+describe("the live store's catch-up note (a resync batch)", () => {
+  /** frames on demand: nothing is applied until the test says so */
+  const frames = () => {
+    let fns: (() => void)[] = [];
+    return { request: (fn: () => void) => void fns.push(fn), run: () => fns.splice(0).forEach((f) => f()) };
+  };
+
+  it('notes the backlog replayed onto the stream it holds after a reconnect: how many, and when', () => {
+    const f = frames();
+    let wall = NOW;
+    const s = new LiveStore(1000, f, () => 0, () => wall);
+    // the first connection's backlog starts the stream: nothing was caught up
+    s.ingest({ events: syntheticEvents(1, 10), resync: true });
+    s.ingest({ events: syntheticEvents(11, 5) });
+    f.run();
+    expect(s.lastCatchUp).toBeNull();
+    // back after a drop: the events logged meanwhile come as one resync batch
+    wall = NOW + 60_000;
+    s.ingest({ events: syntheticEvents(16, 7), resync: true });
+    f.run();
+    expect(s.lastCatchUp).toEqual({ events: 7, at: NOW + 60_000 });
+    expect(s.size).toBe(22);
+    // live batches after it leave the note as it is; the next reconnect replaces it
+    s.ingest({ events: syntheticEvents(23, 3) });
+    wall = NOW + 120_000;
+    s.ingest({ events: syntheticEvents(26, 2), resync: true });
+    expect(s.lastCatchUp).toEqual({ events: 2, at: NOW + 120_000 });
+  });
+
+  it('is no catch-up when the backlog starts another stream (a switch to another relay, a fresh history), and goes with the old stream', () => {
+    const f = frames();
+    const s = new LiveStore(1000, f, () => 0, () => NOW);
+    s.ingest({ events: syntheticEvents(1, 10) });
+    s.ingest({ events: syntheticEvents(11, 4), resync: true });
+    expect(s.lastCatchUp).toEqual({ events: 4, at: NOW });
+    // another relay: the core's empty reset batch at the switch, then the new relay's backlog
+    s.ingest({ events: [], reset: true });
+    expect(s.lastCatchUp).toBeNull();
+    s.ingest({ events: syntheticEvents(1, 6), resync: true });
+    expect(s.lastCatchUp).toBeNull();
+    // a fresh history: its backlog carries the reset itself
+    s.ingest({ events: syntheticEvents(1, 3), resync: true, reset: true });
+    f.run();
+    expect(s.lastCatchUp).toBeNull();
+    expect(s.toArray().map((e) => e.id)).toEqual([1, 2, 3]);
   });
 });

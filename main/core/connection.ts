@@ -61,7 +61,6 @@ const idle = (): ConnectionState => ({
   attempt: 0,
   retryAt: null,
   relay: null,
-  lastEventId: 0,
   since: Date.now(),
 });
 
@@ -116,7 +115,7 @@ export class RelayConnection {
   }
 
   private set(patch: Partial<ConnectionState>): void {
-    this.st = { ...this.st, ...patch, lastEventId: this.lastEventId, since: patch.status && patch.status !== this.st.status ? this.timers.now() : this.st.since };
+    this.st = { ...this.st, ...patch, since: patch.status && patch.status !== this.st.status ? this.timers.now() : this.st.since };
     this.emit('state', this.st);
   }
 

@@ -53,12 +53,19 @@ export class LiveStore {
   streamResets = 0;
   /** bumps whenever the store is cleared: what a view holds from before (a selected event) belongs to the old stream */
   epoch = 0;
+  /**
+   * the last backlog the core replayed onto the stream held here after a reconnect: the events the relay logged while
+   * the console was away (ms since the epoch). Null until one came; a backlog that starts a stream is not one.
+   */
+  lastCatchUp: { events: number; at: number } | null = null;
   private readonly rateWindow: { at: number; n: number }[] = [];
 
   constructor(
     cap = DEFAULT_CAP,
     private readonly scheduler: FrameScheduler = frameScheduler,
     private readonly now: () => number = () => performance.now(),
+    /** the wall clock, for what is shown as a time of day */
+    private readonly wallNow: () => number = () => Date.now(),
   ) {
     this.cap = cap;
     this.ring = new Array(cap);
@@ -74,6 +81,11 @@ export class LiveStore {
     if (batch.reset) {
       this.clear();
       this.streamResets++;
+    }
+    // a backlog onto what we hold (not the first of a stream: first connection, another relay, a fresh history) fills
+    // the time the console was away; the view says so. An empty one is never sent: nothing was missed.
+    if (batch.resync && !batch.reset && this.received > 0 && events.length > 0) {
+      this.lastCatchUp = { events: events.length, at: this.wallNow() };
     }
     if (batch.dropped) this.droppedByRelay += batch.dropped;
     if (events.length === 0 && !batch.dropped) return;
@@ -152,6 +164,7 @@ export class LiveStore {
     this.droppedLocally = 0;
     this.received = 0;
     this.rateWindow.length = 0;
+    this.lastCatchUp = null;
     this.epoch++;
     this.notify();
   }

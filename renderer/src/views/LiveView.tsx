@@ -490,6 +490,12 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
               · {fmtCount(store.droppedByRelay)} dropped
             </span>
           )}
+          {store.lastCatchUp && (
+            <span title="Events the relay logged while the console was disconnected, replayed from its history when the console came back" data-testid="live-caught-up">
+              {' '}
+              · {fmtCount(store.lastCatchUp.events)} caught up after the reconnect at {fmtTime(store.lastCatchUp.at)}
+            </span>
+          )}
         </span>
       </div>
       <div className="live-main">
