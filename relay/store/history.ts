@@ -10,8 +10,9 @@
  * thread (logged once). A crash loses the history not yet stored (never mail): normally the last flush interval, at
  * most maxPending events if the writer had fallen behind the disk; a process that exits without close() does the same.
  * Rows are indexed by (ip, at), (at), (kind, at) and (session, at) (SQLite appends the rowid, the event id, to every
- * index), so a query by IP over millions of events is an index range scan. Retention: events older than events.retentionDays are deleted in slices; the file is also kept under
- * maxBytes by deleting the oldest events (bounded disk).
+ * index), so a query by IP over millions of events is an index range scan. Retention: events older than
+ * events.retentionDays are deleted in slices; the file is also kept under maxBytes by deleting the oldest events
+ * (bounded disk).
  *
  * Config revisions: every config the relay ran with, with who changed it, when and how (see relay/manage/config-revisions.ts).
  *
