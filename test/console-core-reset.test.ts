@@ -2,7 +2,8 @@
  * The console core (main/core) with a reset pending while its management connection drops between auth.login and
  * events.subscribe, against real relays and their real wss channel. The views must get exactly one start-over (the
  * batch marked reset) and then the new stream, complete: no event of the old stream mixed in, none of the new one lost
- * or repeated, whichever way the reset came (a switch to another relay, or a relay back with a fresh history).
+ * or repeated, whichever way the reset came (a switch to another relay, or a relay back with a fresh history). And
+ * the old relay's batch that was still on its way at a switch does not pass for the new relay's.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -103,6 +104,47 @@ async function cutAfterLoginProxy(target: () => Relay) {
       armed = true;
     },
     cuts,
+  };
+}
+
+/** A TCP proxy that can hold back what the relay sends (buffered, in order) and release it later: a slow link. */
+async function holdingProxy(targetPort: number) {
+  let holding = false;
+  const held: Array<() => void> = [];
+  const pipes = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    pipes.add(client).add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      pipes.delete(client);
+      pipes.delete(upstream);
+    };
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => (holding ? held.push(() => client.write(d)) : client.write(d)));
+    // a close from the relay waits behind what is held, like its data
+    upstream.on('end', () => (holding ? held.push(() => client.end()) : client.end()));
+    client.on('close', end).on('error', end);
+    upstream.on('error', end);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  cleanups.push(() => {
+    for (const s of pipes) s.destroy();
+    return new Promise<void>((r) => proxy.close(() => r()));
+  });
+  return {
+    port: (proxy.address() as net.AddressInfo).port,
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const f of held.splice(0)) f();
+    },
+    get heldChunks() {
+      return held.length;
+    },
   };
 }
 
@@ -241,5 +283,37 @@ describe('a drop between login and subscribe while a reset is pending', () => {
     expect(ids(events)).toEqual(ids(all));
     expect(store.toArray()).toEqual(events);
     expect(ipsOf(store.toArray()).has('127.0.0.70')).toBe(false);
+  });
+});
+
+describe('the old relay after a switch', () => {
+  it("the old relay's batch that arrives late, on the socket being closed, is not taken for the new relay's (same subscription id)", async () => {
+    const a = await ownRelay();
+    const b = await ownRelay();
+    const slow = await holdingProxy(a.relay.manageAddress.port);
+    const clock = new ConsoleClock();
+    const { core, batches, store } = newCore(clock);
+    const pa = (await core.invoke('profiles.save', [{ name: 'a', host: '127.0.0.1', port: slow.port, token: a.token }])) as { id: string };
+    const pb = (await core.invoke('profiles.save', [{ name: 'b', host: '127.0.0.1', port: b.relay.manageAddress.port, token: b.token }])) as { id: string };
+    const subscription = () => (core.connection as unknown as { subscriptionId: string | null }).subscriptionId;
+    expect(((await core.invoke('connection.acceptFingerprint', [pa.id, a.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    const onA = subscription();
+    // a's link gets slow: its next batch is on the way when the console switches
+    slow.hold();
+    await traffic(a, '127.0.0.80');
+    await waitFor(() => slow.heldChunks > 0, "a's batch sent (and held on the way)", 5000);
+    const mark = batches.length;
+    expect(((await core.invoke('connection.acceptFingerprint', [pb.id, b.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    // each relay numbers its sessions and subscriptions alike: b's is the one a's was
+    expect(subscription()).toBe(onA);
+    // a's batch arrives now, before a's answer to the close
+    slow.release();
+    await traffic(b, '127.0.0.81');
+    await waitFor(() => store.toArray().some((e) => e.ip === '127.0.0.81' && e.kind === 'disconnect'), "b's events", 5000);
+    await sleep(150);
+    const events = batches.slice(mark).flatMap((x) => x.events);
+    expect(ipsOf(events).has('127.0.0.80')).toBe(false);
+    expect(ids(events)).toEqual(ids(stored(b)));
+    expect(ids(store.toArray())).toEqual(ids(stored(b)));
   });
 });

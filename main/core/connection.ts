@@ -216,14 +216,18 @@ export class RelayConnection {
       }
       this.scheduleRetry(gen, words ? `The relay closed the connection: ${words}` : 'The connection to the relay was lost.');
     });
+    // a socket torn down (a switch to another relay, a reconnect) delivers what was on its way until its close
+    // completes: only the current one speaks for the relay. Subscription ids do not tell: every relay numbers them
+    // alike, so the old relay's late batch would pass for the new one's.
+    const current = () => gen === this.generation && this.rpc === rpc;
     rpc.on('events.batch', (b) => {
-      if (b.subscriptionId !== this.subscriptionId) return;
+      if (!current() || b.subscriptionId !== this.subscriptionId) return;
       const last = b.events[b.events.length - 1];
       if (last) this.lastEventId = last.id;
       this.emitEvents({ events: b.events, dropped: b.dropped });
     });
-    rpc.on('stats.tick', (s) => this.emit('stats', s));
-    rpc.on('config.changed', (c) => this.emit('config', c));
+    rpc.on('stats.tick', (s) => current() && this.emit('stats', s));
+    rpc.on('config.changed', (c) => current() && this.emit('config', c));
     try {
       const login = await rpc.call('auth.login', { token: profile.token, client: this.opts.clientName ?? 'Relay Warden console' });
       if (gen !== this.generation) return;
