@@ -38,7 +38,6 @@ export const FAKE_BRIDGE = () => {
     attempt: 0,
     retryAt: null,
     relay: { hostname: 'bench.relay', smtp: '127.0.0.1:25' },
-    lastEventId: 0,
     since: Date.now(),
   };
   let id = 1;
