@@ -102,6 +102,17 @@ describe('open-relay tricks', () => {
     expect(t.rejections()).toHaveLength(0);
   });
 
+  it('a bare <postmaster> with no local domain to deliver it to is refused with 501 5.1.3, saying why', async () => {
+    t = await startTestRelay({ ...CONFIG, users: {}, domains: {} });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    await c.cmd('MAIL FROM:<a@example.org>');
+    const r = await c.cmd('RCPT TO:<postmaster>');
+    expect(r).toMatchObject({ code: 501, text: '5.1.3 Bad recipient address: this relay has no local domain for postmaster.' });
+    // the session goes on
+    expect((await c.cmd('RSET')).code).toBe(250);
+  });
+
   it('relay.allowGroups members relay, tricks included (only the syntax errors stay refused)', async () => {
     t = await startTestRelay({ ...CONFIG, users: {} });
     const c = await open(t.port, '127.0.0.30');
