@@ -91,6 +91,30 @@ export interface EventBatch {
    * start over with this batch. Without it, a batch continues the stream (ids only grow within one).
    */
   reset?: boolean;
+  /**
+   * on a resync batch whose backlog the relay cut (events.subscribe's `truncated`: it sends at most the newest 10,000
+   * events since the console's last id): the stretches of the stream this batch leaves out, oldest first. Their events
+   * are in the relay's event history, not in the live view. Absent when nothing was left out.
+   */
+  gaps?: EventGap[];
+}
+
+/**
+ * Events a (re)connect's backlog left out: those with ids in (afterId, beforeId), logged between `from` and `to`.
+ * Within one history the ids of an unfiltered stream follow one another, so a jump is a gap.
+ */
+export interface EventGap {
+  /** the event before the gap (the last the console had, or one in the backlog); 0 when there is none */
+  afterId: number;
+  /**
+   * the time of the last event the console had before the gap (ms since the epoch). Null when the console had no event of this stream before (a first
+   * connection, another relay, a fresh history): the gap is then everything older than `to` the relay still stores
+   */
+  from: number | null;
+  /** the first event after the gap (in the batch) */
+  beforeId: number;
+  /** its time */
+  to: number;
 }
 
 export type Unsubscribe = () => void;

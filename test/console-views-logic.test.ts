@@ -1,13 +1,15 @@
 /**
  * Pure logic of the trusted-groups and clients views (renderer/src/views/parts): address validation as typed,
  * expiry presets and an entry's expiry in words; the one list of queries refetched after a change; and what the live
- * view says about a reconnect's backlog (the live store's catch-up note).
+ * view says about a reconnect's backlog (the live store's catch-up note, and the gaps of a backlog the relay cut).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { QueryClient } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
-import { LiveStore } from '../renderer/src/state/live.ts';
+import { fmtTime } from '../renderer/src/components/format.ts';
+import { gapNotice } from '../renderer/src/state/gaps.ts';
+import { LiveStore, MAX_GAPS } from '../renderer/src/state/live.ts';
 import { RELAY_STATE_QUERIES, refetchRelayState } from '../renderer/src/state/refetch.ts';
 import { checkAddress } from '../renderer/src/views/parts/address.ts';
 import { expiryFor, expiryState } from '../renderer/src/views/parts/expiry.ts';
@@ -147,5 +149,70 @@ describe("the live store's catch-up note (a resync batch)", () => {
     f.run();
     expect(s.lastCatchUp).toBeNull();
     expect(s.toArray().map((e) => e.id)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("the live store's gaps (a backlog the relay cut: more than 10,000 events since the console's last one)", () => {
+  const immediate = { request: (fn: () => void) => fn() };
+
+  it('keeps the gaps a resync batch reports, with the stream: across reconnects, not past a switch or a fresh history', () => {
+    const s = new LiveStore(50_000, immediate, () => 0, () => NOW);
+    s.ingest({ events: syntheticEvents(1, 10, NOW - 60_000), resync: true });
+    s.ingest({ events: syntheticEvents(11, 5, NOW - 50_000) });
+    expect(s.gaps).toEqual([]);
+    // a small reconnect: no gap
+    s.ingest({ events: syntheticEvents(16, 4, NOW - 40_000), resync: true });
+    expect(s.gaps).toEqual([]);
+    // a long drop: ids 20..12,019 left out, 12,020 on sent
+    const away = syntheticEvents(12_020, 10_000, NOW - 10_000);
+    const gap = { afterId: 19, from: NOW - 40_000 + 0.3, beforeId: 12_020, to: NOW - 10_000 };
+    s.ingest({ events: away, resync: true, gaps: [gap] });
+    expect(s.gaps).toEqual([gap]);
+    expect(s.size).toBe(10_019);
+    // live batches leave them; the next cut reconnect adds its own
+    s.ingest({ events: syntheticEvents(22_020, 3, NOW) });
+    const later = { afterId: 22_022, from: NOW, beforeId: 40_000, to: NOW + 1000 };
+    s.ingest({ events: syntheticEvents(40_000, 10_000, NOW + 1000), resync: true, gaps: [later] });
+    expect(s.gaps).toEqual([gap, later]);
+    // another relay (the core's empty reset batch): they go with the old stream
+    s.ingest({ events: [], reset: true });
+    expect(s.gaps).toEqual([]);
+    // its first backlog, cut: the gap is its older events, and it belongs to the new stream
+    const older = { afterId: 0, from: null, beforeId: 51, to: NOW };
+    s.ingest({ events: syntheticEvents(51, 10_000, NOW), resync: true, gaps: [older] });
+    expect(s.gaps).toEqual([older]);
+    // a fresh history: its backlog carries the reset, and gaps only if it was cut itself
+    s.ingest({ events: syntheticEvents(1, 3, NOW), resync: true, reset: true });
+    expect(s.gaps).toEqual([]);
+    // and at most MAX_GAPS, the newest
+    for (let i = 0; i < MAX_GAPS + 3; i++) s.ingest({ events: syntheticEvents(100 + i * 10, 1, NOW), resync: true, gaps: [{ afterId: 90 + i * 10, from: NOW, beforeId: 100 + i * 10, to: NOW }] });
+    expect(s.gaps).toHaveLength(MAX_GAPS);
+    expect(s.gaps.at(-1)!.beforeId).toBe(100 + (MAX_GAPS + 2) * 10);
+  });
+
+  it('says which events are not shown, why, and where they are', () => {
+    // local noon: the times below are on the same local day, whatever the time zone
+    const NOW = new Date(2026, 10, 27, 12, 0, 0).getTime();
+    const from = NOW - 3_600_000;
+    const to = NOW - 60_000;
+    const away = gapNotice({ afterId: 41, from, beforeId: 12_387, to }, 7, NOW);
+    expect(away.whileAway).toBe(true);
+    expect(away.text).toBe(
+      `Events from ${fmtTime(from)} to ${fmtTime(to)} are not shown here: more than 10,000 happened while the console was away, and the relay sends at most 10,000 when the console reconnects.`,
+    );
+    expect(away.where).toBe("They stay in the relay's event history for 7 days (the management protocol's events.query reads them); the console has no view of that history yet.");
+    expect(away.detail).toBe("12,345 events (ids #42 to #12386) between the live view's event #41 and #12387.");
+    // the retention not known yet: no number of days
+    expect(gapNotice({ afterId: 41, from, beforeId: 12_387, to }, null, NOW).where).toMatch(/^They stay in the relay's event history \(/);
+    // another day than today: with the date
+    const d = new Date(from - 86_400_000);
+    const day = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    expect(gapNotice({ afterId: 1, from: from - 86_400_000, beforeId: 20_000, to }, 7, NOW).text).toMatch(new RegExp(`^Events from ${day} ${fmtTime(from)} to ${fmtTime(to)} are`));
+    // both in the same second: one time
+    expect(gapNotice({ afterId: 1, from: to + 100, beforeId: 20_000, to: to + 900 }, 7, NOW).text).toMatch(new RegExp(`^Events at ${fmtTime(to)} are not shown here: more than 10,000`));
+    // a stream's first backlog, cut: its older events, not "while away"
+    const first = gapNotice({ afterId: 0, from: null, beforeId: 5001, to }, 7, NOW);
+    expect(first.whileAway).toBe(false);
+    expect(first.text).toBe(`Events before ${fmtTime(to)} are not shown here: the relay sends at most its newest 10,000 when the console connects.`);
   });
 });

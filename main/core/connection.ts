@@ -5,7 +5,8 @@
  * and retried. A refused token or a changed certificate stops and says why: those need a person.
  */
 import type WebSocket from 'ws';
-import type { CertificateInfo, ConnectionState, EventBatch } from '../../shared/console-api.ts';
+import type { CertificateInfo, ConnectionState, EventBatch, EventGap } from '../../shared/console-api.ts';
+import type { RelayEvent } from '../../shared/events.ts';
 import {
   CloseCode,
   ErrorCode,
@@ -49,6 +50,28 @@ export interface ConnectionOptions {
  */
 export const LOCKED_OUT_RETRY_MS = 60_000;
 
+/**
+ * The stretches of the stream a backlog the relay cut leaves out (events.subscribe's `truncated`). The relay keeps the
+ * newest 10,000 matching events since `sinceId`; the core subscribes unfiltered, and within one history ids follow one
+ * another, so every jump in the ids, from the last event the console had (`sinceId`, at `sinceAt`) on, is events not
+ * sent: the oldest ones, and any further hole (a relay that restarted meanwhile sends part of its history and then its
+ * memory, with a hole between them when the history part was long). Cut, yet no jump (ids that do not follow one
+ * another): the gap is taken to be before the first event, so the views still say something was left out.
+ */
+export function backlogGaps(sinceId: number, sinceAt: number | null, backlog: readonly RelayEvent[]): EventGap[] {
+  const gaps: EventGap[] = [];
+  let afterId = sinceId;
+  let from = sinceAt;
+  for (const e of backlog) {
+    if (e.id > afterId + 1) gaps.push({ afterId, from, beforeId: e.id, to: e.at });
+    afterId = e.id;
+    from = e.at;
+  }
+  const first = backlog[0];
+  if (gaps.length === 0 && first) gaps.push({ afterId: sinceId, from: sinceAt, beforeId: first.id, to: first.at });
+  return gaps;
+}
+
 const idle = (): ConnectionState => ({
   status: 'disconnected',
   profileId: null,
@@ -74,6 +97,8 @@ export class RelayConnection {
   /** bumps on every connect/disconnect: a late callback of an older attempt is ignored */
   private generation = 0;
   private lastEventId = 0;
+  /** the time of the event lastEventId names, when the console had it (null: none yet in this stream) */
+  private lastEventAt: number | null = null;
   /** the relay history (auth.login's historyId) the events up to lastEventId came from; null before the first login */
   private historyId: string | null = null;
   /** the next events batch emitted starts a new stream (another history or another relay): it carries reset: true */
@@ -126,6 +151,7 @@ export class RelayConnection {
     const otherRelay = this.streamProfileId !== profileId;
     if (otherRelay) {
       this.lastEventId = 0;
+      this.lastEventAt = null;
       this.historyId = null;
       this.resetPending = this.streamProfileId !== null;
       this.streamProfileId = profileId;
@@ -223,7 +249,10 @@ export class RelayConnection {
     rpc.on('events.batch', (b) => {
       if (!current() || b.subscriptionId !== this.subscriptionId) return;
       const last = b.events[b.events.length - 1];
-      if (last) this.lastEventId = last.id;
+      if (last) {
+        this.lastEventId = last.id;
+        this.lastEventAt = last.at;
+      }
       this.emitEvents({ events: b.events, dropped: b.dropped });
     });
     rpc.on('stats.tick', (s) => current() && this.emit('stats', s));
@@ -241,15 +270,22 @@ export class RelayConnection {
       const otherHistory = this.historyId !== null && login.historyId !== this.historyId;
       if (otherHistory || login.lastEventId < this.lastEventId) {
         this.lastEventId = 0;
+        this.lastEventAt = null;
         this.resetPending = true;
       }
       this.historyId = login.historyId;
-      const sub = await rpc.call('events.subscribe', { sinceId: this.lastEventId });
+      const sinceId = this.lastEventId;
+      const sub = await rpc.call('events.subscribe', { sinceId });
       if (gen !== this.generation) return;
       this.subscriptionId = sub.subscriptionId;
       if (sub.backlog.length) {
-        this.lastEventId = sub.backlog[sub.backlog.length - 1]!.id;
-        this.emitEvents({ events: sub.backlog, resync: true });
+        const last = sub.backlog[sub.backlog.length - 1]!;
+        // more happened since our last id than the relay sends at once: say what the backlog leaves out, so the views
+        // do not pass the newest part off as all of it
+        const gaps = sub.truncated ? backlogGaps(sinceId, this.lastEventAt, sub.backlog) : [];
+        this.lastEventId = last.id;
+        this.lastEventAt = last.at;
+        this.emitEvents({ events: sub.backlog, resync: true, ...(gaps.length ? { gaps } : {}) });
       } else {
         // nothing stored yet in the new history: say so now, so the old stream is not shown as current meanwhile
         if (this.resetPending) this.emitEvents({ events: [], resync: true });

@@ -8,11 +8,13 @@
  * [start, end). An index by sessionId serves the session detail without a scan.
  */
 import { useEffect, useSyncExternalStore } from 'react';
-import type { ConsoleApi, EventBatch } from '../../../shared/console-api.ts';
+import type { ConsoleApi, EventBatch, EventGap } from '../../../shared/console-api.ts';
 import type { RelayEvent } from '../../../shared/events.ts';
 import type { Predicate } from './filter.ts';
 
 export const DEFAULT_CAP = 50_000;
+/** the live store keeps this many of a stream's gaps (the newest) */
+export const MAX_GAPS = 10;
 
 export interface FrameScheduler {
   request(fn: () => void): void;
@@ -58,6 +60,12 @@ export class LiveStore {
    * the console was away (ms since the epoch). Null until one came; a backlog that starts a stream is not one.
    */
   lastCatchUp: { events: number; at: number } | null = null;
+  /**
+   * the stretches of the stream held here that a (re)connect's backlog left out (the relay sends at most its newest
+   * 10,000 events since the console's last id), oldest first: the live view says so, and where they are. They go with
+   * the stream (cleared with it); the newest MAX_GAPS are kept.
+   */
+  gaps: EventGap[] = [];
   private readonly rateWindow: { at: number; n: number }[] = [];
 
   constructor(
@@ -86,6 +94,11 @@ export class LiveStore {
     // the time the console was away; the view says so. An empty one is never sent: nothing was missed.
     if (batch.resync && !batch.reset && this.received > 0 && events.length > 0) {
       this.lastCatchUp = { events: events.length, at: this.wallNow() };
+    }
+    if (batch.gaps?.length) {
+      this.gaps = [...this.gaps, ...batch.gaps].slice(-MAX_GAPS);
+      // said even if the batch has no event to apply (it always has: a cut backlog holds the newest 10,000)
+      if (events.length === 0) this.notify();
     }
     if (batch.dropped) this.droppedByRelay += batch.dropped;
     if (events.length === 0 && !batch.dropped) return;
@@ -165,6 +178,7 @@ export class LiveStore {
     this.received = 0;
     this.rateWindow.length = 0;
     this.lastCatchUp = null;
+    this.gaps = [];
     this.epoch++;
     this.notify();
   }

@@ -1,7 +1,8 @@
 /**
  * Live traffic: the live event store in a virtualised table (newest first), filters (IP, text, kind, rejections only),
  * pause that keeps ingesting and counts what is new, the session detail of a clicked row, and on rejected rows the
- * one-click "Trust this IP" (toast with Undo) and "Everything from this IP".
+ * one-click "Trust this IP" (toast with Undo) and "Everything from this IP". When a (re)connect's backlog was cut (more
+ * than 10,000 events since the console's last one), a notice names the events not shown and where they are.
  */
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import type { KeyboardEvent as ReactKeyboardEvent, PointerEvent as ReactPointerEvent } from 'react';
@@ -10,10 +11,12 @@ import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
 import { Badge, Button, Checkbox, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
 import { explainError, useCanEdit, useConnection, useRelayQuery } from '../hooks.ts';
 import { compileFilter, isEmptyFilter } from '../state/filter.ts';
+import { gapNotice } from '../state/gaps.ts';
 import { FilteredView, liveStore, useLiveVersion } from '../state/live.ts';
 import { liveUi, useLiveUi } from '../state/liveUi.ts';
 import { kindClass, kindLabel, summarize } from '../state/summary.ts';
 import { TRUST_EXPIRIES, useTrustIp, type TrustExpiry } from '../state/trust.ts';
+import './views.css';
 
 const ROW_H = 28;
 /** how long the rows stay held after the pointer last moved over them */
@@ -414,6 +417,10 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
     return () => clearInterval(t);
   }, []);
 
+  // the stream's gaps (a reconnect's backlog the relay cut), and how long the relay keeps what they left out
+  const gaps = store.gaps;
+  const retention = useRelayQuery('config.get', {}, { enabled: gaps.length > 0 }).data?.config.events.retentionDays ?? null;
+
   const f = ui.filter;
   const connected = conn?.status === 'connected';
   const rate = store.rate();
@@ -498,6 +505,20 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
           )}
         </span>
       </div>
+      {gaps.length > 0 && (
+        <div className="live-gaps" data-testid="live-gaps">
+          {gaps.map((g) => {
+            const n = gapNotice(g, retention);
+            return (
+              <p key={`${g.afterId}-${g.beforeId}`} className={`notice ${n.whileAway ? 'notice-warn' : 'notice-info'}`} role="status" title={n.detail} data-testid="live-gap">
+                <span>
+                  <strong>{n.text}</strong> {n.where}
+                </span>
+              </p>
+            );
+          })}
+        </div>
+      )}
       <div className="live-main">
         <div className="live-table" role="table" aria-label="Live events" aria-rowcount={rows.length}>
           <div className="live-head" role="row">
