@@ -8,6 +8,9 @@
  *  - a large message (streamed into its own temp file) committed after stop() likewise;
  *  - a large message whose commit began just before stop() reached the committer after it was closed: it started a
  *    worker that outlived stop().
+ *  - a start() that failed partway (the spool could not be loaded) left the committer open: a commit afterwards was
+ *    stored on a queue that never started, and the worker a commit started during it was never ended;
+ *  - a start() that failed because a spool directory could not be made failed again, the same way, once it could.
  * Pinned: start() after stop() takes commits again (through a new worker, which the next stop() ends).
  */
 import fs from 'node:fs';
@@ -144,6 +147,96 @@ describe('commits after Queue.stop()', () => {
     expect(commitWorkers.started).toBe(started + 1);
     expect(h.queue.list().map((i) => i.id)).toContain(id);
     await h.queue.stop();
+    await noCommitWorkerAlive();
+  });
+});
+
+/**
+ * A start() that fails partway must undo what it started (the committer's open(), and anything after it) and throw
+ * the error that made it fail: the queue is then as stopped (commits refused with ESTOPPED, no worker left), and a
+ * later start(), once the fault is fixed, works. The fault is structural (the spool's corrupt/ is a file, so a message
+ * that cannot be read cannot be moved aside): chmod would not stop a test running as root.
+ */
+describe('a Queue.start() that fails partway', () => {
+  /** A large message has its own .msg (loaded before the corrupt one, which sorts last); corrupt/ is a file. */
+  async function brokenSpool() {
+    const h = await harness(config, { flushBytes: 4096 });
+    await h.queue.start();
+    const acked = await h.submit('alice@sender.test', ['bob@example.test'], Buffer.alloc(64 * 1024, 'a'));
+    await h.queue.stop();
+    await noCommitWorkerAlive();
+    expect(queueFiles(h.dir)).toContain(`${acked}.msg`);
+    fs.writeFileSync(path.join(h.dir, 'queue', 'ZZZZZZZZZZZZZZZZZ.msg'), 'not a spool file');
+    fs.writeFileSync(path.join(h.dir, 'corrupt'), 'in the way');
+    return { h, acked };
+  }
+
+  it('throws the error that made it fail and leaves no commit worker: a commit under way during it is acknowledged, the worker it started is ended', async () => {
+    const { h, acked } = await brokenSpool();
+    // a restart: a fresh Queue on the spool
+    const q = h.reopen();
+    const w = q.begin();
+    w.write(Buffer.from('Subject: during start\r\n\r\nbody\r\n'));
+    // reaches the committer while start() runs (the group commit waits a turn): it starts a commit worker
+    const during = w.commit(testEnvelope());
+    await expect(q.start()).rejects.toMatchObject({ code: 'EEXIST', path: path.join(h.dir, 'corrupt') });
+    const { id } = await during;
+    expect(commitWorkers.started).toBeGreaterThan(0);
+    // nothing left running: the worker the commit started is ended
+    await noCommitWorkerAlive();
+    // nothing half-started: the message loaded before the fault is not being delivered
+    expect(q.activeDeliveries).toBe(0);
+    expect(h.events.filter((e) => e.kind === 'deferred')).toEqual([]);
+
+    // the fault is fixed: a start() loads everything and takes commits again
+    fs.rmSync(path.join(h.dir, 'corrupt'));
+    await q.start();
+    expect(q.list().map((i) => i.id).sort()).toEqual([acked, id].sort());
+    expect(fs.readdirSync(path.join(h.dir, 'corrupt'))).toEqual(['ZZZZZZZZZZZZZZZZZ.msg']);
+    const later = await h.submit('alice@sender.test', ['bob@example.test']);
+    expect(q.list().map((i) => i.id)).toContain(later);
+    await q.stop();
+    await noCommitWorkerAlive();
+  });
+
+  it('after it failed, a commit is refused with ESTOPPED and starts no worker, as after stop()', async () => {
+    const { h } = await brokenSpool();
+    // start() after stop(): the committer is opened again, then the load fails
+    await expect(h.queue.start()).rejects.toMatchObject({ code: 'EEXIST', path: path.join(h.dir, 'corrupt') });
+    await noCommitWorkerAlive();
+    const started = commitWorkers.started;
+    const before = queueFiles(h.dir);
+    const w = h.queue.begin();
+    w.write(Buffer.from('Subject: after a failed start\r\n\r\nbody\r\n'));
+    await expect(w.commit(testEnvelope())).rejects.toMatchObject({ code: 'ESTOPPED' });
+    expect(commitWorkers.started).toBe(started);
+    expect(commitWorkers.alive).toBe(0);
+    expect(queueFiles(h.dir)).toEqual(before);
+    expect(tmpFiles(h.dir)).toEqual([]);
+    expect(h.queue.acceptingMail).toBe(true);
+  });
+
+  it('a spool subdirectory that is a file: start() throws its error and takes no commit; once the fault is fixed, start() creates the directory and works', async () => {
+    const h = await harness(config);
+    await h.queue.ready;
+    // a restart on a spool whose tmp/ is a file
+    fs.rmSync(path.join(h.dir, 'tmp'), { recursive: true });
+    fs.writeFileSync(path.join(h.dir, 'tmp'), 'in the way');
+    const q = h.reopen();
+    await expect(q.start()).rejects.toMatchObject({ code: 'EEXIST', path: path.join(h.dir, 'tmp') });
+    const started = commitWorkers.started;
+    const w = q.begin();
+    w.write(Buffer.from('Subject: not started\r\n\r\nbody\r\n'));
+    await expect(w.commit(testEnvelope())).rejects.toBeInstanceOf(Error);
+    expect(commitWorkers.started).toBe(started);
+    expect(commitWorkers.alive).toBe(0);
+
+    fs.rmSync(path.join(h.dir, 'tmp'));
+    await q.start();
+    expect(fs.statSync(path.join(h.dir, 'tmp')).isDirectory()).toBe(true);
+    const id = await h.submit('alice@sender.test', ['bob@example.test']);
+    expect(q.list().map((i) => i.id)).toEqual([id]);
+    await q.stop();
     await noCommitWorkerAlive();
   });
 });

@@ -489,8 +489,14 @@ export class Queue {
   readonly dir: string;
   readonly tmpDir: string;
   readonly queueDir: string;
-  /** resolves when the spool directories exist */
-  readonly ready: Promise<void>;
+  /**
+   * Resolves when the spool directories exist. Made in the constructor; if that failed (tmp/ is a file...), start()
+   * tries again, so a start() after the fault was fixed works.
+   */
+  get ready(): Promise<void> {
+    return this.dirsMade;
+  }
+  private dirsMade: Promise<void>;
   readonly dirSync: DirSyncer;
   /** @internal makes commits durable (a worker thread; on this thread when a test injects faults) */
   readonly committer: SpoolCommitter;
@@ -556,13 +562,18 @@ export class Queue {
     this.dirSync = new DirSyncer(this.queueDir);
     this.committer = opts.fault ? new InlineCommitter(this.queueDir, opts.fault) : new WorkerCommitter(this.queueDir, this.log);
     this.group = new GroupCommit(this);
+    this.dirsMade = this.makeDirs();
+  }
+
+  private makeDirs(): Promise<void> {
     const { tmpDir, queueDir } = this;
-    this.ready = (async () => {
+    const made = (async () => {
       await fsp.mkdir(tmpDir, { recursive: true, mode: 0o700 });
       await fsp.mkdir(queueDir, { recursive: true, mode: 0o700 });
     })();
     // A failure here surfaces at the first commit or at start(); keep it from being an unhandled rejection.
-    this.ready.catch(() => {});
+    made.catch(() => {});
+    return made;
   }
 
   /** false after a write failure (ENOSPC, EIO...) until a probe write succeeds again: answer 452 4.3.1 meanwhile */
@@ -741,11 +752,32 @@ export class Queue {
     return this.accepting;
   }
 
-  /** Scans the spool: removes temp files that never committed, loads every queued message, starts delivering. */
+  /**
+   * Scans the spool: removes temp files that never committed, loads every queued message, starts delivering. If it
+   * fails (a spool directory cannot be made or read, a message cannot be moved aside...), what it started is stopped
+   * again as stop() does (commits begun meanwhile finish, later ones are refused with ESTOPPED, no worker is left)
+   * and the error that made it fail is thrown; what it loaded stays known, and a later start() loads the rest.
+   */
   async start(): Promise<void> {
     // at once: a commit begun just before this call reaches the committer after it, and is taken
     this.committer.open();
-    await this.ready;
+    try {
+      await this.scan();
+    } catch (err) {
+      try {
+        await this.stop();
+      } catch (stopErr) {
+        this.log(`queue: stopping again after a failed start failed too: ${(stopErr as Error).stack ?? (stopErr as Error).message}`);
+      }
+      throw err;
+    }
+  }
+
+  /** start() without its undo. */
+  private async scan(): Promise<void> {
+    // the directories again if making them failed before (the fault may be fixed by now)
+    this.dirsMade = this.dirsMade.catch(() => this.makeDirs());
+    await this.dirsMade;
     await this.flushUnlinks();
     this.stopped = false;
     for (const name of await fsp.readdir(this.tmpDir)) {
