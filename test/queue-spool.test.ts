@@ -156,6 +156,22 @@ describe('spool', () => {
     await expect.poll(() => q.acceptingMail, { timeout: 2000, interval: 20 }).toBe(true);
   });
 
+  it('a queue stopped while it refuses mail probes again when it starts again (stop() ended its probes)', async () => {
+    let failing = true;
+    const q = queue(dir, (op) => {
+      if (failing && op === 'sync') throw Object.assign(new Error('injected I/O error'), { code: 'EIO' });
+    });
+    await q.start();
+    const w = q.begin();
+    w.write(Buffer.from('Subject: x\r\n\r\nx\r\n'));
+    await expect(w.commit(envelope())).rejects.toMatchObject({ code: 'EIO' });
+    expect(q.acceptingMail).toBe(false);
+    await q.stop();
+    failing = false;
+    await q.start();
+    await expect.poll(() => q.acceptingMail).toBe(true);
+  });
+
   it('a failing rename (after the data was synced) also leaves nothing', async () => {
     const q = queue(dir, (op) => {
       if (op === 'rename') throw Object.assign(new Error('injected'), { code: 'EIO' });

@@ -780,6 +780,8 @@ export class Queue {
     await this.dirsMade;
     await this.flushUnlinks();
     this.stopped = false;
+    // stop() ended the probes of a queue that refuses mail: resume them
+    if (!this.accepting) this.scheduleProbe();
     for (const name of await fsp.readdir(this.tmpDir)) {
       const file = path.join(this.tmpDir, name);
       if (this.activeTemps.has(file)) continue;
