@@ -4,7 +4,7 @@
 // waiting for it. It decides nothing else: what to write, when, and what to do if it stops is the main thread's.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { CLOSED, DONE, FAILED, STOPPED, eventInserter } from './history-rows.mjs';
+import { CLOSED, DONE, FAILED, STOPPED, configureConnection, eventInserter } from './history-rows.mjs';
 
 const state = new Int32Array(workerData.state);
 // However this thread ends (its file will not open, an uncaught error), a main thread blocked in Atomics.wait on DONE
@@ -15,8 +15,7 @@ process.on('exit', () => {
   Atomics.notify(state, CLOSED);
 });
 const db = new Database(workerData.file, { timeout: 10_000 });
-// as the main connection: history is not mail, no fsync per batch (WAL is already the file's mode)
-db.pragma('synchronous = NORMAL');
+configureConnection(db);
 const insert = eventInserter(db);
 const stringify = (e) => JSON.stringify(e);
 const write = db.transaction((events) => insert(events, stringify));
