@@ -140,7 +140,14 @@ export class Relay {
       }
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });
-    await queue.start();
+    try {
+      await queue.start();
+    } catch (err) {
+      // the queue stopped again what its start() had started; what was opened before it is closed here
+      resolver.close();
+      history.close();
+      throw new Error(`cannot start the queue (spool ${queue.dir}): ${(err as Error).message}`, { cause: err });
+    }
     // port 0 (any free port) is for tests: parseHostPort takes it only as the default port
     const listenText = opts.smtpListen ?? c.smtp.listen;
     const listen = parseHostPort(listenText.endsWith(':0') ? listenText.slice(0, -2) : listenText, 0);

@@ -1,6 +1,7 @@
 /**
  * The relay's command line, run as a child process (node --import tsx relay/cli.ts): first start, refusal of a bad
- * config.json, SIGHUP with a bad and a good edit, `user set`, `token create/list/revoke`, SIGTERM.
+ * config.json and of a spool the queue cannot start on, SIGHUP with a bad and a good edit, `user set`,
+ * `token create/list/revoke`, SIGTERM.
  * Every wait is bounded and every child is killed in afterEach.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -186,6 +187,17 @@ describe('relay CLI', () => {
     expect(err).toContain('limits.messagesPerHour.max');
     expect(err).toContain('smtpp');
     expect(err).toMatch(/did not start/);
+  });
+
+  it('a spool the queue cannot start on is refused: exit 1 (no hang) and a message saying the queue could not start, where and why', async () => {
+    const { dir } = await dataDirWithConfig();
+    // a structural fault (chmod would not stop a test running as root): the spool's tmp/ is a file
+    fs.mkdirSync(path.join(dir, 'spool'));
+    fs.writeFileSync(path.join(dir, 'spool', 'tmp'), 'in the way');
+    const { code, out, err } = await runToEnd(['--data-dir', dir]);
+    expect(code).toBe(1);
+    expect(err).toContain(`error: cannot start the queue (spool ${path.join(dir, 'spool')}): EEXIST`);
+    expect(out).not.toContain('Relay Warden is running');
   });
 
   it('SIGHUP with a bad edit keeps running on the old config and says so; with a good edit applies it', async () => {
