@@ -35,6 +35,8 @@ export interface RelayOptions {
   manageLimits?: Partial<ManageLimits>;
   /** event history options for tests (flush interval, size bound) */
   history?: Partial<Omit<HistoryOptions, 'file'>>;
+  /** events the bus keeps in memory for late subscribers (default 10,000; tests make it small) */
+  eventRing?: number;
 }
 
 export class Relay {
@@ -120,7 +122,7 @@ export class Relay {
     const revisions = new ConfigRevisions(config, history, now);
     const audit = new AuditLog(path.join(dataDir, 'audit.jsonl'));
     // event ids continue after the stored history, so a console's "since id" survives a relay restart
-    const bus = new EventBus({ now, firstId: history.lastEventId() + 1 });
+    const bus = new EventBus({ now, firstId: history.lastEventId() + 1, backlog: opts.eventRing });
     history.attach(bus);
     const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000 });
     const resolver = new DnsResolver({ servers: c.dns.servers, timeoutMs: c.dns.timeoutMs, now });

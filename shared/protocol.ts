@@ -456,11 +456,20 @@ export const Methods = {
     z.strictObject({ sinceId: z.int().nonnegative().optional(), filter: EventFilter.optional() }),
     z.object({
       subscriptionId: z.string(),
-      /** matching events with id > sinceId, oldest first (memory, then history); at most 10,000 */
+      /**
+       * the newest matching events with id > sinceId, oldest first, in one piece up to lastId (from the history, then
+       * memory); at most backlogMax
+       */
       backlog: z.array(RelayEvent),
-      /** the backlog was cut: events between sinceId and backlog[0] are missing (query them with events.query) */
+      /**
+       * the backlog was cut: matching events between sinceId and backlog[0] are missing (query them with
+       * events.query). Either more than backlogMax matched, or the relay stopped reading its history for a filter
+       * that matched little (it reads at most 200,000 stored events below its memory per subscribe)
+       */
       truncated: z.boolean(),
       lastId: z.int().nonnegative(),
+      /** the most events this relay sends as a backlog (10,000 by default); absent from relays older than this field */
+      backlogMax: z.int().positive().optional(),
     }),
     'Start a live stream: the backlog now, then events.batch notifications at most every 100 ms.',
   ),

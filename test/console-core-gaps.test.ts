@@ -229,12 +229,13 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
     const replay = batches.slice(mark).find((x) => x.resync)!;
     expect(replay.events.length).toBe(10_000);
     const gaps = replay.gaps!;
-    expect(gaps.length).toBeGreaterThan(0);
-    // (today's relay reads its history in pages from the console's last id until it has 10,000, then adds its memory
-    // and keeps the newest 10,000 of that: the oldest 100 are left out, and the 5,000 between the pages it read and its
-    // memory. The console must not take the backlog for the newest 10,000 in one piece.)
-    // every event of the drop is either in the backlog or in exactly one gap, and each gap is named by the events on
-    // either side of it (the one before: the console's last, or one of the backlog)
+    // the relay sends the newest 10,000 in one piece, its memory (empty after the restart, then the 100) counting
+    // first and its history below it read back from there: one gap, the oldest 5,100 of the drop
+    expect(replay.events.map((e) => e.id)).toEqual(all.slice(-10_000).map((e) => e.id));
+    expect(gaps).toEqual([{ afterId: seen.id, from: seen.at, beforeId: all.at(-10_000)!.id, to: all.at(-10_000)!.at }]);
+    // (older relays read their history forward from the console's last id, leaving a hole inside the backlog; the
+    // console's gaps cover any such hole too.) Every event of the drop is either in the backlog or in exactly one gap,
+    // and each gap is named by the events on either side of it (the one before: the console's last, or one of the backlog)
     const shown = new Set(replay.events.map((e) => e.id));
     const byId = new Map([seen, ...all].map((e) => [e.id, e]));
     for (const e of all) {

@@ -60,6 +60,16 @@ describe('EventHistory', () => {
     expect(page2.events[0]!.id).toBeLessThan(page1.events.at(-1)!.id);
     expect(h.query({ sessionId: 's42', limit: 5 }).events.map((e) => e.id)).toEqual([43]);
     expect(h.range(10, 20, 100).map((e) => e.id)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    // newest first (the subscription backlog below the bus ring), with the kinds and address tested on the rows
+    expect(h.rangeDesc(10, 20, 100).map((e) => e.id)).toEqual([20, 19, 18, 17, 16, 15, 14, 13, 12, 11]);
+    expect(h.rangeDesc(10, 20, 3).map((e) => e.id)).toEqual([20, 19, 18]);
+    const all = h.range(0, 1000, 1000).reverse();
+    const newest = (pred: (e: RelayEvent) => boolean, n: number) => all.filter(pred).slice(0, n).map((e) => e.id);
+    expect(h.rangeDesc(0, 1000, 3, { kinds: ['rejected'] }).map((e) => e.id)).toEqual([1000, 990, 980]);
+    expect(h.rangeDesc(0, 1000, 5, { ip: '192.0.2.3' }).map((e) => e.id)).toEqual(newest((e) => e.ip === '192.0.2.3', 5));
+    expect(h.rangeDesc(0, 1000, 5, { kinds: ['rejected'], ip: '192.0.2.3' }).map((e) => e.id)).toEqual(newest((e) => e.ip === '192.0.2.3' && e.kind === 'rejected', 5));
+    expect(h.rangeDesc(500, 1000, 10, { kinds: [] })).toEqual([]);
+    expect(h.oldestId()).toBe(1);
     expect(h.lastEventId()).toBe(1000);
     h.close();
   });

@@ -13,6 +13,8 @@ export interface CompiledFilter {
   exactIp: string | null;
   /** a CIDR or range: matched in code */
   spec: AddressSpec | null;
+  /** the kinds an event must have (rejectionsOnly: `rejected`), or null for any (the history can test them per row) */
+  kinds: readonly string[] | null;
 }
 
 /** Parse the IP part of a filter; a bad one is -32602 naming it. */
@@ -41,5 +43,5 @@ export function compileFilter(f: EventFilter | undefined, path: (string | number
     if (text !== null && !eventJson(e).toLowerCase().includes(text)) return false;
     return true;
   };
-  return { test, exactIp, spec: exactIp === null ? spec : null };
+  return { test, exactIp, spec: exactIp === null ? spec : null, kinds: kinds ? [...kinds] : null };
 }

@@ -23,7 +23,7 @@ import type { EventHistory } from '../store/history.ts';
 import type { TokenStore } from '../store/tokens.ts';
 import type { ConfigRevisions, Recorded } from './config-revisions.ts';
 import { hideSecrets } from './diff.ts';
-import { compileFilter, ipSpec } from './filter.ts';
+import { compileFilter, ipSpec, type CompiledFilter } from './filter.ts';
 import type { Session } from './session.ts';
 import { Subscription } from './session.ts';
 import { simulate } from './simulate.ts';
@@ -55,7 +55,7 @@ export interface MethodDeps {
   info: () => { hostname: string; smtp: string; fingerprint256: string; startedAt: number };
   /** the server's view of its sessions */
   sessions: () => Iterable<Session>;
-  limits: { subscriberBufferEvents: number; maxSubscriptionsPerSession: number; backlogMax: number };
+  limits: { subscriberBufferEvents: number; maxSubscriptionsPerSession: number; backlogMax: number; backlogScanMax: number };
 }
 
 export interface CallContext {
@@ -84,6 +84,54 @@ function keyAddress(key: string): ParsedIp | null {
 function canonical(address: string): string {
   const r = parseAddressSpec(address);
   return r.ok ? r.spec.text : address.trim();
+}
+
+/** ids of stored events read per history call when looking for a backlog (one call reads at most this many rows) */
+const BACKLOG_PAGE_IDS = 5000;
+
+/**
+ * events.subscribe's backlog: the newest `backlogMax` events matching `filter` with id > sinceId, oldest first, in
+ * one piece up to now, so a console that is told `truncated` knows everything it lacks lies between sinceId and
+ * backlog[0]. The bus's memory holds the newest events and counts first; older ones come from the history, read
+ * newest first from just below the memory down towards sinceId, a page of ids at a time, until one more than fits
+ * is found (which is how `truncated` is known without reading further). A filter that matches little must not make
+ * one call read the whole history: after `backlogScanMax` stored ids the reading stops, and the backlog, short of
+ * the oldest part, says `truncated` too.
+ */
+function subscribeBacklog(d: MethodDeps, sinceId: number, filter: CompiledFilter): { backlog: RelayEvent[]; truncated: boolean } {
+  const max = d.limits.backlogMax;
+  const mem = d.bus.since(sinceId);
+  const recent = mem.filter((e) => filter.test(e));
+  if (recent.length > max) return { backlog: recent.slice(-max), truncated: true };
+  // one more than still fits: finding it means the backlog is cut
+  const want = max - recent.length + 1;
+  const older: RelayEvent[] = []; // newest first
+  const oldestStored = d.history.oldestId();
+  let hi = (mem[0]?.id ?? d.bus.lastId + 1) - 1;
+  const floor = oldestStored === null ? hi : Math.max(sinceId, oldestStored - 1);
+  const scanMax = Math.max(d.limits.backlogScanMax, max + 1);
+  let scanned = 0;
+  let truncated = false;
+  const where = { kinds: filter.kinds, ip: filter.exactIp };
+  while (hi > floor && older.length < want) {
+    if (scanned >= scanMax) {
+      truncated = true;
+      break;
+    }
+    const lo = Math.max(floor, hi - Math.min(BACKLOG_PAGE_IDS, scanMax - scanned));
+    for (const e of d.history.rangeDesc(lo, hi, BACKLOG_PAGE_IDS, where)) {
+      if (!filter.test(e)) continue;
+      older.push(e);
+      if (older.length === want) break;
+    }
+    scanned += hi - lo;
+    hi = lo;
+  }
+  if (older.length === want) {
+    older.pop();
+    truncated = true;
+  }
+  return { backlog: [...older.reverse(), ...recent], truncated };
 }
 
 export function createHandlers(d: MethodDeps): Handlers {
@@ -280,29 +328,10 @@ export function createHandlers(d: MethodDeps): Handlers {
         throw new RpcError(ErrorCode.RateLimited, `this session has ${s.subscriptions.size} subscriptions (the most allowed); unsubscribe one first`, { retryAfterMs: 0 });
       }
       const filter = compileFilter(p.filter);
-      const backlog: RelayEvent[] = [];
-      let truncated = false;
-      if (p.sinceId !== undefined) {
-        const max = d.limits.backlogMax;
-        const mem = d.bus.since(p.sinceId);
-        const oldestInMemory = mem[0]?.id ?? d.bus.lastId + 1;
-        // older than the ring: from the history, in pages
-        let cursor = p.sinceId;
-        while (cursor < oldestInMemory - 1 && backlog.length < max) {
-          const page = d.history.range(cursor, oldestInMemory - 1, 5000);
-          if (page.length === 0) break;
-          for (const e of page) if (filter.test(e)) backlog.push(e);
-          cursor = page[page.length - 1]!.id;
-        }
-        for (const e of mem) if (filter.test(e)) backlog.push(e);
-        if (backlog.length > max) {
-          backlog.splice(0, backlog.length - max);
-          truncated = true;
-        }
-      }
+      const { backlog, truncated } = p.sinceId !== undefined ? subscribeBacklog(d, p.sinceId, filter) : { backlog: [], truncated: false };
       const sub = new Subscription(s.newSubscriptionId(), filter, d.limits.subscriberBufferEvents);
       s.subscriptions.set(sub.id, sub);
-      return { subscriptionId: sub.id, backlog, truncated, lastId: d.bus.lastId };
+      return { subscriptionId: sub.id, backlog, truncated, lastId: d.bus.lastId, backlogMax: d.limits.backlogMax };
     },
 
     'events.unsubscribe': (p, ctx) => ({ ok: ctx.session.subscriptions.delete(p.subscriptionId) }),

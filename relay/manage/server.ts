@@ -63,7 +63,14 @@ export interface ManageLimits {
   statsTickMs: number;
   maxBatchEvents: number;
   maxSubscriptionsPerSession: number;
+  /** events.subscribe's backlog holds at most the newest this many matching events since sinceId (told in its result) */
   backlogMax: number;
+  /**
+   * events.subscribe reads at most this many stored events (by id span) below the bus's memory looking for its
+   * backlog; past it the backlog ends there and says `truncated` (a narrow filter over a long history). Never less
+   * than backlogMax + 1, so an unfiltered backlog is only cut for having more than backlogMax events.
+   */
+  backlogScanMax: number;
   maxSessions: number;
   maxBatchRequests: number;
 }
@@ -84,6 +91,7 @@ export const DEFAULT_LIMITS: ManageLimits = {
   maxBatchEvents: 5000,
   maxSubscriptionsPerSession: 8,
   backlogMax: 10_000,
+  backlogScanMax: 200_000,
   maxSessions: 256,
   maxBatchRequests: 50,
 };

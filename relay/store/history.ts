@@ -499,6 +499,39 @@ export class EventHistory {
     return rows.map((r) => JSON.parse(r.json) as RelayEvent);
   }
 
+  /**
+   * Events with sinceId < id <= untilId, newest first, at most limit: the subscription backlog older than the bus
+   * ring, read back from now. It walks the primary key (the rowid, the event id) down from untilId and uses no other
+   * index, so a call reads at most the rows of (sinceId, untilId]: callers keep that span bounded (a page of ids),
+   * not only `limit`, since a narrow `where` may match few of them. `where.kinds` and `where.ip` are tested on the rows
+   * before any JSON is parsed (a prefilter: the caller still applies its own filter).
+   */
+  rangeDesc(sinceId: number, untilId: number, limit: number, where: { kinds?: readonly string[] | null; ip?: string | null } = {}): RelayEvent[] {
+    this.flush();
+    const cond = ['id > ?', 'id <= ?'];
+    const args: (string | number)[] = [sinceId, untilId];
+    if (where.kinds) {
+      if (where.kinds.length === 0) return [];
+      cond.push(`kind IN (${where.kinds.map(() => '?').join(', ')})`);
+      args.push(...where.kinds);
+    }
+    if (where.ip) {
+      cond.push('ip = ?');
+      args.push(where.ip);
+    }
+    // NOT INDEXED: the rowid range, never the (kind, at) or (ip, at) index (which would read every row of that kind
+    // or address in the whole history and sort them)
+    const sql = `SELECT json FROM events NOT INDEXED WHERE ${cond.join(' AND ')} ORDER BY id DESC LIMIT ?`;
+    const rows = this.stmt(sql).all(...args, limit) as { json: string }[];
+    return rows.map((r) => JSON.parse(r.json) as RelayEvent);
+  }
+
+  /** The lowest stored event id, or null when none is stored. */
+  oldestId(): number | null {
+    this.flush();
+    return (this.stmt('SELECT min(id) AS id FROM events').get() as { id: number | null }).id;
+  }
+
   /** One page of events in [from, to) after the keyset (at, id), in (at, id) order: the simulation reads in pages. */
   page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[] {
     this.flush();
