@@ -26,7 +26,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { RelayEvent } from '../../shared/events.ts';
-import { CLOSED, DONE, FAILED, STOPPED, WRITER_SLOTS, eventInserter } from './history-rows.mjs';
+import { CLOSED, DONE, FAILED, STOPPED, WRITER_SLOTS, configureConnection, eventInserter } from './history-rows.mjs';
 
 /** How long a read waits for the writer thread before the main thread takes its work over. */
 const WRITER_WAIT_MS = 10_000;
@@ -138,10 +138,7 @@ export class EventHistory {
     this.log = opts.log ?? ((line) => console.error(line));
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     this.db = new Database(this.file);
-    this.db.pragma('journal_mode = WAL');
-    // history is not mail: losing the last moments in a power cut is acceptable, an fsync per flush is not needed
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('temp_store = MEMORY');
+    configureConnection(this.db);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
