@@ -92,8 +92,8 @@ export interface EventBatch {
    */
   reset?: boolean;
   /**
-   * on a resync batch whose backlog the relay cut (events.subscribe's `truncated`: it sends at most the newest 10,000
-   * events since the console's last id): the stretches of the stream this batch leaves out, oldest first. Their events
+   * on a resync batch whose backlog the relay cut (events.subscribe's `truncated`: it sends at most its newest
+   * `backlogMax` events since the console's last id): the stretches of the stream this batch leaves out, oldest first. Their events
    * are in the relay's event history, not in the live view. Absent when nothing was left out.
    */
   gaps?: EventGap[];
@@ -115,6 +115,11 @@ export interface EventGap {
   beforeId: number;
   /** its time */
   to: number;
+  /**
+   * the most events the relay said it sends as a backlog (events.subscribe's `backlogMax`), which is why this gap is
+   * there; absent when the relay did not say (a relay older than that field: 10,000)
+   */
+  backlogMax?: number;
 }
 
 export type Unsubscribe = () => void;

@@ -1,9 +1,10 @@
 /**
  * A reconnect after more happened than the relay sends at once: events.subscribe's backlog holds at most the newest
- * 10,000 events since the console's last id (`truncated` when cut). The console core (main/core), against a real relay
- * and its real wss channel behind a proxy that cuts the link, must say which stretch of the stream the backlog left
- * out (ids and times), the renderer's live store must keep it with the stream it belongs to, and the live view's
- * words must name it. A reconnect whose backlog was not cut says nothing of the kind.
+ * `backlogMax` (10,000) events since the console's last id (`truncated` when cut). The console core (main/core),
+ * against a real relay and its real wss channel behind a proxy that cuts the link, must say which stretch of the
+ * stream the backlog left out (ids and times), the renderer's live store must keep it with the stream it belongs to,
+ * and the live view's words must name it, with the limit the relay told. A reconnect whose backlog was not cut says
+ * nothing of the kind.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -18,7 +19,8 @@ import type { Timers } from '../main/core/ports.ts';
 import { LiveStore } from '../renderer/src/state/live.ts';
 import { gapNotice } from '../renderer/src/state/gaps.ts';
 import { fmtTime } from '../renderer/src/components/format.ts';
-import { Relay } from '../relay/relay.ts';
+import { backlogGaps } from '../main/core/connection.ts';
+import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { testSecretStore } from './e2e/harness.ts';
 import { FakeClock } from './helpers/queue-clock.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -34,10 +36,10 @@ class ConsoleClock extends FakeClock implements Timers {
 }
 
 /** A relay of its own (fresh data dir), removed after the test; restart() keeps its files (its history) and ports. */
-async function ownRelay() {
+async function ownRelay(manageLimits?: RelayOptions['manageLimits']) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-core-gaps-'));
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }));
-  const start = (managePort = 0) => Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${managePort}`, log: () => {} });
+  const start = (managePort = 0) => Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${managePort}`, log: () => {}, manageLimits });
   let current = await start();
   cleanups.push(async () => {
     await current.stop();
@@ -166,7 +168,8 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
     const firstShown = away[2345]!;
     expect(replay.events[0]).toEqual(firstShown);
     // left out: the 2,345 oldest events of the drop, between the last event the console had and the first it got
-    const gap: EventGap = { afterId: seen.id, from: seen.at, beforeId: firstShown.id, to: firstShown.at };
+    // (the relay says how many it sends at most; the gap keeps the number for the words)
+    const gap: EventGap = { afterId: seen.id, from: seen.at, beforeId: firstShown.id, to: firstShown.at, backlogMax: 10_000 };
     expect(replay.gaps).toEqual([gap]);
     expect(away[0]!.id).toBe(seen.id + 1);
     expect(gap.beforeId - gap.afterId - 1).toBe(2345);
@@ -199,7 +202,7 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
     await waitFor(() => lastId(store) === bOld.at(-1)!.id, "b's backlog", 10_000);
     const bFirst = batches.slice(mark).find((x) => x.resync)!;
     expect(bFirst.events[0]).toEqual(bOld[50]);
-    expect(bFirst.gaps).toEqual([{ afterId: 0, from: null, beforeId: bOld[50]!.id, to: bOld[50]!.at }]);
+    expect(bFirst.gaps).toEqual([{ afterId: 0, from: null, beforeId: bOld[50]!.id, to: bOld[50]!.at, backlogMax: 10_000 }]);
     expect(store.streamResets).toBe(1);
     expect(store.gaps).toEqual(bFirst.gaps);
     const first = gapNotice(store.gaps[0]!, null, bOld[50]!.at);
@@ -232,7 +235,7 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
     // the relay sends the newest 10,000 in one piece, its memory (empty after the restart, then the 100) counting
     // first and its history below it read back from there: one gap, the oldest 5,100 of the drop
     expect(replay.events.map((e) => e.id)).toEqual(all.slice(-10_000).map((e) => e.id));
-    expect(gaps).toEqual([{ afterId: seen.id, from: seen.at, beforeId: all.at(-10_000)!.id, to: all.at(-10_000)!.at }]);
+    expect(gaps).toEqual([{ afterId: seen.id, from: seen.at, beforeId: all.at(-10_000)!.id, to: all.at(-10_000)!.at, backlogMax: 10_000 }]);
     // (older relays read their history forward from the console's last id, leaving a hole inside the backlog; the
     // console's gaps cover any such hole too.) Every event of the drop is either in the backlog or in exactly one gap,
     // and each gap is named by the events on either side of it (the one before: the console's last, or one of the backlog)
@@ -249,5 +252,36 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
       expect(shown.has(g.beforeId)).toBe(true);
     }
     expect(store.gaps).toEqual(gaps);
+  });
+  it('the words use the limit the relay told (events.subscribe backlogMax), not a number of the console\'s own', async () => {
+    // a relay that sends at most 500 at once
+    const r = await ownRelay({ backlogMax: 500 });
+    const proxy = await cuttingProxy(r.relay.manageAddress.port);
+    const clock = new ConsoleClock();
+    const { core, batches, store } = newCore(clock);
+    const p = (await core.invoke('profiles.save', [{ name: 'small', host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    const before = await emit(r, 10, '127.0.0.98');
+    await waitFor(() => lastId(store) === before.at(-1)!.id, 'the live events', 5000);
+    const seen = before.at(-1)!;
+    const mark = batches.length;
+    let away: RelayEvent[] = [];
+    await awayAndBack(core, clock, proxy, async () => (away = await emit(r, 1234, '127.0.0.99')));
+    await waitFor(() => lastId(store) === away.at(-1)!.id, 'the cut backlog', 10_000);
+    const replay = batches.slice(mark).find((x) => x.resync)!;
+    expect(replay.events.map((e) => e.id)).toEqual(away.slice(-500).map((e) => e.id));
+    const firstShown = away.at(-500)!;
+    expect(replay.gaps).toEqual([{ afterId: seen.id, from: seen.at, beforeId: firstShown.id, to: firstShown.at, backlogMax: 500 }]);
+    const words = gapNotice(store.gaps[0]!, 7, firstShown.at);
+    expect(words.text).toBe(
+      `Events ${span(seen.at, firstShown.at)} are not shown here: more than 500 happened while the console was away, and the relay sends at most 500 when the console reconnects.`,
+    );
+    expect(words.detail).toMatch(/^734 events \(ids #/);
+    // a relay that does not say (older than the field): the gaps carry no number, and the words fall back to 10,000
+    const told = backlogGaps(seen.id, seen.at, replay.events, 500);
+    const untold = backlogGaps(seen.id, seen.at, replay.events);
+    expect(told).toEqual(replay.gaps);
+    expect(untold).toEqual([{ afterId: seen.id, from: seen.at, beforeId: firstShown.id, to: firstShown.at }]);
+    expect(gapNotice(untold[0]!, 7, firstShown.at).text).toMatch(/more than 10,000 happened while the console was away, and the relay sends at most 10,000 when/);
   });
 });

@@ -214,5 +214,12 @@ describe("the live store's gaps (a backlog the relay cut: more than 10,000 event
     const first = gapNotice({ afterId: 0, from: null, beforeId: 5001, to }, 7, NOW);
     expect(first.whileAway).toBe(false);
     expect(first.text).toBe(`Events before ${fmtTime(to)} are not shown here: the relay sends at most its newest 10,000 when the console connects.`);
+    // a relay that told its limit (events.subscribe's backlogMax): the words use that number
+    expect(gapNotice({ afterId: 41, from, beforeId: 12_387, to, backlogMax: 2500 }, 7, NOW).text).toBe(
+      `Events from ${fmtTime(from)} to ${fmtTime(to)} are not shown here: more than 2,500 happened while the console was away, and the relay sends at most 2,500 when the console reconnects.`,
+    );
+    expect(gapNotice({ afterId: 0, from: null, beforeId: 5001, to, backlogMax: 2500 }, 7, NOW).text).toBe(
+      `Events before ${fmtTime(to)} are not shown here: the relay sends at most its newest 2,500 when the console connects.`,
+    );
   });
 });

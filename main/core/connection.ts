@@ -52,23 +52,25 @@ export const LOCKED_OUT_RETRY_MS = 60_000;
 
 /**
  * The stretches of the stream a backlog the relay cut leaves out (events.subscribe's `truncated`). The relay keeps the
- * newest 10,000 matching events since `sinceId`; the core subscribes unfiltered, and within one history ids follow one
- * another, so every jump in the ids, from the last event the console had (`sinceId`, at `sinceAt`) on, is events not
- * sent: the oldest ones, and any further hole (a relay that restarted meanwhile sends part of its history and then its
- * memory, with a hole between them when the history part was long). Cut, yet no jump (ids that do not follow one
- * another): the gap is taken to be before the first event, so the views still say something was left out.
+ * newest `backlogMax` (10,000) matching events since `sinceId`; the core subscribes unfiltered, and within one history
+ * ids follow one another, so every jump in the ids, from the last event the console had (`sinceId`, at `sinceAt`) on,
+ * is events not sent: the oldest ones, before the backlog, and with an older relay any further hole (it read its
+ * history forward from `sinceId` and then added its memory, leaving a hole between them when the history part was
+ * long). Cut, yet no jump (ids that do not follow one another): the gap is taken to be before the first event, so the
+ * views still say something was left out. `backlogMax`, when the relay told it, goes with each gap (the views' words).
  */
-export function backlogGaps(sinceId: number, sinceAt: number | null, backlog: readonly RelayEvent[]): EventGap[] {
+export function backlogGaps(sinceId: number, sinceAt: number | null, backlog: readonly RelayEvent[], backlogMax?: number): EventGap[] {
   const gaps: EventGap[] = [];
+  const told = backlogMax === undefined ? {} : { backlogMax };
   let afterId = sinceId;
   let from = sinceAt;
   for (const e of backlog) {
-    if (e.id > afterId + 1) gaps.push({ afterId, from, beforeId: e.id, to: e.at });
+    if (e.id > afterId + 1) gaps.push({ afterId, from, beforeId: e.id, to: e.at, ...told });
     afterId = e.id;
     from = e.at;
   }
   const first = backlog[0];
-  if (gaps.length === 0 && first) gaps.push({ afterId: sinceId, from: sinceAt, beforeId: first.id, to: first.at });
+  if (gaps.length === 0 && first) gaps.push({ afterId: sinceId, from: sinceAt, beforeId: first.id, to: first.at, ...told });
   return gaps;
 }
 
@@ -282,7 +284,7 @@ export class RelayConnection {
         const last = sub.backlog[sub.backlog.length - 1]!;
         // more happened since our last id than the relay sends at once: say what the backlog leaves out, so the views
         // do not pass the newest part off as all of it
-        const gaps = sub.truncated ? backlogGaps(sinceId, this.lastEventAt, sub.backlog) : [];
+        const gaps = sub.truncated ? backlogGaps(sinceId, this.lastEventAt, sub.backlog, sub.backlogMax) : [];
         this.lastEventId = last.id;
         this.lastEventAt = last.at;
         this.emitEvents({ events: sub.backlog, resync: true, ...(gaps.length ? { gaps } : {}) });

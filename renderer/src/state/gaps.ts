@@ -9,7 +9,10 @@
 import type { EventGap } from '../../../shared/console-api.ts';
 import { fmtCount, fmtTime } from '../components/format.ts';
 
-/** the most events the relay sends as the backlog of events.subscribe (relay/manage/server.ts, backlogMax) */
+/**
+ * the most events a relay sends as the backlog of events.subscribe when it does not say (relays older than the result's
+ * `backlogMax`, which all sent at most 10,000; relay/manage/server.ts, backlogMax). A gap names the number it was told.
+ */
 export const BACKLOG_MAX = 10_000;
 
 export interface GapNotice {
@@ -39,10 +42,11 @@ export function fmtWhen(ms: number, now: number): string {
  */
 export function gapNotice(g: EventGap, retentionDays: number | null = null, now: number = Date.now()): GapNotice {
   const kept = retentionDays === null ? '' : ` for ${retentionDays} day${retentionDays === 1 ? '' : 's'}`;
+  const max = fmtCount(g.backlogMax ?? BACKLOG_MAX);
   const where = `They stay in the relay's event history${kept} (the management protocol's events.query reads them); the console has no view of that history yet.`;
   if (g.from === null) {
     return {
-      text: `Events before ${fmtWhen(g.to, now)} are not shown here: the relay sends at most its newest ${fmtCount(BACKLOG_MAX)} when the console connects.`,
+      text: `Events before ${fmtWhen(g.to, now)} are not shown here: the relay sends at most its newest ${max} when the console connects.`,
       where,
       detail: `Events with ids below #${g.beforeId} are not in the live view.`,
       whileAway: false,
@@ -52,7 +56,7 @@ export function gapNotice(g: EventGap, retentionDays: number | null = null, now:
   const from = fmtWhen(g.from, now);
   const to = fmtWhen(g.to, now);
   return {
-    text: `Events ${from === to ? `at ${from}` : `from ${from} to ${to}`} are not shown here: more than ${fmtCount(BACKLOG_MAX)} happened while the console was away, and the relay sends at most ${fmtCount(BACKLOG_MAX)} when the console reconnects.`,
+    text: `Events ${from === to ? `at ${from}` : `from ${from} to ${to}`} are not shown here: more than ${max} happened while the console was away, and the relay sends at most ${max} when the console reconnects.`,
     where,
     detail: `${fmtCount(n)} event${n === 1 ? '' : 's'} (ids #${g.afterId + 1} to #${g.beforeId - 1}) between the live view's event #${g.afterId} and #${g.beforeId}.`,
     whileAway: true,

@@ -62,8 +62,8 @@ export class LiveStore {
   lastCatchUp: { events: number; at: number } | null = null;
   /**
    * the stretches of the stream held here that a (re)connect's backlog left out (the relay sends at most its newest
-   * 10,000 events since the console's last id), oldest first: the live view says so, and where they are. They go with
-   * the stream (cleared with it); the newest MAX_GAPS are kept.
+   * `backlogMax`, 10,000, events since the console's last id), oldest first: the live view says so, and where they
+   * are. They go with the stream (cleared with it); the newest MAX_GAPS are kept.
    */
   gaps: EventGap[] = [];
   private readonly rateWindow: { at: number; n: number }[] = [];
@@ -97,7 +97,7 @@ export class LiveStore {
     }
     if (batch.gaps?.length) {
       this.gaps = [...this.gaps, ...batch.gaps].slice(-MAX_GAPS);
-      // said even if the batch has no event to apply (it always has: a cut backlog holds the newest 10,000)
+      // said even if the batch has no event to apply (it always has: a cut backlog holds the newest backlogMax)
       if (events.length === 0) this.notify();
     }
     if (batch.dropped) this.droppedByRelay += batch.dropped;

@@ -2,7 +2,7 @@
  * Live traffic: the live event store in a virtualised table (newest first), filters (IP, text, kind, rejections only),
  * pause that keeps ingesting and counts what is new, the session detail of a clicked row, and on rejected rows the
  * one-click "Trust this IP" (toast with Undo) and "Everything from this IP". When a (re)connect's backlog was cut (more
- * than 10,000 events since the console's last one), a notice names the events not shown and where they are.
+ * than the relay sends at once, backlogMax, since the console's last event), a notice names the events not shown and where they are.
  */
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import type { KeyboardEvent as ReactKeyboardEvent, PointerEvent as ReactPointerEvent } from 'react';
