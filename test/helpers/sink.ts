@@ -166,7 +166,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
           cb(null, 'Ok: queued as sink');
         };
         const delay = typeof opts.dataDelayMs === 'function' ? opts.dataDelayMs() : (opts.dataDelayMs ?? 0);
-        if (delay > 0) setTimeout(answer, delay);
+        if (delay > 0) setTimeout(answer, delay).unref(); // a long delay must not hold the test process open
         else answer();
       });
     },
