@@ -104,4 +104,37 @@ describe('events', () => {
     ]);
     expect(t.events.filter((e) => e.kind === 'accepted')).toHaveLength(2);
   });
+
+  it('session ids: unique per connection, 16 base-32 characters, the same in events and the Received header; its date follows the clock', async () => {
+    t = await startTestRelay();
+    const ids: string[] = [];
+    const dates: string[] = [];
+    for (const [i, advanceMs] of [0, 400, 700, 61_000].entries()) {
+      t.clock.advance(advanceMs);
+      const c = await RawSmtp.connect(t.port, { localAddress: `127.0.0.${20 + i}` });
+      clients.push(c);
+      await c.hello('client.test');
+      expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+      expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+      const done = await c.data('Subject: x\r\n\r\nx\r\n');
+      expect(done.code).toBe(250);
+      await c.quit();
+      const queueId = /queued as (\S+)$/.exec(done.text)![1]!;
+      const raw = (await readQueuedMessage(path.join(t.dir, 'spool', 'queue'), queueId))!.data.toString('utf8');
+      const m = /with ESMTP id (\S+)(?:\r\n\tfor <alice@example\.com>);\r\n\t([^\r]+)\r\n/.exec(raw)!;
+      const accepted = t.events.find((e) => e.kind === 'accepted' && (e as { queueId: string }).queueId === queueId)!;
+      expect(m[1]).toBe(accepted.sessionId);
+      ids.push(m[1]!);
+      dates.push(m[2]!);
+    }
+    for (const id of ids) expect(id).toMatch(/^[0-9a-v]{16}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    // 12:00:00.000, 12:00:00.400, 12:00:01.100, 12:01:02.100: the date is the clock's second each time
+    expect(dates).toEqual([
+      'Fri, 27 Nov 2026 12:00:00 +0000',
+      'Fri, 27 Nov 2026 12:00:00 +0000',
+      'Fri, 27 Nov 2026 12:00:01 +0000',
+      'Fri, 27 Nov 2026 12:01:02 +0000',
+    ]);
+  });
 });

@@ -18,6 +18,7 @@
  *  - the server's _closeTimeout: hidden from _onCommand's synchronous "shutting down" check while a session
  *    finishes a transaction it began before close().
  */
+import crypto from 'node:crypto';
 import net from 'node:net';
 import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress, type SMTPServerAuthentication } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -120,8 +121,16 @@ function matcherFor(c: Config): GroupMatcher {
   return m;
 }
 
+let dateSecond = -1;
+let dateText = '';
+/** The Received header's date; formatted once a second, not once a message. */
 function rfc5322Date(ms: number): string {
-  return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
+  const second = Math.floor(ms / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString().replace(/GMT$/, '+0000');
+  }
+  return dateText;
 }
 
 export class SmtpFront {
@@ -169,6 +178,21 @@ export class SmtpFront {
       console.error(`smtp: ${err.message}`);
     });
     const server = this.server as unknown as { connect(socket: net.Socket, opts: object): void; connections: Set<unknown> };
+    // smtp-server's _handleProxy (private API of 3.21.6, pinned) draws 10 random bytes per connection, turns them into a
+    // session id through a BigInt and then waits a setImmediate turn before the session starts. We never enable
+    // useProxy, so there is no PROXY header to wait for: the session starts at once, and its id is a random 50-bit
+    // prefix (drawn again every 2^30 sessions) and a counter, in the same 16-character base-32 shape. Ids name sessions
+    // in events, the history and Received headers; they are not secrets.
+    let idPrefix = 0n;
+    let idCounter = 0x40000000;
+    (this.server as unknown as { _handleProxy(socket: net.Socket, cb: (err: Error | null, opts: object) => void): void })._handleProxy = (_socket, cb) => {
+      if (idCounter === 0x40000000) {
+        idPrefix = (BigInt('0x' + crypto.randomBytes(7).toString('hex')) & ((1n << 50n) - 1n)) << 30n;
+        idCounter = 0;
+      }
+      const id = (idPrefix | BigInt(idCounter++)).toString(32).padStart(16, '0');
+      cb(null, { id, ignore: false });
+    };
     server.connect = (socket, socketOptions) => {
       const conn = new SMTPConnection(this.server, socket as never, socketOptions as never) as unknown as ConnInternals;
       this.instrument(conn);
