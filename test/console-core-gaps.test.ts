@@ -133,6 +133,19 @@ async function awayAndBack(core: ConsoleCore, clock: ConsoleClock, proxy: { cut(
   await waitFor(() => status(core) === 'connected', 'connected again after the retry', 10_000);
 }
 
+/** One relay behind a cutting proxy, a console core connected to it through the proxy, and its first live events seen. */
+async function connectedThroughProxy(name: string, ip: string, manageLimits?: RelayOptions['manageLimits']) {
+  const r = await ownRelay(manageLimits);
+  const proxy = await cuttingProxy(r.relay.manageAddress.port);
+  const clock = new ConsoleClock();
+  const { core, batches, store } = newCore(clock);
+  const p = (await core.invoke('profiles.save', [{ name, host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
+  expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+  const before = await emit(r, 10, ip);
+  await waitFor(() => lastId(store) === before.at(-1)!.id, 'the live events', 5000);
+  return { r, proxy, clock, core, batches, store, seen: before.at(-1)! };
+}
+
 describe('a reconnect whose backlog the relay cut (more than 10,000 events while away)', () => {
   it('the core reports the stretch left out (ids and times), the store keeps it with its stream, the live view names it; a small backlog says nothing', async () => {
     const a = await ownRelay();
@@ -211,15 +224,7 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
   });
 
   it('a relay restarted while the console was away sends part of its history and then its memory: every event left out is in a reported gap', async () => {
-    const r = await ownRelay();
-    const proxy = await cuttingProxy(r.relay.manageAddress.port);
-    const clock = new ConsoleClock();
-    const { core, batches, store } = newCore(clock);
-    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
-    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
-    const before = await emit(r, 10, '127.0.0.95');
-    await waitFor(() => lastId(store) === before.at(-1)!.id, 'the live events', 5000);
-    const seen = before.at(-1)!;
+    const { r, proxy, clock, core, batches, store, seen } = await connectedThroughProxy('edge', '127.0.0.95');
     const mark = batches.length;
     // away: 15,000 events, a restart (the relay's memory starts empty, its history goes on), 100 more
     let all: RelayEvent[] = [];
@@ -255,15 +260,7 @@ describe('a reconnect whose backlog the relay cut (more than 10,000 events while
   });
   it('the words use the limit the relay told (events.subscribe backlogMax), not a number of the console\'s own', async () => {
     // a relay that sends at most 500 at once
-    const r = await ownRelay({ backlogMax: 500 });
-    const proxy = await cuttingProxy(r.relay.manageAddress.port);
-    const clock = new ConsoleClock();
-    const { core, batches, store } = newCore(clock);
-    const p = (await core.invoke('profiles.save', [{ name: 'small', host: '127.0.0.1', port: proxy.port, token: r.token }])) as { id: string };
-    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
-    const before = await emit(r, 10, '127.0.0.98');
-    await waitFor(() => lastId(store) === before.at(-1)!.id, 'the live events', 5000);
-    const seen = before.at(-1)!;
+    const { r, proxy, clock, core, batches, store, seen } = await connectedThroughProxy('small', '127.0.0.98', { backlogMax: 500 });
     const mark = batches.length;
     let away: RelayEvent[] = [];
     await awayAndBack(core, clock, proxy, async () => (away = await emit(r, 1234, '127.0.0.99')));

@@ -137,7 +137,8 @@ describe('spool', () => {
     expect(await fsp.readdir(path.join(dir, 'corrupt'))).toEqual(['0000000000000CCCC.msg']);
   });
 
-  it('an injected EIO at fsync rejects the commit, leaves nothing and stops acceptance until a probe succeeds', async () => {
+  /** A started queue whose fsyncs fail with EIO until heal(): one commit has been refused, so it refuses mail. */
+  async function refusingQueue() {
     let failing = true;
     const q = queue(dir, (op) => {
       if (failing && op === 'sync') throw Object.assign(new Error('injected I/O error'), { code: 'EIO' });
@@ -147,27 +148,24 @@ describe('spool', () => {
     w.write(Buffer.from('Subject: x\r\n\r\nx\r\n'));
     await expect(w.commit(envelope())).rejects.toMatchObject({ code: 'EIO' });
     expect(q.acceptingMail).toBe(false);
+    return { q, heal: () => (failing = false) };
+  }
+
+  it('an injected EIO at fsync rejects the commit, leaves nothing and stops acceptance until a probe succeeds', async () => {
+    const { q, heal } = await refusingQueue();
     expect(q.size).toBe(0);
     expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
     expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
     await new Promise((r) => setTimeout(r, 150)); // probes keep failing
     expect(q.acceptingMail).toBe(false);
-    failing = false;
+    heal();
     await expect.poll(() => q.acceptingMail, { timeout: 2000, interval: 20 }).toBe(true);
   });
 
   it('a queue stopped while it refuses mail probes again when it starts again (stop() ended its probes)', async () => {
-    let failing = true;
-    const q = queue(dir, (op) => {
-      if (failing && op === 'sync') throw Object.assign(new Error('injected I/O error'), { code: 'EIO' });
-    });
-    await q.start();
-    const w = q.begin();
-    w.write(Buffer.from('Subject: x\r\n\r\nx\r\n'));
-    await expect(w.commit(envelope())).rejects.toMatchObject({ code: 'EIO' });
-    expect(q.acceptingMail).toBe(false);
+    const { q, heal } = await refusingQueue();
     await q.stop();
-    failing = false;
+    heal();
     await q.start();
     await expect.poll(() => q.acceptingMail).toBe(true);
   });
