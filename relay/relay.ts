@@ -142,6 +142,18 @@ export class Relay {
       }
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });
+    // both listen addresses are checked before anything starts: a bad one (only options can give one; config.json's
+    // are validated) must not leave the queue, the history or the resolver open. Port 0 (any free port) is for tests:
+    // parseHostPort takes it only as the default port.
+    const listenText = opts.smtpListen ?? c.smtp.listen;
+    const listen = parseHostPort(listenText.endsWith(':0') ? listenText.slice(0, -2) : listenText, 0);
+    const manageText = opts.manageListen ?? (opts.smtpListen?.endsWith(':0') ? '127.0.0.1:0' : c.manage.listen);
+    const mlisten = parseHostPort(manageText.endsWith(':0') ? manageText.slice(0, -2) : manageText, 0);
+    if (!listen.ok || !mlisten.ok) {
+      resolver.close();
+      history.close();
+      throw new Error(!listen.ok ? `smtp.listen ${listen.error}` : `manage.listen ${(mlisten as { error: string }).error}`);
+    }
     try {
       await queue.start();
     } catch (err) {
@@ -150,10 +162,6 @@ export class Relay {
       history.close();
       throw new Error(`cannot start the queue (spool ${queue.dir}): ${(err as Error).message}`, { cause: err });
     }
-    // port 0 (any free port) is for tests: parseHostPort takes it only as the default port
-    const listenText = opts.smtpListen ?? c.smtp.listen;
-    const listen = parseHostPort(listenText.endsWith(':0') ? listenText.slice(0, -2) : listenText, 0);
-    if (!listen.ok) throw new Error(`smtp.listen ${listen.error}`);
     const port = listen.value.port;
     try {
       const addr = await front.listen(listen.value.host, port);
@@ -167,9 +175,6 @@ export class Relay {
       history.close();
       throw new Error(`cannot listen for SMTP on ${formatHostPort({ host: listen.value.host, port })}: ${e.message}${hint}`);
     }
-    const manageText = opts.manageListen ?? (opts.smtpListen?.endsWith(':0') ? '127.0.0.1:0' : c.manage.listen);
-    const mlisten = parseHostPort(manageText.endsWith(':0') ? manageText.slice(0, -2) : manageText, 0);
-    if (!mlisten.ok) throw new Error(`manage.listen ${mlisten.error}`);
     const manage = new ManageServer({
       config, revisions, bus, anvil, queue, tokens, history, audit, identity, now, log,
       hostname: () => relayHostname(config.current),

@@ -61,3 +61,23 @@ describe('a relay whose queue cannot start', () => {
     expect(fs.statSync(path.join(dir, 'spool', 'tmp')).isDirectory()).toBe(true);
   });
 });
+
+describe('a relay given a listen address it cannot parse', () => {
+  for (const [what, options] of [
+    ['smtp.listen', { smtpListen: 'not an address:x' }],
+    ['manage.listen', { smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:99999' }],
+  ] as const) {
+    it(`${what}: Relay.start() rejects naming it, before the queue starts, and leaves nothing open`, async () => {
+      const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'rw-boot-')));
+      dirs.push(dir);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ dns: { servers: ['127.0.0.1:9'], timeoutMs: 200 } }));
+      const err = await Relay.start({ dataDir: dir, log: () => {}, ...options }).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(new RegExp(`^${what.replace('.', '\\.')} `));
+      // before the fix the queue had started and the event history stayed open (history.sqlite and its -wal, -shm)
+      expect(openIn(dir)).toEqual([]);
+    });
+  }
+});
