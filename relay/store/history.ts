@@ -44,6 +44,21 @@ export function eventJson(e: RelayEvent): string {
   return s;
 }
 
+/**
+ * The events of these rows, parsing only those the prefilter keeps.
+ *
+ * Why a RowTest may look at `json` as the event's JSON: every row is written with jsonOf(e) = eventJson(e) on this
+ * thread, or JSON.stringify(e) on the writer thread (for a JSON.parse copy of the batch), and its `ip` column from the
+ * same e.ip. JSON.stringify(JSON.parse(s)) === s for any s that JSON.stringify made (same keys in the same order, the
+ * same shortest number forms, the same escapes), so eventJson(JSON.parse(row.json)) === row.json: a text test on the
+ * stored string gives what the same test on eventJson of the parsed event gives (test/manage-scan-yield.test.ts checks it).
+ */
+function parseRows(rows: StoredRow[], rowTest: RowTest | null | undefined): RelayEvent[] {
+  const out: RelayEvent[] = [];
+  for (const r of rows) if (!rowTest || rowTest(r)) out.push(JSON.parse(r.json) as RelayEvent);
+  return out;
+}
+
 export interface HistoryOptions {
   file: string;
   now?: () => number;
@@ -84,10 +99,26 @@ export interface RevisionRow {
   changes: string;
 }
 
-interface EventRow {
+/** A stored event before its JSON is parsed: what a scan can test cheaply (RowTest) to parse only the rows that may match. */
+export interface StoredRow {
   id: number;
-  at: number;
+  /** the event's `ip`, as the event carries it (the column is written from it) */
+  ip: string | null;
+  /** the event's JSON, exactly eventJson(JSON.parse(json)) (see parseRows) */
   json: string;
+}
+
+/**
+ * A prefilter on stored rows: false means the parsed event cannot match, so it is not parsed. A RowTest must never
+ * say false for a row whose event the caller's own filter would keep (the caller still applies that filter).
+ */
+export type RowTest = (row: StoredRow) => boolean;
+
+/** How a scan reads: a prefilter, and whether to skip waiting for the writer (a scan waits once, at its first page). */
+export interface ScanOptions {
+  rowTest?: RowTest | null;
+  /** the caller already called flush() for this scan: what it reads was recorded before that */
+  noFlush?: boolean;
 }
 
 export class EventHistory {
@@ -444,8 +475,8 @@ export class EventHistory {
    * Events in (at, id) order. Filters on ip, kinds, session and time use the indexes; `more` says whether another
    * page follows (pass the last event's id as `cursor`).
    */
-  query(q: EventQuery): { events: RelayEvent[]; more: boolean } {
-    this.flush();
+  query(q: EventQuery, opts: ScanOptions = {}): { events: RelayEvent[]; more: boolean; lastRowId: number | null } {
+    if (!opts.noFlush) this.flush();
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.ip !== undefined) {
@@ -466,7 +497,7 @@ export class EventHistory {
     }
     const kinds = q.rejectionsOnly ? ['rejected'] : q.kinds;
     if (kinds !== undefined) {
-      if (kinds.length === 0) return { events: [], more: false };
+      if (kinds.length === 0) return { events: [], more: false, lastRowId: null };
       where.push(`kind IN (${kinds.map(() => '?').join(', ')})`);
       args.push(...kinds);
     }
@@ -482,11 +513,11 @@ export class EventHistory {
       }
     }
     const dir = desc ? 'DESC' : 'ASC';
-    const sql = `SELECT id, at, json FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY at ${dir}, id ${dir} LIMIT ?`;
-    const rows = this.stmt(sql).all(...args, q.limit + 1) as EventRow[];
+    const sql = `SELECT id, ip, json FROM events ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY at ${dir}, id ${dir} LIMIT ?`;
+    const rows = this.stmt(sql).all(...args, q.limit + 1) as StoredRow[];
     const more = rows.length > q.limit;
     if (more) rows.pop();
-    return { events: rows.map((r) => JSON.parse(r.json) as RelayEvent), more };
+    return { events: parseRows(rows, opts.rowTest), more, lastRowId: rows.length ? rows[rows.length - 1]!.id : null };
   }
 
   /** Events with sinceId < id <= untilId in id order, at most limit (the subscription backlog older than the bus ring). */
@@ -501,10 +532,11 @@ export class EventHistory {
    * ring, read back from now. It walks the primary key (the rowid, the event id) down from untilId and uses no other
    * index, so a call reads at most the rows of (sinceId, untilId]: callers keep that span bounded (a page of ids),
    * not only `limit`, since a narrow `where` may match few of them. `where.kinds` and `where.ip` are tested on the rows
-   * before any JSON is parsed (a prefilter: the caller still applies its own filter).
+   * and `where.rowTest` on each row read, before any JSON is parsed (prefilters: the caller still applies its own
+   * filter). `limit` counts the rows read, whether the prefilter kept them or not.
    */
-  rangeDesc(sinceId: number, untilId: number, limit: number, where: { kinds?: readonly string[] | null; ip?: string | null } = {}): RelayEvent[] {
-    this.flush();
+  rangeDesc(sinceId: number, untilId: number, limit: number, where: { kinds?: readonly string[] | null; ip?: string | null } & ScanOptions = {}): RelayEvent[] {
+    if (!where.noFlush) this.flush();
     const cond = ['id > ?', 'id <= ?'];
     const args: (string | number)[] = [sinceId, untilId];
     if (where.kinds) {
@@ -518,9 +550,9 @@ export class EventHistory {
     }
     // NOT INDEXED: the rowid range, never the (kind, at) or (ip, at) index (which would read every row of that kind
     // or address in the whole history and sort them)
-    const sql = `SELECT json FROM events NOT INDEXED WHERE ${cond.join(' AND ')} ORDER BY id DESC LIMIT ?`;
-    const rows = this.stmt(sql).all(...args, limit) as { json: string }[];
-    return rows.map((r) => JSON.parse(r.json) as RelayEvent);
+    const sql = `SELECT id, ip, json FROM events NOT INDEXED WHERE ${cond.join(' AND ')} ORDER BY id DESC LIMIT ?`;
+    const rows = this.stmt(sql).all(...args, limit) as StoredRow[];
+    return parseRows(rows, where.rowTest);
   }
 
   /** The lowest stored event id, or null when none is stored. */
