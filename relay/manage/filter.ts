@@ -5,7 +5,7 @@
 import type { RelayEvent } from '../../shared/events.ts';
 import { parseAddressSpec, parseIp, specContains, type AddressSpec } from '../../shared/ip.ts';
 import { ErrorCode, RpcError, type EventFilter } from '../../shared/protocol.ts';
-import { eventJson } from '../store/history.ts';
+import { eventJson, type RowTest } from '../store/history.ts';
 
 export interface CompiledFilter {
   test(e: RelayEvent): boolean;
@@ -15,6 +15,12 @@ export interface CompiledFilter {
   spec: AddressSpec | null;
   /** the kinds an event must have (rejectionsOnly: `rejected`), or null for any (the history can test them per row) */
   kinds: readonly string[] | null;
+  /**
+   * The IP and text parts tested on a stored row before its JSON is parsed (null when the filter has neither): false
+   * only for rows whose event test() would refuse, since the row's ip column is the event's ip and its JSON string is
+   * the event's eventJson (relay/store/history.ts, parseRows). Scans parse only the rows it keeps.
+   */
+  rowTest: RowTest | null;
 }
 
 /** Parse the IP part of a filter; a bad one is -32602 naming it. */
@@ -29,19 +35,20 @@ export function compileFilter(f: EventFilter | undefined, path: (string | number
   const exactIp = spec?.kind === 'single' ? spec.text : null;
   const kinds = f?.rejectionsOnly ? new Set(['rejected']) : f?.kinds ? new Set<string>(f.kinds) : null;
   const text = f?.text?.toLowerCase() ?? null;
+  const ipMatches = (ip: string | null): boolean => {
+    if (!spec) return true;
+    if (ip === null) return false;
+    if (exactIp !== null) return ip === exactIp;
+    const p = parseIp(ip);
+    return p !== null && specContains(spec, p);
+  };
   const test = (e: RelayEvent): boolean => {
     if (kinds && !kinds.has(e.kind)) return false;
-    if (spec) {
-      if (e.ip === null) return false;
-      if (exactIp !== null) {
-        if (e.ip !== exactIp) return false;
-      } else {
-        const p = parseIp(e.ip);
-        if (!p || !specContains(spec, p)) return false;
-      }
-    }
+    if (!ipMatches(e.ip)) return false;
     if (text !== null && !eventJson(e).toLowerCase().includes(text)) return false;
     return true;
   };
-  return { test, exactIp, spec: exactIp === null ? spec : null, kinds: kinds ? [...kinds] : null };
+  const rowTest: RowTest | null =
+    spec === null && text === null ? null : (row) => ipMatches(row.ip) && (text === null || row.json.toLowerCase().includes(text));
+  return { test, exactIp, spec: exactIp === null ? spec : null, kinds: kinds ? [...kinds] : null, rowTest };
 }
