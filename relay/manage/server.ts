@@ -297,16 +297,20 @@ export class ManageServer {
         return s.send(errorReply(null, ErrorCode.InvalidRequest, `a batch of ${msg.length} requests; at most ${this.limits.maxBatchRequests}`));
       }
       const replies: Reply[] = [];
+      const after: (() => void)[] = [];
       for (const m of msg) {
-        const r = await this.handle(s, m);
+        const r = await this.handle(s, m, after);
         if (r) replies.push(r);
       }
       if (replies.length) s.send(replies);
+      for (const f of after) f();
       this.afterReply(s);
       return;
     }
-    const r = await this.handle(s, msg);
+    const after: (() => void)[] = [];
+    const r = await this.handle(s, msg, after);
     if (r) s.send(r);
+    for (const f of after) f();
     this.afterReply(s);
   }
 
@@ -338,8 +342,11 @@ export class ManageServer {
     if (c && !s.closed) s.close(c.code, c.why, c.message, c.retryAfterMs);
   }
 
-  /** One request: a reply, or null for a notification (a request without id). */
-  private async handle(s: Session, raw: unknown): Promise<Reply | null> {
+  /**
+   * One request: a reply, or null for a notification (a request without id). `after` collects what the handler asks
+   * to run once its reply has been sent (ctx.afterReply): the caller runs it after sending the frame that holds it.
+   */
+  private async handle(s: Session, raw: unknown, after: (() => void)[]): Promise<Reply | null> {
     if (s.closed) return null;
     const id = idOf(raw);
     if (this.limited(s)) {
@@ -374,21 +381,28 @@ export class ManageServer {
       if (spec.access === 'admin') this.audit(s, method, req.params, null, r);
       return reply(r);
     }
-    const ctx: CallContext = { session: s };
+    const ctx: CallContext = { session: s, afterReply: after };
     const handler = this.handlers[method] as unknown as (p: unknown, c: CallContext) => unknown;
     let out: Reply;
-    this.current = s;
     try {
-      const pending = handler(parsed.data, ctx);
-      // events.subscribe adds its subscription synchronously: the session joins the fan-out before anything else
-      // runs (the await below yields), so no event emitted after the handler's lastId misses the new subscription
+      // `current` only while the handler runs synchronously (tokens.revoke does its work there): a handler that
+      // awaits (a history scan, a simulation) must not make another session's revocation look like its own
+      let pending: unknown;
+      this.current = s;
+      try {
+        pending = handler(parsed.data, ctx);
+      } finally {
+        this.current = null;
+      }
+      // events.subscribe adds its subscription before its first await (then reads its backlog, yielding between
+      // pages): the session joins the fan-out before anything else runs, so no event emitted after the handler's
+      // lastId misses the new subscription. A session closed meanwhile is taken out again below (and by its close).
       this.trackSubscriptions(s);
       const result = await pending;
       out = { jsonrpc: '2.0', id, result };
     } catch (err) {
       out = this.errorFor(id, err, method);
     } finally {
-      this.current = null;
       this.trackSubscriptions(s);
     }
     if (spec.access === 'admin') this.audit(s, method, req.params, ctx, out);

@@ -13,6 +13,12 @@ export class Subscription {
   dropped = 0;
   /** events dropped over the subscription's life */
   droppedTotal = 0;
+  /**
+   * Sends nothing yet: events.subscribe registers its subscription before it reads the backlog (so no event emitted
+   * meanwhile is missed) and releases it once its answer, with the backlog, has been sent, so no events.batch comes
+   * before the backlog it follows. Events are buffered meanwhile (bounded as always).
+   */
+  held = false;
 
   constructor(
     readonly id: string,
@@ -37,7 +43,7 @@ export class Subscription {
 
   /** The next events.batch frame (at most maxEvents events), or null when there is nothing to say. */
   takeBatch(maxEvents: number): string | null {
-    if (this.buffer.length === 0 && this.dropped === 0) return null;
+    if (this.held || (this.buffer.length === 0 && this.dropped === 0)) return null;
     const events = this.buffer.length <= maxEvents ? this.buffer : this.buffer.slice(0, maxEvents);
     this.buffer = this.buffer.length <= maxEvents ? [] : this.buffer.slice(maxEvents);
     const dropped = this.dropped > 0 ? `,"dropped":${this.dropped}` : '';
