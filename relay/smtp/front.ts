@@ -178,11 +178,12 @@ export class SmtpFront {
       console.error(`smtp: ${err.message}`);
     });
     const server = this.server as unknown as { connect(socket: net.Socket, opts: object): void; connections: Set<unknown> };
-    // smtp-server's _handleProxy (private API of 3.21.6, pinned) draws 10 random bytes per connection, turns them into a
-    // session id through a BigInt and then waits a setImmediate turn before the session starts. We never enable
-    // useProxy, so there is no PROXY header to wait for: the session starts at once, and its id is a random 50-bit
-    // prefix (drawn again every 2^30 sessions) and a counter, in the same 16-character base-32 shape. Ids name sessions
-    // in events, the history and Received headers; they are not secrets.
+    // smtp-server's _handleProxy (private API of 3.21.6, pinned) draws 10 random bytes per connection and turns them
+    // into a session id through a BigInt. Ours is a random 50-bit prefix (drawn again every 2^30 sessions) and a
+    // counter, in the same 16-character base-32 shape: ids name sessions in events, the history and Received headers;
+    // they are not secrets. The setImmediate turn before the session starts is kept: without it, a client that QUITs
+    // and reconnects at once often meets onConnect before the server has seen its first socket close, so the
+    // concurrent-connection count (and policy.simulate's replay of it) saw two sessions where the client had one.
     let idPrefix = 0n;
     let idCounter = 0x40000000;
     (this.server as unknown as { _handleProxy(socket: net.Socket, cb: (err: Error | null, opts: object) => void): void })._handleProxy = (_socket, cb) => {
@@ -191,7 +192,7 @@ export class SmtpFront {
         idCounter = 0;
       }
       const id = (idPrefix | BigInt(idCounter++)).toString(32).padStart(16, '0');
-      cb(null, { id, ignore: false });
+      setImmediate(() => cb(null, { id, ignore: false }));
     };
     server.connect = (socket, socketOptions) => {
       const conn = new SMTPConnection(this.server, socket as never, socketOptions as never) as unknown as ConnInternals;
