@@ -467,6 +467,10 @@ export const Methods = {
        * that matched little (it reads at most 200,000 stored events below its memory per subscribe)
        */
       truncated: z.boolean(),
+      /**
+       * the relay's last event id when the subscription was registered, before the backlog was read: the backlog ends
+       * at or below it, and the subscription's events.batch notifications carry the matching events after it
+       */
       lastId: z.int().nonnegative(),
       /** the most events this relay sends as a backlog (10,000 by default); absent from relays older than this field */
       backlogMax: z.int().positive().optional(),
