@@ -265,3 +265,38 @@ describe('events.subscribe with an ip or text filter: the prefilter keeps what t
     });
   }
 });
+
+describe('events.query pages start their index scan at the cursor', () => {
+  // Each page after the first continues from a cursor. Unless the SQL bounds `at` on its own (not only inside an OR),
+  // SQLite walks the (at) index from its start on every page, past every row the earlier pages read: page k of a
+  // 200,000-row CIDR scan costs k times the first, and the late pages hold the event loop far longer than "a page".
+  for (const order of ['asc', 'desc'] as const) {
+    for (const ip of ['192.0.2.0/24', '2001:db8::1', undefined]) {
+      it(`${ip ?? 'no ip'}, ${order}: every page after the first is an index range from the cursor`, async () => {
+        const h = t.relay.history as unknown as { stmt(sql: string): unknown; db: { prepare(sql: string): { all(...a: unknown[]): { detail: string }[] } } };
+        const orig = h.stmt;
+        const seen: string[] = [];
+        h.stmt = function (sql: string) {
+          if (sql.startsWith('SELECT id, ip, json FROM events') && !sql.includes('NOT INDEXED')) seen.push(sql);
+          return orig.call(t.relay.history, sql);
+        };
+        try {
+          await admin.call('events.query', { order, limit: 6000, ...(ip ? { ip } : {}) }, 30_000);
+        } finally {
+          h.stmt = orig;
+        }
+        const paged = seen.filter((sql) => sql.includes('id <') || sql.includes('id >'));
+        expect(paged.length).toBeGreaterThan(0);
+        for (const sql of paged) {
+          const n = sql.split('?').length - 1;
+          const plan = h.db
+            .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+            .all(...Array.from({ length: n }, () => 0))
+            .map((r) => r.detail)
+            .join('; ');
+          expect(plan, sql).toMatch(order === 'desc' ? /\bat<\?/ : /\bat>\?/);
+        }
+      });
+    }
+  }
+});

@@ -505,8 +505,10 @@ export class EventHistory {
     if (q.cursor !== undefined) {
       const row = this.stmt('SELECT at FROM events WHERE id = ?').get(q.cursor) as { at: number } | undefined;
       if (row) {
-        where.push(desc ? '(at < ? OR (at = ? AND id < ?))' : '(at > ? OR (at = ? AND id > ?))');
-        args.push(row.at, row.at, q.cursor);
+        // the bound on `at` alone lets SQLite start the index scan at the cursor: with only the OR it reads every
+        // index entry before the cursor again on each page (a paged scan would cost more page after page)
+        where.push(desc ? 'at <= ? AND (at < ? OR (at = ? AND id < ?))' : 'at >= ? AND (at > ? OR (at = ? AND id > ?))');
+        args.push(row.at, row.at, row.at, q.cursor);
       } else {
         where.push(desc ? 'id < ?' : 'id > ?');
         args.push(q.cursor);
