@@ -349,6 +349,9 @@ export class ManageServer {
   private async handle(s: Session, raw: unknown, after: (() => void)[]): Promise<Reply | null> {
     if (s.closed) return null;
     const id = idOf(raw);
+    // an earlier request of this batch ended the session (it revoked its own token, or its login locked the IP out):
+    // the session closes once the batch's replies are sent, and nothing after that request runs
+    if (s.closeAfterReply) return this.refuseAfterClose(s, raw, id);
     if (this.limited(s)) {
       if (!s.closed) this.sendLimited(s, id);
       return null;
@@ -407,6 +410,30 @@ export class ManageServer {
     }
     if (spec.access === 'admin') this.audit(s, method, req.params, ctx, out);
     return reply(out);
+  }
+
+  /**
+   * A request that comes after one that ended its session, in the same batch: it is not run. One with an id is told
+   * why, as the session's other requests would be from now on: the revoked token (4001, naming it) or the lockout
+   * (4029 with retryAfterMs, as auth.login says it); a notification gets no reply. An admin call by an admin token,
+   * notification or not, is audited as refused, as every admin call is.
+   */
+  private refuseAfterClose(s: Session, raw: unknown, id: RequestId): Reply | null {
+    const c = s.closeAfterReply!;
+    const env = JsonRpcRequest.safeParse(raw);
+    const method = env.success && isMethodName(env.data.method) ? env.data.method : null;
+    const what = method ?? 'this request';
+    let r: Reply;
+    if (c.why === 'locked-out') {
+      const left = this.guard.lockedFor(s.ip) || (c.retryAfterMs ?? 0);
+      r = errorReply(id, ErrorCode.RateLimited, `too many failed logins from ${s.ip}; try again in ${Math.ceil(left / 1000)} s (${what} was not run)`, {
+        retryAfterMs: Math.max(0, Math.ceil(left)),
+      });
+    } else {
+      r = errorReply(id, ErrorCode.Unauthenticated, `${c.message} by an earlier request of this batch; ${what} was not run`);
+    }
+    if (method && Methods[method].access === 'admin' && s.auth?.role === 'admin') this.audit(s, method, env.success ? env.data.params : undefined, null, r);
+    return env.success && env.data.id === undefined ? null : r;
   }
 
   private errorFor(id: RequestId, err: unknown, method: string): Reply {
