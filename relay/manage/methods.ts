@@ -99,8 +99,8 @@ const SCAN_PAGE_ROWS = 2500;
 const QUERY_SCAN_MAX = 200_000;
 
 /**
- * Turns of the event loop for history scans: a scan awaits next() before each page and reads that page right after,
- * synchronously. Pages of all scans run one per turn of the event loop (a setImmediate each), in the order asked, so
+ * Turns of the event loop for history scans (events.subscribe's backlog, events.query, policy.simulate's replay): a
+ * scan awaits next() before each page and reads that page right after, synchronously. Pages of all scans run one per turn of the event loop (a setImmediate each), in the order asked, so
  * SMTP sessions and sockets get a turn between any two pages however many scans run at once (N scans each yielding
  * with their own setImmediate would run N pages back to back in one turn).
  */
@@ -509,8 +509,9 @@ export function createHandlers(d: MethodDeps): Handlers {
 
     // --- policy ------------------------------------------------------------------------------------------------
     'policy.simulate': async (p) => {
-      // one replay at a time: a second caller waits for the first
-      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now()));
+      // one replay at a time: a second caller waits for the first. Its pages take their turns of the event loop with
+      // the other history scans' (events.subscribe, events.query): one page of any of them per turn
+      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now(), { pause: () => turns.next() }));
       simulating = run.catch(() => {});
       return run;
     },

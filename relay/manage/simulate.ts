@@ -42,7 +42,11 @@ export interface SimulateOptions {
   /** read at most this many events (default 2,000,000); past it the oldest are skipped and `truncated` is set */
   maxEvents?: number;
   pageSize?: number;
-  /** called between pages so a long replay never holds the event loop (default: setImmediate) */
+  /**
+   * awaited before each page, which is read right after it, so a long replay never holds the event loop. The relay
+   * passes its history scans' scheduler (PageTurns in methods.ts: one page of all scans per turn of the event loop);
+   * default: a setImmediate.
+   */
   pause?: () => Promise<void>;
 }
 
@@ -218,6 +222,8 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   let eof = false;
   const fill = async () => {
     if (eof || buf.length - pos >= 64) return;
+    // a turn of the event loop first, the page right after it (then this page's events are replayed in the same turn)
+    await pause();
     const page = history.page(start, to, after, KINDS, pageSize);
     if (page.length < pageSize) eof = true;
     if (page.length) {
@@ -226,7 +232,6 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }
     buf = buf.slice(pos).concat(page);
     pos = 0;
-    await pause();
   };
   /**
    * The refusals of one decision, from position `from` on: consecutive rejected events of this session at this
