@@ -563,13 +563,19 @@ export class EventHistory {
     return (this.stmt('SELECT min(id) AS id FROM events').get() as { id: number | null }).id;
   }
 
-  /** One page of events in [from, to) after the keyset (at, id), in (at, id) order: the simulation reads in pages. */
+  /**
+   * One page of events in [from, to) after the keyset (at, id), in (at, id) order: the simulation reads in pages.
+   * Each page walks the (at) index (INDEXED BY: the (kind, at) index the planner would take for `kind IN` reads every
+   * row of those kinds from the lower bound to `to` and sorts them, for every page) from the cursor, its `at` bounded
+   * on its own beside the (at, id) condition (as in query()), and stops after `limit` rows: a page costs the same
+   * early or late in a long replay.
+   */
   page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[] {
     this.flush();
     const k = kinds.map(() => '?').join(', ');
     const rows = (after
-      ? this.stmt(`SELECT json FROM events WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(
-          from,
+      ? this.stmt(`SELECT json FROM events INDEXED BY events_at WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(
+          Math.max(from, after.at),
           to,
           after.at,
           after.at,
@@ -577,7 +583,7 @@ export class EventHistory {
           ...kinds,
           limit,
         )
-      : this.stmt(`SELECT json FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(from, to, ...kinds, limit)) as {
+      : this.stmt(`SELECT json FROM events INDEXED BY events_at WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(from, to, ...kinds, limit)) as {
       json: string;
     }[];
     return rows.map((r) => JSON.parse(r.json) as RelayEvent);
