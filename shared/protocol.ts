@@ -464,7 +464,8 @@ export const Methods = {
       /**
        * the backlog was cut: matching events between sinceId and backlog[0] are missing (query them with
        * events.query). Either more than backlogMax matched, or the relay stopped reading its history for a filter
-       * that matched little (it reads at most 200,000 stored events below its memory per subscribe)
+       * that matched little (it reads at most 200,000 stored events below its memory per subscribe), or the retention
+       * deleted stored events it had not read yet while it read the backlog (those are no longer stored)
        */
       truncated: z.boolean(),
       /**
@@ -497,7 +498,17 @@ export const Methods = {
       order: z.enum(['asc', 'desc']).default('desc'),
       limit: z.int().min(1).max(10_000).default(500),
     }),
-    z.object({ events: z.array(RelayEvent), more: z.boolean(), nextCursor: z.int().nullable() }),
+    z.object({
+      events: z.array(RelayEvent),
+      more: z.boolean(),
+      nextCursor: z.int().nullable(),
+      /**
+       * true when the retention (events.retentionDays, or the size bound) deleted stored events of the range while this
+       * call was reading it (it reads in pages) before it had read them: matching events may be missing from `events`
+       * (older ones; they are no longer stored). Absent otherwise, and from relays older than this field
+       */
+      pruned: z.boolean().optional(),
+    }),
     'Stored history (retention events.retentionDays) by time range [from, to), IP, kinds, session.',
   ),
 

@@ -160,7 +160,9 @@ async function subscribeBacklog(
   if (hi <= sinceId) return { backlog: recent, truncated: false };
   // waits for the history writer: everything up to lastId is stored from here on, so the pages need not wait again
   const oldestStored = d.history.oldestId();
-  const floor = oldestStored === null ? hi : Math.max(sinceId, oldestStored - 1);
+  let floor = oldestStored === null ? hi : Math.max(sinceId, oldestStored - 1);
+  // what the retention had deleted when the stored part of the backlog was known (see below)
+  const prunes = d.history.pruned.prunes;
   const scanMax = Math.max(d.limits.backlogScanMax, max + 1);
   let scanned = 0;
   let truncated = false;
@@ -172,6 +174,15 @@ async function subscribeBacklog(
     }
     await turns.next();
     if (gone()) return { backlog: [], truncated: true };
+    // The retention pruned while this scan waited for its turn: rows stored when it began and not read yet may be
+    // gone (every deleted id is at most pruned.maxId). The backlog must stay in one piece, so the scan reads on only
+    // above the highest deleted id, and says `truncated`: what is missing lies between sinceId and backlog[0].
+    const pruned = d.history.pruned;
+    if (pruned.prunes !== prunes && pruned.maxId > floor) {
+      floor = pruned.maxId;
+      truncated = true;
+      if (hi <= floor) break;
+    }
     const lo = Math.max(floor, hi - Math.min(SCAN_PAGE_ROWS, scanMax - scanned));
     for (const e of d.history.rangeDesc(lo, hi, SCAN_PAGE_ROWS, where)) {
       if (!filter.test(e)) continue;
@@ -421,19 +432,36 @@ export function createHandlers(d: MethodDeps): Handlers {
       const out: RelayEvent[] = [];
       let cursor = p.cursor;
       let first = true;
+      // The retention may prune between two pages and delete rows of the range this call has not read yet: the answer
+      // then says `pruned`. What a prune deletes is at or before pruned.maxAt: it can only be missing here if that
+      // reaches into [from, to) and, oldest first, is not all behind the last event read (newest first, what is left
+      // to read is the oldest part, where deletes happen).
+      const prunes = d.history.pruned.prunes;
+      let pruned = false;
+      const checkPruned = () => {
+        const m = d.history.pruned;
+        if (pruned || m.prunes === prunes) return;
+        if (p.from !== undefined && m.maxAt < p.from) return;
+        const last = out[out.length - 1];
+        if (p.order === 'asc' && last !== undefined && m.maxAt < last.at) return;
+        pruned = true;
+      };
+      const answer = (more: boolean, nextCursor: number | null): Result<'events.query'> =>
+        pruned ? { events: out, more, nextCursor, pruned: true } : { events: out, more, nextCursor };
       if (filter.spec === null) {
         // the index serves the whole filter: every row read is a result
         for (;;) {
           await turns.next();
           if (s.closed) break;
+          checkPruned();
           const r = d.history.query({ ...base, ip: filter.exactIp ?? undefined, cursor, limit: Math.min(SCAN_PAGE_ROWS, p.limit - out.length) }, { noFlush: !first });
           first = false;
           out.push(...r.events);
           if (r.events.length > 0) cursor = r.events[r.events.length - 1]!.id;
-          if (!r.more) return { events: out, more: false, nextCursor: null };
-          if (out.length >= p.limit) return { events: out, more: true, nextCursor: cursor ?? null };
+          if (!r.more) return answer(false, null);
+          if (out.length >= p.limit) return answer(true, cursor ?? null);
         }
-        return { events: out, more: true, nextCursor: cursor ?? null };
+        return answer(true, cursor ?? null);
       }
       // a CIDR or range: scan pages and match in code, the address tested on each row before its JSON is parsed
       // (at most QUERY_SCAN_MAX rows per call; `more` says to go on)
@@ -441,6 +469,7 @@ export function createHandlers(d: MethodDeps): Handlers {
       while (out.length < p.limit && scanned < QUERY_SCAN_MAX) {
         await turns.next();
         if (s.closed) break;
+        checkPruned();
         const r = d.history.query({ ...base, cursor, limit: SCAN_PAGE_ROWS }, { rowTest: filter.rowTest, noFlush: !first });
         first = false;
         let i = 0;
@@ -457,12 +486,12 @@ export function createHandlers(d: MethodDeps): Handlers {
         }
         if (i >= r.events.length) {
           // the whole page was read
-          if (!r.more) return { events: out, more: false, nextCursor: null };
+          if (!r.more) return answer(false, null);
           cursor = r.lastRowId ?? cursor;
           scanned += SCAN_PAGE_ROWS;
         }
       }
-      return { events: out, more: true, nextCursor: cursor ?? null };
+      return answer(true, cursor ?? null);
     },
 
     // --- stats -------------------------------------------------------------------------------------------------

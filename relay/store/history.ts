@@ -121,6 +121,18 @@ export interface ScanOptions {
   noFlush?: boolean;
 }
 
+/**
+ * What the retention prune has deleted since the history was opened: how many prunes deleted rows, and the highest id
+ * and the highest `at` any of them deleted (every deleted row has id <= maxId and at <= maxAt). A scan that reads in
+ * pages across turns of the event loop takes `prunes` when it starts and, when it has changed, knows rows may have
+ * gone between its pages, and which: none above maxId, none later than maxAt.
+ */
+export interface PruneMark {
+  prunes: number;
+  maxId: number;
+  maxAt: number;
+}
+
 export class EventHistory {
   readonly file: string;
   /** random, made with the database and stable across restarts on the same file (see the file comment) */
@@ -159,6 +171,8 @@ export class EventHistory {
   private readonly insertMany: (events: RelayEvent[]) => number;
   /** prepared statements by SQL text, least recently used first (bounded by STATEMENT_CACHE_MAX) */
   private readonly statements = new Map<string, Database.Statement>();
+  /** what prune() has deleted so far (see `pruned`) */
+  private pruneMark: PruneMark = { prunes: 0, maxId: 0, maxAt: Number.NEGATIVE_INFINITY };
 
   private constructor(opts: HistoryOptions) {
     this.file = opts.file;
@@ -609,14 +623,28 @@ export class EventHistory {
     return (this.stmt('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
   }
 
+  /** What prune() has deleted so far (a copy): see PruneMark. Cheap, no read of the database. */
+  get pruned(): PruneMark {
+    return { ...this.pruneMark };
+  }
+
   /** Delete events past the retention and, if the file is over maxBytes, the oldest tenth; in slices. */
   prune(): void {
     if (this.closed) return;
     this.flush();
     const cutoff = this.now() - this.retentionDays() * 86_400_000;
     const del = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
+    // the highest id and `at` of each slice before it goes (the (at) index alone), for scans under way (PruneMark)
+    const span = this.stmt('SELECT max(id) AS id, max(at) AS at FROM (SELECT id, at FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
     let removed = 0;
+    let maxId = 0;
+    let maxAt = Number.NEGATIVE_INFINITY;
+    const deleting = (r: { id: number | null; at: number | null }) => {
+      if (r.id !== null && r.id > maxId) maxId = r.id;
+      if (r.at !== null && r.at > maxAt) maxAt = r.at;
+    };
     for (let i = 0; i < 1000; i++) {
+      deleting(span.get(cutoff) as { id: number | null; at: number | null });
       const n = del.run(cutoff).changes;
       removed += n;
       if (n < 20_000) break;
@@ -625,6 +653,7 @@ export class EventHistory {
     let rows = removed > 0 ? (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n : this.rows();
     for (let i = 0; i < 20 && this.liveBytes() > this.maxBytes && rows > 0; i++) {
       const drop = Math.max(1, Math.floor(rows / 10));
+      deleting(this.stmt('SELECT max(id) AS id, max(at) AS at FROM (SELECT id, at FROM events ORDER BY at LIMIT ?)').get(drop) as { id: number | null; at: number | null });
       const n = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
       removed += n;
       rows -= n;
@@ -633,6 +662,8 @@ export class EventHistory {
     if (removed > 0) {
       this.rowCount = (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n;
       this.failedAtCount = Atomics.load(this.shared, FAILED);
+      const m = this.pruneMark;
+      this.pruneMark = { prunes: m.prunes + 1, maxId: Math.max(m.maxId, maxId), maxAt: Math.max(m.maxAt, maxAt) };
     }
   }
 
