@@ -161,6 +161,12 @@ export function table(title: string, header: string[], rows: (string | number)[]
   return [`\n### ${title}\n`, line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...cells.slice(1).map(line)].join('\n');
 }
 
+/** The middle value (the lower of the two middle ones for an even count); NaN for none. */
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+};
+
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 /**

@@ -23,7 +23,7 @@ import { EventHistory } from '../relay/store/history.ts';
 import { startDnsServer } from '../test/helpers/dns-server.ts';
 import { RawSmtp } from '../test/helpers/smtp-client.ts';
 
-import { ROOT, cpuMs, fmt, freePort, smtpSource as runSmtpSource, runIfMain, startProc, table, waitForPort, type Proc } from './lib.ts';
+import { ROOT, cpuMs, fmt, freePort, median, smtpSource as runSmtpSource, runIfMain, startProc, table, waitForPort, type Proc } from './lib.ts';
 
 // --- process and network helpers: bench/lib.ts ------------------------------------------------------------------------
 
@@ -40,10 +40,6 @@ async function smtpSource(port: number, sessions: number, messages: number): Pro
   return r.ms;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
-};
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
