@@ -91,7 +91,11 @@ export class Session {
   stalledSince: number | null = null;
   loginTimer: NodeJS.Timeout | null = null;
   closed = false;
-  /** close right after the current reply is sent (the session revoked its own token) */
+  /**
+   * Close right after the current reply (or batch of replies) is sent, and run nothing after the request that set it:
+   * the session revoked its own token (tokens.revoke), or its auth.login failed into a lockout or came from a
+   * locked-out address (why: 'locked-out', with retryAfterMs).
+   */
   closeAfterReply: { code: number; why: NotificationParams<'session.closed'>['reason']; message: string; retryAfterMs?: number } | null = null;
   private nextSub = 1;
 
