@@ -158,8 +158,11 @@ async function subscribeBacklog(
   const older: RelayEvent[] = []; // newest first
   let hi = (mem[0]?.id ?? lastId + 1) - 1;
   if (hi <= sinceId) return { backlog: recent, truncated: false };
-  // waits for the history writer: everything up to lastId is stored from here on, so the pages need not wait again
-  const oldestStored = d.history.oldestId();
+  // waits for the history writer, without holding the event loop: everything up to lastId is stored from here on, so
+  // the pages need not wait again
+  await d.history.written();
+  if (gone()) return { backlog: [], truncated: true };
+  const oldestStored = d.history.oldestId({ noFlush: true });
   let floor = oldestStored === null ? hi : Math.max(sinceId, oldestStored - 1);
   // what the retention had deleted when the stored part of the backlog was known (see below)
   const prunes = d.history.pruned.prunes;
@@ -427,11 +430,10 @@ export function createHandlers(d: MethodDeps): Handlers {
       const s = ctx.session;
       const filter = compileFilter({ ip: p.ip, kinds: p.kinds, rejectionsOnly: p.rejectionsOnly }, []);
       const base = { from: p.from, to: p.to, kinds: p.kinds, rejectionsOnly: p.rejectionsOnly, sessionId: p.sessionId, order: p.order };
-      // Read in pages of at most SCAN_PAGE_ROWS rows, a turn of the event loop each (PageTurns); the first page waits
-      // for the history writer, the later ones read what is stored.
+      // Read in pages of at most SCAN_PAGE_ROWS rows, a turn of the event loop each (PageTurns), once the history
+      // writer has stored everything recorded before this call (waited for without holding the event loop).
       const out: RelayEvent[] = [];
       let cursor = p.cursor;
-      let first = true;
       // The retention may prune between two pages and delete rows of the range this call has not read yet: the answer
       // then says `pruned`. What a prune deletes is at or before pruned.maxAt: it can only be missing here if that
       // reaches into [from, to) and, oldest first, is not all behind the last event read (newest first, what is left
@@ -448,14 +450,14 @@ export function createHandlers(d: MethodDeps): Handlers {
       };
       const answer = (more: boolean, nextCursor: number | null): Result<'events.query'> =>
         pruned ? { events: out, more, nextCursor, pruned: true } : { events: out, more, nextCursor };
+      await d.history.written();
       if (filter.spec === null) {
         // the index serves the whole filter: every row read is a result
         for (;;) {
           await turns.next();
           if (s.closed) break;
           checkPruned();
-          const r = d.history.query({ ...base, ip: filter.exactIp ?? undefined, cursor, limit: Math.min(SCAN_PAGE_ROWS, p.limit - out.length) }, { noFlush: !first });
-          first = false;
+          const r = d.history.query({ ...base, ip: filter.exactIp ?? undefined, cursor, limit: Math.min(SCAN_PAGE_ROWS, p.limit - out.length) }, { noFlush: true });
           out.push(...r.events);
           if (r.events.length > 0) cursor = r.events[r.events.length - 1]!.id;
           if (!r.more) return answer(false, null);
@@ -470,8 +472,7 @@ export function createHandlers(d: MethodDeps): Handlers {
         await turns.next();
         if (s.closed) break;
         checkPruned();
-        const r = d.history.query({ ...base, cursor, limit: SCAN_PAGE_ROWS }, { rowTest: filter.rowTest, noFlush: !first });
-        first = false;
+        const r = d.history.query({ ...base, cursor, limit: SCAN_PAGE_ROWS }, { rowTest: filter.rowTest, noFlush: true });
         let i = 0;
         for (; i < r.events.length; i++) {
           const e = r.events[i]!;

@@ -30,12 +30,19 @@ import * as policy from '../policy/verdicts.ts';
 
 type Rejected = Extract<RelayEvent, { kind: 'rejected' }>;
 
+/** `noFlush`: the replay waited for the history writer (written()) before its first read, so no read waits again. */
+interface Reads {
+  noFlush?: boolean;
+}
+
 export interface EventPages {
-  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[];
+  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number, opts?: Reads): RelayEvent[];
   /** events in [from, to) of every kind: a cheap upper bound of what the replay reads (most windows fit under the cap) */
-  countBetween?(from: number, to: number): number;
+  countBetween?(from: number, to: number, opts?: Reads): number;
   /** the (skip + 1)th newest event of these kinds in [from, to), in page() order: where a replay of `skip` events starts after */
-  cutAfter?(from: number, to: number, kinds: readonly string[], skip: number): { at: number; id: number } | null;
+  cutAfter?(from: number, to: number, kinds: readonly string[], skip: number, opts?: Reads): { at: number; id: number } | null;
+  /** resolves once everything recorded so far is readable, without blocking the event loop (EventHistory.written) */
+  written?(): Promise<void>;
 }
 
 export interface SimulateOptions {
@@ -132,12 +139,15 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   const pageSize = opts.pageSize ?? 5000;
   const pause = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
   let truncated = false;
+  // what was recorded before the call is read; waited for without holding the event loop (the reads then never wait)
+  if (history.written) await history.written();
+  const reads: Reads = { noFlush: history.written !== undefined };
   /** where reading starts: after this event (the newest one the cap skips), or at `start` */
   let after: { at: number; id: number } | null = null;
-  if (history.cutAfter && (!history.countBetween || history.countBetween(start, to) > maxEvents)) {
+  if (history.cutAfter && (!history.countBetween || history.countBetween(start, to, reads) > maxEvents)) {
     // The cap counts only the kinds replayed (helo, delivery and admin events are never read), so the cut is found
     // among those: the (maxEvents + 1)th newest is the newest one skipped. One index walk, no event read twice.
-    after = history.cutAfter(start, to, KINDS, maxEvents);
+    after = history.cutAfter(start, to, KINDS, maxEvents, reads);
     truncated = after !== null;
   }
 
@@ -224,7 +234,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     if (eof || buf.length - pos >= 64) return;
     // a turn of the event loop first, the page right after it (then this page's events are replayed in the same turn)
     await pause();
-    const page = history.page(start, to, after, KINDS, pageSize);
+    const page = history.page(start, to, after, KINDS, pageSize, reads);
     if (page.length < pageSize) eof = true;
     if (page.length) {
       const last = page[page.length - 1]!;

@@ -19,6 +19,16 @@ configureConnection(db);
 const insert = eventInserter(db);
 const stringify = (e) => JSON.stringify(e);
 const write = db.transaction((events) => insert(events, stringify));
+// For tests only (HistoryOptions.writerGate): while slot 0 is not 0, each batch is held before it is written, as a
+// slow disk would hold it, with its seq in slot 1.
+const gate = workerData.gate ? new Int32Array(workerData.gate) : null;
+function held(seq) {
+  for (let g; (g = Atomics.load(gate, 0)) !== 0; ) {
+    Atomics.store(gate, 1, seq);
+    Atomics.notify(gate, 1);
+    Atomics.wait(gate, 0, g);
+  }
+}
 
 parentPort.on('message', (m) => {
   if (m.close) {
@@ -28,6 +38,7 @@ parentPort.on('message', (m) => {
     parentPort.close();
     return;
   }
+  if (gate) held(m.seq);
   try {
     write(JSON.parse(m.json));
   } catch (err) {

@@ -5,9 +5,11 @@
  * timer hands the array, as one JSON string, to the history writer thread (history-writer.mjs), which inserts it in
  * one transaction on its own connection. The SMTP path never waits for the disk, and the thread that runs the SMTP
  * sessions does not pay for the inserts either (measured: about a fifth of its CPU per message). Every read first
- * waits until the writer has stored all it was handed, so reads see every recorded event. If the writer thread
- * stops or does not answer within WRITER_WAIT_MS, its unfinished batches and all later ones are written on the main
- * thread (logged once). A crash loses the history not yet stored (never mail): normally the last flush interval, at
+ * waits until the writer has stored all it was handed, so reads see every recorded event. The management channel's
+ * reads and the retention prune wait without blocking (written(): Atomics.waitAsync), so the SMTP sessions go on while
+ * a slow disk holds the writer; flush() blocks, and is left to what must finish before it returns (close(), the
+ * start-up's lastEventId(), load()) and to direct callers. If the writer thread stops or does not answer within
+ * WRITER_WAIT_MS, its unfinished batches and all later ones are written on the main thread (logged once). A crash loses the history not yet stored (never mail): normally the last flush interval, at
  * most maxPending events if the writer had fallen behind the disk; a process that exits without close() does the same.
  * Rows are indexed by (ip, at), (at), (kind, at) and (session, at) (SQLite appends the rowid, the event id, to every
  * index), so a query by IP over millions of events is an index range scan. Retention: events older than
@@ -30,6 +32,10 @@ import { CLOSED, DONE, FAILED, STOPPED, WRITER_SLOTS, configureConnection, event
 
 /** How long a read waits for the writer thread before the main thread takes its work over. */
 const WRITER_WAIT_MS = 10_000;
+/** Atomics.waitAsync (Node 16+; not in the ES2022 lib this project compiles against) */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number, timeout: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
 /** prepared statements kept for reuse (query() builds one SQL text per combination of filters; the oldest unused go) */
 const STATEMENT_CACHE_MAX = 64;
 
@@ -73,6 +79,11 @@ export interface HistoryOptions {
   /** prune interval (default 10 min) */
   pruneMs?: number;
   log?: (line: string) => void;
+  /**
+   * For tests: a SharedArrayBuffer of two Int32 slots. While slot 0 is not 0 the writer thread holds each batch before
+   * writing it (as a slow disk would), with the batch's seq in slot 1; storing 0 in slot 0 and notifying it lets it go.
+   */
+  writerGate?: SharedArrayBuffer;
 }
 
 export interface EventQuery {
@@ -117,7 +128,7 @@ export type RowTest = (row: StoredRow) => boolean;
 /** How a scan reads: a prefilter, and whether to skip waiting for the writer (a scan waits once, at its first page). */
 export interface ScanOptions {
   rowTest?: RowTest | null;
-  /** the caller already called flush() for this scan: what it reads was recorded before that */
+  /** the caller already waited (flush() or written()) for this scan: what it reads was recorded before that */
   noFlush?: boolean;
 }
 
@@ -143,6 +154,9 @@ export class EventHistory {
   private readonly maxBytes: number;
   private readonly maxPending: number;
   private readonly log: (line: string) => void;
+  private readonly writerGate: SharedArrayBuffer | undefined;
+  /** a prune from the timer is under way (it may wait for the writer) */
+  private pruning = false;
   private pending: RelayEvent[] = [];
   /** the writer thread, started at the first batch; null before, and for good once the main thread took over */
   private writer: Worker | null = null;
@@ -181,6 +195,7 @@ export class EventHistory {
     this.maxBytes = opts.maxBytes ?? 2 * 1024 ** 3;
     this.maxPending = opts.maxPending ?? 200_000;
     this.log = opts.log ?? ((line) => console.error(line));
+    this.writerGate = opts.writerGate;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     this.db = new Database(this.file);
     configureConnection(this.db);
@@ -240,7 +255,7 @@ export class EventHistory {
     this.topId = (this.db.prepare('SELECT max(id) FROM events').pluck().get() as number | null) ?? 0;
     this.flushTimer = setInterval(() => this.handOff(), opts.flushMs ?? 200);
     this.flushTimer.unref();
-    this.pruneTimer = setInterval(() => this.prune(), opts.pruneMs ?? 10 * 60_000);
+    this.pruneTimer = setInterval(() => void this.pruneSoon(), opts.pruneMs ?? 10 * 60_000);
     this.pruneTimer.unref();
   }
 
@@ -341,7 +356,7 @@ export class EventHistory {
   private startWriter(): boolean {
     if (this.writer) return true;
     try {
-      const w = new Worker(new URL('./history-writer.mjs', import.meta.url), { workerData: { file: this.file, state: this.shared.buffer } });
+      const w = new Worker(new URL('./history-writer.mjs', import.meta.url), { workerData: { file: this.file, state: this.shared.buffer, gate: this.writerGate } });
       w.on('message', (m: { failed?: number; message?: string }) => {
         if (m.failed) this.log(`history: could not store ${m.failed} events in ${this.file}: ${m.message}`);
       });
@@ -414,11 +429,42 @@ export class EventHistory {
 
   /**
    * Everything recorded so far is in the database when this returns: pending events are handed on and the writer's
-   * batches waited for. Every read calls it first.
+   * batches waited for, blocking this thread (up to WRITER_WAIT_MS, then the takeover). Reads call it first unless
+   * told the caller waited already (ScanOptions.noFlush); the management channel waits with written() instead.
    */
   flush(): void {
     this.handOff();
     this.waitForWriter();
+  }
+
+  /**
+   * flush() without blocking: resolves once every event recorded before the call is in the database. Pending events
+   * are handed on at once; the writer's batches are awaited with Atomics.waitAsync, so the event loop (the SMTP
+   * sessions) keeps running meanwhile. A writer that stops, or does not answer within WRITER_WAIT_MS, is taken over
+   * as flush() does. Batches handed over after the call (events recorded since) are not waited for. A read that
+   * follows it in the same turn of the event loop passes noFlush.
+   */
+  async written(): Promise<void> {
+    this.handOff();
+    const target = this.posted;
+    const deadline = Date.now() + WRITER_WAIT_MS;
+    for (;;) {
+      // gone: takeOver() wrote every unfinished batch here; closed: close() flushed
+      if (this.writerGone || this.closed) return;
+      const done = Atomics.load(this.shared, DONE);
+      if (done >= target) {
+        this.settle(done);
+        return;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || this.writerStopped()) {
+        this.takeOver(left <= 0 ? `did not answer within ${WRITER_WAIT_MS / 1000} s` : 'stopped');
+        return;
+      }
+      // woken by the writer's notify after each batch (and when it stops); the timeout re-checks a terminated writer
+      const w = waitAsync(this.shared, DONE, done, Math.min(left, 50));
+      if (w.async) await w.value;
+    }
   }
 
   /** For tests: end the writer thread as a crash would; the next batch or read finds it gone. */
@@ -587,8 +633,8 @@ export class EventHistory {
   }
 
   /** The lowest stored event id, or null when none is stored. */
-  oldestId(): number | null {
-    this.flush();
+  oldestId(opts: ScanOptions = {}): number | null {
+    if (!opts.noFlush) this.flush();
     return (this.stmt('SELECT min(id) AS id FROM events').get() as { id: number | null }).id;
   }
 
@@ -599,8 +645,8 @@ export class EventHistory {
    * on its own beside the (at, id) condition (as in query()), and stops after `limit` rows: a page costs the same
    * early or late in a long replay.
    */
-  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number): RelayEvent[] {
-    this.flush();
+  page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number, opts: ScanOptions = {}): RelayEvent[] {
+    if (!opts.noFlush) this.flush();
     const k = kinds.map(() => '?').join(', ');
     const rows = (after
       ? this.stmt(`SELECT json FROM events INDEXED BY events_at WHERE at >= ? AND at < ? AND (at > ? OR (at = ? AND id > ?)) AND kind IN (${k}) ORDER BY at, id LIMIT ?`).all(
@@ -623,8 +669,8 @@ export class EventHistory {
    * more than `skip`: a replay that reads at most `skip` events starts right after it (policy.simulate's cap). Reads
    * the index only, no event JSON.
    */
-  cutAfter(from: number, to: number, kinds: readonly string[], skip: number): { at: number; id: number } | null {
-    this.flush();
+  cutAfter(from: number, to: number, kinds: readonly string[], skip: number, opts: ScanOptions = {}): { at: number; id: number } | null {
+    if (!opts.noFlush) this.flush();
     const k = kinds.map(() => '?').join(', ');
     const row = this.stmt(`SELECT at, id FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?`).get(from, to, ...kinds, skip) as
       | { at: number; id: number }
@@ -633,8 +679,8 @@ export class EventHistory {
   }
 
   /** Events of every kind in [from, to) (the simulation's size bound). */
-  countBetween(from: number, to: number): number {
-    this.flush();
+  countBetween(from: number, to: number, opts: ScanOptions = {}): number {
+    if (!opts.noFlush) this.flush();
     return (this.stmt('SELECT count(*) AS n FROM events WHERE at >= ? AND at < ?').get(from, to) as { n: number }).n;
   }
 
@@ -643,10 +689,29 @@ export class EventHistory {
     return { ...this.pruneMark };
   }
 
-  /** Delete events past the retention and, if the file is over maxBytes, the oldest tenth; in slices. */
+  /** Delete events past the retention and, if the file is over maxBytes, the oldest tenth; in slices. Blocks on flush(). */
   prune(): void {
     if (this.closed) return;
     this.flush();
+    this.pruneStored();
+  }
+
+  /** The prune timer's: prune() once the writer has stored what it was handed, waited for without blocking. */
+  private async pruneSoon(): Promise<void> {
+    if (this.pruning || this.closed) return;
+    this.pruning = true;
+    try {
+      await this.written();
+      if (!this.closed) this.pruneStored();
+    } catch (err) {
+      this.log(`history: could not prune ${this.file}: ${(err as Error).message}`);
+    } finally {
+      this.pruning = false;
+    }
+  }
+
+  /** prune() on what is stored: batches handed to the writer since the last wait may still be in flight. */
+  private pruneStored(): void {
     const cutoff = this.now() - this.retentionDays() * 86_400_000;
     const del = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
     // the highest id and `at` of each slice before it goes (the (at) index alone), for scans under way (PruneMark)
@@ -675,8 +740,15 @@ export class EventHistory {
       this.log(`history: ${this.file} is over its size limit (${Math.round(this.maxBytes / 1024 ** 2)} MiB); deleted the oldest ${n} events`);
     }
     if (removed > 0) {
-      this.rowCount = (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n;
-      this.failedAtCount = Atomics.load(this.shared, FAILED);
+      this.settle(Atomics.load(this.shared, DONE));
+      if (this.inFlight.length === 0) {
+        // nothing on its way to the table: count it afresh (failures so far are in the count, by their absence)
+        this.rowCount = (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+        this.failedAtCount = Atomics.load(this.shared, FAILED);
+      } else {
+        // the writer's batches in flight are counted already and not in the table yet: the deletes took stored rows
+        this.rowCount -= removed;
+      }
       const m = this.pruneMark;
       this.pruneMark = { prunes: m.prunes + 1, maxId: Math.max(m.maxId, maxId), maxAt: Math.max(m.maxAt, maxAt) };
     }
