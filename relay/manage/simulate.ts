@@ -37,10 +37,18 @@ interface Reads {
 
 export interface EventPages {
   page(from: number, to: number, after: { at: number; id: number } | null, kinds: readonly string[], limit: number, opts?: Reads): RelayEvent[];
-  /** events in [from, to) of every kind: a cheap upper bound of what the replay reads (most windows fit under the cap) */
-  countBetween?(from: number, to: number, opts?: Reads): number;
-  /** the (skip + 1)th newest event of these kinds in [from, to), in page() order: where a replay of `skip` events starts after */
-  cutAfter?(from: number, to: number, kinds: readonly string[], skip: number, opts?: Reads): { at: number; id: number } | null;
+  /**
+   * The (skip + 1)th newest event of these kinds (null: any kind) in [from, to), in page() order, counting from just
+   * below `before` when given; null when there are no more than `skip`. Its cost must follow `skip` (an index walk of
+   * about that many entries): the cap's cut is found in steps of a bounded skip, a turn of the event loop each.
+   */
+  cutAfter?(
+    from: number,
+    to: number,
+    kinds: readonly string[] | null,
+    skip: number,
+    opts?: Reads & { before?: { at: number; id: number } | null },
+  ): { at: number; id: number } | null;
   /** resolves once everything recorded so far is readable, without blocking the event loop (EventHistory.written) */
   written?(): Promise<void>;
 }
@@ -49,6 +57,12 @@ export interface SimulateOptions {
   /** read at most this many events (default 2,000,000); past it the oldest are skipped and `truncated` is set */
   maxEvents?: number;
   pageSize?: number;
+  /**
+   * index entries of the replayed kinds the search for the cap's cut steps over per turn of the event loop (default
+   * 10,000: a few ms); the check whether the window holds more than maxEvents events at all steps over five times as
+   * many of any kind (the (at) index alone, cheaper per entry)
+   */
+  cutStep?: number;
   /**
    * awaited before each page, which is read right after it, so a long replay never holds the event loop. The relay
    * passes its history scans' scheduler (PageTurns in methods.ts: one page of all scans per turn of the event loop);
@@ -138,16 +152,36 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   const maxEvents = opts.maxEvents ?? 2_000_000;
   const pageSize = opts.pageSize ?? 5000;
   const pause = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
+  const cutStep = Math.max(1, opts.cutStep ?? 10_000);
   let truncated = false;
   // what was recorded before the call is read; waited for without holding the event loop (the reads then never wait)
   if (history.written) await history.written();
   const reads: Reads = { noFlush: history.written !== undefined };
   /** where reading starts: after this event (the newest one the cap skips), or at `start` */
   let after: { at: number; id: number } | null = null;
-  if (history.cutAfter && (!history.countBetween || history.countBetween(start, to, reads) > maxEvents)) {
-    // The cap counts only the kinds replayed (helo, delivery and admin events are never read), so the cut is found
-    // among those: the (maxEvents + 1)th newest is the newest one skipped. One index walk, no event read twice.
-    after = history.cutAfter(start, to, KINDS, maxEvents, reads);
+  /**
+   * The (maxEvents + 1)th newest event of these kinds (null: any kind) in [start, to), or null when there are no more
+   * than maxEvents: a walk down the index from the newest, `step` entries at a time, a turn of the event loop before
+   * each (a single OFFSET of up to maxEvents held the event loop for the whole walk, and sorted it).
+   */
+  const nthNewest = async (cutAfter: NonNullable<EventPages['cutAfter']>, kinds: readonly string[] | null, step: number) => {
+    let at: { at: number; id: number } | null = null;
+    for (let passed = 0; passed <= maxEvents; ) {
+      await pause();
+      const n = Math.min(step, maxEvents + 1 - passed);
+      const found: { at: number; id: number } | null = cutAfter(start, to, kinds, n - 1, { ...reads, before: at });
+      if (!found) return null;
+      at = found;
+      passed += n;
+    }
+    return at;
+  };
+  // Most windows hold fewer events than the cap, which the (at) index alone tells, cheaply. Otherwise the cut is found
+  // among the kinds replayed (helo, delivery and admin events are never read, and the cap counts only those): the
+  // (maxEvents + 1)th newest is the newest one skipped.
+  const cutAfter = history.cutAfter?.bind(history);
+  if (cutAfter && (await nthNewest(cutAfter, null, 5 * cutStep)) !== null) {
+    after = await nthNewest(cutAfter, KINDS, cutStep);
     truncated = after !== null;
   }
 

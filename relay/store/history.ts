@@ -665,17 +665,37 @@ export class EventHistory {
   }
 
   /**
-   * The (skip + 1)th newest event of these kinds in [from, to), in page()'s (at, id) order, or null when there are no
-   * more than `skip`: a replay that reads at most `skip` events starts right after it (policy.simulate's cap). Reads
-   * the index only, no event JSON.
+   * The (skip + 1)th newest event of these kinds (null: of any kind) in [from, to), in page()'s (at, id) order,
+   * counting from just below `before` when given (an event found by an earlier call, inside [from, to)), or null when
+   * there are no more than `skip`: a replay that reads at most `skip` events starts right after it (policy.simulate's
+   * cap, which finds it in steps of a bounded `skip`, a turn of the event loop each). Reads the index only, no event
+   * JSON, and about `skip` entries of it: the walk starts at `before` (its `at` bounded on its own, as in query()) and
+   * stops at the row it returns, on the (at) index for any kind, else on one (kind, at) walk per kind, merged (as
+   * query() does for several kinds), never sorting (`kind IN` with ORDER BY ... OFFSET sorted every row of those kinds
+   * in the range).
    */
-  cutAfter(from: number, to: number, kinds: readonly string[], skip: number, opts: ScanOptions = {}): { at: number; id: number } | null {
+  cutAfter(
+    from: number,
+    to: number,
+    kinds: readonly string[] | null,
+    skip: number,
+    opts: ScanOptions & { before?: { at: number; id: number } | null } = {},
+  ): { at: number; id: number } | null {
     if (!opts.noFlush) this.flush();
-    const k = kinds.map(() => '?').join(', ');
-    const row = this.stmt(`SELECT at, id FROM events WHERE at >= ? AND at < ? AND kind IN (${k}) ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?`).get(from, to, ...kinds, skip) as
-      | { at: number; id: number }
-      | undefined;
-    return row ?? null;
+    const b = opts.before ?? null;
+    // `at` is an integer: at < to is at <= to - 1
+    const cond = b ? 'at >= ? AND at <= ? AND (at < ? OR (at = ? AND id < ?))' : 'at >= ? AND at < ?';
+    const args = b ? [from, Math.min(b.at, to - 1), b.at, b.at, b.id] : [from, to];
+    const order = 'ORDER BY at DESC, id DESC LIMIT 1 OFFSET ?';
+    let row: unknown;
+    if (kinds === null) {
+      row = this.stmt(`SELECT at, id FROM events INDEXED BY events_at WHERE ${cond} ${order}`).get(...args, skip);
+    } else {
+      const ks = [...new Set(kinds)];
+      if (ks.length === 0) return null;
+      row = this.stmt(`${ks.map(() => `SELECT at, id FROM events WHERE kind = ? AND ${cond}`).join(' UNION ALL ')} ${order}`).get(...ks.flatMap((k) => [k, ...args]), skip);
+    }
+    return (row as { at: number; id: number } | undefined) ?? null;
   }
 
   /** Events of every kind in [from, to) (the simulation's size bound). */
