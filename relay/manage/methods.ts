@@ -26,7 +26,7 @@ import { hideSecrets } from './diff.ts';
 import { compileFilter, ipSpec, type CompiledFilter } from './filter.ts';
 import type { Session } from './session.ts';
 import { Subscription } from './session.ts';
-import { simulate } from './simulate.ts';
+import { SimulationStopped, simulate } from './simulate.ts';
 import type { StatsCollector } from './stats.ts';
 
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
@@ -538,12 +538,21 @@ export function createHandlers(d: MethodDeps): Handlers {
     'audit.list': (p) => ({ entries: d.audit.tail(p.limit, p.beforeSeq) }),
 
     // --- policy ------------------------------------------------------------------------------------------------
-    'policy.simulate': async (p) => {
-      // one replay at a time: a second caller waits for the first. Its pages take their turns of the event loop with
-      // the other history scans' (events.subscribe, events.query): one page of any of them per turn
-      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now(), { pause: () => turns.next() }));
+    'policy.simulate': async (p, ctx) => {
+      const s = ctx.session;
+      // One replay at a time: a second caller waits for the first. Its pages take their turns of the event loop with
+      // the other history scans' (events.subscribe, events.query): one page of any of them per turn. A replay whose
+      // session has closed (while it ran, or while it waited for its turn) stops before its next read, and the next
+      // caller's starts.
+      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now(), { pause: () => turns.next(), gone: () => s.closed }));
       simulating = run.catch(() => {});
-      return run;
+      try {
+        return await run;
+      } catch (err) {
+        // no one to answer: the reply to a closed session is not sent
+        if (err instanceof SimulationStopped) throw new RpcError(ErrorCode.InternalError, err.message);
+        throw err;
+      }
     },
   };
   return handlers;

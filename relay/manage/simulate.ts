@@ -64,11 +64,23 @@ export interface SimulateOptions {
    */
   cutStep?: number;
   /**
+   * the answer is no longer wanted (the calling session closed): checked after each pause, the replay then stops
+   * before its next read with SimulationStopped
+   */
+  gone?: () => boolean;
+  /**
    * awaited before each page, which is read right after it, so a long replay never holds the event loop. The relay
    * passes its history scans' scheduler (PageTurns in methods.ts: one page of all scans per turn of the event loop);
    * default: a setImmediate.
    */
   pause?: () => Promise<void>;
+}
+
+/** Thrown by simulate() when opts.gone() says its answer is no longer wanted: it read nothing more. */
+export class SimulationStopped extends Error {
+  constructor() {
+    super('the replay stopped: its answer is no longer wanted (the session closed)');
+  }
 }
 
 const KINDS = ['connect', 'disconnect', 'auth', 'mail', 'rcpt', 'accepted', 'rejected'] as const;
@@ -151,11 +163,18 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   const start = from - warm;
   const maxEvents = opts.maxEvents ?? 2_000_000;
   const pageSize = opts.pageSize ?? 5000;
-  const pause = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
+  const yieldTurn = opts.pause ?? (() => new Promise<void>((r) => setImmediate(r)));
+  const gone = opts.gone ?? (() => false);
+  /** a turn of the event loop before each read; a replay whose answer is no longer wanted stops there */
+  const pause = async () => {
+    await yieldTurn();
+    if (gone()) throw new SimulationStopped();
+  };
   const cutStep = Math.max(1, opts.cutStep ?? 10_000);
   let truncated = false;
   // what was recorded before the call is read; waited for without holding the event loop (the reads then never wait)
   if (history.written) await history.written();
+  if (gone()) throw new SimulationStopped();
   const reads: Reads = { noFlush: history.written !== undefined };
   /** where reading starts: after this event (the newest one the cap skips), or at `start` */
   let after: { at: number; id: number } | null = null;
