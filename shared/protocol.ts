@@ -314,6 +314,12 @@ export const SimulationResult = z.object({
   notReplayed: z.array(SimulationNotReplayed).default([]),
   /** the window held more events than the simulation reads; the oldest were skipped */
   truncated: z.boolean(),
+  /**
+   * true when the retention (events.retentionDays, or the size bound) deleted stored events of the replayed span
+   * (the window and its warm-up) while the replay read it in pages, before it had read them: the oldest events may be
+   * missing from the replay (a caveat says so too). Absent otherwise, and from relays older than this field
+   */
+  pruned: z.boolean().optional(),
 });
 export type SimulationResult = z.infer<typeof SimulationResult>;
 

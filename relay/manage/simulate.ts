@@ -25,6 +25,7 @@ import { GroupMatcher, clientKey, parseIp, type ParsedIp } from '../../shared/ip
 import type { SimulationNotReplayed, SimulationResult, SimulationRule } from '../../shared/protocol.ts';
 import { Anvil } from '../clients/anvil.ts';
 import type { ReverseDnsFact, SenderDomainFact } from '../dns/checks.ts';
+import type { PruneMark } from '../store/history.ts';
 import { classifyRecipient } from '../policy/routing.ts';
 import * as policy from '../policy/verdicts.ts';
 
@@ -51,6 +52,8 @@ export interface EventPages {
   ): { at: number; id: number } | null;
   /** resolves once everything recorded so far is readable, without blocking the event loop (EventHistory.written) */
   written?(): Promise<void>;
+  /** what the retention prune has deleted so far (EventHistory.pruned): a replay reads across turns, a prune may run between */
+  readonly pruned?: PruneMark;
 }
 
 export interface SimulateOptions {
@@ -172,6 +175,9 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   };
   const cutStep = Math.max(1, opts.cutStep ?? 10_000);
   let truncated = false;
+  // what the retention had deleted when the replay began (see `pruned` below)
+  const prunes = history.pruned?.prunes ?? 0;
+  let pruned = false;
   // what was recorded before the call is read; waited for without holding the event loop (the reads then never wait)
   if (history.written) await history.written();
   if (gone()) throw new SimulationStopped();
@@ -287,6 +293,11 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     if (eof || buf.length - pos >= 64) return;
     // a turn of the event loop first, the page right after it (then this page's events are replayed in the same turn)
     await pause();
+    // The retention pruned since the replay began, and may have deleted events it has not read yet: it deletes only
+    // events at or before pruned.maxAt, so none is missing when that is before what is left to read (from `after`, or
+    // from `start`). Events already read are replayed all the same.
+    const m = history.pruned;
+    if (!pruned && m && m.prunes !== prunes && m.maxAt >= (after?.at ?? start)) pruned = true;
     const page = history.page(start, to, after, KINDS, pageSize, reads);
     if (page.length < pageSize) eof = true;
     if (page.length) {
@@ -611,6 +622,13 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     caveats.push(`${assumedMessages} refused message(s) that would newly pass are assumed to have been accepted (their recipients and data were never sent).`);
   }
   if (truncated) caveats.push(`The window held more than ${maxEvents} events; the oldest were skipped.`);
+  if (pruned) {
+    caveats.push(
+      'The retention (events.retentionDays, or the history size bound) deleted stored events while the replay read ' +
+        'them, before it had read them: the oldest events of the window (or of the warm-up before it) may be missing ' +
+        'from the replay.',
+    );
+  }
 
   return {
     from,
@@ -622,5 +640,6 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     caveats,
     notReplayed,
     truncated,
+    ...(pruned ? { pruned: true } : {}),
   };
 }
