@@ -93,7 +93,7 @@ describe('checks.maxFailedCommands', () => {
     expect((await c.cmd('RCPT TO:<nobody@example.com>')).code).toBe(550); // ours: unknown recipient
     expect(await c.cmd('XYZZY')).toMatchObject({
       code: 421,
-      text: '4.7.0 Too many failed commands in this session: 4 (limit 4). Closing the connection.',
+      text: '4.7.0 Too many failed commands in this session: 4 (limit 4). Closing the connection; check the client\'s commands before reconnecting.',
     });
     await waitFor(() => c.closed, 'the session to be closed');
     expect(t.rejections('checks.maxFailedCommands')).toMatchObject([{ stage: 'command', code: 421, enforced: true }]);
@@ -137,7 +137,7 @@ describe('checks.maxMessageSize', () => {
     expect(ehlo.lines.map((l) => l.slice(4))).toContain('SIZE 1000');
     expect(await c.cmd('MAIL FROM:<a@example.org> SIZE=1001')).toMatchObject({
       code: 552,
-      text: '5.3.4 Message too big: declared SIZE=1001 bytes, the limit is 1000 bytes.',
+      text: '5.3.4 Message too big: declared SIZE=1001 bytes, the limit is 1000 bytes. Send a smaller message.',
     });
     expect((await c.cmd('MAIL FROM:<a@example.org> SIZE=1000')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);

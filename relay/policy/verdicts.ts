@@ -91,7 +91,7 @@ export function atMailFrom(c: Config, f: MailFacts): Verdict[] {
   const size = c.checks.maxMessageSize;
   if (f.declaredSize !== null && f.declaredSize > size.maxBytes) {
     out.push(...v('checks.maxMessageSize', 'mail', size.mode, 552,
-      `5.3.4 Message too big: declared SIZE=${f.declaredSize} bytes, the limit is ${size.maxBytes} bytes.`));
+      `5.3.4 Message too big: declared SIZE=${f.declaredSize} bytes, the limit is ${size.maxBytes} bytes. Send a smaller message.`));
   }
   const rd = f.reverseDnsFact;
   if (rd && rd.result !== 'ok') {
@@ -143,7 +143,7 @@ export function failedCommandLimit(c: Config, failed: number): Verdict[] {
   const mf = c.checks.maxFailedCommands;
   if (failed < mf.max) return [];
   return v('checks.maxFailedCommands', 'command', mf.mode, 421,
-    `4.7.0 Too many failed commands in this session: ${failed} (limit ${mf.max}). Closing the connection.`, { close: true });
+    `4.7.0 Too many failed commands in this session: ${failed} (limit ${mf.max}). Closing the connection; check the client's commands before reconnecting.`, { close: true });
 }
 
 // --- DATA ----------------------------------------------------------------------------------
