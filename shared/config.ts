@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseHostPort } from './hostport.ts';
-import { parseAddressSpec, parseIsoInstant } from './ip.ts';
+import { parseAddressSpec, parseIp, parseIsoInstant } from './ip.ts';
 
 export const MODES = ['enforce', 'monitor', 'off'] as const;
 export const Mode = z.enum(MODES).describe('enforce: reject; monitor: accept but report "would have rejected"; off: not checked');
@@ -16,6 +16,91 @@ const hostPort = (what: string, defaultPort?: number) =>
     const r = parseHostPort(v, defaultPort);
     if (!r.ok) ctx.addIssue({ code: 'custom', message: `${what} ${r.error}` });
   });
+
+// ---------------------------------------------------------------------------------------------------------------
+// DNS servers: the one parser of a `dns.servers` entry. The relay's resolver (relay/dns/servers.ts re-exports it)
+// and this schema both use it, so an entry the schema takes is one the resolver takes. No Node-only APIs: the
+// console's renderer validates with this schema too.
+
+export interface DnsServerAddress {
+  host: string; // an IP address, IPv6 in canonical form without brackets
+  port: number;
+  family: 4 | 6;
+  label: string; // "192.0.2.53:53" or "[2001:db8::53]:53", for messages
+}
+
+const DNS_EXAMPLES = 'e.g. "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353"';
+
+function isIPv4Text(host: string): boolean {
+  return !host.includes(':') && parseIp(host) !== null;
+}
+
+/** IPv6 text as node:net isIPv6 takes it: any RFC 4291 form, IPv4-mapped included, with an optional zone id. */
+function isIPv6Text(host: string): boolean {
+  const pct = host.indexOf('%');
+  const addr = pct >= 0 ? host.slice(0, pct) : host;
+  if (pct >= 0 && !/^[0-9A-Za-z.:-]+$/.test(host.slice(pct + 1))) return false;
+  return addr.includes(':') && parseIp(addr) !== null;
+}
+
+function canonicalIPv6(host: string): string {
+  if (host.includes('%')) return host.toLowerCase(); // zone id: URL cannot parse it, keep as written
+  return new URL(`http://[${host}]/`).hostname.slice(1, -1);
+}
+
+function parseDnsPort(entry: string, text: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    throw new Error(`Invalid DNS server "${entry}": port "${text}" must be a number from 1 to 65535 (${DNS_EXAMPLES}).`);
+  }
+  return Number(text);
+}
+
+/** Parse one `dns.servers` entry: "host", "host:port", "[v6]:port", "[v6]" or a bare IPv6. Throws a clear Error. */
+export function parseDnsServer(entry: string): DnsServerAddress {
+  if (typeof entry !== 'string' || entry.trim() === '') {
+    throw new Error(`Invalid DNS server ${JSON.stringify(entry)}: expected an IP address with an optional port (${DNS_EXAMPLES}).`);
+  }
+  if (entry !== entry.trim()) {
+    throw new Error(`Invalid DNS server ${JSON.stringify(entry)}: remove the surrounding spaces.`);
+  }
+  let host: string;
+  let port = 53;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(entry);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    if (bracketed[2] !== undefined) port = parseDnsPort(entry, bracketed[2]);
+    if (!isIPv6Text(host)) {
+      throw new Error(`Invalid DNS server "${entry}": "${host}" inside brackets is not an IPv6 address (${DNS_EXAMPLES}).`);
+    }
+  } else if ((entry.match(/:/g) ?? []).length >= 2) {
+    host = entry;
+    if (!isIPv6Text(host)) {
+      throw new Error(`Invalid DNS server "${entry}": not an IPv6 address; write an IPv6 server with a port as "[address]:port" (${DNS_EXAMPLES}).`);
+    }
+  } else {
+    const colon = entry.indexOf(':');
+    host = colon >= 0 ? entry.slice(0, colon) : entry;
+    if (colon >= 0) port = parseDnsPort(entry, entry.slice(colon + 1));
+    if (!isIPv4Text(host)) {
+      throw new Error(
+        `Invalid DNS server "${entry}": "${host}" is not an IP address; a DNS server must be given by address, not by name (${DNS_EXAMPLES}).`,
+      );
+    }
+  }
+  if (isIPv6Text(host)) {
+    const canonical = canonicalIPv6(host);
+    return { host: canonical, port, family: 6, label: `[${canonical}]:${port}` };
+  }
+  return { host, port, family: 4, label: `${host}:${port}` };
+}
+
+const dnsServer = z.string().superRefine((v, ctx) => {
+  try {
+    parseDnsServer(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 const positiveInt = (max = 1_000_000_000) => z.int().min(1).max(max);
 
@@ -76,7 +161,7 @@ export const ConfigSchema = z
       .prefault({}),
     dns: z
       .strictObject({
-        servers: z.array(hostPort('DNS server', 53)).max(8).default([]).describe('empty = the system\'s resolvers'),
+        servers: z.array(dnsServer).max(8).default([]).describe('empty = the system\'s resolvers'),
         timeoutMs: z.int().min(50).max(60_000).default(3000),
       })
       .prefault({}),
