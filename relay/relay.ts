@@ -12,7 +12,7 @@ import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
 import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
 import { TokenStore } from './store/tokens.ts';
-import { loadOrCreateIdentity, type TlsIdentity } from './tls/cert.ts';
+import { checkConfiguredIdentity, loadOrCreateIdentity, TlsFileError, type TlsIdentity } from './tls/cert.ts';
 import { AuditLog } from './store/audit.ts';
 import { EventHistory, type HistoryOptions } from './store/history.ts';
 import { ConfigRevisions } from './manage/config-revisions.ts';
@@ -103,7 +103,9 @@ export class Relay {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const { store: config, created } = ConfigStore.open(dataDir);
     const c = config.current;
-    const identity = await loadOrCreateIdentity(dataDir, relayHostname(c), c.tls);
+    const identity = await loadOrCreateIdentity(dataDir, relayHostname(c), c.tls).catch((err: unknown) => {
+      throw err instanceof TlsFileError ? new Error(`${err.key}: ${err.message}`, { cause: err }) : err;
+    });
     const tokens = TokenStore.open(dataDir);
     let adminToken = false;
     const tokenFile = path.join(dataDir, 'admin-token');
@@ -132,6 +134,18 @@ export class Relay {
       dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, history, revisions, audit,
       firstStart: { config: created, certificate: identity.created, adminToken },
     });
+    // the certificate is loaded at start only: a change to tls.* is checked now, as that start would load it, so a
+    // file that cannot be read (or a key that does not match) is refused here, not found at the next start
+    config.addCheck((next, previous) => {
+      if (JSON.stringify(next.tls) === JSON.stringify(previous.tls)) return [];
+      try {
+        checkConfiguredIdentity(dataDir, next.tls);
+        return [];
+      } catch (err) {
+        if (err instanceof TlsFileError) return [{ key: err.key, message: err.message }];
+        throw err;
+      }
+    });
     config.onChange((info) => {
       const prev = info.previous;
       if (JSON.stringify(prev.dns) !== JSON.stringify(info.config.dns)) {
@@ -139,6 +153,9 @@ export class Relay {
       }
       if (prev.smtp.listen !== info.config.smtp.listen || prev.manage.listen !== info.config.manage.listen) {
         log('note: a changed listen address takes effect when the relay restarts');
+      }
+      if (JSON.stringify(prev.tls) !== JSON.stringify(info.config.tls)) {
+        log('note: a changed TLS certificate (tls.certFile, tls.keyFile) takes effect when the relay restarts');
       }
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });

@@ -95,10 +95,14 @@ export function readConfigFile(file: string): Config {
   return r.config;
 }
 
+/** A check of a new config against the current one; returns the issues that refuse it (none: accepted). */
+export type ConfigCheck = (next: Config, previous: Config) => ConfigIssue[];
+
 export class ConfigStore {
   private snapshot: Config;
   private rev = 1;
   private readonly listeners = new Set<(c: ChangeInfo) => void>();
+  private readonly checks = new Set<ConfigCheck>();
   readonly file: string;
 
   private constructor(file: string, config: Config) {
@@ -130,6 +134,20 @@ export class ConfigStore {
     return this.rev;
   }
 
+  /**
+   * Add a check the schema cannot make (e.g. that configured files load). It runs on every change before anything
+   * is written or swapped; an issue it returns refuses the change (ConfigError) and the last good config stays.
+   */
+  addCheck(fn: ConfigCheck): () => void {
+    this.checks.add(fn);
+    return () => this.checks.delete(fn);
+  }
+
+  private runChecks(next: Config, what: string): void {
+    const issues = [...this.checks].flatMap((check) => check(next, this.snapshot));
+    if (issues.length > 0) throw new ConfigError(`${what} is invalid:\n${formatIssues(issues)}`, issues);
+  }
+
   onChange(fn: (c: ChangeInfo) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -143,6 +161,7 @@ export class ConfigStore {
     if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
     const r = parseConfig(input);
     if (!r.ok) throw new ConfigError(`the new config is invalid:\n${formatIssues(r.issues)}`, r.issues);
+    this.runChecks(r.config, 'the new config');
     if (this.file) writeFileAtomic(this.file, JSON.stringify(r.config, null, 2) + '\n', 0o600);
     return this.swap(r.config, meta);
   }
@@ -159,6 +178,7 @@ export class ConfigStore {
     if (!this.file) return null;
     const config = readConfigFile(this.file);
     if (JSON.stringify(config) === JSON.stringify(this.snapshot)) return null;
+    this.runChecks(config, this.file);
     return this.swap(config, { by: 'file', source: 'SIGHUP' });
   }
 

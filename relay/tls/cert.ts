@@ -75,28 +75,52 @@ export async function loadOrCreateIdentity(
       created = true;
     }
   }
+  return { ...readIdentity(certFile, keyFile), created };
+}
+
+/** A configured certificate or key that cannot be used; `key` is the config key that names the file. */
+export class TlsFileError extends Error {
+  constructor(
+    readonly key: 'tls.certFile' | 'tls.keyFile',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TlsFileError';
+  }
+}
+
+/**
+ * Check that config.tls's certificate and key (paths relative to the data directory) can be loaded, as the next
+ * start would load them. Throws TlsFileError. Both null (the self-signed pair) is not checked: a start makes it.
+ */
+export function checkConfiguredIdentity(dataDir: string, configured: { certFile: string | null; keyFile: string | null }): void {
+  if (!configured.certFile || !configured.keyFile) return;
+  readIdentity(path.resolve(dataDir, configured.certFile), path.resolve(dataDir, configured.keyFile));
+}
+
+function readIdentity(certFile: string, keyFile: string): TlsIdentity {
   let cert: string;
   let key: string;
   try {
     cert = fs.readFileSync(certFile, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read the TLS certificate ${certFile}: ${(err as Error).message}`);
+    throw new TlsFileError('tls.certFile', `cannot read the TLS certificate ${certFile}: ${(err as Error).message}`);
   }
   try {
     key = fs.readFileSync(keyFile, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read the TLS key ${keyFile}: ${(err as Error).message}`);
+    throw new TlsFileError('tls.keyFile', `cannot read the TLS key ${keyFile}: ${(err as Error).message}`);
   }
   let x509: crypto.X509Certificate;
   try {
     x509 = new crypto.X509Certificate(cert);
   } catch (err) {
-    throw new Error(`${certFile} is not a PEM certificate: ${(err as Error).message}`);
+    throw new TlsFileError('tls.certFile', `${certFile} is not a PEM certificate: ${(err as Error).message}`);
   }
   try {
     if (!x509.checkPrivateKey(crypto.createPrivateKey(key))) throw new Error('the key does not belong to the certificate');
   } catch (err) {
-    throw new Error(`${keyFile} does not match ${certFile}: ${(err as Error).message}`);
+    throw new TlsFileError('tls.keyFile', `${keyFile} does not match ${certFile}: ${(err as Error).message}`);
   }
-  return { cert, key, fingerprint256: x509.fingerprint256, certFile, keyFile, created };
+  return { cert, key, fingerprint256: x509.fingerprint256, certFile, keyFile };
 }
