@@ -14,8 +14,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { EventHistory } from '../relay/store/history.ts';
-import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
-import { waitFor } from './helpers/wait.ts';
+import { recordSessions, startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
 
 const KINDS = ['connect', 'disconnect', 'auth', 'mail', 'rcpt', 'accepted', 'rejected'] as const;
 
@@ -26,14 +25,7 @@ describe('policy.simulate pages start their index walk at the cursor', () => {
   beforeAll(async () => {
     t = await startManageRelay({}, { relay: { eventRing: 100 } });
     // 27,000 events, 18,000 of kinds the replay reads (4 pages), ten per millisecond (ties on `at`)
-    for (let i = 0; i < SESSIONS; i++) {
-      const ip = `192.0.2.${i % 250}`;
-      t.relay.bus.emit({ kind: 'connect', sessionId: `s${i}`, ip, port: 1000 + (i % 5000) });
-      t.relay.bus.emit({ kind: 'helo', sessionId: `s${i}`, ip, name: `h${i}.example` });
-      t.relay.bus.emit({ kind: 'disconnect', sessionId: `s${i}`, ip, messages: 0 });
-      if (i % 3 === 0) t.clock.advance(1);
-    }
-    await waitFor(() => t.relay.history.storedEvents >= 3 * SESSIONS, 'the events to be stored', 20_000);
+    await recordSessions(t, SESSIONS, { helo: true, advanceEvery: 3 });
   }, 60_000);
 
   afterAll(async () => {

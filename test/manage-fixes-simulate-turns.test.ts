@@ -9,8 +9,7 @@
  * setImmediate ticks (each tick a turn of the event loop, as in test/manage-scan-yield.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
-import { waitFor } from './helpers/wait.ts';
+import { recordSessions, startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
 
 const SESSIONS = 20_000;
 
@@ -19,12 +18,7 @@ let t: ManageRelay;
 beforeAll(async () => {
   t = await startManageRelay({}, { relay: { eventRing: 100 } });
   // 40,000 events of the kinds the replay reads (8 pages of a simulation, 16 of a query)
-  for (let i = 0; i < SESSIONS; i++) {
-    const ip = `192.0.2.${i % 250}`;
-    t.relay.bus.emit({ kind: 'connect', sessionId: `s${i}`, ip, port: 1000 + (i % 5000) });
-    t.relay.bus.emit({ kind: 'disconnect', sessionId: `s${i}`, ip, messages: 0 });
-  }
-  await waitFor(() => t.relay.history.storedEvents >= 2 * SESSIONS, 'the events to be stored', 20_000);
+  await recordSessions(t, SESSIONS);
 }, 60_000);
 
 afterAll(async () => {

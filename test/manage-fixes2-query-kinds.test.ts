@@ -13,8 +13,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { EventHistory } from '../relay/store/history.ts';
-import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
-import { waitFor } from './helpers/wait.ts';
+import { recordSessions, startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
 
 type Db = { prepare(sql: string): { all(...a: unknown[]): { detail: string }[] } };
 
@@ -36,15 +35,7 @@ describe('events.query with several kinds: each page walks from its cursor, with
     t = await startManageRelay({}, { relay: { eventRing: 100 } });
     admin = await t.admin();
     // 16,000 events, 4 a session, 12 per millisecond of the relay's clock (ties on `at` across pages)
-    for (let i = 0; i < SESSIONS; i++) {
-      const ip = `192.0.2.${i % 250}`;
-      t.relay.bus.emit({ kind: 'connect', sessionId: `s${i}`, ip, port: 1000 + (i % 5000) });
-      t.relay.bus.emit({ kind: 'helo', sessionId: `s${i}`, ip, name: `h${i}.example` });
-      t.relay.bus.emit({ kind: 'rejected', sessionId: `s${i}`, ip, stage: 'rcpt', rule: 'recipient.unknown', code: 550, text: 'no such user', enforced: true });
-      t.relay.bus.emit({ kind: 'disconnect', sessionId: `s${i}`, ip, messages: 0 });
-      if (i % 3 === 0) t.clock.advance(1);
-    }
-    await waitFor(() => t.relay.history.storedEvents >= 4 * SESSIONS, 'the events to be stored', 20_000);
+    await recordSessions(t, SESSIONS, { helo: true, rejected: true, advanceEvery: 3 });
   }, 60_000);
 
   afterAll(async () => {

@@ -10,8 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Session } from '../relay/manage/session.ts';
-import { startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
-import { waitFor } from './helpers/wait.ts';
+import { recordSessions, startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
 
 const SESSIONS = 25_000;
 
@@ -20,12 +19,7 @@ let t: ManageRelay;
 beforeAll(async () => {
   t = await startManageRelay({}, { relay: { eventRing: 100 } });
   // 50,000 events of the kinds the replay reads: 10 pages
-  for (let i = 0; i < SESSIONS; i++) {
-    const ip = `192.0.2.${i % 250}`;
-    t.relay.bus.emit({ kind: 'connect', sessionId: `s${i}`, ip, port: 1000 + (i % 5000) });
-    t.relay.bus.emit({ kind: 'disconnect', sessionId: `s${i}`, ip, messages: 0 });
-  }
-  await waitFor(() => t.relay.history.storedEvents >= 2 * SESSIONS, 'the events to be stored', 20_000);
+  await recordSessions(t, SESSIONS);
 }, 60_000);
 
 afterAll(async () => {

@@ -23,6 +23,7 @@ import type { ConfigInput } from '../../shared/config.ts';
 import { startTestRelay, type FakeClock, type TestRelay } from './relay-harness.ts';
 import type { RelayOptions } from '../../relay/relay.ts';
 import type { Zone } from './dns-server.ts';
+import { waitFor } from './wait.ts';
 
 export interface Notice {
   method: string;
@@ -261,4 +262,30 @@ export function manageRelayPerTest(): (...args: Parameters<typeof startManageRel
     started.push(r);
     return r;
   };
+}
+
+/**
+ * Records `sessions` made-up SMTP sessions through the relay's bus (connect, then a helo and a recipient refusal when
+ * asked, then disconnect; session ids s0, s1, ...; IPs 192.0.2.0-249), moving the fake clock one millisecond every
+ * `advanceEvery` sessions (ties on `at` across pages) if given, and waits until the history has stored them all.
+ */
+export async function recordSessions(
+  t: ManageRelay,
+  sessions: number,
+  opts: { helo?: boolean; rejected?: boolean; advanceEvery?: number } = {},
+): Promise<void> {
+  const before = t.relay.history.storedEvents;
+  let n = 0;
+  for (let i = 0; i < sessions; i++) {
+    const ip = `192.0.2.${i % 250}`;
+    t.relay.bus.emit({ kind: 'connect', sessionId: `s${i}`, ip, port: 1000 + (i % 5000) });
+    if (opts.helo) t.relay.bus.emit({ kind: 'helo', sessionId: `s${i}`, ip, name: `h${i}.example` });
+    if (opts.rejected) {
+      t.relay.bus.emit({ kind: 'rejected', sessionId: `s${i}`, ip, stage: 'rcpt', rule: 'recipient.unknown', code: 550, text: 'no such user', enforced: true });
+    }
+    t.relay.bus.emit({ kind: 'disconnect', sessionId: `s${i}`, ip, messages: 0 });
+    n += 2 + (opts.helo ? 1 : 0) + (opts.rejected ? 1 : 0);
+    if (opts.advanceEvery && i % opts.advanceEvery === 0) t.clock.advance(1);
+  }
+  await waitFor(() => t.relay.history.storedEvents >= before + n, 'the events to be stored', 20_000);
 }
