@@ -134,6 +134,8 @@ async function serve(dataDir: string): Promise<void> {
     relay.stop().then(
       () => {
         fs.rmSync(pidFile, { force: true });
+        const left = relay.queue.size;
+        console.log(`stopped; ${left === 0 ? 'the queue is empty' : `${left} message${left === 1 ? '' : 's'} left in the queue, delivered after the next start`}`);
         process.exit(0);
       },
       (err: Error) => {

@@ -158,6 +158,7 @@ describe('relay CLI', () => {
     expect(code).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+    expect(r.out()).toContain('stopped; the queue is empty');
   });
 
   it('a restart says how many queued messages it found on disk, and resumes them', async () => {
@@ -173,6 +174,7 @@ describe('relay CLI', () => {
     expect((await c.data('Subject: for later\r\n\r\nbody')).code).toBe(250);
     r.child.kill('SIGTERM');
     expect((await r.exited).code).toBe(0);
+    expect(r.out()).toContain('stopped; 1 message left in the queue, delivered after the next start');
     r = await startRelay(dir);
     expect(r.out()).toContain('queue          : 1 message found on disk, delivery resumed');
     r.child.kill('SIGTERM');
