@@ -62,6 +62,8 @@ export const RelayEvent = z.discriminatedUnion('kind', [
     to: z.string().optional(),
     /** stage mail: the SIZE= the client declared (null: none), as the mail event records it for a passing MAIL FROM */
     declaredSize: z.number().nonnegative().nullable().optional(),
+    /** stage mail: a DNS check's temporary failure as the relay saw it (its servers, what each did): for the admin; the reply to the client leaves the relay's servers out */
+    dns: z.string().optional(),
   }),
   z.object({ ...base, kind: z.literal('delivered'), queueId: z.string(), to: z.array(z.string()), host: z.string(), tls: z.boolean(), tlsProtocol: z.string().nullable().optional(), tlsCipher: z.string().nullable().optional(), response: z.string() }),
   z.object({ ...base, kind: z.literal('deferred'), queueId: z.string(), to: z.array(z.string()), reason: z.string(), nextAttemptAt: z.number() }),

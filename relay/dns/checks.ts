@@ -3,9 +3,9 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { DnsAnswer, DnsResolver } from './resolver.ts';
 
-export type SenderDomainFact = { result: 'ok' } | { result: 'nullmx' } | { result: 'nodomain' } | { result: 'temperror'; reason: string };
+export type SenderDomainFact = { result: 'ok' } | { result: 'nullmx' } | { result: 'nodomain' } | { result: 'temperror'; reason: string; brief?: string };
 
-export type ReverseDnsFact = { result: 'ok'; names: string[] } | { result: 'none' } | { result: 'temperror'; reason: string };
+export type ReverseDnsFact = { result: 'ok'; names: string[] } | { result: 'none' } | { result: 'temperror'; reason: string; brief?: string };
 
 /** "[192.0.2.1]" and "[IPv6:2001:db8::1]" (RFC 5321 address literals): true if valid, false if malformed, null if not a literal. */
 function addressLiteral(domain: string): boolean | null {
@@ -34,7 +34,7 @@ export async function checkSenderDomain(r: DnsResolver, domain: string): Promise
     case 'nxdomain':
       return { result: 'nodomain' };
     case 'temperror':
-      return { result: 'temperror', reason: mx.reason };
+      return { result: 'temperror', reason: mx.reason, ...(mx.brief ? { brief: mx.brief } : {}) };
     case 'nodata':
       break;
   }
@@ -52,7 +52,7 @@ export async function checkSenderDomain(r: DnsResolver, domain: string): Promise
   });
   if (anyOk) return { result: 'ok' };
   const failed = (await Promise.all(lookups)).find((answer): answer is Extract<DnsAnswer<string>, { status: 'temperror' }> => answer.status === 'temperror');
-  if (failed) return { result: 'temperror', reason: failed.reason };
+  if (failed) return { result: 'temperror', reason: failed.reason, ...(failed.brief ? { brief: failed.brief } : {}) };
   return { result: 'nodomain' };
 }
 
@@ -66,6 +66,6 @@ export async function checkReverseDns(r: DnsResolver, ip: string): Promise<Rever
     case 'nodata':
       return { result: 'none' };
     case 'temperror':
-      return { result: 'temperror', reason: ptr.reason };
+      return { result: 'temperror', reason: ptr.reason, ...(ptr.brief ? { brief: ptr.brief } : {}) };
   }
 }

@@ -11,7 +11,9 @@ export type DnsAnswer<T> =
   | { status: 'ok'; records: T[]; ttl: number } // ttl: min TTL of the answer RRs, seconds (what is left of it on a cache hit)
   | { status: 'nxdomain' } // the name does not exist (RCODE 3)
   | { status: 'nodata' } // the name exists, no RR of that type (NOERROR, empty answer)
-  | { status: 'temperror'; reason: string }; // timeout, SERVFAIL, REFUSED, network error, malformed reply, in words
+  // timeout, SERVFAIL, REFUSED, network error, malformed reply, in words naming the servers asked (for the admin); `brief`,
+  // when set, says the same without the relay's own servers, for a reply to a remote client
+  | { status: 'temperror'; reason: string; brief?: string };
 
 /** exchange: lower case, no trailing dot; "" for the null MX "." (RFC 7505). */
 export interface MxRecord {
@@ -56,8 +58,8 @@ function validateTimeout(timeoutMs: number): number {
   return timeoutMs;
 }
 
-function temperror(reason: string): { status: 'temperror'; reason: string } {
-  return { status: 'temperror', reason };
+function temperror(reason: string, brief?: string): { status: 'temperror'; reason: string; brief?: string } {
+  return brief === undefined ? { status: 'temperror', reason } : { status: 'temperror', reason, brief };
 }
 
 /** RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM) from the authority section. */
@@ -251,9 +253,11 @@ export class DnsResolver {
       }
       const details = [...failures].map(([label, f]) => `${label} ${f.reason}${f.tries > 1 ? ` (${f.tries} tries)` : ''}`);
       const what = details.length > 0 ? details.join('; ') : 'no server could be asked in time';
-      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed within ${budget} ms: ${what}`), cacheTtl: 0 };
+      const timedOut = [...failures.values()].every((f) => f.reason === 'timed out');
+      const brief = `DNS ${q.type} lookup for ${q.name} ${timedOut ? 'timed out' : 'failed'}`;
+      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed within ${budget} ms: ${what}`, brief), cacheTtl: 0 };
     } catch (err) {
-      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`), cacheTtl: 0 };
+      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`, `DNS ${q.type} lookup for ${q.name} failed`), cacheTtl: 0 };
     }
   }
 }

@@ -19,6 +19,8 @@ export interface Verdict {
   close?: boolean;
   /** block the client for this many minutes */
   blockMinutes?: number;
+  /** a DNS failure as the relay saw it (servers asked, tries): recorded in the event for the admin, not in the reply */
+  dns?: string;
 }
 
 const v = (rule: Rule, stage: Stage, mode: Mode, code: number, text: string, extra: Partial<Verdict> = {}): Verdict[] =>
@@ -98,7 +100,7 @@ export function atMailFrom(c: Config, f: MailFacts): Verdict[] {
     const mode = c.checks.reverseDns.mode;
     out.push(...(rd.result === 'none'
       ? v('checks.reverseDns', 'mail', mode, 550, `5.7.25 Client address ${f.ip} has no reverse DNS (PTR) record. Ask its provider for one, or authenticate first.`)
-      : v('checks.reverseDns', 'mail', mode, 450, `4.7.25 Could not look up reverse DNS for ${f.ip} (${rd.reason}). Try again later.`)));
+      : v('checks.reverseDns', 'mail', mode, 450, `4.7.25 Could not look up reverse DNS for ${f.ip} (${rd.brief ?? rd.reason}). Try again later.`, { dns: rd.reason })));
   }
   const sd = f.senderDomainFact;
   if (sd && sd.result !== 'ok') {
@@ -108,7 +110,7 @@ export function atMailFrom(c: Config, f: MailFacts): Verdict[] {
       ? v('checks.senderDomain', 'mail', mode, 550, `5.1.8 Sender domain ${d} does not exist in DNS (no MX, A or AAAA record). Use a real sender address.`)
       : sd.result === 'nullmx'
         ? v('checks.senderDomain', 'mail', mode, 550, `5.1.8 Sender domain ${d} publishes a null MX: it sends and receives no mail. Use a real sender address.`)
-        : v('checks.senderDomain', 'mail', mode, 451, `4.4.3 Could not check sender domain ${d} in DNS (${sd.reason}). Try again later.`)));
+        : v('checks.senderDomain', 'mail', mode, 451, `4.4.3 Could not check sender domain ${d} in DNS (${sd.brief ?? sd.reason}). Try again later.`, { dns: sd.reason })));
   }
   return out;
 }

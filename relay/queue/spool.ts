@@ -52,7 +52,7 @@ export type DnsAnswer<T> =
   | { status: 'ok'; records: T[]; ttl: number }
   | { status: 'nxdomain' }
   | { status: 'nodata' }
-  | { status: 'temperror'; reason: string };
+  | { status: 'temperror'; reason: string; brief?: string };
 /** What the queue needs from the DNS layer; relay/dns/resolver.ts's DnsResolver satisfies it. */
 export interface MxResolver {
   mx(name: string): Promise<DnsAnswer<MxRecord>>;

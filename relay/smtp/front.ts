@@ -100,7 +100,7 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
 const STATE = Symbol('relay-warden-session');
 /** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
-type RejectDetail = { to?: string; declaredSize?: number | null };
+type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string };
 
 class ReplyError extends Error {
   constructor(
@@ -371,7 +371,7 @@ export class SmtpFront {
    */
   private decide(sess: Sess, verdicts: policy.Verdict[], detail: RejectDetail = {}): ReplyError | null {
     for (const v of verdicts) {
-      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', detail);
+      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', v.dns ? { ...detail, dns: v.dns } : detail);
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
         this.deps.anvil.block(sess.key, {
