@@ -91,8 +91,16 @@ describe('a held subscription', () => {
       if (page === 2) for (let k = 0; k < 5; k++) emit(`b-${k}`);
     });
     const sinceId = t.relay.bus.lastId - 8000;
+    // the batch's replies come as one array frame; notifications every session gets (stats.tick each second,
+    // config.changed) may come before it and are not what this test looks at
     const replies = new Promise<unknown[]>((resolve) => {
-      c.ws.once('message', (d) => resolve(JSON.parse(d.toString()) as unknown[]));
+      const onMessage = (d: unknown) => {
+        const m = JSON.parse(String(d)) as unknown;
+        if (!Array.isArray(m)) return;
+        c.ws.off('message', onMessage);
+        resolve(m);
+      };
+      c.ws.on('message', onMessage);
     });
     c.send(
       JSON.stringify([
