@@ -163,7 +163,7 @@ main().catch((err: Error) => {
     console.error(USAGE);
     process.exit(2);
   }
-  if (err instanceof ConfigError) console.error(`error: ${err.message}\nThe relay did not start. Fix the key named above and start it again.`);
+  if (err instanceof ConfigError) console.error(`error: ${err.message}\nThe relay did not start. Fix the ${err.issues.length > 0 ? 'key' : 'file'} named above and start it again.`);
   else console.error(`error: ${err.message}`);
   process.exit(1);
 });

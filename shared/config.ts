@@ -268,7 +268,7 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
   const relevant = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.')));
   return relevant.map((iss) => {
     const key = iss.path.map(String).join('.') || '(top level)';
-    let message = iss.message;
+    const message = iss.message;
     if (iss.code === 'unrecognized_keys') {
       const keys = (iss as { keys: string[] }).keys;
       return {
@@ -276,15 +276,70 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
         message: `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => `"${k}"`).join(', ')}${key === '(top level)' ? '' : ` in "${key}"`}; check the spelling against the README`,
       };
     }
-    if (iss.code === 'invalid_type' && message.includes('received undefined')) message = 'is required';
     return { key, message };
   });
+}
+
+/** A value as an admin would read it in a message: `"many"`, `-1`, `null`, `a list`, `an object`. */
+function shown(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list [...]';
+  if (typeof v === 'object') return 'an object {...}';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 57) + '...' : v);
+  return String(v);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  number: 'a number',
+  int: 'a whole number',
+  string: 'text in quotes',
+  boolean: 'true or false',
+  array: 'a list [...]',
+  object: 'an object {...}',
+  null: 'null',
+};
+
+/**
+ * The config's wording of zod's built-in errors: what the key must be, and what it is now, in the words of
+ * config.json ("must be a whole number; it is 1.5") rather than zod's ("Invalid input: expected int, received
+ * number"). Messages the schema gives itself (refinements, custom checks) are kept as they are.
+ */
+export function configErrorMap(iss: z.core.$ZodRawIssue): string | undefined {
+  const is = `; it is ${shown(iss.input)}`;
+  switch (iss.code) {
+    case 'invalid_type': {
+      if (iss.input === undefined) return 'is required';
+      const want = TYPE_NAMES[iss.expected] ?? iss.expected;
+      return `must be ${want}${is}`;
+    }
+    case 'too_small': {
+      const min = Number(iss.minimum);
+      if (iss.origin === 'string') return min <= 1 ? 'must not be empty' : `must be at least ${min} characters long${is}`;
+      if (iss.origin === 'array' || iss.origin === 'set') return `must have at least ${min} ${min === 1 ? 'entry' : 'entries'}`;
+      return iss.inclusive === false ? `must be more than ${min}${is}` : `must be at least ${min}${is}`;
+    }
+    case 'too_big': {
+      const max = Number(iss.maximum);
+      if (iss.origin === 'string') return `must be at most ${max} characters long (it has ${String(iss.input ?? '').length})`;
+      if (iss.origin === 'array' || iss.origin === 'set') return `must have at most ${max} ${max === 1 ? 'entry' : 'entries'} (it has ${Array.isArray(iss.input) ? iss.input.length : '?'})`;
+      return iss.inclusive === false ? `must be less than ${max}${is}` : `must be at most ${max}${is}`;
+    }
+    case 'invalid_value': {
+      const vals = iss.values.map((v) => JSON.stringify(v));
+      const list = vals.length > 1 ? `${vals.slice(0, -1).join(', ')} or ${vals.at(-1)}` : vals[0];
+      return vals.length > 1 ? `must be one of ${list}${is}` : `must be ${list}${is}`;
+    }
+    case 'not_multiple_of':
+      return `must be a multiple of ${String(iss.divisor)}${is}`;
+    default:
+      return undefined;
+  }
 }
 
 export type ParseConfigResult = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[] };
 
 export function parseConfig(input: unknown): ParseConfigResult {
-  const r = ConfigSchema.safeParse(input);
+  const r = ConfigSchema.safeParse(input, { error: configErrorMap });
   return r.success ? { ok: true, config: r.data } : { ok: false, issues: describeIssues(r.error) };
 }
 

@@ -189,6 +189,17 @@ describe('relay CLI', () => {
     expect(err).toContain('limits.messagesPerHour.max');
     expect(err).toContain('smtpp');
     expect(err).toMatch(/did not start/);
+    expect(err).toContain('limits.messagesPerHour.max: must be a number; it is "lots"');
+    expect(err).toContain('Fix the key named above');
+  });
+
+  it('a config.json that is not JSON is refused with the line and column, and says to fix the file', async () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'config.json'), '{\n  "smtp": {\n    "maxConnections": 50,\n  }\n}\n');
+    const { code, err } = await runToEnd(['--data-dir', dir]);
+    expect(code).toBe(1);
+    expect(err).toContain(`error: ${path.join(dir, 'config.json')} is not valid JSON: line 4, column 3: Expected double-quoted property name\n    }\n    ^\n`);
+    expect(err).toContain('Fix the file named above');
   });
 
   it('a spool the queue cannot start on is refused: exit 1 (no hang) and a message saying the queue could not start, where and why', async () => {

@@ -117,6 +117,23 @@ describe('parseConfig', () => {
     expect(keys([])).toEqual(['(top level)']);
   });
 
+  it('says what a key must be and what it is, in the words of config.json', () => {
+    const said = (input: unknown) => issues(input).map((i) => `${i.key}: ${i.message}`);
+    expect(said({ limits: { messagesPerHour: { max: 'many' } } })).toEqual(['limits.messagesPerHour.max: must be a number; it is "many"']);
+    expect(said({ limits: { messagesPerHour: { max: 0 } } })).toEqual(['limits.messagesPerHour.max: must be at least 1; it is 0']);
+    expect(said({ limits: { messagesPerHour: { max: 1.5 } } })).toEqual(['limits.messagesPerHour.max: must be a whole number; it is 1.5']);
+    expect(said({ checks: { senderDomain: { mode: 'enforced' } } })).toEqual([
+      'checks.senderDomain.mode: must be one of "enforce", "monitor" or "off"; it is "enforced"',
+    ]);
+    expect(said({ limits: { ipv6Prefix: 200 } })).toEqual(['limits.ipv6Prefix: must be at most 128; it is 200']);
+    expect(said({ smtp: null })).toEqual(['smtp: must be an object {...}; it is null']);
+    expect(said({ smtp: { hostname: 5 } })).toEqual(['smtp.hostname: must be text in quotes; it is 5']);
+    expect(said({ relay: { allowGroups: 'Office' } })).toEqual(['relay.allowGroups: must be a list [...]; it is "Office"']);
+    expect(said([])).toEqual(['(top level): must be an object {...}; it is a list [...]']);
+    // what the schema words itself is left as it is
+    expect(said({ relay: { allowGroups: ['Office'] } })).toEqual(['relay.allowGroups.0: names group "Office", which is not defined in "groups"']);
+  });
+
   it('refuses references to groups that do not exist, and bad domains', () => {
     expect(keys({ relay: { allowGroups: ['Office'] } })).toEqual(['relay.allowGroups.0']);
     expect(keys({ limits: { exemptGroups: ['Trusted', 'Nope'] } })).toEqual(['limits.exemptGroups.1']);
@@ -161,6 +178,42 @@ describe('ConfigStore', () => {
     }
     fs.writeFileSync(path.join(dir, 'config.json'), '{ "smtp": ');
     expect(() => ConfigStore.open(dir)).toThrow(/is not valid JSON/);
+  });
+
+  it('a JSON syntax error is located by line and column, with the line quoted and the column marked', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'config.json');
+    const messageOf = (text: string) => {
+      fs.writeFileSync(file, text);
+      try {
+        ConfigStore.open(dir);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      throw new Error('opened');
+    };
+    // a missing comma at the end of line 3: the error is where the next key starts
+    expect(messageOf('{\n  "smtp": {\n    "port": 2525\n    "hostname": "mx"\n  }\n}\n')).toBe(
+      `${file} is not valid JSON: line 4, column 5: Expected ',' or '}' after property value\n      "hostname": "mx"\n      ^`,
+    );
+    // a trailing comma (Windows line ends: the column does not count the CR)
+    expect(messageOf('{\r\n  "smtp": {},\r\n}\r\n')).toBe(`${file} is not valid JSON: line 3, column 1: Expected double-quoted property name\n  }\n  ^`);
+    expect(messageOf('')).toBe(`${file} is not valid JSON: the file is empty`);
+    // errors V8 gives no position for, and one after a complete value
+    expect(messageOf('{"smtp": {"port": yes}}')).toBe(`${file} is not valid JSON: line 1, column 19: Unexpected token 'y'\n  {"smtp": {"port": yes}}\n                    ^`);
+    expect(messageOf('{\n  "relay": {"localDomains": ["a.example",]}\n}')).toMatch(/: line 2, column 42: Unexpected token '\]'\n/);
+    expect(messageOf('{"smtp": {}}}')).toMatch(/: line 1, column 13: Unexpected non-whitespace character after JSON\n/);
+    expect(messageOf('{ "smtp": {\n')).toMatch(/: line 2, column 1: /);
+    expect(messageOf('{ "smtp": {}')).toMatch(/: line 1, column 13: the file ends before the JSON does/);
+    // one long line: the quote is cut around the column, and the caret still points at it
+    const long = `{"relay":{"localDomains":[${Array.from({ length: 40 }, (_, i) => `"d${i}.example"`).join(',')},]}}`;
+    const m = messageOf(long);
+    const at = long.indexOf(',]') + 2;
+    expect(m).toContain(`line 1, column ${at}: `);
+    const [, quoted, caret] = m.split('\n');
+    expect(quoted!.length).toBeLessThan(100);
+    expect(quoted![caret!.indexOf('^')]).toBe(']');
   });
 
   it('update/modify validate, write atomically and notify; an invalid change leaves config and file alone', () => {

@@ -160,6 +160,16 @@ describe('config', () => {
     expect(e.code).toBe(ErrorCode.InvalidParams);
     expect(JSON.stringify(e.data)).toContain('exemptGroups');
   });
+
+  it('a wrong value in config.update says what the key must be and what it is, as config.json errors do', async () => {
+    const cur = await admin.call('config.get', {});
+    const c = structuredClone(cur.config) as unknown as { limits: { messagesPerHour: { max: unknown } } };
+    c.limits.messagesPerHour.max = 1.5;
+    const e = await admin.callError('config.update', { baseRevision: cur.revision, config: c });
+    expect(e.code).toBe(ErrorCode.InvalidParams);
+    expect(e.message).toBe('invalid params for config.update: config.limits.messagesPerHour.max: must be a whole number; it is 1.5');
+    expect((await admin.call('config.get', {})).revision).toBe(cur.revision);
+  });
 });
 
 describe('groups', () => {

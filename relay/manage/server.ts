@@ -36,6 +36,7 @@ import {
   type RequestId,
 } from '../../shared/protocol.ts';
 import type { RelayEvent } from '../../shared/events.ts';
+import { configErrorMap } from '../../shared/config.ts';
 import { auditParams } from '../store/audit.ts';
 import { ConfigError } from '../store/config-store.ts';
 import { LoginGuard } from './login-guard.ts';
@@ -375,7 +376,8 @@ export class ManageServer {
     if (spec.access === 'admin' && s.auth.role !== 'admin') {
       return reply(errorReply(id, ErrorCode.Forbidden, `${method} needs an admin token; "${s.auth.name}" is a ${s.auth.role} token`));
     }
-    const parsed = spec.params.safeParse(req.params ?? {});
+    // in the words the config file's errors use ("must be a whole number; it is 1.5"), not zod's defaults
+    const parsed = spec.params.safeParse(req.params ?? {}, { error: configErrorMap });
     if (!parsed.success) {
       const issues = toIssues(parsed.error);
       const first = issues[0];

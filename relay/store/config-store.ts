@@ -74,6 +74,67 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o64
   }
 }
 
+/** Where JSON.parse stops on `text`: its message, and the offset it names (or null when it names none). */
+function jsonParseError(text: string): { message: string; pos: number | null } | null {
+  try {
+    JSON.parse(text);
+    return null;
+  } catch (err) {
+    const message = (err as Error).message;
+    const m = / at position (\d+)/.exec(message);
+    return { message, pos: m ? Number(m[1]) : null };
+  }
+}
+
+/** true when `prefix` is valid JSON or fails only because it ends (what follows could still make it valid JSON) */
+function endsEarly(prefix: string): boolean {
+  const e = jsonParseError(prefix);
+  return e === null || (/Unexpected end of JSON input/.test(e.message) || (e.pos !== null && e.pos >= prefix.length));
+}
+
+/**
+ * JSON.parse's message made useful for a file edited by hand. V8 says "... in JSON at position 523", or, for some
+ * errors (a trailing comma, an unknown word), "Unexpected token ']', "...": no position at all. An admin's editor
+ * shows lines and columns. The answer names the line and column (1-based, as editors count them), quotes that line
+ * and marks the column. Where V8 names no position, it is found as the shortest prefix of the text that cannot be
+ * the start of valid JSON any more (JSON errors are decided by what comes before them), by bisection.
+ */
+export function jsonErrorText(text: string, message: string): string {
+  if (text.trim() === '') return 'the file is empty';
+  const stripped = (msg: string) => msg.replace(/ in JSON at position \d+/, '').replace(/ at position \d+/, '').replace(/, .*is not valid JSON$/s, '');
+  let pos: number;
+  let what = stripped(message);
+  if (/Unexpected end of JSON input/.test(message)) {
+    pos = text.trimEnd().length;
+    what = 'the file ends before the JSON does (a missing } or ] ?)';
+  } else {
+    let lo = 0;
+    let hi = text.length; // endsEarly(text.slice(0, lo)) holds (the empty prefix ends early); text itself fails
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (endsEarly(text.slice(0, mid))) lo = mid;
+      else hi = mid;
+    }
+    // text.slice(0, hi) is the shortest prefix that fails by itself; its error names the place, or its last character is it
+    const e = jsonParseError(text.slice(0, hi));
+    pos = e?.pos ?? hi - 1;
+    if (pos >= text.trimEnd().length) what = `the file ends before the JSON does (${what}: a missing } or ] ?)`;
+  }
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const lineStart = before.lastIndexOf('\n') + 1;
+  const column = pos - lineStart + 1;
+  let lineText = text.slice(lineStart).split('\n')[0]!.replace(/\r$/, '');
+  let caretAt = column - 1;
+  // a long line (a config written on one line): show the 80 characters around the column
+  if (lineText.length > 80) {
+    const from = Math.max(0, caretAt - 40);
+    lineText = (from > 0 ? '...' : '') + lineText.slice(from, from + 80) + (from + 80 < lineText.length ? '...' : '');
+    caretAt = caretAt - from + (from > 0 ? 3 : 0);
+  }
+  return `line ${line}, column ${column}: ${what}\n  ${lineText}\n  ${' '.repeat(Math.max(0, caretAt))}^`;
+}
+
 /** Read and validate a config file; throws ConfigError naming the file, line or key. */
 export function readConfigFile(file: string): Config {
   let text: string;
@@ -86,7 +147,7 @@ export function readConfigFile(file: string): Config {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${file} is not valid JSON: ${(err as Error).message}`, []);
+    throw new ConfigError(`${file} is not valid JSON: ${jsonErrorText(text, (err as Error).message)}`, []);
   }
   const r = parseConfig(json);
   if (!r.ok) {
