@@ -65,9 +65,19 @@ function signalRelay(dataDir: string): void {
   }
 }
 
+/**
+ * `user` and `token` change a relay's data directory; they do not make one. A mistyped --data-dir would otherwise
+ * get a new directory holding one user (or token) that no relay reads, and the admin a "done" that is not true.
+ */
+function existingDataDir(dataDir: string): void {
+  if (fs.existsSync(path.join(dataDir, 'config.json'))) return;
+  const what = fs.existsSync(dataDir) ? `${dataDir} has no config.json` : `${dataDir} does not exist`;
+  throw new Error(`${what}: it is not a relay's data directory. Check --data-dir, or start the relay once with --data-dir ${dataDir} to create it.`);
+}
+
 async function userCommand(dataDir: string, [verb, name]: string[]): Promise<void> {
   if (!name || (verb !== 'set' && verb !== 'remove')) throw new UsageError('expected "user set NAME" or "user remove NAME"');
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  existingDataDir(dataDir);
   const { store } = ConfigStore.open(dataDir);
   if (verb === 'set') {
     const password = await readStdin();
@@ -84,7 +94,7 @@ async function userCommand(dataDir: string, [verb, name]: string[]): Promise<voi
 }
 
 function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<string, string>): void {
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  existingDataDir(dataDir);
   const tokens = TokenStore.open(dataDir);
   if (verb === 'create') {
     if (!flags.name) throw new UsageError('token create needs --name NAME');
@@ -148,10 +158,16 @@ async function serve(dataDir: string): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** true once the command is `serve` (the relay itself), for the words of a refusal */
+let serving = false;
+
 async function main(): Promise<void> {
   const { dataDir, rest, flags } = parseArgs(process.argv.slice(2));
   const [cmd, ...args] = rest;
-  if (cmd === undefined || cmd === 'serve') return serve(dataDir);
+  if (cmd === undefined || cmd === 'serve') {
+    serving = true;
+    return serve(dataDir);
+  }
   if (cmd === 'user') return userCommand(dataDir, args);
   if (cmd === 'token') return tokenCommand(dataDir, args, flags);
   throw new UsageError(`unknown command "${cmd}"`);
@@ -163,7 +179,8 @@ main().catch((err: Error) => {
     console.error(USAGE);
     process.exit(2);
   }
-  if (err instanceof ConfigError) console.error(`error: ${err.message}\nThe relay did not start. Fix the ${err.issues.length > 0 ? 'key' : 'file'} named above and start it again.`);
+  const fix = `Fix the ${err instanceof ConfigError && err.issues.length > 0 ? 'key' : 'file'} named above`;
+  if (err instanceof ConfigError) console.error(`error: ${err.message}\n${serving ? `The relay did not start. ${fix} and start it again.` : `Nothing was changed. ${fix} and run the command again.`}`);
   else console.error(`error: ${err.message}`);
   process.exit(1);
 });

@@ -254,8 +254,35 @@ describe('relay CLI', () => {
     expect(refused.err).toMatch(/at least 8 characters/);
   });
 
+  it('user and token commands on a directory that is not a relay\'s (a mistyped --data-dir) are refused and create nothing', async () => {
+    const parent = tmpDir();
+    const typo = path.join(parent, 'relay-dta');
+    const empty = path.join(parent, 'empty');
+    fs.mkdirSync(empty);
+    const [user, token, inEmpty] = await Promise.all([
+      runToEnd(['--data-dir', typo, 'user', 'set', 'sales'], { stdin: 'correct horse battery\n' }),
+      runToEnd(['--data-dir', typo, 'token', 'create', '--name', 'laptop', '--role', 'viewer']),
+      runToEnd(['--data-dir', empty, 'token', 'list']),
+    ]);
+    for (const r of [user, token]) {
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`${typo} does not exist: it is not a relay's data directory. Check --data-dir, or start the relay once with --data-dir ${typo} to create it.`);
+    }
+    // a relay directory whose config.json is broken: user set says what to fix, and that nothing changed
+    const { dir } = await dataDirWithConfig();
+    fs.writeFileSync(path.join(dir, 'config.json'), '{"smtp": {"maxConnections": "ten"}}');
+    const broken = await runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: 'correct horse battery\n' });
+    expect(broken.code).toBe(1);
+    expect(broken.err).toContain('smtp.maxConnections: must be a number; it is "ten"\nNothing was changed. Fix the key named above and run the command again.');
+    expect(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe('{"smtp": {"maxConnections": "ten"}}');
+    expect(inEmpty.code).toBe(1);
+    expect(inEmpty.err).toContain(`${empty} has no config.json`);
+    expect(fs.existsSync(typo)).toBe(false);
+    expect(fs.readdirSync(empty)).toEqual([]);
+  });
+
   it('token create, list and revoke', async () => {
-    const dir = tmpDir();
+    const { dir } = await dataDirWithConfig();
     const created = await runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'laptop', '--role', 'viewer']);
     expect(created.code).toBe(0);
     expect(created.out.trim()).toMatch(/^rwt_[A-Za-z0-9_-]{43}$/);
