@@ -132,6 +132,49 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
     }
   });
 
+  it('a DNS check that could not be done: the client got the brief reply; the detail shows what the relay\'s DNS servers did', async () => {
+    const { page } = c;
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    const smtp = await RawSmtp.connect(relay.port, { localAddress: '127.0.0.11' });
+    try {
+      await smtp.hello('dns.test');
+      const r = await smtp.cmd('MAIL FROM:<a@broken.example>');
+      expect(r.code).toBe(451);
+      expect(r.text).not.toMatch(/127\.0\.0\.1:\d+/);
+    } finally {
+      smtp.destroy();
+    }
+    const row = page.locator('.live-row[data-kind="rejected"][data-ip="127.0.0.11"]');
+    await row.first().waitFor({ timeout: 10_000 });
+    await row.first().click();
+    const panel = page.locator('[data-testid="session-panel"]');
+    await panel.waitFor();
+    expect(await panel.locator('.reject-box').textContent()).toContain('(DNS MX lookup for broken.example failed)');
+    expect(await panel.locator('[data-testid="reject-dns"]').textContent()).toMatch(
+      /^DNS: DNS MX lookup for broken\.example failed within \d+ ms: 127\.0\.0\.1:\d+ answered SERVFAIL/,
+    );
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+    // a rejection that involved no DNS has no such line
+    const other = await RawSmtp.connect(relay.port, { localAddress: '127.0.0.12' });
+    try {
+      await other.hello('dns.test');
+      expect((await other.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+      expect((await other.cmd('RCPT TO:<nobody@example.com>')).code).toBe(550);
+    } finally {
+      other.destroy();
+    }
+    const unknown = page.locator('.live-row[data-kind="rejected"][data-ip="127.0.0.12"]');
+    await unknown.first().waitFor({ timeout: 10_000 });
+    await unknown.first().click();
+    await panel.waitFor();
+    expect(await panel.locator('.reject-box').textContent()).toContain('nobody@example.com');
+    expect(await panel.locator('[data-testid="reject-dns"]').count()).toBe(0);
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+  });
+
   it('ArrowDown moves from the selected row to the next older one even after newer traffic pushed it out of view', async () => {
     const { page } = c;
     await page.keyboard.press('Control+3');

@@ -162,6 +162,12 @@ function SessionPanel({
             <div className="faint" style={{ fontSize: 12, marginTop: 4 }}>
               at the {rej.stage.toUpperCase()} stage, {fmtDateTime(rej.at)}
             </div>
+            {rej.dns && (
+              <div className="reject-dns" data-testid="reject-dns" style={{ fontSize: 12, marginTop: 4 }}>
+                <span className="faint">DNS: </span>
+                <span className="mono">{rej.dns}</span>
+              </div>
+            )}
             {rej.ip && (
               <div className="trust-row">
                 <select aria-label="How long to trust" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)} disabled={Boolean(trustDisabled)}>
