@@ -42,10 +42,30 @@ describe('stop', () => {
     // the open transaction finishes
     expect((await busy.data('Subject: last one\r\n\r\nx')).code).toBe(250);
     expect(stopped).toBe(false);
-    // its next transaction is refused, and the session closed
-    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(421);
+    // its next transaction is refused, in the words the idle session got, and the session closed
+    expect(await busy.cmd('MAIL FROM:<a@example.org>')).toMatchObject({ code: 421, text: '4.3.2 The relay is shutting down. Try again later.' });
     await waitFor(() => busy.closed, 'the finished session to be closed', 3000);
     await Promise.race([stopping, new Promise((_, reject) => setTimeout(() => reject(new Error('stop() did not resolve')), 5000))]);
+    await tr.dns.close();
+    fs.rmSync(tr.dir, { recursive: true, force: true });
+  });
+
+  it('a client that finishes its message while the relay stops and then QUITs gets 221, as on any day', async () => {
+    t = await startTestRelay({});
+    const busy = await open(t.port, '127.0.0.6');
+    await busy.hello();
+    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await busy.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    const tr = t;
+    t = null;
+    const stopping = tr.relay.stop();
+    expect((await busy.data('Subject: last one\r\n\r\nx')).code).toBe(250);
+    expect(await busy.cmd('QUIT')).toMatchObject({ code: 221, text: '2.0.0 Bye' });
+    await waitFor(() => busy.closed, 'the session to be closed', 3000);
+    await stopping;
+    // nothing was refused, and the message it sent was taken
+    expect(tr.rejections().map((e) => e.rule)).toEqual([]);
+    expect(tr.events.filter((e) => e.kind === 'accepted')).toHaveLength(1);
     await tr.dns.close();
     fs.rmSync(tr.dir, { recursive: true, force: true });
   });

@@ -82,6 +82,8 @@ interface ConnInternals {
   _unrecognizedCommands: number;
   /** set while an AUTH exchange waits for its next line */
   _nextHandler: unknown;
+  /** set while STARTTLS's handshake runs (nothing may be written then) */
+  _upgrading?: boolean;
   _socket: net.Socket;
   /** the message stream while DATA is under way */
   _dataStream: unknown;
@@ -98,6 +100,7 @@ interface ConnInternals {
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
+const SHUTDOWN_TEXT = '4.3.2 The relay is shutting down. Try again later.';
 const STATE = Symbol('relay-warden-session');
 /** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
 type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string };
@@ -224,13 +227,13 @@ export class SmtpFront {
 
   /**
    * Stop accepting; idle sessions are told 421 and closed at once, a session in the middle of a transaction may
-   * finish it (its next command gets smtp-server's 421), within smtp-server's closeTimeout; then resolve.
+   * finish it (then QUIT gets 221, any other command the same 421), within smtp-server's closeTimeout; then resolve.
    */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const conn of [...this.server.connections] as unknown as ConnInternals[]) {
       const busy = Boolean(conn.session.envelope?.mailFrom) || Boolean(conn._dataStream) || Boolean(conn._handlerPending);
-      if (!busy && !conn._closing && !conn._closed) conn.send(421, '4.3.2 The relay is shutting down. Try again later.', false);
+      if (!busy && !conn._closing && !conn._closed) conn.send(421, SHUTDOWN_TEXT, false);
     }
     return closed;
   }
@@ -299,6 +302,18 @@ export class SmtpFront {
       // our checks.maxFailedCommands replaces smtp-server's hard-coded limit of 10 unrecognised commands
       conn._unrecognizedCommands = 0;
       const srv = this.server as unknown as { _closeTimeout: unknown };
+      if (srv._closeTimeout && !conn.session.envelope?.mailFrom && !conn._nextHandler && !conn._upgrading && !conn._closing) {
+        // stopping, and this session's transaction (if it had one) is over: QUIT gets its 221 (RFC 5321 4.1.1.10),
+        // anything else the same 421 the idle sessions got, in our words (smtp-server's is "4.4.2 Server shutting down")
+        if (sess.lastCommand === 'QUIT') {
+          origSend(221, '2.0.0 Bye', false);
+          conn.close();
+        } else {
+          origSend(421, SHUTDOWN_TEXT, false);
+        }
+        callback?.();
+        return;
+      }
       if (srv._closeTimeout && conn.session.envelope?.mailFrom) {
         // stopping: smtp-server answers every command with 421 once close() ran; a transaction already under
         // way may finish (SPEC 1), so hide the flag from its synchronous check for this session's commands
