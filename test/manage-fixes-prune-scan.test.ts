@@ -164,7 +164,7 @@ describe('events.query: the retention prunes between two of its pages', () => {
 });
 
 describe('EventHistory.pruned: what the prunes deleted, for scans under way', () => {
-  it('counts the prunes that deleted rows and bounds what they deleted, by retention and by the size bound', () => {
+  it('counts the prune steps that deleted rows and bounds what they deleted, by retention and by the size bound', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-pruned-'));
     try {
       let now = 100 * DAY;
@@ -192,7 +192,9 @@ describe('EventHistory.pruned: what the prunes deleted, for scans under way', ()
       small.prune();
       const first = small.query({ order: 'asc', limit: 1 }).events[0]!;
       expect(first.id).toBeGreaterThan(1);
-      expect(small.pruned).toEqual({ prunes: 1, maxId: first.id - 1, maxAt: now - 1000 + first.id - 2 });
+      // (in one or more slices: the size bound takes a tenth of what is left per step)
+      expect(small.pruned).toMatchObject({ maxId: first.id - 1, maxAt: now - 1000 + first.id - 2 });
+      expect(small.pruned.prunes).toBeGreaterThanOrEqual(1);
       small.close();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -132,8 +132,12 @@ export interface ScanOptions {
   noFlush?: boolean;
 }
 
+/** rows one prune step deletes at most (about 25 ms of the main thread on a 2-core VM) */
+const PRUNE_SLICE = 5_000;
+
 /**
- * What the retention prune has deleted since the history was opened: how many prunes deleted rows, and the highest id
+ * What the retention prune has deleted since the history was opened: how many delete steps it ran (a prune deletes in
+ * slices, with turns of the event loop between them when its timer runs it), and the highest id
  * and the highest `at` any of them deleted (every deleted row has id <= maxId and at <= maxAt). A scan that reads in
  * pages across turns of the event loop takes `prunes` when it starts and, when it has changed, knows rows may have
  * gone between its pages, and which: none above maxId, none later than maxAt.
@@ -713,16 +717,23 @@ export class EventHistory {
   prune(): void {
     if (this.closed) return;
     this.flush();
-    this.pruneStored();
+    for (const _ of this.pruneSteps()) {
+      // all slices in one go: the caller (start-up, tests) asked to wait for it
+    }
   }
 
-  /** The prune timer's: prune() once the writer has stored what it was handed, waited for without blocking. */
+  /**
+   * The prune timer's: once the writer has stored what it was handed (waited for without blocking), the slices of
+   * pruneSteps() with a turn of the event loop after each, so SMTP sessions go on between them: deleting 200,000 rows
+   * at once held the event loop for about a second (measured on a 2-core VM), every SMTP reply waiting behind it.
+   */
   private async pruneSoon(): Promise<void> {
     if (this.pruning || this.closed) return;
     this.pruning = true;
     try {
       await this.written();
-      if (!this.closed) this.pruneStored();
+      const steps = this.pruneSteps();
+      while (!this.closed && !steps.next().done) await new Promise((r) => setImmediate(r));
     } catch (err) {
       this.log(`history: could not prune ${this.file}: ${(err as Error).message}`);
     } finally {
@@ -730,31 +741,51 @@ export class EventHistory {
     }
   }
 
-  /** prune() on what is stored: batches handed to the writer since the last wait may still be in flight. */
-  private pruneStored(): void {
-    const cutoff = this.now() - this.retentionDays() * 86_400_000;
-    const del = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
-    // the highest id and `at` of each slice before it goes (the (at) index alone), for scans under way (PruneMark)
-    const span = this.stmt('SELECT max(id) AS id, max(at) AS at FROM (SELECT id, at FROM events WHERE at < ? ORDER BY at LIMIT 20000)');
-    let removed = 0;
-    let maxId = 0;
-    let maxAt = Number.NEGATIVE_INFINITY;
-    const deleting = (r: { id: number | null; at: number | null }) => {
-      if (r.id !== null && r.id > maxId) maxId = r.id;
-      if (r.at !== null && r.at > maxAt) maxAt = r.at;
+  /**
+   * Delete the `limit` oldest events (those before `cutoff`, when given); returns how many went. PruneMark is moved on
+   * before the delete, by what it is about to delete (the (at) index alone), so a scan that reads between two slices
+   * knows rows may have gone, and which.
+   */
+  private deleteOldest(limit: number, cutoff: number | null): number {
+    const where = cutoff === null ? '' : 'WHERE at < ?';
+    const args = cutoff === null ? [limit] : [cutoff, limit];
+    const span = this.stmt(`SELECT max(id) AS id, max(at) AS at FROM (SELECT id, at FROM events ${where} ORDER BY at LIMIT ?)`).get(...args) as {
+      id: number | null;
+      at: number | null;
     };
-    for (let i = 0; i < 1000; i++) {
-      deleting(span.get(cutoff) as { id: number | null; at: number | null });
-      const n = del.run(cutoff).changes;
+    if (span.id === null || span.at === null) return 0;
+    const m = this.pruneMark;
+    this.pruneMark = { prunes: m.prunes + 1, maxId: Math.max(m.maxId, span.id), maxAt: Math.max(m.maxAt, span.at) };
+    return this.stmt(`DELETE FROM events WHERE id IN (SELECT id FROM events ${where} ORDER BY at LIMIT ?)`).run(...args).changes;
+  }
+
+  /**
+   * prune() on what is stored (batches handed to the writer since the last wait may still be in flight), one slice of
+   * at most PRUNE_SLICE rows per step: a step is a few tens of milliseconds of the main thread at most.
+   */
+  private *pruneSteps(): Generator<void, void, void> {
+    const cutoff = this.now() - this.retentionDays() * 86_400_000;
+    let removed = 0;
+    for (;;) {
+      const n = this.deleteOldest(PRUNE_SLICE, cutoff);
       removed += n;
-      if (n < 20_000) break;
+      if (n < PRUNE_SLICE) break;
+      yield;
+      if (this.closed) return;
     }
     // the size bound counts pages in use: pages freed by deletes are reused, so the file stops growing at about maxBytes
     let rows = removed > 0 ? (this.stmt('SELECT count(*) AS n FROM events').get() as { n: number }).n : this.rows();
     for (let i = 0; i < 20 && this.liveBytes() > this.maxBytes && rows > 0; i++) {
-      const drop = Math.max(1, Math.floor(rows / 10));
-      deleting(this.stmt('SELECT max(id) AS id, max(at) AS at FROM (SELECT id, at FROM events ORDER BY at LIMIT ?)').get(drop) as { id: number | null; at: number | null });
-      const n = this.stmt('DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY at LIMIT ?)').run(drop).changes;
+      let left = Math.max(1, Math.floor(rows / 10));
+      let n = 0;
+      while (left > 0) {
+        const k = this.deleteOldest(Math.min(PRUNE_SLICE, left), null);
+        n += k;
+        left -= k;
+        if (k === 0) break;
+        yield;
+        if (this.closed) return;
+      }
       removed += n;
       rows -= n;
       this.log(`history: ${this.file} is over its size limit (${Math.round(this.maxBytes / 1024 ** 2)} MiB); deleted the oldest ${n} events`);
@@ -769,8 +800,6 @@ export class EventHistory {
         // the writer's batches in flight are counted already and not in the table yet: the deletes took stored rows
         this.rowCount -= removed;
       }
-      const m = this.pruneMark;
-      this.pruneMark = { prunes: m.prunes + 1, maxId: Math.max(m.maxId, maxId), maxAt: Math.max(m.maxAt, maxAt) };
     }
   }
 
