@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { UserName } from '../shared/config.ts';
 import { formatHostPort } from '../shared/hostport.ts';
 import { hashPassword } from './auth/passwords.ts';
 import { Relay } from './relay.ts';
@@ -77,6 +78,9 @@ function existingDataDir(dataDir: string): void {
 
 async function userCommand(dataDir: string, [verb, name]: string[]): Promise<void> {
   if (!name || (verb !== 'set' && verb !== 'remove')) throw new UsageError('expected "user set NAME" or "user remove NAME"');
+  // the name is the command's argument: say so, rather than let config.json's check name a key the admin never wrote
+  const okName = UserName.safeParse(name);
+  if (verb === 'set' && !okName.success) throw new UsageError(`"${name}" cannot be a user name: ${okName.error.issues[0]!.message}`);
   existingDataDir(dataDir);
   const { store } = ConfigStore.open(dataDir);
   if (verb === 'set') {

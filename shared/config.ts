@@ -139,6 +139,9 @@ export type DomainConfig = z.infer<typeof DomainConfig>;
 const limit = <T extends z.ZodRawShape>(max: number, extra: T) =>
   z.strictObject({ mode: Mode.default('enforce'), max: positiveInt().default(max), ...extra });
 
+/** An SMTP AUTH user name (a key of `users`), as `relay user set NAME` takes it. */
+export const UserName = z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'user names are 1-128 letters, digits or . _ @ + -');
+
 export const ConfigSchema = z
   .strictObject({
     smtp: z
@@ -169,7 +172,7 @@ export const ConfigSchema = z
     relay: z.strictObject({ allowGroups: z.array(groupName).default(['Trusted']) }).prefault({}),
     users: z
       .record(
-        z.string().regex(/^[A-Za-z0-9._@+-]{1,128}$/, 'user names are 1-128 letters, digits or . _ @ + -'),
+        UserName,
         z.strictObject({ passwordHash: z.string().regex(/^scrypt\$/, 'must be a scrypt hash written by "relay user set"') }),
       )
       .default({}),
@@ -296,8 +299,22 @@ const TYPE_NAMES: Record<string, string> = {
   boolean: 'true or false',
   array: 'a list [...]',
   object: 'an object {...}',
+  record: 'an object {...}',
   null: 'null',
 };
+
+/** Keys whose values are never repeated in a message (messages go to logs and to the audit log viewers read). */
+const SECRET_KEYS = new Set(['password', 'passwordHash', 'token', 'secret']);
+
+/** The kind of a value, without the value: for secrets. */
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list [...]';
+  if (typeof v === 'string') return 'text';
+  if (typeof v === 'number') return 'a number';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  return typeof v === 'object' ? 'an object {...}' : typeof v;
+}
 
 /**
  * The config's wording of zod's built-in errors: what the key must be, and what it is now, in the words of
@@ -305,7 +322,9 @@ const TYPE_NAMES: Record<string, string> = {
  * number"). Messages the schema gives itself (refinements, custom checks) are kept as they are.
  */
 export function configErrorMap(iss: z.core.$ZodRawIssue): string | undefined {
-  const is = `; it is ${shown(iss.input)}`;
+  const last = iss.path?.[iss.path.length - 1];
+  const secret = typeof last === 'string' && SECRET_KEYS.has(last);
+  const is = `; it is ${secret ? kindOf(iss.input) : shown(iss.input)}`;
   switch (iss.code) {
     case 'invalid_type': {
       if (iss.input === undefined) return 'is required';
@@ -331,6 +350,24 @@ export function configErrorMap(iss: z.core.$ZodRawIssue): string | undefined {
     }
     case 'not_multiple_of':
       return `must be a multiple of ${String(iss.divisor)}${is}`;
+    case 'invalid_key': {
+      // a record's key (a user, group or domain name): what the key's own schema says of it
+      const inner = iss.issues[0]?.message;
+      return inner ? `${shown(iss.input)} is not allowed as a name here: ${inner}` : undefined;
+    }
+    case 'invalid_union': {
+      // "*" or a list: name what each option wants, when each wants the whole value (not something inside it)
+      const wants: string[] = [];
+      for (const option of iss.errors) {
+        const first = option[0];
+        if (!first || first.path.length > 0) return undefined;
+        if (first.code === 'invalid_type') wants.push(TYPE_NAMES[first.expected] ?? first.expected);
+        else if (first.code === 'invalid_value') wants.push(...first.values.map((v) => JSON.stringify(v)));
+        else return undefined;
+      }
+      if (wants.length < 2) return undefined;
+      return `must be ${wants.slice(0, -1).join(', ')} or ${wants.at(-1)}${is}`;
+    }
     default:
       return undefined;
   }

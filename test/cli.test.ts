@@ -275,6 +275,10 @@ describe('relay CLI', () => {
     expect(broken.code).toBe(1);
     expect(broken.err).toContain('smtp.maxConnections: must be a number; it is "ten"\nNothing was changed. Fix the key named above and run the command again.');
     expect(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe('{"smtp": {"maxConnections": "ten"}}');
+    // a user name the config cannot hold: the argument is named, not a config key
+    const badName = await runToEnd(['--data-dir', dir, 'user', 'set', 'j doe'], { stdin: 'correct horse battery\n' });
+    expect(badName.code).toBe(2);
+    expect(badName.err).toContain('error: "j doe" cannot be a user name: user names are 1-128 letters, digits or . _ @ + -');
     expect(inEmpty.code).toBe(1);
     expect(inEmpty.err).toContain(`${empty} has no config.json`);
     expect(fs.existsSync(typo)).toBe(false);

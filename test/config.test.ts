@@ -117,6 +117,27 @@ describe('parseConfig', () => {
     expect(keys([])).toEqual(['(top level)']);
   });
 
+  it('a config.json that starts with a byte order mark (as some Windows editors write it) is read', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'config.json'), '\ufeff' + JSON.stringify({ smtp: { maxConnections: 7 } }));
+    expect(ConfigStore.open(dir).store.current.smtp.maxConnections).toBe(7);
+  });
+
+  it('never repeats a secret in an error; names what a record key, a union and a record want', () => {
+    const said = (input: unknown) => issues(input).map((i) => `${i.key}: ${i.message}`);
+    expect(said({ delivery: { smarthost: { host: 'smtp.example', user: 'relay', password: 987654 } } })).toEqual([
+      'delivery.smarthost.password: must be text in quotes; it is a number',
+    ]);
+    expect(said({ users: { sales: { passwordHash: 12345 } } })).toEqual(['users.sales.passwordHash: must be text in quotes; it is a number']);
+    expect(said({ groups: [] })).toEqual(['groups: must be an object {...}; it is a list [...]']);
+    expect(said({ users: { 'j doe': { passwordHash: 'scrypt$x' } } })).toEqual([
+      'users.j doe: "j doe" is not allowed as a name here: user names are 1-128 letters, digits or . _ @ + -',
+    ]);
+    expect(said({ domains: { 'a.example': { deliverTo: '10.0.0.5', recipients: 5 } } })).toEqual([
+      'domains.a.example.recipients: must be "*" or a list [...]; it is 5',
+    ]);
+  });
+
   it('says what a key must be and what it is, in the words of config.json', () => {
     const said = (input: unknown) => issues(input).map((i) => `${i.key}: ${i.message}`);
     expect(said({ limits: { messagesPerHour: { max: 'many' } } })).toEqual(['limits.messagesPerHour.max: must be a number; it is "many"']);
@@ -206,6 +227,16 @@ describe('ConfigStore', () => {
     expect(messageOf('{"smtp": {}}}')).toMatch(/: line 1, column 13: Unexpected non-whitespace character after JSON\n/);
     expect(messageOf('{ "smtp": {\n')).toMatch(/: line 2, column 1: /);
     expect(messageOf('{ "smtp": {}')).toMatch(/: line 1, column 13: the file ends before the JSON does/);
+    // tabs: the caret line keeps them, so it lines up however wide they are drawn
+    expect(messageOf('{\n\t"smtp": {\n\t\t"maxConnections": 5\n\t\t"hostname": "mx"\n\t}\n}')).toBe(
+      `${file} is not valid JSON: line 4, column 3: Expected ',' or '}' after property value\n  \t\t"hostname": "mx"\n  \t\t^`,
+    );
+    // a character that does not show (a no-break space pasted from a web page) is named, and drawn as a dot
+    expect(messageOf('{"smtp": {"maxConnections":\u00a05}}')).toBe(
+      `${file} is not valid JSON: line 1, column 28: Unexpected token 'U+00A0'\n  {"smtp": {"maxConnections":\u00b75}}\n                             ^`,
+    );
+    // a CR where V8 stops is named, not written raw (it would send the terminal's cursor back over the message)
+    expect(messageOf('{\r\n  "smtp": tru\r\n}')).toContain(": Unexpected token 'U+000D'\n");
     // one long line: the quote is cut around the column, and the caret still points at it
     const long = `{"relay":{"localDomains":[${Array.from({ length: 40 }, (_, i) => `"d${i}.example"`).join(',')},]}}`;
     const m = messageOf(long);

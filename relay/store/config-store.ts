@@ -104,9 +104,12 @@ export function jsonErrorText(text: string, message: string): string {
   const stripped = (msg: string) => msg.replace(/ in JSON at position \d+/, '').replace(/ at position \d+/, '').replace(/, .*is not valid JSON$/s, '');
   let pos: number;
   let what = stripped(message);
+  const given = / at position (\d+)/.exec(message);
   if (/Unexpected end of JSON input/.test(message)) {
     pos = text.trimEnd().length;
     what = 'the file ends before the JSON does (a missing } or ] ?)';
+  } else if (given) {
+    pos = Number(given[1]);
   } else {
     let lo = 0;
     let hi = text.length; // endsEarly(text.slice(0, lo)) holds (the empty prefix ends early); text itself fails
@@ -118,7 +121,13 @@ export function jsonErrorText(text: string, message: string): string {
     // text.slice(0, hi) is the shortest prefix that fails by itself; its error names the place, or its last character is it
     const e = jsonParseError(text.slice(0, hi));
     pos = e?.pos ?? hi - 1;
-    if (pos >= text.trimEnd().length) what = `the file ends before the JSON does (${what}: a missing } or ] ?)`;
+  }
+  if (pos >= text.trimEnd().length && !/^the file ends/.test(what)) what = `the file ends before the JSON does (${what}: a missing } or ] ?)`;
+  // a character the terminal would not show (a CR, a no-break space pasted from a web page, a zero-width space) is named
+  const there = text.codePointAt(pos);
+  what = what.replace(INVISIBLE_ALL, (c) => uPlus(c.codePointAt(0)!));
+  if (there !== undefined && INVISIBLE.test(String.fromCodePoint(there)) && !what.includes(uPlus(there))) {
+    what += ` (the character there is ${uPlus(there)}, which does not show)`;
   }
   const before = text.slice(0, pos);
   const line = before.split('\n').length;
@@ -132,8 +141,17 @@ export function jsonErrorText(text: string, message: string): string {
     lineText = (from > 0 ? '...' : '') + lineText.slice(from, from + 80) + (from + 80 < lineText.length ? '...' : '');
     caretAt = caretAt - from + (from > 0 ? 3 : 0);
   }
-  return `line ${line}, column ${column}: ${what}\n  ${lineText}\n  ${' '.repeat(Math.max(0, caretAt))}^`;
+  // the caret under the column: tabs kept as tabs (so it lines up however wide the terminal draws them), other
+  // characters as spaces; invisible characters drawn as a middle dot, one for one
+  const shownLine = lineText.replace(INVISIBLE_ALL, '\u00b7');
+  const pad = shownLine.slice(0, Math.max(0, caretAt)).replace(/[^\t]/g, ' ');
+  return `line ${line}, column ${column}: ${what}\n  ${shownLine}\n  ${pad}^`;
 }
+
+/** control characters (a tab aside) and the invisible ones an editor or a web page slips in */
+const INVISIBLE = /^[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\u2028\u2029\u2060\ufeff]$/;
+const INVISIBLE_ALL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\u2028\u2029\u2060\ufeff]/g;
+const uPlus = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** Read and validate a config file; throws ConfigError naming the file, line or key. */
 export function readConfigFile(file: string): Config {
@@ -143,6 +161,8 @@ export function readConfigFile(file: string): Config {
   } catch (err) {
     throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, []);
   }
+  // a byte order mark (some Windows editors write one) is not JSON, but says nothing either: read past it
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);
