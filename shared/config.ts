@@ -263,6 +263,29 @@ export interface ConfigIssue {
   message: string;
 }
 
+/** The config schema's part at `path` (through defaults, optionals, records and lists), or undefined. */
+function schemaAt(path: readonly PropertyKey[]): z.ZodType | undefined {
+  type Def = { type: string; innerType?: z.ZodType; in?: z.ZodType; shape?: Record<string, z.ZodType>; valueType?: z.ZodType; element?: z.ZodType };
+  const def = (x: z.ZodType) => (x as unknown as { _zod: { def: Def } })._zod.def;
+  const WRAPPERS = new Set(['default', 'prefault', 'optional', 'nullable', 'catch', 'readonly', 'nonoptional']);
+  let s: z.ZodType | undefined = ConfigSchema;
+  for (const k of path) {
+    for (let d = def(s); ; d = def(s)) {
+      if (d.innerType && WRAPPERS.has(d.type)) s = d.innerType;
+      else if (d.type === 'pipe' && d.in) s = d.in;
+      else break;
+    }
+    const d = def(s);
+    s = d.type === 'object' ? d.shape?.[String(k)] : d.type === 'record' ? d.valueType : d.type === 'array' ? d.element : undefined;
+    if (!s) return undefined;
+  }
+  return s;
+}
+
+function acceptsNull(path: readonly PropertyKey[]): boolean {
+  return path.length > 0 && schemaAt(path)?.safeParse(null).success === true;
+}
+
 /** Turn zod issues into "key: what is wrong" lines that name the config key as it appears in config.json. */
 export function describeIssues(error: z.ZodError): ConfigIssue[] {
   // zod 4 still runs a length check (.max) on a value of the wrong type and reports it as if the value were a
@@ -271,7 +294,11 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
   const relevant = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.')));
   return relevant.map((iss) => {
     const key = iss.path.map(String).join('.') || '(top level)';
-    const message = iss.message;
+    let message = iss.message;
+    // a key that may be null (smtp.hostname, tls.certFile, ...): say so, as the error map cannot see the wrapper
+    if (iss.code === 'invalid_type' && /^must be .*; it is /.test(message) && acceptsNull(iss.path)) {
+      message = message.replace(/; it is /, ' or null; it is ');
+    }
     if (iss.code === 'unrecognized_keys') {
       const keys = (iss as { keys: string[] }).keys;
       return {

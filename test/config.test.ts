@@ -126,7 +126,7 @@ describe('parseConfig', () => {
   it('never repeats a secret in an error; names what a record key, a union and a record want', () => {
     const said = (input: unknown) => issues(input).map((i) => `${i.key}: ${i.message}`);
     expect(said({ delivery: { smarthost: { host: 'smtp.example', user: 'relay', password: 987654 } } })).toEqual([
-      'delivery.smarthost.password: must be text in quotes; it is a number',
+      'delivery.smarthost.password: must be text in quotes or null; it is a number',
     ]);
     expect(said({ users: { sales: { passwordHash: 12345 } } })).toEqual(['users.sales.passwordHash: must be text in quotes; it is a number']);
     expect(said({ groups: [] })).toEqual(['groups: must be an object {...}; it is a list [...]']);
@@ -148,7 +148,7 @@ describe('parseConfig', () => {
     ]);
     expect(said({ limits: { ipv6Prefix: 200 } })).toEqual(['limits.ipv6Prefix: must be at most 128; it is 200']);
     expect(said({ smtp: null })).toEqual(['smtp: must be an object {...}; it is null']);
-    expect(said({ smtp: { hostname: 5 } })).toEqual(['smtp.hostname: must be text in quotes; it is 5']);
+    expect(said({ smtp: { hostname: 5 } })).toEqual(['smtp.hostname: must be text in quotes or null; it is 5']);
     expect(said({ relay: { allowGroups: 'Office' } })).toEqual(['relay.allowGroups: must be a list [...]; it is "Office"']);
     expect(said([])).toEqual(['(top level): must be an object {...}; it is a list [...]']);
     // what the schema words itself is left as it is
