@@ -164,7 +164,7 @@ function SessionPanel({
             </div>
             {rej.dns && (
               <div className="reject-dns" data-testid="reject-dns" style={{ fontSize: 12, marginTop: 4 }}>
-                <span className="faint">DNS: </span>
+                <span className="faint">Resolver: </span>
                 <span className="mono">{rej.dns}</span>
               </div>
             )}
