@@ -8,12 +8,8 @@
  *  - paging returns every event of the replayed kinds in [from, to) once, in (at, id) order, ties on `at` across
  *    page boundaries included, ids out of `at` order included (a clock that went back).
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { RelayEvent } from '../shared/events.ts';
-import { EventHistory } from '../relay/store/history.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tiedHistories, TIED_T } from './helpers/history-fixtures.ts';
 import { recordSessions, startManageRelay, type ManageRelay } from './helpers/wss-client.ts';
 
 const KINDS = ['connect', 'disconnect', 'auth', 'mail', 'rcpt', 'accepted', 'rejected'] as const;
@@ -86,25 +82,11 @@ describe('policy.simulate pages start their index walk at the cursor', () => {
 });
 
 describe('EventHistory.page: every event once, in (at, id) order', () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  });
+  const tiedHistory = tiedHistories();
 
   it('ties on `at` across page boundaries, ids out of `at` order, kinds and window respected', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-page-'));
-    dirs.push(dir);
-    const h = EventHistory.open({ file: path.join(dir, 'history.sqlite'), log: () => {} });
-    const T = 1_800_000_000_000;
-    const all = ['connect', 'helo', 'mail', 'rcpt', 'accepted', 'delivered', 'disconnect', 'rejected', 'auth'];
-    const events: RelayEvent[] = [];
-    for (let id = 1; id <= 3000; id++) {
-      // runs of 25 events on one `at`; from id 2001 on the clock went back (ids rise, `at` drops to where ids 500 on
-      // were), in runs of 13, so ids far apart share an `at` too
-      const at = id <= 2000 ? T + Math.floor(id / 25) * 10 : T + 200 + Math.floor((id - 2000) / 13) * 10;
-      events.push({ id, at, kind: all[id % all.length], sessionId: `s${id}`, ip: '192.0.2.1' } as RelayEvent);
-    }
-    h.load(events);
+    const { h, events } = tiedHistory();
+    const T = TIED_T;
     const from = T + 100;
     const to = T + 900;
     const want = events
@@ -139,6 +121,5 @@ describe('EventHistory.page: every event once, in (at, id) order', () => {
       after = { at: page.at(-1)!.at, id: page.at(-1)!.id };
     }
     expect(rest).toEqual(want.slice(-100));
-    h.close();
   });
 });

@@ -7,12 +7,8 @@
  *  - paging returns every event of those kinds once, in (at, id) order, ties on `at` across page boundaries and ids
  *    out of `at` order (a clock that went back) included, with repeated kinds in the filter.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { RelayEvent } from '../shared/events.ts';
-import { EventHistory } from '../relay/store/history.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tiedHistories, TIED_T } from './helpers/history-fixtures.ts';
 import { recordSessions, startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
 
 type Db = { prepare(sql: string): { all(...a: unknown[]): { detail: string }[] } };
@@ -97,24 +93,11 @@ describe('events.query with several kinds: each page walks from its cursor, with
 });
 
 describe('EventHistory.query with several kinds: every event once, in (at, id) order', () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  });
+  const tiedHistory = tiedHistories();
 
   it('ties on `at` across page boundaries, ids out of `at` order, repeated kinds, both orders, with and without a range', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-query-kinds-'));
-    dirs.push(dir);
-    const h = EventHistory.open({ file: path.join(dir, 'history.sqlite'), log: () => {} });
-    const T = 1_800_000_000_000;
-    const all = ['connect', 'helo', 'mail', 'rcpt', 'accepted', 'delivered', 'disconnect', 'rejected', 'auth'];
-    const events: RelayEvent[] = [];
-    for (let id = 1; id <= 3000; id++) {
-      // runs of 25 events on one `at`; from id 2001 on the clock went back, in runs of 13
-      const at = id <= 2000 ? T + Math.floor(id / 25) * 10 : T + 200 + Math.floor((id - 2000) / 13) * 10;
-      events.push({ id, at, kind: all[id % all.length], sessionId: `s${id}`, ip: '192.0.2.1' } as RelayEvent);
-    }
-    h.load(events);
+    const { h, events } = tiedHistory();
+    const T = TIED_T;
     expect(new Set(events.map((e) => e.at)).size).toBeLessThan(events.length / 3);
     for (const kinds of [['mail', 'rejected'], ['connect', 'rcpt', 'mail', 'connect'], ['delivered', 'auth', 'helo', 'accepted', 'disconnect']]) {
       for (const order of ['asc', 'desc'] as const) {
@@ -139,6 +122,5 @@ describe('EventHistory.query with several kinds: every event once, in (at, id) o
         }
       }
     }
-    h.close();
   });
 });
