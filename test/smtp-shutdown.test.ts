@@ -15,15 +15,21 @@ const { open } = smtpClients(async () => {
   t = null;
 });
 
+/** A session from 127.0.0.6 with MAIL and RCPT accepted: a transaction under way. */
+async function inTransaction(port: number) {
+  const c = await open(port, '127.0.0.6');
+  await c.hello();
+  expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+  expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+  return c;
+}
+
 describe('stop', () => {
   it('closes idle sessions at once with 421, lets a transaction in progress finish, then resolves', async () => {
     t = await startTestRelay({});
     const idle = await open(t.port, '127.0.0.5');
     await idle.hello();
-    const busy = await open(t.port, '127.0.0.6');
-    await busy.hello();
-    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
-    expect((await busy.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    const busy = await inTransaction(t.port);
 
     const tr = t;
     t = null;
@@ -52,10 +58,7 @@ describe('stop', () => {
 
   it('a client that finishes its message while the relay stops and then QUITs gets 221, as on any day', async () => {
     t = await startTestRelay({});
-    const busy = await open(t.port, '127.0.0.6');
-    await busy.hello();
-    expect((await busy.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
-    expect((await busy.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    const busy = await inTransaction(t.port);
     const tr = t;
     t = null;
     const stopping = tr.relay.stop();
