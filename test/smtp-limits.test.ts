@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { RawSmtp, sendMail, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
@@ -93,6 +94,39 @@ describe('limits.concurrentConnections', () => {
     const e = await open(t.port, '127.0.0.10');
     expect((await e.hello()).code).toBe(250);
     expect(t.rejections('limits.concurrentConnections')).toHaveLength(1);
+  });
+
+  it('a refused client that keeps its socket open does not go on counting against its IP', async () => {
+    t = await startTestRelay({ limits: { concurrentConnections: { max: 2 } } });
+    const a = await open(t.port, '127.0.0.14');
+    const b = await open(t.port, '127.0.0.14');
+    expect((await a.hello()).code).toBe(250);
+    expect((await b.hello()).code).toBe(250);
+    // a client that reads the 421 and then neither closes nor ends its side (smtp-server waits up to 5 s for it)
+    const stubborn = net.connect({ port: t.port, host: '127.0.0.1', localAddress: '127.0.0.14', allowHalfOpen: true });
+    const reply = await new Promise<string>((resolve) => stubborn.once('data', (d) => resolve(d.toString())));
+    try {
+      expect(reply).toMatch(/^421 4\.7\.0 Too many connections from 127\.0\.0\.14: 3 open \(limit 2\)/);
+      // the relay ended that session when it sent the 421: it counts no more, though the socket is still open
+      expect(stubborn.destroyed).toBe(false);
+      expect(t.relay.anvil.connections('127.0.0.14')).toBe(2);
+      // so a slot freed by a client that leaves is there for the next one at once
+      await a.quit();
+      await waitFor(() => t!.relay.anvil.connections('127.0.0.14') === 1, 'the closed connection to be uncounted');
+      const c = await open(t.port, '127.0.0.14');
+      expect((await c.hello()).code).toBe(250);
+      expect(t.rejections('limits.concurrentConnections')).toHaveLength(1);
+      // one disconnect event per session, the stubborn one's included, however its socket ends
+      stubborn.destroy();
+      await c.quit();
+      const endsOf = () => t!.events.filter((e) => e.kind === 'disconnect' && e.ip === '127.0.0.14');
+      await waitFor(() => endsOf().length >= 3 && t!.relay.anvil.connections('127.0.0.14') === 1, 'c to be uncounted');
+      const ends = endsOf();
+      expect(ends).toHaveLength(3);
+      expect(new Set(ends.map((e) => e.sessionId)).size).toBe(3);
+    } finally {
+      stubborn.destroy();
+    }
   });
 
   it('monitor accepts the connection and reports it; off does nothing; exempt IPs pass', async () => {

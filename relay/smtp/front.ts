@@ -265,6 +265,15 @@ export class SmtpFront {
 
     const origSend = conn.send.bind(conn);
     const origOnCommand = conn._onCommand.bind(conn);
+    const origClose = conn.close.bind(conn);
+
+    // The session ends for our counts when smtp-server ends it (after a 421, QUIT's 221, a timeout), not when the
+    // client's socket closes: smtp-server gives a client that ignores the end up to 5 s to close its side, and a
+    // client refused for too many connections must not go on counting against its own IP meanwhile
+    conn.close = () => {
+      origClose();
+      this.onClose(conn.session);
+    };
 
     conn.init = () => {
       conn._setListeners(() => {
