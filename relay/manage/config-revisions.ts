@@ -31,6 +31,18 @@ export interface Recorded {
   config: Config;
 }
 
+/**
+ * What the history stores in place of a smarthost password: a copy of history.sqlite (for a bug report, a backup)
+ * must not carry it. config.json is where the password lives.
+ */
+export const PASSWORD_NOT_KEPT = '(not kept in the history)';
+
+/** A config as the history stores it: the smarthost password left out. */
+export function forHistory(c: Config): string {
+  if (c.delivery.smarthost.password === null || c.delivery.smarthost.password === PASSWORD_NOT_KEPT) return JSON.stringify(c);
+  return JSON.stringify({ ...c, delivery: { ...c.delivery, smarthost: { ...c.delivery.smarthost, password: PASSWORD_NOT_KEPT } } });
+}
+
 export class ConfigRevisions {
   private offset: number;
   private remoteIp: string | null = null;
@@ -43,18 +55,26 @@ export class ConfigRevisions {
     private readonly now: () => number = Date.now,
     private readonly keep = 1000,
   ) {
+    // rows an older relay stored with the password in them
+    history.rewriteRevisions((json) => {
+      try {
+        return forHistory(JSON.parse(json) as Config);
+      } catch {
+        return json;
+      }
+    });
     const stored = history.lastRevision();
     const current = store.current;
     if (!stored) {
       this.offset = 0;
       this.record(store.revision, { by: 'relay', source: 'start' }, current, []);
-    } else if (stored.config === JSON.stringify(current)) {
+    } else if (stored.config === forHistory(current)) {
       this.offset = stored.revision - store.revision;
     } else {
       this.offset = stored.revision + 1 - store.revision;
       let before: Config | null = null;
       try {
-        before = JSON.parse(stored.config) as Config;
+        before = this.fromHistory(stored.config);
       } catch {
         before = null;
       }
@@ -94,7 +114,7 @@ export class ConfigRevisions {
     };
     this.last = r;
     try {
-      this.history.saveRevision({ ...r, config: JSON.stringify(config), changes: JSON.stringify(changes) });
+      this.history.saveRevision({ ...r, config: forHistory(config), changes: JSON.stringify(changes) });
       if (r.revision % 100 === 0) this.history.trimRevisions(this.keep);
     } catch (err) {
       console.error(`config history: could not store revision ${r.revision}: ${(err as Error).message}`);
@@ -141,11 +161,22 @@ export class ConfigRevisions {
     }
   }
 
-  /** The config at a revision, or null when it is not in the history. */
+  /**
+   * The config at a revision, or null when it is not in the history. A smarthost password the history left out is
+   * the current one (so a diff against the current config shows no password change); with none now, it stays
+   * PASSWORD_NOT_KEPT, which config.revert refuses.
+   */
   get(revision: number): Config | null {
     if (revision === this.current) return this.store.current;
     const row = this.history.getRevision(revision);
-    return row ? (JSON.parse(row.config) as Config) : null;
+    return row ? this.fromHistory(row.config) : null;
+  }
+
+  private fromHistory(json: string): Config {
+    const c = JSON.parse(json) as Config;
+    const now = this.store.current.delivery.smarthost.password;
+    if (c.delivery?.smarthost?.password === PASSWORD_NOT_KEPT && now !== null) c.delivery.smarthost.password = now;
+    return c;
   }
 
   list(limit: number, beforeRevision?: number): RevisionInfo[] {

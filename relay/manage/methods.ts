@@ -21,7 +21,7 @@ import type { AuditLog } from '../store/audit.ts';
 import type { ConfigStore } from '../store/config-store.ts';
 import type { EventHistory } from '../store/history.ts';
 import type { TokenStore } from '../store/tokens.ts';
-import type { ConfigRevisions, Recorded } from './config-revisions.ts';
+import { PASSWORD_NOT_KEPT, type ConfigRevisions, type Recorded } from './config-revisions.ts';
 import { hideSecrets } from './diff.ts';
 import { compileFilter, ipSpec, type CompiledFilter } from './filter.ts';
 import type { Session } from './session.ts';
@@ -270,6 +270,13 @@ export function createHandlers(d: MethodDeps): Handlers {
     'config.revert': (p, ctx) => {
       const config = d.revisions.get(p.revision);
       if (!config) throw notFound(`config revision ${p.revision} is not in the history (the relay keeps the last 1000)`);
+      if (config.delivery.smarthost.password === PASSWORD_NOT_KEPT) {
+        throw new RpcError(
+          ErrorCode.InvalidConfig,
+          `revision ${p.revision} used a smarthost password, which the history does not keep, and none is set now: set delivery.smarthost.password along with the rest of that revision with config.update`,
+          { issues: [{ path: ['delivery', 'smarthost', 'password'], message: 'not kept in the history; set it again', code: 'custom' }] },
+        );
+      }
       const r = d.revisions.update(config, meta(ctx, `config.revert to ${p.revision}`, p.baseRevision));
       ctx.change = r;
       return { revision: r.revision, changes: r.changes };

@@ -201,6 +201,16 @@ export class EventHistory {
     this.log = opts.log ?? ((line) => console.error(line));
     this.writerGate = opts.writerGate;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    // readable by the relay's user only, as config.json is: it holds every client address and the config's revisions
+    // (SQLite makes its -wal and -shm files with the database's mode); an older relay made it 0644
+    fs.closeSync(fs.openSync(this.file, 'a', 0o600));
+    for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) {
+      try {
+        fs.chmodSync(f, 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
     this.db = new Database(this.file);
     configureConnection(this.db);
     this.db.exec(`
@@ -837,6 +847,22 @@ export class EventHistory {
   }
 
   /** Keep the newest `keep` revisions. */
+  /** Rewrite each stored revision's config with `map` (at start: an older relay's rows); returns how many changed. */
+  rewriteRevisions(map: (config: string) => string): number {
+    const rows = this.stmt('SELECT revision, config FROM config_revisions').all() as { revision: number; config: string }[];
+    const update = this.stmt('UPDATE config_revisions SET config = ? WHERE revision = ?');
+    let changed = 0;
+    this.db.transaction(() => {
+      for (const r of rows) {
+        const next = map(r.config);
+        if (next === r.config) continue;
+        update.run(next, r.revision);
+        changed++;
+      }
+    })();
+    return changed;
+  }
+
   trimRevisions(keep: number): void {
     this.stmt('DELETE FROM config_revisions WHERE revision <= (SELECT max(revision) FROM config_revisions) - ?').run(keep);
   }
