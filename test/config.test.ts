@@ -117,6 +117,34 @@ describe('parseConfig', () => {
     expect(keys([])).toEqual(['(top level)']);
   });
 
+  it('a key that appears twice in one object is refused, naming both lines (JSON would drop the first without a word)', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'config.json');
+    // the README's quick-start lines pasted at the top of a config.json that has "domains" further down
+    fs.writeFileSync(
+      file,
+      '{\n"domains": { "example.com": { "deliverTo": "127.0.0.1:2626", "recipients": ["alice"] } },\n"smtp": { "maxConnections": 5 },\n"domains": {},\n' +
+        '"groups": { "Trusted": [ { "address": "192.0.2.1", "comment": "a", "comment": "b" } ] }\n}\n',
+    );
+    let err: ConfigError | null = null;
+    try {
+      ConfigStore.open(dir);
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.issues).toEqual([
+      { key: 'domains', message: 'appears twice in the same object (lines 2 and 4); JSON keeps only the last one and would drop the other without a word: merge them into one' },
+      { key: 'groups.Trusted.0.comment', message: expect.stringMatching(/^appears twice in the same object \(lines 5 and 5\)/) },
+    ]);
+    // the same name in different objects is no duplicate, nor is a key's text inside a string value
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ groups: { Trusted: [{ address: '192.0.2.1', comment: 'x", "comment": "y' }] }, limits: { messagesPerHour: { max: 5 }, concurrentConnections: { max: 5 } } }),
+    );
+    expect(ConfigStore.open(dir).store.current.limits.concurrentConnections.max).toBe(5);
+  });
+
   it('a config.json that starts with a byte order mark (as some Windows editors write it) is read', () => {
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'config.json'), '\ufeff' + JSON.stringify({ smtp: { maxConnections: 7 } }));

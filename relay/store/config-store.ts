@@ -153,6 +153,47 @@ const INVISIBLE = /^[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\
 const INVISIBLE_ALL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\u2028\u2029\u2060\ufeff]/g;
 const uPlus = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
 
+/**
+ * Keys that appear twice in one object of a valid JSON text, with the lines of both. JSON.parse keeps the last one
+ * and drops the first without a word: an admin who pastes `"domains": {...}` at the top of a config.json that has
+ * `"domains": {}` further down would see the paste ignored.
+ */
+export function duplicateKeys(text: string): { key: string; lines: [number, number] }[] {
+  type Frame = { object: boolean; keys: Map<string, number>; path: string; index: number; key: string | null };
+  const out: { key: string; lines: [number, number] }[] = [];
+  const stack: Frame[] = [];
+  const join = (a: string, b: string) => (a === '' ? b : `${a}.${b}`);
+  let line = 1;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '\n') line++;
+    else if (ch === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const value = JSON.parse(text.slice(i, j + 1)) as string;
+      i = j;
+      let k = j + 1;
+      while (k < text.length && (text[k] === ' ' || text[k] === '\t' || text[k] === '\r' || text[k] === '\n')) k++;
+      const top = stack[stack.length - 1];
+      if (top?.object && text[k] === ':') {
+        const first = top.keys.get(value);
+        if (first !== undefined) out.push({ key: join(top.path, value), lines: [first, line] });
+        else top.keys.set(value, line);
+        top.key = value;
+      }
+    } else if (ch === '{' || ch === '[') {
+      const parent = stack[stack.length - 1];
+      const path = !parent ? '' : join(parent.path, parent.object ? (parent.key ?? '') : String(parent.index));
+      stack.push({ object: ch === '{', keys: new Map(), path, index: 0, key: null });
+    } else if (ch === '}' || ch === ']') stack.pop();
+    else if (ch === ',') {
+      const top = stack[stack.length - 1];
+      if (top && !top.object) top.index++;
+    }
+  }
+  return out;
+}
+
 /** Read and validate a config file; throws ConfigError naming the file, line or key. */
 export function readConfigFile(file: string): Config {
   let text: string;
@@ -168,6 +209,14 @@ export function readConfigFile(file: string): Config {
     json = JSON.parse(text);
   } catch (err) {
     throw new ConfigError(`${file} is not valid JSON: ${jsonErrorText(text, (err as Error).message)}`, []);
+  }
+  const twice = duplicateKeys(text);
+  if (twice.length > 0) {
+    const issues = twice.map((d) => ({
+      key: d.key,
+      message: `appears twice in the same object (lines ${d.lines[0]} and ${d.lines[1]}); JSON keeps only the last one and would drop the other without a word: merge them into one`,
+    }));
+    throw new ConfigError(`${file} is invalid:\n${formatIssues(issues)}`, issues);
   }
   const r = parseConfig(json);
   if (!r.ok) {
