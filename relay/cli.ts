@@ -45,11 +45,53 @@ function parseArgs(argv: string[]): { dataDir: string; rest: string[]; flags: Re
   return { dataDir: path.resolve(dataDir), rest, flags };
 }
 
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) process.stderr.write('password: ');
+/**
+ * The new password. At a terminal: asked twice, not echoed, each ended by Enter (Ctrl+C gives up). Otherwise: all of
+ * standard input (`user set NAME < password.txt`), less one line end; a second line is refused rather than taken
+ * into the password.
+ */
+async function readPassword(): Promise<string> {
+  if (process.stdin.isTTY) {
+    const first = await askHidden('password: ');
+    const again = await askHidden('the same password again: ');
+    if (first !== again) throw new Error('the two passwords differ; nothing was changed');
+    return first;
+  }
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const text = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  if (text === '') throw new Error('no password on standard input; give it there, e.g. `user set NAME < password.txt`');
+  if (/[\r\n]/.test(text)) throw new Error('the password on standard input is more than one line; give one line');
+  return text;
+}
+
+/** One line from the terminal, not echoed: Enter ends it, Backspace takes a character back, Ctrl+C or Ctrl+D gives up. */
+function askHidden(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  // no echo before the prompt shows: what is typed the moment it appears must not be echoed
+  stdin.setRawMode(true);
+  stdin.resume();
+  process.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const done = (err: Error | null) => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(text);
+    };
+    const onData = (d: Buffer) => {
+      for (const ch of d.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(null);
+        if (ch === '\u0003' || ch === '\u0004') return done(new Error('no password given; nothing was changed'));
+        if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
+        else if (ch >= ' ') text += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
 }
 
 /** Tell a running relay to re-read its files. */
@@ -84,7 +126,7 @@ async function userCommand(dataDir: string, [verb, name]: string[]): Promise<voi
   existingDataDir(dataDir);
   const { store } = ConfigStore.open(dataDir);
   if (verb === 'set') {
-    const password = await readStdin();
+    const password = await readPassword();
     if (password.length < 8) throw new Error('the password must be at least 8 characters');
     const passwordHash = await hashPassword(password);
     store.modify((c) => void (c.users[name] = { passwordHash }), { by: 'cli', source: 'user set' });

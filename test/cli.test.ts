@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { verifyPassword } from '../relay/auth/passwords.ts';
 import { defaultConfig } from '../shared/config.ts';
 import { RawSmtp } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -283,6 +284,56 @@ describe('relay CLI', () => {
     expect(inEmpty.err).toContain(`${empty} has no config.json`);
     expect(fs.existsSync(typo)).toBe(false);
     expect(fs.readdirSync(empty)).toEqual([]);
+  });
+
+  it('`user set` at a terminal asks twice without echoing, Enter ends each; a mismatch or Ctrl+C changes nothing', async () => {
+    const { dir } = await dataDirWithConfig();
+    const atTerminal = async (...answers: string[]) => {
+      const pairs = answers.flatMap((a, i) => [i === 0 ? 'password: ' : 'again: ', a]);
+      const child = spawn('python3', [path.join(ROOT, 'test/helpers/pty-run.py'), ...pairs, '--', process.execPath, '--import', 'tsx', 'relay/cli.ts', '--data-dir', dir, 'user', 'set', 'sales'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let shown = '';
+      child.stdout.on('data', (d: Buffer) => (shown += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { code, shown };
+    };
+    const users = () => (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { users: Record<string, { passwordHash: string }> }).users;
+
+    const ok = await atTerminal('correct horse battery\r', 'correct horse battery\r');
+    expect(ok.code).toBe(0);
+    expect(ok.shown).toContain('password: ');
+    expect(ok.shown).toContain('the same password again: ');
+    expect(ok.shown).toContain('user "sales" can now authenticate');
+    expect(ok.shown).not.toContain('horse');
+    expect(await verifyPassword('correct horse battery', users().sales!.passwordHash)).toBe(true);
+
+    // Backspace takes a character back; the two answers differ: refused, the stored password unchanged
+    const before = users().sales!.passwordHash;
+    const differ = await atTerminal('new password 1X\u007f\r', 'new password 2\r');
+    expect(differ.code).toBe(1);
+    expect(differ.shown).toContain('error: the two passwords differ; nothing was changed');
+    expect(users().sales!.passwordHash).toBe(before);
+    const fixed = await atTerminal('new password 1X\u007f\r', 'new password 1\r');
+    expect(fixed.code).toBe(0);
+    expect(await verifyPassword('new password 1', users().sales!.passwordHash)).toBe(true);
+
+    const gaveUp = await atTerminal('half\u0003');
+    expect(gaveUp.code).toBe(1);
+    expect(gaveUp.shown).toContain('error: no password given; nothing was changed');
+    expect(await verifyPassword('new password 1', users().sales!.passwordHash)).toBe(true);
+
+    // from standard input (not a terminal): one line; an empty one and two lines are refused
+    const [empty, twoLines] = await Promise.all([
+      runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: '' }),
+      runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: 'correct horse battery\ncorrect horse battery\n' }),
+    ]);
+    expect(empty.code).toBe(1);
+    expect(empty.err).toContain('error: no password on standard input');
+    expect(twoLines.code).toBe(1);
+    expect(twoLines.err).toContain('error: the password on standard input is more than one line; give one line');
+    expect(await verifyPassword('new password 1', users().sales!.passwordHash)).toBe(true);
   });
 
   it('token create, list and revoke', async () => {
