@@ -199,7 +199,7 @@ describe('relay CLI', () => {
     fs.writeFileSync(path.join(dir, 'config.json'), '{\n  "smtp": {\n    "maxConnections": 50,\n  }\n}\n');
     const { code, err } = await runToEnd(['--data-dir', dir]);
     expect(code).toBe(1);
-    expect(err).toContain(`error: ${path.join(dir, 'config.json')} is not valid JSON: line 4, column 3: Expected double-quoted property name\n    }\n    ^\n`);
+    expect(err).toContain(`error: ${path.join(dir, 'config.json')} is not valid JSON: line 4, column 3: Expected double-quoted property name: a comma before a closing } is not allowed in JSON; remove the one at the end of line 3\n    }\n    ^\n`);
     expect(err).toContain('Fix the file named above');
   });
 

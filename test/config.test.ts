@@ -244,20 +244,23 @@ describe('ConfigStore', () => {
     };
     // a missing comma at the end of line 3: the error is where the next key starts
     expect(messageOf('{\n  "smtp": {\n    "port": 2525\n    "hostname": "mx"\n  }\n}\n')).toBe(
-      `${file} is not valid JSON: line 4, column 5: Expected ',' or '}' after property value\n      "hostname": "mx"\n      ^`,
+      `${file} is not valid JSON: line 4, column 5: Expected ',' or '}' after property value: a comma is missing at the end of line 3\n      "hostname": "mx"\n      ^`,
     );
     // a trailing comma (Windows line ends: the column does not count the CR)
-    expect(messageOf('{\r\n  "smtp": {},\r\n}\r\n')).toBe(`${file} is not valid JSON: line 3, column 1: Expected double-quoted property name\n  }\n  ^`);
+    expect(messageOf('{\r\n  "smtp": {},\r\n}\r\n')).toBe(`${file} is not valid JSON: line 3, column 1: Expected double-quoted property name: a comma before a closing } is not allowed in JSON; remove the one at the end of line 2\n  }\n  ^`);
     expect(messageOf('')).toBe(`${file} is not valid JSON: the file is empty`);
     // errors V8 gives no position for, and one after a complete value
-    expect(messageOf('{"smtp": {"port": yes}}')).toBe(`${file} is not valid JSON: line 1, column 19: Unexpected token 'y'\n  {"smtp": {"port": yes}}\n                    ^`);
-    expect(messageOf('{\n  "relay": {"localDomains": ["a.example",]}\n}')).toMatch(/: line 2, column 42: Unexpected token '\]'\n/);
+    expect(messageOf('{"smtp": {"port": yes}}')).toBe(`${file} is not valid JSON: line 1, column 19: Unexpected token 'y': text in JSON is written in double quotes\n  {"smtp": {"port": yes}}\n                    ^`);
+    expect(messageOf('{\n  "relay": {"localDomains": ["a.example",]}\n}')).toMatch(/: line 2, column 42: Unexpected token '\]': a comma before a closing \] is not allowed in JSON; remove the one at the end of line 2\n/);
+    // the other slips people make by hand: a comment, single quotes
+    expect(messageOf('{\n  // the relay\n  "smtp": {}\n}')).toMatch(/: line 2, column 3: Expected property name or '}': JSON has no comments; remove it/);
+    expect(messageOf("{\n  'smtp': {}\n}")).toMatch(/: line 2, column 3: Expected property name or '}': JSON takes double quotes \("..."\) around keys and text\n/);
     expect(messageOf('{"smtp": {}}}')).toMatch(/: line 1, column 13: Unexpected non-whitespace character after JSON\n/);
     expect(messageOf('{ "smtp": {\n')).toMatch(/: line 2, column 1: /);
     expect(messageOf('{ "smtp": {}')).toMatch(/: line 1, column 13: the file ends before the JSON does/);
     // tabs: the caret line keeps them, so it lines up however wide they are drawn
     expect(messageOf('{\n\t"smtp": {\n\t\t"maxConnections": 5\n\t\t"hostname": "mx"\n\t}\n}')).toBe(
-      `${file} is not valid JSON: line 4, column 3: Expected ',' or '}' after property value\n  \t\t"hostname": "mx"\n  \t\t^`,
+      `${file} is not valid JSON: line 4, column 3: Expected ',' or '}' after property value: a comma is missing at the end of line 3\n  \t\t"hostname": "mx"\n  \t\t^`,
     );
     // a character that does not show (a no-break space pasted from a web page) is named, and drawn as a dot
     expect(messageOf('{"smtp": {"maxConnections":\u00a05}}')).toBe(

@@ -123,6 +123,7 @@ export function jsonErrorText(text: string, message: string): string {
     pos = e?.pos ?? hi - 1;
   }
   if (pos >= text.trimEnd().length && !/^the file ends/.test(what)) what = `the file ends before the JSON does (${what}: a missing } or ] ?)`;
+  what += jsonHint(text, pos);
   // a character the terminal would not show (a CR, a no-break space pasted from a web page, a zero-width space) is named
   const there = text.codePointAt(pos);
   what = what.replace(INVISIBLE_ALL, (c) => uPlus(c.codePointAt(0)!));
@@ -146,6 +147,23 @@ export function jsonErrorText(text: string, message: string): string {
   const shownLine = lineText.replace(INVISIBLE_ALL, '\u00b7');
   const pad = shownLine.slice(0, Math.max(0, caretAt)).replace(/[^\t]/g, ' ');
   return `line ${line}, column ${column}: ${what}\n  ${shownLine}\n  ${pad}^`;
+}
+
+/** What the usual hand-editing slips look like where JSON.parse stops, in words: "" when none fits. */
+function jsonHint(text: string, pos: number): string {
+  const at = text[pos];
+  const rest = text.slice(pos);
+  // the last character before pos that is not white space, and its line
+  let p = pos - 1;
+  while (p >= 0 && /\s/.test(text[p]!)) p--;
+  const before = p >= 0 ? text[p] : undefined;
+  const lineOf = (i: number) => text.slice(0, i).split('\n').length;
+  if (rest.startsWith('//') || rest.startsWith('/*')) return ': JSON has no comments; remove it (or keep a note in a "comment" of a trusted entry)';
+  if (at === "'") return ': JSON takes double quotes ("...") around keys and text';
+  if ((at === '}' || at === ']') && before === ',') return `: a comma before a closing ${at} is not allowed in JSON; remove the one at the end of line ${lineOf(p)}`;
+  if (at === '"' && before !== undefined && /["}\]\d el]/.test(before) && lineOf(p) < lineOf(pos)) return `: a comma is missing at the end of line ${lineOf(p)}`;
+  if (at !== undefined && /[A-Za-z]/.test(at) && !/^(true|false|null)\b/.test(rest)) return ': text in JSON is written in double quotes';
+  return '';
 }
 
 /** control characters (a tab aside) and the invisible ones an editor or a web page slips in */
