@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserName } from '../shared/config.ts';
+import type { ConfigChange } from '../shared/protocol.ts';
 import { formatHostPort } from '../shared/hostport.ts';
 import { hashPassword } from './auth/passwords.ts';
 import { Relay } from './relay.ts';
@@ -179,7 +180,7 @@ async function serve(dataDir: string): Promise<void> {
 
   process.on('SIGHUP', () => {
     const r = relay.reload();
-    if (r.ok) console.log(r.changed ? `config reloaded (revision ${relay.configRevision})` : 'config reloaded: no change');
+    if (r.ok) console.log(reloadLine(r, relay.configRevision));
     else console.error(`config NOT reloaded, the relay keeps the last good config:\n${r.error}`);
   });
   let stopping = false;
@@ -202,6 +203,23 @@ async function serve(dataDir: string): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** What a SIGHUP changed, in one line: the config keys (at most five named) and the tokens. */
+function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded: string[]; tokensRemoved: string[] }, revision: number): string {
+  const parts: string[] = [];
+  if (r.changed) {
+    const shown = (v: unknown) => (v === undefined ? '(none)' : JSON.stringify(v).slice(0, 60));
+    const named = r.changes.slice(0, 5).map((c) => `${c.path} ${shown(c.before)} -> ${shown(c.after)}`);
+    if (r.changes.length > 5) named.push(`and ${r.changes.length - 5} more (config.history has them all)`);
+    parts.push(`config reloaded (revision ${revision}): ${named.join('; ') || 'the same settings, written differently'}`);
+  } else {
+    parts.push('config.json unchanged');
+  }
+  if (r.tokensAdded.length) parts.push(`tokens added: ${r.tokensAdded.join(', ')}`);
+  if (r.tokensRemoved.length) parts.push(`tokens removed: ${r.tokensRemoved.join(', ')} (their console sessions closed)`);
+  if (!r.changed && !r.tokensAdded.length && !r.tokensRemoved.length) parts.push('tokens.json unchanged');
+  return parts.join('; ');
 }
 
 /** true once the command is `serve` (the relay itself), for the words of a refusal */

@@ -16,6 +16,8 @@ import { checkConfiguredIdentity, loadOrCreateIdentity, TlsFileError, type TlsId
 import { AuditLog } from './store/audit.ts';
 import { EventHistory, type HistoryOptions } from './store/history.ts';
 import { ConfigRevisions } from './manage/config-revisions.ts';
+import { diffConfig } from './manage/diff.ts';
+import type { ConfigChange } from '../shared/protocol.ts';
 import { ManageServer, type ManageLimits } from './manage/server.ts';
 
 export interface RelayOptions {
@@ -218,11 +220,19 @@ export class Relay {
   }
 
   /** SIGHUP: re-read config.json and tokens.json; an invalid file is refused and the last good config stays. */
-  reload(): { ok: true; changed: boolean } | { ok: false; error: string } {
+  reload():
+    | { ok: true; changed: boolean; changes: ConfigChange[]; tokensAdded: string[]; tokensRemoved: string[] }
+    | { ok: false; error: string } {
     try {
       const info = this.config.reload();
-      this.tokens.reload();
-      return { ok: true, changed: info !== null };
+      const tokens = this.tokens.reload();
+      return {
+        ok: true,
+        changed: info !== null,
+        changes: info ? diffConfig(info.previous, info.config) : [],
+        tokensAdded: tokens.added,
+        tokensRemoved: tokens.removed,
+      };
     } catch (err) {
       return { ok: false, error: (err as Error).message };
     }

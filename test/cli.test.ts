@@ -229,9 +229,15 @@ describe('relay CLI', () => {
 
     fs.writeFileSync(file, JSON.stringify({ ...good, checks: { ...good.checks, maxFailedCommands: { mode: 'enforce', max: 1 } } }));
     r.child.kill('SIGHUP');
-    await r.waitOut(/config reloaded \(revision \d+\)/);
+    // the line says what changed
+    await r.waitOut(/config reloaded \(revision \d+\): checks\.maxFailedCommands\.max 10 -> 1$/m);
     const d = await smtp(port);
     expect((await d.cmd('BOGUS')).code).toBe(421);
+    // a SIGHUP after a token was added by hand-copying tokens.json, with config.json as it is: the tokens are named
+    const tokens = JSON.parse(fs.readFileSync(path.join(dir, 'tokens.json'), 'utf8')) as { tokens: { name: string }[] };
+    fs.writeFileSync(path.join(dir, 'tokens.json'), JSON.stringify({ tokens: [...tokens.tokens, { ...tokens.tokens[0]!, name: 'laptop' }] }));
+    r.child.kill('SIGHUP');
+    await r.waitOut(/config\.json unchanged; tokens added: laptop/);
     r.child.kill('SIGTERM');
     expect((await r.exited).code).toBe(0);
   });

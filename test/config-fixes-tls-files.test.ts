@@ -93,7 +93,7 @@ describe('tls.certFile / tls.keyFile changed while the relay runs', () => {
     fs.writeFileSync(path.join(dir, 'a.crt'), pairA.cert);
     fs.writeFileSync(path.join(dir, 'a.key'), pairA.key);
     editConfig(dir, { certFile: 'a.crt', keyFile: 'a.key' });
-    expect(relay.reload()).toEqual({ ok: true, changed: true });
+    expect(relay.reload()).toMatchObject({ ok: true, changed: true });
     expect(relay.config.current.tls).toEqual({ certFile: 'a.crt', keyFile: 'a.key' });
     expect(lines.join('\n')).toMatch(/tls\.certFile.*takes effect when the relay restarts/);
     expect(relay.identity.fingerprint256).toBe(oldFingerprint);

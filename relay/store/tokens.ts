@@ -72,13 +72,14 @@ export class TokenStore {
   }
 
   /** Re-read the file (a token created or revoked by the CLI while the relay runs). */
-  reload(): string[] {
+  /** Re-read tokens.json; returns the names of the tokens it no longer holds (their sessions close) and the new ones. */
+  reload(): { removed: string[]; added: string[] } {
     const before = new Set(this.records.map((r) => r.name));
     const fresh = new TokenStore(this.file).records;
     this.records = fresh;
     const removed = [...before].filter((n) => !fresh.some((r) => r.name === n));
     for (const n of removed) for (const l of this.listeners) l(n);
-    return removed;
+    return { removed, added: fresh.map((r) => r.name).filter((n) => !before.has(n)) };
   }
 
   /** The record for a presented token, compared in constant time against every stored hash. */
