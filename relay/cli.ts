@@ -183,16 +183,35 @@ async function serve(dataDir: string): Promise<void> {
     if (r.ok) console.log(reloadLine(r, relay.configRevision));
     else console.error(`config NOT reloaded, the relay keeps the last good config:\n${r.error}`);
   });
-  let stopping = false;
+  let stopping = 0;
+  let told = false;
   const stop = (sig: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (stopping) {
+      // a second signal: say what the stop waits for; a third: stop at once (what was acknowledged is on disk already;
+      // a message not acknowledged yet is not lost either: its sender was not told 250 and tries again)
+      const open = relay.front.connectionCount;
+      if (!told) {
+        told = true;
+        const left = Math.max(0, Math.ceil((stopping + 30_000 - Date.now()) / 1000));
+        console.log(
+          `${sig}: still stopping: ${open} SMTP session${open === 1 ? '' : 's'} finishing a message (at most ${left} s more). ` +
+            `${sig} again stops at once; messages not yet acknowledged are not lost (their senders try again)`,
+        );
+        return;
+      }
+      console.log(`${sig}: stopping at once; ${open} SMTP session${open === 1 ? '' : 's'} cut, their messages not acknowledged (their senders try again)`);
+      fs.rmSync(pidFile, { force: true });
+      process.exit(1);
+    }
+    stopping = Date.now();
     console.log(`${sig}: no new connections; letting open sessions finish (at most 30 s); the queue stays on disk`);
     relay.stop().then(
       () => {
         fs.rmSync(pidFile, { force: true });
         const left = relay.queue.size;
-        console.log(`stopped; ${left === 0 ? 'the queue is empty' : `${left} message${left === 1 ? '' : 's'} left in the queue, delivered after the next start`}`);
+        const cut = relay.front.cutAtStop;
+        const cutText = cut === 0 ? '' : `; ${cut} SMTP session${cut === 1 ? ' was' : 's were'} cut in the middle of a message at the 30 s limit (not acknowledged: their senders try again)`;
+        console.log(`stopped${cutText}; ${left === 0 ? 'the queue is empty' : `${left} message${left === 1 ? '' : 's'} left in the queue, delivered after the next start`}`);
         process.exit(0);
       },
       (err: Error) => {

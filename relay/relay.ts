@@ -39,6 +39,8 @@ export interface RelayOptions {
   history?: Partial<Omit<HistoryOptions, 'file'>>;
   /** events the bus keeps in memory for late subscribers (default 10,000; tests make it small) */
   eventRing?: number;
+  /** how long a stop lets SMTP sessions in the middle of a message go on (default 30 s; tests make it short) */
+  stopGraceMs?: number;
 }
 
 export class Relay {
@@ -131,7 +133,7 @@ export class Relay {
     const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000 });
     const resolver = new DnsResolver({ servers: c.dns.servers, timeoutMs: c.dns.timeoutMs, now });
     const queue = new Queue({ dir: path.join(dataDir, 'spool'), config: () => config.current, resolver, bus, now, log, ...opts.queue });
-    const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now });
+    const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now, stopGraceMs: opts.stopGraceMs });
     const relay = new Relay({
       dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, history, revisions, audit,
       firstStart: { config: created, certificate: identity.created, adminToken },

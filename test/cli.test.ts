@@ -214,6 +214,28 @@ describe('relay CLI', () => {
     expect(out).not.toContain('Relay Warden is running');
   });
 
+  it('a second SIGTERM while a message is still coming in says what the stop waits for; a third stops at once', async () => {
+    const { dir, port } = await dataDirWithConfig({
+      domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } },
+      checks: { senderDomain: { mode: 'off' }, reverseDns: { mode: 'off' } },
+    });
+    const r = await startRelay(dir);
+    const c = await smtp(port);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    expect((await c.cmd('DATA')).code).toBe(354);
+    c.write('Subject: slow\r\n\r\nstill typing\r\n');
+    r.child.kill('SIGTERM');
+    await r.waitOut(/SIGTERM: no new connections; letting open sessions finish/);
+    r.child.kill('SIGTERM');
+    await r.waitOut(/SIGTERM: still stopping: 1 SMTP session finishing a message \(at most \d+ s more\)\. SIGTERM again stops at once/);
+    expect(r.child.exitCode).toBeNull();
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(1);
+    expect(r.out()).toContain('SIGTERM: stopping at once; 1 SMTP session cut, their messages not acknowledged (their senders try again)');
+    expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+  });
+
   it('SIGHUP with a bad edit keeps running on the old config and says so; with a good edit applies it', async () => {
     const { dir, port } = await dataDirWithConfig();
     const r = await startRelay(dir);

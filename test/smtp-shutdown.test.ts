@@ -72,4 +72,24 @@ describe('stop', () => {
     await tr.dns.close();
     fs.rmSync(tr.dir, { recursive: true, force: true });
   });
+
+  it('a message still coming in when the grace period ends is cut with a 421 that says it was not accepted, and counted', async () => {
+    t = await startTestRelay({}, { relay: { stopGraceMs: 300 } });
+    const busy = await inTransaction(t.port);
+    expect((await busy.cmd('DATA')).code).toBe(354);
+    busy.write('Subject: slow\r\n\r\nthe first line of a long message\r\n');
+    const tr = t;
+    t = null;
+    const stopping = tr.relay.stop();
+    // the client sends nothing more: the stop waits its grace period, then cuts the session
+    expect(await busy.read(10_000)).toMatchObject({
+      code: 421,
+      text: '4.3.2 The relay is shutting down and could not wait longer for this message; it was not accepted. Try again later.',
+    });
+    await stopping;
+    expect(tr.relay.front.cutAtStop).toBe(1);
+    expect(tr.events.filter((e) => e.kind === 'accepted')).toHaveLength(0);
+    await tr.dns.close();
+    fs.rmSync(tr.dir, { recursive: true, force: true });
+  });
 });

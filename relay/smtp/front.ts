@@ -50,6 +50,8 @@ export interface FrontDeps {
   spool: SpoolLike;
   tls: { key: string; cert: string };
   now?: () => number;
+  /** how long close() lets sessions in the middle of a message go on (smtp-server's closeTimeout; default 30 s) */
+  stopGraceMs?: number;
 }
 
 /** Our state of one SMTP connection. */
@@ -101,6 +103,7 @@ interface ConnInternals {
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
 const SHUTDOWN_TEXT = '4.3.2 The relay is shutting down. Try again later.';
+const SHUTDOWN_CUT_TEXT = '4.3.2 The relay is shutting down and could not wait longer for this message; it was not accepted. Try again later.';
 const STATE = Symbol('relay-warden-session');
 /** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
 type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string };
@@ -166,7 +169,7 @@ export class SmtpFront {
       // our own limit (smtp.maxConnections) is checked in init(), where the config is current
       maxClients: 0,
       socketTimeout: 120_000,
-      closeTimeout: 30_000,
+      closeTimeout: deps.stopGraceMs ?? 30_000,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onSecure: (_socket, session, cb) => this.onSecure(session, cb),
@@ -241,6 +244,9 @@ export class SmtpFront {
   get connectionCount(): number {
     return this.server.connections.size;
   }
+
+  /** Sessions the stop cut in the middle of a message when its grace period ran out (never acknowledged). */
+  cutAtStop = 0;
 
   // --- per-connection instrumentation (private smtp-server API, see the header) ---------------
   private instrument(conn: ConnInternals): void {
@@ -340,6 +346,14 @@ export class SmtpFront {
 
     conn.send = (code: number, data?: string | string[], context?: string | false) => {
       if (code === 220) sess.ready = true;
+      if (code === 421 && data === 'Server shutting down') {
+        // smtp-server's end of the stop's grace period (closeTimeout): the sessions still open are cut, in our words,
+        // and one cut in the middle of a message is counted (its sender was not told 250: it will try again)
+        const midMessage = Boolean(conn.session.envelope?.mailFrom) || Boolean(conn._dataStream);
+        if (midMessage) this.cutAtStop++;
+        data = midMessage ? SHUTDOWN_CUT_TEXT : SHUTDOWN_TEXT;
+        context = false;
+      }
       if (code === 250 && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'HELO' || sess.lastCommand === 'LHLO') && conn.hostNameAppearsAs) {
         this.deps.bus.emit({ kind: 'helo', sessionId: sess.id, ip: sess.ip, name: conn.hostNameAppearsAs });
       }
