@@ -160,11 +160,61 @@ function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<stri
   signalRelay(dataDir);
 }
 
-async function serve(dataDir: string): Promise<void> {
-  const relay = await Relay.start({ dataDir });
-  const c = relay.config.current;
+/** The pid a relay.pid names, if that process is alive and (where /proc tells) is a relay; else null. */
+function runningRelay(pidFile: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
+  }
+  try {
+    // a pid file left by a relay that died, whose number another program got since
+    if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('cli.ts')) return null;
+  } catch {
+    // no /proc: take the live process for a relay
+  }
+  return pid;
+}
+
+/**
+ * One relay per data directory: two would run two queues on one spool (each delivering the other's messages) and two
+ * writers on one history. relay.pid is created exclusively; one naming a relay that is still running refuses the start.
+ */
+function lockDataDir(dataDir: string): string {
   const pidFile = path.join(dataDir, 'relay.pid');
-  fs.writeFileSync(pidFile, `${process.pid}\n`);
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(pidFile, `${process.pid}\n`, { flag: 'wx' });
+      return pidFile;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+    }
+    const other = runningRelay(pidFile);
+    if (other !== null) {
+      throw new Error(`a relay (pid ${other}) is already running on ${dataDir}; stop it first (kill ${other}), or start this one with another --data-dir`);
+    }
+    fs.rmSync(pidFile, { force: true }); // left by a relay that did not stop cleanly
+  }
+}
+
+async function serve(dataDir: string): Promise<void> {
+  const pidFile = lockDataDir(dataDir);
+  let relay: Relay;
+  try {
+    relay = await Relay.start({ dataDir });
+  } catch (err) {
+    fs.rmSync(pidFile, { force: true });
+    throw err;
+  }
+  const c = relay.config.current;
   const fs1 = relay.firstStart;
   console.log(`Relay Warden is running (pid ${process.pid})`);
   console.log(`  data directory : ${dataDir}${fs1.config ? ' (created, with config.json holding every default)' : ''}`);

@@ -214,6 +214,26 @@ describe('relay CLI', () => {
     expect(out).not.toContain('Relay Warden is running');
   });
 
+  it('one relay per data directory: a second start is refused naming the first; a relay that was killed leaves no lock', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const first = await startRelay(dir);
+    const pid = first.child.pid!;
+    const second = await runToEnd(['--data-dir', dir]);
+    expect(second.code).toBe(1);
+    expect(second.err).toContain(`error: a relay (pid ${pid}) is already running on ${dir}; stop it first (kill ${pid}), or start this one with another --data-dir`);
+    // the first one goes on, its pid file untouched
+    expect(fs.readFileSync(path.join(dir, 'relay.pid'), 'utf8').trim()).toBe(String(pid));
+    expect((await (await smtp(port)).cmd('NOOP')).code).toBe(250);
+    // killed hard, it leaves its pid file: the next start takes it over
+    first.child.kill('SIGKILL');
+    await first.exited;
+    expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(true);
+    const third = await startRelay(dir);
+    expect(fs.readFileSync(path.join(dir, 'relay.pid'), 'utf8').trim()).toBe(String(third.child.pid));
+    third.child.kill('SIGTERM');
+    expect((await third.exited).code).toBe(0);
+  });
+
   it('a second SIGTERM while a message is still coming in says what the stop waits for; a third stops at once', async () => {
     const { dir, port } = await dataDirWithConfig({
       domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } },
