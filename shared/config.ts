@@ -245,6 +245,10 @@ export const ConfigSchema = z
     if (c.delivery.smarthost.user && !c.delivery.smarthost.password) {
       ctx.addIssue({ code: 'custom', path: ['delivery', 'smarthost', 'password'], message: 'is required when delivery.smarthost.user is set' });
     }
+    if (c.delivery.smarthost.password && !c.delivery.smarthost.user) {
+      // a password is sent only with a user name: without one it would sit in the config doing nothing
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'smarthost', 'user'], message: 'is required when delivery.smarthost.password is set (the password is sent with it)' });
+    }
     if ((c.tls.certFile === null) !== (c.tls.keyFile === null)) {
       ctx.addIssue({ code: 'custom', path: ['tls'], message: 'set both certFile and keyFile, or neither (then the relay uses its own self-signed certificate)' });
     }

@@ -166,6 +166,14 @@ describe('parseConfig', () => {
     ]);
   });
 
+  it('a smarthost password needs a user, as a user needs a password', () => {
+    expect(issues({ delivery: { smarthost: { host: 'smtp.example', password: 'Secr3t-Passw0rd!' } } }).map((i) => `${i.key}: ${i.message}`)).toEqual([
+      'delivery.smarthost.user: is required when delivery.smarthost.password is set (the password is sent with it)',
+    ]);
+    expect(issues({ delivery: { smarthost: { host: 'smtp.example', user: 'relay' } } }).map((i) => i.key)).toEqual(['delivery.smarthost.password']);
+    expect(parseConfig({ delivery: { smarthost: { host: 'smtp.example', user: 'relay', password: 'Secr3t-Passw0rd!' } } }).ok).toBe(true);
+  });
+
   it('says what a key must be and what it is, in the words of config.json', () => {
     const said = (input: unknown) => issues(input).map((i) => `${i.key}: ${i.message}`);
     expect(said({ limits: { messagesPerHour: { max: 'many' } } })).toEqual(['limits.messagesPerHour.max: must be a number; it is "many"']);
