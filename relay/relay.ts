@@ -16,7 +16,6 @@ import { checkConfiguredIdentity, loadOrCreateIdentity, TlsFileError, type TlsId
 import { AuditLog } from './store/audit.ts';
 import { EventHistory, type HistoryOptions } from './store/history.ts';
 import { ConfigRevisions } from './manage/config-revisions.ts';
-import { diffConfig } from './manage/diff.ts';
 import type { ConfigChange } from '../shared/protocol.ts';
 import { ManageServer, type ManageLimits } from './manage/server.ts';
 
@@ -231,7 +230,8 @@ export class Relay {
       return {
         ok: true,
         changed: info !== null,
-        changes: info ? diffConfig(info.previous, info.config) : [],
+        // the diff ConfigRevisions recorded for this change (secrets hidden), not a second one
+        changes: info ? (this.revisions.latest?.changes ?? []) : [],
         tokensAdded: tokens.added,
         tokensRemoved: tokens.removed,
       };

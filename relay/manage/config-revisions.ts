@@ -56,13 +56,7 @@ export class ConfigRevisions {
     private readonly keep = 1000,
   ) {
     // rows an older relay stored with the password in them
-    history.rewriteRevisions((json) => {
-      try {
-        return forHistory(JSON.parse(json) as Config);
-      } catch {
-        return json;
-      }
-    });
+    history.rewriteRevisionsWithPassword(PASSWORD_NOT_KEPT, (json) => forHistory(JSON.parse(json) as Config));
     const stored = history.lastRevision();
     const current = store.current;
     if (!stored) {
@@ -81,6 +75,11 @@ export class ConfigRevisions {
       this.record(store.revision, { by: 'file', source: 'start (config.json changed while the relay was stopped)' }, current, diffConfig(before, current));
     }
     store.onChange((info) => this.onStoreChange(info));
+  }
+
+  /** The last revision recorded (with its changes), or null before the first. */
+  get latest(): Recorded | null {
+    return this.last;
   }
 
   /** The current revision as the protocol shows it. */

@@ -846,23 +846,22 @@ export class EventHistory {
     ).all(...(beforeRevision !== undefined ? [beforeRevision, limit] : [limit])) as Omit<RevisionRow, 'config'>[];
   }
 
-  /** Keep the newest `keep` revisions. */
-  /** Rewrite each stored revision's config with `map` (at start: an older relay's rows); returns how many changed. */
-  rewriteRevisions(map: (config: string) => string): number {
-    const rows = this.stmt('SELECT revision, config FROM config_revisions').all() as { revision: number; config: string }[];
+  /**
+   * Rewrite, with `map`, the stored revisions whose config has a smarthost password other than `kept` (rows an older
+   * relay stored): the selection is made in SQL, so a start with nothing to rewrite parses no config.
+   */
+  rewriteRevisionsWithPassword(kept: string, map: (config: string) => string): number {
+    const rows = this.stmt(
+      "SELECT revision, config FROM config_revisions WHERE json_valid(config) AND json_extract(config, '$.delivery.smarthost.password') IS NOT NULL AND json_extract(config, '$.delivery.smarthost.password') != ?",
+    ).all(kept) as { revision: number; config: string }[];
     const update = this.stmt('UPDATE config_revisions SET config = ? WHERE revision = ?');
-    let changed = 0;
     this.db.transaction(() => {
-      for (const r of rows) {
-        const next = map(r.config);
-        if (next === r.config) continue;
-        update.run(next, r.revision);
-        changed++;
-      }
+      for (const r of rows) update.run(map(r.config), r.revision);
     })();
-    return changed;
+    return rows.length;
   }
 
+  /** Keep the newest `keep` revisions. */
   trimRevisions(keep: number): void {
     this.stmt('DELETE FROM config_revisions WHERE revision <= (SELECT max(revision) FROM config_revisions) - ?').run(keep);
   }

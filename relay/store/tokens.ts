@@ -71,8 +71,7 @@ export class TokenStore {
     return () => this.listeners.delete(fn);
   }
 
-  /** Re-read the file (a token created or revoked by the CLI while the relay runs). */
-  /** Re-read tokens.json; returns the names of the tokens it no longer holds (their sessions close) and the new ones. */
+  /** Re-read tokens.json (a token created or revoked by the CLI while the relay runs); returns the names of the tokens it no longer holds (their sessions close) and the new ones. */
   reload(): { removed: string[]; added: string[] } {
     const before = new Set(this.records.map((r) => r.name));
     const fresh = new TokenStore(this.file).records;
