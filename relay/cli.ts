@@ -95,17 +95,18 @@ function askHidden(prompt: string): Promise<string> {
   });
 }
 
-/** Tell a running relay to re-read its files. */
+/**
+ * Tell a running relay to re-read its files. Only a live relay is signalled (runningRelay): a relay.pid left by one
+ * that was killed may name a pid another program has since, and SIGHUP ends most programs.
+ */
 function signalRelay(dataDir: string): void {
-  const pidFile = path.join(dataDir, 'relay.pid');
+  const pid = runningRelay(path.join(dataDir, 'relay.pid'));
+  if (pid === null) return; // no relay running: it reads the files when it starts
   try {
-    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-    if (pid > 0) {
-      process.kill(pid, 'SIGHUP');
-      console.log(`the running relay (pid ${pid}) was told to reload`);
-    }
-  } catch {
-    // no relay running: it reads the files when it starts
+    process.kill(pid, 'SIGHUP');
+    console.log(`the running relay (pid ${pid}) was told to reload`);
+  } catch (err) {
+    console.error(`could not tell the relay (pid ${pid}) to reload: ${(err as Error).message}; it reads the files when it restarts`);
   }
 }
 

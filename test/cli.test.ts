@@ -234,6 +234,24 @@ describe('relay CLI', () => {
     expect((await third.exited).code).toBe(0);
   });
 
+  it('a relay.pid left by a killed relay whose pid another program has now: user and token commands do not signal it', async () => {
+    const { dir } = await dataDirWithConfig();
+    // a live program that is not a relay (SIGHUP would end it), named by a stale relay.pid
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      fs.writeFileSync(path.join(dir, 'relay.pid'), `${other.pid}\n`);
+      const set = await runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: 'correct horse battery\n' });
+      expect(set.code).toBe(0);
+      expect(set.out).not.toContain('was told to reload');
+      const token = await runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'laptop', '--role', 'viewer']);
+      expect(token.code).toBe(0);
+      expect(other.exitCode).toBeNull();
+      expect(other.signalCode).toBeNull();
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
   it('a second SIGTERM while a message is still coming in says what the stop waits for; a third stops at once', async () => {
     const { dir, port } = await dataDirWithConfig({
       domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } },
