@@ -236,6 +236,7 @@ async function serve(dataDir: string): Promise<void> {
   });
   let stopping = 0;
   let told = false;
+  const grace = Math.round(relay.front.stopGraceMs / 1000);
   const stop = (sig: string) => {
     if (stopping) {
       // a second signal: say what the stop waits for; a third: stop at once (what was acknowledged is on disk already;
@@ -243,7 +244,7 @@ async function serve(dataDir: string): Promise<void> {
       const open = relay.front.connectionCount;
       if (!told) {
         told = true;
-        const left = Math.max(0, Math.ceil((stopping + 30_000 - Date.now()) / 1000));
+        const left = Math.max(0, Math.ceil((stopping + relay.front.stopGraceMs - Date.now()) / 1000));
         console.log(
           `${sig}: still stopping: ${open} SMTP session${open === 1 ? '' : 's'} finishing a message (at most ${left} s more). ` +
             `${sig} again stops at once; messages not yet acknowledged are not lost (their senders try again)`,
@@ -255,13 +256,13 @@ async function serve(dataDir: string): Promise<void> {
       process.exit(1);
     }
     stopping = Date.now();
-    console.log(`${sig}: no new connections; letting open sessions finish (at most 30 s); the queue stays on disk`);
+    console.log(`${sig}: no new connections; letting open sessions finish (at most ${grace} s); the queue stays on disk`);
     relay.stop().then(
       () => {
         fs.rmSync(pidFile, { force: true });
         const left = relay.queue.size;
         const cut = relay.front.cutAtStop;
-        const cutText = cut === 0 ? '' : `; ${cut} SMTP session${cut === 1 ? ' was' : 's were'} cut in the middle of a message at the 30 s limit (not acknowledged: their senders try again)`;
+        const cutText = cut === 0 ? '' : `; ${cut} SMTP session${cut === 1 ? ' was' : 's were'} cut in the middle of a message at the ${grace} s limit (not acknowledged: their senders try again)`;
         console.log(`stopped${cutText}; ${left === 0 ? 'the queue is empty' : `${left} message${left === 1 ? '' : 's'} left in the queue, delivered after the next start`}`);
         process.exit(0);
       },

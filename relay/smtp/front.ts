@@ -169,7 +169,7 @@ export class SmtpFront {
       // our own limit (smtp.maxConnections) is checked in init(), where the config is current
       maxClients: 0,
       socketTimeout: 120_000,
-      closeTimeout: deps.stopGraceMs ?? 30_000,
+      closeTimeout: this.stopGraceMs,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onSecure: (_socket, session, cb) => this.onSecure(session, cb),
@@ -248,6 +248,11 @@ export class SmtpFront {
   /** Sessions the stop cut in the middle of a message when its grace period ran out (never acknowledged). */
   cutAtStop = 0;
 
+  /** How long close() lets a session in the middle of a message go on. */
+  get stopGraceMs(): number {
+    return this.deps.stopGraceMs ?? 30_000;
+  }
+
   // --- per-connection instrumentation (private smtp-server API, see the header) ---------------
   private instrument(conn: ConnInternals): void {
     const ip = normalizeIp(conn.remoteAddress) ?? conn.remoteAddress;
@@ -317,15 +322,11 @@ export class SmtpFront {
       // our checks.maxFailedCommands replaces smtp-server's hard-coded limit of 10 unrecognised commands
       conn._unrecognizedCommands = 0;
       const srv = this.server as unknown as { _closeTimeout: unknown };
-      if (srv._closeTimeout && !conn.session.envelope?.mailFrom && !conn._nextHandler && !conn._upgrading && !conn._closing) {
-        // stopping, and this session's transaction (if it had one) is over: QUIT gets its 221 (RFC 5321 4.1.1.10),
-        // anything else the same 421 the idle sessions got, in our words (smtp-server's is "4.4.2 Server shutting down")
-        if (sess.lastCommand === 'QUIT') {
-          origSend(221, '2.0.0 Bye', false);
-          conn.close();
-        } else {
-          origSend(421, SHUTDOWN_TEXT, false);
-        }
+      if (srv._closeTimeout && sess.lastCommand === 'QUIT' && !conn.session.envelope?.mailFrom && !conn._nextHandler && !conn._upgrading && !conn._closing) {
+        // stopping, and this session's transaction (if it had one) is over: QUIT gets its 221 (RFC 5321 4.1.1.10);
+        // any other command gets smtp-server's 421, which conn.send below words as the idle sessions' one
+        origSend(221, '2.0.0 Bye', false);
+        conn.close();
         callback?.();
         return;
       }
@@ -347,8 +348,9 @@ export class SmtpFront {
     conn.send = (code: number, data?: string | string[], context?: string | false) => {
       if (code === 220) sess.ready = true;
       if (code === 421 && data === 'Server shutting down') {
-        // smtp-server's end of the stop's grace period (closeTimeout): the sessions still open are cut, in our words,
-        // and one cut in the middle of a message is counted (its sender was not told 250: it will try again)
+        // smtp-server's 421 while stopping, in our words: to a command after the session's transaction, and at the end
+        // of the grace period (closeTimeout) to the sessions still open; one cut in the middle of a message is counted
+        // (its sender was not told 250: it will try again)
         const midMessage = Boolean(conn.session.envelope?.mailFrom) || Boolean(conn._dataStream);
         if (midMessage) this.cutAtStop++;
         data = midMessage ? SHUTDOWN_CUT_TEXT : SHUTDOWN_TEXT;
