@@ -314,11 +314,15 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
   });
 }
 
-/** A value as an admin would read it in a message: `"many"`, `-1`, `null`, `a list`, `an object`. */
-function shown(v: unknown): string {
+/**
+ * A value as an admin would read it in a message: `"many"`, `-1`, `null`, `a list [...]`, `an object {...}`; a secret
+ * only by its kind (`text`, `a number`), never its value.
+ */
+function shown(v: unknown, secret = false): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list [...]';
   if (typeof v === 'object') return 'an object {...}';
+  if (secret) return typeof v === 'string' ? 'text' : typeof v === 'number' ? 'a number' : typeof v;
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 57) + '...' : v);
   return String(v);
 }
@@ -334,18 +338,11 @@ const TYPE_NAMES: Record<string, string> = {
   null: 'null',
 };
 
-/** Keys whose values are never repeated in a message (messages go to logs and to the audit log viewers read). */
-const SECRET_KEYS = new Set(['password', 'passwordHash', 'token', 'secret']);
-
-/** The kind of a value, without the value: for secrets. */
-function kindOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list [...]';
-  if (typeof v === 'string') return 'text';
-  if (typeof v === 'number') return 'a number';
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  return typeof v === 'object' ? 'an object {...}' : typeof v;
-}
+/**
+ * Keys whose values are never repeated: not in an error message (messages go to logs and to the audit log viewers
+ * read), not in the audit log's params (relay/store/audit.ts).
+ */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['password', 'passwordHash', 'token', 'secret']);
 
 /**
  * The config's wording of zod's built-in errors: what the key must be, and what it is now, in the words of
@@ -355,7 +352,7 @@ function kindOf(v: unknown): string {
 export function configErrorMap(iss: z.core.$ZodRawIssue): string | undefined {
   const last = iss.path?.[iss.path.length - 1];
   const secret = typeof last === 'string' && SECRET_KEYS.has(last);
-  const is = `; it is ${secret ? kindOf(iss.input) : shown(iss.input)}`;
+  const is = `; it is ${shown(iss.input, secret)}`;
   switch (iss.code) {
     case 'invalid_type': {
       if (iss.input === undefined) return 'is required';

@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import type { ConfigChange } from '../../shared/protocol.ts';
+import { SECRET_KEYS } from '../../shared/config.ts';
 
 export interface AuditRecord {
   seq: number;
@@ -21,8 +22,6 @@ export interface AuditRecord {
   revision?: number;
   changes?: ConfigChange[];
 }
-
-const SECRET_KEYS = new Set(['token', 'password', 'passwordHash', 'secret']);
 
 /** A copy of params with secrets replaced and whole configs left out (the diff says what changed). */
 export function auditParams(params: unknown): Record<string, unknown> {

@@ -101,7 +101,7 @@ function endsEarly(prefix: string): boolean {
  */
 export function jsonErrorText(text: string, message: string): string {
   if (text.trim() === '') return 'the file is empty';
-  const stripped = (msg: string) => msg.replace(/ in JSON at position \d+/, '').replace(/ at position \d+/, '').replace(/, .*is not valid JSON$/s, '');
+  const stripped = (msg: string) => msg.replace(/( in JSON)? at position \d+/, '').replace(/, .*is not valid JSON$/s, '');
   let pos: number;
   let what = stripped(message);
   const given = / at position (\d+)/.exec(message);
@@ -166,9 +166,9 @@ function jsonHint(text: string, pos: number): string {
   return '';
 }
 
-/** control characters (a tab aside) and the invisible ones an editor or a web page slips in */
-const INVISIBLE = /^[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\u2028\u2029\u2060\ufeff]$/;
+/** control characters (a tab aside) and the invisible ones an editor or a web page slips in: one of them, and all */
 const INVISIBLE_ALL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00a0\u200b-\u200f\u2028\u2029\u2060\ufeff]/g;
+const INVISIBLE = new RegExp(`^${INVISIBLE_ALL.source}$`);
 const uPlus = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /**
