@@ -267,12 +267,12 @@ export interface ConfigIssue {
   message: string;
 }
 
-/** The config schema's part at `path` (through defaults, optionals, records and lists), or undefined. */
-function schemaAt(path: readonly PropertyKey[]): z.ZodType | undefined {
+/** The part of `root` at `path` (through defaults, optionals, records and lists), or undefined. */
+function schemaAt(root: z.ZodType, path: readonly PropertyKey[]): z.ZodType | undefined {
   type Def = { type: string; innerType?: z.ZodType; in?: z.ZodType; shape?: Record<string, z.ZodType>; valueType?: z.ZodType; element?: z.ZodType };
   const def = (x: z.ZodType) => (x as unknown as { _zod: { def: Def } })._zod.def;
   const WRAPPERS = new Set(['default', 'prefault', 'optional', 'nullable', 'catch', 'readonly', 'nonoptional']);
-  let s: z.ZodType | undefined = ConfigSchema;
+  let s: z.ZodType | undefined = root;
   for (const k of path) {
     for (let d = def(s); ; d = def(s)) {
       if (d.innerType && WRAPPERS.has(d.type)) s = d.innerType;
@@ -286,8 +286,13 @@ function schemaAt(path: readonly PropertyKey[]): z.ZodType | undefined {
   return s;
 }
 
-function acceptsNull(path: readonly PropertyKey[]): boolean {
-  return path.length > 0 && schemaAt(path)?.safeParse(null).success === true;
+/**
+ * A wrong type at a key that may also be null (smtp.hostname, tls.certFile, a trusted entry's comment): "must be text
+ * in quotes or null; it is 5". The error map sees the inner schema only, not the nullable wrapper around it.
+ */
+export function withNullWording(root: z.ZodType, iss: { code: string; path: readonly PropertyKey[]; message: string }): string {
+  if (iss.code !== 'invalid_type' || !/^must be .*; it is /.test(iss.message) || iss.path.length === 0) return iss.message;
+  return schemaAt(root, iss.path)?.safeParse(null).success === true ? iss.message.replace(/; it is /, ' or null; it is ') : iss.message;
 }
 
 /** Turn zod issues into "key: what is wrong" lines that name the config key as it appears in config.json. */
@@ -298,11 +303,7 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
   const relevant = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.')));
   return relevant.map((iss) => {
     const key = iss.path.map(String).join('.') || '(top level)';
-    let message = iss.message;
-    // a key that may be null (smtp.hostname, tls.certFile, ...): say so, as the error map cannot see the wrapper
-    if (iss.code === 'invalid_type' && /^must be .*; it is /.test(message) && acceptsNull(iss.path)) {
-      message = message.replace(/; it is /, ' or null; it is ');
-    }
+    const message = withNullWording(ConfigSchema, iss);
     if (iss.code === 'unrecognized_keys') {
       const keys = (iss as { keys: string[] }).keys;
       return {

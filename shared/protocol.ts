@@ -11,7 +11,7 @@
  * Times are milliseconds since the epoch unless a field says ISO (group entries keep the config's ISO strings).
  */
 import { z } from 'zod';
-import { ConfigSchema, GroupEntry } from './config.ts';
+import { ConfigSchema, GroupEntry, withNullWording } from './config.ts';
 import { EVENT_KINDS, RelayEvent, Rule, type EventKind as EventKindName } from './events.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -602,11 +602,11 @@ export type Notifications = typeof Notifications;
 export type NotificationName = keyof Notifications;
 export type NotificationParams<N extends NotificationName> = z.infer<Notifications[N]>;
 
-/** Turn zod issues into the plain, JSON-safe form carried in InvalidParams data. */
-export function toIssues(error: z.ZodError): Issue[] {
+/** Turn zod issues into the plain, JSON-safe form carried in InvalidParams data; given the params schema, a wrong type at a key that may be null says so. */
+export function toIssues(error: z.ZodError, schema?: z.ZodType): Issue[] {
   return error.issues.map((i) => ({
     path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
-    message: i.message,
+    message: schema ? withNullWording(schema, i) : i.message,
     code: i.code,
   }));
 }

@@ -170,6 +170,19 @@ describe('config', () => {
     expect(e.message).toBe('invalid params for config.update: config.limits.messagesPerHour.max: must be a whole number; it is 1.5');
     expect((await admin.call('config.get', {})).revision).toBe(cur.revision);
   });
+
+  it('a wrong type at a key that may be null says "or null", in params and inside config.update alike', async () => {
+    const comment = await admin.callError('groups.addEntry', { group: 'Partners', address: '198.51.100.9', comment: 5 });
+    expect(comment.message).toBe('invalid params for groups.addEntry: comment: must be text in quotes or null; it is 5');
+    const cur = await admin.call('config.get', {});
+    const c = structuredClone(cur.config) as unknown as { smtp: { hostname: unknown } };
+    c.smtp.hostname = 7;
+    const e = await admin.callError('config.update', { baseRevision: cur.revision, config: c });
+    expect(e.message).toBe('invalid params for config.update: config.smtp.hostname: must be text in quotes or null; it is 7');
+    // a key that may not be null keeps the plain wording
+    const group = await admin.callError('groups.addEntry', { group: 5, address: '198.51.100.9' });
+    expect(group.message).toMatch(/^invalid params for groups.addEntry: group: must be text in quotes; it is 5$/);
+  });
 });
 
 describe('groups', () => {

@@ -379,7 +379,7 @@ export class ManageServer {
     // in the words the config file's errors use ("must be a whole number; it is 1.5"), not zod's defaults
     const parsed = spec.params.safeParse(req.params ?? {}, { error: configErrorMap });
     if (!parsed.success) {
-      const issues = toIssues(parsed.error);
+      const issues = toIssues(parsed.error, spec.params);
       const first = issues[0];
       const where = first ? `${first.path.join('.') || 'params'}: ${first.message}` : 'params';
       const r = errorReply(id, ErrorCode.InvalidParams, `invalid params for ${method}: ${where}`, { issues });
