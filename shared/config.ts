@@ -300,7 +300,20 @@ export function describeIssues(error: z.ZodError): ConfigIssue[] {
   // zod 4 still runs a length check (.max) on a value of the wrong type and reports it as if the value were a
   // string ("servers": "127.0.0.1:53" -> "expected string to have <=8 characters"); the type error says it all
   const wrongType = new Set(error.issues.filter((i) => i.code === 'invalid_type').map((i) => i.path.map(String).join('.')));
-  const relevant = error.issues.filter((i) => i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.')));
+  // z.int() has a bound of its own (the safe integers) beside the schema's: a value past both would get two "must be
+  // at most" lines; only the tighter bound is the key's
+  const bound = (i: z.core.$ZodIssue) => (i.code === 'too_big' ? Number(i.maximum) : i.code === 'too_small' ? -Number(i.minimum) : NaN);
+  const tightest = new Map<string, number>();
+  for (const i of error.issues) {
+    const b = bound(i);
+    const k = `${i.code} ${i.path.map(String).join('.')}`;
+    if (!Number.isNaN(b) && !(b >= (tightest.get(k) ?? Infinity))) tightest.set(k, b);
+  }
+  const relevant = error.issues.filter(
+    (i) =>
+      (i.code === 'invalid_type' || !wrongType.has(i.path.map(String).join('.'))) &&
+      (Number.isNaN(bound(i)) || bound(i) === tightest.get(`${i.code} ${i.path.map(String).join('.')}`)),
+  );
   return relevant.map((iss) => {
     const key = iss.path.map(String).join('.') || '(top level)';
     const message = withNullWording(ConfigSchema, iss);
