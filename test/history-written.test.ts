@@ -26,7 +26,7 @@ afterEach(() => {
 
 const t0 = 1_700_000_000_000;
 
-async function heldHistory(opts: { pruneMs?: number; now?: () => number } = {}) {
+async function heldHistory(opts: { pruneMs?: number; now?: () => number; writerWaitMs?: number } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-history-written-'));
   dirs.push(dir);
   const gate = new Int32Array(new SharedArrayBuffer(8));
@@ -39,6 +39,7 @@ async function heldHistory(opts: { pruneMs?: number; now?: () => number } = {}) 
     pruneMs: opts.pruneMs,
     log: (l) => log.push(l),
     writerGate: gate.buffer as SharedArrayBuffer,
+    writerWaitMs: opts.writerWaitMs,
   });
   open.push(h);
   const bus = new EventBus({ now: () => t0, firstId: h.lastEventId() + 1 });
@@ -93,6 +94,37 @@ describe('EventHistory.written', () => {
     expect(h.query({ limit: 1000 }, { noFlush: true }).events).toHaveLength(101);
     expect(h.storedEvents).toBe(101);
     expect(h.droppedEvents).toBe(0);
+  });
+
+  it('a writer that does not answer in time is taken over without blocking; its batch stored later counts once', async () => {
+    const { h, log, emit, release } = await heldHistory({ writerWaitMs: 300 });
+    let turns = 0;
+    const ticking = setInterval(() => turns++, 10);
+    const t = performance.now();
+    await h.written();
+    const waited = performance.now() - t;
+    clearInterval(ticking);
+    expect(waited).toBeGreaterThanOrEqual(250);
+    // the event loop ran while it waited (a blocking wait would have let the interval fire at most once)
+    expect(turns).toBeGreaterThan(3);
+    expect(log.join('\n')).toMatch(/the writer thread did not answer within 0\.3 s; events are written on the relay's main thread from now on/);
+    expect(h.query({ limit: 1000 }, { noFlush: true }).events).toHaveLength(101);
+    // the held writer lets go after the takeover (terminated, or it stores the batch again): one row per event either way
+    release();
+    emit(5);
+    h.flush();
+    expect(h.query({ limit: 1000 }).events.map((e) => e.id)).toEqual(Array.from({ length: 106 }, (_, i) => i + 1));
+    expect(h.storedEvents).toBe(106);
+    expect(h.droppedEvents).toBe(0);
+    expect(log).toHaveLength(1);
+  });
+
+  it('flush() (blocking) takes over a writer that does not answer in time, too', async () => {
+    const { h, log } = await heldHistory({ writerWaitMs: 300 });
+    h.flush();
+    expect(log.join('\n')).toMatch(/did not answer within 0\.3 s/);
+    expect(h.query({ limit: 1000 }, { noFlush: true }).events).toHaveLength(101);
+    expect(h.storedEvents).toBe(101);
   });
 
   it('the retention prune timer waits for a held writer without blocking, then prunes', async () => {

@@ -84,6 +84,8 @@ export interface HistoryOptions {
    * writing it (as a slow disk would), with the batch's seq in slot 1; storing 0 in slot 0 and notifying it lets it go.
    */
   writerGate?: SharedArrayBuffer;
+  /** For tests: how long a writer that does not answer is waited for before it is taken over (default 10 s). */
+  writerWaitMs?: number;
 }
 
 export interface EventQuery {
@@ -159,6 +161,7 @@ export class EventHistory {
   private readonly maxPending: number;
   private readonly log: (line: string) => void;
   private readonly writerGate: SharedArrayBuffer | undefined;
+  private readonly writerWaitMs: number;
   /** a prune from the timer is under way (it may wait for the writer) */
   private pruning = false;
   private pending: RelayEvent[] = [];
@@ -200,6 +203,7 @@ export class EventHistory {
     this.maxPending = opts.maxPending ?? 200_000;
     this.log = opts.log ?? ((line) => console.error(line));
     this.writerGate = opts.writerGate;
+    this.writerWaitMs = opts.writerWaitMs ?? WRITER_WAIT_MS;
     fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     // readable by the relay's user only, as config.json is: it holds every client address and the config's revisions
     // (SQLite makes its -wal and -shm files with the database's mode); an older relay made it 0644
@@ -406,12 +410,12 @@ export class EventHistory {
   /** Blocks until the writer has finished every batch handed to it (or takes its work over). */
   private waitForWriter(): void {
     if (this.inFlight.length === 0) return;
-    const deadline = Date.now() + WRITER_WAIT_MS;
+    const deadline = Date.now() + this.writerWaitMs;
     let done: number;
     while ((done = Atomics.load(this.shared, DONE)) < this.posted) {
       const left = deadline - Date.now();
       if (left <= 0 || this.writerStopped()) {
-        this.takeOver(left <= 0 ? `did not answer within ${WRITER_WAIT_MS / 1000} s` : 'stopped');
+        this.takeOver(left <= 0 ? `did not answer within ${this.writerWaitMs / 1000} s` : 'stopped');
         return;
       }
       Atomics.wait(this.shared, DONE, done, Math.min(left, 50));
@@ -461,7 +465,7 @@ export class EventHistory {
   async written(): Promise<void> {
     this.handOff();
     const target = this.posted;
-    const deadline = Date.now() + WRITER_WAIT_MS;
+    const deadline = Date.now() + this.writerWaitMs;
     for (;;) {
       // gone: takeOver() wrote every unfinished batch here; closed: close() flushed
       if (this.writerGone || this.closed) return;
@@ -472,7 +476,7 @@ export class EventHistory {
       }
       const left = deadline - Date.now();
       if (left <= 0 || this.writerStopped()) {
-        this.takeOver(left <= 0 ? `did not answer within ${WRITER_WAIT_MS / 1000} s` : 'stopped');
+        this.takeOver(left <= 0 ? `did not answer within ${this.writerWaitMs / 1000} s` : 'stopped');
         return;
       }
       // woken by the writer's notify after each batch (and when it stops); the timeout re-checks a terminated writer
