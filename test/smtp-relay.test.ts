@@ -8,6 +8,7 @@ import { hashPassword } from '../relay/auth/passwords.ts';
 import type { RelayEvent } from '../shared/events.ts';
 import { RawSmtp, smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+import { startSink } from './helpers/sink.ts';
 
 let t: TestRelay | null = null;
 const { clients, open } = smtpClients(async () => {
@@ -95,11 +96,33 @@ describe('open-relay tricks', () => {
     expect((await c.cmd('RCPT TO:<PostMaster@example.com>')).code).toBe(250);
     expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
     const acc = t.events.find((e): e is Extract<RelayEvent, { kind: 'accepted' }> => e.kind === 'accepted');
-    expect(acc?.to).toHaveLength(4);
+    // <postmaster> and <PostMaster@example.com> are one mailbox: stored once, as first written
+    expect(acc?.to).toEqual(['ALICE@Example.COM', '"bob"@example.com', 'postmaster@example.com']);
     expect(t.events.filter((e) => e.kind === 'rcpt').map((e) => (e as { to: string }).to)).toEqual([
       'ALICE@example.com', 'bob@example.com', 'postmaster@example.com', 'PostMaster@example.com',
     ]);
     expect(t.rejections()).toHaveLength(0);
+  });
+
+  it('a bare <postmaster> is delivered to postmaster@ the first local domain (not bounced as a domain of its own)', async () => {
+    const sink = await startSink();
+    try {
+      t = await startTestRelay({ ...CONFIG, users: {}, domains: { 'example.com': { deliverTo: sink.address, recipients: ['alice'] } } });
+      const c = await open(t.port, '127.0.0.5');
+      await c.hello();
+      await c.cmd('MAIL FROM:<a@example.org>');
+      expect((await c.cmd('RCPT TO:<PostMaster>')).code).toBe(250);
+      expect((await c.data('Subject: to the postmaster\r\n\r\nhello')).code).toBe(250);
+      const [m] = await sink.waitFor(1);
+      expect(m!.to).toEqual(['postmaster@example.com']);
+      expect(m!.data.toString()).toContain('for <postmaster@example.com>');
+      await expect.poll(() => t!.events.some((e) => e.kind === 'delivered')).toBe(true);
+      expect(t.events.filter((e) => e.kind === 'bounced' || e.kind === 'deferred')).toEqual([]);
+    } finally {
+      await t?.stop();
+      t = null;
+      await sink.close();
+    }
   });
 
   it('a bare <postmaster> with no local domain to deliver it to is refused with 501 5.1.3, saying why', async () => {

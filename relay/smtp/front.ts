@@ -570,6 +570,9 @@ export class SmtpFront {
       return;
     }
     this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to, local: route.kind === 'local' });
+    // a bare <postmaster> is stored as the address it was accepted for (postmaster@ the first local domain): the
+    // queue would route "postmaster" as a domain of its own and bounce it (smtp-server puts `address` in the envelope)
+    if (route.kind === 'local' && !address.address.includes('@')) address.address = route.address;
     cb();
   }
 
@@ -588,7 +591,10 @@ export class SmtpFront {
     const name = this.hostname;
     const helo = session.hostNameAppearsAs || 'unknown';
     const proto = session.transmissionType || 'ESMTP';
-    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    // once each: <postmaster> and <postmaster@first-domain> in one envelope are one mailbox (smtp-server merges
+    // only repeats of the same text, in any case); the first form written is kept
+    const seen = new Set<string>();
+    const rcpts = session.envelope.rcptTo.map((r) => r.address).filter((a) => !seen.has(a.toLowerCase()) && !!seen.add(a.toLowerCase()));
     writer.write(Buffer.from(
       `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip}])\r\n` +
         `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
