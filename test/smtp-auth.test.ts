@@ -125,6 +125,49 @@ describe('AUTH PLAIN and LOGIN', () => {
     expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<user@remote.example>')).code).toBe(250);
   });
+
+  it('a user removed, or given a new password, while logged in: the session ends at its next MAIL or RCPT with 421', async () => {
+    t = await startTestRelay({ users: { sales: { passwordHash: hash }, ops: { passwordHash: hash } } });
+    const tr = t;
+    const login = async (user: string, ip: string) => {
+      const c = await open(tr.port, ip);
+      await c.hello();
+      expect((await c.cmd(`AUTH PLAIN ${plain(user, 'correct horse')}`)).code).toBe(235);
+      expect((await c.cmd('MAIL FROM:<me@example.org>')).code).toBe(250);
+      expect((await c.cmd('RCPT TO:<v1@example.net>')).code).toBe(250);
+      return c;
+    };
+    const sales = await login('sales', '127.0.0.53');
+    const ops = await login('ops', '127.0.0.54');
+    // another change to the config leaves the logins standing
+    tr.relay.config.modify((d) => void (d.checks.maxRecipients.max = 50), { by: 'test', source: 'test' });
+    expect((await sales.cmd('RCPT TO:<v2@example.net>')).code).toBe(250);
+
+    tr.relay.config.modify((d) => void delete d.users['sales'], { by: 'cli', source: 'user remove' });
+    expect(await sales.cmd('RCPT TO:<v3@example.net>')).toMatchObject({
+      code: 421,
+      text: '4.7.0 The login as "sales" is no longer valid: the user was removed since. Connect again and log in.',
+    });
+    await sales.closedPromise;
+
+    const newHash = await hashPassword('a new password');
+    tr.relay.config.modify((d) => void (d.users['ops'] = { passwordHash: newHash }), { by: 'cli', source: 'user set' });
+    expect((await ops.cmd('RSET')).code).toBe(250);
+    expect(await ops.cmd('MAIL FROM:<me@example.org>')).toMatchObject({
+      code: 421,
+      text: '4.7.0 The login as "ops" is no longer valid: the user was given a new password since. Connect again and log in.',
+    });
+    await ops.closedPromise;
+    const withdrawn = tr.rejections('relay.access');
+    expect(withdrawn.map((e) => [e.stage, e.code, e.enforced])).toEqual([['rcpt', 421, true], ['mail', 421, true]]);
+
+    // a new login with the new password relays again
+    const again = await open(tr.port, '127.0.0.54');
+    await again.hello();
+    expect((await again.cmd(`AUTH PLAIN ${plain('ops', 'a new password')}`)).code).toBe(235);
+    expect((await again.cmd('MAIL FROM:<me@example.org>')).code).toBe(250);
+    expect((await again.cmd('RCPT TO:<v4@example.net>')).code).toBe(250);
+  });
 });
 
 describe('limits.authFailures', () => {

@@ -67,6 +67,8 @@ interface Sess {
   failed: number;
   lastCommand: string;
   authUser: string | null;
+  /** the password hash the login was checked against: a login stays valid while the user keeps it */
+  authHash: string | null;
   clientHostname: string | null;
   messages: number;
 }
@@ -269,6 +271,7 @@ export class SmtpFront {
       failed: 0,
       lastCommand: '',
       authUser: null,
+      authHash: null,
       clientHostname: null,
       messages: 0,
     };
@@ -400,6 +403,22 @@ export class SmtpFront {
     return sess.authUser !== null || matcherFor(cfg).inAny(sess.parsed, cfg.relay.allowGroups, this.now());
   }
 
+  /**
+   * A session logged in as a user who has since been removed (`user remove`) or given a new password (`user set`) is
+   * ended at its next MAIL or RCPT: a stolen account stops relaying when the admin removes it, not when the thief
+   * disconnects. Returns the 421 to answer, or null while the login stands.
+   */
+  private loginWithdrawn(sess: Sess, cfg: Config, stage: Stage): ReplyError | null {
+    if (sess.authUser === null) return null;
+    const user = Object.prototype.hasOwnProperty.call(cfg.users, sess.authUser) ? cfg.users[sess.authUser] : undefined;
+    if (user && user.passwordHash === sess.authHash) return null;
+    const text = `4.7.0 The login as "${sess.authUser}" is no longer valid: the user was ${user ? 'given a new password' : 'removed'} since. Connect again and log in.`;
+    sess.authUser = null;
+    sess.authHash = null;
+    this.reject(sess, stage, 'relay.access', 421, text, true);
+    return new ReplyError(421, text);
+  }
+
   private reject(sess: Sess, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean, detail: RejectDetail = {}): void {
     this.deps.bus.emit({ kind: 'rejected', sessionId: sess.id, ip: sess.ip, stage, rule, code, text, enforced, ...detail });
     this.deps.anvil.recordRejection(sess.key, { at: this.now(), rule, code, text, enforced });
@@ -457,7 +476,10 @@ export class SmtpFront {
    */
   private onSecure(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const sess = this.sess(session);
-    if (sess) sess.authUser = null;
+    if (sess) {
+      sess.authUser = null;
+      sess.authHash = null;
+    }
     cb();
   }
 
@@ -479,6 +501,7 @@ export class SmtpFront {
         const cfgNow = this.deps.config.current;
         if (ok && user) {
           sess.authUser = username;
+          sess.authHash = user.passwordHash;
           this.deps.bus.emit({ kind: 'auth', sessionId: sess.id, ip: sess.ip, user: username, success: true, method: auth.method });
           cb(null, { user: username });
           return;
@@ -499,6 +522,11 @@ export class SmtpFront {
       const text = '4.3.1 Insufficient system storage: the relay cannot store mail right now. Try again later.';
       this.reject(sess, 'mail', 'storage', 452, text, true);
       cb(new ReplyError(452, text));
+      return;
+    }
+    const withdrawn = this.loginWithdrawn(sess, cfg, 'mail');
+    if (withdrawn) {
+      cb(withdrawn);
       return;
     }
     const from = address.address || '';
@@ -539,6 +567,11 @@ export class SmtpFront {
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const sess = this.sess(session);
     const cfg = this.deps.config.current;
+    const withdrawn = this.loginWithdrawn(sess, cfg, 'rcpt');
+    if (withdrawn) {
+      cb(withdrawn);
+      return;
+    }
     const route = classifyRecipient(cfg, address.address);
     if (route.kind === 'invalid') {
       cb(new ReplyError(501, `5.1.3 Bad recipient address: ${route.why}.`));
