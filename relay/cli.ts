@@ -2,7 +2,7 @@
  * npm run relay -- [--data-dir DIR]                       start the relay (default ./relay-data)
  * npm run relay -- [--data-dir DIR] user set NAME          set an SMTP AUTH password (read from standard input)
  * npm run relay -- [--data-dir DIR] user remove NAME
- * npm run relay -- [--data-dir DIR] token create --name NAME --role admin|viewer
+ * npm run relay -- [--data-dir DIR] token create --name NAME [--role admin|viewer]   (default role: viewer)
  * npm run relay -- [--data-dir DIR] token revoke NAME
  * npm run relay -- [--data-dir DIR] token list
  * Commands that change a file while the relay runs send it SIGHUP (DIR/relay.pid), so they apply at once.
@@ -21,11 +21,16 @@ const USAGE = `usage:
   npm run relay -- [--data-dir DIR]                 start the relay (default DIR: ./relay-data)
   npm run relay -- [--data-dir DIR] user set NAME   set NAME's SMTP password (read from standard input)
   npm run relay -- [--data-dir DIR] user remove NAME
-  npm run relay -- [--data-dir DIR] token create --name NAME --role admin|viewer
+  npm run relay -- [--data-dir DIR] token create --name NAME [--role admin|viewer]   (default role: viewer)
   npm run relay -- [--data-dir DIR] token revoke NAME
-  npm run relay -- [--data-dir DIR] token list`;
+  npm run relay -- [--data-dir DIR] token list
+  npm run relay -- --help`;
 
 class UsageError extends Error {}
+/** --help: the usage on standard output, exit 0 */
+class HelpWanted extends Error {}
+
+const OPTIONS = new Set(['data-dir', 'name', 'role']);
 
 function parseArgs(argv: string[]): { dataDir: string; rest: string[]; flags: Record<string, string> } {
   let dataDir = './relay-data';
@@ -33,14 +38,14 @@ function parseArgs(argv: string[]): { dataDir: string; rest: string[]; flags: Re
   const flags: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--help' || a === '-h') throw new UsageError('');
-    if (a.startsWith('--')) {
-      const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
+    if (a === '--help' || a === '-h') throw new HelpWanted();
+    if (a.startsWith('-') && a !== '-') {
+      const [k, inline] = a.replace(/^--?/, '').split('=', 2) as [string, string | undefined];
+      if (!a.startsWith('--') || !OPTIONS.has(k)) throw new UsageError(`unknown option ${a.split('=')[0]}`);
       const value = inline ?? argv[++i];
-      if (value === undefined) throw new UsageError(`--${k} needs a value`);
+      if (value === undefined || value === '') throw new UsageError(`--${k} needs a value`);
       if (k === 'data-dir') dataDir = value;
-      else if (k === 'name' || k === 'role') flags[k] = value;
-      else throw new UsageError(`unknown option --${k}`);
+      else flags[k] = value;
     } else rest.push(a);
   }
   return { dataDir: path.resolve(dataDir), rest, flags };
@@ -115,9 +120,59 @@ function signalRelay(dataDir: string): void {
  * get a new directory holding one user (or token) that no relay reads, and the admin a "done" that is not true.
  */
 function existingDataDir(dataDir: string): void {
-  if (fs.existsSync(path.join(dataDir, 'config.json'))) return;
+  const config = path.join(dataDir, 'config.json');
+  try {
+    fs.accessSync(config, fs.constants.R_OK | fs.constants.W_OK);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') throw new Error(`${config} cannot be changed by this user: permission denied. Run the command as the user the relay runs as.`);
+    if (code === 'ENOTDIR' || (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory())) throw new Error(`${dataDir} is not a directory. Check --data-dir.`);
+  }
   const what = fs.existsSync(dataDir) ? `${dataDir} has no config.json` : `${dataDir} does not exist`;
   throw new Error(`${what}: it is not a relay's data directory. Check --data-dir, or start the relay once with --data-dir ${dataDir} to create it.`);
+}
+
+/**
+ * The data directory, made if missing (mode 0700), one level at a time: Node's recursive mkdir loops for ever under
+ * /proc, and its errors name no cause an admin can act on.
+ */
+function makeDataDir(dataDir: string): void {
+  const missing: string[] = [];
+  let d = dataDir;
+  for (;;) {
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(d);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES') throw new Error(`cannot use ${dataDir}: ${d} cannot be read by this user (permission denied)`);
+      if (code === 'ENOTDIR') throw new Error(`cannot use ${dataDir}: a part of that path is a file, not a directory. Check --data-dir.`);
+    }
+    if (st) {
+      if (!st.isDirectory()) throw new Error(`cannot use ${dataDir}: ${d} is a file, not a directory. Check --data-dir.`);
+      break;
+    }
+    missing.unshift(d);
+    const up = path.dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  for (const m of missing) {
+    try {
+      fs.mkdirSync(m, { mode: 0o700 });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EEXIST') continue;
+      const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.code === 'EROFS' ? 'a read-only file system' : e.message;
+      throw new Error(`cannot create the data directory ${m}: ${why}. Check --data-dir, or create it for the user the relay runs as.`);
+    }
+  }
+  try {
+    fs.accessSync(dataDir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw new Error(`cannot use ${dataDir}: this user may not write there (permission denied). Run the relay as the directory's owner, or pick another --data-dir.`);
+  }
 }
 
 async function userCommand(dataDir: string, [verb, name]: string[]): Promise<void> {
@@ -142,22 +197,26 @@ async function userCommand(dataDir: string, [verb, name]: string[]): Promise<voi
 }
 
 function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<string, string>): void {
+  // the words of the command first: a typo is told as one, whatever the directory
+  if (verb !== 'create' && verb !== 'revoke' && verb !== 'list') throw new UsageError('expected "token create", "token revoke" or "token list"');
+  if (verb === 'create' && !flags.name) throw new UsageError('token create needs --name NAME');
+  const role = (flags.role ?? 'viewer') as Role;
+  if (role !== 'admin' && role !== 'viewer') throw new UsageError(`--role must be admin or viewer (it is "${flags.role}")`);
+  if (verb === 'revoke' && !arg) throw new UsageError('token revoke needs a NAME');
+  if (verb === 'list' && arg !== undefined) throw new UsageError(`token list takes no argument (it was given "${arg}")`);
   existingDataDir(dataDir);
   const tokens = TokenStore.open(dataDir);
   if (verb === 'create') {
-    if (!flags.name) throw new UsageError('token create needs --name NAME');
-    const role = (flags.role ?? 'viewer') as Role;
-    const secret = tokens.create(flags.name, role);
+    const secret = tokens.create(flags.name!, role);
     console.log(secret);
     console.error(`token "${flags.name}" (${role}) created; it is shown only this once`);
   } else if (verb === 'revoke') {
-    if (!arg) throw new UsageError('token revoke needs a NAME');
-    if (!tokens.revoke(arg)) throw new Error(`there is no token "${arg}"`);
+    if (!tokens.revoke(arg!)) throw new Error(`there is no token "${arg}"`);
     console.log(`token "${arg}" revoked`);
-  } else if (verb === 'list') {
+  } else {
     for (const t of tokens.list()) console.log(`${t.name}\t${t.role}\t${t.createdAt}`);
     return;
-  } else throw new UsageError('expected "token create", "token revoke" or "token list"');
+  }
   signalRelay(dataDir);
 }
 
@@ -190,7 +249,7 @@ function runningRelay(pidFile: string): number | null {
  */
 function lockDataDir(dataDir: string): string {
   const pidFile = path.join(dataDir, 'relay.pid');
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  makeDataDir(dataDir);
   for (let attempt = 0; ; attempt++) {
     try {
       fs.writeFileSync(pidFile, `${process.pid}\n`, { flag: 'wx' });
@@ -206,13 +265,28 @@ function lockDataDir(dataDir: string): string {
   }
 }
 
+/** What a first start makes, in the words of a refusal that keeps them. */
+const FIRST_START_FILES: [string, string][] = [
+  ['config.json', 'config.json (every default)'],
+  [path.join('tls', 'cert.pem'), 'a self-signed certificate (tls/)'],
+  ['admin-token', 'the admin token (admin-token, mode 0600: the console logs in with it)'],
+];
+
 async function serve(dataDir: string): Promise<void> {
+  // a relay's log lines must not end it: a terminal closed under it (EIO) or a `| head` that exited (EPIPE) makes
+  // every later write fail, and an unhandled stream error would stop the relay, not just its log
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   const pidFile = lockDataDir(dataDir);
+  const before = FIRST_START_FILES.filter(([f]) => fs.existsSync(path.join(dataDir, f))).map(([f]) => f);
   let relay: Relay;
   try {
     relay = await Relay.start({ dataDir });
   } catch (err) {
     fs.rmSync(pidFile, { force: true });
+    // a first start that fails late (a port in use) has made the data directory: say so, since the next start will
+    // not mark those files new
+    const made = FIRST_START_FILES.filter(([f]) => !before.includes(f) && fs.existsSync(path.join(dataDir, f))).map(([, what]) => what);
+    if (made.length > 0) (err as Error).message += `\n(this start made, in ${dataDir}, and keeps for the next one: ${made.join('; ')})`;
     throw err;
   }
   const c = relay.config.current;
@@ -280,7 +354,15 @@ async function serve(dataDir: string): Promise<void> {
 function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded: string[]; tokensRemoved: string[] }, revision: number): string {
   const parts: string[] = [];
   if (r.changed) {
-    const shown = (v: unknown) => (v === undefined ? '(none)' : JSON.stringify(v).slice(0, 60));
+    const shown = (v: unknown) => {
+      if (v === undefined) return '(none)';
+      const j = JSON.stringify(v);
+      if (j.length <= 60) return j;
+      // cut where a reader can see it was cut, never inside a value
+      if (typeof v === 'string') return JSON.stringify(`${v.slice(0, 50)}...`);
+      if (Array.isArray(v)) return `a list of ${v.length}`;
+      return typeof v === 'object' && v !== null ? `{${Object.keys(v).slice(0, 4).join(', ')}${Object.keys(v).length > 4 ? ', ...' : ''}}` : j;
+    };
     const named = r.changes.slice(0, 5).map((c) => `${c.path} ${shown(c.before)} -> ${shown(c.after)}`);
     if (r.changes.length > 5) named.push(`and ${r.changes.length - 5} more (config.history has them all)`);
     parts.push(`config reloaded (revision ${revision}): ${named.join('; ') || 'the same settings, written differently'}`);
@@ -309,6 +391,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: Error) => {
+  if (err instanceof HelpWanted) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   if (err instanceof UsageError) {
     if (err.message) console.error(`error: ${err.message}`);
     console.error(USAGE);

@@ -429,3 +429,72 @@ describe('relay CLI', () => {
     expect(fs.statSync(path.join(dir, 'tokens.json')).mode & 0o777).toBe(0o600);
   });
 });
+
+describe('the command line when the ground is not as expected', () => {
+  it('unknown options, --help, a bad role and a stray argument are told apart', async () => {
+    const [unknown, help, role, stray, single] = await Promise.all([
+      runToEnd(['--foo']),
+      runToEnd(['--help']),
+      runToEnd(['--data-dir', tmpDir(), 'token', 'create', '--name', 'x', '--role', 'root']),
+      runToEnd(['--data-dir', tmpDir(), 'token', 'list', 'extra']),
+      runToEnd(['-x']),
+    ]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/^error: unknown option --foo\nusage:/);
+    expect(single.err).toMatch(/^error: unknown option -x\n/);
+    // asked for: the usage on standard output, and success
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/^usage:\n/);
+    expect(help.out).toContain('(default role: viewer)');
+    expect(help.err).toBe('');
+    expect(role.code).toBe(2);
+    expect(role.err).toContain('--role must be admin or viewer (it is "root")');
+    expect(stray.code).toBe(2);
+    expect(stray.err).toContain('token list takes no argument (it was given "extra")');
+  });
+
+  it('a --data-dir that is a file, or lies under one, is refused in words, and nothing is made', async () => {
+    const file = path.join(tmpDir(), 'afile');
+    fs.writeFileSync(file, 'x');
+    const [isFile, under] = await Promise.all([runToEnd(['--data-dir', file]), runToEnd(['--data-dir', path.join(file, 'data')])]);
+    expect(isFile.code).toBe(1);
+    expect(isFile.err).toContain(`cannot use ${file}: ${file} is a file, not a directory. Check --data-dir.`);
+    expect(under.code).toBe(1);
+    expect(under.err).toContain('a part of that path is a file, not a directory');
+    expect(fs.readFileSync(file, 'utf8')).toBe('x');
+  });
+
+  it('a port in use is reported once, and a failed first start says what it made and keeps', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', () => resolve()));
+    try {
+      const r = await runToEnd(['--data-dir', dir]);
+      expect(r.code).toBe(1);
+      expect(r.err.match(/EADDRINUSE/g)).toHaveLength(1);
+      expect(r.err).toContain(`cannot listen for SMTP on 127.0.0.1:${port}`);
+      expect(r.err).toContain(`this start made, in ${dir}, and keeps for the next one: a self-signed certificate (tls/); the admin token`);
+      expect(r.err).not.toContain('config.json (every default)'); // it was there before
+      expect(fs.existsSync(path.join(dir, 'admin-token'))).toBe(true);
+      expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+  });
+
+  it('the relay outlives its log: standard output gone (a closed terminal, `| head`), SIGHUP still reloads, SMTP still answers', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    const r = await startRelay(dir);
+    // the reading end goes away: every later write to the relay's stdout fails with EPIPE
+    r.child.stdout!.destroy();
+    r.child.kill('SIGHUP');
+    r.child.kill('SIGHUP');
+    const c = await smtp(port); // greeted, and EHLO answered
+    expect((await c.cmd('NOOP')).code).toBe(250);
+    await c.quit();
+    expect(r.child.exitCode).toBeNull();
+    expect(r.err()).not.toMatch(/EPIPE|Unhandled/);
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(0);
+  });
+});

@@ -183,6 +183,8 @@ export class SmtpFront {
     // a client reset in mid-transaction is reported here; without a listener it would crash the process
     this.server.on('error', (err: Error & { code?: string }) => {
       if (err.code && ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNECTION', 'ERR_STREAM_DESTROYED'].includes(err.code)) return;
+      // listen() rejects with it, and the relay's start says it once, with a hint
+      if ((err as NodeJS.ErrnoException).syscall === 'listen') return;
       console.error(`smtp: ${err.message}`);
     });
     const server = this.server as unknown as { connect(socket: net.Socket, opts: object): void; connections: Set<unknown> };
