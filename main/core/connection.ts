@@ -2,7 +2,12 @@
  * The console's connection to one relay: pin, log in, subscribe, and keep it that way. On a drop it
  * reconnects with jittered exponential backoff and resyncs (events since the last id it saw; config
  * consumers are told to refetch) without the user doing anything. A stalled relay (no pong) is dropped
- * and retried. A refused token or a changed certificate stops and says why: those need a person.
+ * and retried. A refused token, a changed certificate or an address where no relay answers (another service, such as
+ * the relay's SMTP port) stops and says why: those need a person. Saving new settings for the relay it is on (or
+ * trying) takes effect at once: it connects again with them.
+ *
+ * The messages carry no countdown: a number in a sentence goes stale the moment it is shown. `retryAt` and `attempt`
+ * say when the next attempt is; the views count down from them.
  */
 import type WebSocket from 'ws';
 import type { CertificateInfo, ConnectionState, EventBatch, EventGap } from '../../shared/console-api.ts';
@@ -18,7 +23,7 @@ import {
   RpcError,
 } from '../../shared/protocol.ts';
 import type { KnownHosts } from './known-hosts.ts';
-import { PinError, openPinned } from './pinned-socket.ts';
+import { NotTlsError, PinError, openPinned } from './pinned-socket.ts';
 import type { Timers } from './ports.ts';
 import { realTimers } from './ports.ts';
 import type { Profiles } from './profiles.ts';
@@ -49,6 +54,21 @@ export interface ConnectionOptions {
  * a session.closed 'locked-out' carry retryAfterMs; a 'flood' refusal, or a relay older than that field, do not).
  */
 export const LOCKED_OUT_RETRY_MS = 60_000;
+
+/** The relay's "; try again in 297 s": the views show a live countdown from retryAt instead of this frozen number. */
+export function withoutCountdown(words: string): string {
+  return words.replace(/[;,]?\s*try again in \d+ s\b/i, '').trim();
+}
+
+/** What a profile save changed, for the connection that may be using that profile. */
+export interface ProfileChange {
+  /** its host or port */
+  address: boolean;
+  /** a token was pasted (the same one again too: after a refusal, the user may have fixed the token on the relay) */
+  tokenGiven: boolean;
+  /** the stored token differs from the one before */
+  tokenChanged: boolean;
+}
 
 /**
  * The stretches of the stream a backlog the relay cut leaves out (events.subscribe's `truncated`). The relay keeps the
@@ -110,6 +130,11 @@ export class RelayConnection {
   /** a login succeeded before (on any profile): the consumers hold data fetched from a relay */
   private loggedInBefore = false;
   private subscriptionId: string | null = null;
+  /**
+   * the pending retry waits out a lockout of this address by the relay (its words, without their countdown): coming
+   * back before it ends meets the refusal again, so a new token waits for it too (a new address does not)
+   */
+  private lockout: string | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
     events: new Set(),
@@ -183,6 +208,7 @@ export class RelayConnection {
   private teardown(): void {
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.lockout = null;
     this.stopHeartbeat();
     this.rpc?.close();
     this.rpc = null;
@@ -212,6 +238,10 @@ export class RelayConnection {
         });
         return;
       }
+      if (err instanceof NotTlsError) {
+        // a wrong address, not an outage: retrying forever would only hide the mistake behind a countdown
+        return this.stop(gen, 'disconnected', `${err.message} The console stopped trying: correct this server's port (saving it connects again).`);
+      }
       return this.scheduleRetry(gen, `Cannot reach the relay: ${(err as Error).message}`);
     }
     if (gen !== this.generation) {
@@ -231,7 +261,8 @@ export class RelayConnection {
       this.rpc = null;
       const reason = closeReason as NotificationParams<'session.closed'> | null;
       // the close frame's code and text say it too, should the session.closed notice have been missed
-      const words = reason?.message ?? (why.toString() || null);
+      const said = reason?.message ?? (why.toString() || null);
+      const words = said === null ? null : withoutCountdown(said);
       // a revoked token needs a person: no reconnect loop
       if (reason?.reason === 'revoked' || code === CloseCode.TokenRevoked) {
         return this.stop(gen, 'auth-failed', `The relay closed this session: ${words ?? 'its token was revoked'}. Ask for a new token.`);
@@ -240,7 +271,7 @@ export class RelayConnection {
       if (reason?.reason === 'locked-out' || code === CloseCode.RateLimited) {
         // as long as the relay says the lockout lasts (an older relay, or a flood refusal, says nothing: a minute)
         const wait = reason?.retryAfterMs !== undefined ? Math.max(1000, reason.retryAfterMs) : LOCKED_OUT_RETRY_MS;
-        return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, wait);
+        return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, wait, true);
       }
       this.scheduleRetry(gen, words ? `The relay closed the connection: ${words}` : 'The connection to the relay was lost.');
     });
@@ -317,7 +348,7 @@ export class RelayConnection {
         // wait as long as the relay asks (its lockout), not less: an earlier attempt is refused again
         const asked = RateLimitedData.safeParse(err.data);
         const wait = asked.success ? asked.data.retryAfterMs : LOCKED_OUT_RETRY_MS;
-        return this.scheduleRetry(gen, `Too many failed logins from this address: the relay locked it out for ${Math.ceil(wait / 1000)} s.`, wait);
+        return this.scheduleRetry(gen, 'Too many failed logins from this address: the relay locked it out.', wait, true);
       }
       this.scheduleRetry(gen, `Login failed: ${(err as Error).message}`);
     }
@@ -378,22 +409,44 @@ export class RelayConnection {
     this.set({ status, message, retryAt: null });
   }
 
-  private scheduleRetry(gen: number, message: string, minDelayMs = 0): void {
+  /** `lockout`: the wait is the relay's lockout of this address (message: the refusal, without a countdown) */
+  private scheduleRetry(gen: number, message: string, minDelayMs = 0, lockout = false): void {
     if (gen !== this.generation) return;
     this.teardown();
+    if (lockout) this.lockout = message;
     const attempt = this.st.attempt + 1;
     const base = this.opts.backoffBaseMs ?? 500;
     const cap = this.opts.backoffMaxMs ?? 30_000;
     const exp = Math.min(cap, base * 2 ** Math.min(attempt - 1, 16));
     const delay = Math.max(minDelayMs, Math.round(exp * (0.5 + this.timers.random() / 2)));
     const retryAt = this.timers.now() + delay;
-    this.set({ status: 'reconnecting', message: `${message} Retrying in ${Math.ceil(delay / 1000)} s (attempt ${attempt}).`, attempt, retryAt });
+    this.set({ status: 'reconnecting', message: lockout ? `${message} The console tries again when the lockout ends.` : message, attempt, retryAt });
     this.retryTimer = this.timers.setTimeout(() => {
       this.retryTimer = null;
       if (gen !== this.generation) return;
+      this.lockout = null;
       this.set({ status: 'connecting', message: 'Reconnecting…' });
       void this.attempt(gen, null);
     }, delay);
+  }
+
+  /**
+   * A profile was saved. When it is the one this connection is for (connected, trying, refused, or stopped on it),
+   * its new host, port or token take effect at once: a refused token pasted again must not leave the console showing
+   * the refusal with the relay never asked again. Two exceptions: a changed name only, which the connection does not
+   * use; and a new token for an address the relay has locked out, which waits for the lockout's end (an earlier
+   * attempt meets the refusal again), as the message then says.
+   */
+  profileChanged(profileId: string, change: ProfileChange): void {
+    if (this.st.profileId !== profileId) return;
+    // connected: only a real change is worth dropping a working session for
+    const token = this.st.status === 'connected' ? change.tokenChanged : change.tokenGiven;
+    if (!change.address && !token) return;
+    if (this.st.status === 'reconnecting' && this.lockout !== null && !change.address) {
+      this.set({ message: `${this.lockout} The console tries the new token when the lockout ends.` });
+      return;
+    }
+    this.connect(profileId).catch((err: unknown) => console.error(`reconnecting with the saved settings failed: ${(err as Error).message}`));
   }
 
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {

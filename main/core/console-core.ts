@@ -82,8 +82,21 @@ export class ConsoleCore {
     switch (op) {
       case 'profiles.list':
         return this.profiles.list();
-      case 'profiles.save':
-        return this.profiles.save(a[0]);
+      case 'profiles.save': {
+        const input = a[0] as { id?: unknown; token?: unknown } | null;
+        const before = input && typeof input.id === 'string' ? this.profiles.get(input.id) : null;
+        const saved = this.profiles.save(input);
+        const after = before ? this.profiles.get(saved.id) : null;
+        // the connection on this profile (refused, trying, stopped, or up) goes on with what was saved, now
+        if (before && after) {
+          this.connection.profileChanged(saved.id, {
+            address: before.host !== after.host || before.port !== after.port,
+            tokenGiven: typeof input?.token === 'string' && input.token.trim() !== '',
+            tokenChanged: before.token !== after.token,
+          });
+        }
+        return saved;
+      }
       case 'profiles.remove': {
         const id = str(a[0], 'id');
         if (this.connection.state.profileId === id) await this.connection.disconnect();

@@ -5,6 +5,7 @@
  * (not the upgrade, not the token) leaves before the pin matches.
  */
 import type { ClientRequest } from 'node:http';
+import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { MAX_FRAME_BYTES } from '../../shared/protocol.ts';
@@ -23,6 +24,72 @@ export class PinError extends Error {
     );
     this.name = 'PinError';
   }
+}
+
+/**
+ * Something answers at host:port, but not in TLS: another service, most often the relay's own SMTP port typed in place
+ * of its management port. Retrying cannot help (the address is wrong), so the connection stops and says so.
+ */
+export class NotTlsError extends Error {
+  constructor(
+    readonly address: string,
+    /** the first line the peer sent by itself (an SMTP server greets first), if any */
+    readonly greeting: string | null,
+  ) {
+    super(
+      isSmtpGreeting(greeting)
+        ? `${address} does not speak TLS: it greeted like an SMTP server ("${greeting}"), so it is an SMTP port, likely the relay's own. The management port is manage.listen in config.json (8465 by default).`
+        : `${address} does not speak TLS: is it the relay's SMTP port? The management port is manage.listen in config.json (8465 by default).`,
+    );
+    this.name = 'NotTlsError';
+  }
+
+  get smtp(): boolean {
+    return isSmtpGreeting(this.greeting);
+  }
+}
+
+const isSmtpGreeting = (line: string | null): boolean => line !== null && /^220[ -]/.test(line);
+
+/** OpenSSL's words for "the bytes that came back are not a TLS record": the peer speaks something else */
+const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_UNKNOWN_PROTOCOL']);
+
+/**
+ * What the peer at host:port says by itself on a plain TCP connection, within waitMs: its first line (printable
+ * characters only, at most 100), or null when it says nothing (a web server waits for a request). An SMTP server
+ * greets at once; it is told QUIT so that it closes cleanly.
+ */
+export function firstLine(host: string, port: number, waitMs = 2000): Promise<string | null> {
+  return new Promise((resolve) => {
+    let got = '';
+    let done = false;
+    const sock = net.connect({ host, port });
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const line = got.split(/\r?\n/)[0]!.replace(/[^\x20-\x7e]/g, '').trim().slice(0, 100);
+      if (isSmtpGreeting(line)) {
+        sock.end('QUIT\r\n');
+        // a server that does not hang up after QUIT is not waited for
+        setTimeout(() => sock.destroy(), 1000).unref();
+      } else sock.destroy();
+      resolve(line || null);
+    };
+    const timer = setTimeout(finish, waitMs);
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      got += d;
+      if (got.includes('\n') || got.length >= 512) finish();
+    });
+    sock.on('error', finish);
+    sock.on('close', finish);
+  });
+}
+
+/** OpenSSL's error text without its source location: "SSL routines:ssl3_get_record:wrong version number" -> "wrong version number" */
+function sslReason(message: string): string {
+  return /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1]?.trim() ?? message.split('\n')[0]!.slice(0, 200);
 }
 
 function describe(sock: TLSSocket): CertificateInfo | null {
@@ -97,10 +164,18 @@ export function openPinned(opts: PinnedOptions): Promise<{ ws: WebSocket; certif
       resolve({ ws, certificate: certificate! });
     });
     ws.once('error', (err: Error & { code?: string }) => {
+      if (settled) return;
+      if (err.code && NOT_TLS_CODES.has(err.code)) {
+        // say what answers there instead (an SMTP greeting names the mistake); the probe is bounded by its own wait
+        clearTimeout(timer);
+        void firstLine(opts.host, opts.port).then((line) => fail(new NotTlsError(`${host}:${opts.port}`, line)));
+        return;
+      }
       const hint =
         err.code === 'ECONNREFUSED' ? `nothing listens on ${host}:${opts.port}; is the relay running, and is manage.listen that address?`
           : err.code === 'ENOTFOUND' ? `the host name ${opts.host} is not known`
-            : err.code === 'ETIMEDOUT' ? `${host}:${opts.port} did not answer (firewall?)` : err.message;
+            : err.code === 'ETIMEDOUT' ? `${host}:${opts.port} did not answer (firewall?)`
+              : err.code?.startsWith('ERR_SSL_') ? `the TLS handshake with ${host}:${opts.port} failed (${sslReason(err.message)})` : err.message;
       fail(err instanceof PinError ? err : Object.assign(new Error(hint), { code: err.code }));
     });
     ws.once('unexpected-response', (_req, res) => fail(new Error(`the relay answered HTTP ${res.statusCode} instead of a WebSocket upgrade`)));

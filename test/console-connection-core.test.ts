@@ -1,0 +1,216 @@
+/**
+ * The console's connection (main/core) against a real relay, on a fake clock so that no automatic retry can pass for
+ * what a test looks at: saving new settings for the relay the console is on (or trying, or refused by) takes effect at
+ * once; a port where something other than TLS answers (the relay's own SMTP port) stops with words that name the
+ * mistake instead of a raw OpenSSL error retried forever; and no message carries a countdown that goes stale.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ConnectionState } from '../shared/console-api.ts';
+import { ConsoleCore } from '../main/core/console-core.ts';
+import { withoutCountdown } from '../main/core/connection.ts';
+import { memoryJson } from '../main/core/json-file.ts';
+import { firstLine } from '../main/core/pinned-socket.ts';
+import type { Timers } from '../main/core/ports.ts';
+import { Relay, type RelayOptions } from '../relay/relay.ts';
+import { testSecretStore } from './e2e/harness.ts';
+import { FakeClock } from './helpers/queue-clock.ts';
+import { waitFor } from './helpers/wait.ts';
+import { WssClient } from './helpers/wss-client.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+class ConsoleClock extends FakeClock implements Timers {
+  random = (): number => 0.5;
+}
+
+async function ownRelay(extra: Partial<RelayOptions> = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-conn-'));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }));
+  const relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:0', log: () => {}, ...extra });
+  cleanups.push(async () => {
+    await relay.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { relay, port: relay.manageAddress.port, fp: relay.identity.fingerprint256, token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() };
+}
+
+function newCore() {
+  const clock = new ConsoleClock();
+  const core = new ConsoleCore({
+    secrets: testSecretStore(),
+    files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
+    connection: { backoffBaseMs: 50, backoffMaxMs: 300, callTimeoutMs: 3000, timers: clock },
+  });
+  const states: ConnectionState[] = [];
+  core.on('state', (s) => states.push(s as ConnectionState));
+  cleanups.push(() => core.connection.disconnect());
+  const save = async (p: Record<string, unknown>) => (await core.invoke('profiles.save', [p])) as { id: string };
+  return { core, clock, states, save, state: () => core.connection.state };
+}
+
+describe('saving the profile the console is on', () => {
+  it('a refused token, then the right one pasted and saved: it connects at once, showing that it connects', async () => {
+    const r = await ownRelay();
+    const { core, clock, states, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_wrong' });
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).status).toBe('auth-failed');
+    // nothing is scheduled: without the save, the console would show the refusal for ever
+    expect(clock.nextAt()).toBeNull();
+    const mark = states.length;
+    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    // the save itself starts it: the state says so before the relay has answered
+    expect(states.slice(mark).map((s) => s.status)[0]).toBe('connecting');
+    await waitFor(() => state().status === 'connected', 'connected with the saved token', 5000);
+    expect(state()).toMatchObject({ profileId: p.id, role: 'admin' });
+    // the time never moved: no retry timer did it
+    expect(clock.now()).toBe(new ConsoleClock().now());
+  });
+
+  it('trying an address where nothing listens: the corrected port is used at once, not after the backoff', async () => {
+    const r = await ownRelay();
+    const closed = net.createServer();
+    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', () => res()));
+    const deadPort = (closed.address() as net.AddressInfo).port;
+    await new Promise((res) => closed.close(res));
+    const { core, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: deadPort, token: r.token });
+    expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('reconnecting');
+    expect(state().message).toMatch(/nothing listens on 127\.0\.0\.1:\d+/);
+    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port });
+    // the new address asks for its certificate: the prompt comes now, on the user's save
+    await waitFor(() => state().status === 'fingerprint-unknown', 'the new address reached', 5000);
+    expect(state().certificate?.fingerprint256).toBe(r.fp);
+  });
+
+  it('while connected: a new token takes effect at once; a changed name alone does not drop the session', async () => {
+    const r = await ownRelay();
+    const admin = await WssClient.connect(r.port, r.fp);
+    cleanups.push(() => admin.close());
+    await admin.call('auth.login', { token: r.token });
+    const viewer = (await admin.call('tokens.create', { name: 'night-shift', role: 'viewer' })).token;
+    const { core, states, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).role).toBe('admin');
+    let mark = states.length;
+    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port });
+    expect(states.slice(mark)).toEqual([]);
+    mark = states.length;
+    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: viewer });
+    await waitFor(() => state().status === 'connected' && state().role === 'viewer', 'the session with the new token', 5000);
+    expect(states.slice(mark).map((s) => s.status)).toEqual(['connecting', 'authenticating', 'connected']);
+    expect(state().tokenName).toBe('night-shift');
+  });
+
+  it('a profile other than the current one: saving it leaves the connection alone', async () => {
+    const r = await ownRelay();
+    const { core, states, save } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    const other = await save({ name: 'Spare', host: 'spare.example.net', port: 8465, token: 'rwt_x' });
+    await core.invoke('connection.acceptFingerprint', [p.id, r.fp]);
+    const mark = states.length;
+    await save({ id: other.id, name: 'Spare', host: 'spare2.example.net', port: 8466, token: 'rwt_y' });
+    expect(states.slice(mark)).toEqual([]);
+  });
+
+  it('locked out by the relay: a new token waits for the lockout, and the words say so without a frozen countdown', async () => {
+    const r = await ownRelay({ manageLimits: { maxLoginFailures: 1, lockoutMs: 60_000 } });
+    const { core, clock, states, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_mistyped' });
+    const first = (await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState;
+    expect(first).toMatchObject({ status: 'reconnecting', retryAt: clock.now() + 60_000 });
+    // the live countdown comes from retryAt; the sentence has no number of seconds in it to go stale
+    expect(first.message).toBe('Too many failed logins from this address: the relay locked it out. The console tries again when the lockout ends.');
+    const mark = states.length;
+    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    expect(states.slice(mark).map((s) => s.status)).toEqual(['reconnecting']);
+    expect(state()).toMatchObject({ retryAt: first.retryAt, attempt: first.attempt });
+    expect(state().message).toMatch(/locked it out\. The console tries the new token when the lockout ends\.$/);
+
+    // the lockout met at connect (the relay's close says "try again in N s"): its number is left to the countdown
+    clock.advance(60_000);
+    await waitFor(() => states.slice(mark).some((s) => s.status === 'reconnecting' && s.attempt > first.attempt), 'the retry meets the lockout', 5000);
+    expect(state().message).toMatch(/^The relay refused this address: too many failed logins from 127\.0\.0\.1\. The console tries again when the lockout ends\.$/);
+    expect(state().message).not.toMatch(/\d+ s\b/);
+  });
+
+  it('takes the relay\'s countdown out of its words, and nothing else', () => {
+    expect(withoutCountdown('too many failed logins from 127.0.0.1; try again in 297 s')).toBe('too many failed logins from 127.0.0.1');
+    expect(withoutCountdown('too many failed logins from ::1; try again in 3 s (auth.login was not run)')).toBe('too many failed logins from ::1 (auth.login was not run)');
+    expect(withoutCountdown('the relay has too many management sessions (limit 64); try again later')).toBe('the relay has too many management sessions (limit 64); try again later');
+  });
+
+  it('a lost connection says what happened, with no "Retrying in N s" frozen in the sentence', async () => {
+    const r = await ownRelay();
+    const { core, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    await core.invoke('connection.acceptFingerprint', [p.id, r.fp]);
+    await r.relay.stop();
+    await waitFor(() => state().status === 'reconnecting', 'the drop noticed', 5000);
+    expect(state().message).not.toMatch(/Retrying|\d+ s\b/);
+    expect(state().retryAt).not.toBeNull();
+  });
+});
+
+describe('an address where something other than the relay answers', () => {
+  it("the relay's SMTP port: stops with words naming the mistake, schedules no retry, and the corrected port connects", async () => {
+    const r = await ownRelay();
+    const smtpPort = r.relay.smtpAddress.port;
+    const { core, clock, save, state } = newCore();
+    const p = await save({ name: 'Oops SMTP port', host: '127.0.0.1', port: smtpPort, token: r.token });
+    const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(st.status).toBe('disconnected');
+    // still about this profile (the views show it as stopped on it, with a way to connect again)
+    expect(st.profileId).toBe(p.id);
+    expect(st.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${smtpPort} does not speak TLS: it greeted like an SMTP server \\("220 [^"]+"\\)`));
+    expect(st.message).toContain('The management port is manage.listen in config.json (8465 by default).');
+    expect(st.message).toMatch(/stopped trying/);
+    expect(st.message).not.toMatch(/SSL routines|openssl|0A00010B/);
+    // no retry at all, however long one waits
+    expect(clock.nextAt()).toBeNull();
+    // the port corrected and saved: it connects now (the certificate prompt of the real management port)
+    await save({ id: p.id, name: 'Oops SMTP port', host: '127.0.0.1', port: r.port });
+    await waitFor(() => state().status === 'fingerprint-unknown', 'the management port reached', 5000);
+  });
+
+  it('a peer that does not speak TLS and says nothing first (a plain web server): the general words', async () => {
+    const web = http.createServer((_q, s) => s.end('hello'));
+    await new Promise<void>((res) => web.listen(0, '127.0.0.1', () => res()));
+    cleanups.push(() => new Promise<void>((res) => web.close(() => res())));
+    const port = (web.address() as net.AddressInfo).port;
+    const { core, clock, save } = newCore();
+    const p = await save({ name: 'Web', host: '127.0.0.1', port, token: 'rwt_x' });
+    const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(st).toMatchObject({ status: 'disconnected', profileId: p.id });
+    expect(st.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${port} does not speak TLS: is it the relay's SMTP port\\? The management port is manage\\.listen in config\\.json \\(8465 by default\\)\\.`));
+    expect(clock.nextAt()).toBeNull();
+  });
+
+  it("reads an SMTP server's greeting (and tells it QUIT), and nothing from a peer that waits", async () => {
+    const said: string[] = [];
+    const smtp = net.createServer((s) => {
+      s.write('220 mx.example.test ESMTP\r\n');
+      s.on('data', (d) => {
+        said.push(d.toString());
+        s.end('221 bye\r\n');
+      });
+    });
+    const quiet = net.createServer((s) => s.on('error', () => {}));
+    for (const srv of [smtp, quiet]) {
+      await new Promise<void>((res) => srv.listen(0, '127.0.0.1', () => res()));
+      cleanups.push(() => {
+        srv.close();
+      });
+    }
+    expect(await firstLine('127.0.0.1', (smtp.address() as net.AddressInfo).port)).toBe('220 mx.example.test ESMTP');
+    await waitFor(() => said.join('') === 'QUIT\r\n', 'the QUIT');
+    expect(await firstLine('127.0.0.1', (quiet.address() as net.AddressInfo).port, 200)).toBeNull();
+  });
+});
