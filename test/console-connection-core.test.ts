@@ -169,7 +169,7 @@ describe('an address where something other than the relay answers', () => {
     expect(st.status).toBe('disconnected');
     // still about this profile (the views show it as stopped on it, with a way to connect again)
     expect(st.profileId).toBe(p.id);
-    expect(st.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${smtpPort} does not speak TLS: it greeted like an SMTP server \\("220 [^"]+"\\)`));
+    expect(st.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${smtpPort} is an SMTP port, not the relay's management port: it greeted "220 [^"]+" instead of speaking TLS\\.`));
     expect(st.message).toContain('The management port is manage.listen in config.json (8465 by default).');
     expect(st.message).toMatch(/stopped trying/);
     expect(st.message).not.toMatch(/SSL routines|openssl|0A00010B/);

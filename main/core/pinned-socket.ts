@@ -38,7 +38,7 @@ export class NotTlsError extends Error {
   ) {
     super(
       isSmtpGreeting(greeting)
-        ? `${address} does not speak TLS: it greeted like an SMTP server ("${greeting}"), so it is an SMTP port, likely the relay's own. The management port is manage.listen in config.json (8465 by default).`
+        ? `${address} is an SMTP port, not the relay's management port: it greeted "${greeting}" instead of speaking TLS. The management port is manage.listen in config.json (8465 by default).`
         : `${address} does not speak TLS: is it the relay's SMTP port? The management port is manage.listen in config.json (8465 by default).`,
     );
     this.name = 'NotTlsError';

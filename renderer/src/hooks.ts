@@ -2,7 +2,7 @@
  * The hooks every view uses: the API, the live connection state, relay queries and mutations through
  * react-query (refetched when the relay says the config changed, and after a reconnect).
  */
-import { useEffect, useSyncExternalStore } from 'react';
+import { useEffect, useState, useSyncExternalStore } from 'react';
 import { useMutation, useQuery, useQueryClient, type UseQueryOptions } from '@tanstack/react-query';
 import type { ConnectionState, ConsoleApi } from '../../shared/console-api.ts';
 import type { MethodName, Params, Result } from '../../shared/protocol.ts';
@@ -44,6 +44,60 @@ export function useConnection(): ConnectionState | null {
     },
     () => current,
   );
+}
+
+/**
+ * The connection stopped by itself on its profile (an address where no relay answers, such as the relay's SMTP port):
+ * "disconnected" still naming the profile. A disconnect the user asked for names none.
+ */
+export function isStopped(s: ConnectionState): boolean {
+  return s.status === 'disconnected' && s.profileId !== null;
+}
+
+/** Whole seconds from `now` until `at` (never below 0), or null without a time. */
+export function secondsUntil(at: number | null, now: number): number | null {
+  return at === null ? null : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/** Seconds until `at`, live (re-rendered a few times a second while `at` is set): the one countdown every view shows. */
+export function useSecondsUntil(at: number | null): number | null {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (at === null) return;
+    setNow(Date.now());
+    const t = setInterval(() => setNow(Date.now()), 250);
+    return () => clearInterval(t);
+  }, [at]);
+  return secondsUntil(at, now);
+}
+
+/** The next automatic attempt in words, for a live countdown ("Trying again in 13 s (attempt 6)."); null when none is due. */
+export function retryWords(s: ConnectionState, seconds: number | null): string | null {
+  if (s.status !== 'reconnecting' || seconds === null) return null;
+  return seconds > 0 ? `Trying again in ${seconds} s (attempt ${s.attempt}).` : `Trying again now (attempt ${s.attempt}).`;
+}
+
+/**
+ * What the button that leaves the current state does, in its words (null: there is nothing to leave). "Disconnect"
+ * only while connected: a console that is trying stops trying, a certificate prompt is cancelled, and a refusal or a
+ * changed certificate (nothing going on any more) is dismissed.
+ */
+export function leaveLabel(status: ConnectionState['status']): string | null {
+  switch (status) {
+    case 'connected':
+      return 'Disconnect';
+    case 'connecting':
+    case 'authenticating':
+    case 'reconnecting':
+      return 'Stop trying';
+    case 'fingerprint-unknown':
+      return 'Cancel';
+    case 'auth-failed':
+    case 'fingerprint-mismatch':
+      return 'Dismiss';
+    case 'disconnected':
+      return null;
+  }
 }
 
 export function useConnected(): boolean {

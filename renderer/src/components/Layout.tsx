@@ -1,17 +1,82 @@
 /**
  * Small layout pieces shared by the views: a view header with actions, a read-only notice for viewer tokens,
- * badges, an empty state, and the "not connected" placeholder (RequireConnection).
+ * badges, an empty state, the "not connected" placeholder (RequireConnection), the "Retry now" button, and which
+ * view is on screen (useShowsView / useViewShown).
  */
-import { createContext, useContext, type ReactNode } from 'react';
+import { createContext, useContext, useEffect, useState, useSyncExternalStore, type ReactNode } from 'react';
 import type { ViewId } from '../views/registry.ts';
-import { useCanEdit, useConnection } from '../hooks.ts';
-import { Button, DisabledReason } from './Button.tsx';
+import { retryWords, useApi, useCanEdit, useConnection, useSecondsUntil } from '../hooks.ts';
+import { Button, DisabledReason, type ButtonVariant } from './Button.tsx';
+import { useToast } from './Toast.tsx';
 
 /** Switch view from anywhere (e.g. "Everything from this IP" opens Live traffic filtered). */
 export type Navigate = (view: ViewId, arg?: Record<string, string>) => void;
 export const NavigateContext = createContext<Navigate>(() => {});
 export function useNavigate(): Navigate {
   return useContext(NavigateContext);
+}
+
+// --- which views are on screen: a view says it is (useShowsView), the shell's parts ask (useViewShown) -----------
+// (the status bar hides its "Open Servers" while Servers is what the user looks at)
+const shown = new Map<ViewId, number>();
+const shownListeners = new Set<() => void>();
+function shownChanged(): void {
+  for (const l of shownListeners) l();
+}
+
+/** Call in a view: while it is mounted, useViewShown(id) is true. */
+export function useShowsView(id: ViewId): void {
+  useEffect(() => {
+    shown.set(id, (shown.get(id) ?? 0) + 1);
+    shownChanged();
+    return () => {
+      const n = (shown.get(id) ?? 1) - 1;
+      if (n > 0) shown.set(id, n);
+      else shown.delete(id);
+      shownChanged();
+    };
+  }, [id]);
+}
+
+export function useViewShown(id: ViewId): boolean {
+  return useSyncExternalStore(
+    (cb) => {
+      shownListeners.add(cb);
+      return () => shownListeners.delete(cb);
+    },
+    () => shown.has(id),
+  );
+}
+
+/**
+ * While the console waits to reconnect: try now instead of at the end of the backoff (after a relay restart, the wait
+ * may still be many seconds). A new attempt of the same profile: the stream goes on from the last event.
+ */
+export function RetryNowButton({ profileId, variant = 'default', small, className }: { profileId: string; variant?: ButtonVariant; small?: boolean; className?: string }) {
+  const api = useApi();
+  const toast = useToast();
+  const [busy, setBusy] = useState(false);
+  return (
+    <Button
+      variant={variant}
+      small={small}
+      className={className}
+      busy={busy}
+      data-testid="retry-now"
+      onClick={() => {
+        setBusy(true);
+        api.connection.connect(profileId).then(
+          () => setBusy(false),
+          (err: unknown) => {
+            setBusy(false);
+            toast.error(err);
+          },
+        );
+      }}
+    >
+      Retry now
+    </Button>
+  );
 }
 
 export function ViewHeader({ title, children, subtitle }: { title: ReactNode; subtitle?: ReactNode; children?: ReactNode }) {
@@ -52,17 +117,26 @@ export function EmptyState({ title, children }: { title: ReactNode; children?: R
   );
 }
 
-/** Renders children only while connected; otherwise says so, in words, with a way to the Servers view. */
+/**
+ * Renders children only while connected; otherwise says so, in words, with a way to the Servers view (and, while the
+ * console waits to reconnect, a live countdown and "Retry now").
+ */
 export function RequireConnection({ children, what }: { children: ReactNode; what?: string }) {
   const conn = useConnection();
   const navigate = useNavigate();
+  const seconds = useSecondsUntil(conn?.status === 'reconnecting' ? conn.retryAt : null);
   if (conn?.status === 'connected') return <>{children}</>;
+  const retry = conn ? retryWords(conn, seconds) : null;
   return (
     <EmptyState title={`Not connected${what ? `: ${what} comes from the relay` : ''}`}>
-      <p>{conn?.message ?? 'Loading…'}</p>
-      <Button variant="primary" onClick={() => navigate('servers')}>
-        Open Servers
-      </Button>
+      <p data-testid="not-connected-message">{conn?.message ?? 'Loading…'}</p>
+      {retry && <p data-testid="retry-countdown">{retry}</p>}
+      <div className="button-row" style={{ justifyContent: 'center' }}>
+        {conn?.status === 'reconnecting' && conn.profileId && <RetryNowButton profileId={conn.profileId} />}
+        <Button variant="primary" onClick={() => navigate('servers')}>
+          Open Servers
+        </Button>
+      </div>
     </EmptyState>
   );
 }

@@ -1,10 +1,11 @@
 /**
  * The connection status, always visible at the top: state, relay host, role, reconnect countdown, and the
- * message in words (what happened and what to do).
+ * message in words (what happened and what to do). One line: what matters comes first, the whole message is its
+ * title, and the Servers page shows it in full.
  */
-import { useEffect, useState } from 'react';
-import type { ConnectionStatus } from '../../../shared/console-api.ts';
-import { useConnection } from '../hooks.ts';
+import type { ConnectionState, ConnectionStatus } from '../../../shared/console-api.ts';
+import { isStopped, useConnection, useSecondsUntil } from '../hooks.ts';
+import { RetryNowButton, useViewShown } from './Layout.tsx';
 
 const LABEL: Record<ConnectionStatus, string> = {
   disconnected: 'Not connected',
@@ -28,28 +29,28 @@ const TONE: Record<ConnectionStatus, 'ok' | 'warn' | 'bad' | 'muted'> = {
   'auth-failed': 'bad',
 };
 
-function useCountdown(at: number | null): number | null {
-  const [now, setNow] = useState(() => Date.now());
-  useEffect(() => {
-    if (at === null) return;
-    setNow(Date.now());
-    const t = setInterval(() => setNow(Date.now()), 250);
-    return () => clearInterval(t);
-  }, [at]);
-  return at === null ? null : Math.max(0, Math.ceil((at - now) / 1000));
+/**
+ * The status bar's one line. The certificate messages begin with a 64-character fingerprint, which pushes what to do
+ * out of sight: there, a short sentence (the Servers page shows the certificate and the full words).
+ */
+export function statusLine(s: ConnectionState): string {
+  if (s.status === 'fingerprint-unknown') return 'First connection: compare the certificate fingerprint with the one the relay printed, then accept it.';
+  if (s.status === 'fingerprint-mismatch') return "The relay's certificate changed: nothing was sent. This can be an attack; see the Servers page.";
+  return s.message;
 }
 
 export function StatusBar({ onOpenServers }: { onOpenServers: () => void }) {
   const s = useConnection();
-  const countdown = useCountdown(s?.status === 'reconnecting' ? s.retryAt : null);
+  const onServers = useViewShown('servers');
+  const countdown = useSecondsUntil(s?.status === 'reconnecting' ? s.retryAt : null);
   if (!s) return <div className="statusbar" role="status" data-status="loading">Loading…</div>;
+  const stopped = isStopped(s);
   const needsUser = s.status === 'disconnected' || s.status === 'fingerprint-unknown' || s.status === 'fingerprint-mismatch' || s.status === 'auth-failed';
-  // the core's message ends with "Retrying in N s (attempt M)." at the time it was made; show our live countdown instead
-  const message = s.status === 'reconnecting' ? s.message.replace(/\s*Retrying in \d+ s \(attempt \d+\)\.\s*$/, '') : s.message;
+  const tone = stopped ? 'bad' : TONE[s.status];
   return (
-    <div className={`statusbar statusbar-${TONE[s.status]}`} role="status" aria-live="polite" data-status={s.status}>
-      <span className={`status-dot status-${TONE[s.status]}`} aria-hidden="true" />
-      <strong className="status-label">{LABEL[s.status]}</strong>
+    <div className={`statusbar statusbar-${tone}`} role="status" aria-live="polite" data-status={s.status} data-stopped={stopped || undefined}>
+      <span className={`status-dot status-${tone}`} aria-hidden="true" />
+      <strong className="status-label">{stopped ? 'Stopped' : LABEL[s.status]}</strong>
       {(s.relay || s.profileName) && (
         <span className="status-host" title="relay">
           {s.relay?.hostname ?? s.profileName}
@@ -67,11 +68,13 @@ export function StatusBar({ onOpenServers }: { onOpenServers: () => void }) {
         </span>
       )}
       <span className="status-message" title={s.message}>
-        {message}
+        {statusLine(s)}
       </span>
-      {needsUser && (
+      {s.status === 'reconnecting' && s.profileId && <RetryNowButton profileId={s.profileId} variant="link" small className="status-action" />}
+      {/* on the Servers page, what to do is right below */}
+      {needsUser && !onServers && (
         <button type="button" className="btn btn-small btn-link status-action" onClick={onOpenServers}>
-          {s.status === 'disconnected' ? 'Connect…' : 'Open Servers'}
+          {s.status === 'disconnected' && !stopped ? 'Connect…' : 'Open Servers'}
         </button>
       )}
     </div>

@@ -19,7 +19,8 @@ import {
   validate,
   type FieldErrors,
 } from '../components/index.ts';
-import { explainError, useApi, useConnection } from '../hooks.ts';
+import { RetryNowButton, useShowsView } from '../components/Layout.tsx';
+import { explainError, isStopped, leaveLabel, retryWords, useApi, useConnection, useSecondsUntil } from '../hooks.ts';
 
 interface FormState {
   id?: string;
@@ -68,6 +69,25 @@ function CertificateTable({ cert }: { cert: CertificateInfo }) {
         </tr>
       </tbody>
     </table>
+  );
+}
+
+/**
+ * On the current server's card while the console is trying: the whole message (the status bar has one line for it),
+ * the live countdown to the next attempt, and "Retry now".
+ */
+function TryingNote({ conn }: { conn: ConnectionState }) {
+  const seconds = useSecondsUntil(conn.status === 'reconnecting' ? conn.retryAt : null);
+  const retry = retryWords(conn, seconds);
+  return (
+    <div data-testid="server-card-status" role="status">
+      <p style={{ margin: 0 }}>{conn.message}</p>
+      {retry && (
+        <p className="faint" style={{ margin: '2px 0 0', fontSize: 12.5 }} data-testid="retry-countdown">
+          {retry}
+        </p>
+      )}
+    </div>
   );
 }
 
@@ -182,6 +202,27 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
       </ErrorBox>
     );
   }
+
+  // stopped by itself: what answers at this address is not the relay (its SMTP port, say); retrying would not help
+  if (isStopped(conn) && profile) {
+    return (
+      <ErrorBox
+        title={`${name}: stopped`}
+        action={
+          <div className="button-row">
+            <Button variant="primary" onClick={() => onEdit(profile)}>
+              Edit the server
+            </Button>
+            <Button busy={busy} onClick={() => void run(() => api.connection.connect(profile.id))}>
+              Try again
+            </Button>
+          </div>
+        }
+      >
+        <span data-testid="stopped-message">{conn.message}</span>
+      </ErrorBox>
+    );
+  }
   return null;
 }
 
@@ -226,11 +267,18 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
     mutationFn: async ({ connect }: { connect: boolean }) => {
       const p = await api.profiles.save(toInput(form));
       if (connect) await api.connection.connect(p.id);
-      return p;
+      // saving new settings for the server the console is on (or trying, or refused by) connects again with them
+      // (the core decides); say so when it did
+      const st = editing ? await api.connection.state() : null;
+      const again = st !== null && st.profileId === p.id && (st.status === 'connecting' || st.status === 'authenticating');
+      return { p, again };
     },
-    onSuccess: (p, { connect }) => {
+    onSuccess: ({ p, again }, { connect }) => {
       void qc.invalidateQueries({ queryKey: ['profiles'] });
-      toast.show({ kind: 'success', message: editing ? `Saved ${p.name}.` : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.` });
+      toast.show({
+        kind: 'success',
+        message: editing ? (again ? `Saved ${p.name}; connecting with the new settings…` : `Saved ${p.name}.`) : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.`,
+      });
       reset();
       onDone();
     },
@@ -310,6 +358,7 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
 }
 
 export function ServersView(_props: Record<string, unknown>) {
+  useShowsView('servers');
   const api = useApi();
   const conn = useConnection();
   const toast = useToast();
@@ -373,7 +422,10 @@ export function ServersView(_props: Record<string, unknown>) {
           {list.map((p) => {
             const isCurrent = conn?.profileId === p.id;
             const status = isCurrent ? conn!.status : null;
-            const live = isCurrent && status !== 'disconnected';
+            const stopped = isCurrent && isStopped(conn!);
+            // what leaving this state does, in words ("Stop trying", "Dismiss"...); null: Connect instead
+            const leave = status ? leaveLabel(status) : null;
+            const trying = status === 'connecting' || status === 'authenticating' || status === 'reconnecting';
             return (
               <article key={p.id} className={`card server-card${isCurrent ? ' current' : ''}`} data-testid="server-card" data-profile-name={p.name}>
                 <div className="server-card-head">
@@ -387,6 +439,7 @@ export function ServersView(_props: Record<string, unknown>) {
                   {status && status !== 'connected' && status !== 'disconnected' && (
                     <Badge tone={status === 'fingerprint-mismatch' || status === 'auth-failed' ? 'bad' : 'warn'}>{status.replace('-', ' ')}</Badge>
                   )}
+                  {stopped && <Badge tone="bad">stopped</Badge>}
                 </div>
                 <div className="faint" style={{ fontSize: 12 }}>
                   {p.fingerprint256 ? (
@@ -401,10 +454,16 @@ export function ServersView(_props: Record<string, unknown>) {
                     </>
                   )}
                 </div>
+                {trying && <TryingNote conn={conn!} />}
                 <div className="button-row">
-                  {live ? (
-                    <Button busy={busyId === p.id} onClick={() => void act(p.id, () => api.connection.disconnect())}>
-                      Disconnect
+                  {status === 'reconnecting' && <RetryNowButton profileId={p.id} variant="primary" />}
+                  {leave ? (
+                    <Button
+                      busy={busyId === p.id}
+                      title={leave === 'Dismiss' ? 'Clear this state: the console stays not connected until you connect again.' : undefined}
+                      onClick={() => void act(p.id, () => api.connection.disconnect())}
+                    >
+                      {leave}
                     </Button>
                   ) : (
                     <Button variant="primary" busy={busyId === p.id} onClick={() => void act(p.id, () => api.connection.connect(p.id))}>
