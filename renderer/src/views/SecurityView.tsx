@@ -4,8 +4,13 @@
  * recorded traffic (policy.simulate) before config.update {baseRevision}. A stale base (4009) opens the conflict
  * dialog: what the other admin changed, and re-applying one's edits on top of the newer revision.
  * The whole config is sent at once, so a change is applied entirely or not at all.
+ *
+ * The form's state lives in security/draft.ts, per server profile, not in this component: a connection that drops
+ * for a few seconds (a relay restart), a visit to another view or to another relay never loses unsaved edits. While
+ * the connection is down the form stays on screen, read-only, saying so; after the reconnect the relay's revision is
+ * compared with the one the edits are based on, and a change made meanwhile gets the conflict handling.
  */
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import {
   Badge,
   Button,
@@ -18,19 +23,27 @@ import {
   useToast,
 } from '../components/index.ts';
 import { ApiError } from '../api.ts';
-import { explainError, useApi, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { explainError, useApi, useCanEdit, useConnection, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { ConflictDialog, type Snapshot } from './security/ConflictDialog.tsx';
+import { adoption, securityDrafts } from './security/draft.ts';
 import { ImpactPreview } from './security/ImpactPreview.tsx';
 import { RuleCard } from './security/RuleCard.tsx';
 import { SECTIONS, buildCandidate, editedFields, formChanges, formFromConfig, mapIssues, type FormValues } from './security/model.ts';
 import './views.css';
 
 export function SecurityView(_props: Record<string, unknown>) {
-  return (
-    <RequireConnection what="the security options">
-      <SecurityForm />
-    </RequireConnection>
-  );
+  const conn = useConnection();
+  const profile = conn?.profileId ?? null;
+  // a form with a draft stays on screen while the connection is down (read-only, saying so): unmounting it would
+  // hide the user's edits, and the view would seem to have dropped them
+  if (conn?.status !== 'connected' && !(profile && securityDrafts.get(profile))) {
+    return (
+      <RequireConnection what="the security configuration">
+        <></>
+      </RequireConnection>
+    );
+  }
+  return <SecurityForm key={profile ?? ''} profile={profile ?? ''} />;
 }
 
 interface Conflict {
@@ -38,16 +51,23 @@ interface Conflict {
   refused: boolean;
 }
 
-function SecurityForm() {
+function SecurityForm({ profile }: { profile: string }) {
   const api = useApi();
   const toast = useToast();
+  const conn = useConnection();
+  const connected = conn?.status === 'connected';
   const { why } = useCanEdit();
-  const q = useRelayQuery('config.get', {});
+  // keyed by profile too: the query cache is shared by all relays, and another relay's config must never become the
+  // base of this one's form
+  const q = useRelayQuery('config.get', {}, { queryKey: ['config.get', {}, { profile }] });
   const update = useRelayMutation('config.update');
 
+  const root = useRef<HTMLDivElement>(null);
+  const kept = useRef(securityDrafts.get(profile)).current;
   /** the revision the form is based on: pinned while there are local edits */
-  const [base, setBase] = useState<Snapshot | null>(null);
-  const [form, setForm] = useState<FormValues>({});
+  const [base, setBase] = useState<Snapshot | null>(kept?.base ?? null);
+  const [form, setForm] = useState<FormValues>(kept?.form ?? {});
+  const [loadedAt, setLoadedAt] = useState(kept?.loadedAt ?? 0);
   const [reviewing, setReviewing] = useState(false);
   const [hours, setHours] = useState(24);
   const [serverErrors, setServerErrors] = useState<Record<string, string>>({});
@@ -58,15 +78,24 @@ function SecurityForm() {
   const edited = useMemo(() => (base ? editedFields(base.config, form) : []), [base, form]);
   const dirty = edited.length > 0;
 
-  // adopt the relay's config when nothing is edited; with edits, keep the base and say that it moved on
+  // the draft outlives this component (a disconnect unmounts nothing now, but a view switch does)
+  useEffect(() => {
+    if (base) securityDrafts.set(profile, { base, form, loadedAt });
+  }, [profile, base, form, loadedAt]);
+
+  // adopt the relay's config when nothing is edited (or when it already holds exactly the edits: an Apply whose
+  // answer the dropped connection lost); with other edits, keep the base and say that it moved on
   useEffect(() => {
     const d = q.data;
     if (!d) return;
-    if (!base || (d.revision > base.revision && !dirty)) {
-      setBase({ revision: d.revision, config: d.config });
+    const latest = { revision: d.revision, config: d.config };
+    if (adoption(base ? { base, form, loadedAt } : undefined, latest) === 'adopt') {
+      setBase(latest);
       setForm(formFromConfig(d.config));
+      setLoadedAt(q.dataUpdatedAt);
       setServerErrors({});
     }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [q.data, base, dirty]);
 
   const candidate = useMemo(() => (base ? buildCandidate(base.config, form) : null), [base, form]);
@@ -108,6 +137,7 @@ function SecurityForm() {
         onSuccess: (r) => {
           setBase({ revision: r.revision, config: candidate.config });
           setForm(formFromConfig(candidate.config));
+          setLoadedAt(Date.now());
           setReviewing(false);
           toast.show({ kind: 'success', message: `Applied: ${r.changes.length} setting${r.changes.length === 1 ? '' : 's'} changed (revision ${r.revision}). In effect now.` });
         },
@@ -130,8 +160,16 @@ function SecurityForm() {
 
   const applyReason = why ?? (!dirty ? 'Nothing to apply: change a setting first.' : !candidate.ok ? 'Fix the settings marked in red first.' : null);
 
+  /** "3 settings to fix": bring the first one into view and put the cursor in it */
+  const showFirstError = () => {
+    const first = root.current?.querySelector<HTMLElement>('.field-invalid, .error-box');
+    if (!first) return;
+    first.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    first.querySelector<HTMLElement>('input:not([disabled])')?.focus({ preventScroll: true });
+  };
+
   return (
-    <div className="rw-view security-view">
+    <div className="rw-view security-view" ref={root}>
       <ViewHeader
         title="Security options"
         subtitle={
@@ -142,6 +180,19 @@ function SecurityForm() {
         }
       />
       <ReadOnlyNotice />
+
+      {!connected && (
+        <div className="notice notice-warn" role="status" data-testid="security-offline">
+          <span>
+            <strong>Not connected to the relay.</strong>{' '}
+            {dirty
+              ? `Your ${edited.length} change${edited.length === 1 ? ' is' : 's are'} kept here, not applied. Review and apply once the console is connected again`
+              : 'This is the configuration as last loaded; it can be edited once the console is connected again'}{' '}
+            (revision {base.revision}
+            {loadedAt ? `, loaded ${fmtDateTime(loadedAt)}` : ''}). {conn?.message}
+          </span>
+        </div>
+      )}
 
       {newer && dirty && (
         <div className="notice notice-warn" role="status" data-testid="config-moved">
@@ -199,10 +250,11 @@ function SecurityForm() {
               <Badge tone={errorCount ? 'bad' : 'warn'}>
                 {changes.length || edited.length} change{(changes.length || edited.length) === 1 ? '' : 's'} not applied
               </Badge>
+              {!connected && <span className="muted">kept here while the console is not connected</span>}
               {errorCount > 0 && (
-                <span className="apply-errors">
+                <Button small variant="link" className="apply-errors" onClick={showFirstError} title="Show the first setting marked in red" data-testid="show-errors">
                   {errorCount} setting{errorCount === 1 ? '' : 's'} to fix
-                </span>
+                </Button>
               )}
               {changes.length > 0 && (
                 <span className="apply-summary">
@@ -267,8 +319,8 @@ function SecurityForm() {
             ))}
           </tbody>
         </table>
-        <ImpactPreview config={candidate.config} hours={hours} onHours={setHours} enabled={reviewing && candidate.ok} />
-        {applyError !== null && <ErrorBox title="Not applied">{explainError(applyError)}</ErrorBox>}
+        <ImpactPreview current={base.config} config={candidate.config} hours={hours} onHours={setHours} enabled={reviewing && candidate.ok} />
+        {applyError !== null && <ApplyErrorBox err={applyError} />}
       </Dialog>
 
       {conflict && (
@@ -281,6 +333,7 @@ function SecurityForm() {
           onClose={() => setConflict(null)}
           onDiscard={(latest) => {
             setBase(latest);
+            setLoadedAt(Date.now());
             setForm(formFromConfig(latest.config));
             setServerErrors({});
             setApplyError(null);
@@ -288,6 +341,7 @@ function SecurityForm() {
           }}
           onReapply={(next, latest) => {
             setBase(latest);
+            setLoadedAt(Date.now());
             setForm(next);
             setServerErrors({});
             setApplyError(null);
@@ -298,4 +352,21 @@ function SecurityForm() {
       )}
     </div>
   );
+}
+
+/**
+ * Why Apply did not go through. A connection that dropped (or a relay that did not answer in time) before the relay
+ * confirmed leaves it unknown whether the change was applied: say so rather than "Not applied", and what will tell.
+ */
+function ApplyErrorBox({ err }: { err: unknown }) {
+  if (err instanceof ApiError && (err.code === 'closed' || err.code === 'timeout')) {
+    return (
+      <ErrorBox title="Not known whether it was applied">
+        {err.code === 'closed' ? 'The connection to the relay dropped' : 'The relay did not answer in time'} before it confirmed the change. Your changes are kept
+        here. Once the relay answers again this form shows its current revision: if your changes are in it they were applied (the form then says "No changes");
+        if not, apply them again.
+      </ErrorBox>
+    );
+  }
+  return <ErrorBox title="Not applied">{explainError(err)}</ErrorBox>;
 }

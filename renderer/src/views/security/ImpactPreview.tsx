@@ -1,11 +1,17 @@
 /**
- * The impact preview: policy.simulate replays the recorded traffic of the last hours through the candidate config
- * and says, per rule, what would newly be rejected (or pass), and which IPs would be hit. Shown before Apply.
+ * The impact preview, shown before Apply: what this change alone would do to the traffic of the last hours.
+ * policy.simulate replays the recorded traffic through a config and compares it with what was recorded at the time,
+ * which also counts whatever changed since (an IP trusted an hour ago would show as "would pass" for any change).
+ * So the traffic is replayed through the settings in effect now and through the changed ones, and the difference of
+ * the two is shown (impact.ts): what this change newly rejects, and what it lets pass that the current settings reject.
  */
 import type { Config } from '../../../../shared/config.ts';
 import type { SimulationResult } from '../../../../shared/protocol.ts';
-import { ErrorBox, fmtCount, fmtDateTime, ruleLabel } from '../../components/index.ts';
-import { explainError, useRelayQuery } from '../../hooks.ts';
+import { ErrorBox, fmtCount, fmtDateTime, fmtDuration, ruleLabel } from '../../components/index.ts';
+import { useQuery } from '@tanstack/react-query';
+import type { ApiError } from '../../api.ts';
+import { explainError, useApi, useConnected } from '../../hooks.ts';
+import { compareSimulations, type Impact } from './impact.ts';
 
 export const PREVIEW_HOURS = [
   { hours: 1, label: 'last hour' },
@@ -19,10 +25,34 @@ const UNIT: Record<string, [string, string]> = {
   recipient: ['recipient', 'recipients'],
   session: ['session', 'sessions'],
 };
-const units = (n: number, unit: string) => `${fmtCount(n)} ${(UNIT[unit] ?? [unit, unit])[n === 1 ? 0 : 1]}`;
 
-export function ImpactPreview({ config, hours, onHours, enabled }: { config: Config; hours: number; onHours: (h: number) => void; enabled: boolean }) {
-  const q = useRelayQuery('policy.simulate', { config, hours }, { enabled, staleTime: 60_000, retry: 0 });
+export interface ImpactPreviewProps {
+  /** the config in effect (the revision the form is based on) */
+  current: Config;
+  /** the config Apply would send */
+  config: Config;
+  hours: number;
+  onHours: (h: number) => void;
+  enabled: boolean;
+}
+
+export function ImpactPreview({ current, config, hours, onHours, enabled }: ImpactPreviewProps) {
+  const api = useApi();
+  const connected = useConnected();
+  // both replays in one query, asked for together, so they read the same traffic (as nearly as the relay allows:
+  // it runs replays one after the other, each up to its own "now"); a cached replay of the current settings from a
+  // minute ago would credit the last minute's traffic to the change
+  const q = useQuery<{ now: SimulationResult; after: SimulationResult }, ApiError>({
+    queryKey: ['policy.simulate', { config: current, hours }, { config, hours }],
+    queryFn: async () => {
+      const [now, after] = await Promise.all([api.call('policy.simulate', { config: current, hours }), api.call('policy.simulate', { config, hours })]);
+      return { now, after };
+    },
+    enabled: enabled && connected,
+    staleTime: 60_000,
+    retry: 0,
+  });
+  const error = q.error;
   return (
     <section className="impact" aria-labelledby="impact-title" data-testid="impact-preview">
       <div className="impact-head">
@@ -37,42 +67,69 @@ export function ImpactPreview({ config, hours, onHours, enabled }: { config: Con
         </div>
       </div>
       {!enabled && <p className="muted">Fix the fields marked in red to see the impact.</p>}
-      {enabled && q.isPending && <p className="muted" aria-busy="true">Replaying the recorded traffic…</p>}
-      {q.isError && (
+      {enabled && !connected && !q.data && <p className="muted">Not connected: the preview needs the relay. It shows once the console is back.</p>}
+      {enabled && connected && q.isPending && (
+        <p className="muted" aria-busy="true">
+          Replaying the recorded traffic through the current settings and through the changed ones…
+        </p>
+      )}
+      {error && (
         <ErrorBox title="The preview could not be computed">
-          {explainError(q.error)} You can still apply; the preview only reads history.
+          {explainError(error)} You can still apply; the preview only reads history.
         </ErrorBox>
       )}
-      {q.data && <ImpactResult r={q.data} />}
+      {!error && q.data && <ImpactResult now={q.data.now} after={q.data.after} />}
     </section>
   );
 }
 
-function ImpactResult({ r }: { r: SimulationResult }) {
-  const newlyRejected = r.rules.reduce((n, x) => n + x.newlyRejected, 0);
-  const newlyPassed = r.rules.reduce((n, x) => n + x.newlyPassed, 0);
-  const nothing = r.replayed.events === 0;
+const plural = (n: number, one: string, many = `${one}s`) => `${fmtCount(n)} ${n === 1 ? one : many}`;
+
+function IpChips({ ips, pick, title }: { ips: Impact['rules'][number]['ips']; pick: 'more' | 'fewer'; title: string }) {
+  const hit = ips.filter((i) => i[pick] > 0);
+  if (!hit.length) return null;
+  return (
+    <>
+      {hit.slice(0, 5).map((i) => (
+        <span key={i.ip} className="ip-chip" title={`${fmtCount(i[pick])} ${title}`}>
+          {i.ip} <span className="muted">{pick === 'more' ? '+' : '−'}{fmtCount(i[pick])}</span>
+        </span>
+      ))}
+      {hit.length > 5 && <span className="muted">and {hit.length - 5} more</span>}
+    </>
+  );
+}
+
+function ImpactResult({ now, after }: { now: SimulationResult; after: SimulationResult }) {
+  const r = compareSimulations(now, after);
+  const nothing = after.replayed.events === 0;
+  const skew = Math.abs(after.to - now.to);
+  const ips = (list: string[]) => (list.length ? <> from {plural(list.length, 'IP')}</> : null);
   return (
     <div className="impact-result">
       <p className="impact-window">
-        Replayed {fmtCount(r.replayed.events)} events from {fmtDateTime(r.from)} to {fmtDateTime(r.to)}: {fmtCount(r.replayed.connections)} connections,{' '}
-        {fmtCount(r.replayed.mailAttempts)} MAIL FROM, {fmtCount(r.replayed.messages)} messages.
+        Replayed {fmtCount(after.replayed.events)} events from {fmtDateTime(after.from)} to {fmtDateTime(after.to)}: {fmtCount(after.replayed.connections)} connections,{' '}
+        {fmtCount(after.replayed.mailAttempts)} MAIL FROM, {fmtCount(after.replayed.messages)} messages; once through the settings in effect now, once with this
+        change. Only the difference is this change's doing.
       </p>
       {nothing ? (
         <p className="impact-summary">No traffic was recorded in this window, so there is nothing to compare. Try a longer window.</p>
       ) : (
-        <p className={['impact-summary', newlyRejected > 0 ? 'impact-bad' : 'impact-ok'].join(' ')} data-testid="impact-summary">
-          {newlyRejected > 0 ? (
+        <p className={['impact-summary', r.more > 0 ? 'impact-bad' : 'impact-ok'].join(' ')} data-testid="impact-summary">
+          {r.more > 0 ? (
             <>
-              <strong>{fmtCount(newlyRejected)} newly rejected</strong> from {fmtCount(r.newlyRejectedIps.length)} IP{r.newlyRejectedIps.length === 1 ? '' : 's'}
+              <strong>{fmtCount(r.more)} newly rejected</strong>
+              {ips(r.moreIps)}
             </>
           ) : (
             <strong>Nothing newly rejected</strong>
           )}
-          {newlyPassed > 0 && (
+          {r.fewer > 0 ? (
             <>
-              ; {fmtCount(newlyPassed)} that were rejected would pass (from {fmtCount(r.newlyPassedIps.length)} IP{r.newlyPassedIps.length === 1 ? '' : 's'})
+              ; {fmtCount(r.fewer)} that the current settings reject would pass{ips(r.fewerIps)}
             </>
+          ) : (
+            '; nothing that the current settings reject would pass'
           )}
           .
         </p>
@@ -83,10 +140,10 @@ function ImpactResult({ r }: { r: SimulationResult }) {
             <tr>
               <th scope="col">Rule</th>
               <th scope="col" className="num">
-                Rejected now
+                Rejected with current settings
               </th>
               <th scope="col" className="num">
-                With the change
+                With this change
               </th>
               <th scope="col" className="num">
                 Newly rejected
@@ -95,48 +152,49 @@ function ImpactResult({ r }: { r: SimulationResult }) {
                 Newly passing
               </th>
               <th scope="col" className="num">
-                Monitored only
+                Monitor reports (now → with change)
               </th>
-              <th scope="col">IPs hit</th>
+              <th scope="col">IPs affected</th>
             </tr>
           </thead>
           <tbody>
             {r.rules.map((x) => (
-              <tr key={x.rule} className={x.newlyRejected > 0 ? 'row-bad' : ''}>
+              <tr key={x.rule} className={x.more > 0 ? 'row-bad' : ''} data-rule={x.rule}>
                 <th scope="row">
                   {ruleLabel(x.rule)} <span className="muted">({UNIT[x.unit]?.[1] ?? x.unit})</span>
                 </th>
-                <td className="num">{fmtCount(x.before)}</td>
+                <td className="num">{fmtCount(x.now)}</td>
                 <td className="num">{fmtCount(x.after)}</td>
-                <td className="num">{x.newlyRejected ? <strong>{fmtCount(x.newlyRejected)}</strong> : 0}</td>
-                <td className="num">{fmtCount(x.newlyPassed)}</td>
-                <td className="num">{fmtCount(x.monitored)}</td>
+                <td className="num">{x.more ? <strong>{fmtCount(x.more)}</strong> : 0}</td>
+                <td className="num">{fmtCount(x.fewer)}</td>
+                <td className="num">
+                  {x.monitoredNow === x.monitoredAfter ? fmtCount(x.monitoredAfter) : `${fmtCount(x.monitoredNow)} → ${fmtCount(x.monitoredAfter)}`}
+                </td>
                 <td className="ips">
-                  {x.ips
-                    .filter((i) => i.newlyRejected > 0)
-                    .slice(0, 5)
-                    .map((i) => (
-                      <span key={i.ip} className="ip-chip" title={units(i.newlyRejected, x.unit) + ' newly rejected'}>
-                        {i.ip} <span className="muted">×{fmtCount(i.newlyRejected)}</span>
-                      </span>
-                    ))}
-                  {x.ips.filter((i) => i.newlyRejected > 0).length > 5 && <span className="muted">and {x.ips.filter((i) => i.newlyRejected > 0).length - 5} more</span>}
+                  <IpChips ips={x.ips} pick="more" title={`${UNIT[x.unit]?.[1] ?? x.unit} newly rejected`} />
+                  <IpChips ips={x.ips} pick="fewer" title={`${UNIT[x.unit]?.[1] ?? x.unit} newly passing`} />
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
-      {r.newlyRejectedIps.length > 0 && (
+      {r.moreIps.length > 0 && (
         <p className="impact-ips">
-          IPs that would be newly rejected: <span className="mono">{r.newlyRejectedIps.slice(0, 20).join(', ')}</span>
-          {r.newlyRejectedIps.length > 20 && ` and ${r.newlyRejectedIps.length - 20} more`}
+          IPs this change would newly reject: <span className="mono">{r.moreIps.slice(0, 20).join(', ')}</span>
+          {r.moreIps.length > 20 && ` and ${r.moreIps.length - 20} more`}
         </p>
       )}
-      {(r.caveats.length > 0 || r.truncated) && (
+      {(after.caveats.length > 0 || after.truncated || skew >= 1000) && (
         <ul className="impact-caveats">
-          {r.truncated && <li>The window held more events than a replay reads; the oldest were skipped.</li>}
-          {r.caveats.map((c) => (
+          {skew >= 1000 && (
+            <li>
+              The two replays ended {fmtDuration(skew)} apart (the relay runs them one after the other): traffic in between is counted in one of them only, so
+              the numbers can be off by that much traffic.
+            </li>
+          )}
+          {after.truncated && <li>The window held more events than a replay reads; the oldest were skipped.</li>}
+          {after.caveats.map((c) => (
             <li key={c}>{c}</li>
           ))}
         </ul>

@@ -389,9 +389,12 @@ export function buildCandidate(base: Config, form: FormValues): Candidate {
     }
     const text = typeof raw === 'string' ? raw.trim() : '';
     if (f.kind === 'int') {
+      // a sign is let through to the schema, so "-1" gets the field's own bound ("must be at least 1"), not a
+      // complaint about the format
+      const digits = text.replace(/[,_\s]/g, '').replace(/^[\u2212\u2013]/, '-');
       if (text === '') fieldErrors[id] = 'enter a number';
-      else if (!/^\d+$/.test(text.replace(/[,_\s]/g, ''))) fieldErrors[id] = 'enter a whole number, e.g. 100';
-      else setPath(draft, f.path, Number(text.replace(/[,_\s]/g, '')));
+      else if (!/^[-+]?\d+$/.test(digits)) fieldErrors[id] = 'enter a whole number, e.g. 100';
+      else setPath(draft, f.path, Number(digits) || 0);
     } else if (f.kind === 'mib') {
       const t = text.replace(/,/g, '.');
       if (t === '') fieldErrors[id] = 'enter a size in MiB';
