@@ -1,6 +1,10 @@
 /**
  * Dashboard: accepted and rejected per second over the last 15 minutes (uPlot; stats.get for the history, stats.tick
  * to extend it), rejections per rule, top talkers, queue size and the relay's counters.
+ *
+ * Every counter here is kept in the relay's memory and starts at zero when it starts. A relay restarted 3 minutes
+ * ago has no "last 15 minutes" or "last hour" to tell about, so each card whose window reaches back before the start
+ * says "since the relay started 3 min ago" instead (windowWords), and its empty text says where earlier traffic is.
  */
 import { useEffect, useMemo, useState } from 'react';
 import type { NotificationParams, Result, StatsPoint } from '../../../shared/protocol.ts';
@@ -9,6 +13,23 @@ import { TimeChart } from '../components/TimeChart.tsx';
 import { explainError, useApi, useRelayQuery } from '../hooks.ts';
 
 const WINDOW_MS = 15 * 60_000;
+const HOUR_MS = 60 * 60_000;
+
+/** "since the relay started 3 min ago" */
+export function sinceStart(startedAt: number, now: number): string {
+  const ago = fmtAgo(startedAt, now);
+  return `since the relay started ${ago === 'now' ? 'just now' : ago}`;
+}
+
+/**
+ * The words for a card's window ("in the last 15 minutes"), or, when the relay started within it (its counters begin
+ * at its start, and know nothing of the traffic before), "since the relay started 3 min ago".
+ */
+export function windowWords(startedAt: number, now: number, windowMs: number, words: string): { text: string; partial: boolean } {
+  return startedAt > now - windowMs ? { text: sinceStart(startedAt, now), partial: true } : { text: words, partial: false };
+}
+
+const EARLIER = 'The counters start at zero when the relay starts; earlier traffic is in Live traffic and the stored history.';
 type Stats = NotificationParams<'stats.tick'>;
 
 /** the per-second series: the history from stats.get, extended by every stats.tick */
@@ -69,7 +90,6 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
   // a relay younger than 15 minutes: show what there is (at least a minute) rather than an empty chart
   const first = points[0]?.at ?? now;
   const xRange: [number, number] = [Math.max(now - WINDOW_MS, Math.min(first, now - 60_000)), now];
-  const young = latest !== null && latest.startedAt > now - WINDOW_MS;
 
   if (q.isError) return <ErrorBox title="The dashboard could not load the relay's statistics">{explainError(q.error)}</ErrorBox>;
   if (!latest) return <p className="muted">Loading statistics…</p>;
@@ -80,12 +100,17 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
     .sort((a, b) => b[1] - a[1]);
   const maxRule = byRule[0]?.[1] ?? 1;
   const sum15 = (k: 'accepted' | 'rejected' | 'monitored') => points.reduce((n, p) => n + p[k], 0);
+  const w15 = windowWords(s.startedAt, now, WINDOW_MS, 'in the last 15 minutes');
+  const w60 = windowWords(s.startedAt, now, HOUR_MS, 'in the last hour');
+  const started = sinceStart(s.startedAt, now);
+  // "12 in the last 15 min · 40 since the relay started 2 h ago", or one number when both are the same window
+  const kpiSub = (k: 'accepted' | 'rejected', total: number) => (w15.partial ? `${fmtCount(total)} ${started}` : `${fmtCount(sum15(k))} in 15 min · ${fmtCount(total)} ${started}`);
 
   return (
     <div className="dash-grid" data-testid="dashboard">
-      <Kpi label="Accepted / s" value={fmtCount(s.perSecond.accepted)} sub={`${fmtCount(sum15('accepted'))} in 15 min · ${fmtCount(s.totals.accepted)} since start`} tone="ok" testid="kpi-accepted" />
-      <Kpi label="Rejected / s" value={fmtCount(s.perSecond.rejected)} sub={`${fmtCount(sum15('rejected'))} in 15 min · ${fmtCount(s.totals.rejected)} since start`} tone={s.perSecond.rejected ? 'bad' : undefined} testid="kpi-rejected" />
-      <Kpi label="Open SMTP connections" value={fmtCount(s.openConnections)} sub={`${fmtCount(s.totals.connections)} since start`} />
+      <Kpi label="Accepted / s" value={fmtCount(s.perSecond.accepted)} sub={kpiSub('accepted', s.totals.accepted)} tone="ok" testid="kpi-accepted" />
+      <Kpi label="Rejected / s" value={fmtCount(s.perSecond.rejected)} sub={kpiSub('rejected', s.totals.rejected)} tone={s.perSecond.rejected ? 'bad' : undefined} testid="kpi-rejected" />
+      <Kpi label="Open SMTP connections" value={fmtCount(s.openConnections)} sub={`${fmtCount(s.totals.connections)} connections ${started}`} testid="kpi-connections" />
       <section className="card" data-testid="queue-size">
         <h2>Queue</h2>
         <div className="kpi">{fmtCount(s.queue.size)}</div>
@@ -100,10 +125,7 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
 
       <section className="card dash-wide" aria-labelledby="chart-title">
         <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline' }}>
-          <h2 id="chart-title">
-            Messages per second, last 15 minutes
-            {young && <span className="faint"> (the relay started {fmtAgo(latest!.startedAt, now)})</span>}
-          </h2>
+          <h2 id="chart-title">Messages per second {w15.partial ? started : 'in the last 15 minutes'}</h2>
           <div className="legend" aria-hidden="true">
             <span>
               <i style={{ background: 'var(--chart-accepted)' }} />
@@ -123,9 +145,11 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       </section>
 
       <section className="card dash-half" aria-labelledby="rules-title" data-testid="rejections-by-rule">
-        <h2 id="rules-title">Rejections per rule, last 15 minutes</h2>
+        <h2 id="rules-title">Rejections per rule {w15.text}</h2>
         {byRule.length === 0 ? (
-          <p className="muted">No rejections in the last 15 minutes.</p>
+          <p className="muted">
+            No rejections {w15.text}.{w15.partial ? ` ${EARLIER}` : ''}
+          </p>
         ) : (
           <ul className="bars">
             {byRule.map(([rule, n]) => (
@@ -141,7 +165,7 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
         )}
         {Object.keys(s.totals.monitoredByRule).length > 0 && (
           <p className="faint" style={{ fontSize: 12, marginBottom: 0 }}>
-            Monitor mode (would have rejected, since start):{' '}
+            Monitor mode (would have rejected, {started}):{' '}
             {Object.entries(s.totals.monitoredByRule)
               .map(([r, n]) => `${ruleLabel(r)} ${fmtCount(n)}`)
               .join(' · ')}
@@ -150,9 +174,11 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       </section>
 
       <section className="card dash-half" aria-labelledby="talkers-title" data-testid="top-talkers">
-        <h2 id="talkers-title">Top talkers, last hour</h2>
+        <h2 id="talkers-title">Top talkers {w60.text}</h2>
         {s.topTalkers.length === 0 ? (
-          <p className="muted">No client sent mail in the last hour.</p>
+          <p className="muted">
+            No client sent mail {w60.text}.{w60.partial ? ` ${EARLIER}` : ''}
+          </p>
         ) : (
           <table className="table">
             <thead>
@@ -183,7 +209,7 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
 
       <p className="faint dash-wide" style={{ fontSize: 12, margin: 0 }}>
         Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · {fmtCount(s.totals.delivered)} delivered, {fmtCount(s.totals.deferred)} deferred,{' '}
-        {fmtCount(s.totals.bounced)} bounced since start · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
+        {fmtCount(s.totals.bounced)} bounced since the start · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
         console session{s.manage.sessions === 1 ? '' : 's'}
         {s.manage.droppedEvents > 0 ? ` · ${fmtCount(s.manage.droppedEvents)} events dropped for slow consoles` : ''} · config revision {s.configRevision}
       </p>
