@@ -6,8 +6,12 @@
  *
  * `undo` runs once; its failure becomes an error toast (with explainError's words). Toasts with an undo stay longer.
  * <ToastProvider> wraps the app (main.tsx).
+ *
+ * Toasts sit in the bottom right corner, which is also where a view keeps its action buttons (the security form's
+ * sticky apply bar, a dialog's footer, a form's Save). A toast there would hide "Review and apply" for 12 s, so the
+ * stack moves up, above the controls it would cover (toastLift), and comes back down when they are gone.
  */
-import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { explainError } from '../hooks.ts';
 
 export type ToastKind = 'info' | 'success' | 'error' | 'warning';
@@ -39,6 +43,64 @@ interface Item extends ToastOptions {
 }
 
 const Ctx = createContext<ToastApi | null>(null);
+
+/** what a toast must not hide */
+const CONTROL = 'button, a[href], input, select, textarea, [role="button"], [role="tab"], label.segment';
+
+interface Box {
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+}
+
+/** The controls (outside `own`) seen at a grid of points over `r`: the rects of those a box there would hide. */
+function controlsUnder(r: Box, own: Element): Box[] {
+  const out: Box[] = [];
+  const seen = new Set<Element>();
+  const cols = 12;
+  const rows = 3;
+  for (let j = 0; j < rows; j++) {
+    for (let i = 0; i < cols; i++) {
+      const x = r.left + ((i + 0.5) * (r.right - r.left)) / cols;
+      const y = r.top + ((j + 0.5) * (r.bottom - r.top)) / rows;
+      // the topmost element under the point once the toasts are left out
+      const under = document.elementsFromPoint(x, y).find((e) => !own.contains(e));
+      const c = under?.closest(CONTROL);
+      if (c && !seen.has(c)) {
+        seen.add(c);
+        out.push(c.getBoundingClientRect());
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * How far (px) to move the toast stack up from its place in the corner so it hides no control: above the controls
+ * it would cover, then above the ones it would cover there, a few times over. Where no such place is found below the
+ * top of the window, the first move (above the bottom-most controls, usually an action bar) is taken.
+ */
+export function toastLift(el: HTMLElement): number {
+  const rect = el.getBoundingClientRect();
+  if (rect.height === 0) return 0;
+  const vh = window.innerHeight;
+  // the stylesheet's offset from the bottom (the lift is a transform, which moves neither this nor the width)
+  const base = parseFloat(getComputedStyle(el).bottom) || 0;
+  const gap = 8;
+  let lift = 0;
+  let first: number | null = null;
+  for (let i = 0; i < 4; i++) {
+    const bottom = vh - base - lift;
+    const hits = controlsUnder({ left: rect.left, right: rect.right, top: bottom - rect.height, bottom }, el);
+    if (hits.length === 0) return lift;
+    const next = vh - base - Math.min(...hits.map((h) => h.top)) + gap;
+    if (next <= lift || bottom - rect.height - (next - lift) < 48) break;
+    lift = next;
+    first ??= next;
+  }
+  return first ?? 0;
+}
 
 export function useToast(): ToastApi {
   const t = useContext(Ctx);
@@ -92,11 +154,54 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     }
   };
 
+  // keep the stack off the controls under it while there is one: on show, on scroll and resize, and every half
+  // second (a view may add an action bar under it at any time)
+  const box = useRef<HTMLDivElement>(null);
+  const [lift, setLift] = useState(0);
+  const liftRef = useRef(0);
+  liftRef.current = lift;
+  const shown = items.length > 0;
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!shown || !el) {
+      setLift(0);
+      return;
+    }
+    let frame = 0;
+    const place = () => {
+      frame = 0;
+      const next = toastLift(el);
+      if (Math.abs(next - liftRef.current) > 1) setLift(next);
+    };
+    const soon = () => {
+      if (!frame) frame = requestAnimationFrame(place);
+    };
+    place();
+    const timer = setInterval(soon, 500);
+    // a click or a key may open a view or a dialog with its own buttons under the stack
+    const events = ['scroll', 'click', 'keyup'] as const;
+    window.addEventListener('resize', soon);
+    for (const e of events) document.addEventListener(e, soon, true);
+    return () => {
+      clearInterval(timer);
+      if (frame) cancelAnimationFrame(frame);
+      window.removeEventListener('resize', soon);
+      for (const e of events) document.removeEventListener(e, soon, true);
+    };
+  }, [shown, items]);
+
   const api = useMemo<ToastApi>(() => ({ show, dismiss, error }), [show, dismiss, error]);
   return (
     <Ctx.Provider value={api}>
       {children}
-      <div className="toasts" role="status" aria-live="polite">
+      <div
+        ref={box}
+        className="toasts"
+        role="status"
+        aria-live="polite"
+        data-lift={lift || undefined}
+        style={lift ? { transform: `translateY(${-lift}px)`, transition: 'transform 120ms ease-out' } : undefined}
+      >
         {items.map((t) => (
           <div key={t.id} className={`toast toast-${t.kind ?? 'info'}`} data-testid="toast">
             <div className="toast-message">{t.message}</div>
