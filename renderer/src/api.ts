@@ -72,8 +72,11 @@ let api: ConsoleApi | null = null;
 
 export function getApi(): ConsoleApi {
   if (!api) {
-    if (!window.rwBridge) throw new Error('The console bridge is missing: this page must run inside the Relay Warden app.');
-    api = makeConsoleApi(window.rwBridge);
+    // globalThis is the page's window; read without the DOM's types, so that plain-Node tests of the modules that
+    // import this one (hooks.ts's pure helpers) type-check too
+    const bridge = (globalThis as { rwBridge?: Bridge }).rwBridge;
+    if (!bridge) throw new Error('The console bridge is missing: this page must run inside the Relay Warden app.');
+    api = makeConsoleApi(bridge);
   }
   return api;
 }
