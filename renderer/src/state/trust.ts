@@ -1,13 +1,23 @@
 /**
  * The one-click "Trust this IP" action: clients.trust with an optional expiry, then a toast whose Undo removes the
  * entry that was added (groups.removeEntry). If the IP was trusted already, nothing was added and there is no Undo.
+ *
+ * What trusting does depends on the config, and the console says it before the click and in the toast: the relay adds
+ * the address to the first of limits.exemptGroups, so it skips the per-IP limits; when that group is in
+ * relay.allowGroups too (the default: "Trusted" is in both), the address may also relay mail to any domain, and the
+ * relay skips the DNS checks for it (relay/smtp/front.ts: mayRelay is dnsExempt). Trusting from a "Relay access
+ * denied" rejection is the case where the click grants relaying itself, so it asks first, with a bounded expiry.
  */
 import { useQueryClient } from '@tanstack/react-query';
 import { useCallback, useState } from 'react';
 import { useToast } from '../components/Toast.tsx';
-import { fmtDateTime } from '../components/format.ts';
 import { useApi } from '../hooks.ts';
 import { refetchRelayState } from './refetch.ts';
+import { trustedMessage, type TrustEffects } from './summary.ts';
+
+// the words and the pure logic of trusting live in summary.ts (tested in Node without React); the views import them from here
+export { RELAY_TRUST_DEFAULT, asksBeforeTrust, clientNowLine, groupMatcher, trustEffects, trustWarning, trustedEntry, trustedMessage } from './summary.ts';
+export type { TrustConfig, TrustEffects } from './summary.ts';
 
 export type TrustExpiry = 'forever' | '1h' | '1d';
 export const TRUST_EXPIRIES: { value: TrustExpiry; label: string }[] = [
@@ -22,27 +32,33 @@ export function expiryToIso(e: TrustExpiry, now = Date.now()): string | null {
   return null;
 }
 
-export function useTrustIp(): { trust: (ip: string, expiry: TrustExpiry, why?: string) => Promise<void>; pending: string | null } {
+export function useTrustIp(): {
+  trust: (ip: string, expiry: TrustExpiry, why?: string, effects?: TrustEffects | null) => Promise<void>;
+  pending: string | null;
+} {
   const api = useApi();
   const toast = useToast();
   const qc = useQueryClient();
   const [pending, setPending] = useState<string | null>(null);
   const refresh = useCallback(() => refetchRelayState(qc), [qc]);
   const trust = useCallback(
-    async (ip: string, expiry: TrustExpiry, why?: string) => {
+    async (ip: string, expiry: TrustExpiry, why?: string, effects?: TrustEffects | null) => {
       setPending(ip);
       try {
         const expiresAt = expiryToIso(expiry);
         const r = await api.call('clients.trust', { ip, expiresAt, comment: why ? `Trusted from Live traffic (${why})` : 'Trusted from Live traffic' });
         refresh();
+        // whether the group it landed in may relay: from the config the warning was made from, or read now
+        let relays: boolean | null = effects && effects.group === r.group ? effects.relays : null;
+        if (relays === null) relays = await api.call('config.get', {}).then((c) => c.config.relay.allowGroups.includes(r.group), () => null);
+        const message = trustedMessage(ip, r, relays);
         if (r.alreadyTrusted) {
-          toast.show({ kind: 'info', message: `${ip} is already trusted (group "${r.group}", entry ${r.entry.address}).${r.unblocked ? ' Its block was cleared.' : ''}` });
+          toast.show({ kind: 'info', message });
           return;
         }
-        const until = r.entry.expiresAt ? ` until ${fmtDateTime(r.entry.expiresAt)}` : '';
         toast.show({
-          kind: 'success',
-          message: `Trusted ${ip} in "${r.group}"${until}: its next message skips the per-IP limits.${r.unblocked ? ' Its block was cleared.' : ''}`,
+          kind: relays === false ? 'success' : 'warning',
+          message,
           undo: async () => {
             await api.call('groups.removeEntry', { group: r.group, address: r.entry.address });
             refresh();

@@ -25,6 +25,7 @@ import {
   useToast,
 } from '../components/index.ts';
 import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { trustEffects, trustWarning, trustedMessage } from '../state/trust.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor } from './parts/expiry.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
@@ -137,7 +138,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
                 <th scope="col">Status</th>
                 <th scope="col">Last seen</th>
                 <th scope="col">Recent rejections</th>
-                <th scope="col" className="num">
+                <th scope="col" className="num actions">
                   <span className="sr-only">Actions</span>
                 </th>
               </tr>
@@ -170,9 +171,13 @@ function Clients({ navigate }: { navigate: Navigate }) {
                           </div>
                         )}
                         {c.trusted && (
-                          <div title={c.trustedBy ? `entry ${c.trustedBy.address} in "${c.trustedBy.group}"` : undefined}>
-                            <Badge tone="ok">Trusted{c.trustedBy ? ` in ${c.trustedBy.group}` : ''}</Badge>
-                            {c.trustedBy && <div className="status-sub">{c.trustedBy.expiresAt ? `until ${fmtDateTime(c.trustedBy.expiresAt)}` : 'no expiry'}</div>}
+                          <div title={c.trustedBy ? `entry ${c.trustedBy.address} in group "${c.trustedBy.group}"` : undefined} data-testid="client-trusted">
+                            <Badge tone="ok">Trusted</Badge>
+                            {c.trustedBy && (
+                              <div className="status-sub">
+                                group "{c.trustedBy.group}"{c.trustedBy.address !== c.ip ? ` (entry ${c.trustedBy.address})` : ''}, {c.trustedBy.expiresAt ? `until ${fmtDateTime(c.trustedBy.expiresAt)}` : 'no expiry'}
+                              </div>
+                            )}
                           </div>
                         )}
                         {!blocked && !c.trusted && <span className="faint">—</span>}
@@ -233,13 +238,11 @@ function Clients({ navigate }: { navigate: Navigate }) {
         <TrustDialog
           client={trusting}
           onClose={() => setTrusting(null)}
-          onTrusted={(r) => {
+          onTrusted={(r, relays) => {
             setTrusting(null);
             toast.show({
-              kind: 'success',
-              message: r.alreadyTrusted
-                ? `${trusting.ip} was already trusted (${r.entry.address} in "${r.group}").`
-                : `Trusted ${r.entry.address} in "${r.group}"${r.entry.expiresAt ? ` until ${fmtDateTime(r.entry.expiresAt)}` : ''}${r.unblocked ? '; its block is cleared' : ''}.`,
+              kind: r.alreadyTrusted ? 'info' : relays === false ? 'success' : 'warning',
+              message: trustedMessage(trusting.ip, r, relays),
               undo: r.alreadyTrusted ? undefined : () => untrust.mutateAsync({ group: r.group, address: r.entry.address }),
               undoneMessage: `${r.entry.address} is no longer trusted.`,
             });
@@ -261,31 +264,49 @@ function Clients({ navigate }: { navigate: Navigate }) {
   );
 }
 
-function TrustDialog({ client, onClose, onTrusted }: { client: ClientInfo; onClose: () => void; onTrusted: (r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean }) => void }) {
+function TrustDialog({
+  client,
+  onClose,
+  onTrusted,
+}: {
+  client: ClientInfo;
+  onClose: () => void;
+  /** `relays`: whether the group it joined may relay (relay.allowGroups), as the config said when the dialog opened */
+  onTrusted: (r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean }, relays: boolean | null) => void;
+}) {
   const { why } = useCanEdit();
   const trust = useRelayMutation('clients.trust');
   const cfg = useRelayQuery('config.get', {});
   const [expiry, setExpiry] = useState<ExpiryValue>({ preset: '1d', date: '' });
   const [comment, setComment] = useState('');
   const exp = expiryFor(expiry.preset, expiry.date, Date.now());
-  const group = cfg.data?.config.limits.exemptGroups[0];
-  const noGroup = cfg.data !== undefined && group === undefined;
+  const effects = cfg.data ? trustEffects(cfg.data.config) : null;
+  const noGroup = effects !== null && effects.group === null;
+  // it was refused relaying: trusting it is what would let it relay
+  const wasRelayRefused = client.recentRejections.some((r) => r.rule === 'relay.access');
   return (
     <ConfirmDialog
       open
       title={`Trust ${client.ip}?`}
-      confirmLabel="Trust"
+      confirmLabel={effects?.relays && wasRelayRefused ? 'Trust and allow relaying' : 'Trust'}
+      danger={effects?.relays && wasRelayRefused}
       busy={trust.isPending}
       onCancel={onClose}
       onConfirm={() => {
         if (!exp.ok || why || noGroup) return;
-        trust.mutate({ ip: client.ip, comment: comment.trim() || null, expiresAt: exp.expiresAt }, { onSuccess: onTrusted });
+        trust.mutate({ ip: client.ip, comment: comment.trim() || null, expiresAt: exp.expiresAt }, { onSuccess: (r) => onTrusted(r, effects ? effects.group === r.group && effects.relays : null) });
       }}
     >
-      <p>
-        The address joins {group ? <strong>"{group}"</strong> : 'the first exempt group'}: it skips the per-IP limits from its next SMTP command, and any block is cleared. The
-        change is audited.
+      <p data-testid="trust-effect">
+        {effects ? trustWarning(client.ip, effects) : 'The address joins the first exempt group: it skips the per-IP limits.'} Any block and its counters are cleared from its
+        next SMTP command; the change is audited.
       </p>
+      {effects?.relays && wasRelayRefused && (
+        <p className="trust-effect trust-effect-relay" data-testid="trust-relay-warning">
+          <strong>{client.ip} was refused relaying recently.</strong> Trusting it lets it send mail through this relay to any domain; if the address is shared, compromised
+          or an open proxy, spam goes out under this relay's name. For a person or an application, an SMTP login (AUTH) is the safer way.
+        </p>
+      )}
       {noGroup && <ErrorBox>No group is exempt from the limits, so there is nowhere to trust an address. Pick an exempt group in Security options first.</ErrorBox>}
       <div className="trust-options">
         <ExpiryPicker value={expiry} onChange={setExpiry} error={!exp.ok ? exp.error : null} why={why} label="Trust for" neverLabel="Forever" />

@@ -1,21 +1,36 @@
 /**
  * Live traffic: the live event store in a virtualised table (newest first), filters (IP, text, kind, rejections only),
  * pause that keeps ingesting and counts what is new, the session detail of a clicked row, and on rejected rows the
- * one-click "Trust this IP" (toast with Undo) and "Everything from this IP". When a (re)connect's backlog was cut (more
- * than the relay sends at once, backlogMax, since the console's last event), a notice names the events not shown and where they are.
+ * one-click "Trust this IP" (toast with Undo) and "Everything from this IP". What trusting does with the current config
+ * (skip the per-IP limits; relay to any domain when the trust group may relay) is said before the click; from a "Relay
+ * access denied" row, where the click itself would grant relaying, it asks first. Rows of addresses trusted now say so
+ * instead of offering the trust. When a (re)connect's backlog was cut (more than the relay sends at once, backlogMax,
+ * since the console's last event), a notice names the events not shown and where they are.
  */
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import type { KeyboardEvent as ReactKeyboardEvent, PointerEvent as ReactPointerEvent } from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
-import { Badge, Button, Checkbox, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
+import { Badge, Button, Checkbox, ConfirmDialog, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
 import { explainError, useCanEdit, useConnection, useRelayQuery } from '../hooks.ts';
 import { compileFilter, isEmptyFilter } from '../state/filter.ts';
 import { gapNotice } from '../state/gaps.ts';
 import { FilteredView, liveStore, useLiveVersion } from '../state/live.ts';
 import { liveUi, useLiveUi } from '../state/liveUi.ts';
-import { kindClass, kindLabel, summarize } from '../state/summary.ts';
-import { TRUST_EXPIRIES, useTrustIp, type TrustExpiry } from '../state/trust.ts';
+import { kindClass, kindLabel, refusedTo, summarize } from '../state/summary.ts';
+import {
+  RELAY_TRUST_DEFAULT,
+  TRUST_EXPIRIES,
+  asksBeforeTrust,
+  clientNowLine,
+  groupMatcher,
+  trustEffects,
+  trustWarning,
+  trustedEntry,
+  useTrustIp,
+  type TrustEffects,
+  type TrustExpiry,
+} from '../state/trust.ts';
 import './views.css';
 
 const ROW_H = 28;
@@ -37,10 +52,13 @@ interface RowProps {
   onOnlyIp: (ip: string) => void;
   trustDisabled: string | null;
   trustPending: boolean;
-  trustLabel: string;
+  /** the button's tooltip: for how long, and what trusting does with the current config */
+  trustTitle: string;
+  /** the address is trusted now (an exempt group's live entry): words for the badge's tooltip; null: not trusted */
+  trustedAs: string | null;
 }
 
-const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, trustDisabled, trustPending, trustLabel }: RowProps) {
+const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, trustDisabled, trustPending, trustTitle, trustedAs }: RowProps) {
   const rejected = e.kind === 'rejected';
   const cls = `live-row kind-${e.kind}${rejected && !e.enforced ? ' monitor' : ''}${selected ? ' selected' : ''}`;
   return (
@@ -68,17 +86,24 @@ const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, t
       </span>
       <span className="cell-summary" role="cell">
         {rejected ? (
-          <span className="summary-text" title={`${e.rule}: ${e.code} ${e.text}`}>
-            <strong>{ruleLabel(e.rule)}</strong> · <span className="mono">{e.code}</span> {e.text}
+          <span className="summary-text" title={`${e.rule}: ${e.to ? `${refusedTo(e)}: ` : ''}${e.code} ${e.text}`}>
+            <strong>{ruleLabel(e.rule)}</strong>
+            {e.to && <span className="refused-to"> · {refusedTo(e)}</span>} · <span className="mono">{e.code}</span> {e.text}
           </span>
         ) : (
           <span className="summary-text">{summarize(e)}</span>
         )}
         {rejected && e.ip && (
           <span className="row-actions" onPointerDown={(ev) => ev.stopPropagation()}>
-            <Button small variant="primary" disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(e)} title={`Trust ${e.ip} ${trustLabel}`} data-action="trust">
-              Trust this IP
-            </Button>
+            {trustedAs ? (
+              <span className="row-trusted" title={trustedAs} data-testid="row-trusted">
+                <Badge tone="ok">trusted</Badge>
+              </span>
+            ) : (
+              <Button small variant="primary" disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(e)} title={trustTitle} data-action="trust">
+                {asksBeforeTrust(e) ? 'Trust this IP…' : 'Trust this IP'}
+              </Button>
+            )}
             <Button small variant="ghost" className="row-secondary" onClick={() => onOnlyIp(e.ip!)} title={`Show everything from ${e.ip}`} data-action="only-ip">
               Everything from this IP
             </Button>
@@ -98,6 +123,8 @@ function SessionPanel({
   trustPending,
   expiry,
   setExpiry,
+  effects,
+  trusted,
 }: {
   event: RelayEvent;
   onClose: () => void;
@@ -107,6 +134,10 @@ function SessionPanel({
   trustPending: boolean;
   expiry: TrustExpiry;
   setExpiry: (e: TrustExpiry) => void;
+  /** what trusting does with the current config; null: the config is not read yet */
+  effects: TrustEffects | null;
+  /** the exempt-group entry that trusts the event's address now, or null */
+  trusted: { group: string; entry: { expiresAt?: string | null; addedAt?: string | null } } | null;
 }) {
   const sid = event.sessionId;
   const older = useRelayQuery('events.query', { sessionId: sid ?? '', order: 'asc', limit: 1000 }, { enabled: sid !== null, staleTime: 2_000 });
@@ -150,77 +181,107 @@ function SessionPanel({
         </button>
       </header>
       <div className="panel-body">
-        {rej && (
-          <div className="reject-box">
-            <div>
-              <strong>{ruleLabel(rej.rule)}</strong> <span className="faint mono">({rej.rule})</span>{' '}
-              {rej.enforced ? <Badge tone="bad">rejected</Badge> : <Badge tone="warn">monitor: would have rejected</Badge>}
-            </div>
-            <div style={{ marginTop: 4 }}>
-              <span className="code">{rej.code}</span> {rej.text}
-            </div>
-            <div className="faint" style={{ fontSize: 12, marginTop: 4 }}>
-              at the {rej.stage.toUpperCase()} stage, {fmtDateTime(rej.at)}
-            </div>
-            {rej.dns && (
-              <div className="reject-dns" data-testid="reject-dns" style={{ fontSize: 12, marginTop: 4 }}>
-                <span className="faint">Resolver: </span>
-                <span className="mono">{rej.dns}</span>
+        <div className="panel-facts">
+          {rej && (
+            <div className="reject-box">
+              <div>
+                <strong>{ruleLabel(rej.rule)}</strong> <span className="faint mono">({rej.rule})</span>{' '}
+                {rej.enforced ? <Badge tone="bad">rejected</Badge> : <Badge tone="warn">monitor: would have rejected</Badge>}
               </div>
-            )}
-            {rej.ip && (
-              <div className="trust-row">
-                <select aria-label="How long to trust" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)} disabled={Boolean(trustDisabled)}>
-                  {TRUST_EXPIRIES.map((x) => (
-                    <option key={x.value} value={x.value}>
-                      {x.label}
-                    </option>
-                  ))}
-                </select>
-                <Button variant="primary" small disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(rej)} data-action="trust">
-                  Trust this IP
-                </Button>
-                <Button small onClick={() => onOnlyIp(rej.ip!)}>
-                  Everything from this IP
-                </Button>
+              {rej.to && (
+                <div style={{ marginTop: 4 }} data-testid="reject-to">
+                  <span className="faint">Refused recipient: </span>
+                  <span className="mono">{rej.to}</span>
+                </div>
+              )}
+              <div style={{ marginTop: 4 }}>
+                <span className="code">{rej.code}</span> {rej.text}
               </div>
-            )}
-          </div>
-        )}
-        {info && (
-          <p className="muted" style={{ fontSize: 12.5, margin: '0 0 6px' }} data-testid="client-info">
-            {info.ip}: {info.messagesLastHour} message{info.messagesLastHour === 1 ? '' : 's'} in the last hour, {info.connections} open connection
-            {info.connections === 1 ? '' : 's'}
-            {info.trusted ? (
-              <>
-                , <Badge tone="ok">trusted</Badge> ({info.trustedBy?.group}
-                {info.trustedBy?.expiresAt ? ` until ${fmtDateTime(info.trustedBy.expiresAt)}` : ''})
-              </>
-            ) : null}
-            {info.blockedUntil ? (
-              <>
-                , <Badge tone="bad">blocked {fmtAgo(info.blockedUntil)}</Badge>
-              </>
-            ) : null}
-            .
-          </p>
-        )}
-        {older.isError && <ErrorBox>Older events of this session could not be loaded: {explainError(older.error)}</ErrorBox>}
-        <h3 style={{ marginTop: 10 }}>
-          {events.length} event{events.length === 1 ? '' : 's'}
-          {older.isFetching && <span className="faint"> · loading history…</span>}
-        </h3>
-        <ol className="session-events">
-          {events.map((e) => (
-            <li key={e.id} className={e.id === event.id ? 'is-selected' : undefined}>
-              <span className="cell-time">{fmtTimeMs(e.at)}</span>
-              <span>
-                <span className={`kind ${kindClass(e)}`}>{kindLabel(e)}</span>
-              </span>
-              <span className="ev-text">{summarize(e)}</span>
-            </li>
-          ))}
-        </ol>
+              <div className="faint" style={{ fontSize: 12, marginTop: 4 }}>
+                at the {rej.stage.toUpperCase()} stage, {fmtDateTime(rej.at)}
+              </div>
+              {rej.dns && (
+                <div className="reject-dns" data-testid="reject-dns" style={{ fontSize: 12, marginTop: 4 }}>
+                  <span className="faint">Resolver: </span>
+                  <span className="mono">{rej.dns}</span>
+                </div>
+              )}
+              {rej.ip && !trusted && effects && (
+                <p className={`trust-effect${effects.relays ? ' trust-effect-relay' : ''}`} data-testid="trust-effect">
+                  {trustWarning(rej.ip, effects)}
+                  {asksBeforeTrust(rej) ? ' You will be asked to confirm.' : ''}
+                </p>
+              )}
+              {rej.ip && (
+                <div className="trust-row">
+                  {trusted ? (
+                    <span data-testid="panel-trusted">
+                      <Badge tone="ok">trusted</Badge>{' '}
+                      <span className="muted">
+                        in "{trusted.group}"{trusted.entry.expiresAt ? ` until ${fmtDateTime(trusted.entry.expiresAt)}` : ', no expiry'}
+                      </span>
+                    </span>
+                  ) : asksBeforeTrust(rej) ? (
+                    <Button variant="primary" small disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(rej)} data-action="trust">
+                      Trust this IP…
+                    </Button>
+                  ) : (
+                    <>
+                      <select aria-label="How long to trust" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)} disabled={Boolean(trustDisabled)}>
+                        {TRUST_EXPIRIES.map((x) => (
+                          <option key={x.value} value={x.value}>
+                            {x.label}
+                          </option>
+                        ))}
+                      </select>
+                      <Button variant="primary" small disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(rej)} data-action="trust">
+                        Trust this IP
+                      </Button>
+                    </>
+                  )}
+                  <Button small onClick={() => onOnlyIp(rej.ip!)}>
+                    Everything from this IP
+                  </Button>
+                </div>
+              )}
+            </div>
+          )}
+          {info && (
+            <p className="muted" style={{ fontSize: 12.5, margin: '0 0 6px' }} data-testid="client-info">
+              {clientNowLine(info, trusted?.entry.addedAt ? Date.parse(trusted.entry.addedAt) : null, event.at)}
+              {info.trusted ? (
+                <>
+                  , <Badge tone="ok">trusted</Badge>
+                  {info.trustedBy ? ` in "${info.trustedBy.group}"${info.trustedBy.expiresAt ? ` until ${fmtDateTime(info.trustedBy.expiresAt)}` : ''}` : ''}
+                </>
+              ) : null}
+              {info.blockedUntil ? (
+                <>
+                  , <Badge tone="bad">blocked {fmtAgo(info.blockedUntil)}</Badge>
+                </>
+              ) : null}
+              .
+            </p>
+          )}
+          {older.isError && <ErrorBox>Older events of this session could not be loaded: {explainError(older.error)}</ErrorBox>}
+        </div>
+        <div className="panel-events">
+          <h3>
+            {events.length} event{events.length === 1 ? '' : 's'}
+            {older.isFetching && <span className="faint"> · loading history…</span>}
+          </h3>
+          <ol className="session-events">
+            {events.map((e) => (
+              <li key={e.id} className={e.id === event.id ? 'is-selected' : undefined}>
+                <span className="cell-time">{fmtTimeMs(e.at)}</span>
+                <span>
+                  <span className={`kind ${kindClass(e)}`}>{kindLabel(e)}</span>
+                </span>
+                <span className="ev-text">{summarize(e)}</span>
+              </li>
+            ))}
+          </ol>
+        </div>
       </div>
     </aside>
   );
@@ -407,14 +468,29 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
   const onSelect = useCallback((e: RelayEvent) => setSelected((s) => (s?.id === e.id ? null : e)), []);
   const onOnlyIp = useCallback((ip: string) => liveUi.setFilter({ ip }), []);
   const expiryLabel = TRUST_EXPIRIES.find((x) => x.value === expiry)!.label;
+  // what trusting does depends on the config (which group, whether it may relay), and whether an address is trusted
+  // now is in it too: the config query every admin view shares, refetched on every change
+  const cfg = useRelayQuery('config.get', {}, { staleTime: 5_000 }).data?.config;
+  const effects = useMemo(() => (cfg ? trustEffects(cfg) : null), [cfg]);
+  const matcher = useMemo(() => groupMatcher(cfg), [cfg]);
+  // a relay-access rejection waiting for the user's confirmation, and the expiry chosen in that dialog
+  const [confirming, setConfirming] = useState<{ event: RelayEvent; expiry: TrustExpiry } | null>(null);
   const onTrust = useCallback(
     (e: RelayEvent) => {
       if (!e.ip) return;
-      void trust(e.ip, expiry, e.kind === 'rejected' ? e.rule : undefined);
+      if (asksBeforeTrust(e)) {
+        // the click would let the address relay: ask first, with a bounded expiry (the user may still pick forever)
+        setConfirming({ event: e, expiry: RELAY_TRUST_DEFAULT });
+        return;
+      }
+      void trust(e.ip, expiry, e.kind === 'rejected' ? e.rule : undefined, effects);
     },
-    [trust, expiry],
+    [trust, expiry, effects],
   );
-  const trustDisabled = canEdit ? null : why;
+  const trustDisabled = canEdit ? null : why ?? null;
+  const rowTrustTitle = (ip: string, e: RelayEvent) =>
+    asksBeforeTrust(e) ? `Trust ${ip}… (asks first). ${effects ? trustWarning(ip, effects) : ''}` : `Trust ${ip} ${expiryLabel}. ${effects ? trustWarning(ip, effects) : ''}`;
+  const trustedOf = (ip: string | null) => trustedEntry(matcher, cfg, ip, Date.now());
 
   // the counts (rate) move on when the stream stops too
   const [, setClock] = useState(0);
@@ -559,6 +635,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
                 {items.map((vi) => {
                   const e = rows.get(vi.index);
                   if (!e) return null;
+                  const t = e.kind === 'rejected' ? trustedOf(e.ip) : null;
                   return (
                     <Row
                       key={vi.key}
@@ -570,7 +647,8 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
                       onOnlyIp={onOnlyIp}
                       trustDisabled={trustDisabled}
                       trustPending={pending !== null && pending === e.ip}
-                      trustLabel={expiryLabel}
+                      trustTitle={e.ip ? rowTrustTitle(e.ip, e) : ''}
+                      trustedAs={t ? `${e.ip} is trusted now: in "${t.group}"${t.entry.expiresAt ? ` until ${fmtDateTime(t.entry.expiresAt)}` : ', no expiry'}` : null}
                     />
                   );
                 })}
@@ -588,9 +666,61 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             trustPending={pending !== null && pending === selected.ip}
             expiry={expiry}
             setExpiry={liveUi.setTrustExpiry}
+            effects={effects}
+            trusted={trustedOf(selected.ip)}
           />
         )}
       </div>
+      {confirming && confirming.event.ip && (
+        <ConfirmDialog
+          open
+          title={effects?.relays === false ? `Trust ${confirming.event.ip}? It still may not relay` : `Let ${confirming.event.ip} relay mail to any domain?`}
+          confirmLabel={effects?.relays === false ? 'Trust anyway' : 'Trust and allow relaying'}
+          danger={effects?.relays !== false}
+          busy={pending === confirming.event.ip}
+          onCancel={() => setConfirming(null)}
+          onConfirm={() => {
+            const { event: e, expiry: x } = confirming;
+            setConfirming(null);
+            void trust(e.ip!, x, e.kind === 'rejected' ? e.rule : undefined, effects);
+          }}
+        >
+          <div data-testid="relay-trust-confirm">
+            <p>
+              The relay refused {confirming.event.kind === 'rejected' && confirming.event.to ? <span className="mono">{confirming.event.to}</span> : 'a recipient'} because{' '}
+              {confirming.event.ip} may not relay: the domain is not one of this relay's, and the client neither logged in nor is in an allowed group.
+            </p>
+            {effects === null ? (
+              <p>The configuration is not read yet, so what trusting grants cannot be said here; check Trusted IP groups and Security options.</p>
+            ) : effects.relays ? (
+              <p>
+                <strong>
+                  Trusting adds it to "{effects.group}", which may relay (relay.allowGroups): {confirming.event.ip} will be able to send mail through this relay to any
+                  domain
+                </strong>
+                {effects.dnsChecks.length > 0 ? `, without the ${effects.dnsChecks.join(' and ')} check${effects.dnsChecks.length === 1 ? '' : 's'}` : ''}, and it skips the per-IP
+                limits. If the address is shared, compromised or an open proxy, spam will go out under this relay's name. For a person or an application, an SMTP login
+                (AUTH) is the safer way to allow relaying.
+              </p>
+            ) : (
+              <p>
+                {trustWarning(confirming.event.ip, effects)} It does <strong>not</strong> let it relay: "{effects.group ?? '(none)'}" is not in relay.allowGroups. To allow
+                relaying, add the address to an allowed group in Trusted IP groups, or have the client log in (SMTP AUTH).
+              </p>
+            )}
+            <label className="field-inline">
+              <span>Trust for</span>
+              <select aria-label="How long to trust this address" value={confirming.expiry} onChange={(ev) => setConfirming({ ...confirming, expiry: ev.target.value as TrustExpiry })}>
+                {TRUST_EXPIRIES.map((x) => (
+                  <option key={x.value} value={x.value}>
+                    {x.label}
+                  </option>
+                ))}
+              </select>
+            </label>
+          </div>
+        </ConfirmDialog>
+      )}
       {frozen && ui.paused && (
         <p className="faint" style={{ margin: '6px 0 0', fontSize: 12 }}>
           Paused at {fmtTime(frozen.at)}: still receiving; Resume (Space) shows the new events.
