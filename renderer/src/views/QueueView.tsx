@@ -121,7 +121,7 @@ function Queue() {
                 </th>
                 <th scope="col">Next attempt</th>
                 <th scope="col">Last error</th>
-                <th scope="col" className="num">
+                <th scope="col" className="num actions">
                   <span className="sr-only">Actions</span>
                 </th>
               </tr>
