@@ -224,6 +224,26 @@ class Session {
     setTimeout(() => this.conn.close(), 5000).unref();
   }
 
+  /**
+   * The server has answered every command sent and no message data is on its way: the next line it reads is a
+   * command. Not so after a timeout, a broken socket, a message stream that failed halfway through DATA, or once
+   * nodemailer itself dropped the connection (it does after a 421 and on protocol errors).
+   */
+  private atCommandBoundary(): boolean {
+    const c = this.conn as unknown as { _closing?: boolean; _destroyed?: boolean; _responseActions?: unknown[]; _currentDataStream?: unknown };
+    return !this.closed && !c._closing && !c._destroyed && (c._responseActions?.length ?? 1) === 0 && !c._currentDataStream;
+  }
+
+  /**
+   * The session will not be used again: QUIT (RFC 5321 4.1.1.10) when the conversation is still in step, whatever
+   * the last reply was (a refused RCPT, MAIL or message, a failed AUTH, a stale RSET); a plain close when it is not
+   * (a QUIT then would be read as part of a message, or go nowhere).
+   */
+  end(): void {
+    if (this.atCommandBoundary()) this.quit();
+    else this.close();
+  }
+
   close(): void {
     this.conn.close();
   }
@@ -266,7 +286,7 @@ export class SmtpClient {
         untrack();
         this.busy.delete(cached);
       }
-      cached.close(); // went stale while idle: try the next one, or a new connection
+      cached.end(); // went stale while idle (or refused RSET): try the next one, or a new connection
     }
     const first = await this.fresh(key, input, input.tls);
     if (first.kind === 'session-failed' && first.tlsHandshake && input.tls === 'opportunistic') {
@@ -284,7 +304,8 @@ export class SmtpClient {
     try {
       const failed = await session.open(input.auth);
       if (failed) {
-        session.close();
+        // a refused AUTH still gets its QUIT; a refused greeting, EHLO or STARTTLS and a broken handshake were closed by nodemailer already
+        session.end();
         return { kind: 'session-failed', ...failed };
       }
       const r = await session.transact(input);
@@ -305,12 +326,14 @@ export class SmtpClient {
     return entry.session;
   }
 
-  /** After a transaction: keep the connection for the next message to the same address, or end it. */
+  /**
+   * After a transaction: keep the connection for the next message to the same address (only after a clean one), or
+   * end it, with QUIT unless it is broken (a refusal is no reason to drop the connection on the server).
+   */
   private release(key: string, session: Session): void {
     let list = this.idle.get(key);
     if (!session.reusable || session.closed || session.uses >= this.maxUses || (list?.length ?? 0) >= this.maxIdlePerAddress) {
-      if (session.reusable) session.quit();
-      else session.close();
+      session.end();
       return;
     }
     if (!list) this.idle.set(key, (list = []));

@@ -1,0 +1,271 @@
+/**
+ * How a delivery session ends (RFC 5321 4.1.1.10): a connection the relay does not keep for the next message is ended
+ * with QUIT, after a refusal too (RCPT, MAIL, the message, AUTH, a stale RSET), and only a connection that is out of
+ * step (a message stream that broke halfway through DATA) is closed without it. A clean transaction still leaves the
+ * connection in the cache for the next message, without QUIT until it is ended.
+ *
+ * The downstream server is a raw net server that speaks just enough SMTP and records, per connection, every command
+ * line it read, whether QUIT came, and the connection's end.
+ */
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
+import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
+
+interface RawSession {
+  /** command lines read (message data excluded) */
+  commands: string[];
+  /** lines read inside DATA */
+  dataLines: string[];
+  quit: boolean;
+  closed: Promise<void>;
+}
+
+interface RawServer {
+  port: number;
+  address: string;
+  sessions: RawSession[];
+  close(): Promise<void>;
+}
+
+interface Script {
+  /** the reply to RCPT number n (1 = first on this server); default 250 */
+  rcpt?: (rcpt: string, n: number) => string | undefined;
+  mail?: () => string | undefined;
+  /** the reply at the end of the message; default 250 */
+  data?: (n: number) => string | undefined;
+  /** advertise AUTH PLAIN and answer it with this */
+  auth?: string;
+  rset?: () => string | undefined;
+}
+
+const servers: RawServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+
+async function rawSmtp(script: Script = {}): Promise<RawServer> {
+  const sessions: RawSession[] = [];
+  const sockets = new Set<net.Socket>();
+  let rcpts = 0;
+  let datas = 0;
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    let closedResolve!: () => void;
+    const session: RawSession = { commands: [], dataLines: [], quit: false, closed: new Promise((r) => (closedResolve = r)) };
+    sessions.push(session);
+    sock.on('close', () => {
+      sockets.delete(sock);
+      closedResolve();
+    });
+    sock.on('error', () => {});
+    let buf = '';
+    let inData = false;
+    let accepted = 0;
+    const say = (line: string) => {
+      if (!sock.destroyed) sock.write(`${line}\r\n`);
+    };
+    say('220 raw.test ESMTP');
+    sock.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('latin1');
+      for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) {
+          if (line === '.') {
+            inData = false;
+            say(script.data?.(++datas) ?? '250 2.0.0 queued');
+          } else session.dataLines.push(line);
+          continue;
+        }
+        session.commands.push(line);
+        const verb = line.split(' ')[0]!.toUpperCase();
+        if (verb === 'EHLO') say(script.auth ? '250-raw.test\r\n250 AUTH PLAIN' : '250-raw.test\r\n250 8BITMIME');
+        else if (verb === 'HELO') say('250 raw.test');
+        else if (verb === 'AUTH') say(script.auth ?? '503 5.5.1 no AUTH here');
+        else if (verb === 'MAIL') {
+          accepted = 0;
+          say(script.mail?.() ?? '250 2.1.0 ok');
+        } else if (verb === 'RCPT') {
+          const r = script.rcpt?.(line, ++rcpts) ?? '250 2.1.5 ok';
+          if (r.startsWith('2')) accepted++;
+          say(r);
+        } else if (verb === 'DATA') {
+          if (accepted === 0) say('503 5.5.1 no valid recipients');
+          else {
+            inData = true;
+            say('354 go ahead');
+          }
+        } else if (verb === 'RSET') say(script.rset?.() ?? '250 2.0.0 ok');
+        else if (verb === 'NOOP') say('250 2.0.0 ok');
+        else if (verb === 'QUIT') {
+          session.quit = true;
+          say('221 2.0.0 bye');
+          sock.end();
+        } else say('502 5.5.2 unknown command');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const raw: RawServer = {
+    port,
+    address: `127.0.0.1:${port}`,
+    sessions,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  servers.push(raw);
+  return raw;
+}
+
+const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: quit\r\n\r\nhello\r\n');
+
+function attempt(server: RawServer, over: Partial<AttemptInput> = {}): AttemptInput {
+  return {
+    target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
+    from: 'alice@sender.test',
+    rcpts: ['bob@example.test'],
+    size: MESSAGE.length,
+    data: () => MESSAGE,
+    tls: 'off',
+    auth: null,
+    heloName: 'relay.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 10_000,
+    ...over,
+  };
+}
+
+/** the connection's end, and what the server read before it */
+async function ended(server: RawServer, i = 0): Promise<RawSession> {
+  await expect.poll(() => server.sessions.length).toBeGreaterThan(i);
+  const s = server.sessions[i]!;
+  await s.closed;
+  return s;
+}
+
+describe('a session the relay does not keep ends with QUIT', () => {
+  const clients: SmtpClient[] = [];
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.closeAll();
+  });
+  const client = () => {
+    const c = new SmtpClient({ idleMs: 60_000 });
+    clients.push(c);
+    return c;
+  };
+
+  it.each([
+    ['550 5.1.1 no such user', 550],
+    ['451 4.3.0 try again later', 451],
+  ])('after a RCPT refused with "%s"', async (reply, code) => {
+    const server = await rawSmtp({ rcpt: () => reply });
+    const r = await client().deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'done', results: [{ rcpt: 'bob@example.test', code }] });
+    const s = await ended(server);
+    expect(s.commands.at(-1)).toBe('QUIT');
+    expect(s.quit).toBe(true);
+  });
+
+  it('after some recipients of several were refused and the message was sent to the others: kept, and QUIT when ended', async () => {
+    const server = await rawSmtp({ rcpt: (line) => (line.includes('carol') ? '550 5.1.1 no such user' : undefined) });
+    const c = client();
+    const r = await c.deliver(attempt(server, { rcpts: ['bob@example.test', 'carol@example.test'] }));
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 250 }, { code: 550 }] });
+    expect(c.idleConnections).toBe(1); // a transaction that ended cleanly: the connection is cached, as before
+    c.closeAll();
+    expect((await ended(server)).quit).toBe(true);
+  });
+
+  it('after MAIL FROM was refused', async () => {
+    const server = await rawSmtp({ mail: () => '553 5.1.8 sender domain does not exist' });
+    const r = await client().deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 553 }] });
+    const s = await ended(server);
+    expect(s.quit).toBe(true);
+    expect(s.commands.filter((c) => c.startsWith('RCPT'))).toEqual([]);
+  });
+
+  it('after the message itself was refused at the end of DATA', async () => {
+    const server = await rawSmtp({ data: () => '554 5.6.0 message refused' });
+    const c = client();
+    const r = await c.deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 554 }] });
+    expect(c.idleConnections).toBe(0);
+    expect((await ended(server)).quit).toBe(true);
+  });
+
+  it('after AUTH was refused', async () => {
+    const server = await rawSmtp({ auth: '535 5.7.8 authentication credentials invalid' });
+    const r = await client().deliver(attempt(server, { auth: { user: 'u', pass: 'wrong' } }));
+    expect(r).toMatchObject({ kind: 'session-failed', reason: expect.stringMatching(/authentication failed.*535/) });
+    const s = await ended(server);
+    expect(s.quit).toBe(true);
+    expect(s.commands.filter((c) => c.startsWith('MAIL'))).toEqual([]);
+  });
+
+  it('a cached connection whose RSET is refused is ended with QUIT, and the message goes through a new one', async () => {
+    let rsets = 0;
+    const server = await rawSmtp({ rset: () => (++rsets === 1 ? '554 5.5.0 no RSET today' : undefined) });
+    const c = client();
+    expect(await c.deliver(attempt(server))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+    expect(c.idleConnections).toBe(1);
+    expect(await c.deliver(attempt(server))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+    const first = await ended(server, 0);
+    expect(first.commands.slice(-2)).toEqual([expect.stringMatching(/^RSET/), 'QUIT']);
+    expect(server.sessions).toHaveLength(2);
+  });
+
+  it('a connection out of step (the message stream broke halfway through DATA) is closed without QUIT: it would be read as message text', async () => {
+    const server = await rawSmtp();
+    const data = () => {
+      let pushed = false;
+      return new Readable({
+        read() {
+          if (pushed) return;
+          pushed = true;
+          this.push(Buffer.from('Subject: half\r\n\r\nfirst line\r\n'));
+          setImmediate(() => this.destroy(new Error('disk read failed')));
+        },
+      });
+    };
+    const r = await client().deliver(attempt(server, { data }));
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 0 }] });
+    const s = await ended(server);
+    expect(s.quit).toBe(false);
+    expect(s.dataLines.join('\n')).not.toMatch(/QUIT/);
+    expect(s.commands.at(-1)).toBe('DATA');
+  });
+
+  it('a clean transaction still keeps the connection for the next message (one connection, RSET between, no QUIT until it is ended)', async () => {
+    const server = await rawSmtp();
+    const c = client();
+    for (let i = 0; i < 3; i++) expect(await c.deliver(attempt(server))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+    expect(server.sessions).toHaveLength(1);
+    expect(server.sessions[0]!.quit).toBe(false);
+    expect(server.sessions[0]!.commands.filter((l) => l === 'RSET')).toHaveLength(2);
+    c.closeAll();
+    expect((await ended(server)).quit).toBe(true);
+  });
+});
+
+describe('through the queue (delivery worker)', () => {
+  const { harness } = deliveryFixtures();
+
+  it('a recipient refused with 550 bounces, and the downstream connection ends with QUIT', async () => {
+    const server = await rawSmtp({ rcpt: () => '550 5.1.1 no such user' });
+    const sinkLike = { address: server.address } as never;
+    const h = await harness(plainLocalDomains({ 'example.test': sinkLike }));
+    await h.queue.start();
+    // null sender: no DSN to deliver, the bounce is only recorded
+    await h.submit('', ['bob@example.test']);
+    await h.waitEvent('bounced');
+    const s = await ended(server);
+    expect(s.commands.filter((l) => l.startsWith('RCPT'))).toHaveLength(1);
+    expect(s.quit).toBe(true);
+  });
+});
