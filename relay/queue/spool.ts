@@ -1417,7 +1417,14 @@ export class Queue {
     const now = this.clock();
     const config = this.opts.config();
     const stopping = !this.running;
-    if (tried && !stopping) msg.attempts++;
+    // What a stop does to an attempt (as Postfix does with what its queue manager had in its active queue): a delivery
+    // the stop cut short or never started got no answer from the server (outcome without an SMTP reply); it is no step
+    // of the retry schedule, its recipients are tried again as soon as the queue starts again, and the last real
+    // answer stays the message's lastError. A reply that came in while the stop waited for deliveries under way is a
+    // real attempt: it counts and gets the usual delay, exactly as it would have without the stop.
+    const cut = (o: Outcome) => stopping && o.result === 'deferred' && !o.smtp;
+    const cutShort = stopping && (!tried || outcomes.some(cut));
+    if (tried && (!stopping || outcomes.some((o) => !cut(o)))) msg.attempts++;
 
     if (msg.removed === 'delete') {
       await this.remove(msg);
@@ -1429,7 +1436,7 @@ export class Queue {
       if (o.result === 'delivered') msg.rcpts.set(o.rcpt, { status: 'delivered', error: null });
     }
     let bounced = outcomes.filter((o) => o.result === 'bounced');
-    let deferred = outcomes.filter((o) => o.result === 'deferred' && !(stopping && o.status === '4.3.0'));
+    let deferred = outcomes.filter((o) => o.result === 'deferred' && !cut(o));
 
     const lifetimeMs = config.delivery.maxQueueHours * 3_600_000;
     const expiresAt = msg.envelope.receivedAt + lifetimeMs;
@@ -1442,7 +1449,7 @@ export class Queue {
         }
       }
       deferred = [];
-    } else if (deferred.length > 0 && !stopping && now >= expiresAt) {
+    } else if (deferred.length > 0 && !cutShort && now >= expiresAt) {
       const hours = config.delivery.maxQueueHours;
       bounced = bounced.concat(
         deferred.map((d) => ({ ...d, result: 'bounced' as const, status: '4.4.7', diagnostic: `could not be delivered for ${hours} hours (delivery.maxQueueHours); last error: ${d.diagnostic}`, smtp: false, remoteMta: d.remoteMta })),
@@ -1470,7 +1477,8 @@ export class Queue {
       msg.delivering = false;
       return;
     }
-    if (stopping) {
+    if (cutShort) {
+      // retried as soon as the queue starts again (the stored nextAttemptAt is due), with the attempts it had
       msg.nextAttemptAt = Math.min(msg.nextAttemptAt, now);
     } else {
       const delay = retryDelay(msg.attempts, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
@@ -1486,10 +1494,9 @@ export class Queue {
       this.log(`queue: cannot save the delivery state of ${msg.id} (${(err as Error).message}); after a restart its delivered recipients may get it again`);
     }
     if (leftSegment) this.release(leftSegment);
-    if (!stopping) {
-      for (const [reason, to] of groupBy(deferred)) {
-        this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
-      }
+    // (cut deliveries are not among them: no server said anything)
+    for (const [reason, to] of groupBy(deferred)) {
+      this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
     }
     msg.delivering = false;
     // (read again: delete() or bounce() may have set it during the awaits above)
