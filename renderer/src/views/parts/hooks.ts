@@ -1,14 +1,22 @@
 /** Small hooks shared by the admin views. */
 import { useEffect, useState } from 'react';
+import { nextRefreshAt } from './address.ts';
 
-/** The current time, refreshed every `everyMs` (for "expired 3 h ago" and countdowns that must move on their own). */
-export function useNow(everyMs = 30_000): number {
-  const [now, setNow] = useState(() => Date.now());
+/**
+ * The current time, refreshed every `everyMs` (for "expired 3 h ago" and countdowns that must move on their own) and
+ * at each of `deadlines` (epoch ms, e.g. entries' expiry), so what turns on a deadline turns on time.
+ */
+export function useNow(everyMs = 30_000, deadlines: readonly number[] = []): number {
+  // a new object each time, so every timer renders and sets the next one, even if the clock did not move
+  const [tick, setTick] = useState(() => ({ now: Date.now() }));
+  const at = nextRefreshAt(tick.now, deadlines, everyMs);
   useEffect(() => {
-    const t = setInterval(() => setNow(Date.now()), everyMs);
-    return () => clearInterval(t);
-  }, [everyMs]);
-  return now;
+    // setTimeout's longest wait is about 24.8 days; a later deadline is reached by refreshing on the way.
+    // A timer that fires a little early renders, sees the deadline still ahead, and waits for the rest.
+    const t = setTimeout(() => setTick({ now: Date.now() }), Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1));
+    return () => clearTimeout(t);
+  }, [tick, at]);
+  return tick.now;
 }
 
 /** Whether the page is visible (document.visibilityState), so polling can stop while the window is hidden. */
