@@ -90,7 +90,8 @@ export function trustEffects(cfg: TrustConfig): TrustEffects {
   return { group, relays, dnsChecks };
 }
 
-const LIMITS = 'the per-IP limits (messages per hour, connections at once, unknown recipients, failed logins)';
+// short: it is read in a narrow panel, before a click; Security options lists the limits
+const LIMITS = 'the per-IP limits';
 
 /** What trusting `ip` will do, said before the click (the panel, the Clients dialog, the button's tooltip). */
 export function trustWarning(ip: string, eff: TrustEffects): string {
