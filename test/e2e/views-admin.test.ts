@@ -224,7 +224,7 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await dlg.getByLabel('Comment').fill('sales laptop');
     await dlg.getByRole('button', { name: 'Trust' }).click();
     await page.getByTestId('toast').filter({ hasText: 'Trusted 127.0.0.11 in "Trusted"' }).waitFor();
-    await expect.poll(() => good.textContent(), { timeout: 10_000 }).toMatch(/Trusted in Trusteduntil \d{4}-/);
+    await expect.poll(() => good.textContent(), { timeout: 10_000 }).toMatch(/Trustedgroup "Trusted", until \d{4}-/);
     expect((await admin.call('config.get', {})).config.groups.Trusted!.find((e) => e.address === '127.0.0.11')).toMatchObject({ comment: 'sales laptop' });
 
     await good.getByRole('button', { name: 'Everything from this IP' }).click();
