@@ -125,7 +125,7 @@ describe.skipIf(!chromiumPath)('console: security options and dashboard across a
     await expect.poll(() => card.locator('.field-error').textContent()).toBe('must be at least 1');
     await page.locator('[data-field="delivery.tls"] input[value="required"]').focus();
     await page.locator('[data-testid="show-errors"]').click();
-    await expect.poll(() => max.evaluate((e) => e === (e.ownerDocument as { activeElement: unknown }).activeElement)).toBe(true);
+    await expect.poll(() => max.evaluate((e) => e === (globalThis as unknown as { document: { activeElement: unknown } }).document.activeElement)).toBe(true);
     await page.getByRole('button', { name: 'Revert' }).click();
   });
 
