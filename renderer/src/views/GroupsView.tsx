@@ -2,6 +2,11 @@
  * Trusted IP groups: every group with its entries (address, comment, expiry, added by/at), what each group is used
  * for (exempt from the per-IP limits, allowed to relay), adding an address with inline validation (the shared
  * parser) and an expiry, removing one (confirmed, with Undo), and expired entries shown as such.
+ *
+ * Adding is where mistakes are expensive, so it says what it will do before the click: a wide entry (more than a /16
+ * of IPv4, wider than an IPv6 /48, see parts/address.ts) in a group that may relay or is exempt from limits is shown in
+ * warning colours and asks for confirmation naming the consequence (0.0.0.0/0 in "Trusted" is an open relay); an
+ * address already in the group says what it is now and what Replace makes it, and the toast offers Undo.
  */
 import { useMemo, useState } from 'react';
 import type { Config, GroupEntry } from '../../../shared/config.ts';
@@ -21,13 +26,12 @@ import {
   useToast,
 } from '../components/index.ts';
 import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
-import { checkAddress } from './parts/address.ts';
+import { checkAddress, checkGroupName, replaceNote, wideEntryWarning, type GroupRoles } from './parts/address.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor, expiryState } from './parts/expiry.ts';
 import { useNow } from './parts/hooks.ts';
 import './views.css';
 
-const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
 export function GroupsView(_props: Record<string, unknown>) {
   return (
     <RequireConnection what="the trusted groups">
@@ -39,7 +43,9 @@ export function GroupsView(_props: Record<string, unknown>) {
 function Groups() {
   const { why } = useCanEdit();
   const q = useRelayQuery('config.get', {});
-  const now = useNow(30_000);
+  // refreshed at each entry's expiry too, so an entry shows as expired (and the counts move) when the relay stops matching it
+  const deadlines = q.data ? Object.values(q.data.config.groups).flatMap((es) => es.flatMap((e) => (e.expiresAt ? [Date.parse(e.expiresAt)] : []))) : [];
+  const now = useNow(30_000, deadlines);
   const [filter, setFilter] = useState('');
   const [hideExpired, setHideExpired] = useState(false);
   const [newGroups, setNewGroups] = useState<string[]>([]);
@@ -49,7 +55,7 @@ function Groups() {
   if (!q.data) return <p className="muted">Loading the groups…</p>;
   const c = q.data.config;
   const names = [...Object.keys(c.groups), ...newGroups.filter((g) => !(g in c.groups))];
-  const nameError = newName.trim() === '' ? null : !GROUP_NAME.test(newName.trim()) ? 'group names are 1-64 letters, digits, space, "_", "." or "-", starting with a letter or digit' : names.includes(newName.trim()) ? 'a group with this name exists' : null;
+  const { error: nameError, warning: nameWarning } = checkGroupName(newName, names);
 
   return (
     <div className="rw-view groups-view">
@@ -64,7 +70,7 @@ function Groups() {
       />
       <ReadOnlyNotice />
       <div className="toolbar">
-        <input type="search" placeholder="Find an address or comment" aria-label="Find an address or comment" value={filter} onChange={(e) => setFilter(e.target.value)} />
+        <input type="search" placeholder="Address or comment" aria-label="Find an address or comment" value={filter} onChange={(e) => setFilter(e.target.value)} />
         <Checkbox label="Hide expired entries" checked={hideExpired} onChange={setHideExpired} />
         <span className="spacer" />
         <form
@@ -78,10 +84,15 @@ function Groups() {
         >
           <TextField label="New group" value={newName} onChange={setNewName} error={nameError} placeholder="e.g. Office" disabledReason={why} inline />
           <Button type="submit" disabledReason={why ?? (nameError ? 'Fix the group name first.' : !newName.trim() ? 'Type a name for the group first.' : null)}>
-            Create
+            {nameWarning ? 'Create anyway' : 'Create'}
           </Button>
         </form>
       </div>
+      {nameWarning && (
+        <p className="notice notice-warn" role="note" data-testid="group-name-warning">
+          {nameWarning}
+        </p>
+      )}
       {names.length === 0 && (
         <EmptyState title="No groups yet">
           <p>Create a group (e.g. "Trusted" for the office network), then add addresses to it.</p>
@@ -254,7 +265,7 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
           </tbody>
         </table>
       )}
-      <AddEntry group={name} entries={entries} why={why} onAdded={onAdded} />
+      <AddEntry group={name} entries={entries} roles={{ relays, exempt: exemptIndex >= 0 }} now={now} why={why} onAdded={onAdded} />
 
       <ConfirmDialog
         open={confirm !== null}
@@ -267,9 +278,9 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
       >
         <p>Takes effect at once, for open connections too:</p>
         <ul>
-          {exemptIndex >= 0 && <li>clients at this address are counted against the per-IP limits again;</li>}
-          {relays && <li>they may no longer relay mail to other domains unless they log in;</li>}
-          {exemptIndex < 0 && !relays && <li>this group is not used by any rule, so nothing changes for mail;</li>}
+          {exemptIndex >= 0 && <li>Clients {confirm && /[/-]/.test(confirm.address) ? 'in this network' : 'at this address'} are counted against the per-IP limits again.</li>}
+          {relays && <li>They may no longer relay mail to other domains unless they log in.</li>}
+          {exemptIndex < 0 && !relays && <li>This group is not used by any rule, so nothing changes for mail.</li>}
         </ul>
         {confirm?.comment && <p>Comment: "{confirm.comment}"</p>}
         <p className="muted">You can undo this from the message that follows.</p>
@@ -297,93 +308,173 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
   );
 }
 
-function AddEntry({ group, entries, why, onAdded }: { group: string; entries: readonly GroupEntry[]; why: string | null; onAdded: () => void }) {
+interface AddEntryProps {
+  group: string;
+  entries: readonly GroupEntry[];
+  roles: GroupRoles;
+  now: number;
+  why: string | null;
+  onAdded: () => void;
+}
+
+function AddEntry({ group, entries, roles, now, why, onAdded }: AddEntryProps) {
   const toast = useToast();
   const add = useRelayMutation('groups.addEntry');
+  const undoAdd = useRelayMutation('groups.removeEntry');
+  const undoReplace = useRelayMutation('groups.addEntry');
   const [address, setAddress] = useState('');
   const [comment, setComment] = useState('');
   const [expiry, setExpiry] = useState<ExpiryValue>({ preset: 'never', date: '' });
   const [error, setError] = useState<unknown>(null);
   const [touched, setTouched] = useState(false);
-  const check = useMemo(() => checkAddress(address, entries.map((e) => e.address)), [address, entries]);
+  const [confirmWide, setConfirmWide] = useState(false);
+  const check = useMemo(() => checkAddress(address, entries), [address, entries]);
   const exp = expiryFor(expiry.preset, expiry.date, Date.now());
   const addressError = check.state === 'invalid' && (touched || address.length > 3) ? check.error : null;
-  const reason = why ?? (check.state === 'empty' ? 'Type an address, a CIDR or a range first.' : check.state === 'invalid' ? 'Fix the address first.' : !exp.ok ? 'Fix the expiry first.' : null);
+  const wide = check.state === 'ok' ? wideEntryWarning(check.spec, group, roles) : null;
+  const prev = check.state === 'ok' ? check.existingEntry : null;
+  const note = prev ? replaceNote(group, prev, exp.ok ? { comment: comment.trim() || null, expiresAt: exp.expiresAt } : null, now) : null;
+  const reason =
+    why ??
+    (check.state === 'empty'
+      ? 'Type an address, a CIDR or a range first.'
+      : check.state === 'invalid'
+        ? 'Fix the address first.'
+        : !exp.ok
+          ? 'Fix the expiry first.'
+          : note && !note.changes
+            ? `It is already in "${group}" with this comment and expiry.`
+            : null);
 
   const submit = () => {
     setTouched(true);
-    if (check.state !== 'ok' || !exp.ok || why) return;
+    if (check.state !== 'ok' || !exp.ok || why || (note && !note.changes)) return;
+    // a wide entry in a group a rule uses is confirmed first, naming what it lets through
+    if (wide && !confirmWide) {
+      setConfirmWide(true);
+      return;
+    }
     setError(null);
+    // the entry as the admin saw it, for Undo: groups.addEntry replaces its comment and expiry
+    const before = prev ? { comment: prev.comment ?? null, expiresAt: prev.expiresAt ?? null } : null;
     add.mutate(
       { group, address: check.text, comment: comment.trim() || null, expiresAt: exp.expiresAt },
       {
         onSuccess: (r) => {
+          setConfirmWide(false);
           setAddress('');
           setComment('');
           setTouched(false);
           onAdded();
-          toast.show({
-            kind: 'success',
-            message: r.updated ? `Updated ${r.entry.address} in "${r.group}".` : `Added ${r.entry.address} to "${r.group}"${r.created ? ' (new group)' : ''}.`,
-          });
+          const a = r.entry.address;
+          if (!r.updated) {
+            toast.show({
+              kind: 'success',
+              message: `Added ${a} to "${r.group}"${r.created ? ' (new group)' : ''}.`,
+              undo: () => undoAdd.mutateAsync({ group: r.group, address: a }),
+              undoneMessage: `${a} is out of "${r.group}" again.`,
+            });
+          } else if (before) {
+            toast.show({
+              kind: 'success',
+              message: `Replaced the comment and expiry of ${a} in "${r.group}".`,
+              undo: () => undoReplace.mutateAsync({ group: r.group, address: a, comment: before.comment, expiresAt: before.expiresAt }),
+              undoneMessage: `${a} in "${r.group}" has its previous comment and expiry again.`,
+            });
+          } else {
+            // someone else added it between the last refresh and the click: what it had is not known here
+            toast.show({ kind: 'warning', message: `${a} was already in "${r.group}" (added meanwhile, elsewhere): its comment and expiry were replaced with yours.` });
+          }
         },
-        onError: setError,
+        onError: (err) => {
+          setConfirmWide(false);
+          setError(err);
+        },
       },
     );
   };
 
   return (
-    <form
-      className="add-entry"
-      onSubmit={(e) => {
-        e.preventDefault();
-        submit();
-      }}
-      aria-label={`Add an address to ${group}`}
-    >
-      <Field
-        label="Address, CIDR or range"
-        error={addressError}
-        hint={
-          check.state === 'ok' ? (
-            <span className={check.duplicate ? 'entry-soon' : 'canonical'}>
-              {check.duplicate ? `already in "${group}": adding updates its comment and expiry` : `saved as ${check.text}: ${check.covers}`}
-            </span>
-          ) : (
-            'e.g. 192.0.2.7, 192.0.2.0/24, 2001:db8::/48, 192.0.2.10-192.0.2.20'
-          )
-        }
+    <>
+      <form
+        className="add-entry"
+        onSubmit={(e) => {
+          e.preventDefault();
+          submit();
+        }}
+        aria-label={`Add an address to ${group}`}
       >
-        {({ id, describedBy, invalid }) => (
-          <input
-            id={id}
-            className="mono"
-            value={address}
-            onChange={(e) => setAddress(e.target.value)}
-            onBlur={() => setTouched(true)}
-            aria-invalid={invalid || undefined}
-            aria-describedby={describedBy}
-            disabled={Boolean(why)}
-            title={why ?? undefined}
-            data-disabled-reason={why ?? undefined}
-            placeholder="192.0.2.0/24"
-            autoComplete="off"
-            spellCheck={false}
-          />
-        )}
-      </Field>
-      <TextField label="Comment" value={comment} onChange={setComment} placeholder="who or what it is" maxLength={500} disabledReason={why} />
-      <ExpiryPicker value={expiry} onChange={setExpiry} error={!exp.ok && (touched || expiry.date) ? exp.error : null} why={why} />
-      <div className="add-button">
-        <Button type="submit" variant="primary" busy={add.isPending} disabledReason={reason}>
-          Add to {group}
-        </Button>
-      </div>
-      {error !== null && (
-        <div style={{ gridColumn: '1 / -1' }}>
-          <ErrorBox>{explainError(error)}</ErrorBox>
+        <Field
+          label="Address, CIDR or range"
+          error={addressError}
+          hint={
+            check.state === 'ok' ? (
+              <>
+                {note ? (
+                  <span className="entry-soon" data-testid="replace-note">
+                    {note.text}
+                  </span>
+                ) : (
+                  <span className={wide ? 'entry-soon' : 'canonical'}>{`saved as ${check.text}: ${check.covers}`}</span>
+                )}
+                {wide && (
+                  <span className={wide.relays ? undefined : 'entry-soon'} style={{ display: 'block', fontWeight: 600, ...(wide.relays ? { color: 'var(--bad)' } : {}) }} data-testid="wide-warning" role="note">
+                    {wide.hint}
+                  </span>
+                )}
+              </>
+            ) : (
+              'e.g. 192.0.2.7, 192.0.2.0/24, 2001:db8::/48, 192.0.2.10-192.0.2.20'
+            )
+          }
+        >
+          {({ id, describedBy, invalid }) => (
+            <input
+              id={id}
+              className="mono"
+              value={address}
+              onChange={(e) => setAddress(e.target.value)}
+              onBlur={() => setTouched(true)}
+              aria-invalid={invalid || undefined}
+              aria-describedby={describedBy}
+              disabled={Boolean(why)}
+              title={why ?? undefined}
+              data-disabled-reason={why ?? undefined}
+              placeholder="192.0.2.0/24"
+              autoComplete="off"
+              spellCheck={false}
+            />
+          )}
+        </Field>
+        <TextField label="Comment" value={comment} onChange={setComment} placeholder="who or what it is" maxLength={500} disabledReason={why} />
+        <ExpiryPicker value={expiry} onChange={setExpiry} error={!exp.ok && (touched || expiry.date) ? exp.error : null} why={why} />
+        <div className="add-button">
+          <Button type="submit" variant={wide?.relays ? 'danger' : 'primary'} busy={add.isPending && !confirmWide} disabledReason={reason}>
+            {prev ? `Replace in ${group}` : `Add to ${group}`}
+          </Button>
         </div>
-      )}
-    </form>
+        {error !== null && (
+          <div style={{ gridColumn: '1 / -1' }}>
+            <ErrorBox>{explainError(error)}</ErrorBox>
+          </div>
+        )}
+      </form>
+      <ConfirmDialog
+        open={confirmWide && wide !== null}
+        danger
+        title={wide?.title ?? ''}
+        confirmLabel={wide?.confirmLabel ?? 'Add anyway'}
+        busy={add.isPending}
+        onCancel={() => setConfirmWide(false)}
+        onConfirm={submit}
+      >
+        {wide?.consequences.map((c) => (
+          <p key={c}>{c}</p>
+        ))}
+        <p className="muted">
+          Adding to "{group}" takes effect at once, for open connections too. You can undo it from the message that follows.
+        </p>
+      </ConfirmDialog>
+    </>
   );
 }
