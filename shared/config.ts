@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseHostPort } from './hostport.ts';
-import { parseAddressSpec, parseIp, parseIsoInstant } from './ip.ts';
+import { coversEverything, parseAddressSpec, parseIp, parseIsoInstant } from './ip.ts';
 
 export const MODES = ['enforce', 'monitor', 'off'] as const;
 export const Mode = z.enum(MODES).describe('enforce: reject; monitor: accept but report "would have rejected"; off: not checked');
@@ -221,6 +221,21 @@ export const ConfigSchema = z
   .superRefine((c, ctx) => {
     for (const [i, g] of c.relay.allowGroups.entries()) {
       if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups', i], message: `names group "${g}", which is not defined in "groups"` });
+    }
+    // no open relay: a group that may relay holds no entry that is every address of the internet (0.0.0.0/0, ::/0).
+    // Narrower networks are an admin's call (the console asks before it adds a wide one); this one is never right:
+    // a host that must relay for everyone should make its clients log in (SMTP AUTH) instead
+    for (const g of new Set(c.relay.allowGroups)) {
+      for (const [i, e] of (c.groups[g] ?? []).entries()) {
+        const r = parseAddressSpec(e.address);
+        if (r.ok && coversEverything(r.spec)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', g, i, 'address'],
+            message: `${r.spec.text} is every ${r.spec.family === 4 ? 'IPv4' : 'IPv6'} address, and "${g}" is in relay.allowGroups: anyone on the internet could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their networks`,
+          });
+        }
+      }
     }
     for (const [i, g] of c.limits.exemptGroups.entries()) {
       if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });

@@ -369,6 +369,12 @@ export function parseAddressSpec(text: string): SpecResult {
   };
 }
 
+/** True when spec holds every address of its family (0.0.0.0/0, ::/0, or a range from the first to the last). */
+export function coversEverything(spec: AddressSpec): boolean {
+  if (spec.family === 4) return spec.first === 0 && spec.last === 0xffffffff;
+  return spec.first.every((w) => w === 0) && spec.last.every((w) => w === 0xffffffff);
+}
+
 /** True when ip lies in spec (inclusive). An IPv4 spec never contains an IPv6 address and vice versa. */
 export function specContains(spec: AddressSpec, ip: ParsedIp): boolean {
   if (spec.family === 4) return ip.family === 4 && ip.v4 >= spec.first && ip.v4 <= spec.last;

@@ -194,6 +194,19 @@ describe('parseConfig', () => {
     expect(said({ relay: { allowGroups: ['Office'] } })).toEqual(['relay.allowGroups.0: names group "Office", which is not defined in "groups"']);
   });
 
+  it('no open relay: every address (0.0.0.0/0, ::/0, the whole range) is refused in a group that may relay, and only there', () => {
+    for (const address of ['0.0.0.0/0', '::/0', '0.0.0.0-255.255.255.255']) {
+      const got = issues({ groups: { Trusted: [{ address: '192.0.2.0/24' }, { address }] } });
+      expect(got.map((i) => i.key)).toEqual(['groups.Trusted.1.address']);
+      expect(got[0]!.message).toMatch(/is every IPv[46] address, and "Trusted" is in relay\.allowGroups: anyone on the internet could relay mail through this server \(an open relay\)/);
+    }
+    // naming such a group in relay.allowGroups is refused the same way
+    expect(keys({ groups: { Trusted: [], World: [{ address: '0.0.0.0/0' }] }, relay: { allowGroups: ['World'] } })).toEqual(['groups.World.0.address']);
+    // exempt from limits only, or wide but not everything: the admin's call
+    expect(parseConfig({ groups: { Trusted: [], World: [{ address: '0.0.0.0/0' }] }, limits: { exemptGroups: ['World'] } }).ok).toBe(true);
+    expect(parseConfig({ groups: { Trusted: [{ address: '0.0.0.0/1' }, { address: '10.0.0.0/8' }] } }).ok).toBe(true);
+  });
+
   it('refuses references to groups that do not exist, and bad domains', () => {
     expect(keys({ relay: { allowGroups: ['Office'] } })).toEqual(['relay.allowGroups.0']);
     expect(keys({ limits: { exemptGroups: ['Trusted', 'Nope'] } })).toEqual(['limits.exemptGroups.1']);

@@ -32,21 +32,24 @@ describe('wide entries', () => {
     expect(isEverything(spec('0.0.0.0/1'))).toBe(false);
   });
 
-  it('in a group that may relay: says that any of them may relay mail to any domain; 0.0.0.0/0 is an open relay', () => {
+  it('in a group that may relay: says that any of them may relay mail to any domain; 0.0.0.0/0 (an open relay) is refused', () => {
     const all = wideEntryWarning(spec('0.0.0.0/0'), 'Trusted', RELAY)!;
     expect(all.relays).toBe(true);
-    expect(all.hint).toBe('"Trusted" may relay: any IPv4 address on the internet (all 4,294,967,296) may relay mail to any domain through this server (an open relay).');
-    expect(all.title).toBe('Make this server an open relay?');
-    expect(all.consequences[0]).toBe('Any IPv4 address on the internet (all 4,294,967,296) may relay mail to any domain through this server, without logging in and without the DNS checks.');
-    expect(all.consequences.join(' ')).toMatch(/open relay.*block lists.*also skip the per-IP limits/);
-    expect(all.confirmLabel).toBe('Add 0.0.0.0/0 anyway');
+    expect(all.hint).toBe(
+      '"Trusted" may relay: any IPv4 address on the internet (all 4,294,967,296) would relay mail to any domain through this server (an open relay). The relay refuses it: let those clients log in (SMTP AUTH), or type their own networks.',
+    );
+    expect(all.refused).toBe('The relay refuses 0.0.0.0/0 in "Trusted": it would make the server an open relay.');
+    expect(wideEntryWarning(spec('0.0.0.0-255.255.255.255'), 'Trusted', RELAY)!.refused).toMatch(/^The relay refuses/);
+    expect(wideEntryWarning(spec('0.0.0.0/1'), 'Trusted', RELAY)!.refused).toBeNull();
+    // only where it may relay: exempt-only, it is a (confirmed) warning
+    expect(wideEntryWarning(spec('0.0.0.0/0'), 'Office', EXEMPT)!.refused).toBeNull();
 
     const eight = wideEntryWarning(spec('10.0.0.0/8'), 'Partners', { relays: true, exempt: false })!;
     expect(eight.hint).toBe('"Partners" may relay: any of the 16,777,216 addresses in 10.0.0.0/8 may relay mail to any domain through this server.');
     expect(eight.title).toBe('Let 10.0.0.0/8 relay mail through this server?');
     expect(eight.consequences.join(' ')).not.toMatch(/per-IP limits/);
     expect(wideEntryWarning(spec('2001:db8::/32'), 'Trusted', RELAY)!.hint).toMatch(/any address in 2001:db8::\/32 \(an IPv6 \/32 network\) may relay mail/);
-    expect(wideEntryWarning(spec('::/0'), 'Trusted', RELAY)!.hint).toMatch(/any IPv6 address on the internet may relay mail .*\(an open relay\)/);
+    expect(wideEntryWarning(spec('::/0'), 'Trusted', RELAY)!.hint).toMatch(/any IPv6 address on the internet would relay mail .*\(an open relay\)\. The relay refuses it/);
   });
 
   it('in a group only exempt from limits: says they skip the per-IP limits instead', () => {

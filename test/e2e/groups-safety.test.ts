@@ -1,7 +1,7 @@
 /**
  * The trusted-groups view in Chromium against a real relay, where a slip is expensive: a wide entry in a group that
- * may relay (0.0.0.0/0 in "Trusted" is an open relay) or is exempt from limits is warned about before the click and
- * confirmed, naming the consequence; an address already in the group says what Replace changes and can be undone;
+ * may relay or is exempt from limits is warned about before the click and
+ * confirmed, naming the consequence (0.0.0.0/0 in "Trusted", an open relay, is refused by the relay and not offered); an address already in the group says what Replace changes and can be undone;
  * a group name differing only in case is warned about; the search box's placeholder is not clipped; the Remove
  * dialog's list reads as sentences; and an entry shows as expired at its expiry (page clock), not up to a minute later.
  */
@@ -49,7 +49,7 @@ describe.skipIf(!chromiumPath)('console: trusted groups, safe adding (Chromium, 
     await addServerAndAccept(c.page, relay);
   });
 
-  it('0.0.0.0/0 in a group that may relay: warned in danger colours as typed, confirmed naming the open relay, undoable', async () => {
+  it('0.0.0.0/0 in a group that may relay: said in danger colours as typed, and not offered (the relay refuses an open relay)', async () => {
     const { page } = c;
     await open(page, 'groups');
     const card = page.locator('[data-group="Trusted"]');
@@ -57,7 +57,7 @@ describe.skipIf(!chromiumPath)('console: trusted groups, safe adding (Chromium, 
     await form.getByLabel('Address, CIDR or range').fill('0.0.0.0/0');
     const warning = form.getByTestId('wide-warning');
     await expect.poll(() => warning.textContent()).toBe(
-      '"Trusted" may relay: any IPv4 address on the internet (all 4,294,967,296) may relay mail to any domain through this server (an open relay).',
+      '"Trusted" may relay: any IPv4 address on the internet (all 4,294,967,296) would relay mail to any domain through this server (an open relay). The relay refuses it: let those clients log in (SMTP AUTH), or type their own networks.',
     );
     // in the danger colour (--bad), not the green of a harmless "saved as"
     const colours = await form.getByTestId('wide-warning').evaluate((el) => {
@@ -71,27 +71,46 @@ describe.skipIf(!chromiumPath)('console: trusted groups, safe adding (Chromium, 
     });
     expect(colours.warning).toBe(colours.bad);
     await page.screenshot({ path: screenshotPath('groups-open-relay-hint', 'light') });
+    // no way to add it, and the reason is on the button; the relay itself refuses it too
+    const button = form.getByRole('button', { name: 'Add to Trusted' });
+    expect(await button.isDisabled()).toBe(true);
+    expect(await form.locator('[data-disabled-reason]').first().getAttribute('data-disabled-reason')).toBe(
+      'The relay refuses 0.0.0.0/0 in "Trusted": it would make the server an open relay.',
+    );
+    const refused = await admin.callError('groups.addEntry', { group: 'Trusted', address: '0.0.0.0/0' });
+    expect(refused.message).toContain('0.0.0.0/0 is every IPv4 address, and "Trusted" is in relay.allowGroups');
+    expect((await trusted()).map((e) => e.address)).not.toContain('0.0.0.0/0');
+    await form.getByLabel('Address, CIDR or range').fill('');
+  });
 
+  it('a wide network in a group that may relay: confirmed naming what it lets through, undoable', async () => {
+    const { page } = c;
+    const card = page.locator('[data-group="Trusted"]');
+    const form = card.locator('form.add-entry');
+    await form.getByLabel('Address, CIDR or range').fill('10.0.0.0/8');
+    await expect.poll(() => form.getByTestId('wide-warning').textContent()).toBe(
+      '"Trusted" may relay: any of the 16,777,216 addresses in 10.0.0.0/8 may relay mail to any domain through this server.',
+    );
     // the click asks first; Cancel adds nothing
     await form.getByRole('button', { name: 'Add to Trusted' }).click();
-    const dlg = page.getByRole('alertdialog', { name: 'Make this server an open relay?' });
+    const dlg = page.getByRole('alertdialog', { name: 'Let 10.0.0.0/8 relay mail through this server?' });
     await dlg.waitFor();
-    expect(await dlg.textContent()).toMatch(/Any IPv4 address on the internet \(all 4,294,967,296\) may relay mail to any domain through this server.*open relay.*also skip the per-IP limits/);
-    await page.screenshot({ path: screenshotPath('groups-open-relay-confirm', 'light') });
+    expect(await dlg.textContent()).toMatch(/Any of the 16,777,216 addresses in 10\.0\.0\.0\/8 may relay mail to any domain through this server.*also skip the per-IP limits/);
+    await page.screenshot({ path: screenshotPath('groups-wide-relay-confirm', 'light') });
     await dlg.getByRole('button', { name: 'Cancel' }).click();
     await dlg.waitFor({ state: 'detached' });
-    expect((await trusted()).map((e) => e.address)).not.toContain('0.0.0.0/0');
+    expect((await trusted()).map((e) => e.address)).not.toContain('10.0.0.0/8');
 
     // confirmed: added, and the toast can take it back
     await form.getByRole('button', { name: 'Add to Trusted' }).click();
-    await dlg.getByRole('button', { name: 'Add 0.0.0.0/0 anyway' }).click();
-    const toast = page.getByTestId('toast').filter({ hasText: 'Added 0.0.0.0/0 to "Trusted"' });
+    await dlg.getByRole('button', { name: 'Add 10.0.0.0/8 anyway' }).click();
+    const toast = page.getByTestId('toast').filter({ hasText: 'Added 10.0.0.0/8 to "Trusted"' });
     await toast.waitFor();
-    expect((await trusted()).map((e) => e.address)).toContain('0.0.0.0/0');
+    expect((await trusted()).map((e) => e.address)).toContain('10.0.0.0/8');
     await toast.getByRole('button', { name: 'Undo' }).click();
-    await page.getByTestId('toast').filter({ hasText: '0.0.0.0/0 is out of "Trusted" again' }).waitFor();
-    expect((await trusted()).map((e) => e.address)).not.toContain('0.0.0.0/0');
-    await card.locator('tr[data-address="0.0.0.0/0"]').waitFor({ state: 'detached' });
+    await page.getByTestId('toast').filter({ hasText: '10.0.0.0/8 is out of "Trusted" again' }).waitFor();
+    expect((await trusted()).map((e) => e.address)).not.toContain('10.0.0.0/8');
+    await card.locator('tr[data-address="10.0.0.0/8"]').waitFor({ state: 'detached' });
   });
 
   it('a wide entry in a group only exempt from limits says they skip the limits; a group no rule uses is not warned about', async () => {

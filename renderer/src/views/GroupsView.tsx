@@ -5,7 +5,8 @@
  *
  * Adding is where mistakes are expensive, so it says what it will do before the click: a wide entry (more than a /16
  * of IPv4, wider than an IPv6 /48, see parts/address.ts) in a group that may relay or is exempt from limits is shown in
- * warning colours and asks for confirmation naming the consequence (0.0.0.0/0 in "Trusted" is an open relay); an
+ * warning colours and asks for confirmation naming the consequence (0.0.0.0/0 in "Trusted", an open relay, is not
+ * offered at all: the relay refuses it); an
  * address already in the group says what it is now and what Replace makes it, and the toast offers Undo.
  */
 import { useMemo, useState } from 'react';
@@ -340,15 +341,17 @@ function AddEntry({ group, entries, roles, now, why, onAdded }: AddEntryProps) {
       ? 'Type an address, a CIDR or a range first.'
       : check.state === 'invalid'
         ? 'Fix the address first.'
-        : !exp.ok
-          ? 'Fix the expiry first.'
-          : note && !note.changes
-            ? `It is already in "${group}" with this comment and expiry.`
-            : null);
+        : wide?.refused
+          ? wide.refused
+          : !exp.ok
+            ? 'Fix the expiry first.'
+            : note && !note.changes
+              ? `It is already in "${group}" with this comment and expiry.`
+              : null);
 
   const submit = () => {
     setTouched(true);
-    if (check.state !== 'ok' || !exp.ok || why || (note && !note.changes)) return;
+    if (check.state !== 'ok' || !exp.ok || why || wide?.refused || (note && !note.changes)) return;
     // a wide entry in a group a rule uses is confirmed first, naming what it lets through
     if (wide && !confirmWide) {
       setConfirmWide(true);

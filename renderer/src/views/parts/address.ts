@@ -104,6 +104,11 @@ export interface WideWarning {
   confirmLabel: string;
   /** may relay (the worse case: the hint and the dialog are in danger colours) */
   relays: boolean;
+  /**
+   * every address, in a group that may relay: the relay refuses it (shared/config.ts, no open relay), so the form
+   * says why and offers no "anyway"; `refused` is the reason the Add button is disabled
+   */
+  refused: string | null;
 }
 
 const upper = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
@@ -111,7 +116,7 @@ const upper = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 /**
  * The warning for adding `spec` to `group`, or null when it is not wide or the group is used by no rule (an entry
  * there changes nothing for mail). In a group that may relay, a wide entry lets that many addresses send mail to any
- * domain through this server (0.0.0.0/0 or ::/0: an open relay); in a group that is only exempt from limits, they
+ * domain through this server (0.0.0.0/0 or ::/0 would be an open relay, which the relay refuses); in a group that is only exempt from limits, they
  * skip the per-IP limits.
  */
 export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupRoles): WideWarning | null {
@@ -128,12 +133,23 @@ export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupR
     ];
     if (roles.exempt) consequences.push(`They also skip ${limits}, so nothing slows a flood down.`);
     consequences.push('If you meant one office or one partner, cancel and type its own network (e.g. 192.0.2.0/24).');
+    if (all) {
+      return {
+        hint: `"${group}" may relay: ${who} would relay mail to any domain through this server (an open relay). The relay refuses it: let those clients log in (SMTP AUTH), or type their own networks.`,
+        title: 'Make this server an open relay?',
+        consequences,
+        confirmLabel: `Add ${spec.text} anyway`,
+        relays: true,
+        refused: `The relay refuses ${spec.text} in "${group}": it would make the server an open relay.`,
+      };
+    }
     return {
-      hint: `"${group}" may relay: ${who} may relay mail to any domain through this server${all ? ' (an open relay)' : ''}.`,
+      hint: `"${group}" may relay: ${who} may relay mail to any domain through this server.`,
       title: all ? 'Make this server an open relay?' : `Let ${spec.text} relay mail through this server?`,
       consequences,
       confirmLabel: `Add ${spec.text} anyway`,
       relays: true,
+      refused: null,
     };
   }
   return {
@@ -145,6 +161,7 @@ export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupR
     ],
     confirmLabel: `Add ${spec.text} anyway`,
     relays: false,
+    refused: null,
   };
 }
 
