@@ -545,13 +545,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
         )}
         <label className="field-inline trust-expiry" title="How long “Trust this IP” trusts an address">
           <span className="muted">Trust lasts</span>
-          <select aria-label="How long Trust this IP lasts" value={expiry} onChange={(e) => liveUi.setTrustExpiry(e.target.value as TrustExpiry)}>
-            {TRUST_EXPIRIES.map((x) => (
-              <option key={x.value} value={x.value}>
-                {x.label}
-              </option>
-            ))}
-          </select>
+          <TrustExpirySelect label="How long Trust this IP lasts" value={expiry} onChange={(v) => liveUi.setTrustExpiry(v)} />
         </label>
         <Button onClick={() => liveUi.togglePause()} variant={ui.paused ? 'primary' : 'default'} aria-pressed={ui.paused} title="Space or Ctrl+P" data-action="pause">
           {ui.paused ? 'Resume' : 'Pause'}
@@ -710,13 +704,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
             )}
             <label className="field-inline">
               <span>Trust for</span>
-              <select aria-label="How long to trust this address" value={confirming.expiry} onChange={(ev) => setConfirming({ ...confirming, expiry: ev.target.value as TrustExpiry })}>
-                {TRUST_EXPIRIES.map((x) => (
-                  <option key={x.value} value={x.value}>
-                    {x.label}
-                  </option>
-                ))}
-              </select>
+              <TrustExpirySelect label="How long to trust this address" value={confirming.expiry} onChange={(v) => setConfirming({ ...confirming, expiry: v })} />
             </label>
           </div>
         </ConfirmDialog>
@@ -727,5 +715,18 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
         </p>
       )}
     </div>
+  );
+}
+
+/** The choice of how long a trust lasts (the toolbar's default, and the confirmation's own). */
+function TrustExpirySelect({ label, value, onChange }: { label: string; value: TrustExpiry; onChange: (v: TrustExpiry) => void }) {
+  return (
+    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value as TrustExpiry)}>
+      {TRUST_EXPIRIES.map((x) => (
+        <option key={x.value} value={x.value}>
+          {x.label}
+        </option>
+      ))}
+    </select>
   );
 }
