@@ -557,9 +557,14 @@ export const Methods = {
 
   'policy.simulate': method(
     'viewer',
-    z.strictObject({ config: ConfigSchema, hours: z.number().positive().max(24 * 31).default(24) }),
+    z.strictObject({
+      config: ConfigSchema,
+      hours: z.number().positive().max(24 * 31).default(24),
+      /** the window ends here (the `to` of an earlier answer) instead of now, so two replays see the same traffic; later than now is now */
+      until: Millis.optional(),
+    }),
     SimulationResult,
-    'Replay the recorded traffic of the last hours through the candidate config: what would newly be rejected or pass, per rule; notReplayed lists the rules the events cannot replay (their recorded outcome stands) and why (docs/protocol.md).',
+    'Replay the recorded traffic of the last hours (before `until`, default now) through the candidate config: what would newly be rejected or pass, per rule; notReplayed lists the rules the events cannot replay (their recorded outcome stands) and why (docs/protocol.md).',
   ),
 } as const;
 

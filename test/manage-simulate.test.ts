@@ -18,6 +18,28 @@ const enforcedSince = (events: RelayEvent[], sinceId: number, rule: string) =>
   events.filter((e) => e.id > sinceId && e.kind === 'rejected' && e.enforced && e.rule === rule).length;
 
 describe('policy.simulate on recorded traffic', () => {
+  it('`until` ends the window where an earlier answer did, so two replays read the same traffic; later than now is now', async () => {
+    const t = await startRelay();
+    const admin = await t.admin();
+    const send = () => sendMail(t.port, { from: 'a@example.org', to: ['alice@example.com'], localAddress: '127.0.0.14' });
+    await send();
+    const g = await admin.call('config.get', {});
+    const first = await admin.call('policy.simulate', { config: g.config, hours: 1 });
+    expect(first.replayed.messages).toBe(1);
+    t.clock.advance(5_000);
+    await send();
+    const same = await admin.call('policy.simulate', { config: g.config, hours: 1, until: first.to });
+    expect(same.to).toBe(first.to);
+    expect(same.replayed).toEqual(first.replayed);
+    const later = await admin.call('policy.simulate', { config: g.config, hours: 1 });
+    expect(later.replayed.messages).toBe(2);
+    const future = await admin.call('policy.simulate', { config: g.config, hours: 1, until: first.to + 86_400_000 });
+    expect(future.to).toBe(t.clock.now());
+    expect((await admin.callError('policy.simulate', { config: g.config, hours: 1, until: 'now' })).message).toBe(
+      'invalid params for policy.simulate: until: must be a number; it is "now"',
+    );
+  });
+
   it('concurrent connections: overlapping sessions are replayed with their real overlap', async () => {
     const t = await startRelay();
     const admin = await t.admin();

@@ -551,7 +551,7 @@ export function createHandlers(d: MethodDeps): Handlers {
       // the other history scans' (events.subscribe, events.query): one page of any of them per turn. A replay whose
       // session has closed (while it ran, or while it waited for its turn) stops before its next read, and the next
       // caller's starts.
-      const run = simulating.then(() => simulate(d.history, p.config, p.hours, d.now(), { pause: () => turns.next(), gone: () => s.closed }));
+      const run = simulating.then(() => simulate(d.history, p.config, p.hours, Math.min(p.until ?? Infinity, d.now()), { pause: () => turns.next(), gone: () => s.closed }));
       simulating = run.catch(() => {});
       try {
         return await run;

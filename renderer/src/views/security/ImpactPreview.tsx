@@ -39,13 +39,18 @@ export interface ImpactPreviewProps {
 export function ImpactPreview({ current, config, hours, onHours, enabled }: ImpactPreviewProps) {
   const api = useApi();
   const connected = useConnected();
-  // both replays in one query, asked for together, so they read the same traffic (as nearly as the relay allows:
-  // it runs replays one after the other, each up to its own "now"); a cached replay of the current settings from a
-  // minute ago would credit the last minute's traffic to the change
+  // both replays in one query, over the same window: the second ends where the first did (`until`), so both read the
+  // same traffic; a cached replay of the current settings from a minute ago would credit the last minute's traffic to
+  // the change. A relay older than `until` refuses it (-32602): then the second replay ends at its own "now" and the
+  // result says how far apart the two ended.
   const q = useQuery<{ now: SimulationResult; after: SimulationResult }, ApiError>({
     queryKey: ['policy.simulate', { config: current, hours }, { config, hours }],
     queryFn: async () => {
-      const [now, after] = await Promise.all([api.call('policy.simulate', { config: current, hours }), api.call('policy.simulate', { config, hours })]);
+      const now = await api.call('policy.simulate', { config: current, hours });
+      const after = await api.call('policy.simulate', { config, hours, until: now.to }).catch((err: unknown) => {
+        if ((err as ApiError).code === -32602 && /until/.test((err as ApiError).message)) return api.call('policy.simulate', { config, hours });
+        throw err;
+      });
       return { now, after };
     },
     enabled: enabled && connected,
