@@ -416,8 +416,16 @@ export const Methods = {
       expiresAt: isoInstant,
       baseRevision: Revision.optional(),
     }),
-    z.object({ revision: Revision, group: z.string(), entry: GroupEntryOut, created: z.boolean(), updated: z.boolean() }),
-    'Add an address, CIDR or range to a group (the group is created if missing). An existing identical address is updated, not duplicated.',
+    z.object({
+      revision: Revision,
+      group: z.string(),
+      entry: GroupEntryOut,
+      created: z.boolean(),
+      updated: z.boolean(),
+      /** the entry as it was before this call updated it (null when it was added), for an exact undo */
+      previous: GroupEntryOut.nullable().optional(),
+    }),
+    'Add an address, CIDR or range to a group (the group is created if missing). An existing identical address is updated, not duplicated; `previous` is what it was.',
   ),
   'groups.removeEntry': method(
     'admin',

@@ -199,6 +199,9 @@ describe('groups', () => {
     expect(t.relay.config.current.groups['Partners']).toHaveLength(1);
     const again = await admin.call('groups.addEntry', { group: 'Partners', address: '198.51.100.0/24', comment: 'renamed' });
     expect(again.updated).toBe(true);
+    // what it replaced, for an exact undo; a new entry replaced nothing
+    expect(again.previous).toMatchObject({ address: '198.51.100.0/24', comment: 'partner net', expiresAt: '2027-01-01T00:00:00Z' });
+    expect(a.previous).toBeNull();
     expect(t.relay.config.current.groups['Partners']).toEqual([expect.objectContaining({ address: '198.51.100.0/24', comment: 'renamed' })]);
     const created = await admin.call('groups.addEntry', { group: 'Vendors', address: '2001:db8::/48' });
     expect(created.created).toBe(true);

@@ -288,6 +288,7 @@ export function createHandlers(d: MethodDeps): Handlers {
       let created = false;
       let updated = false;
       let entry: Config['groups'][string][number] | null = null;
+      let previous: Config['groups'][string][number] | null = null;
       const r = d.revisions.modify((draft) => {
         let list = draft.groups[p.group];
         if (!list) {
@@ -296,6 +297,7 @@ export function createHandlers(d: MethodDeps): Handlers {
         }
         const existing = list.find((e) => canonical(e.address) === spec.text);
         if (existing) {
+          previous = structuredClone(existing);
           if (p.comment !== undefined) existing.comment = p.comment;
           if (p.expiresAt !== undefined) existing.expiresAt = p.expiresAt;
           updated = true;
@@ -306,7 +308,7 @@ export function createHandlers(d: MethodDeps): Handlers {
         }
       }, meta(ctx, 'groups.addEntry', p.baseRevision));
       ctx.change = r;
-      return { revision: r.revision, group: p.group, entry: structuredClone(entry!), created, updated };
+      return { revision: r.revision, group: p.group, entry: structuredClone(entry!), created, updated, previous };
     },
 
     'groups.removeEntry': (p, ctx) => {

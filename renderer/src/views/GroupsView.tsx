@@ -377,11 +377,14 @@ function AddEntry({ group, entries, roles, now, why, onAdded }: AddEntryProps) {
               undo: () => undoAdd.mutateAsync({ group: r.group, address: a }),
               undoneMessage: `${a} is out of "${r.group}" again.`,
             });
-          } else if (before) {
+          } else if (r.previous || before) {
+            // what the relay replaced (exact, even if the entry changed elsewhere since this view last refreshed);
+            // from a relay that does not say, the entry as the admin saw it
+            const was = r.previous ? { comment: r.previous.comment ?? null, expiresAt: r.previous.expiresAt ?? null } : before!;
             toast.show({
               kind: 'success',
               message: `Replaced the comment and expiry of ${a} in "${r.group}".`,
-              undo: () => undoReplace.mutateAsync({ group: r.group, address: a, comment: before.comment, expiresAt: before.expiresAt }),
+              undo: () => undoReplace.mutateAsync({ group: r.group, address: a, comment: was.comment, expiresAt: was.expiresAt }),
               undoneMessage: `${a} in "${r.group}" has its previous comment and expiry again.`,
             });
           } else {
