@@ -14,7 +14,7 @@ import type { ConnectionState } from '../shared/console-api.ts';
 import { ConsoleCore } from '../main/core/console-core.ts';
 import { withoutCountdown } from '../main/core/connection.ts';
 import { memoryJson } from '../main/core/json-file.ts';
-import { firstLine } from '../main/core/pinned-socket.ts';
+import { firstLine, isNotTlsError, isSmtpGreeting } from '../main/core/pinned-socket.ts';
 import type { Timers } from '../main/core/ports.ts';
 import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { testSecretStore } from './e2e/harness.ts';
@@ -101,12 +101,43 @@ describe('saving the profile the console is on', () => {
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).role).toBe('admin');
     let mark = states.length;
     await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port });
+    // the new name is shown at once (the status bar names the profile), on the same session: nothing reconnects
+    expect(states.slice(mark)).toHaveLength(1);
+    expect(states.slice(mark)[0]).toMatchObject({ status: 'connected', role: 'admin', profileName: 'Edge relay (HQ)' });
+    expect(state().profileName).toBe('Edge relay (HQ)');
+    mark = states.length;
+    // saved again with the same name: nothing to tell
+    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port });
     expect(states.slice(mark)).toEqual([]);
     mark = states.length;
     await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: viewer });
     await waitFor(() => state().status === 'connected' && state().role === 'viewer', 'the session with the new token', 5000);
     expect(states.slice(mark).map((s) => s.status)).toEqual(['connecting', 'authenticating', 'connected']);
     expect(state().tokenName).toBe('night-shift');
+    expect(state().profileName).toBe('Edge relay (HQ)');
+  });
+
+  it('refused, then only renamed: the state names it at once and the relay is not asked again', async () => {
+    const r = await ownRelay();
+    const { core, clock, states, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_wrong' });
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).status).toBe('auth-failed');
+    const refused = state();
+    const mark = states.length;
+    await save({ id: p.id, name: 'Edge relay (old token)', host: '127.0.0.1', port: r.port });
+    expect(states.slice(mark).map((s) => [s.status, s.profileName])).toEqual([['auth-failed', 'Edge relay (old token)']]);
+    expect(state()).toMatchObject({ message: refused.message, profileId: p.id, since: refused.since });
+    expect(clock.nextAt()).toBeNull();
+  });
+
+  it('locked out, then renamed with a new token: the waiting state carries the new name too', async () => {
+    const r = await ownRelay({ manageLimits: { maxLoginFailures: 1, lockoutMs: 60_000 } });
+    const { core, save, state } = newCore();
+    const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_mistyped' });
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).status).toBe('reconnecting');
+    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: r.token });
+    expect(state()).toMatchObject({ status: 'reconnecting', profileName: 'Edge relay (HQ)' });
+    expect(state().message).toMatch(/The console tries the new token when the lockout ends\.$/);
   });
 
   it('a profile other than the current one: saving it leaves the connection alone', async () => {
@@ -191,6 +222,65 @@ describe('an address where something other than the relay answers', () => {
     expect(st).toMatchObject({ status: 'disconnected', profileId: p.id });
     expect(st.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${port} does not speak TLS: is it the relay's SMTP port\\? The management port is manage\\.listen in config\\.json \\(8465 by default\\)\\.`));
     expect(clock.nextAt()).toBeNull();
+  });
+
+  it('a plain-text service that greets "220" but is not SMTP (an FTP server): named as another service, quoting its line, and told nothing', async () => {
+    const said: string[] = [];
+    let hungUp!: () => void;
+    const closed = new Promise<void>((res) => (hungUp = res));
+    const ftp = net.createServer((s) => {
+      s.write('220 ProFTPD 1.3.8 Server (ftp.example.test)\r\n');
+      s.on('data', (d) => said.push(d.toString()));
+      s.on('error', () => {});
+      s.on('close', () => hungUp());
+    });
+    await new Promise<void>((res) => ftp.listen(0, '127.0.0.1', () => res()));
+    cleanups.push(() => new Promise<void>((res) => ftp.close(() => res())));
+    const port = (ftp.address() as net.AddressInfo).port;
+    const { core, clock, save } = newCore();
+    const p = await save({ name: 'FTP', host: '127.0.0.1', port, token: 'rwt_x' });
+    const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(st).toMatchObject({ status: 'disconnected', profileId: p.id });
+    expect(st.message).toMatch(
+      new RegExp(`^127\\.0\\.0\\.1:${port} does not speak TLS: another plain-text service answers there, not the relay; its first line was "220 ProFTPD 1\\.3\\.8 Server \\(ftp\\.example\\.test\\)"\\. The management port is manage\\.listen`),
+    );
+    expect(st.message).not.toMatch(/SMTP port/);
+    expect(clock.nextAt()).toBeNull();
+    // the probe hung up without a word (no QUIT to a protocol it does not know)
+    await closed;
+    expect(said.join('')).not.toContain('QUIT');
+  });
+
+  it('tells an SMTP greeting from another "220" greeting', () => {
+    for (const smtp of ['220 relay.example.test ESMTP Relay Warden', '220 mx.google.com ESMTP a1-20020a.12 - gsmtp', '220-mail.example.net ESMTP Exim 4.96', '220 host Microsoft ESMTP MAIL Service ready', '220 smtp.example.net Simple Mail Transfer Service Ready', '220 mail.example.org SMTP ready']) {
+      expect(isSmtpGreeting(smtp), smtp).toBe(true);
+    }
+    for (const other of ['220 ProFTPD 1.3.8 Server (ftp.example.test)', '220 (vsFTPd 3.0.5)', '220 Microsoft FTP Service', '220', '250 mx.example.test ESMTP', 'SSH-2.0-OpenSSH_9.6']) {
+      expect(isSmtpGreeting(other), other).toBe(false);
+    }
+    expect(isSmtpGreeting(null)).toBe(false);
+  });
+
+  it('recognises "not TLS" in OpenSSL\'s words (Node) and in BoringSSL\'s (Electron), by code, reason or message', () => {
+    // Node with OpenSSL 3
+    expect(isNotTlsError({ code: 'ERR_SSL_WRONG_VERSION_NUMBER', reason: 'wrong version number', message: 'C0B7F2A1DF7F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:354:\n' })).toBe(true);
+    expect(isNotTlsError({ code: 'ERR_SSL_PACKET_LENGTH_TOO_LONG' })).toBe(true);
+    expect(isNotTlsError({ message: 'error:0A0000C6:SSL routines::packet length too long' })).toBe(true);
+    // Electron: BoringSSL's reason is the macro name
+    expect(isNotTlsError({ code: 'ERR_SSL_WRONG_VERSION_NUMBER', reason: 'WRONG_VERSION_NUMBER', message: '140389787657856:error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER:../../third_party/boringssl/src/ssl/tls_record.cc:242:\n' })).toBe(true);
+    expect(isNotTlsError({ code: 'WRONG_VERSION_NUMBER' })).toBe(true);
+    expect(isNotTlsError({ reason: 'WRONG_VERSION_NUMBER' })).toBe(true);
+    expect(isNotTlsError({ code: 'ERR_SSL_HTTP_REQUEST' })).toBe(true);
+    expect(isNotTlsError({ code: 'HTTPS_PROXY_REQUEST' })).toBe(true);
+    // a write error carries the reason in its message only
+    expect(isNotTlsError({ code: 'EPROTO', message: 'write EPROTO 769044072:error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER:../../third_party/boringssl/src/ssl/tls_record.cc:242:' })).toBe(true);
+    expect(isNotTlsError({ code: 'EPROTO', message: 'write EPROTO 140:error:1408F10B:SSL routines:ssl3_get_record:wrong version number:../ssl/record/ssl3_record.c:252:' })).toBe(true);
+    // other failures are not "not TLS"
+    expect(isNotTlsError({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:8465' })).toBe(false);
+    expect(isNotTlsError({ code: 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', reason: 'sslv3 alert handshake failure', message: 'error:0A000410:SSL routines::sslv3 alert handshake failure' })).toBe(false);
+    expect(isNotTlsError({ code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', message: 'error:1000042e:SSL routines:OPENSSL_internal:TLSV1_ALERT_PROTOCOL_VERSION' })).toBe(false);
+    expect(isNotTlsError({ message: 'the relay answered an http request with 400' })).toBe(false);
+    expect(isNotTlsError({})).toBe(false);
   });
 
   it("reads an SMTP server's greeting (and tells it QUIT), and nothing from a peer that waits", async () => {

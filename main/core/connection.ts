@@ -433,20 +433,35 @@ export class RelayConnection {
   /**
    * A profile was saved. When it is the one this connection is for (connected, trying, refused, or stopped on it),
    * its new host, port or token take effect at once: a refused token pasted again must not leave the console showing
-   * the refusal with the relay never asked again. Two exceptions: a changed name only, which the connection does not
-   * use; and a new token for an address the relay has locked out, which waits for the lockout's end (an earlier
-   * attempt meets the refusal again), as the message then says.
+   * the refusal with the relay never asked again. Two exceptions: a changed name only, which is shown at once (the
+   * status bar names the profile) without connecting again; and a new token for an address the relay has locked out,
+   * which waits for the lockout's end (an earlier attempt meets the refusal again), as the message then says.
    */
   profileChanged(profileId: string, change: ProfileChange): void {
     if (this.st.profileId !== profileId) return;
     // connected: only a real change is worth dropping a working session for
     const token = this.st.status === 'connected' ? change.tokenChanged : change.tokenGiven;
-    if (!change.address && !token) return;
+    if (!change.address && !token) {
+      this.renamed(profileId);
+      return;
+    }
     if (this.st.status === 'reconnecting' && this.lockout !== null && !change.address) {
-      this.set({ message: `${this.lockout} The console tries the new token when the lockout ends.` });
+      this.set({ message: `${this.lockout} The console tries the new token when the lockout ends.`, ...this.nameOf(profileId) });
       return;
     }
     this.connect(profileId).catch((err: unknown) => console.error(`reconnecting with the saved settings failed: ${(err as Error).message}`));
+  }
+
+  /** the profile's name as saved now, when the state shows another (connect() takes it from the profile itself) */
+  private nameOf(profileId: string): { profileName?: string } {
+    const name = this.opts.profiles.get(profileId)?.name;
+    return name !== undefined && name !== this.st.profileName ? { profileName: name } : {};
+  }
+
+  /** the profile this connection is on was renamed: the state (the status bar, the Servers card) says its new name */
+  private renamed(profileId: string): void {
+    const patch = this.nameOf(profileId);
+    if (patch.profileName !== undefined) this.set(patch);
   }
 
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {

@@ -28,18 +28,21 @@ export class PinError extends Error {
 
 /**
  * Something answers at host:port, but not in TLS: another service, most often the relay's own SMTP port typed in place
- * of its management port. Retrying cannot help (the address is wrong), so the connection stops and says so.
+ * of its management port. Retrying cannot help (the address is wrong), so the connection stops and says so. Only a
+ * greeting that names SMTP makes it "an SMTP port": an FTP server greets "220" too.
  */
 export class NotTlsError extends Error {
   constructor(
     readonly address: string,
-    /** the first line the peer sent by itself (an SMTP server greets first), if any */
+    /** the first line the peer sent by itself (an SMTP or FTP server greets first), if any */
     readonly greeting: string | null,
   ) {
     super(
       isSmtpGreeting(greeting)
-        ? `${address} is an SMTP port, not the relay's management port: it greeted "${greeting}" instead of speaking TLS. The management port is manage.listen in config.json (8465 by default).`
-        : `${address} does not speak TLS: is it the relay's SMTP port? The management port is manage.listen in config.json (8465 by default).`,
+        ? `${address} is an SMTP port, not the relay's management port: it greeted "${greeting}" instead of speaking TLS. ${MANAGEMENT_PORT}`
+        : greeting !== null
+          ? `${address} does not speak TLS: another plain-text service answers there, not the relay; its first line was "${greeting}". ${MANAGEMENT_PORT}`
+          : `${address} does not speak TLS: is it the relay's SMTP port? ${MANAGEMENT_PORT}`,
     );
     this.name = 'NotTlsError';
   }
@@ -49,15 +52,50 @@ export class NotTlsError extends Error {
   }
 }
 
-const isSmtpGreeting = (line: string | null): boolean => line !== null && /^220[ -]/.test(line);
+const MANAGEMENT_PORT = 'The management port is manage.listen in config.json (8465 by default).';
 
-/** OpenSSL's words for "the bytes that came back are not a TLS record": the peer speaks something else */
-const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_UNKNOWN_PROTOCOL']);
+/**
+ * An SMTP server's greeting: "220", then text naming the protocol, as every SMTP server's does ("220 mx.example.net
+ * ESMTP Postfix", the relay's own "220 host ESMTP Relay Warden"). A bare "220" is not enough: FTP servers greet with it
+ * too ("220 ProFTPD Server ready").
+ */
+export function isSmtpGreeting(line: string | null): boolean {
+  return line !== null && /^220(?:[ -]|$)/.test(line) && /(?:^|[^a-z0-9])e?smtp(?:[^a-z0-9]|$)/i.test(line.slice(3));
+}
+
+/**
+ * The TLS library's reasons for "the bytes that came back are not a TLS record": the peer speaks something else. Node
+ * turns the library's reason text into the error's code ("ERR_SSL_" + the reason, upper case, spaces as "_"), and puts
+ * the text itself in its reason and message. OpenSSL (Node) writes "wrong version number" (ERR_SSL_WRONG_VERSION_NUMBER,
+ * message "...:SSL routines:ssl3_get_record:wrong version number:..."); BoringSSL (Electron) writes the macro's name,
+ * "WRONG_VERSION_NUMBER" ("...:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER:.../tls_record.cc:..."), and an
+ * error that surfaces on a write carries code EPROTO with the reason in its message only. BoringSSL's client reports a
+ * plain-text peer as WRONG_VERSION_NUMBER (its record layer checks the version byte first); OpenSSL may also say
+ * "packet length too long", and either names an HTTP request or proxy request when it sees one.
+ */
+const NOT_TLS_REASONS = ['WRONG_VERSION_NUMBER', 'PACKET_LENGTH_TOO_LONG', 'HTTP_REQUEST', 'HTTPS_PROXY_REQUEST', 'UNKNOWN_PROTOCOL'];
+
+/** one spelling for both libraries: "wrong version number", "WRONG_VERSION_NUMBER", "ERR_SSL_WRONG_VERSION_NUMBER" -> WRONG_VERSION_NUMBER */
+const reasonKey = (text: string): string => text.trim().toUpperCase().replace(/[\s-]+/g, '_').replace(/^(?:ERR_SSL_|SSL_R_)/, '');
+
+/**
+ * Whether a connection error says the peer does not speak TLS, under OpenSSL (Node) or BoringSSL (Electron): by its
+ * code, its reason, or the reason in its message (an EPROTO write error carries it there only).
+ */
+export function isNotTlsError(err: { code?: unknown; reason?: unknown; message?: unknown }): boolean {
+  const said = [err.code, err.reason].filter((x): x is string => typeof x === 'string').map(reasonKey);
+  if (said.some((k) => NOT_TLS_REASONS.includes(k))) return true;
+  if (typeof err.message !== 'string') return false;
+  // the message's SSL reason, whatever the library's layout (each reason as a whole word, not inside another)
+  const words = err.message.toUpperCase().replace(/[ -]+/g, '_');
+  return NOT_TLS_REASONS.some((r) => new RegExp(`(?:^|[^A-Z0-9_])(?:ERR_SSL_|SSL_R_)?${r}(?:[^A-Z0-9_]|$)`).test(words));
+}
 
 /**
  * What the peer at host:port says by itself on a plain TCP connection, within waitMs: its first line (printable
  * characters only, at most 100), or null when it says nothing (a web server waits for a request). An SMTP server
- * greets at once; it is told QUIT so that it closes cleanly.
+ * greets at once; it is told QUIT so that it closes cleanly. Anything else is only hung up on: nothing is said to a
+ * service whose protocol is not known.
  */
 export function firstLine(host: string, port: number, waitMs = 2000): Promise<string | null> {
   return new Promise((resolve) => {
@@ -165,7 +203,7 @@ export function openPinned(opts: PinnedOptions): Promise<{ ws: WebSocket; certif
     });
     ws.once('error', (err: Error & { code?: string }) => {
       if (settled) return;
-      if (err.code && NOT_TLS_CODES.has(err.code)) {
+      if (isNotTlsError(err)) {
         // say what answers there instead (an SMTP greeting names the mistake); the probe is bounded by its own wait
         clearTimeout(timer);
         void firstLine(opts.host, opts.port).then((line) => fail(new NotTlsError(`${host}:${opts.port}`, line)));
