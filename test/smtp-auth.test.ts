@@ -158,8 +158,23 @@ describe('AUTH PLAIN and LOGIN', () => {
       text: '4.7.0 The login as "ops" is no longer valid: the user was given a new password since. Connect again and log in.',
     });
     await ops.closedPromise;
-    const withdrawn = tr.rejections('relay.access');
-    expect(withdrawn.map((e) => [e.stage, e.code, e.enforced])).toEqual([['rcpt', 421, true], ['mail', 421, true]]);
+    const withdrawn = () => tr.rejections('relay.access').map((e) => [e.stage, e.code, e.enforced]);
+    expect(withdrawn()).toEqual([['rcpt', 421, true], ['mail', 421, true]]);
+
+    // removed while its message comes in: the message is not queued, the session ends
+    const late = await open(tr.port, '127.0.0.56');
+    await late.hello();
+    expect((await late.cmd(`AUTH PLAIN ${plain('ops', 'a new password')}`)).code).toBe(235);
+    expect((await late.cmd('MAIL FROM:<me@example.org>')).code).toBe(250);
+    expect((await late.cmd('RCPT TO:<v5@example.net>')).code).toBe(250);
+    expect((await late.cmd('DATA')).code).toBe(354);
+    tr.relay.config.modify((d) => void delete d.users['ops'], { by: 'cli', source: 'user remove' });
+    late.write('Subject: sent by a removed user\r\n\r\nhello\r\n.\r\n');
+    expect(await late.read()).toMatchObject({ code: 421, text: '4.7.0 The login as "ops" is no longer valid: the user was removed since. Connect again and log in.' });
+    expect(tr.events.filter((e) => e.kind === 'accepted')).toEqual([]);
+    expect(tr.relay.queue.size).toBe(0);
+    expect(withdrawn().at(-1)).toEqual(['data', 421, true]);
+    tr.relay.config.modify((d) => void (d.users['ops'] = { passwordHash: newHash }), { by: 'cli', source: 'user set' });
 
     // a new login with the new password relays again
     const again = await open(tr.port, '127.0.0.54');

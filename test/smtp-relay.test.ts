@@ -125,6 +125,21 @@ describe('open-relay tricks', () => {
     }
   });
 
+  it('a repeated recipient counts once toward checks.maxRecipients, bare <postmaster> too, and is queued once in the form last written', async () => {
+    t = await startTestRelay({ ...CONFIG, users: {}, checks: { ...CONFIG.checks, maxRecipients: { max: 2 } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect((await c.cmd('RCPT TO:<postmaster>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<PostMaster>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<Alice@example.com>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+    const acc = t.events.find((e): e is Extract<RelayEvent, { kind: 'accepted' }> => e.kind === 'accepted');
+    expect(acc?.to).toEqual(['postmaster@example.com', 'alice@example.com']);
+    expect(t.rejections('checks.maxRecipients')).toEqual([]);
+  });
+
   it('a bare <postmaster> with no local domain to deliver it to is refused with 501 5.1.3, saying why', async () => {
     t = await startTestRelay({ ...CONFIG, users: {}, domains: {} });
     const c = await open(t.port, '127.0.0.5');

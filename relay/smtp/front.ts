@@ -407,8 +407,9 @@ export class SmtpFront {
 
   /**
    * A session logged in as a user who has since been removed (`user remove`) or given a new password (`user set`) is
-   * ended at its next MAIL or RCPT: a stolen account stops relaying when the admin removes it, not when the thief
-   * disconnects. Returns the 421 to answer, or null while the login stands.
+   * ended at its next MAIL or RCPT, or at the end of the message it is sending (which is then not queued): a stolen
+   * account stops relaying when the admin removes it, not when the thief disconnects. Returns the 421 to answer, or
+   * null while the login stands.
    */
   private loginWithdrawn(sess: Sess, cfg: Config, stage: Stage): ReplyError | null {
     if (sess.authUser === null) return null;
@@ -419,6 +420,17 @@ export class SmtpFront {
     sess.authHash = null;
     this.reject(sess, stage, 'relay.access', 421, text, true);
     return new ReplyError(421, text);
+  }
+
+  /**
+   * The recipients of a transaction so far, lower-cased, as smtp-server keys them: one set per envelope list (a new
+   * transaction gets a new list), so a repeat is found without scanning the list at every RCPT.
+   */
+  private readonly rcptKeys = new WeakMap<object, Set<string>>();
+  private rcptKeysOf(list: object): Set<string> {
+    let keys = this.rcptKeys.get(list);
+    if (!keys) this.rcptKeys.set(list, (keys = new Set()));
+    return keys;
   }
 
   private reject(sess: Sess, stage: Stage, rule: Rule, code: number, text: string, enforced: boolean, detail: RejectDetail = {}): void {
@@ -580,7 +592,10 @@ export class SmtpFront {
       return;
     }
     const to = route.kind === 'trick' ? address.address : route.address;
-    const tooMany = this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length), { to });
+    // a recipient written again (in any case) replaces its earlier entry (smtp-server): it adds none
+    const key = address.address.toLowerCase();
+    const keys = this.rcptKeysOf(session.envelope.rcptTo);
+    const tooMany = keys.has(key) ? null : this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length), { to });
     if (tooMany) {
       cb(tooMany);
       return;
@@ -605,9 +620,7 @@ export class SmtpFront {
       return;
     }
     this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to, local: route.kind === 'local' });
-    // a bare <postmaster> is stored as the address it was accepted for (postmaster@ the first local domain): the
-    // queue would route "postmaster" as a domain of its own and bounce it (smtp-server puts `address` in the envelope)
-    if (route.kind === 'local' && !address.address.includes('@')) address.address = route.address;
+    keys.add(key);
     cb();
   }
 
@@ -626,10 +639,17 @@ export class SmtpFront {
     const name = this.hostname;
     const helo = session.hostNameAppearsAs || 'unknown';
     const proto = session.transmissionType || 'ESMTP';
-    // once each: <postmaster> and <postmaster@first-domain> in one envelope are one mailbox (smtp-server merges
-    // only repeats of the same text, in any case); the first form written is kept
+    // a bare <postmaster> is queued as the address it was accepted for (postmaster@ the first local domain): the queue
+    // would route "postmaster" as a domain of its own and bounce it. Mapped here, not at RCPT: smtp-server keys its
+    // merging of repeated recipients (any case; the last form written is kept) on the text the client sent
+    const queued = session.envelope.rcptTo.map((r) => {
+      if (r.address.includes('@')) return r.address;
+      const route = classifyRecipient(cfg, r.address);
+      return route.kind === 'local' ? route.address : r.address;
+    });
+    // once each: <postmaster> and <postmaster@first-domain> in one envelope are one mailbox
     const seen = new Set<string>();
-    const rcpts = session.envelope.rcptTo.map((r) => r.address).filter((a) => !seen.has(a.toLowerCase()) && !!seen.add(a.toLowerCase()));
+    const rcpts = queued.filter((a) => !seen.has(a.toLowerCase()) && !!seen.add(a.toLowerCase()));
     writer.write(Buffer.from(
       `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip}])\r\n` +
         `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
@@ -662,6 +682,13 @@ export class SmtpFront {
     });
     stream.on('end', () => {
       const cfgNow = this.deps.config.current;
+      // a login withdrawn since RCPT (the user removed while the message came in): nothing is queued
+      const withdrawn = this.loginWithdrawn(sess, cfgNow, 'data');
+      if (withdrawn) {
+        void writer.abort();
+        finish(withdrawn);
+        return;
+      }
       const tooBig = this.decide(sess, policy.messageTooBig(sizeRule, size));
       if (tooBig) {
         void writer.abort();
