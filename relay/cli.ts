@@ -119,14 +119,15 @@ function signalRelay(dataDir: string): void {
  * `user` and `token` change a relay's data directory; they do not make one. A mistyped --data-dir would otherwise
  * get a new directory holding one user (or token) that no relay reads, and the admin a "done" that is not true.
  */
-function existingDataDir(dataDir: string): void {
+function existingDataDir(dataDir: string, changesConfig: boolean): void {
   const config = path.join(dataDir, 'config.json');
   try {
-    fs.accessSync(config, fs.constants.R_OK | fs.constants.W_OK);
+    // `user` rewrites config.json; `token` only reads it (to know the directory is a relay's) and writes tokens.json
+    fs.accessSync(config, changesConfig ? fs.constants.R_OK | fs.constants.W_OK : fs.constants.R_OK);
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') throw new Error(`${config} cannot be changed by this user: permission denied. Run the command as the user the relay runs as.`);
+    if (code === 'EACCES' || code === 'EPERM') throw new Error(`${config} cannot be ${changesConfig ? 'changed' : 'read'} by this user: permission denied. Run the command as the user the relay runs as.`);
     if (code === 'ENOTDIR' || (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory())) throw new Error(`${dataDir} is not a directory. Check --data-dir.`);
   }
   const what = fs.existsSync(dataDir) ? `${dataDir} has no config.json` : `${dataDir} does not exist`;
@@ -146,7 +147,7 @@ function makeDataDir(dataDir: string): void {
       st = fs.statSync(d);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES') throw new Error(`cannot use ${dataDir}: ${d} cannot be read by this user (permission denied)`);
+      if (code === 'EACCES') throw new Error(`cannot use ${dataDir}: this user may not look inside ${path.dirname(d)} (permission denied)`);
       if (code === 'ENOTDIR') throw new Error(`cannot use ${dataDir}: a part of that path is a file, not a directory. Check --data-dir.`);
     }
     if (st) {
@@ -180,7 +181,7 @@ async function userCommand(dataDir: string, [verb, name]: string[]): Promise<voi
   // the name is the command's argument: say so, rather than let config.json's check name a key the admin never wrote
   const okName = UserName.safeParse(name);
   if (verb === 'set' && !okName.success) throw new UsageError(`"${name}" cannot be a user name: ${okName.error.issues[0]!.message}`);
-  existingDataDir(dataDir);
+  existingDataDir(dataDir, true);
   const { store } = ConfigStore.open(dataDir);
   if (verb === 'set') {
     const password = await readPassword();
@@ -200,11 +201,12 @@ function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<stri
   // the words of the command first: a typo is told as one, whatever the directory
   if (verb !== 'create' && verb !== 'revoke' && verb !== 'list') throw new UsageError('expected "token create", "token revoke" or "token list"');
   if (verb === 'create' && !flags.name) throw new UsageError('token create needs --name NAME');
+  if (verb !== 'create' && (flags.name !== undefined || flags.role !== undefined)) throw new UsageError(`--name and --role belong to "token create", not "token ${verb}"`);
   const role = (flags.role ?? 'viewer') as Role;
   if (role !== 'admin' && role !== 'viewer') throw new UsageError(`--role must be admin or viewer (it is "${flags.role}")`);
   if (verb === 'revoke' && !arg) throw new UsageError('token revoke needs a NAME');
   if (verb === 'list' && arg !== undefined) throw new UsageError(`token list takes no argument (it was given "${arg}")`);
-  existingDataDir(dataDir);
+  existingDataDir(dataDir, false);
   const tokens = TokenStore.open(dataDir);
   if (verb === 'create') {
     const secret = tokens.create(flags.name!, role);
@@ -381,6 +383,7 @@ let serving = false;
 async function main(): Promise<void> {
   const { dataDir, rest, flags } = parseArgs(process.argv.slice(2));
   const [cmd, ...args] = rest;
+  if (cmd !== 'token' && Object.keys(flags).length > 0) throw new UsageError(`--${Object.keys(flags)[0]} belongs to "token create"`);
   if (cmd === undefined || cmd === 'serve') {
     serving = true;
     return serve(dataDir);

@@ -432,13 +432,17 @@ describe('relay CLI', () => {
 
 describe('the command line when the ground is not as expected', () => {
   it('unknown options, --help, a bad role and a stray argument are told apart', async () => {
-    const [unknown, help, role, stray, single] = await Promise.all([
+    const [unknown, help, role, stray, single, listRole, userName] = await Promise.all([
       runToEnd(['--foo']),
       runToEnd(['--help']),
       runToEnd(['--data-dir', tmpDir(), 'token', 'create', '--name', 'x', '--role', 'root']),
       runToEnd(['--data-dir', tmpDir(), 'token', 'list', 'extra']),
       runToEnd(['-x']),
+      runToEnd(['--data-dir', tmpDir(), 'token', 'list', '--role', 'admin']),
+      runToEnd(['--data-dir', tmpDir(), 'user', 'remove', 'sales', '--name', 'x']),
     ]);
+    expect(listRole.err).toContain('--name and --role belong to "token create", not "token list"');
+    expect(userName.err).toContain('--name belongs to "token create"');
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/^error: unknown option --foo\nusage:/);
     expect(single.err).toMatch(/^error: unknown option -x\n/);
@@ -483,13 +487,27 @@ describe('the command line when the ground is not as expected', () => {
   });
 
   it('the relay outlives its log: standard output gone (a closed terminal, `| head`), SIGHUP still reloads, SMTP still answers', async () => {
-    const { dir, port } = await dataDirWithConfig();
+    const { dir, port } = await dataDirWithConfig({
+      domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } },
+      checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } },
+    });
     const r = await startRelay(dir);
     // the reading end goes away: every later write to the relay's stdout fails with EPIPE
     r.child.stdout!.destroy();
-    r.child.kill('SIGHUP');
+    // a reload the test can see over SMTP: it logs its line (to the dead stdout) in the same step that applies it
+    const file = path.join(dir, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    cfg.checks.maxRecipients = { mode: 'enforce', max: 1 };
+    fs.writeFileSync(file, JSON.stringify(cfg, null, 2));
     r.child.kill('SIGHUP');
     const c = await smtp(port); // greeted, and EHLO answered
+    await waitFor(async () => {
+      await c.cmd('RSET');
+      await c.cmd('MAIL FROM:<a@example.org>');
+      await c.cmd('RCPT TO:<alice@example.com>');
+      return (await c.cmd('RCPT TO:<bob@example.com>')).code === 452;
+    }, 'the reload to apply (maxRecipients 1)');
+    r.child.kill('SIGHUP');
     expect((await c.cmd('NOOP')).code).toBe(250);
     await c.quit();
     expect(r.child.exitCode).toBeNull();

@@ -53,7 +53,8 @@ async function heldHistory(opts: { pruneMs?: number; now?: () => number; writerW
   Atomics.store(gate, 0, 1);
   emit(100);
   void h.storedEvents; // handed to the writer, which holds it
-  await waitFor(() => Atomics.load(gate, 1) > 0, 'the writer to hold the batch');
+  // a worker thread's start can take seconds on a loaded machine
+  await waitFor(() => Atomics.load(gate, 1) > 0, 'the writer to hold the batch', 15_000);
   const release = () => {
     Atomics.store(gate, 0, 0);
     Atomics.notify(gate, 0);
@@ -106,7 +107,7 @@ describe('EventHistory.written', () => {
     clearInterval(ticking);
     expect(waited).toBeGreaterThanOrEqual(250);
     // the event loop ran while it waited (a blocking wait would have let the interval fire at most once)
-    expect(turns).toBeGreaterThan(3);
+    expect(turns).toBeGreaterThan(1);
     expect(log.join('\n')).toMatch(/the writer thread did not answer within 0\.3 s; events are written on the relay's main thread from now on/);
     expect(h.query({ limit: 1000 }, { noFlush: true }).events).toHaveLength(101);
     // the held writer lets go after the takeover (terminated, or it stores the batch again): one row per event either way
