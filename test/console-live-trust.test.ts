@@ -10,7 +10,7 @@ import { ConfigSchema } from '../shared/config.ts';
 import type { RelayEvent, Rule } from '../shared/events.ts';
 import { fmtDateTime, fmtTime } from '../renderer/src/components/format.ts';
 import { EMPTY_FILTER, compileFilter } from '../renderer/src/state/filter.ts';
-import { RELAY_TRUST_DEFAULT, asksBeforeTrust, clientNowLine, groupMatcher, refusedTo, summarize, trustEffects, trustWarning, trustedEntry, trustedMessage } from '../renderer/src/state/summary.ts';
+import { RELAY_TRUST_DEFAULT, asksBeforeTrust, clientNowLine, groupMatcher, refusedTo, summarize, trustEffects, trustHelps, trustWarning, trustedEntry, trustedMessage } from '../renderer/src/state/summary.ts';
 
 const NOW = Date.parse('2026-11-29T09:00:00Z');
 const defaults = ConfigSchema.parse({});
@@ -121,5 +121,18 @@ describe('event summaries claim only what the event says', () => {
     expect(summarize(e)).toBe('relay.access · to <someone@elsewhere.test> · 554 5.7.1 Relay access denied: elsewhere.test is not a local domain');
     expect(compileFilter({ ...EMPTY_FILTER, text: 'someone@elsewhere' })!(e)).toBe(true);
     expect(summarize(rejected('limits.messagesPerHour', { stage: 'mail', code: 450, text: '4.7.1 Too much mail' }))).toBe('limits.messagesPerHour · 450 4.7.1 Too much mail');
+  });
+});
+
+describe('where trusting is offered', () => {
+  it('only on rejections trust can lift: the per-IP limits, the greeting delay, relaying and the DNS checks', () => {
+    for (const rule of ['limits.messagesPerHour', 'limits.concurrentConnections', 'limits.unknownRecipients', 'limits.authFailures', 'smtp.greetingDelayMs', 'relay.access', 'checks.reverseDns', 'checks.senderDomain']) {
+      expect(trustHelps(rejected(rule as Rule)), rule).toBe(true);
+    }
+    // an unknown mailbox, a message too big, ... are the same for every client: no offer
+    for (const rule of ['recipient.unknown', 'checks.maxRecipients', 'checks.maxFailedCommands', 'checks.maxMessageSize', 'smtp.bareLineEndings', 'smtp.maxConnections', 'protocol', 'storage']) {
+      expect(trustHelps(rejected(rule as Rule)), rule).toBe(false);
+    }
+    expect(trustHelps({ kind: 'connect', id: 2, at: 0, sessionId: 's', ip: '192.0.2.7' } as RelayEvent)).toBe(false);
   });
 });

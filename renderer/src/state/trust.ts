@@ -16,7 +16,7 @@ import { refetchRelayState } from './refetch.ts';
 import { trustedMessage, type TrustEffects } from './summary.ts';
 
 // the words and the pure logic of trusting live in summary.ts (tested in Node without React); the views import them from here
-export { RELAY_TRUST_DEFAULT, asksBeforeTrust, clientNowLine, groupMatcher, trustEffects, trustWarning, trustedEntry, trustedMessage } from './summary.ts';
+export { RELAY_TRUST_DEFAULT, asksBeforeTrust, trustHelps, clientNowLine, groupMatcher, trustEffects, trustWarning, trustedEntry, trustedMessage } from './summary.ts';
 export type { TrustConfig, TrustEffects } from './summary.ts';
 
 export type TrustExpiry = 'forever' | '1h' | '1d';
@@ -63,7 +63,7 @@ export function useTrustIp(): {
             await api.call('groups.removeEntry', { group: r.group, address: r.entry.address });
             refresh();
           },
-          undoneMessage: `${ip} is no longer trusted.`,
+          undoneMessage: `${ip} is no longer trusted. Its counters stay reset: they count again from now.`,
         });
       } catch (err) {
         toast.error(err, `Could not trust ${ip}`);

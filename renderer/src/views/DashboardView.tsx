@@ -184,8 +184,8 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
             <thead>
               <tr>
                 <th>IP</th>
-                <th className="num">Messages</th>
-                <th className="num">Connections</th>
+                <th className="num" title="messages in the last hour">Messages</th>
+                <th className="num" title="SMTP connections open now">Open now</th>
                 <th />
               </tr>
             </thead>

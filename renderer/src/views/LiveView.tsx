@@ -23,6 +23,7 @@ import {
   TRUST_EXPIRIES,
   asksBeforeTrust,
   clientNowLine,
+  trustHelps,
   groupMatcher,
   trustEffects,
   trustWarning,
@@ -95,7 +96,7 @@ const Row = memo(function Row({ e, top, selected, onSelect, onTrust, onOnlyIp, t
         )}
         {rejected && e.ip && (
           <span className="row-actions" onPointerDown={(ev) => ev.stopPropagation()}>
-            {trustedAs ? (
+            {!trustHelps(e) ? null : trustedAs ? (
               <span className="row-trusted" title={trustedAs} data-testid="row-trusted">
                 <Badge tone="ok">trusted</Badge>
               </span>
@@ -206,7 +207,7 @@ function SessionPanel({
                   <span className="mono">{rej.dns}</span>
                 </div>
               )}
-              {rej.ip && !trusted && effects && (
+              {rej.ip && !trusted && effects && trustHelps(rej) && (
                 <p className={`trust-effect${effects.relays ? ' trust-effect-relay' : ''}`} data-testid="trust-effect">
                   {trustWarning(rej.ip, effects)}
                   {asksBeforeTrust(rej) ? ' You will be asked to confirm.' : ''}
@@ -214,7 +215,11 @@ function SessionPanel({
               )}
               {rej.ip && (
                 <div className="trust-row">
-                  {trusted ? (
+                  {!trustHelps(rej) ? (
+                    <span className="muted" data-testid="trust-no-help">
+                      Trusting {rej.ip} would not change this: the rule applies to every client.
+                    </span>
+                  ) : trusted ? (
                     <span data-testid="panel-trusted">
                       <Badge tone="ok">trusted</Badge>{' '}
                       <span className="muted">
