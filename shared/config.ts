@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parseHostPort } from './hostport.ts';
-import { coversEverything, parseAddressSpec, parseIp, parseIsoInstant } from './ip.ts';
+import { type AddressSpec, coversEverything, parseAddressSpec, parseIp, parseIsoInstant, publicCoverage } from './ip.ts';
 
 export const MODES = ['enforce', 'monitor', 'off'] as const;
 export const Mode = z.enum(MODES).describe('enforce: reject; monitor: accept but report "would have rejected"; off: not checked');
@@ -109,6 +109,11 @@ const isoDate = z
   .refine((s) => parseIsoInstant(s) !== null, {
     message: 'must be an ISO 8601 date and time with a time zone, e.g. 2026-12-01T09:00:00Z',
   });
+
+/** The most public IPv4 addresses the groups in relay.allowGroups may hold together: a /8. */
+export const MAX_RELAY_PUBLIC_V4 = 2 ** 24;
+/** The most global unicast IPv6 addresses they may hold: a /16 of 2000::/3. */
+export const MAX_RELAY_GLOBAL_V6 = 1n << 112n;
 
 export const GroupEntry = z.strictObject({
   address: z.string().superRefine((v, ctx) => {
@@ -225,16 +230,34 @@ export const ConfigSchema = z
     // no open relay: a group that may relay holds no entry that is every address of the internet (0.0.0.0/0, ::/0).
     // Narrower networks are an admin's call (the console asks before it adds a wide one); this one is never right:
     // a host that must relay for everyone should make its clients log in (SMTP AUTH) instead
-    for (const g of new Set(c.relay.allowGroups)) {
+    const relaying = [...new Set(c.relay.allowGroups)];
+    const specs: AddressSpec[] = [];
+    let everything = false;
+    for (const g of relaying) {
       for (const [i, e] of (c.groups[g] ?? []).entries()) {
         const r = parseAddressSpec(e.address);
-        if (r.ok && coversEverything(r.spec)) {
+        if (!r.ok) continue;
+        specs.push(r.spec);
+        if (coversEverything(r.spec)) {
+          everything = true;
           ctx.addIssue({
             code: 'custom',
             path: ['groups', g, i, 'address'],
             message: `${r.spec.text} is every ${r.spec.family === 4 ? 'IPv4' : 'IPv6'} address, and "${g}" is in relay.allowGroups: anyone on the internet could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their networks`,
           });
         }
+      }
+    }
+    // ...nor, all together, a large part of it (0.0.0.0/1 + 128.0.0.0/1, 2000::/3, one half in each of two groups):
+    // more public IPv4 than a /8, or more global IPv6 than a /16. No organisation's own networks are that large
+    if (!everything && specs.length > 0) {
+      const { v4, v6 } = publicCoverage(specs);
+      const groups = relaying.map((g) => `"${g}"`).join(', ');
+      const fix = 'anyone in it could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their own networks';
+      if (v4 > MAX_RELAY_PUBLIC_V4) {
+        ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups'], message: `the groups that may relay (${groups}) hold ${v4.toLocaleString('en-US')} public IPv4 addresses, more than a /8 (${MAX_RELAY_PUBLIC_V4.toLocaleString('en-US')}): a large part of the internet; ${fix}` });
+      } else if (v6 > MAX_RELAY_GLOBAL_V6) {
+        ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups'], message: `the groups that may relay (${groups}) hold more global IPv6 addresses than a /16: a large part of the internet; ${fix}` });
       }
     }
     for (const [i, g] of c.limits.exemptGroups.entries()) {

@@ -375,6 +375,59 @@ export function coversEverything(spec: AddressSpec): boolean {
   return spec.first.every((w) => w === 0) && spec.last.every((w) => w === 0xffffffff);
 }
 
+/** Not public unicast IPv4: this network, private, shared (CGN), loopback, link-local, documentation, benchmarking, multicast, reserved. */
+const NOT_PUBLIC_V4: readonly [number, number][] = [
+  '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
+  '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/4', '240.0.0.0/4',
+].map((t) => {
+  const r = parseAddressSpec(t);
+  if (!r.ok || r.spec.family !== 4) throw new Error(t);
+  return [r.spec.first, r.spec.last] as [number, number];
+});
+
+/** [first, last] ranges sorted and merged where they overlap or touch. */
+function mergeRanges<T extends number | bigint>(ranges: [T, T][]): [T, T][] {
+  const sorted = [...ranges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const out: [T, T][] = [];
+  for (const [f, l] of sorted) {
+    const top = out[out.length - 1];
+    // touching: top's last + 1 === f (compared without mixing number and bigint)
+    if (top && (f <= top[1] || (typeof f === 'bigint' ? f - (top[1] as bigint) === 1n : (f as number) - (top[1] as number) === 1))) {
+      if (l > top[1]) top[1] = l;
+    } else out.push([f, l]);
+  }
+  return out;
+}
+
+const toBig = (w: V6Words): bigint => w.reduce((acc, x) => (acc << 32n) | BigInt(x >>> 0), 0n);
+const GLOBAL_V6_FIRST = 0x2n << 124n; // 2000::/3, the global unicast space
+const GLOBAL_V6_LAST = (0x4n << 124n) - 1n;
+
+/**
+ * How much of the internet the specs hold together, overlaps counted once: public unicast IPv4 addresses (private,
+ * loopback, documentation, multicast and reserved ranges left out) and global unicast IPv6 addresses (2000::/3).
+ */
+export function publicCoverage(specs: readonly AddressSpec[]): { v4: number; v6: bigint } {
+  const v4 = mergeRanges(specs.filter((s): s is AddressSpecV4 => s.family === 4).map((s) => [s.first, s.last] as [number, number]));
+  let count4 = 0;
+  for (const [f, l] of v4) {
+    count4 += l - f + 1;
+    for (const [rf, rl] of NOT_PUBLIC_V4) {
+      const lo = Math.max(f, rf);
+      const hi = Math.min(l, rl);
+      if (lo <= hi) count4 -= hi - lo + 1;
+    }
+  }
+  const v6 = mergeRanges(specs.filter((s): s is AddressSpecV6 => s.family === 6).map((s) => [toBig(s.first), toBig(s.last)] as [bigint, bigint]));
+  let count6 = 0n;
+  for (const [f, l] of v6) {
+    const lo = f > GLOBAL_V6_FIRST ? f : GLOBAL_V6_FIRST;
+    const hi = l < GLOBAL_V6_LAST ? l : GLOBAL_V6_LAST;
+    if (lo <= hi) count6 += hi - lo + 1n;
+  }
+  return { v4: count4, v6: count6 };
+}
+
 /** True when ip lies in spec (inclusive). An IPv4 spec never contains an IPv6 address and vice versa. */
 export function specContains(spec: AddressSpec, ip: ParsedIp): boolean {
   if (spec.family === 4) return ip.family === 4 && ip.v4 >= spec.first && ip.v4 <= spec.last;

@@ -202,9 +202,28 @@ describe('parseConfig', () => {
     }
     // naming such a group in relay.allowGroups is refused the same way
     expect(keys({ groups: { Trusted: [], World: [{ address: '0.0.0.0/0' }] }, relay: { allowGroups: ['World'] } })).toEqual(['groups.World.0.address']);
-    // exempt from limits only, or wide but not everything: the admin's call
+    // exempt from limits only: the admin's call
     expect(parseConfig({ groups: { Trusted: [], World: [{ address: '0.0.0.0/0' }] }, limits: { exemptGroups: ['World'] } }).ok).toBe(true);
-    expect(parseConfig({ groups: { Trusted: [{ address: '0.0.0.0/1' }, { address: '10.0.0.0/8' }] } }).ok).toBe(true);
+  });
+
+  it('no open relay in pieces: the groups that may relay hold at most a /8 of public IPv4 and a /16 of global IPv6, together', () => {
+    const said = (groups: Record<string, { address: string }[]>, allowGroups = ['Trusted']) => {
+      const r = parseConfig({ groups: { Trusted: [], ...groups }, relay: { allowGroups } });
+      return r.ok ? [] : r.issues.map((i) => `${i.key}: ${i.message}`);
+    };
+    const halves = said({ Trusted: [{ address: '0.0.0.0/1' }, { address: '128.0.0.0/1' }] });
+    expect(halves).toEqual([
+      'relay.allowGroups: the groups that may relay ("Trusted") hold 3,702,258,432 public IPv4 addresses, more than a /8 (16,777,216): a large part of the internet; anyone in it could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their own networks',
+    ]);
+    expect(said({ Trusted: [{ address: '1.0.0.0-255.255.255.255' }] })).toHaveLength(1);
+    expect(said({ Trusted: [{ address: '0.0.0.0/1' }], Partners: [{ address: '128.0.0.0/1' }] }, ['Trusted', 'Partners'])[0]).toMatch(/^relay\.allowGroups: the groups that may relay \("Trusted", "Partners"\)/);
+    expect(said({ Trusted: [{ address: '18.0.0.0/7' }] })[0]).toMatch(/hold 33,554,432 public IPv4 addresses/);
+    expect(said({ Trusted: [{ address: '2000::/3' }] })[0]).toMatch(/hold more global IPv6 addresses than a \/16/);
+    // private, loopback and documentation networks are not the internet; a /8 and a /16 of IPv6 are the most allowed
+    expect(said({ Trusted: [{ address: '10.0.0.0/8' }, { address: '172.16.0.0/12' }, { address: '192.168.0.0/16' }, { address: '127.0.0.0/8' }, { address: '18.0.0.0/8' }] })).toEqual([]);
+    expect(said({ Trusted: [{ address: '18.0.0.0/8' }, { address: '18.0.0.0/9' }, { address: '2a00::/16' }] })).toEqual([]);
+    // the same networks in a group that does not relay: not this rule's business
+    expect(said({ Wide: [{ address: '0.0.0.0/1' }, { address: '128.0.0.0/1' }] })).toEqual([]);
   });
 
   it('refuses references to groups that do not exist, and bad domains', () => {
