@@ -145,12 +145,19 @@ export interface QueuedMessage {
 /** What one attempt decided for one recipient. */
 interface Outcome extends FailedRecipient {
   result: 'delivered' | 'deferred' | 'bounced';
+  /**
+   * the stop cut this delivery short, and nothing else ended it: it never started (still queued, or no address was
+   * tried yet), or stop() closed its connection before the server answered. No step of the retry schedule.
+   */
+  cut?: true;
 }
 
 interface Job {
   msg: QueuedMessage;
   dest: Destination;
   rcpts: string[];
+  /** stop() closed a connection of this job (it called the closer the job's delivery registered) */
+  closedByStop?: true;
 }
 
 export interface QueueOptions {
@@ -1312,6 +1319,9 @@ export class Queue {
         return job.rcpts.map((rcpt) => ({ rcpt, result: 'deferred', status: '4.3.0', diagnostic: `internal error: ${err.message}`, smtp: false, remoteMta: null }));
       })
       .then((outcomes) => {
+        // what the stop's close ended: no reply from the server for these recipients. A reply that came before the
+        // close, and a failure that was no doing of the stop (refused, dropped by the server, DNS), stay real.
+        if (job.closedByStop) outcomes = outcomes.map((o) => (o.result === 'deferred' && !o.smtp ? { ...o, cut: true } : o));
         job.msg.attempt!.outcomes.push(...outcomes);
       })
       .finally(() => {
@@ -1349,7 +1359,12 @@ export class Queue {
     const auth = dest.kind === 'smarthost' && dest.user && dest.password ? { user: dest.user, pass: dest.password } : null;
     const failures: string[] = [];
     for (const target of targets.targets) {
-      if (!this.running) return all('deferred', '4.3.0', 'the relay stopped before this delivery was tried');
+      if (!this.running) {
+        // no new connection once the queue is stopping. Nothing tried yet: the stop cut it short (as a job that never
+        // started). Addresses that failed already (refused, dropped...) are a real attempt, the rest untried.
+        if (failures.length === 0) return rcpts.map(notTried);
+        return all('deferred', '4.4.1', `${failures.join('; ')}; the relay stopped before trying the other addresses`);
+      }
       const r = await this.client.deliver({
         target,
         from: msg.envelope.from,
@@ -1362,8 +1377,13 @@ export class Queue {
         connectTimeoutMs: this.opts.connectTimeoutMs ?? 30_000,
         commandTimeoutMs: this.opts.commandTimeoutMs ?? 300_000,
         track: (close) => {
-          this.connections.add(close);
-          return () => this.connections.delete(close);
+          // stop() calls it only to cut deliveries still under way: that is what marks the job as cut by the stop
+          const closer = () => {
+            job.closedByStop = true;
+            close();
+          };
+          this.connections.add(closer);
+          return () => this.connections.delete(closer);
         },
       });
       if (r.kind === 'session-failed') {
@@ -1417,14 +1437,19 @@ export class Queue {
     const now = this.clock();
     const config = this.opts.config();
     const stopping = !this.running;
-    // What a stop does to an attempt (as Postfix does with what its queue manager had in its active queue): a delivery
-    // the stop cut short or never started got no answer from the server (outcome without an SMTP reply); it is no step
-    // of the retry schedule, its recipients are tried again as soon as the queue starts again, and the last real
-    // answer stays the message's lastError. A reply that came in while the stop waited for deliveries under way is a
-    // real attempt: it counts and gets the usual delay, exactly as it would have without the stop.
-    const cut = (o: Outcome) => stopping && o.result === 'deferred' && !o.smtp;
-    const cutShort = stopping && (!tried || outcomes.some(cut));
-    if (tried && (!stopping || outcomes.some((o) => !cut(o)))) msg.attempts++;
+    // What a stop does to an attempt (as Postfix does with what its queue manager had in its active queue), decided
+    // from what the stop did, not from what an outcome looks like: a delivery the stop never started, or whose
+    // connection stop() closed before the server answered, is cut (Outcome.cut). It is no step of the retry schedule,
+    // its recipients are tried again as soon as the queue starts again, and the last real answer stays the message's
+    // lastError. Everything else that ends while the stop waits is a real attempt, exactly as without the stop: a
+    // reply, a refused connection, a server that dropped the connection by itself, no address that worked, a DNS
+    // failure. It counts, gets a deferred event and the usual delay, and an expired message is bounced.
+    // One message, one nextAttemptAt: when some recipients got a real answer and others were cut, the attempt counts
+    // but the whole message is due again right after the restart (the cut recipients need it), the ones that got a
+    // real 4xx included; only the expiry bounce below applies to those at once.
+    const cut = (o: Outcome) => o.cut === true;
+    const cutShort = (stopping && !tried) || outcomes.some(cut);
+    if (tried && (outcomes.length === 0 || outcomes.some((o) => !cut(o)))) msg.attempts++;
 
     if (msg.removed === 'delete') {
       await this.remove(msg);
@@ -1449,7 +1474,8 @@ export class Queue {
         }
       }
       deferred = [];
-    } else if (deferred.length > 0 && !cutShort && now >= expiresAt) {
+    } else if (deferred.length > 0 && now >= expiresAt) {
+      // (real answers only: a cut recipient stays queued and gets its last try after the restart)
       const hours = config.delivery.maxQueueHours;
       bounced = bounced.concat(
         deferred.map((d) => ({ ...d, result: 'bounced' as const, status: '4.4.7', diagnostic: `could not be delivered for ${hours} hours (delivery.maxQueueHours); last error: ${d.diagnostic}`, smtp: false, remoteMta: d.remoteMta })),
@@ -1478,7 +1504,8 @@ export class Queue {
       return;
     }
     if (cutShort) {
-      // retried as soon as the queue starts again (the stored nextAttemptAt is due), with the attempts it had
+      // retried as soon as the queue starts again (the stored nextAttemptAt is due): every pending recipient, those
+      // with a real 4xx in this attempt too (the delay is the message's, not a recipient's)
       msg.nextAttemptAt = Math.min(msg.nextAttemptAt, now);
     } else {
       const delay = retryDelay(msg.attempts, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
@@ -1566,7 +1593,7 @@ export class Queue {
 }
 
 function notTried(rcpt: string): Outcome {
-  return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null };
+  return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null, cut: true };
 }
 
 function hostLabel(t: Target): string {
