@@ -173,6 +173,8 @@ describe('a Queue.start() that fails partway', () => {
 
   it('throws the error that made it fail and leaves no commit worker: a commit under way during it is acknowledged, the worker it started is ended', async () => {
     const { h, acked } = await brokenSpool();
+    // the first queue's own stop may end a delivery attempt (its MX lookup fails here): only what follows counts
+    const seen = h.events.length;
     // a restart: a fresh Queue on the spool
     const q = h.reopen();
     const w = q.begin();
@@ -186,7 +188,7 @@ describe('a Queue.start() that fails partway', () => {
     await noCommitWorkerAlive();
     // nothing half-started: the message loaded before the fault is not being delivered
     expect(q.activeDeliveries).toBe(0);
-    expect(h.events.filter((e) => e.kind === 'deferred')).toEqual([]);
+    expect(h.events.slice(seen).filter((e) => e.kind === 'deferred')).toEqual([]);
 
     // the fault is fixed: a start() loads everything and takes commits again
     fs.rmSync(path.join(h.dir, 'corrupt'));
