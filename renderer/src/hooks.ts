@@ -71,10 +71,22 @@ export function useSecondsUntil(at: number | null): number | null {
   return secondsUntil(at, now);
 }
 
+/**
+ * A countdown's seconds in words: "13 s" up to 90 s, then minutes and seconds ("4 min 57 s", "5 min"), since "297 s"
+ * after a lockout makes the admin do the division to know how long to wait.
+ */
+export function countdownWords(seconds: number): string {
+  const s = Math.max(0, Math.ceil(seconds));
+  if (s <= 90) return `${s} s`;
+  const min = Math.floor(s / 60);
+  const rest = s % 60;
+  return rest === 0 ? `${min} min` : `${min} min ${rest} s`;
+}
+
 /** The next automatic attempt in words, for a live countdown ("Trying again in 13 s (attempt 6)."); null when none is due. */
 export function retryWords(s: ConnectionState, seconds: number | null): string | null {
   if (s.status !== 'reconnecting' || seconds === null) return null;
-  return seconds > 0 ? `Trying again in ${seconds} s (attempt ${s.attempt}).` : `Trying again now (attempt ${s.attempt}).`;
+  return seconds > 0 ? `Trying again in ${countdownWords(seconds)} (attempt ${s.attempt}).` : `Trying again now (attempt ${s.attempt}).`;
 }
 
 /**

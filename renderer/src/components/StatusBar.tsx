@@ -4,7 +4,7 @@
  * title, and the Servers page shows it in full.
  */
 import type { ConnectionState, ConnectionStatus } from '../../../shared/console-api.ts';
-import { isStopped, useConnection, useSecondsUntil } from '../hooks.ts';
+import { countdownWords, isStopped, useConnection, useSecondsUntil } from '../hooks.ts';
 import { RetryNowButton, useViewShown } from './Layout.tsx';
 
 const LABEL: Record<ConnectionStatus, string> = {
@@ -64,7 +64,7 @@ export function StatusBar({ onOpenServers }: { onOpenServers: () => void }) {
       )}
       {countdown !== null && (
         <span className="status-countdown">
-          retry in {countdown} s (attempt {s.attempt})
+          retry in {countdownWords(countdown)} (attempt {s.attempt})
         </span>
       )}
       <span className="status-message" title={s.message}>
