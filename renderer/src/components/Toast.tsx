@@ -26,6 +26,11 @@ export interface ToastOptions {
   undoneMessage?: ReactNode;
   /** another action button */
   action?: { label: string; onClick: () => void };
+  /**
+   * A toast with the same key replaces the one on screen instead of stacking under it (saving a form three times
+   * shows one "Saved", not three).
+   */
+  key?: string;
   /** ms before it goes away (default 6 s, 12 s with undo, 10 s for errors); 0 = stays until closed */
   timeoutMs?: number;
 }
@@ -112,6 +117,8 @@ export function ToastProvider({ children }: { children: ReactNode }) {
   const [items, setItems] = useState<Item[]>([]);
   const nextId = useRef(1);
   const timers = useRef(new Map<number, ReturnType<typeof setTimeout>>());
+  // key -> the id of the toast shown with it last
+  const keyed = useRef(new Map<string, number>());
 
   const dismiss = useCallback((id: number) => {
     const t = timers.current.get(id);
@@ -123,7 +130,14 @@ export function ToastProvider({ children }: { children: ReactNode }) {
   const show = useCallback(
     (opts: ToastOptions) => {
       const id = nextId.current++;
-      setItems((xs) => [...xs.slice(-4), { ...opts, id }]);
+      const prev = opts.key !== undefined ? keyed.current.get(opts.key) : undefined;
+      if (prev !== undefined) {
+        const t = timers.current.get(prev);
+        if (t) clearTimeout(t);
+        timers.current.delete(prev);
+      }
+      if (opts.key !== undefined) keyed.current.set(opts.key, id);
+      setItems((xs) => [...xs.filter((x) => x.id !== prev).slice(-4), { ...opts, id }]);
       const ms = opts.timeoutMs ?? (opts.undo ? 12_000 : opts.kind === 'error' ? 10_000 : 6_000);
       if (ms > 0) timers.current.set(id, setTimeout(() => dismiss(id), ms));
       return id;

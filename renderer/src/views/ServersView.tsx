@@ -2,7 +2,7 @@
  * Servers: connection profiles (add, edit, remove, connect/disconnect), the first-connection certificate prompt,
  * the hard stop on a changed certificate, the refused-token case, and the token-storage warning.
  */
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { ProfileInput, type CertificateInfo, type ConnectionState, type ProfileView } from '../../../shared/console-api.ts';
 import {
@@ -92,7 +92,7 @@ function TryingNote({ conn }: { conn: ConnectionState }) {
 }
 
 /** What the user has to decide about the current connection, if anything. */
-function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; profile: ProfileView | undefined; onEdit: (p: ProfileView) => void }) {
+function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; profile: ProfileView | undefined; onEdit: (p: ProfileView, focus?: 'token') => void }) {
   const api = useApi();
   const toast = useToast();
   const qc = useQueryClient();
@@ -197,7 +197,7 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
 
   if (conn.status === 'auth-failed') {
     return (
-      <ErrorBox title={`${name}: the token was refused`} action={profile && <Button onClick={() => onEdit(profile)}>Edit the server and paste a token</Button>}>
+      <ErrorBox title={`${name}: the token was refused`} action={profile && <Button onClick={() => onEdit(profile, 'token')}>Edit the server and paste a token</Button>}>
         {conn.message}
       </ErrorBox>
     );
@@ -226,7 +226,18 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
   return null;
 }
 
-function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null; onDone: () => void; existing: ProfileView[] }) {
+function ServerForm({
+  editing,
+  onDone,
+  existing,
+  focus,
+}: {
+  editing: ProfileView | null;
+  onDone: () => void;
+  existing: ProfileView[];
+  /** a field to put the cursor in once the form shows `editing` (a new object each time it is asked for) */
+  focus?: { field: 'token' } | null;
+}) {
   const api = useApi();
   const toast = useToast();
   const qc = useQueryClient();
@@ -242,6 +253,14 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
     setFailure(null);
   }, [editing]);
   useEffect(reset, [reset]);
+  // "Edit the server and paste a token": the cursor goes where the token is to be pasted, not left on the button
+  const formRef = useRef<HTMLFormElement>(null);
+  useEffect(() => {
+    if (!focus || !editing) return;
+    const input = formRef.current?.querySelector<HTMLInputElement>(`input[name="${focus.field}"]`);
+    input?.focus();
+    input?.scrollIntoView({ block: 'nearest' });
+  }, [focus, editing]);
 
   const toInput = (f: FormState): ProfileInput => ({
     ...(f.id ? { id: f.id } : {}),
@@ -277,6 +296,8 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
       void qc.invalidateQueries({ queryKey: ['profiles'] });
       toast.show({
         kind: 'success',
+        // saving again replaces this server's last "Saved" toast rather than stacking another
+        key: `server-saved:${p.id}`,
         message: editing ? (again ? `Saved ${p.name}; connecting with the new settings…` : `Saved ${p.name}.`) : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.`,
       });
       reset();
@@ -300,6 +321,7 @@ function ServerForm({ editing, onDone, existing }: { editing: ProfileView | null
 
   return (
     <form
+      ref={formRef}
       className="card"
       aria-labelledby="server-form-title"
       onSubmit={(e) => {
@@ -366,6 +388,11 @@ export function ServersView(_props: Record<string, unknown>) {
   const profiles = useQuery({ queryKey: ['profiles'], queryFn: () => api.profiles.list(), staleTime: 0 });
   const warning = useQuery({ queryKey: ['profiles', 'storageWarning'], queryFn: () => api.profiles.storageWarning(), staleTime: Infinity });
   const [editing, setEditing] = useState<ProfileView | null>(null);
+  const [focus, setFocus] = useState<{ field: 'token' } | null>(null);
+  const edit = (p: ProfileView | null, field?: 'token') => {
+    setEditing(p);
+    setFocus(p && field ? { field } : null);
+  };
   const [removing, setRemoving] = useState<ProfileView | null>(null);
   const [busyId, setBusyId] = useState<string | null>(null);
 
@@ -392,7 +419,7 @@ export function ServersView(_props: Record<string, unknown>) {
     mutationFn: (p: ProfileView) => api.profiles.remove(p.id),
     onSuccess: (_r, p) => {
       toast.show({ kind: 'info', message: `Removed ${p.name}.` });
-      if (editing?.id === p.id) setEditing(null);
+      if (editing?.id === p.id) edit(null);
       setRemoving(null);
     },
     onError: (err) => toast.error(err, 'Could not remove the server'),
@@ -407,9 +434,9 @@ export function ServersView(_props: Record<string, unknown>) {
         </div>
       )}
       <ViewHeader title="Servers" subtitle="The relays this console manages. The connection stays up and reconnects by itself.">
-        {editing && <Button onClick={() => setEditing(null)}>Add a server</Button>}
+        {editing && <Button onClick={() => edit(null)}>Add a server</Button>}
       </ViewHeader>
-      {conn && <ConnectionPrompt conn={conn} profile={current} onEdit={setEditing} />}
+      {conn && <ConnectionPrompt conn={conn} profile={current} onEdit={edit} />}
       <div className="servers">
         <div className="server-list" aria-label="Server profiles">
           {profiles.isError && <ErrorBox>{explainError(profiles.error)}</ErrorBox>}
@@ -470,7 +497,7 @@ export function ServersView(_props: Record<string, unknown>) {
                       Connect
                     </Button>
                   )}
-                  <Button onClick={() => setEditing(p)}>Edit</Button>
+                  <Button onClick={() => edit(p)}>Edit</Button>
                   <Button variant="danger" onClick={() => setRemoving(p)}>
                     Remove
                   </Button>
@@ -479,7 +506,7 @@ export function ServersView(_props: Record<string, unknown>) {
             );
           })}
         </div>
-        <ServerForm editing={editing} onDone={() => setEditing(null)} existing={list} />
+        <ServerForm editing={editing} onDone={() => edit(null)} existing={list} focus={focus} />
       </div>
       <ConfirmDialog
         open={removing !== null}
