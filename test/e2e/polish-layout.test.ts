@@ -11,6 +11,12 @@ import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import { addServerAndAccept, chromiumPath, consoleSuite, screenshotPath, unexpectedErrors, type ConsolePage } from './harness.ts';
 
+/** the little of the DOM the page-side checks read (the tests are typed without the DOM lib) */
+interface Sized {
+  scrollWidth: number;
+  clientWidth: number;
+}
+
 async function box(l: Locator): Promise<{ x: number; y: number; width: number; height: number }> {
   const b = await l.boundingBox();
   if (!b) throw new Error('not laid out');
@@ -54,7 +60,7 @@ describe.skipIf(!chromiumPath)('console polish at 1024x640 (Chromium, real relay
     // "Last seen" as wide as it gets in practice ("12 s ago", not "now": the tryout's 37 px)
     for (const row of [blocked, limited]) await expect.poll(() => row.locator('td.nowrap').textContent(), { timeout: 20_000 }).toMatch(/\d+ s ago/);
     const wrap = page.locator('.clients-view .table-wrap');
-    const { scroll, client } = await wrap.evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
+    const { scroll, client } = await wrap.evaluate((el) => ({ scroll: (el as unknown as Sized).scrollWidth, client: (el as unknown as Sized).clientWidth }));
     expect({ fits: scroll <= client + 1, scroll, client }).toEqual({ fits: true, scroll, client });
     for (const row of [blocked, limited]) {
       const rej = row.locator('td.rejections');
@@ -68,14 +74,16 @@ describe.skipIf(!chromiumPath)('console polish at 1024x640 (Chromium, real relay
     }
     // the header reads whole words: its cell is not narrower than the word "rejections"
     const head = page.locator('.clients-table thead th', { hasText: 'Recent' });
-    const { sw, cw } = await head.evaluate((el) => ({ sw: el.scrollWidth, cw: el.clientWidth }));
+    const { sw, cw } = await head.evaluate((el) => ({ sw: (el as unknown as Sized).scrollWidth, cw: (el as unknown as Sized).clientWidth }));
     expect(sw).toBeLessThanOrEqual(cw + 1);
     // a hovered row lights its header cell (the IP) like its other cells
     await limited.locator('td.num').first().hover();
     const bg = await limited.evaluate((tr) => {
-      const th = tr.querySelector('th')!;
-      const td = tr.querySelector('td.num')!;
-      return { th: getComputedStyle(th).backgroundColor, td: getComputedStyle(td).backgroundColor };
+      const row = tr as unknown as { querySelector(sel: string): unknown };
+      const view = globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } };
+      const th = row.querySelector('th');
+      const td = row.querySelector('td.num');
+      return { th: view.getComputedStyle(th).backgroundColor, td: view.getComputedStyle(td).backgroundColor };
     });
     expect(bg.th).toBe(bg.td);
     await page.screenshot({ path: screenshotPath('polish-clients-1024x640', 'dark') });
@@ -104,7 +112,7 @@ describe.skipIf(!chromiumPath)('console polish at 1024x640 (Chromium, real relay
       ['Trust this IP', trust],
     ] as const) {
       // scrolled to inside the facts column, the element shows wholly inside it and inside the panel
-      await el.evaluate((e) => e.scrollIntoView({ block: 'nearest' }));
+      await el.evaluate((e) => (e as unknown as { scrollIntoView(o: object): void }).scrollIntoView({ block: 'nearest' }));
       await expectInside(el, facts, `${what} in the facts column`);
       await expectInside(el, panel, `${what} in the panel`);
     }
