@@ -138,6 +138,15 @@ describe('open-relay tricks', () => {
     const acc = t.events.find((e): e is Extract<RelayEvent, { kind: 'accepted' }> => e.kind === 'accepted');
     expect(acc?.to).toEqual(['postmaster@example.com', 'alice@example.com']);
     expect(t.rejections('checks.maxRecipients')).toEqual([]);
+
+    // past the limit in monitor mode the list grows: a repeat there is still no new recipient (no "would have" event)
+    t.relay.config.modify((d) => void (d.checks.maxRecipients = { mode: 'monitor', max: 1 }), { by: 'test', source: 'test' });
+    await c.cmd('MAIL FROM:<a@example.org>');
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<bob@example.com>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<BOB@example.com>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<Alice@example.com>')).code).toBe(250);
+    expect(t.rejections('checks.maxRecipients').map((e) => [e.enforced, e.to])).toEqual([[false, 'bob@example.com']]);
   });
 
   it('a bare <postmaster> with no local domain to deliver it to is refused with 501 5.1.3, saying why', async () => {

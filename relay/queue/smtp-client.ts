@@ -230,6 +230,8 @@ class Session {
    * nodemailer itself dropped the connection (it does after a 421 and on protocol errors).
    */
   private atCommandBoundary(): boolean {
+    // private fields of nodemailer's SMTPConnection 10.6.0 (pinned to exactly that version in package.json for this);
+    // one that a later version renamed reads as "not at a boundary", so the session is closed, never sent a stray QUIT
     const c = this.conn as unknown as { _closing?: boolean; _destroyed?: boolean; _responseActions?: unknown[]; _currentDataStream?: unknown };
     return !this.closed && !c._closing && !c._destroyed && (c._responseActions?.length ?? 1) === 0 && !c._currentDataStream;
   }

@@ -424,12 +424,13 @@ export class SmtpFront {
 
   /**
    * The recipients of a transaction so far, lower-cased, as smtp-server keys them: one set per envelope list (a new
-   * transaction gets a new list), so a repeat is found without scanning the list at every RCPT.
+   * transaction gets a new list), made the first time a transaction reaches checks.maxRecipients, so a repeat past the
+   * limit (monitor mode lets the list grow) is found without scanning the list at every RCPT.
    */
   private readonly rcptKeys = new WeakMap<object, Set<string>>();
-  private rcptKeysOf(list: object): Set<string> {
+  private rcptKeysOf(list: readonly { address: string }[]): Set<string> {
     let keys = this.rcptKeys.get(list);
-    if (!keys) this.rcptKeys.set(list, (keys = new Set()));
+    if (!keys) this.rcptKeys.set(list, (keys = new Set(list.map((r) => r.address.toLowerCase()))));
     return keys;
   }
 
@@ -592,10 +593,11 @@ export class SmtpFront {
       return;
     }
     const to = route.kind === 'trick' ? address.address : route.address;
-    // a recipient written again (in any case) replaces its earlier entry (smtp-server): it adds none
+    // a recipient written again (in any case) replaces its earlier entry (smtp-server): it adds none. Looked up only
+    // at the limit (the set is built then, and kept up to date from there on)
     const key = address.address.toLowerCase();
-    const keys = this.rcptKeysOf(session.envelope.rcptTo);
-    const tooMany = keys.has(key) ? null : this.decide(sess, policy.tooManyRecipients(cfg, session.envelope.rcptTo.length), { to });
+    const over = policy.tooManyRecipients(cfg, session.envelope.rcptTo.length);
+    const tooMany = over.length === 0 || this.rcptKeysOf(session.envelope.rcptTo).has(key) ? null : this.decide(sess, over, { to });
     if (tooMany) {
       cb(tooMany);
       return;
@@ -620,7 +622,7 @@ export class SmtpFront {
       return;
     }
     this.deps.bus.emit({ kind: 'rcpt', sessionId: sess.id, ip: sess.ip, to, local: route.kind === 'local' });
-    keys.add(key);
+    this.rcptKeys.get(session.envelope.rcptTo)?.add(key);
     cb();
   }
 
@@ -641,15 +643,19 @@ export class SmtpFront {
     const proto = session.transmissionType || 'ESMTP';
     // a bare <postmaster> is queued as the address it was accepted for (postmaster@ the first local domain): the queue
     // would route "postmaster" as a domain of its own and bounce it. Mapped here, not at RCPT: smtp-server keys its
-    // merging of repeated recipients (any case; the last form written is kept) on the text the client sent
-    const queued = session.envelope.rcptTo.map((r) => {
-      if (r.address.includes('@')) return r.address;
-      const route = classifyRecipient(cfg, r.address);
-      return route.kind === 'local' ? route.address : r.address;
-    });
-    // once each: <postmaster> and <postmaster@first-domain> in one envelope are one mailbox
-    const seen = new Set<string>();
-    const rcpts = queued.filter((a) => !seen.has(a.toLowerCase()) && !!seen.add(a.toLowerCase()));
+    // merging of repeated recipients (any case; the last form written is kept) on the text the client sent. Once each:
+    // <postmaster> and <postmaster@first-domain> in one envelope are one mailbox. Without a bare address (nearly every
+    // message) smtp-server's list is already one entry per mailbox
+    let rcpts = session.envelope.rcptTo.map((r) => r.address);
+    if (rcpts.some((a) => !a.includes('@'))) {
+      const byKey = new Map<string, string>();
+      for (const a of rcpts) {
+        const route = a.includes('@') ? null : classifyRecipient(cfg, a);
+        const queued = route?.kind === 'local' ? route.address : a;
+        if (!byKey.has(queued.toLowerCase())) byKey.set(queued.toLowerCase(), queued);
+      }
+      rcpts = [...byKey.values()];
+    }
     writer.write(Buffer.from(
       `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip}])\r\n` +
         `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
