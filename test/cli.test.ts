@@ -319,6 +319,15 @@ describe('relay CLI', () => {
     const refused = await short;
     expect(refused.code).not.toBe(0);
     expect(refused.err).toMatch(/at least 8 characters/);
+
+    // `user remove` as an admin runs it: the session already logged in as sales is ended at its next command
+    const removed = await runToEnd(['--data-dir', dir, 'user', 'remove', 'sales']);
+    expect(removed.out).toContain('the running relay');
+    await r.waitOut(/config reloaded \(revision \d+\): users\.sales/);
+    expect(await c.cmd('MAIL FROM:<me@example.org>')).toMatchObject({
+      code: 421,
+      text: '4.7.0 The login as "sales" is no longer valid: the user was removed since. Connect again and log in.',
+    });
   });
 
   it('user and token commands on a directory that is not a relay\'s (a mistyped --data-dir) are refused and create nothing', async () => {
