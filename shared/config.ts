@@ -115,6 +115,19 @@ export const MAX_RELAY_PUBLIC_V4 = 2 ** 24;
 /** The most global unicast IPv6 addresses they may hold: a /16 of 2000::/3. */
 export const MAX_RELAY_GLOBAL_V6 = 1n << 112n;
 
+/**
+ * The open-relay limit on the entries of the groups that may relay, all together: what they hold past it, in words
+ * ("2,092,957,696 public IPv4 addresses, more than a /8 (16,777,216)"), or null within it. The config's check and the
+ * console's Groups form (before an add) both ask this.
+ */
+export function relayCoverageExcess(specs: readonly AddressSpec[]): string | null {
+  if (specs.length === 0) return null;
+  const { v4, v6 } = publicCoverage(specs);
+  if (v4 > MAX_RELAY_PUBLIC_V4) return `${v4.toLocaleString('en-US')} public IPv4 addresses, more than a /8 (${MAX_RELAY_PUBLIC_V4.toLocaleString('en-US')})`;
+  if (v6 > MAX_RELAY_GLOBAL_V6) return 'more global IPv6 addresses than a /16';
+  return null;
+}
+
 export const GroupEntry = z.strictObject({
   address: z.string().superRefine((v, ctx) => {
     const r = parseAddressSpec(v);
@@ -127,8 +140,9 @@ export const GroupEntry = z.strictObject({
 });
 export type GroupEntry = z.infer<typeof GroupEntry>;
 
-const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
-const groupName = z.string().regex(GROUP_NAME, 'group names are 1-64 letters, digits, space, "_", "." or "-"');
+export const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
+export const GROUP_NAME_RULE = 'group names are 1-64 letters, digits, space, "_", "." or "-", starting with a letter or digit';
+const groupName = z.string().regex(GROUP_NAME, GROUP_NAME_RULE);
 
 const LOCAL_DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
@@ -250,15 +264,14 @@ export const ConfigSchema = z
     }
     // ...nor, all together, a large part of it (0.0.0.0/1 + 128.0.0.0/1, 2000::/3, one half in each of two groups):
     // more public IPv4 than a /8, or more global IPv6 than a /16. No organisation's own networks are that large
-    if (!everything && specs.length > 0) {
-      const { v4, v6 } = publicCoverage(specs);
+    const tooMuch = everything ? null : relayCoverageExcess(specs);
+    if (tooMuch) {
       const groups = relaying.map((g) => `"${g}"`).join(', ');
-      const fix = 'anyone in it could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their own networks';
-      if (v4 > MAX_RELAY_PUBLIC_V4) {
-        ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups'], message: `the groups that may relay (${groups}) hold ${v4.toLocaleString('en-US')} public IPv4 addresses, more than a /8 (${MAX_RELAY_PUBLIC_V4.toLocaleString('en-US')}): a large part of the internet; ${fix}` });
-      } else if (v6 > MAX_RELAY_GLOBAL_V6) {
-        ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups'], message: `the groups that may relay (${groups}) hold more global IPv6 addresses than a /16: a large part of the internet; ${fix}` });
-      }
+      ctx.addIssue({
+        code: 'custom',
+        path: ['relay', 'allowGroups'],
+        message: `the groups that may relay (${groups}) hold ${tooMuch}: a large part of the internet; anyone in it could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their own networks`,
+      });
     }
     for (const [i, g] of c.limits.exemptGroups.entries()) {
       if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });

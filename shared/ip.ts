@@ -399,7 +399,8 @@ function mergeRanges<T extends number | bigint>(ranges: [T, T][]): [T, T][] {
   return out;
 }
 
-const toBig = (w: V6Words): bigint => w.reduce((acc, x) => (acc << 32n) | BigInt(x >>> 0), 0n);
+/** An IPv6 address (four 32-bit words) as one 128-bit number. */
+export const toBig = (w: V6Words): bigint => w.reduce((acc, x) => (acc << 32n) | BigInt(x >>> 0), 0n);
 const GLOBAL_V6_FIRST = 0x2n << 124n; // 2000::/3, the global unicast space
 const GLOBAL_V6_LAST = (0x4n << 124n) - 1n;
 

@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { AddressSpec } from '../shared/ip.ts';
-import { checkAddress, checkGroupName, isEverything, isWide, nextRefreshAt, replaceNote, wideEntryWarning } from '../renderer/src/views/parts/address.ts';
+import { checkAddress, checkGroupName, isWide, nextRefreshAt, replaceNote, wideEntryWarning } from '../renderer/src/views/parts/address.ts';
+import { coversEverything as isEverything } from '../shared/ip.ts';
 
 const NOW = Date.parse('2026-11-29T09:00:00Z');
 const spec = (text: string): AddressSpec => {
@@ -40,7 +41,14 @@ describe('wide entries', () => {
     );
     expect(all.refused).toBe('The relay refuses 0.0.0.0/0 in "Trusted": it would make the server an open relay.');
     expect(wideEntryWarning(spec('0.0.0.0-255.255.255.255'), 'Trusted', RELAY)!.refused).toMatch(/^The relay refuses/);
-    expect(wideEntryWarning(spec('0.0.0.0/1'), 'Trusted', RELAY)!.refused).toBeNull();
+    // half the internet is past the relay's limit on the relaying groups together (more than a /8 of public IPv4):
+    // refused as the relay refuses it, by the same shared rule
+    expect(wideEntryWarning(spec('0.0.0.0/1'), 'Trusted', RELAY)!.refused).toBe(
+      'The relay refuses 0.0.0.0/1 in "Trusted": the groups that may relay would hold 2,092,957,696 public IPv4 addresses, more than a /8 (16,777,216).',
+    );
+    // ...and a /9 that is fine alone is refused when the relaying groups already hold another /9 of public addresses
+    expect(wideEntryWarning(spec('18.0.0.0/9'), 'Trusted', RELAY)!.refused).toBeNull();
+    expect(wideEntryWarning(spec('18.0.0.0/9'), 'Trusted', RELAY, [spec('18.128.0.0/9'), spec('19.0.0.0/16')])!.refused).toMatch(/^The relay refuses 18\.0\.0\.0\/9 in "Trusted": the groups that may relay would hold 16,842,752 public IPv4 addresses/);
     // only where it may relay: exempt-only, it is a (confirmed) warning
     expect(wideEntryWarning(spec('0.0.0.0/0'), 'Office', EXEMPT)!.refused).toBeNull();
 

@@ -11,6 +11,7 @@
  */
 import { useMemo, useState } from 'react';
 import type { Config, GroupEntry } from '../../../shared/config.ts';
+import { parseAddressSpec, type AddressSpec } from '../../../shared/ip.ts';
 import {
   Badge,
   Button,
@@ -142,6 +143,17 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
 
   const exemptIndex = config.limits.exemptGroups.indexOf(name);
   const relays = config.relay.allowGroups.includes(name);
+  // what the groups that may relay hold now: an add is checked against the relay's open-relay limit on all of them
+  const relayed = useMemo(
+    () =>
+      config.relay.allowGroups.flatMap((g) =>
+        (config.groups[g] ?? []).flatMap((e) => {
+          const r = parseAddressSpec(e.address);
+          return r.ok ? [r.spec] : [];
+        }),
+      ),
+    [config],
+  );
   const withState = entries.map((e) => ({ e, x: expiryState(e.expiresAt, now) }));
   const expired = withState.filter((w) => w.x.expired);
   const shown = withState.filter(({ e, x }) => (!hideExpired || !x.expired) && (!filter || e.address.toLowerCase().includes(filter) || (e.comment ?? '').toLowerCase().includes(filter)));
@@ -266,7 +278,7 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
           </tbody>
         </table>
       )}
-      <AddEntry group={name} entries={entries} roles={{ relays, exempt: exemptIndex >= 0 }} now={now} why={why} onAdded={onAdded} />
+      <AddEntry group={name} entries={entries} roles={{ relays, exempt: exemptIndex >= 0 }} relayed={relayed} now={now} why={why} onAdded={onAdded} />
 
       <ConfirmDialog
         open={confirm !== null}
@@ -313,12 +325,14 @@ interface AddEntryProps {
   group: string;
   entries: readonly GroupEntry[];
   roles: GroupRoles;
+  /** the entries of every group that may relay, parsed */
+  relayed: readonly AddressSpec[];
   now: number;
   why: string | null;
   onAdded: () => void;
 }
 
-function AddEntry({ group, entries, roles, now, why, onAdded }: AddEntryProps) {
+function AddEntry({ group, entries, roles, relayed, now, why, onAdded }: AddEntryProps) {
   const toast = useToast();
   const add = useRelayMutation('groups.addEntry');
   const undoAdd = useRelayMutation('groups.removeEntry');
@@ -332,7 +346,7 @@ function AddEntry({ group, entries, roles, now, why, onAdded }: AddEntryProps) {
   const check = useMemo(() => checkAddress(address, entries), [address, entries]);
   const exp = expiryFor(expiry.preset, expiry.date, Date.now());
   const addressError = check.state === 'invalid' && (touched || address.length > 3) ? check.error : null;
-  const wide = check.state === 'ok' ? wideEntryWarning(check.spec, group, roles) : null;
+  const wide = check.state === 'ok' ? wideEntryWarning(check.spec, group, roles, relayed) : null;
   const prev = check.state === 'ok' ? check.existingEntry : null;
   const note = prev ? replaceNote(group, prev, exp.ok ? { comment: comment.trim() || null, expiresAt: exp.expiresAt } : null, now) : null;
   const reason =

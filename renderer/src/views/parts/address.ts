@@ -4,8 +4,8 @@
  * would change), and what a wide entry lets through in a group a rule uses. Also the check of a new group's name.
  * Pure (the current time is passed in), tested in Node (test/console-views-logic.test.ts, test/console-groups-logic.test.ts).
  */
-import type { GroupEntry } from '../../../../shared/config.ts';
-import { parseAddressSpec, type AddressSpec } from '../../../../shared/ip.ts';
+import { GROUP_NAME, GROUP_NAME_RULE, relayCoverageExcess, type GroupEntry } from '../../../../shared/config.ts';
+import { coversEverything, parseAddressSpec, toBig, type AddressSpec } from '../../../../shared/ip.ts';
 import { expiryState } from './expiry.ts';
 
 export type AddressCheck =
@@ -67,22 +67,14 @@ export function checkAddress(input: string, existing: readonly (string | GroupEn
 export const WIDE_IPV4_ADDRESSES = 65_536;
 export const WIDE_IPV6_PREFIX = 48;
 
-const v6Number = (w: readonly number[]) => w.reduce((n, x) => (n << 32n) | BigInt(x >>> 0), 0n);
-
-/** Whether the spec covers every IPv4 or every IPv6 address. */
-export function isEverything(spec: AddressSpec): boolean {
-  if (spec.family === 4) return spec.first === 0 && spec.last === 0xffff_ffff;
-  return v6Number(spec.first) === 0n && v6Number(spec.last) === (1n << 128n) - 1n;
-}
-
 export function isWide(spec: AddressSpec): boolean {
   if (spec.family === 4) return spec.last - spec.first + 1 > WIDE_IPV4_ADDRESSES;
-  return v6Number(spec.last) - v6Number(spec.first) + 1n > 1n << BigInt(128 - WIDE_IPV6_PREFIX);
+  return toBig(spec.last) - toBig(spec.first) + 1n > 1n << BigInt(128 - WIDE_IPV6_PREFIX);
 }
 
 /** "any of the 16,777,216 addresses in 10.0.0.0/8", "any IPv4 address on the internet (all 4,294,967,296)" */
 export function whoMay(spec: AddressSpec): string {
-  if (isEverything(spec)) return spec.family === 4 ? 'any IPv4 address on the internet (all 4,294,967,296)' : 'any IPv6 address on the internet';
+  if (coversEverything(spec)) return spec.family === 4 ? 'any IPv4 address on the internet (all 4,294,967,296)' : 'any IPv6 address on the internet';
   if (spec.family === 4) return `any of the ${(spec.last - spec.first + 1).toLocaleString('en-US')} addresses in ${spec.text}`;
   return spec.kind === 'cidr' ? `any address in ${spec.text} (an IPv6 /${spec.prefix} network)` : `any address in ${spec.text} (an IPv6 range wider than a /${WIDE_IPV6_PREFIX})`;
 }
@@ -119,10 +111,10 @@ const upper = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
  * domain through this server (0.0.0.0/0 or ::/0 would be an open relay, which the relay refuses); in a group that is only exempt from limits, they
  * skip the per-IP limits.
  */
-export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupRoles): WideWarning | null {
+export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupRoles, relayed: readonly AddressSpec[] = []): WideWarning | null {
   if (!isWide(spec) || (!roles.relays && !roles.exempt)) return null;
   const who = whoMay(spec);
-  const all = isEverything(spec);
+  const all = coversEverything(spec);
   const limits = 'the per-IP limits on messages, connections and unknown recipients';
   if (roles.relays) {
     const consequences = [
@@ -143,9 +135,21 @@ export function wideEntryWarning(spec: AddressSpec, group: string, roles: GroupR
         refused: `The relay refuses ${spec.text} in "${group}": it would make the server an open relay.`,
       };
     }
+    // the relay's own limit on all the relaying groups together (shared/config.ts), asked before the click
+    const excess = relayCoverageExcess([...relayed, spec]);
+    if (excess) {
+      return {
+        hint: `"${group}" may relay: with ${spec.text}, the groups that may relay would hold ${excess}, a large part of the internet (an open relay). The relay refuses it: let those clients log in (SMTP AUTH), or type their own networks.`,
+        title: `Let ${spec.text} relay mail through this server?`,
+        consequences,
+        confirmLabel: `Add ${spec.text} anyway`,
+        relays: true,
+        refused: `The relay refuses ${spec.text} in "${group}": the groups that may relay would hold ${excess}.`,
+      };
+    }
     return {
       hint: `"${group}" may relay: ${who} may relay mail to any domain through this server.`,
-      title: all ? 'Make this server an open relay?' : `Let ${spec.text} relay mail through this server?`,
+      title: `Let ${spec.text} relay mail through this server?`,
       consequences,
       confirmLabel: `Add ${spec.text} anyway`,
       relays: true,
@@ -197,7 +201,6 @@ export function replaceNote(group: string, prev: GroupEntry, next: { comment: st
 // ---------------------------------------------------------------------------------------------------------------
 // Group names
 
-export const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
 
 /**
  * A new group's name: an error (not a valid name, or taken) or a warning (another group differs only in case: group
@@ -207,7 +210,7 @@ export const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$/;
 export function checkGroupName(input: string, existing: readonly string[]): { error: string | null; warning: string | null } {
   const name = input.trim();
   if (name === '') return { error: null, warning: null };
-  if (!GROUP_NAME.test(name)) return { error: 'group names are 1-64 letters, digits, space, "_", "." or "-", starting with a letter or digit', warning: null };
+  if (!GROUP_NAME.test(name)) return { error: GROUP_NAME_RULE, warning: null };
   if (existing.includes(name)) return { error: 'a group with this name exists', warning: null };
   const twin = existing.find((g) => g.toLowerCase() === name.toLowerCase());
   if (twin !== undefined) {
