@@ -46,10 +46,6 @@ export class NotTlsError extends Error {
     );
     this.name = 'NotTlsError';
   }
-
-  get smtp(): boolean {
-    return isSmtpGreeting(this.greeting);
-  }
 }
 
 const MANAGEMENT_PORT = 'The management port is manage.listen in config.json (8465 by default).';

@@ -111,10 +111,6 @@ export function trustWarning(ip: string, eff: TrustEffects): string {
 // the relay skips the DNS checks for it (relay/smtp/front.ts: dnsExempt is mayRelay).
 
 /**
- * A "Relay access denied" rejection: trusting the address is what would let it relay (or, when the trust group may
- * not relay, would not help at all), so the console asks first rather than trusting in one click.
- */
-/**
  * The rejections trusting the IP can do something about: the per-IP limits and the greeting delay (an exempt group
  * skips them), relaying and the DNS checks (a group in relay.allowGroups skips them). Not an unknown mailbox, a message
  * too big, too many recipients or failed commands, bare line endings, the server's own connection cap or storage:
@@ -128,6 +124,10 @@ export function trustHelps(e: RelayEvent): boolean {
   return e.kind === 'rejected' && TRUST_HELPS.has(e.rule);
 }
 
+/**
+ * A "Relay access denied" rejection: trusting the address is what would let it relay (or, when the trust group may
+ * not relay, would not help at all), so the console asks first rather than trusting in one click.
+ */
 export function asksBeforeTrust(e: RelayEvent): boolean {
   return e.kind === 'rejected' && e.rule === 'relay.access';
 }

@@ -232,13 +232,7 @@ function SessionPanel({
                     </Button>
                   ) : (
                     <>
-                      <select aria-label="How long to trust" value={expiry} onChange={(e) => setExpiry(e.target.value as TrustExpiry)} disabled={Boolean(trustDisabled)}>
-                        {TRUST_EXPIRIES.map((x) => (
-                          <option key={x.value} value={x.value}>
-                            {x.label}
-                          </option>
-                        ))}
-                      </select>
+                      <TrustExpirySelect label="How long to trust" value={expiry} onChange={setExpiry} disabled={Boolean(trustDisabled)} />
                       <Button variant="primary" small disabledReason={trustDisabled} busy={trustPending} onClick={() => onTrust(rej)} data-action="trust">
                         Trust this IP
                       </Button>
@@ -506,7 +500,7 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
 
   // the stream's gaps (a reconnect's backlog the relay cut), and how long the relay keeps what they left out
   const gaps = store.gaps;
-  const retention = useRelayQuery('config.get', {}, { enabled: gaps.length > 0 }).data?.config.events.retentionDays ?? null;
+  const retention = cfg?.events.retentionDays ?? null;
 
   const f = ui.filter;
   const connected = conn?.status === 'connected';
@@ -724,9 +718,9 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
 }
 
 /** The choice of how long a trust lasts (the toolbar's default, and the confirmation's own). */
-function TrustExpirySelect({ label, value, onChange }: { label: string; value: TrustExpiry; onChange: (v: TrustExpiry) => void }) {
+function TrustExpirySelect({ label, value, onChange, disabled }: { label: string; value: TrustExpiry; onChange: (v: TrustExpiry) => void; disabled?: boolean }) {
   return (
-    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value as TrustExpiry)}>
+    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value as TrustExpiry)} disabled={disabled}>
       {TRUST_EXPIRIES.map((x) => (
         <option key={x.value} value={x.value}>
           {x.label}
