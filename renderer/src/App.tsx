@@ -110,7 +110,7 @@ export function App() {
           </div>
         </nav>
         <main className="content">
-          <StatusBar onOpenServers={() => navigate('servers')} />
+          <StatusBar onOpenServers={() => navigate('servers')} onServers={view === 'servers'} />
           <div className="view" data-view={view}>
             <ErrorBoundary what={current.label} resetKey={view}>
               {view === 'servers' && <ServersView />}

@@ -3,7 +3,7 @@
  * badges, an empty state, the "not connected" placeholder (RequireConnection), the "Retry now" button, and which
  * view is on screen (useShowsView / useViewShown).
  */
-import { createContext, useContext, useEffect, useState, useSyncExternalStore, type ReactNode } from 'react';
+import { createContext, useContext, useState, type ReactNode } from 'react';
 import type { ViewId } from '../views/registry.ts';
 import { retryWords, useApi, useCanEdit, useConnection, useSecondsUntil } from '../hooks.ts';
 import { Button, DisabledReason, type ButtonVariant } from './Button.tsx';
@@ -14,38 +14,6 @@ export type Navigate = (view: ViewId, arg?: Record<string, string>) => void;
 export const NavigateContext = createContext<Navigate>(() => {});
 export function useNavigate(): Navigate {
   return useContext(NavigateContext);
-}
-
-// --- which views are on screen: a view says it is (useShowsView), the shell's parts ask (useViewShown) -----------
-// (the status bar hides its "Open Servers" while Servers is what the user looks at)
-const shown = new Map<ViewId, number>();
-const shownListeners = new Set<() => void>();
-function shownChanged(): void {
-  for (const l of shownListeners) l();
-}
-
-/** Call in a view: while it is mounted, useViewShown(id) is true. */
-export function useShowsView(id: ViewId): void {
-  useEffect(() => {
-    shown.set(id, (shown.get(id) ?? 0) + 1);
-    shownChanged();
-    return () => {
-      const n = (shown.get(id) ?? 1) - 1;
-      if (n > 0) shown.set(id, n);
-      else shown.delete(id);
-      shownChanged();
-    };
-  }, [id]);
-}
-
-export function useViewShown(id: ViewId): boolean {
-  return useSyncExternalStore(
-    (cb) => {
-      shownListeners.add(cb);
-      return () => shownListeners.delete(cb);
-    },
-    () => shown.has(id),
-  );
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import type { ConnectionState, ConnectionStatus } from '../../../shared/console-api.ts';
 import { countdownWords, isStopped, useConnection, useSecondsUntil } from '../hooks.ts';
-import { RetryNowButton, useViewShown } from './Layout.tsx';
+import { RetryNowButton } from './Layout.tsx';
 
 const LABEL: Record<ConnectionStatus, string> = {
   disconnected: 'Not connected',
@@ -39,9 +39,9 @@ export function statusLine(s: ConnectionState): string {
   return s.message;
 }
 
-export function StatusBar({ onOpenServers }: { onOpenServers: () => void }) {
+/** `onServers`: the Servers view is what the user looks at (its "Open Servers" is then hidden). */
+export function StatusBar({ onOpenServers, onServers }: { onOpenServers: () => void; onServers: boolean }) {
   const s = useConnection();
-  const onServers = useViewShown('servers');
   const countdown = useSecondsUntil(s?.status === 'reconnecting' ? s.retryAt : null);
   if (!s) return <div className="statusbar" role="status" data-status="loading">Loading…</div>;
   const stopped = isStopped(s);

@@ -124,6 +124,7 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     const t = timers.current.get(id);
     if (t) clearTimeout(t);
     timers.current.delete(id);
+    for (const [k, v] of keyed.current) if (v === id) keyed.current.delete(k);
     setItems((xs) => xs.filter((x) => x.id !== id));
   }, []);
 

@@ -19,7 +19,8 @@ import {
   validate,
   type FieldErrors,
 } from '../components/index.ts';
-import { RetryNowButton, useShowsView } from '../components/Layout.tsx';
+import { RetryNowButton } from '../components/Layout.tsx';
+import { securityDrafts } from './security/draft.ts';
 import { explainError, isStopped, leaveLabel, retryWords, useApi, useConnection, useSecondsUntil } from '../hooks.ts';
 
 interface FormState {
@@ -380,7 +381,6 @@ function ServerForm({
 }
 
 export function ServersView(_props: Record<string, unknown>) {
-  useShowsView('servers');
   const api = useApi();
   const conn = useConnection();
   const toast = useToast();
@@ -419,6 +419,8 @@ export function ServersView(_props: Record<string, unknown>) {
     mutationFn: (p: ProfileView) => api.profiles.remove(p.id),
     onSuccess: (_r, p) => {
       toast.show({ kind: 'info', message: `Removed ${p.name}.` });
+      // unsaved security edits kept for that relay go with it
+      securityDrafts.delete(p.id);
       if (editing?.id === p.id) edit(null);
       setRemoving(null);
     },
