@@ -120,11 +120,11 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
       const panel = page.locator('[data-testid="session-panel"]');
       await panel.waitFor();
       const listed = async () => (await panel.locator('.session-events li').allTextContents()).join(' | ');
-      await expect.poll(listed, { timeout: 5000 }).toMatch(/mail.*carol@example\.org/s);
+      await expect.poll(listed, { timeout: 15_000 }).toMatch(/mail.*carol@example\.org/s);
       expect(await listed()).not.toMatch(/rcpt/);
       // the session goes on while its detail is open: the detail follows it
       expect((await smtp.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
-      await expect.poll(listed, { timeout: 5000 }).toMatch(/mail.*carol@example\.org.*rcpt.*alice@example\.com/s);
+      await expect.poll(listed, { timeout: 15_000 }).toMatch(/mail.*carol@example\.org.*rcpt.*alice@example\.com/s);
       await page.keyboard.press('Escape');
       await panel.waitFor({ state: 'detached' });
     } finally {
