@@ -1,13 +1,15 @@
 /**
  * The hooks every view uses: the API, the live connection state, relay queries and mutations through
- * react-query (refetched when the relay says the config changed, and after a reconnect).
+ * react-query (refetched when the relay says the config changed, and after a reconnect). Relay queries are keyed by
+ * the server profile too, and mutations bound to it: the one cache serves every relay the console manages.
  */
 import { useEffect, useState, useSyncExternalStore } from 'react';
-import { useMutation, useQuery, useQueryClient, type UseQueryOptions } from '@tanstack/react-query';
+import { useMutation, useQuery, useQueryClient, type QueryClient, type QueryKey, type UseQueryOptions } from '@tanstack/react-query';
 import type { ConnectionState, ConsoleApi } from '../../shared/console-api.ts';
 import type { MethodName, Params, Result } from '../../shared/protocol.ts';
 import { ApiError, getApi } from './api.ts';
 import { refetchRelayState } from './state/refetch.ts';
+import { relayQueryKey, sameProfilePlaceholder, type RelayQueryKey } from './state/relayKey.ts';
 
 export function useApi(): ConsoleApi {
   return getApi();
@@ -112,6 +114,14 @@ export function leaveLabel(status: ConnectionState['status']): string | null {
   }
 }
 
+/**
+ * The server profile the console is on ('' when none): the views key their inner component by it, so what they hold
+ * locally (a page cursor, a filter, an open dialog about one client) starts afresh on another relay.
+ */
+export function useProfileKey(): string {
+  return useConnection()?.profileId ?? '';
+}
+
 export function useConnected(): boolean {
   return useConnection()?.status === 'connected';
 }
@@ -124,29 +134,80 @@ export function useCanEdit(): { canEdit: boolean; why: string | null } {
   return { canEdit: true, why: null };
 }
 
-/** Query keys are [method, params]; config-dependent data is invalidated on config.changed. */
-export function useRelayQuery<M extends MethodName>(
-  method: M,
-  params: Params<M>,
-  opts: Partial<UseQueryOptions<Result<M>, ApiError>> = {},
-) {
+/** The server profile the console is on now (connected or not), outside React: what a relay answer belongs to. */
+function profileNow(): string | null {
+  return current?.profileId ?? null;
+}
+
+/** Code of the ApiError for a call or an answer meant for another profile than the console is on now. */
+export const OTHER_RELAY = 'other-relay';
+
+/**
+ * The function of a relay query of `profile` (whose key names that profile): `run` makes the calls, and they go to
+ * whatever relay the console is connected to. So an answer is stored only while the console is still on `profile`:
+ * a query asked, or answered, after the console moved to another relay (before its view re-rendered, or while the
+ * call was under way) keeps the data it held, or fails when it held none, rather than storing the other relay's
+ * answer under this profile's key.
+ */
+export function profileQueryFn<T>(profile: string | null, run: () => Promise<T>): (ctx: { client: QueryClient; queryKey: QueryKey }) => Promise<T> {
+  return async ({ client, queryKey }) => {
+    const notOurs = (): T => {
+      const kept = client.getQueryData<T>(queryKey);
+      if (kept !== undefined) return kept;
+      throw new ApiError({ code: OTHER_RELAY, message: 'The console left this server (another one, or none) before its answer came.' });
+    };
+    if (profileNow() !== profile) return notOurs();
+    const answer = await run();
+    return profileNow() === profile ? answer : notOurs();
+  };
+}
+
+/** What a view may set on a relay query: everything but its key and function, which name the profile. */
+export type RelayQueryOptions<M extends MethodName> = Omit<Partial<UseQueryOptions<Result<M>, ApiError, Result<M>, RelayQueryKey>>, 'queryKey' | 'queryFn'>;
+
+/**
+ * A relay query: keyed [method, params, { profile }] (state/relayKey.ts), so the cache every relay shares never gives
+ * one relay's data to another: after a switch the view has no data for the new relay until it answers, and says so.
+ * The key is not the caller's to set. A `placeholderData` function is given the previous data only when it was this
+ * same profile's. Config-dependent data is refetched on config.changed (refetchRelayState, by the [method] prefix).
+ */
+export function useRelayQuery<M extends MethodName>(method: M, params: Params<M>, opts: RelayQueryOptions<M> = {}) {
   const api = useApi();
-  const connected = useConnected();
-  return useQuery<Result<M>, ApiError>({
-    queryKey: [method, params],
-    queryFn: () => api.call(method, params),
-    ...opts,
+  const conn = useConnection();
+  const connected = conn?.status === 'connected';
+  const profile = conn?.profileId ?? null;
+  const { placeholderData, ...rest } = opts;
+  return useQuery<Result<M>, ApiError, Result<M>, RelayQueryKey>({
+    ...rest,
+    queryKey: relayQueryKey(method, params, profile),
+    queryFn: profileQueryFn(profile, () => api.call(method, params)),
+    ...(placeholderData === undefined ? {} : { placeholderData: typeof placeholderData === 'function' ? sameProfilePlaceholder(profile, placeholderData) : placeholderData }),
     // after the spread: a caller's `enabled: true` must not run a query while disconnected
     enabled: connected && (opts.enabled ?? true),
   });
 }
 
-/** A relay method that changes something; when it settles, RELAY_STATE_QUERIES (or `invalidate`) are refetched. */
+/**
+ * A relay method that changes something; when it settles, RELAY_STATE_QUERIES (or `invalidate`) are refetched. It is
+ * bound to the profile the view was rendered for: a change asked once the console is on another relay (an Undo in a
+ * toast that outlived the switch, a click racing it) is refused, never sent to the other relay.
+ */
 export function useRelayMutation<M extends MethodName>(method: M, opts: { invalidate?: readonly MethodName[] } = {}) {
   const api = useApi();
   const qc = useQueryClient();
+  const conn = useConnection();
+  const profile = conn?.profileId ?? null;
+  const name = conn?.profileName ?? null;
   return useMutation<Result<M>, ApiError, Params<M>>({
-    mutationFn: (params) => api.call(method, params),
+    mutationFn: (params) => {
+      // on no server at all, the call itself fails in the words for that ('closed': not connected)
+      const now = profileNow();
+      if (now !== null && now !== profile) {
+        const meant = name ? `"${name}"` : 'the server shown before';
+        return Promise.reject(new ApiError({ code: OTHER_RELAY, message: `This change was meant for ${meant}, but the console is now on another server. Nothing was sent.` }));
+      }
+      return api.call(method, params);
+    },
     onSettled: () => refetchRelayState(qc, opts.invalidate),
   });
 }

@@ -6,7 +6,7 @@
 import { useState } from 'react';
 import type { AuditEntry, RevisionInfo } from '../../../shared/protocol.ts';
 import { Badge, Button, EmptyState, ErrorBox, ReadOnlyNotice, RequireConnection, ViewHeader, fmtAgo, fmtDateTime } from '../components/index.ts';
-import { explainError, useCanEdit, useRelayQuery } from '../hooks.ts';
+import { explainError, useCanEdit, useProfileKey, useRelayQuery } from '../hooks.ts';
 import { ChangeList } from './parts/ChangeList.tsx';
 import { RestoreDialog } from './parts/RestoreDialog.tsx';
 import { useNow } from './parts/hooks.ts';
@@ -15,9 +15,11 @@ import './views.css';
 const PAGE = 50;
 
 export function AuditView(_props: Record<string, unknown>) {
+  // a component of its own per server: nothing it holds (the page, an open restore dialog) carries over to another
+  const profile = useProfileKey();
   return (
     <RequireConnection what="the audit log">
-      <Audit />
+      <Audit key={profile} />
     </RequireConnection>
   );
 }

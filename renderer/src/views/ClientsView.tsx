@@ -24,7 +24,7 @@ import {
   ruleLabel,
   useToast,
 } from '../components/index.ts';
-import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { trustEffects, trustWarning, trustedMessage } from '../state/trust.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor } from './parts/expiry.ts';
@@ -34,9 +34,11 @@ import './views.css';
 const REFRESH_MS = 3000;
 
 export function ClientsView({ navigate }: { navigate: Navigate }) {
+  // a component of its own per server: nothing it holds (the filter, an open trust or unblock dialog about one client) carries over to another
+  const profile = useProfileKey();
   return (
     <RequireConnection what="the client list">
-      <Clients navigate={navigate} />
+      <Clients key={profile} navigate={navigate} />
     </RequireConnection>
   );
 }

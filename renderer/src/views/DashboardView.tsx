@@ -10,7 +10,7 @@ import { useEffect, useMemo, useState } from 'react';
 import type { NotificationParams, Result, StatsPoint } from '../../../shared/protocol.ts';
 import { Badge, Button, ErrorBox, RequireConnection, ViewHeader, fmtAgo, fmtBytes, fmtCount, ruleLabel, type Navigate } from '../components/index.ts';
 import { TimeChart } from '../components/TimeChart.tsx';
-import { explainError, useApi, useRelayQuery } from '../hooks.ts';
+import { explainError, useApi, useProfileKey, useRelayQuery } from '../hooks.ts';
 
 const WINDOW_MS = 15 * 60_000;
 const HOUR_MS = 60 * 60_000;
@@ -218,11 +218,13 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
 }
 
 export function DashboardView({ navigate }: { navigate?: Navigate }) {
+  // a component of its own per server: the per-second series it holds never carries over to another
+  const profile = useProfileKey();
   return (
     <>
       <ViewHeader title="Dashboard" subtitle="What the relay accepts and refuses, second by second." />
       <RequireConnection what="the dashboard">
-        <Dashboard navigate={navigate} />
+        <Dashboard key={profile} navigate={navigate} />
       </RequireConnection>
     </>
   );

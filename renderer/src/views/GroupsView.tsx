@@ -27,7 +27,7 @@ import {
   fmtDateTime,
   useToast,
 } from '../components/index.ts';
-import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { checkAddress, checkGroupName, replaceNote, wideEntryWarning, type GroupRoles } from './parts/address.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor, expiryState } from './parts/expiry.ts';
@@ -35,9 +35,11 @@ import { useNow } from './parts/hooks.ts';
 import './views.css';
 
 export function GroupsView(_props: Record<string, unknown>) {
+  // a component of its own per server: nothing it holds (the filter, groups created but not filled yet) carries over to another
+  const profile = useProfileKey();
   return (
     <RequireConnection what="the trusted groups">
-      <Groups />
+      <Groups key={profile} />
     </RequireConnection>
   );
 }

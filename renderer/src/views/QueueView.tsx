@@ -20,7 +20,7 @@ import {
   fmtDateTime,
   useToast,
 } from '../components/index.ts';
-import { explainError, useCanEdit, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
 import './views.css';
 
@@ -28,9 +28,11 @@ const PAGE = 100;
 const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
 
 export function QueueView(_props: Record<string, unknown>) {
+  // a component of its own per server: nothing it holds (the page, an open delete dialog) carries over to another
+  const profile = useProfileKey();
   return (
     <RequireConnection what="the queue">
-      <Queue />
+      <Queue key={profile} />
     </RequireConnection>
   );
 }

@@ -57,9 +57,8 @@ function SecurityForm({ profile }: { profile: string }) {
   const conn = useConnection();
   const connected = conn?.status === 'connected';
   const { why } = useCanEdit();
-  // keyed by profile too: the query cache is shared by all relays, and another relay's config must never become the
-  // base of this one's form
-  const q = useRelayQuery('config.get', {}, { queryKey: ['config.get', {}, { profile }] });
+  // keyed by profile (as every relay query is): another relay's config never becomes the base of this one's form
+  const q = useRelayQuery('config.get', {});
   const update = useRelayMutation('config.update');
 
   const root = useRef<HTMLDivElement>(null);

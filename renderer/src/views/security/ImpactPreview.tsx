@@ -10,7 +10,8 @@ import type { SimulationResult } from '../../../../shared/protocol.ts';
 import { ErrorBox, fmtCount, fmtDateTime, fmtDuration, ruleLabel } from '../../components/index.ts';
 import { useQuery } from '@tanstack/react-query';
 import type { ApiError } from '../../api.ts';
-import { explainError, useApi, useConnected } from '../../hooks.ts';
+import { explainError, profileQueryFn, useApi, useConnection } from '../../hooks.ts';
+import { relayQueryKey, type RelayQueryKey } from '../../state/relayKey.ts';
 import { compareSimulations, type Impact } from './impact.ts';
 
 export const PREVIEW_HOURS = [
@@ -38,21 +39,24 @@ export interface ImpactPreviewProps {
 
 export function ImpactPreview({ current, config, hours, onHours, enabled }: ImpactPreviewProps) {
   const api = useApi();
-  const connected = useConnected();
+  const conn = useConnection();
+  const connected = conn?.status === 'connected';
+  const profile = conn?.profileId ?? null;
   // both replays in one query, over the same window: the second ends where the first did (`until`), so both read the
   // same traffic; a cached replay of the current settings from a minute ago would credit the last minute's traffic to
   // the change. A relay older than `until` refuses it (-32602): then the second replay ends at its own "now" and the
-  // result says how far apart the two ended.
-  const q = useQuery<{ now: SimulationResult; after: SimulationResult }, ApiError>({
-    queryKey: ['policy.simulate', { config: current, hours }, { config, hours }],
-    queryFn: async () => {
+  // result says how far apart the two ended. Keyed by the profile as every relay query is (one cache serves every
+  // relay): another relay's replay of the same two configs is another relay's traffic.
+  const q = useQuery<{ now: SimulationResult; after: SimulationResult }, ApiError, { now: SimulationResult; after: SimulationResult }, RelayQueryKey>({
+    queryKey: relayQueryKey('policy.simulate', { now: { config: current, hours }, after: { config, hours } }, profile),
+    queryFn: profileQueryFn(profile, async () => {
       const now = await api.call('policy.simulate', { config: current, hours });
       const after = await api.call('policy.simulate', { config, hours, until: now.to }).catch((err: unknown) => {
         if ((err as ApiError).code === -32602 && /until/.test((err as ApiError).message)) return api.call('policy.simulate', { config, hours });
         throw err;
       });
       return { now, after };
-    },
+    }),
     enabled: enabled && connected,
     staleTime: 60_000,
     retry: 0,
