@@ -188,6 +188,20 @@ export function useRelayQuery<M extends MethodName>(method: M, params: Params<M>
 }
 
 /**
+ * Makes a change meant for the relay of `profile` (named `name`), but only while the console is still on it: a change
+ * asked once the console is on another relay (an Undo in a toast that outlived the switch, a click racing it) is
+ * refused, never sent to the other relay. On no server at all, the call itself fails in the words for that ('closed').
+ */
+export function callOnProfile<T>(profile: string | null, name: string | null, run: () => Promise<T>): Promise<T> {
+  const now = profileNow();
+  if (now !== null && now !== profile) {
+    const meant = name ? `"${name}"` : 'the server shown before';
+    return Promise.reject(new ApiError({ code: OTHER_RELAY, message: `This change was meant for ${meant}, but the console is now on another server. Nothing was sent.` }));
+  }
+  return run();
+}
+
+/**
  * A relay method that changes something; when it settles, RELAY_STATE_QUERIES (or `invalidate`) are refetched. It is
  * bound to the profile the view was rendered for: a change asked once the console is on another relay (an Undo in a
  * toast that outlived the switch, a click racing it) is refused, never sent to the other relay.
@@ -199,15 +213,7 @@ export function useRelayMutation<M extends MethodName>(method: M, opts: { invali
   const profile = conn?.profileId ?? null;
   const name = conn?.profileName ?? null;
   return useMutation<Result<M>, ApiError, Params<M>>({
-    mutationFn: (params) => {
-      // on no server at all, the call itself fails in the words for that ('closed': not connected)
-      const now = profileNow();
-      if (now !== null && now !== profile) {
-        const meant = name ? `"${name}"` : 'the server shown before';
-        return Promise.reject(new ApiError({ code: OTHER_RELAY, message: `This change was meant for ${meant}, but the console is now on another server. Nothing was sent.` }));
-      }
-      return api.call(method, params);
-    },
+    mutationFn: (params) => callOnProfile(profile, name, () => api.call(method, params)),
     onSettled: () => refetchRelayState(qc, opts.invalidate),
   });
 }

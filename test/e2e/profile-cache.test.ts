@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { Relay } from '../../relay/relay.ts';
-import { sendMail } from '../helpers/smtp-client.ts';
+import { RawSmtp, sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import { addServerAndAccept, chromiumPath, consoleSuite, startRelay, unexpectedErrors, type ConsolePage } from './harness.ts';
 
@@ -57,7 +57,8 @@ describe.skipIf(!chromiumPath)('console: one relay\'s data is never shown for an
   let bDown = false;
   let c: ConsolePage;
 
-  consoleSuite({ config: { groups: { Trusted: [A_ENTRY] } } }, async (s) => {
+  // A allows one message an hour per IP, so the second test can get a rejection with a one-click trust
+  consoleSuite({ config: { groups: { Trusted: [A_ENTRY] }, limits: { messagesPerHour: { mode: 'enforce', max: 1 } } } }, async (s) => {
     ({ relay: a, c } = s);
     c.page.setDefaultTimeout(15_000);
     b = await startRelay({ groups: { Trusted: [B_ENTRY] } });
@@ -97,7 +98,7 @@ describe.skipIf(!chromiumPath)('console: one relay\'s data is never shown for an
 
     // while B cannot be reached, the views say so
     await open(page, 'groups');
-    await expect.poll(() => page.locator('.view').textContent(), { timeout: 15_000 }).toMatch(/Not connected: the trusted groups/);
+    await expect.poll(() => page.locator('.view').textContent(), { timeout: 15_000 }).toMatch(/Not connected: the list of trusted IP groups comes from the relay/);
     await open(page, 'clients');
     await expect.poll(() => page.locator('.view').textContent(), { timeout: 15_000 }).toMatch(/Not connected: the client list/);
     expect(await page.locator('tr[data-ip]').count()).toBe(0);
@@ -130,5 +131,47 @@ describe.skipIf(!chromiumPath)('console: one relay\'s data is never shown for an
     await page.locator(`[data-group="Trusted"] tr[data-address="${A_ENTRY.address}"]`).waitFor();
     expect(await page.locator(`tr[data-address="${B_ENTRY.address}"]`).count()).toBe(0);
     expect(unexpectedErrors(c.errors).filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
+  });
+  it("an Undo left in a toast from relay A, clicked once the console is on B, is refused and sent nowhere", async () => {
+    const { page } = c;
+    // (the first test ends on A, with B up again)
+    const ip = '127.0.0.33';
+    await page.keyboard.press('Control+3');
+    await page.locator('[data-testid="live-view"]').waitFor();
+    const smtp = await RawSmtp.connect(a.port, { localAddress: ip });
+    try {
+      await smtp.hello('laptop.sales.test');
+      const send = async () => {
+        const mail = await smtp.cmd('MAIL FROM:<sales@example.org>');
+        if (mail.code !== 250) return mail;
+        expect((await smtp.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+        return smtp.data('Subject: offer\r\n\r\nBuy now.\r\n');
+      };
+      expect((await send()).code).toBe(250);
+      expect((await send()).code).toBe(450);
+    } finally {
+      smtp.destroy();
+    }
+    const row = page.locator(`.live-row[data-kind="rejected"][data-ip="${ip}"]`).first();
+    await row.waitFor();
+    await row.locator('[data-action="trust"]').click();
+    const toast = page.locator('[data-testid="toast"]', { hasText: `Trusted ${ip}` });
+    await toast.waitFor();
+    expect(a.relay.config.current.groups['Trusted']?.some((e) => e.address === ip)).toBe(true);
+
+    // the user moves to B; the toast of A's trust is still on screen (12 s with an Undo)
+    await open(page, 'servers');
+    await page.locator('[data-testid="server-card"][data-profile-name="Relay B"]').getByRole('button', { name: 'Connect' }).click();
+    await page.locator('.statusbar[data-status="connected"]').waitFor();
+    expect(await page.locator('.statusbar').textContent()).toMatch(/Relay B/);
+    await toast.getByRole('button', { name: 'Undo' }).click();
+    const refused = page.locator('[data-testid="toast"]', { hasText: 'Nothing was sent' });
+    await refused.waitFor();
+    expect(await refused.textContent()).toMatch(/meant for "Relay A", but the console is now on another server/);
+    // A keeps the entry (the Undo did not reach it) and B got no request (its audit log has no removal)
+    expect(a.relay.config.current.groups['Trusted']?.some((e) => e.address === ip)).toBe(true);
+    const bAudit = await c.core.connection.call('audit.list', { limit: 50 });
+    expect(bAudit.entries.map((e) => e.method)).not.toContain('groups.removeEntry');
+    expect(bAgain!.config.current.groups['Trusted']?.map((e) => e.address)).toEqual([B_ENTRY.address]);
   });
 });

@@ -11,7 +11,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useCallback, useState } from 'react';
 import { useToast } from '../components/Toast.tsx';
-import { useApi } from '../hooks.ts';
+import { callOnProfile, useApi, useConnection } from '../hooks.ts';
 import { refetchRelayState } from './refetch.ts';
 import { trustedMessage, type TrustEffects } from './summary.ts';
 
@@ -37,6 +37,7 @@ export function useTrustIp(): {
   pending: string | null;
 } {
   const api = useApi();
+  const conn = useConnection();
   const toast = useToast();
   const qc = useQueryClient();
   const [pending, setPending] = useState<string | null>(null);
@@ -44,6 +45,7 @@ export function useTrustIp(): {
   const trust = useCallback(
     async (ip: string, expiry: TrustExpiry, why?: string, effects?: TrustEffects | null) => {
       setPending(ip);
+      const on = { profile: conn?.profileId ?? null, name: conn?.profileName ?? null };
       try {
         const expiresAt = expiryToIso(expiry);
         const r = await api.call('clients.trust', { ip, expiresAt, comment: why ? `Trusted from Live traffic (${why})` : 'Trusted from Live traffic' });
@@ -60,7 +62,8 @@ export function useTrustIp(): {
           kind: relays === false ? 'success' : 'warning',
           message,
           undo: async () => {
-            await api.call('groups.removeEntry', { group: r.group, address: r.entry.address });
+            // to the relay the IP was trusted on: refused if the console has moved to another one since
+            await callOnProfile(on.profile, on.name, () => api.call('groups.removeEntry', { group: r.group, address: r.entry.address }));
             refresh();
           },
           undoneMessage: `${ip} is no longer trusted. Its counters stay reset: they count again from now.`,
@@ -71,7 +74,7 @@ export function useTrustIp(): {
         setPending(null);
       }
     },
-    [api, toast, refresh],
+    [api, toast, refresh, conn],
   );
   return { trust, pending };
 }

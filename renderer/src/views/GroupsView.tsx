@@ -38,7 +38,7 @@ export function GroupsView(_props: Record<string, unknown>) {
   // a component of its own per server: nothing it holds (the filter, groups created but not filled yet) carries over to another
   const profile = useProfileKey();
   return (
-    <RequireConnection what="the trusted groups">
+    <RequireConnection what="the list of trusted IP groups">
       <Groups key={profile} />
     </RequireConnection>
   );
