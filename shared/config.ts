@@ -87,11 +87,37 @@ export function parseDnsServer(entry: string): DnsServerAddress {
       );
     }
   }
+  const unusable = unusableDnsAddress(host);
+  if (unusable) throw new Error(`Invalid DNS server "${entry}": ${unusable} (${DNS_EXAMPLES}).`);
   if (isIPv6Text(host)) {
     const canonical = canonicalIPv6(host);
     return { host: canonical, port, family: 6, label: `[${canonical}]:${port}` };
   }
   return { host, port, family: 4, label: `${host}:${port}` };
+}
+
+/**
+ * Why an address cannot be one DNS server to ask (null when it can): the unspecified address, a broadcast or
+ * multicast address (a query there goes to no one, or to many), or an IPv6 link-local address without its interface
+ * (%eth0: the system cannot tell which link).
+ */
+function unusableDnsAddress(host: string): string | null {
+  const pct = host.indexOf('%');
+  const ip = parseIp(pct >= 0 ? host.slice(0, pct) : host);
+  if (!ip) return null;
+  if (ip.family === 4) {
+    if (ip.v4 === 0) return '0.0.0.0 is "any address", not a server; give the address of a DNS server';
+    if (ip.v4 === 0xffffffff) return 'the broadcast address is not a server; give the address of a DNS server';
+    if (ip.v4 >>> 28 === 0xe) return 'a multicast address (224.0.0.0/4) is not one server; give the address of a DNS server';
+    return null;
+  }
+  const [w0, w1, w2, w3] = ip.v6;
+  if (w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0) return ':: is "any address", not a server; give the address of a DNS server';
+  if (w0 >>> 24 === 0xff) return 'a multicast address (ff00::/8) is not one server; give the address of a DNS server';
+  if (w0 >>> 22 === 0x3fa && pct < 0) return 'a link-local address needs its interface, e.g. "fe80::53%eth0"';
+  // an IPv4-mapped address is the IPv4 address
+  if (w0 === 0 && w1 === 0 && w2 === 0xffff) return unusableDnsAddress(`${w3 >>> 24}.${(w3 >>> 16) & 255}.${(w3 >>> 8) & 255}.${w3 & 255}`);
+  return null;
 }
 
 const dnsServer = z.string().superRefine((v, ctx) => {

@@ -106,11 +106,18 @@ export function udpExchange(server: DnsServerAddress, q: Question, timeoutMs: nu
       if (belongsTo(reply, id, q)) finish({ kind: 'reply', reply });
       // anything else (wrong ID, wrong question) is ignored: it may be a late or forged answer
     });
-    socket.connect(server.port, server.host, () => {
+    // connect() reports a failure (no route, a link-local address without its interface, a refused address) to its
+    // callback, not to 'error'; a send() on the socket it left unconnected would throw and end the process
+    socket.connect(server.port, server.host, (err?: Error) => {
       if (done) return;
-      socket.send(query, (err) => {
-        if (err) finish({ kind: 'error', reason: describeNetworkError(err) });
-      });
+      if (err) return finish({ kind: 'error', reason: describeNetworkError(err) });
+      try {
+        socket.send(query, (sendErr) => {
+          if (sendErr) finish({ kind: 'error', reason: describeNetworkError(sendErr) });
+        });
+      } catch (sendErr) {
+        finish({ kind: 'error', reason: describeNetworkError(sendErr as Error) });
+      }
     });
   });
 }
