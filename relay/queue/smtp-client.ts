@@ -2,6 +2,8 @@
  * One SMTP delivery of one message to one address, with nodemailer's SMTPConnection carrying the bytes unchanged
  * (explicit envelope, the stored message as the data stream, no pool, no requeue: the queue owns retries).
  *
+ * AUTH (a smarthost's user and password) only in TLS, or to a loopback address: never in clear text over a network.
+ *
  * TLS (delivery.tls):
  *  - opportunistic: STARTTLS when offered, certificate not verified; if the TLS handshake itself fails, one more
  *    session in plain text to the same address (Postfix's "may"); a refused STARTTLS command goes on in plain text.
@@ -76,6 +78,12 @@ function describe(err: NodemailerError, target: Target): string {
   if (err.response) return `${where} said: ${err.response}`;
   const code = (err as NodemailerError & { originalCode?: string }).originalCode ?? err.code;
   return `${where}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped form: the same machine, where no one on a network can read the line. */
+function isLoopbackIp(ip: string): boolean {
+  const v4 = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+  return v4.startsWith('127.') || ip === '::1';
 }
 
 function where(target: Target): string {
@@ -158,6 +166,12 @@ class Session {
       tlsProtocol: secure ? sock.getProtocol() : null,
       tlsCipher: secure ? (sock.getCipher()?.name ?? null) : null,
     };
+    if (auth && !this.tls.tls && !isLoopbackIp(target.ip)) {
+      // never the password in clear text over a network (Postfix's smtp_sasl_security_options = noplaintext): a
+      // temporary failure, so the mail waits in the queue until the smarthost offers TLS or the config changes
+      const why = mode === 'plain' ? 'its TLS handshake failed' : mode === 'off' ? 'delivery.tls is "off"' : 'it did not offer STARTTLS';
+      return { reason: `${where(target)}: the smarthost password is not sent without TLS, and ${why}`, tlsHandshake: false };
+    }
     if (auth) {
       const authErr = await this.orEnd(
         new Promise<NodemailerError | null>((resolve) => {

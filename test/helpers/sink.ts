@@ -75,6 +75,8 @@ export interface Sink {
   readonly activeTransactions: number;
   /** STARTTLS handshakes broken so far (brokenTls) */
   brokenHandshakes: number;
+  /** every AUTH this sink was sent, accepted or not, and whether the session was in TLS by then */
+  authAttempts: { user: string; secure: boolean }[];
   /** closes every open connection from the server side (as a server's idle timeout does) */
   dropConnections(): void;
   /** resolves with the first n accepted messages once they are there; rejects after timeoutMs */
@@ -116,7 +118,8 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     logger: false,
     banner: 'test sink',
     disableReverseLookup: true,
-    onAuth(auth, _session, cb) {
+    onAuth(auth, session, cb) {
+      sink.authAttempts.push({ user: auth.username ?? '', secure: session.secure });
       if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) return cb(null, { user: auth.username });
       cb(reply({ code: 535, message: '5.7.8 Authentication credentials invalid' }));
     },
@@ -186,6 +189,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
       return inTransaction.size;
     },
     brokenHandshakes: 0,
+    authAttempts: [],
     waitFor(n, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
