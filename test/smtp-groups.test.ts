@@ -2,7 +2,9 @@
  * Trusted IP groups as the SMTP front applies them (CIDR, range, IPv6 on ::1, expiry on the fake clock,
  * IPv4-mapped IPv6), and the immediate effect of a config change on a session that is already open.
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readQueuedMessage } from '../relay/queue/files.ts';
 import { smtpClients } from './helpers/smtp-client.ts';
 import { openAsRemote } from './helpers/remote-client.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -76,6 +78,10 @@ describe('trusted groups', () => {
     await first.cmd('RCPT TO:<alice@example.com>');
     expect((await first.data('Subject: x\r\n\r\nx')).code).toBe(250);
     await first.quit();
+    // the Received header names it as RFC 5321's IPv6 address literal
+    const acc = t.events.find((e) => e.kind === 'accepted') as { queueId: string };
+    const stored = await readQueuedMessage(path.join(t.dir, 'spool', 'queue'), acc.queueId);
+    expect(stored!.data.toString('latin1')).toMatch(/^Received: from \S+ \(localhost6\.test \[IPv6:::1\]\)\r\n/);
     const c = await open(t.port, '::1', '::1');
     await c.hello();
     expect(await c.cmd('MAIL FROM:<a@example.org>')).toMatchObject({

@@ -657,7 +657,8 @@ export class SmtpFront {
       rcpts = [...byKey.values()];
     }
     writer.write(Buffer.from(
-      `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip}])\r\n` +
+      // an IPv6 client as RFC 5321's address literal, [IPv6:2001:db8::1]
+      `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip.includes(':') ? 'IPv6:' : ''}${sess.ip}])\r\n` +
         `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
         `\t${rfc5322Date(now)}\r\n`,
     ));
