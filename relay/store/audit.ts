@@ -23,15 +23,41 @@ export interface AuditRecord {
   changes?: ConfigChange[];
 }
 
-/** A copy of params with secrets replaced and whole configs left out (the diff says what changed). */
-export function auditParams(params: unknown): Record<string, unknown> {
-  if (!params || typeof params !== 'object') return {};
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(params as Record<string, unknown>)) {
-    if (SECRET_KEYS.has(k)) out[k] = '(secret)';
-    else if (k === 'config') out[k] = '(see changes)';
-    else out[k] = v;
+/** The most of a string, of an array's items and of an object's keys that an audit line keeps, and how deep. */
+const AUDIT_MAX = { chars: 256, items: 20, keys: 20, depth: 3 };
+
+/**
+ * A value as an audit line keeps it: whole when it is small (what a valid request holds), else cut with the size said
+ * ("… (200000 characters)"). A refused request is audited with the params as sent, which may be up to a frame (1 MiB)
+ * of anything; each such line is written and fdatasynced, so it is bounded here.
+ */
+function bounded(v: unknown, depth: number): unknown {
+  if (typeof v === 'string') return v.length <= AUDIT_MAX.chars ? v : `${v.slice(0, AUDIT_MAX.chars)}… (${v.length} characters)`;
+  if (v === null || typeof v !== 'object') return v;
+  if (depth >= AUDIT_MAX.depth) return Array.isArray(v) ? `(an array of ${v.length})` : '(an object)';
+  if (Array.isArray(v)) {
+    const kept = v.slice(0, AUDIT_MAX.items).map((x) => bounded(x, depth + 1));
+    return v.length <= AUDIT_MAX.items ? kept : [...kept, `… (${v.length} items)`];
   }
+  const entries = Object.entries(v as Record<string, unknown>);
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of entries.slice(0, AUDIT_MAX.keys)) out[bounded(k, AUDIT_MAX.depth) as string] = SECRET_KEYS.has(k) ? '(secret)' : bounded(x, depth + 1);
+  if (entries.length > AUDIT_MAX.keys) out['…'] = `(${entries.length} keys)`;
+  return out;
+}
+
+/** A copy of params with secrets replaced, whole configs left out (the diff says what changed), and sizes bounded. */
+export function auditParams(params: unknown): Record<string, unknown> {
+  if (!params || typeof params !== 'object' || Array.isArray(params)) return {};
+  const entries = Object.entries(params as Record<string, unknown>);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of entries.slice(0, AUDIT_MAX.keys)) {
+    const key = bounded(k, AUDIT_MAX.depth) as string;
+    if (SECRET_KEYS.has(k)) out[key] = '(secret)';
+    else if (k === 'config') out[key] = '(see changes)';
+    else out[key] = bounded(v, 1);
+  }
+  if (entries.length > AUDIT_MAX.keys) out['…'] = `(${entries.length} keys)`;
   return out;
 }
 
