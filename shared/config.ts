@@ -225,7 +225,8 @@ export const ConfigSchema = z
     limits: z
       .strictObject({
         exemptGroups: z.array(groupName).default(['Trusted']),
-        ipv6Prefix: z.int().min(1).max(128).default(64),
+        // 32 at least: a /32 is a whole ISP's allocation; a shorter prefix would put unrelated networks under one counter
+        ipv6Prefix: z.int().min(32).max(128).default(64),
         messagesPerHour: limit(100, {}).prefault({}),
         concurrentConnections: limit(10, {}).prefault({}),
         unknownRecipients: limit(10, { blockMinutes: positiveInt(525_600).default(60) }).prefault({}),

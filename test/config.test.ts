@@ -183,6 +183,8 @@ describe('parseConfig', () => {
       'checks.senderDomain.mode: must be one of "enforce", "monitor" or "off"; it is "enforced"',
     ]);
     expect(said({ limits: { ipv6Prefix: 200 } })).toEqual(['limits.ipv6Prefix: must be at most 128; it is 200']);
+    // a prefix shorter than an ISP's /32 would count unrelated networks as one client
+    expect(said({ limits: { ipv6Prefix: 16 } })).toEqual(['limits.ipv6Prefix: must be at least 32; it is 16']);
     // past the safe integers too (z.int()'s own bound): one line, the key's own bound, not two
     expect(said({ limits: { messagesPerHour: { max: 1e300 } } })).toEqual(['limits.messagesPerHour.max: must be at most 1000000000; it is 1e+300']);
     expect(said({ limits: { messagesPerHour: { max: -1e300 } } })).toEqual(['limits.messagesPerHour.max: must be at least 1; it is -1e+300']);
