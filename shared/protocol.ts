@@ -199,6 +199,12 @@ export const QueueItem = z.object({
   attempts: z.int().nonnegative(),
   nextAttemptAt: Millis,
   lastError: z.string().nullable(),
+  /**
+   * a queue.delete not done yet: 'delete' or 'bounce' (a return to the sender) asked for while the message was being
+   * delivered (it leaves the queue when that attempt ends), or a return whose bounce could not be stored yet (tried
+   * again at nextAttemptAt, never delivered meanwhile); null: none. Relays older than this field leave it out.
+   */
+  removal: z.enum(['delete', 'bounce']).nullable().optional(),
 });
 export type QueueItem = z.infer<typeof QueueItem>;
 
@@ -538,8 +544,16 @@ export const Methods = {
   'queue.delete': method(
     'admin',
     z.strictObject({ id: z.string().min(1).max(100), bounce: z.boolean().default(false) }),
-    z.object({ ok: z.literal(true) }),
-    'Delete a queued message (bounce: true returns it to its sender with a DSN). Unknown id: 4004.',
+    z.object({
+      ok: z.literal(true),
+      /**
+       * false: the message has left the queue (with bounce: its DSN is stored). true: it is being delivered right now;
+       * the attempt is not cut, and the message leaves the queue when it ends (recipients it delivered stay delivered,
+       * the others are deleted or returned). Relays older than this field leave it out (their ok meant either).
+       */
+      pending: z.boolean().optional(),
+    }),
+    'Delete a queued message (bounce: true returns it to its sender with a DSN); one being delivered goes when its attempt ends (pending: true). Unknown id: 4004; the other kind of removal pending already: 4009.',
   ),
 
   'tokens.list': method('admin', Empty, z.object({ tokens: z.array(TokenInfo) }), 'Tokens (never their secrets).'),

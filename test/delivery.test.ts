@@ -270,9 +270,9 @@ describe('queue API', () => {
     await expect.poll(() => h.events.filter((e) => e.kind === 'deferred').length).toBe(3);
     expect(h.queue.list().map((i) => i.status)).toEqual(['deferred', 'deferred', 'deferred']);
 
-    expect(h.queue.delete(b)).toBe(true);
-    expect(h.queue.delete(b)).toBe(false);
-    expect(h.queue.bounce(c)).toBe(true);
+    expect(await h.queue.delete(b)).toEqual({ result: 'removed' });
+    expect(await h.queue.delete(b)).toEqual({ result: 'not-found' });
+    expect(await h.queue.bounce(c)).toEqual({ result: 'removed' });
     const bounced = await h.waitEvent('bounced');
     expect(bounced).toMatchObject({ queueId: c, to: ['c@example.test'] });
     expect(bounced.reason).toMatch(/administrator.*451 4\.3\.0 try later/);

@@ -67,7 +67,7 @@ describe('dying origins and tombstones (review 3)', () => {
     });
     let said: boolean | null = null;
     h.bus.subscribe((e) => {
-      if (e.kind === 'deferred' && e.queueId === m && said === null) said = h.queue.delete(m);
+      if (e.kind === 'deferred' && e.queueId === m && said === null) void h.queue.delete(m).then((r) => (said = r.result === 'removed'));
     });
     await h.queue.start();
     const [a, mm] = await Promise.all([h.submit('alice@sender.test', ['x@refuse.test']), h.submit('alice@sender.test', ['y@slow.test'])]);
@@ -111,7 +111,7 @@ describe('dying origins and tombstones (review 3)', () => {
     watchUnlinks({ after: (f) => f.endsWith('.seg') && f.startsWith(dir) && segUnlinks++ });
     await q.start();
     expect(q.list().map((i) => i.id).sort()).toEqual(ids);
-    expect(q.delete(ids[1]!)).toBe(true);
+    expect(await q.delete(ids[1]!)).toEqual({ result: 'removed' });
     await until(() => !fs.existsSync(path.join(dir, 'queue', `${ids[1]}.msg`)));
     await tick(100);
     // stop then start on the same Queue: nothing pending is lost or unlinked twice
@@ -148,7 +148,7 @@ describe('dying origins and tombstones (review 3)', () => {
     });
     let said: boolean | null = null;
     h.bus.subscribe((e) => {
-      if (e.kind === 'deferred' && e.queueId === m && said === null) said = h.queue.delete(m);
+      if (e.kind === 'deferred' && e.queueId === m && said === null) void h.queue.delete(m).then((r) => (said = r.result === 'removed'));
     });
     await h.queue.start();
     const [a, mm] = await Promise.all([h.submit('alice@sender.test', ['x@refuse.test']), h.submit('alice@sender.test', ['y@slow.test'])]);
@@ -184,7 +184,7 @@ describe('dying origins and tombstones (review 3)', () => {
     });
     let said: boolean | null = null;
     h.bus.subscribe((e) => {
-      if (e.kind === 'deferred' && e.queueId === m && said === null) said = h.queue.delete(m);
+      if (e.kind === 'deferred' && e.queueId === m && said === null) void h.queue.delete(m).then((r) => (said = r.result === 'removed'));
     });
     await h.queue.start();
     const [a, mm] = await Promise.all([h.submit('alice@sender.test', ['x@refuse.test']), h.submit('alice@sender.test', ['y@slow.test'])]);
@@ -249,7 +249,7 @@ describe('dying origins and tombstones (review 3)', () => {
     });
     let said: boolean | null = null;
     h.bus.subscribe((e) => {
-      if (e.kind === 'deferred' && e.queueId === m && said === null) said = h.queue.delete(m);
+      if (e.kind === 'deferred' && e.queueId === m && said === null) void h.queue.delete(m).then((r) => (said = r.result === 'removed'));
     });
     try {
       await h.queue.start();
@@ -284,7 +284,7 @@ describe('dying origins and tombstones (review 3)', () => {
       realFsync(fd, cb);
     }) as typeof fs.fsync);
     watchUnlinks({ after: (f) => (unlinked ||= f === seg) });
-    expect(h.queue.delete(id)).toBe(true);
+    expect(await h.queue.delete(id)).toEqual({ result: 'removed' });
     await until(() => unlinked);
     await tick(200);
     expect(syncsAfter).toBeGreaterThan(0);

@@ -29,7 +29,7 @@ describe('the segment spool after a crash', () => {
     expect(segments(h.dir)).toHaveLength(1);
     await h.waitEvent('deferred', (e) => e.queueId === b);
     expect(fs.existsSync(path.join(h.dir, 'queue', `${b}.msg`))).toBe(true);
-    expect(h.queue.delete(b!)).toBe(true);
+    expect(await h.queue.delete(b!)).toEqual({ result: 'removed' });
     await expect.poll(() => fs.existsSync(path.join(h.dir, 'queue', `${b}.msg`))).toBe(false);
     expect(segments(h.dir)).toHaveLength(1); // a is still in its first attempt, b's record with it
     expect((await crashImage(h.dir)).ids).toEqual([a]);
@@ -39,7 +39,7 @@ describe('the segment spool after a crash', () => {
     const slow = await sink({ dataDelayMs: 3000 });
     const h = await harness(local({ 'slow.test': slow }));
     const [a, b] = await Promise.all([h.submit('alice@sender.test', ['x@slow.test']), h.submit('alice@sender.test', ['y@slow.test'])]);
-    expect(h.queue.delete(a!)).toBe(true);
+    expect(await h.queue.delete(a!)).toEqual({ result: 'removed' });
     await h.queue.stop();
     expect(fs.existsSync(path.join(h.dir, 'queue', `${a}.state`))).toBe(true);
     await h.queue.start();
@@ -77,7 +77,7 @@ describe('the segment spool after a crash', () => {
     const id = await h.submit('alice@sender.test', ['y@refuse.test']);
     // as a console polling the queue would: the moment the list shows the attempt counted
     while (h.queue.list().find((i) => i.id === id)?.attempts !== 1) await new Promise((r) => setImmediate(r));
-    expect(h.queue.delete(id)).toBe(true);
+    expect(await h.queue.delete(id)).toEqual({ result: 'removed' });
     await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([]);
     // on disk a moment later (the unlink, or a tombstone, and the directory fsync): from then on a crash keeps it deleted
     await expect.poll(() => listQueuedIds(path.join(h.dir, 'queue'))).toEqual([]);
@@ -90,7 +90,7 @@ describe('the segment spool after a crash', () => {
     await h.queue.start();
     const id = await h.submit('alice@sender.test', ['y@refuse.test']);
     while (h.queue.list().find((i) => i.id === id)?.attempts !== 1) await new Promise((r) => setImmediate(r));
-    expect(h.queue.bounce(id)).toBe(true);
+    expect(await h.queue.bounce(id)).toEqual({ result: 'removed' });
     await expect.poll(() => h.queue.list().map((i) => i.kind)).toEqual(['dsn']);
   });
 

@@ -233,7 +233,7 @@ describe('the administrator and segment members', () => {
     const h = await harness(local({ 'example.test': s }));
     const b = bodies(3, 'del');
     const [a, deleted, c] = await submitTogether(h, b.map((body, i) => ({ to: [`r${i}@example.test`], body })));
-    expect(h.queue.delete(deleted!)).toBe(true);
+    expect(await h.queue.delete(deleted!)).toEqual({ result: 'removed' });
     await expect.poll(() => fs.existsSync(path.join(h.dir, 'queue', `${deleted}.state`))).toBe(true);
     await h.queue.start();
     expect(h.queue.list().map((i) => i.id)).toEqual([a, c]);
@@ -247,7 +247,7 @@ describe('the administrator and segment members', () => {
     const h = await harness(local({}));
     const b = bodies(3, 'ret');
     const [a, returned, c] = await submitTogether(h, b.map((body, i) => ({ to: [`r${i}@example.test`], body })));
-    expect(h.queue.bounce(returned!)).toBe(true);
+    expect(await h.queue.bounce(returned!)).toEqual({ result: 'removed' });
     await expect.poll(() => h.queue.list().some((i) => i.kind === 'dsn')).toBe(true);
     await h.queue.stop();
     const q2 = h.reopen();

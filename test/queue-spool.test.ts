@@ -210,7 +210,7 @@ describe('segments: small messages committed together', () => {
   it('a message the administrator deletes stays deleted after a restart while its segment still holds others', async () => {
     const q = queue();
     const ids = await commitAll(q, bodies(3));
-    expect(q.delete(ids[1]!)).toBe(true);
+    expect(await q.delete(ids[1]!)).toEqual({ result: 'removed' });
     await q.stop(); // lets the removal finish
     expect(await segments()).toHaveLength(1);
     const q2 = queue();
@@ -285,7 +285,7 @@ describe('spool on a real full disk (1 MiB tmpfs)', () => {
         expect((await readQueuedMessage(path.join(mnt, 'queue'), id))!.data.equals(Buffer.alloc(100 * 1024, 65 + (i % 26)))).toBe(true);
       }
       // free space (as delivery would): acceptance resumes by itself
-      for (const id of committed.slice(0, 3)) expect(q.delete(id)).toBe(true);
+      for (const id of committed.slice(0, 3)) expect(await q.delete(id)).toEqual({ result: 'removed' });
       await expect.poll(() => q.acceptingMail, { timeout: 3000, interval: 20 }).toBe(true);
       const w = q.begin();
       w.write(Buffer.alloc(10 * 1024, 66));

@@ -29,12 +29,20 @@ import { Subscription } from './session.ts';
 import { SimulationStopped, simulate } from './simulate.ts';
 import type { StatsCollector } from './stats.ts';
 
+/** What a delete or return asked of the queue did (relay/queue/spool.ts's Removal). */
+export type QueueRemoval =
+  | { result: 'removed' }
+  | { result: 'pending'; removal: 'delete' | 'bounce' }
+  | { result: 'not-found' }
+  | { result: 'conflict'; removal: 'delete' | 'bounce' }
+  | { result: 'failed'; reason: string };
+
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
 export interface QueueLike {
   list(): Result<'queue.list'>['items'];
   retry(id: string): boolean;
-  delete(id: string): boolean;
-  bounce(id: string): boolean;
+  delete(id: string): Promise<QueueRemoval>;
+  bounce(id: string): Promise<QueueRemoval>;
   readonly size: number;
   readonly acceptingMail: boolean;
   readonly activeDeliveries?: number;
@@ -516,10 +524,26 @@ export function createHandlers(d: MethodDeps): Handlers {
       if (!d.queue.retry(p.id)) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
       return { ok: true };
     },
-    'queue.delete': (p) => {
-      const ok = p.bounce ? d.queue.bounce(p.id) : d.queue.delete(p.id);
-      if (!ok) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
-      return { ok: true };
+    'queue.delete': async (p) => {
+      // a message being delivered is not cut: the delete or return is pending until the attempt ends (pending: true)
+      const r = p.bounce ? await d.queue.bounce(p.id) : await d.queue.delete(p.id);
+      switch (r.result) {
+        case 'removed':
+          return { ok: true, pending: false };
+        case 'pending':
+          return { ok: true, pending: true };
+        case 'not-found':
+          throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
+        case 'conflict':
+          throw new RpcError(
+            ErrorCode.Conflict,
+            r.removal === 'delete'
+              ? `message ${p.id} is being deleted already (without a bounce): it leaves the queue when its delivery attempt ends; it cannot be returned to its sender now`
+              : `message ${p.id} is being returned to its sender already: it leaves the queue when its delivery attempt ends; it cannot be deleted without a bounce now`,
+          );
+        case 'failed':
+          throw new RpcError(ErrorCode.InternalError, `the bounce for ${p.id} could not be stored (${r.reason}); nothing changed: the message stays queued`);
+      }
     },
 
     // --- tokens ------------------------------------------------------------------------------------------------

@@ -94,6 +94,21 @@ export class Fifo<T> {
     this.items.push(item);
   }
 
+  /** Removes every item `drop` accepts (O(n)); returns how many. */
+  removeWhere(drop: (item: T) => boolean): number {
+    const kept: T[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const item = this.items[i] as T;
+      if (!drop(item)) kept.push(item);
+    }
+    const removed = this.length - kept.length;
+    if (removed > 0) {
+      this.items = kept;
+      this.head = 0;
+    }
+    return removed;
+  }
+
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head];

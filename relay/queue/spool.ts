@@ -96,7 +96,29 @@ export interface QueueItem {
   attempts: number;
   nextAttemptAt: number;
   lastError: string | null;
+  /**
+   * a delete or return the administrator asked for that is not done yet: the message is being delivered (the attempt
+   * is not cut; the message leaves the queue when it ends), or its return waits for its DSN to be stored
+   */
+  removal: 'delete' | 'bounce' | null;
 }
+
+/** What a delete() or bounce() did. */
+export type Removal =
+  /** gone from the queue: deleted, or returned (its DSN stored) */
+  | { result: 'removed' }
+  /**
+   * a delivery attempt is under way and is not cut: when it ends, the recipients it delivered stay delivered and the
+   * message leaves the queue (the others deleted, or returned in a DSN). Recorded on disk before this answer. A return
+   * whose DSN cannot be stored then stays pending (listed so, not delivered) and is tried again.
+   */
+  | { result: 'pending'; removal: 'delete' | 'bounce' }
+  /** not in the queue (never was, or delivered, bounced or removed already) */
+  | { result: 'not-found' }
+  /** the other removal is pending already (a delete asked during a return, or the reverse): nothing changed */
+  | { result: 'conflict'; removal: 'delete' | 'bounce' }
+  /** a return whose DSN could not be stored (disk full...): nothing changed, the message stays queued as it was */
+  | { result: 'failed'; reason: string };
 
 /** A segment file in queue/ and how many of its messages are still queued; unlinked when none is left. */
 interface Segment {
@@ -133,9 +155,19 @@ export interface QueuedMessage {
   delivering: boolean;
   /** waiting in the ready list */
   inReady: boolean;
-  /** set when delete() or bounce() was called during a delivery: done when the attempt ends */
+  /**
+   * set by delete() or bounce(). During a delivery it is pending (and on disk: a "deleted" or "returning" state) until
+   * the attempt ends; a return whose DSN could not be stored stays so, and is tried again at nextAttemptAt.
+   */
   removed: null | 'delete' | 'bounce';
-  attempt: { jobsLeft: number; outcomes: Outcome[]; started: boolean } | null;
+  /** a bounce() answered only once its DSN is stored (the message was not being delivered): its answer */
+  returning: Promise<Removal> | null;
+  /** the state file recording a removal asked for during a delivery (written once): the attempt's end waits for it */
+  persisting: Promise<void> | null;
+  /** the end of its attempt (or return) being recorded: finishAttempt under way */
+  finishing: Promise<string | null> | null;
+  /** `keys`: the destinations of its jobs (jobs not started yet wait in those queues) */
+  attempt: { jobsLeft: number; outcomes: Outcome[]; started: boolean; keys: string[] } | null;
   /** the raw bytes, kept in memory from the commit until the first attempt ends (small messages, bounded in total) */
   data: Buffer | null;
   /** a .state file may exist for it (one was written or found at start): remove() unlinks it */
@@ -204,8 +236,13 @@ export interface QueueOptions {
 
 interface StateFile {
   v: 1;
-  /** deleted or returned by the administrator while its segment still holds other messages: never load it again */
+  /**
+   * deleted or returned by the administrator while its segment still holds other messages, or deleted during a
+   * delivery (until the attempt ends): never load it again
+   */
   deleted?: true;
+  /** the administrator asked to return it to its sender, and that is not done yet: return it, never deliver it */
+  returning?: true;
   attempts: number;
   nextAttemptAt: number;
   lastError: string | null;
@@ -382,6 +419,9 @@ class Writer implements SpoolWriter {
       delivering: false,
       inReady: false,
       removed: null,
+      returning: null,
+      persisting: null,
+      finishing: null,
       attempt: null,
       data,
       hasState: false,
@@ -911,6 +951,9 @@ export class Queue {
       delivering: false,
       inReady: false,
       removed: null,
+      returning: null,
+      persisting: null,
+      finishing: null,
       attempt: null,
       data: null,
       hasState: true,
@@ -924,6 +967,8 @@ export class Queue {
     }
     if (state && state.v === 1 && state.deleted) return 'deleted';
     if (state && state.v === 1) {
+      // a return asked for before the stop or crash: it is carried out, the message is not delivered
+      if (state.returning) msg.removed = 'bounce';
       msg.attempts = state.attempts;
       msg.nextAttemptAt = state.nextAttemptAt;
       msg.lastError = state.lastError;
@@ -950,10 +995,11 @@ export class Queue {
     this.log(`queue: ${path.basename(file)} cannot be read (${err.message}); moved to ${dir} for inspection`);
   }
 
-  /** Persists a message's delivery state (attempts, recipients done). */
+  /** Persists a message's delivery state (attempts, recipients done, a removal the administrator asked for). */
   private async saveState(msg: QueuedMessage): Promise<void> {
     const state: StateFile = {
       v: 1,
+      ...(msg.removed === 'delete' ? { deleted: true as const } : msg.removed === 'bounce' ? { returning: true as const } : {}),
       attempts: msg.attempts,
       nextAttemptAt: msg.nextAttemptAt,
       lastError: msg.lastError,
@@ -1131,6 +1177,7 @@ export class Queue {
         attempts: m.attempts,
         nextAttemptAt: m.nextAttemptAt,
         lastError: m.lastError,
+        removal: m.removed,
       });
     }
     return out;
@@ -1146,29 +1193,116 @@ export class Queue {
     return true;
   }
 
-  /** Deletes a message without a bounce. false when the id is not queued. */
-  delete(id: string): boolean {
+  /**
+   * Deletes a message without a bounce. One not being delivered goes at once ('removed'; on disk within
+   * milliseconds, see remove()). During a delivery the attempt is not cut ('pending'): its jobs that have not
+   * connected yet are dropped, the "deleted" state is written before the answer (a crash does not bring the message
+   * back), and the message goes when the attempt ends, its delivered recipients reported as usual. A return pending
+   * during a delivery is not replaced ('conflict'); one that waits for its DSN to be stored is.
+   */
+  async delete(id: string): Promise<Removal> {
     const msg = this.messages.get(id);
-    if (!msg || msg.removed) return false;
-    msg.removed = 'delete';
-    if (!msg.delivering) this.track(this.remove(msg));
-    return true;
+    if (!msg) return { result: 'not-found' };
+    if (msg.returning || (msg.removed === 'bounce' && msg.delivering)) return { result: 'conflict', removal: 'bounce' };
+    if (msg.removed !== 'delete') {
+      msg.removed = 'delete';
+      this.dropUnstarted(msg);
+      if (this.messages.get(id) === msg && !msg.delivering) {
+        this.track(this.remove(msg));
+        return { result: 'removed' };
+      }
+    }
+    return this.removalAnswer(msg, 'delete');
   }
 
-  /** Returns a message to its sender now (a DSN for every recipient not yet delivered). false when the id is not queued. */
-  bounce(id: string): boolean {
+  /**
+   * Returns a message to its sender (a DSN for every recipient not yet delivered) and removes it. One not being
+   * delivered: answered once the DSN is stored and the message is gone ('removed'), or 'failed' if the DSN could not
+   * be stored (nothing changed then). During a delivery: 'pending', as delete() (its delivered recipients stay
+   * delivered, the others are in the DSN); the "returning" state is on disk before the answer.
+   */
+  async bounce(id: string): Promise<Removal> {
     const msg = this.messages.get(id);
-    if (!msg || msg.removed) return false;
-    msg.removed = 'bounce';
-    // during an attempt, its end does it
-    if (!msg.delivering) this.startBounce(msg);
-    return true;
+    if (!msg) return { result: 'not-found' };
+    if (msg.returning) return msg.returning;
+    if (msg.removed === 'delete') return { result: 'conflict', removal: 'delete' };
+    if (msg.removed !== 'bounce') {
+      msg.removed = 'bounce';
+      const ended = this.dropUnstarted(msg, true) ?? (msg.delivering ? null : this.startBounce(msg, true));
+      if (ended) {
+        const answer = ended.then((failure): Removal => {
+          msg.returning = null;
+          if (this.messages.get(id) !== msg) return { result: 'removed' };
+          if (msg.removed === 'bounce') return { result: 'pending', removal: 'bounce' };
+          return { result: 'failed', reason: failure ?? 'the return did not happen' };
+        });
+        msg.returning = answer;
+        return answer;
+      }
+    }
+    return this.removalAnswer(msg, 'bounce');
   }
 
-  private startBounce(msg: QueuedMessage): void {
+  /**
+   * The answer to a removal of a message it did not remove at once. Its attempt being recorded (no connection left:
+   * a DSN, its copy to its own file, its state are being written), the removal is done as that ends, in milliseconds:
+   * answered then. With connections under way it is pending, and written to disk before the answer, so that a crash
+   * keeps it (at a restart the message is not delivered again: deleted, or returned). A return whose DSN could not be
+   * stored is pending too.
+   */
+  private async removalAnswer(msg: QueuedMessage, removal: 'delete' | 'bounce'): Promise<Removal> {
+    // (and for a return that ending starts)
+    while (this.messages.get(msg.id) === msg && msg.delivering && msg.attempt === null && msg.finishing) await msg.finishing;
+    if (this.messages.get(msg.id) !== msg) return { result: 'removed' };
+    if (msg.attempt) {
+      msg.persisting ??= this.saveState(msg).catch((err: Error) => {
+        this.log(`queue: cannot record the ${removal === 'bounce' ? 'return' : 'deletion'} of ${msg.id} (${err.message}); it is done when its delivery attempt ends, but a crash before would deliver it again`);
+      });
+      await msg.persisting;
+    }
+    return { result: 'pending', removal };
+  }
+
+  /**
+   * A removal was asked for during an attempt: the attempt's jobs that have not started leave their queues (no
+   * connection is made for them). When no job of it is left running, the attempt ends now: returns its end.
+   */
+  private dropUnstarted(msg: QueuedMessage, direct = false): Promise<string | null> | null {
+    const a = msg.attempt;
+    if (!a) return null;
+    let dropped = 0;
+    for (const key of a.keys) {
+      const fifo = this.destQueues.get(key);
+      if (!fifo) continue;
+      dropped += fifo.removeWhere((job) => job.msg === msg);
+      if (fifo.length === 0) this.destQueues.delete(key);
+    }
+    if (dropped === 0) return null;
+    a.jobsLeft -= dropped;
+    if (a.jobsLeft > 0) return null;
+    return this.endAttempt(msg, direct);
+  }
+
+  /** Records the end of an attempt (finishAttempt), known as the message's `finishing` until it is done. */
+  private endAttempt(msg: QueuedMessage, direct = false): Promise<string | null> {
+    const end = this.finishAttempt(msg, direct);
+    msg.finishing = end;
+    const done = () => {
+      if (msg.finishing === end) msg.finishing = null;
+    };
+    end.then(done, done);
+    this.track(end);
+    return end;
+  }
+
+  /**
+   * Returns a message that no attempt is delivering. `direct`: asked for now, and answered with its outcome (a DSN
+   * that cannot be stored leaves everything as it was); otherwise a pending return, kept pending on failure.
+   */
+  private startBounce(msg: QueuedMessage, direct = false): Promise<string | null> {
     msg.delivering = true;
-    msg.attempt = { jobsLeft: 0, outcomes: [], started: false };
-    this.track(this.finishAttempt(msg));
+    msg.attempt = { jobsLeft: 0, outcomes: [], started: false, keys: [] };
+    return this.endAttempt(msg, direct);
   }
 
   /**
@@ -1217,13 +1351,14 @@ export class Queue {
 
   // ---- scheduling ----
 
-  private track(p: Promise<void>): void {
-    const tracked = p.catch((err: Error) => this.log(`queue: internal error: ${err.stack ?? err.message}`)).finally(() => this.work.delete(tracked));
+  private track(p: Promise<unknown>): void {
+    const tracked: Promise<void> = p.then(() => {}).catch((err: Error) => this.log(`queue: internal error: ${err.stack ?? err.message}`)).finally(() => this.work.delete(tracked));
     this.work.add(tracked);
   }
 
   private schedule(msg: QueuedMessage): void {
-    if (!this.running || msg.delivering || msg.inReady || msg.removed) return;
+    // (a return that waits for its DSN to be stored is scheduled too: its next try is a return, never a delivery)
+    if (!this.running || msg.delivering || msg.inReady || msg.removed === 'delete') return;
     if (msg.nextAttemptAt <= this.clock()) {
       msg.inReady = true;
       this.readyList.push(msg);
@@ -1274,8 +1409,9 @@ export class Queue {
     if (!this.running) return;
     for (let msg = this.readyList.shift(); msg; msg = this.readyList.shift()) {
       msg.inReady = false;
-      if (this.messages.get(msg.id) !== msg || msg.delivering || msg.removed) continue;
-      this.beginAttempt(msg);
+      if (this.messages.get(msg.id) !== msg || msg.delivering || msg.removed === 'delete') continue;
+      if (msg.removed === 'bounce') this.startBounce(msg);
+      else this.beginAttempt(msg);
     }
     for (const [key, fifo] of this.destQueues) {
       if (this.active >= this.concurrency) break;
@@ -1297,9 +1433,9 @@ export class Queue {
       else groups.set(dest.key, { msg, dest, rcpts: [rcpt] });
     }
     msg.delivering = true;
-    msg.attempt = { jobsLeft: groups.size, outcomes: [], started: false };
+    msg.attempt = { jobsLeft: groups.size, outcomes: [], started: false, keys: [...groups.keys()] };
     if (groups.size === 0) {
-      this.track(this.finishAttempt(msg));
+      this.endAttempt(msg);
       return;
     }
     for (const [key, job] of groups) {
@@ -1339,7 +1475,7 @@ export class Queue {
     const a = msg.attempt;
     if (!a) return;
     a.jobsLeft--;
-    if (a.jobsLeft === 0) this.track(this.finishAttempt(msg));
+    if (a.jobsLeft === 0) this.endAttempt(msg);
   }
 
   private heloName(config: Config): string {
@@ -1424,8 +1560,14 @@ export class Queue {
     return all('deferred', '4.4.1', (failures.join('; ') || 'no address to connect to') + tlsNote);
   }
 
-  /** The attempt is over: record outcomes, send a DSN for bounced recipients, then remove or reschedule. */
-  private async finishAttempt(msg: QueuedMessage): Promise<void> {
+  /**
+   * The attempt is over: record outcomes, send a DSN for bounced recipients, then remove or reschedule. A delete
+   * asked for during the attempt removes the message now (its delivered recipients were reported as they were
+   * delivered); a return sends one DSN for every recipient not delivered, then removes it. Resolves with why the DSN
+   * of a return could not be stored (`direct`: the return was asked for now and is given up then; otherwise it stays
+   * pending and is tried again), or null.
+   */
+  private async finishAttempt(msg: QueuedMessage, direct = false): Promise<string | null> {
     const outcomes = msg.attempt?.outcomes ?? [];
     const tried = msg.attempt?.started ?? false;
     msg.attempt = null;
@@ -1450,11 +1592,13 @@ export class Queue {
     const cut = (o: Outcome) => o.cut === true;
     const cutShort = (stopping && !tried) || outcomes.some(cut);
     if (tried && (outcomes.length === 0 || outcomes.some((o) => !cut(o)))) msg.attempts++;
+    // a removal being recorded on disk (removalAnswer) is written before anything below writes or unlinks the state
+    if (msg.persisting) await msg.persisting;
 
-    if (msg.removed === 'delete') {
+    if (requested === 'delete') {
       await this.remove(msg);
       msg.delivering = false;
-      return;
+      return null;
     }
 
     for (const o of outcomes) {
@@ -1462,18 +1606,19 @@ export class Queue {
     }
     let bounced = outcomes.filter((o) => o.result === 'bounced');
     let deferred = outcomes.filter((o) => o.result === 'deferred' && !cut(o));
+    // the recipients the administrator's return gives back (every one still pending that this attempt did not decide)
+    const returned: Outcome[] = [];
 
     const lifetimeMs = config.delivery.maxQueueHours * 3_600_000;
     const expiresAt = msg.envelope.receivedAt + lifetimeMs;
-    if (msg.removed === 'bounce') {
+    if (requested === 'bounce') {
       const decided = new Set(outcomes.filter((o) => o.result !== 'deferred').map((o) => o.rcpt));
       for (const [rcpt, r] of msg.rcpts) {
         if (r.status === 'pending' && !decided.has(rcpt)) {
           const last = deferred.find((d) => d.rcpt === rcpt)?.diagnostic ?? r.error;
-          bounced.push({ rcpt, result: 'bounced', status: '5.0.0', diagnostic: `returned to the sender by the administrator${last ? `; last error: ${last}` : ''}`, smtp: false, remoteMta: null });
+          returned.push({ rcpt, result: 'bounced', status: '5.0.0', diagnostic: `returned to the sender by the administrator${last ? `; last error: ${last}` : ''}`, smtp: false, remoteMta: null });
         }
       }
-      deferred = [];
     } else if (deferred.length > 0 && now >= expiresAt) {
       // (real answers only: a cut recipient stays queued and gets its last try after the restart)
       const hours = config.delivery.maxQueueHours;
@@ -1483,16 +1628,22 @@ export class Queue {
       deferred = [];
     }
 
-    if (bounced.length > 0) {
-      const sent = await this.returnToSender(msg, bounced, config);
-      if (sent) {
-        for (const b of bounced) msg.rcpts.set(b.rcpt, { status: 'bounced', error: b.diagnostic });
-        for (const [reason, to] of groupBy(bounced)) {
+    let returnFailed: string | null = null;
+    const toSender = bounced.concat(returned);
+    if (toSender.length > 0) {
+      const failure = await this.returnToSender(msg, toSender, config);
+      if (failure === null) {
+        for (const b of toSender) msg.rcpts.set(b.rcpt, { status: 'bounced', error: b.diagnostic });
+        for (const [reason, to] of groupBy(toSender)) {
           this.opts.bus.emit({ kind: 'bounced', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason });
         }
+        // (the 4xx answers of this attempt were returned with the rest)
+        if (requested === 'bounce') deferred = [];
       } else {
-        // the bounce could not be stored (disk full): keep these recipients and try again later
+        // the bounce could not be stored (disk full): the recipients a server refused wait, and are tried again later;
+        // the administrator's return is not done (the others keep their state)
         deferred = deferred.concat(bounced.map((b) => ({ ...b, result: 'deferred' as const })));
+        if (requested === 'bounce') returnFailed = failure;
       }
     }
     for (const d of deferred) msg.rcpts.set(d.rcpt, { status: 'pending', error: d.diagnostic });
@@ -1501,18 +1652,25 @@ export class Queue {
     if (!pending) {
       await this.remove(msg);
       msg.delivering = false;
-      return;
+      return null;
     }
-    if (cutShort) {
+    // a return asked for now whose DSN could not be stored is given up: the message stays as it was (its schedule
+    // too, when no delivery was tried); a pending one stays pending and is tried again after the first retry delay
+    if (returnFailed !== null && direct) msg.removed = null;
+    const returnWaits = returnFailed !== null && !direct;
+    if (returnWaits) {
+      msg.nextAttemptAt = now + retryDelay(1, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
+    } else if (cutShort) {
       // retried as soon as the queue starts again (the stored nextAttemptAt is due): every pending recipient, those
       // with a real 4xx in this attempt too (the delay is the message's, not a recipient's)
       msg.nextAttemptAt = Math.min(msg.nextAttemptAt, now);
-    } else {
+    } else if (tried) {
       const delay = retryDelay(msg.attempts, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
       // the last try happens at the end of the lifetime, and its failure bounces
       msg.nextAttemptAt = now < expiresAt ? Math.min(now + delay, expiresAt) : now + delay;
     }
     if (deferred.length > 0) msg.lastError = deferred[0]!.diagnostic;
+    if (returnWaits) msg.lastError = `the return to the sender the administrator asked for is not done yet: its bounce could not be stored (${returnFailed}); it is tried again`;
     // on the way down it stays in its segment (which stays too): a stop should not copy every message in flight
     const leftSegment = stopping ? null : await this.moveToOwnFile(msg, retained);
     try {
@@ -1521,36 +1679,35 @@ export class Queue {
       this.log(`queue: cannot save the delivery state of ${msg.id} (${(err as Error).message}); after a restart its delivered recipients may get it again`);
     }
     if (leftSegment) this.release(leftSegment);
-    // (cut deliveries are not among them: no server said anything)
-    for (const [reason, to] of groupBy(deferred)) {
+    // (cut deliveries are not among them: no server said anything; nor are recipients a pending return is for: they
+    // are not delivered again, their answers go into the bounce)
+    for (const [reason, to] of groupBy(returnWaits ? [] : deferred)) {
       this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
     }
     msg.delivering = false;
     // (read again: delete() or bounce() may have set it during the awaits above)
     const late = msg.removed as QueuedMessage['removed'];
-    if (late === 'delete' && requested !== 'delete') {
+    if (late === 'delete') {
       await this.remove(msg);
-      return;
+      return returnFailed;
     }
     if (late === 'bounce' && requested !== 'bounce') {
       this.startBounce(msg);
-      return;
+      return returnFailed;
     }
-    if (msg.removed === 'bounce') {
-      // a bounce that could not be written: leave it queued, it will be tried again
-      msg.removed = null;
-    }
+    // (a return still pending is tried again at nextAttemptAt: schedule() and pump() know)
     this.schedule(msg);
+    return returnFailed;
   }
 
   /**
    * Queues a DSN to the sender for the bounced recipients. Never for a null sender (that is a bounce already) and never
-   * for a DSN. Returns false when the DSN could not be stored.
+   * for a DSN. Returns why when the DSN could not be stored, else null.
    */
-  private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<boolean> {
+  private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<string | null> {
     if (msg.envelope.from === '' || msg.kind === 'dsn') {
       this.log(`queue: ${msg.id} (null sender) could not be delivered to ${bounced.map((b) => b.rcpt).join(', ')}; no bounce is sent for a bounce`);
-      return true;
+      return null;
     }
     try {
       const limit = msg.size <= DSN_FULL_MESSAGE_LIMIT ? msg.size : 64 * 1024;
@@ -1584,10 +1741,10 @@ export class Queue {
         authUser: null,
         receivedAt: this.clock(),
       });
-      return true;
+      return null;
     } catch (err) {
-      this.log(`queue: cannot store the bounce for ${msg.id} (${(err as Error).message}); it stays queued and is tried again`);
-      return false;
+      this.log(`queue: cannot store the bounce for ${msg.id} (${(err as Error).message}); the recipients it was for stay queued`);
+      return (err as Error).message;
     }
   }
 }

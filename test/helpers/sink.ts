@@ -54,6 +54,8 @@ export interface SinkOptions {
   onData?: (msg: SinkMessage, n: number) => SinkReply | void;
   /** wait this long before answering the end of DATA (a slow server); a function is asked at each message */
   dataDelayMs?: number | (() => number);
+  /** answer the end of DATA only once this promise settles (a server held for as long as a test needs; after dataDelayMs) */
+  holdData?: (msg: SinkMessage) => Promise<unknown>;
 }
 
 export interface Sink {
@@ -169,8 +171,9 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
           cb(null, 'Ok: queued as sink');
         };
         const delay = typeof opts.dataDelayMs === 'function' ? opts.dataDelayMs() : (opts.dataDelayMs ?? 0);
-        if (delay > 0) setTimeout(answer, delay).unref(); // a long delay must not hold the test process open
-        else answer();
+        const held = opts.holdData ? () => void opts.holdData!(msg).finally(answer) : answer;
+        if (delay > 0) setTimeout(held, delay).unref(); // a long delay must not hold the test process open
+        else held();
       });
     },
   });

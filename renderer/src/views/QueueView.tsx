@@ -1,6 +1,7 @@
 /**
  * Queue: messages the relay acknowledged and has not delivered yet (oldest first), with their attempts, next try and
- * last error. Retry now; Delete (confirmed; optionally returned to the sender as a bounce).
+ * last error. Retry now; Delete (confirmed; optionally returned to the sender as a bounce). A message being delivered
+ * is not cut: its delete (or return) is pending until that attempt ends, and the reply, the toast and the row say so.
  */
 import { useEffect, useState } from 'react';
 import type { QueueItem } from '../../../shared/protocol.ts';
@@ -20,12 +21,29 @@ import {
   fmtDateTime,
   useToast,
 } from '../components/index.ts';
+import { ApiError } from '../api.ts';
 import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
 import './views.css';
 
 const PAGE = 100;
 const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
+
+/**
+ * What a pending removal means, in the row and in the toast: during a delivery (not cut), or a return whose bounce the
+ * relay could not store yet (its last error says why; never delivered meanwhile).
+ */
+function pendingText(removal: 'delete' | 'bounce', delivering: boolean): string {
+  if (!delivering && removal === 'bounce') return 'Being returned to the sender: its bounce could not be stored yet (see the last error). The return is tried again at the next attempt; it is not delivered meanwhile.';
+  return removal === 'bounce'
+    ? 'Being returned to the sender: it leaves the queue when the delivery attempt under way ends. Recipients that attempt reaches still get it; the bounce lists the others.'
+    : 'Being deleted: it leaves the queue when the delivery attempt under way ends. Recipients that attempt reaches still get it.';
+}
+
+/** queue.delete's own refusals (4009: the other kind of removal is pending already) say it in the relay's words. */
+function explainDeleteError(err: unknown): string {
+  return err instanceof ApiError && err.code === 4009 ? err.message : explainError(err);
+}
 
 export function QueueView(_props: Record<string, unknown>) {
   // a component of its own per server: nothing it holds (the page, an open delete dialog) carries over to another
@@ -45,7 +63,7 @@ function Queue() {
   const [offset, setOffset] = useState(0);
   const [deleting, setDeleting] = useState<QueueItem | null>(null);
   const [bounce, setBounce] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const [error, setError] = useState<string | null>(null);
   const q = useRelayQuery('queue.list', { limit: PAGE, offset }, { refetchInterval: visible ? 5_000 : false, placeholderData: (prev) => prev });
   const retry = useRelayMutation('queue.retry', { invalidate: [...INVALIDATE] });
   const del = useRelayMutation('queue.delete', { invalidate: [...INVALIDATE] });
@@ -56,7 +74,7 @@ function Queue() {
       { id: item.id },
       {
         onSuccess: () => toast.show({ kind: 'success', message: `Retrying ${item.id} now. Its outcome shows in Live traffic.` }),
-        onError: setError,
+        onError: (err) => setError(explainError(err)),
       },
     );
   };
@@ -67,13 +85,15 @@ function Queue() {
     del.mutate(
       { id: item.id, bounce },
       {
-        onSuccess: () => {
+        onSuccess: (r) => {
           setDeleting(null);
-          toast.show({ kind: 'success', message: bounce ? `Deleted ${item.id} and returned it to ${item.from || 'its sender'}.` : `Deleted ${item.id}.` });
+          // pending: the relay is delivering it right now and does not cut that attempt (relays before `pending` leave it out)
+          if (r.pending) toast.show({ kind: 'info', message: `${item.id}: ${pendingText(bounce ? 'bounce' : 'delete', !(bounce && item.removal === 'bounce' && item.status !== 'delivering'))}` });
+          else toast.show({ kind: 'success', message: bounce ? `Deleted ${item.id} and returned it to ${item.from || 'its sender'}.` : `Deleted ${item.id}.` });
         },
         onError: (err) => {
           setDeleting(null);
-          setError(err);
+          setError(explainDeleteError(err));
         },
       },
     );
@@ -99,7 +119,7 @@ function Queue() {
           </span>
         )}
       </div>
-      {error !== null && <ErrorBox>{explainError(error)}</ErrorBox>}
+      {error !== null && <ErrorBox>{error}</ErrorBox>}
       {q.isError && <ErrorBox title="Could not load the queue">{explainError(q.error)}</ErrorBox>}
       {q.isPending && <p className="muted">Loading the queue…</p>}
       {q.data && total === 0 && (
@@ -161,13 +181,27 @@ function Queue() {
                   <td className="num">{fmtCount(m.attempts)}</td>
                   <td className="nowrap" title={fmtDateTime(m.nextAttemptAt)}>
                     <Badge tone={m.status === 'deferred' ? 'warn' : m.status === 'delivering' ? 'info' : 'muted'}>{m.status}</Badge>
-                    <div>{m.status === 'delivering' ? 'delivering now' : fmtAgo(m.nextAttemptAt, now)}</div>
+                    {m.removal && (
+                      <>
+                        {' '}
+                        <Badge tone="warn" title={pendingText(m.removal, m.status === 'delivering')}>
+                          {m.removal === 'bounce' ? 'returning' : 'deleting'}
+                        </Badge>
+                      </>
+                    )}
+                    <div>{m.status === 'delivering' ? 'delivering now' : m.removal === 'bounce' ? `return tried again ${fmtAgo(m.nextAttemptAt, now)}` : fmtAgo(m.nextAttemptAt, now)}</div>
                   </td>
                   <td title={m.lastError ?? undefined}>
                     <div className="queue-error">{m.lastError ?? <span className="faint">—</span>}</div>
                   </td>
                   <td className="actions">
-                    <Button small title="Try to deliver it now" onClick={() => doRetry(m)} disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : null)} busy={retry.isPending && retry.variables?.id === m.id}>
+                    <Button
+                      small
+                      title="Try to deliver it now"
+                      onClick={() => doRetry(m)}
+                      disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : m.removal ? pendingText(m.removal, false) : null)}
+                      busy={retry.isPending && retry.variables?.id === m.id}
+                    >
                       Retry
                     </Button>
                     <Button
@@ -177,7 +211,7 @@ function Queue() {
                         setBounce(false);
                         setDeleting(m);
                       }}
-                      disabledReason={why}
+                      disabledReason={why ?? (m.removal && m.status === 'delivering' ? pendingText(m.removal, true) : null)}
                     >
                       Delete…
                     </Button>
@@ -219,6 +253,12 @@ function Queue() {
             <p>
               <strong>The message is gone for good</strong>: the relay will not deliver it to the {deleting.to.length} recipient{deleting.to.length === 1 ? '' : 's'} still waiting.
             </p>
+            {deleting.status === 'delivering' && (
+              <p>
+                It was being delivered when the list was loaded. An attempt under way is not cut: recipients it reaches still get the message, and it leaves the
+                queue when the attempt ends.
+              </p>
+            )}
             <Checkbox
               label="Tell the sender: return it as a bounce (delivery status notification)"
               checked={bounce}
