@@ -187,8 +187,9 @@ describe('refusals, partial acceptance and bounces', () => {
     const text = dsn!.data.toString('utf8');
     expect(text).toMatch(/Content-Type: multipart\/report; report-type=delivery-status;/);
     expect(text).toMatch(/Content-Type: message\/delivery-status/);
-    expect(text).toMatch(/Final-Recipient: rfc822; nobody@example\.test/);
-    expect(text).toMatch(/Action: failed/);
+    expect(text).toMatch(/Final-Recipient: rfc822; nobody@example\.test\r\nAction: failed/);
+    // the client gave no ORCPT (the relay offers no DSN extension): no Original-Recipient (RFC 3464 2.3.1)
+    expect(text).not.toMatch(/Original-Recipient/i);
     expect(text).toMatch(/Status: 5\.1\.1/);
     expect(text).toMatch(/Diagnostic-Code: smtp; 550 5\.1\.1/);
     expect(text).toMatch(/Reporting-MTA: dns; relay\.test/);

@@ -84,10 +84,12 @@ export function buildDsn(input: DsnInput): Buffer {
     `X-Sender: rfc822; ${ascii(input.sender)}`,
     `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
   ];
+  // No Original-Recipient: RFC 3464 (2.3.1) has it only for an ORCPT the client gave with the original RCPT, and the
+  // relay does not offer the DSN extension (smtp-server's hideDSN), so no ORCPT ever comes; copying Final-Recipient
+  // there would claim one (Postfix leaves it out too)
   const perRecipient = input.recipients.flatMap((r) => [
     '',
     `Final-Recipient: rfc822; ${ascii(r.rcpt)}`,
-    `Original-Recipient: rfc822; ${ascii(r.rcpt)}`,
     'Action: failed',
     `Status: ${r.status}`,
     ...(r.remoteMta ? [`Remote-MTA: dns; ${ascii(r.remoteMta)}`] : []),
