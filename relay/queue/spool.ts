@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
+import { oneLineReason } from './reason.ts';
 import { crashHookFromEnv, type StepHook } from './commit-steps.mjs';
 import { InlineCommitter, WorkerCommitter, type SpoolCommitter } from './committer.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
@@ -1627,9 +1628,13 @@ export class Queue {
       );
       deferred = [];
     }
+    // every reason this attempt records or reports goes through here (reason.ts): one line, bounded
+    const told = (o: Outcome): Outcome => ({ ...o, diagnostic: oneLineReason(o.diagnostic) });
+    bounced = bounced.map(told);
+    deferred = deferred.map(told);
 
     let returnFailed: string | null = null;
-    const toSender = bounced.concat(returned);
+    const toSender = bounced.concat(returned.map(told));
     if (toSender.length > 0) {
       const failure = await this.returnToSender(msg, toSender, config);
       if (failure === null) {
@@ -1670,7 +1675,7 @@ export class Queue {
       msg.nextAttemptAt = now < expiresAt ? Math.min(now + delay, expiresAt) : now + delay;
     }
     if (deferred.length > 0) msg.lastError = deferred[0]!.diagnostic;
-    if (returnWaits) msg.lastError = `the return to the sender the administrator asked for is not done yet: its bounce could not be stored (${returnFailed}); it is tried again`;
+    if (returnWaits) msg.lastError = oneLineReason(`the return to the sender the administrator asked for is not done yet: its bounce could not be stored (${returnFailed}); it is tried again`);
     // on the way down it stays in its segment (which stays too): a stop should not copy every message in flight
     const leftSegment = stopping ? null : await this.moveToOwnFile(msg, retained);
     try {
