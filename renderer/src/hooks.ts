@@ -233,8 +233,13 @@ export function explainError(err: unknown): string {
       return 'The relay no longer accepts this token. Edit the server and paste a valid token.';
     case 4003:
       return 'Your token is a viewer token: it cannot change anything. Ask for an admin token.';
-    case 4009:
-      return 'Someone else changed the configuration since you loaded it. Review their change, then apply yours again.';
+    case 4009: {
+      // a stale config (its data names the revisions); other conflicts (a token name taken, a queue removal already
+      // pending) say what they are in the relay's own words
+      const d = err.data as { baseRevision?: unknown } | undefined;
+      if (d && typeof d.baseRevision === 'number') return 'Someone else changed the configuration since you loaded it. Review their change, then apply yours again.';
+      return err.message ? err.message.charAt(0).toUpperCase() + err.message.slice(1) : 'The relay refused this: it conflicts with something that happened meanwhile.';
+    }
     case 4029:
       return 'The relay is rate-limiting this console. Wait a moment and try again.';
     case -32602: {
