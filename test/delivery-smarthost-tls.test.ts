@@ -66,3 +66,26 @@ describe('a smarthost on loopback', () => {
     expect(s.authAttempts).toEqual([{ user: creds.user, secure: false }]);
   });
 });
+
+describe('a smarthost login that fails', () => {
+  it('is said on stdout once (not only in each deferral), and again when a login works', async () => {
+    const lines: string[] = [];
+    const s = await sink({ auth: creds });
+    const h = await harness(
+      { delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: s.port, user: creds.user, password: 'wrong' } } },
+      { log: (l) => lines.push(l) },
+    );
+    await h.queue.start();
+    for (let i = 0; i < 3; i++) await h.submit('alice@sender.test', [`someone${i}@elsewhere.test`]);
+    await expect.poll(() => h.events.filter((e) => e.kind === 'deferred').length, { timeout: 15_000 }).toBe(3);
+    const said = lines.filter((l) => l.includes('cannot log in to the smarthost'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^queue: cannot log in to the smarthost \(authentication failed: 127\.0\.0\.1:\d+ said: 535 5\.7\.8 .*\); relayed mail waits in the queue until delivery\.smarthost is fixed$/);
+    // fixed: the next delivery logs in, and stdout says so once
+    h.setConfig({ delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: s.port, user: creds.user, password: creds.pass } } });
+    for (const m of h.queue.list()) h.queue.retry(m.id);
+    await s.waitFor(3);
+    await expect.poll(() => h.events.filter((e) => e.kind === 'delivered').length, { timeout: 15_000 }).toBe(3);
+    expect(lines.filter((l) => l.includes('takes the login again'))).toEqual([`queue: the smarthost 127.0.0.1 takes the login again; waiting mail goes out`]);
+  });
+});

@@ -48,6 +48,8 @@ export type AttemptResult =
       reason: string;
       /** the TLS handshake failed (opportunistic may retry in plain text) */
       tlsHandshake: boolean;
+      /** the login did not happen: refused, or not tried without TLS (a problem of the config, not of the mail) */
+      login?: boolean;
     }
   | {
       kind: 'done';
@@ -143,7 +145,7 @@ class Session {
   }
 
   /** Connects, greets, STARTTLS as the mode says, AUTH; null when ready, else why not. */
-  async open(auth: AttemptInput['auth']): Promise<{ reason: string; tlsHandshake: boolean } | null> {
+  async open(auth: AttemptInput['auth']): Promise<{ reason: string; tlsHandshake: boolean; login?: boolean } | null> {
     const { conn, target, mode } = this;
     const err = await this.orEnd(
       new Promise<NodemailerError | null>((resolve) => conn.connect(() => resolve(null))),
@@ -170,7 +172,7 @@ class Session {
       // never the password in clear text over a network (Postfix's smtp_sasl_security_options = noplaintext): a
       // temporary failure, so the mail waits in the queue until the smarthost offers TLS or the config changes
       const why = mode === 'plain' ? 'its TLS handshake failed' : mode === 'off' ? 'delivery.tls is "off"' : 'it did not offer STARTTLS';
-      return { reason: `${where(target)}: the smarthost password is not sent without TLS, and ${why}`, tlsHandshake: false };
+      return { reason: `${where(target)}: the smarthost password is not sent without TLS, and ${why}`, tlsHandshake: false, login: true };
     }
     if (auth) {
       const authErr = await this.orEnd(
@@ -179,7 +181,7 @@ class Session {
         }),
         (e) => e,
       );
-      if (authErr) return { reason: `authentication failed: ${describe(authErr, target)}`, tlsHandshake: false };
+      if (authErr) return { reason: `authentication failed: ${describe(authErr, target)}`, tlsHandshake: false, login: true };
     }
     return null;
   }

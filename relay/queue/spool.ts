@@ -566,6 +566,8 @@ export class Queue {
   private readonly messages = new Map<string, QueuedMessage>();
   private readonly log: (line: string) => void;
   private accepting = true;
+  /** the smarthost login problem last said on stdout, and when (smarthostLogin) */
+  private loginProblem: { text: string; at: number } | null = null;
   private probeTimer: unknown = null;
   private probing = false;
   private running = false;
@@ -1479,6 +1481,24 @@ export class Queue {
     if (a.jobsLeft === 0) this.endAttempt(msg);
   }
 
+  /**
+   * A smarthost login that fails is the admin's to fix (delivery.smarthost), and all relayed mail waits meanwhile: it
+   * is said on stdout, not only in each message's deferral. Once per distinct problem (and again after an hour of it),
+   * and once when a login works again. `problem` null: a login worked.
+   */
+  private smarthostLogin(host: string, problem: string | null): void {
+    const now = this.clock();
+    const last = this.loginProblem;
+    if (problem === null) {
+      if (last) this.log(`queue: the smarthost ${host} takes the login again; waiting mail goes out`);
+      this.loginProblem = null;
+      return;
+    }
+    if (last && last.text === problem && now - last.at < 3_600_000) return;
+    this.loginProblem = { text: problem, at: now };
+    this.log(`queue: cannot log in to the smarthost (${problem}); relayed mail waits in the queue until delivery.smarthost is fixed`);
+  }
+
   private heloName(config: Config): string {
     return relayHostname(config);
   }
@@ -1525,8 +1545,10 @@ export class Queue {
       });
       if (r.kind === 'session-failed') {
         failures.push(r.reason);
+        if (r.login && dest.kind === 'smarthost') this.smarthostLogin(dest.host, r.reason);
         continue;
       }
+      if (auth && dest.kind === 'smarthost') this.smarthostLogin(dest.host, null);
       const host = hostLabel(target);
       const delivered: string[] = [];
       const out: Outcome[] = [];
