@@ -567,7 +567,7 @@ export class Queue {
   private readonly log: (line: string) => void;
   private accepting = true;
   /** the smarthost login problem last said on stdout, and when (smarthostLogin) */
-  private loginProblem: { text: string; at: number } | null = null;
+  private loginProblem: { host: string; at: number } | null = null;
   private probeTimer: unknown = null;
   private probing = false;
   private running = false;
@@ -1483,8 +1483,8 @@ export class Queue {
 
   /**
    * A smarthost login that fails is the admin's to fix (delivery.smarthost), and all relayed mail waits meanwhile: it
-   * is said on stdout, not only in each message's deferral. Once per distinct problem (and again after an hour of it),
-   * and once when a login works again. `problem` null: a login worked.
+   * is said on stdout, not only in each message's deferral. Once per smarthost (and again after an hour of it), and
+   * once when a login works again. `problem` null: a login worked.
    */
   private smarthostLogin(host: string, problem: string | null): void {
     const now = this.clock();
@@ -1494,9 +1494,11 @@ export class Queue {
       this.loginProblem = null;
       return;
     }
-    if (last && last.text === problem && now - last.at < 3_600_000) return;
-    this.loginProblem = { text: problem, at: now };
-    this.log(`queue: cannot log in to the smarthost (${problem}); relayed mail waits in the queue until delivery.smarthost is fixed`);
+    // one line per smarthost an hour while it lasts: the reply text may differ at every attempt (another of its
+    // addresses, an id or a time in a 535), so it is not what tells one problem from another
+    if (last && last.host === host && now - last.at < 3_600_000) return;
+    this.loginProblem = { host, at: now };
+    this.log(`queue: cannot log in to the smarthost (${oneLineReason(problem)}); relayed mail waits in the queue until delivery.smarthost is fixed`);
   }
 
   private heloName(config: Config): string {

@@ -47,6 +47,8 @@ export interface SinkOptions {
   /** advertise STARTTLS, then break every TLS handshake */
   brokenTls?: boolean;
   auth?: { user: string; pass: string };
+  /** the reply to a refused AUTH (n: how many AUTHs this sink has seen, counting this one); default 535 5.7.8 */
+  authRefusal?: (n: number) => SinkReply;
   onMailFrom?: (from: string, session: SMTPServerSession) => SinkReply | void;
   /** n: how many RCPT commands this sink has seen for this address, counting this one (1 = first) */
   onRcpt?: (rcpt: string, n: number, session: SMTPServerSession) => SinkReply | void;
@@ -123,7 +125,7 @@ export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
     onAuth(auth, session, cb) {
       sink.authAttempts.push({ user: auth.username ?? '', secure: session.secure });
       if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) return cb(null, { user: auth.username });
-      cb(reply({ code: 535, message: '5.7.8 Authentication credentials invalid' }));
+      cb(reply(opts.authRefusal?.(sink.authAttempts.length) ?? { code: 535, message: '5.7.8 Authentication credentials invalid' }));
     },
     onMailFrom(address, session, cb) {
       const r = opts.onMailFrom?.(address.address, session);
