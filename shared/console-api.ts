@@ -37,6 +37,26 @@ export interface ProfileView {
   fingerprint256: string | null;
 }
 
+/**
+ * What saving a profile did about the console's connection (profiles.save's `connection`), so the renderer says what
+ * happened instead of guessing from the state after it:
+ * - 'reconnecting': the console is on this profile (connected, trying, refused, asking for the fingerprint, or stopped
+ *   on it) and the save changed what the connection uses (its host or port; a new token; while not connected, any
+ *   token pasted, the same one too): a new attempt with the saved settings has started, now.
+ * - 'unchanged': the console is on this profile, but the save changed nothing the connection uses (only the name, or
+ *   the token it is already connected with): the connection was left as it is (the state shows the new name).
+ * - 'after-lockout': a new token for an address the relay has locked out: the pending retry, at the lockout's end,
+ *   uses it (an earlier attempt would only meet the refusal again).
+ * - 'not-current': the console is not on this profile (another one, none, or a profile just added): the connection
+ *   is not concerned.
+ */
+export type ProfileSaveConnection = 'reconnecting' | 'unchanged' | 'after-lockout' | 'not-current';
+
+/** profiles.save's answer: the profile as saved, and what the save did about the connection. */
+export interface ProfileSaved extends ProfileView {
+  connection: ProfileSaveConnection;
+}
+
 export interface CertificateInfo {
   fingerprint256: string;
   subject: string;
@@ -128,7 +148,8 @@ export type Unsubscribe = () => void;
 export interface ConsoleApi {
   profiles: {
     list(): Promise<ProfileView[]>;
-    save(input: ProfileInput): Promise<ProfileView>;
+    /** saves (a new profile, or an edit); says whether the connection reconnected with it */
+    save(input: ProfileInput): Promise<ProfileSaved>;
     remove(id: string): Promise<void>;
     /** a warning to show when tokens cannot be stored encrypted, else null */
     storageWarning(): Promise<string | null>;

@@ -1,8 +1,9 @@
 /**
  * The console's connection (main/core) against a real relay, on a fake clock so that no automatic retry can pass for
  * what a test looks at: saving new settings for the relay the console is on (or trying, or refused by) takes effect at
- * once; a port where something other than TLS answers (the relay's own SMTP port) stops with words that name the
- * mistake instead of a raw OpenSSL error retried forever; and no message carries a countdown that goes stale.
+ * once, and the save's answer says what it did about the connection (the renderer's toast says it); a port where
+ * something other than TLS answers (the relay's own SMTP port) stops with words that name the mistake instead of a raw
+ * OpenSSL error retried forever; and no message carries a countdown that goes stale.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -10,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnectionState } from '../shared/console-api.ts';
+import type { ConnectionState, ProfileSaved } from '../shared/console-api.ts';
 import { ConsoleCore } from '../main/core/console-core.ts';
 import { withoutCountdown } from '../main/core/connection.ts';
 import { memoryJson } from '../main/core/json-file.ts';
@@ -52,7 +53,7 @@ function newCore() {
   const states: ConnectionState[] = [];
   core.on('state', (s) => states.push(s as ConnectionState));
   cleanups.push(() => core.connection.disconnect());
-  const save = async (p: Record<string, unknown>) => (await core.invoke('profiles.save', [p])) as { id: string };
+  const save = async (p: Record<string, unknown>) => (await core.invoke('profiles.save', [p])) as ProfileSaved;
   return { core, clock, states, save, state: () => core.connection.state };
 }
 
@@ -65,8 +66,9 @@ describe('saving the profile the console is on', () => {
     // nothing is scheduled: without the save, the console would show the refusal for ever
     expect(clock.nextAt()).toBeNull();
     const mark = states.length;
-    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
-    // the save itself starts it: the state says so before the relay has answered
+    const saved = await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    // the save itself starts it, and says so: the state too, before the relay has answered
+    expect(saved).toMatchObject({ id: p.id, name: 'Edge relay', hasToken: true, connection: 'reconnecting' });
     expect(states.slice(mark).map((s) => s.status)[0]).toBe('connecting');
     await waitFor(() => state().status === 'connected', 'connected with the saved token', 5000);
     expect(state()).toMatchObject({ profileId: p.id, role: 'admin' });
@@ -84,7 +86,7 @@ describe('saving the profile the console is on', () => {
     const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: deadPort, token: r.token });
     expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('reconnecting');
     expect(state().message).toMatch(/nothing listens on 127\.0\.0\.1:\d+/);
-    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port });
+    expect((await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port })).connection).toBe('reconnecting');
     // the new address asks for its certificate: the prompt comes now, on the user's save
     await waitFor(() => state().status === 'fingerprint-unknown', 'the new address reached', 5000);
     expect(state().certificate?.fingerprint256).toBe(r.fp);
@@ -99,18 +101,22 @@ describe('saving the profile the console is on', () => {
     const { core, states, save, state } = newCore();
     const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).role).toBe('admin');
+    expect(p.connection).toBe('not-current');
     let mark = states.length;
-    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port });
+    expect((await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port })).connection).toBe('unchanged');
     // the new name is shown at once (the status bar names the profile), on the same session: nothing reconnects
     expect(states.slice(mark)).toHaveLength(1);
     expect(states.slice(mark)[0]).toMatchObject({ status: 'connected', role: 'admin', profileName: 'Edge relay (HQ)' });
     expect(state().profileName).toBe('Edge relay (HQ)');
     mark = states.length;
     // saved again with the same name: nothing to tell
-    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port });
+    expect((await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port })).connection).toBe('unchanged');
+    expect(states.slice(mark)).toEqual([]);
+    // the token it is connected with, pasted again: a working session is not dropped for it
+    expect((await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: r.token })).connection).toBe('unchanged');
     expect(states.slice(mark)).toEqual([]);
     mark = states.length;
-    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: viewer });
+    expect((await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: viewer })).connection).toBe('reconnecting');
     await waitFor(() => state().status === 'connected' && state().role === 'viewer', 'the session with the new token', 5000);
     expect(states.slice(mark).map((s) => s.status)).toEqual(['connecting', 'authenticating', 'connected']);
     expect(state().tokenName).toBe('night-shift');
@@ -124,7 +130,7 @@ describe('saving the profile the console is on', () => {
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).status).toBe('auth-failed');
     const refused = state();
     const mark = states.length;
-    await save({ id: p.id, name: 'Edge relay (old token)', host: '127.0.0.1', port: r.port });
+    expect((await save({ id: p.id, name: 'Edge relay (old token)', host: '127.0.0.1', port: r.port })).connection).toBe('unchanged');
     expect(states.slice(mark).map((s) => [s.status, s.profileName])).toEqual([['auth-failed', 'Edge relay (old token)']]);
     expect(state()).toMatchObject({ message: refused.message, profileId: p.id, since: refused.since });
     expect(clock.nextAt()).toBeNull();
@@ -135,7 +141,7 @@ describe('saving the profile the console is on', () => {
     const { core, save, state } = newCore();
     const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_mistyped' });
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, r.fp])) as ConnectionState).status).toBe('reconnecting');
-    await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: r.token });
+    expect((await save({ id: p.id, name: 'Edge relay (HQ)', host: '127.0.0.1', port: r.port, token: r.token })).connection).toBe('after-lockout');
     expect(state()).toMatchObject({ status: 'reconnecting', profileName: 'Edge relay (HQ)' });
     expect(state().message).toMatch(/The console tries the new token when the lockout ends\.$/);
   });
@@ -147,8 +153,15 @@ describe('saving the profile the console is on', () => {
     const other = await save({ name: 'Spare', host: 'spare.example.net', port: 8465, token: 'rwt_x' });
     await core.invoke('connection.acceptFingerprint', [p.id, r.fp]);
     const mark = states.length;
-    await save({ id: other.id, name: 'Spare', host: 'spare2.example.net', port: 8466, token: 'rwt_y' });
+    expect((await save({ id: other.id, name: 'Spare', host: 'spare2.example.net', port: 8466, token: 'rwt_y' })).connection).toBe('not-current');
+    // a profile added while connected to another one
+    expect((await save({ name: 'Third', host: 'third.example.net', port: 8465, token: 'rwt_z' })).connection).toBe('not-current');
     expect(states.slice(mark)).toEqual([]);
+    // disconnected: the console is on no profile, the one it was on included
+    await core.invoke('connection.disconnect', []);
+    const idle = states.length;
+    expect((await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: 'rwt_other' })).connection).toBe('not-current');
+    expect(states.slice(idle)).toEqual([]);
   });
 
   it('locked out by the relay: a new token waits for the lockout, and the words say so without a frozen countdown', async () => {
@@ -160,7 +173,7 @@ describe('saving the profile the console is on', () => {
     // the live countdown comes from retryAt; the sentence has no number of seconds in it to go stale
     expect(first.message).toBe('Too many failed logins from this address: the relay locked it out. The console tries again when the lockout ends.');
     const mark = states.length;
-    await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
+    expect((await save({ id: p.id, name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token })).connection).toBe('after-lockout');
     expect(states.slice(mark).map((s) => s.status)).toEqual(['reconnecting']);
     expect(state()).toMatchObject({ retryAt: first.retryAt, attempt: first.attempt });
     expect(state().message).toMatch(/locked it out\. The console tries the new token when the lockout ends\.$/);
@@ -206,8 +219,8 @@ describe('an address where something other than the relay answers', () => {
     expect(st.message).not.toMatch(/SSL routines|openssl|0A00010B/);
     // no retry at all, however long one waits
     expect(clock.nextAt()).toBeNull();
-    // the port corrected and saved: it connects now (the certificate prompt of the real management port)
-    await save({ id: p.id, name: 'Oops SMTP port', host: '127.0.0.1', port: r.port });
+    // the port corrected and saved: it connects now (the certificate prompt of the real management port), and says so
+    expect((await save({ id: p.id, name: 'Oops SMTP port', host: '127.0.0.1', port: r.port })).connection).toBe('reconnecting');
     await waitFor(() => state().status === 'fingerprint-unknown', 'the management port reached', 5000);
   });
 

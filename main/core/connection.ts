@@ -10,7 +10,7 @@
  * say when the next attempt is; the views count down from them.
  */
 import type WebSocket from 'ws';
-import type { CertificateInfo, ConnectionState, EventBatch, EventGap } from '../../shared/console-api.ts';
+import type { CertificateInfo, ConnectionState, EventBatch, EventGap, ProfileSaveConnection } from '../../shared/console-api.ts';
 import type { RelayEvent } from '../../shared/events.ts';
 import {
   CloseCode,
@@ -436,20 +436,23 @@ export class RelayConnection {
    * the refusal with the relay never asked again. Two exceptions: a changed name only, which is shown at once (the
    * status bar names the profile) without connecting again; and a new token for an address the relay has locked out,
    * which waits for the lockout's end (an earlier attempt meets the refusal again), as the message then says.
+   * Returns which of these it did (profiles.save passes it on to the renderer, whose toast says it).
    */
-  profileChanged(profileId: string, change: ProfileChange): void {
-    if (this.st.profileId !== profileId) return;
+  profileChanged(profileId: string, change: ProfileChange): ProfileSaveConnection {
+    if (this.st.profileId !== profileId) return 'not-current';
     // connected: only a real change is worth dropping a working session for
     const token = this.st.status === 'connected' ? change.tokenChanged : change.tokenGiven;
     if (!change.address && !token) {
       this.renamed(profileId);
-      return;
+      return 'unchanged';
     }
     if (this.st.status === 'reconnecting' && this.lockout !== null && !change.address) {
       this.set({ message: `${this.lockout} The console tries the new token when the lockout ends.`, ...this.nameOf(profileId) });
-      return;
+      return 'after-lockout';
     }
+    // connect() sets the 'connecting' state before its first await: the state says so by the time this returns
     this.connect(profileId).catch((err: unknown) => console.error(`reconnecting with the saved settings failed: ${(err as Error).message}`));
+    return 'reconnecting';
   }
 
   /** the profile's name as saved now, when the state shows another (connect() takes it from the profile itself) */

@@ -4,7 +4,7 @@
  * operations in BRIDGE_OPS exist, every argument is validated here, and errors cross as plain data.
  */
 import path from 'node:path';
-import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp } from '../../shared/console-api.ts';
+import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp, type ProfileSaveConnection, type ProfileSaved } from '../../shared/console-api.ts';
 import { RpcError, isMethodName } from '../../shared/protocol.ts';
 import { RelayConnection, type ConnectionOptions } from './connection.ts';
 import { jsonFile } from './json-file.ts';
@@ -87,15 +87,17 @@ export class ConsoleCore {
         const before = input && typeof input.id === 'string' ? this.profiles.get(input.id) : null;
         const saved = this.profiles.save(input);
         const after = before ? this.profiles.get(saved.id) : null;
-        // the connection on this profile (refused, trying, stopped, or up) goes on with what was saved, now
-        if (before && after) {
-          this.connection.profileChanged(saved.id, {
-            address: before.host !== after.host || before.port !== after.port,
-            tokenGiven: typeof input?.token === 'string' && input.token.trim() !== '',
-            tokenChanged: before.token !== after.token,
-          });
-        }
-        return saved;
+        // the connection on this profile (refused, trying, stopped, or up) goes on with what was saved, now; the answer
+        // says what it did, for the renderer's words (a new profile is nobody's connection yet)
+        const connection: ProfileSaveConnection =
+          before && after
+            ? this.connection.profileChanged(saved.id, {
+                address: before.host !== after.host || before.port !== after.port,
+                tokenGiven: typeof input?.token === 'string' && input.token.trim() !== '',
+                tokenChanged: before.token !== after.token,
+              })
+            : 'not-current';
+        return { ...saved, connection } satisfies ProfileSaved;
       }
       case 'profiles.remove': {
         const id = str(a[0], 'id');

@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { ProfileInput, type CertificateInfo, type ConnectionState, type ProfileView } from '../../../shared/console-api.ts';
+import { ProfileInput, type CertificateInfo, type ConnectionState, type ProfileSaved, type ProfileView } from '../../../shared/console-api.ts';
 import {
   Badge,
   Button,
@@ -227,6 +227,20 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
   return null;
 }
 
+/** The toast after an edit is saved: what the save did about the connection, as the core said. */
+function savedWords(p: ProfileSaved): string {
+  switch (p.connection) {
+    case 'reconnecting':
+      return `Saved ${p.name}; connecting again with the new settings…`;
+    case 'unchanged':
+      return `Saved ${p.name}. Its host, port and token are as before: the connection stays as it is.`;
+    case 'after-lockout':
+      return `Saved ${p.name}. The relay has locked this address out: the console tries the new token when the lockout ends.`;
+    case 'not-current':
+      return `Saved ${p.name}. The console is not on this server: no connection changed.`;
+  }
+}
+
 function ServerForm({
   editing,
   onDone,
@@ -285,21 +299,19 @@ function ServerForm({
 
   const save = useMutation({
     mutationFn: async ({ connect }: { connect: boolean }) => {
+      // saving new settings for the server the console is on (or trying, or refused by) connects again with them:
+      // the core decides, and its answer says what it did
       const p = await api.profiles.save(toInput(form));
       if (connect) await api.connection.connect(p.id);
-      // saving new settings for the server the console is on (or trying, or refused by) connects again with them
-      // (the core decides); say so when it did
-      const st = editing ? await api.connection.state() : null;
-      const again = st !== null && st.profileId === p.id && (st.status === 'connecting' || st.status === 'authenticating');
-      return { p, again };
+      return p;
     },
-    onSuccess: ({ p, again }, { connect }) => {
+    onSuccess: (p, { connect }) => {
       void qc.invalidateQueries({ queryKey: ['profiles'] });
       toast.show({
         kind: 'success',
         // saving again replaces this server's last "Saved" toast rather than stacking another
         key: `server-saved:${p.id}`,
-        message: editing ? (again ? `Saved ${p.name}; connecting with the new settings…` : `Saved ${p.name}.`) : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.`,
+        message: editing ? savedWords(p) : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.`,
       });
       reset();
       onDone();
