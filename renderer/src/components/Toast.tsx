@@ -9,7 +9,8 @@
  *
  * Toasts sit in the bottom right corner, which is also where a view keeps its action buttons (the security form's
  * sticky apply bar, a dialog's footer, a form's Save). A toast there would hide "Review and apply" for 12 s, so the
- * stack moves up, above the controls it would cover (toastLift), and comes back down when they are gone.
+ * stack moves up, above the controls it would cover (toastLift; above the whole bar for a control in a sticky bar),
+ * and comes back down when they are gone. It is moved when the page changes (observed, not polled).
  */
 import { createContext, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { explainError } from '../hooks.ts';
@@ -59,7 +60,19 @@ interface Box {
   bottom: number;
 }
 
-/** The controls (outside `own`) seen at a grid of points over `r`: the rects of those a box there would hide. */
+/**
+ * What the stack keeps clear of for a control: the control, or the sticky bar it sits in (the security form's apply
+ * bar): a toast lifted only above the buttons would still lie on the bar's top edge and hide its words. A sticky
+ * element taller than a quarter of the window is a panel, not a bar: there the control alone.
+ */
+function keepClear(c: Element): Element {
+  for (let e: Element | null = c; e && e !== document.body; e = e.parentElement) {
+    if (getComputedStyle(e).position === 'sticky') return e.getBoundingClientRect().height <= window.innerHeight / 4 ? e : c;
+  }
+  return c;
+}
+
+/** The controls (outside `own`) seen at a grid of points over `r`: the rects of those a box there would hide (of their bars, see keepClear). */
 function controlsUnder(r: Box, own: Element): Box[] {
   const out: Box[] = [];
   const seen = new Set<Element>();
@@ -71,7 +84,8 @@ function controlsUnder(r: Box, own: Element): Box[] {
       const y = r.top + ((j + 0.5) * (r.bottom - r.top)) / rows;
       // the topmost element under the point once the toasts are left out
       const under = document.elementsFromPoint(x, y).find((e) => !own.contains(e));
-      const c = under?.closest(CONTROL);
+      const control = under?.closest(CONTROL);
+      const c = control ? keepClear(control) : null;
       if (c && !seen.has(c)) {
         seen.add(c);
         out.push(c.getBoundingClientRect());
@@ -169,8 +183,11 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     }
   };
 
-  // keep the stack off the controls under it while there is one: on show, on scroll and resize, and every half
-  // second (a view may add an action bar under it at any time)
+  // keep the stack off the controls under it while there is one: on show, and whenever what is under it may have
+  // changed. Nothing is polled: the page changes by DOM mutations (a view, a dialog or an action bar rendered, a
+  // class or style switched, text that reflows), by scrolling, by the window's size, by CSS transitions and animations
+  // (observed when they end, in their final place), by the pointer (a live row shows its secondary button on :hover),
+  // and the stack itself by its own size; each asks for one check at the next frame, however many come before it.
   const box = useRef<HTMLDivElement>(null);
   const [lift, setLift] = useState(0);
   const liftRef = useRef(0);
@@ -191,17 +208,27 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     const soon = () => {
       if (!frame) frame = requestAnimationFrame(place);
     };
+    // the stack's own changes (its lift, its toasts' text) do not move what is under it; its size is observed apart
+    const outside = (t: EventTarget | Node | null) => !(t instanceof Node && el.contains(t));
+    const onEvent = (e: Event) => {
+      if (outside(e.target)) soon();
+    };
     place();
-    const timer = setInterval(soon, 500);
-    // a click or a key may open a view or a dialog with its own buttons under the stack
-    const events = ['scroll', 'click', 'keyup'] as const;
+    const mutations = new MutationObserver((records) => {
+      if (!frame && records.some((r) => outside(r.target))) soon();
+    });
+    mutations.observe(document.body, { childList: true, subtree: true, attributes: true, characterData: true });
+    const sized = new ResizeObserver(soon);
+    sized.observe(el);
+    const events = ['scroll', 'transitionend', 'animationend', 'pointerover'] as const;
     window.addEventListener('resize', soon);
-    for (const e of events) document.addEventListener(e, soon, true);
+    for (const e of events) document.addEventListener(e, onEvent, true);
     return () => {
-      clearInterval(timer);
+      mutations.disconnect();
+      sized.disconnect();
       if (frame) cancelAnimationFrame(frame);
       window.removeEventListener('resize', soon);
-      for (const e of events) document.removeEventListener(e, soon, true);
+      for (const e of events) document.removeEventListener(e, onEvent, true);
     };
   }, [shown, items]);
 
