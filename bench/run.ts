@@ -16,7 +16,18 @@ const sections: Record<string, () => Promise<string>> = {
   steps: async () => (await import('./session-steps.ts')).benchSessionSteps(),
 };
 
-const wanted = process.argv.slice(2).filter((a) => a in sections);
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(`usage: npm run bench -- [${Object.keys(sections).join(' ')}]   (no section: all of them)`);
+  process.exit(0);
+}
+const unknown = args.filter((a) => !(a in sections));
+if (unknown.length > 0) {
+  // a typo must not start a run of every section (about ten minutes)
+  console.error(`unknown bench section${unknown.length === 1 ? '' : 's'}: ${unknown.join(', ')}; the sections are: ${Object.keys(sections).join(', ')}`);
+  process.exit(2);
+}
+const wanted = args;
 if (!hasCommand('smtp-source') || !hasCommand('smtp-sink')) {
   console.error('The bench needs smtp-source and smtp-sink: apt-get install -y postfix (the mail service need not run).');
   process.exit(2);
