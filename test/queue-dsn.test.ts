@@ -3,7 +3,8 @@
  * claim what the client never said.
  */
 import { describe, expect, it } from 'vitest';
-import { buildDsn } from '../relay/queue/dsn.ts';
+import { buildDsn, foldLine } from '../relay/queue/dsn.ts';
+import { oneLineReason } from '../relay/queue/reason.ts';
 
 const input = {
   reportingMta: 'relay.test',
@@ -38,5 +39,36 @@ describe('buildDsn', () => {
       'Final-Recipient: rfc822; carol@example.test\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: x-unix; returned to the sender by the administrator',
     ]);
     expect(buildDsn(input).toString('utf8')).not.toMatch(/Original-Recipient/i);
+  });
+
+  it('keeps every line it writes within 998 octets (RFC 5322): a long address or host and a non-ASCII reply', () => {
+    const rcpt = `${'r'.repeat(300)}@${'d'.repeat(200)}.test`;
+    const host = `${'mx-'.repeat(80)}example.test`;
+    // a reply as the queue keeps it (reason.ts: at most 900 characters), in UTF-8 of 3 octets a character
+    const reply = oneLineReason(`550 5.1.1 ${'\u65e5\u672c\u8a9e '.repeat(400)}`);
+    // and one with no space to break at
+    const noSpace = '\u00e9'.repeat(900);
+    const dsn = buildDsn({
+      ...input,
+      sender: `${'s'.repeat(1200)}@sender.test`,
+      recipients: [
+        { rcpt, status: '5.1.1', diagnostic: reply, smtp: true, remoteMta: host },
+        { rcpt: `x${rcpt}`, status: '5.1.1', diagnostic: noSpace, smtp: true, remoteMta: host },
+      ],
+    });
+    const text = dsn.toString('utf8');
+    const over = text.split('\r\n').filter((line) => Buffer.byteLength(line, 'utf8') > 998);
+    expect(over).toEqual([]);
+    // the recipient's line is all there: unfolded, it says what it said
+    const human = text.slice(text.indexOf('Content-Type: text/plain'), text.indexOf('Content-Description: Delivery report'));
+    expect(human.replace(/\r\n /g, ' ')).toContain(`<${rcpt}>: host ${host}: ${reply}`);
+    expect(human.replace(/\r\n /g, '')).toContain(noSpace);
+  });
+
+  it('foldLine breaks before a space, never inside a character, and leaves a short line alone', () => {
+    expect(foldLine('short')).toEqual(['short']);
+    expect(foldLine('aaa bbb ccc', 8)).toEqual(['aaa bbb', ' ccc']);
+    expect(foldLine('\u00e9\u00e9\u00e9\u00e9\u00e9', 5)).toEqual(['\u00e9\u00e9', ' \u00e9\u00e9', ' \u00e9']);
+    for (const line of foldLine('\u{1F600}'.repeat(600))) expect(Buffer.byteLength(line, 'utf8')).toBeLessThanOrEqual(998);
   });
 });

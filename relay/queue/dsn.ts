@@ -63,10 +63,51 @@ function ascii(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?');
 }
 
+/** RFC 5322 2.1.1: a line of a message is at most 998 octets, its CRLF excluded. */
+export const MAX_LINE_OCTETS = 998;
+
+/**
+ * One line of text as lines of at most `max` octets (UTF-8, never a character cut in two). A longer one is broken
+ * before the last space that fits, the space starting the next line (in a header field that is folding, and unfolding
+ * gives the line back; in the text part, an indented continuation); with no space to break at (a very long address),
+ * between two characters, the next line starting with a space.
+ */
+export function foldLine(line: string, max = MAX_LINE_OCTETS): string[] {
+  const out: string[] = [];
+  let rest = line;
+  let prefix = '';
+  while (Buffer.byteLength(prefix + rest, 'utf8') > max) {
+    // the longest start of `rest` that fits after the prefix (ASCII), in whole characters
+    const room = max - prefix.length;
+    let end = 0;
+    let bytes = 0;
+    for (const ch of rest) {
+      const n = Buffer.byteLength(ch, 'utf8');
+      if (bytes + n > room) break;
+      bytes += n;
+      end += ch.length;
+    }
+    const space = rest.lastIndexOf(' ', end);
+    if (space > 0) {
+      out.push(prefix + rest.slice(0, space));
+      rest = rest.slice(space);
+      prefix = '';
+    } else {
+      out.push(prefix + rest.slice(0, end));
+      rest = rest.slice(end);
+      prefix = ' ';
+    }
+  }
+  out.push(prefix + rest);
+  return out;
+}
+
 export function buildDsn(input: DsnInput): Buffer {
   const boundary = `${input.queueId}.${randomBytes(8).toString('hex')}/${input.reportingMta}`;
   const expired = input.recipients.every((r) => r.status.startsWith('4.'));
-  const lines = (a: string[]) => a.join('\r\n') + '\r\n';
+  // every line we write is at most 998 octets: a recipient's line in the text part holds a remote reply in UTF-8
+  // (up to 900 characters, reason.ts) after the address and the host; the fields hold addresses of any length
+  const lines = (a: string[]) => a.flatMap((line) => foldLine(line)).join('\r\n') + '\r\n';
 
   const human = [
     `This is the mail system at host ${input.reportingMta}.`,
