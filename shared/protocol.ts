@@ -552,6 +552,12 @@ export const Methods = {
        * the others are deleted or returned). Relays older than this field leave it out (their ok meant either).
        */
       pending: z.boolean().optional(),
+      /**
+       * with bounce: true and pending: false, whether the sender was sent a bounce (its DSN stored): false when the
+       * delivery attempt that was under way delivered every recipient (nothing left to return) or the sender is null
+       * (a bounce is never bounced). Left out otherwise, and by relays older than this field (their ok meant it was).
+       */
+      returned: z.boolean().optional(),
     }),
     'Delete a queued message (bounce: true returns it to its sender with a DSN); one being delivered goes when its attempt ends (pending: true). Unknown id: 4004; the other kind of removal pending already: 4009.',
   ),

@@ -273,7 +273,7 @@ describe('queue API', () => {
 
     expect(await h.queue.delete(b)).toEqual({ result: 'removed' });
     expect(await h.queue.delete(b)).toEqual({ result: 'not-found' });
-    expect(await h.queue.bounce(c)).toEqual({ result: 'removed' });
+    expect(await h.queue.bounce(c)).toEqual({ result: 'removed', returned: true });
     const bounced = await h.waitEvent('bounced');
     expect(bounced).toMatchObject({ queueId: c, to: ['c@example.test'] });
     expect(bounced.reason).toMatch(/administrator.*451 4\.3\.0 try later/);

@@ -90,7 +90,7 @@ describe('the segment spool after a crash', () => {
     await h.queue.start();
     const id = await h.submit('alice@sender.test', ['y@refuse.test']);
     while (h.queue.list().find((i) => i.id === id)?.attempts !== 1) await new Promise((r) => setImmediate(r));
-    expect(await h.queue.bounce(id)).toEqual({ result: 'removed' });
+    expect(await h.queue.bounce(id)).toEqual({ result: 'removed', returned: true });
     await expect.poll(() => h.queue.list().map((i) => i.kind)).toEqual(['dsn']);
   });
 

@@ -247,7 +247,7 @@ describe('the administrator and segment members', () => {
     const h = await harness(local({}));
     const b = bodies(3, 'ret');
     const [a, returned, c] = await submitTogether(h, b.map((body, i) => ({ to: [`r${i}@example.test`], body })));
-    expect(await h.queue.bounce(returned!)).toEqual({ result: 'removed' });
+    expect(await h.queue.bounce(returned!)).toEqual({ result: 'removed', returned: true });
     await expect.poll(() => h.queue.list().some((i) => i.kind === 'dsn')).toBe(true);
     await h.queue.stop();
     const q2 = h.reopen();

@@ -31,11 +31,12 @@ import type { StatsCollector } from './stats.ts';
 
 /** What a delete or return asked of the queue did (relay/queue/spool.ts's Removal). */
 export type QueueRemoval =
-  | { result: 'removed' }
+  | { result: 'removed'; returned?: boolean }
   | { result: 'pending'; removal: 'delete' | 'bounce' }
   | { result: 'not-found' }
   | { result: 'conflict'; removal: 'delete' | 'bounce' }
-  | { result: 'failed'; reason: string };
+  | { result: 'failed'; what: 'bounce' | 'record' | 'internal'; reason: string }
+  | { result: 'unrecorded'; reason: string; returned?: boolean };
 
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
 export interface QueueLike {
@@ -527,9 +528,11 @@ export function createHandlers(d: MethodDeps): Handlers {
     'queue.delete': async (p) => {
       // a message being delivered is not cut: the delete or return is pending until the attempt ends (pending: true)
       const r = p.bounce ? await d.queue.bounce(p.id) : await d.queue.delete(p.id);
+      const what = p.bounce ? 'return' : 'deletion';
       switch (r.result) {
         case 'removed':
-          return { ok: true, pending: false };
+          // (returned: whether its sender got a bounce; with bounce only)
+          return { ok: true, pending: false, ...(p.bounce ? { returned: r.returned ?? true } : {}) };
         case 'pending':
           return { ok: true, pending: true };
         case 'not-found':
@@ -542,7 +545,19 @@ export function createHandlers(d: MethodDeps): Handlers {
               : `message ${p.id} is being returned to its sender already: it leaves the queue when its delivery attempt ends; it cannot be deleted without a bounce now`,
           );
         case 'failed':
-          throw new RpcError(ErrorCode.InternalError, `the bounce for ${p.id} could not be stored (${r.reason}); nothing changed: the message stays queued`);
+          throw new RpcError(
+            ErrorCode.InternalError,
+            r.what === 'bounce'
+              ? `the bounce for ${p.id} could not be stored (${r.reason}); nothing changed: the message stays queued`
+              : r.what === 'record'
+                ? `the ${what} of ${p.id} could not be recorded on disk (${r.reason}); nothing changed: the message stays queued, and a delivery under way goes on`
+                : `the ${what} of ${p.id} failed (${r.reason}; see the relay's log); the message stays queued`,
+          );
+        case 'unrecorded':
+          throw new RpcError(
+            ErrorCode.InternalError,
+            `${p.id} has left the queue${p.bounce ? (r.returned === false ? ' (no bounce was sent)' : ' and its bounce is stored') : ''}, but its removal could not be recorded on disk (${r.reason}): after a restart of the relay it may be queued again`,
+          );
       }
     },
 

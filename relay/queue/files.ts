@@ -6,7 +6,8 @@
  *   DIR/tmp/<segid>.seg       a segment being written; never acknowledged, removed at start
  *   DIR/queue/<segid>.seg     a segment: small messages committed together (group commit), each as a record
  *   DIR/queue/<id>.msg        one queued message: the raw bytes, then the envelope as JSON, then a fixed footer
- *   DIR/queue/<id>.state      delivery state (attempts, recipients done, or "deleted"), replaced atomically; optional
+ *   DIR/queue/<id>.state      delivery state (attempts, recipients done, "deleted", "returning"), replaced atomically;
+ *                             optional
  *
  * A message is queued exactly when DIR/queue/<id>.msg exists or a record for <id> is in a DIR/queue/*.seg (the .msg
  * wins when both exist). A file gets into queue/ by rename from tmp/ after its data (envelopes included) is fsynced,
@@ -143,11 +144,13 @@ export async function listQueuedIds(queueDir: string): Promise<string[]> {
 
 /**
  * Whether a .state file is the tombstone of a message the administrator deleted or returned (false when there is none
- * or it cannot be read: the queue then retries all of the message's recipients).
+ * or it cannot be read: the queue then retries all of the message's recipients). A return not done yet (`returning`,
+ * written with `deleted` for older relays) is no tombstone: the message is still queued, to be returned.
  */
 export async function isTombstone(file: string): Promise<boolean> {
   try {
-    return (JSON.parse(await fsp.readFile(file, 'utf8')) as { deleted?: unknown }).deleted === true;
+    const state = JSON.parse(await fsp.readFile(file, 'utf8')) as { deleted?: unknown; returning?: unknown };
+    return state.deleted === true && state.returning !== true;
   } catch {
     return false;
   }

@@ -94,6 +94,13 @@ export class Fifo<T> {
     this.items.push(item);
   }
 
+  /** How many items `match` accepts (O(n)). */
+  count(match: (item: T) => boolean): number {
+    let n = 0;
+    for (let i = this.head; i < this.items.length; i++) if (match(this.items[i] as T)) n++;
+    return n;
+  }
+
   /** Removes every item `drop` accepts (O(n)); returns how many. */
   removeWhere(drop: (item: T) => boolean): number {
     const kept: T[] = [];

@@ -106,20 +106,52 @@ export interface QueueItem {
 
 /** What a delete() or bounce() did. */
 export type Removal =
-  /** gone from the queue: deleted, or returned (its DSN stored) */
-  | { result: 'removed' }
+  /**
+   * gone from the queue, durably (a restart does not bring it back): deleted, or returned. `returned` (bounce() only):
+   * whether a DSN to the sender was stored; false when there was no one left to return it to (the attempt under way
+   * delivered every recipient) or no one to tell (a null sender, a DSN)
+   */
+  | { result: 'removed'; returned?: boolean }
   /**
    * a delivery attempt is under way and is not cut: when it ends, the recipients it delivered stay delivered and the
-   * message leaves the queue (the others deleted, or returned in a DSN). Recorded on disk before this answer. A return
-   * whose DSN cannot be stored then stays pending (listed so, not delivered) and is tried again.
+   * message leaves the queue (the others deleted, or returned in a DSN). Recorded on disk before this answer, and no new
+   * connection is made for it from then on. A return whose DSN cannot be stored then stays pending (listed so, not
+   * delivered) and is tried again.
    */
   | { result: 'pending'; removal: 'delete' | 'bounce' }
   /** not in the queue (never was, or delivered, bounced or removed already) */
   | { result: 'not-found' }
   /** the other removal is pending already (a delete asked during a return, or the reverse): nothing changed */
   | { result: 'conflict'; removal: 'delete' | 'bounce' }
-  /** a return whose DSN could not be stored (disk full...): nothing changed, the message stays queued as it was */
-  | { result: 'failed'; reason: string };
+  /**
+   * nothing changed, the message stays queued as it was (a delivery under way goes on): `what` could not be done,
+   * the return's DSN could not be stored ('bounce'), the pending removal could not be recorded on disk ('record'), or
+   * the removal failed unexpectedly ('internal', logged)
+   */
+  | { result: 'failed'; what: 'bounce' | 'record' | 'internal'; reason: string }
+  /**
+   * it has left the queue (with bounce(): `returned` as for 'removed'), but that could not be made durable on disk
+   * (the unlink, the directory fsync or the tombstone failed): a restart of the relay may queue it again
+   */
+  | { result: 'unrecorded'; reason: string; returned?: boolean };
+
+/** How finishAttempt ends an attempt that a removal asked for now ends. */
+interface EndOptions {
+  /** a return asked for now (not pending): a DSN that cannot be stored gives it up, and nothing changes */
+  direct?: boolean;
+  /** the attempt's jobs that were waiting for a slot, taken out to end it now: put back if the return is given up */
+  dropped?: Job[];
+}
+
+/** How an attempt's end (finishAttempt) went, for the removal it carried out. */
+interface AttemptEnd {
+  /** why the DSN of a return could not be stored, or null */
+  returnFailed: string | null;
+  /** the message left the queue by the administrator's removal, but not durably: why */
+  unrecorded: string | null;
+  /** a DSN for the administrator's return was stored */
+  returned: boolean;
+}
 
 /** A segment file in queue/ and how many of its messages are still queued; unlinked when none is left. */
 interface Segment {
@@ -161,12 +193,22 @@ export interface QueuedMessage {
    * the attempt ends; a return whose DSN could not be stored stays so, and is tried again at nextAttemptAt.
    */
   removed: null | 'delete' | 'bounce';
-  /** a bounce() answered only once its DSN is stored (the message was not being delivered): its answer */
-  returning: Promise<Removal> | null;
-  /** the state file recording a removal asked for during a delivery (written once): the attempt's end waits for it */
-  persisting: Promise<void> | null;
+  /**
+   * the answer to a delete() or bounce() being carried out now, given once it is done and durable (a delete of a
+   * message not being delivered, a return once its DSN is stored and the message is gone): a repeat gets the same
+   */
+  answer: { kind: 'delete' | 'bounce'; promise: Promise<Removal> } | null;
+  /**
+   * the state file recording a pending removal (asked for during a delivery) being written: the attempt's end and
+   * every new connection of the attempt wait for it. Resolves with why it failed (the removal is then undone), or null.
+   */
+  persisting: Promise<string | null> | null;
   /** the end of its attempt (or return) being recorded: finishAttempt under way */
-  finishing: Promise<string | null> | null;
+  finishing: Promise<AttemptEnd> | null;
+  /** the attempt being recorded (finishAttempt) had started connections: listed as delivering until it is recorded */
+  wrapUp: boolean;
+  /** how its last attempt (or return) ended */
+  lastEnd: AttemptEnd | null;
   /** `keys`: the destinations of its jobs (jobs not started yet wait in those queues) */
   attempt: { jobsLeft: number; outcomes: Outcome[]; started: boolean; keys: string[] } | null;
   /** the raw bytes, kept in memory from the commit until the first attempt ends (small messages, bounded in total) */
@@ -180,7 +222,8 @@ interface Outcome extends FailedRecipient {
   result: 'delivered' | 'deferred' | 'bounced';
   /**
    * the stop cut this delivery short, and nothing else ended it: it never started (still queued, or no address was
-   * tried yet), or stop() closed its connection before the server answered. No step of the retry schedule.
+   * tried yet), or stop() closed its connection before the server answered. No step of the retry schedule. Also a
+   * delivery a pending removal stopped before it connected (its message leaves the queue, or waits for its return).
    */
   cut?: true;
 }
@@ -235,14 +278,23 @@ export interface QueueOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * A message's .state file. Still version 1: a relay older than `returning` reads a file with another `v` as no state
+ * at all and would deliver the message to every recipient, so a new field that must stop delivery cannot come with a
+ * new version. It comes with `deleted` instead, which every relay reads (see `returning`).
+ */
 interface StateFile {
   v: 1;
   /**
    * deleted or returned by the administrator while its segment still holds other messages, or deleted during a
-   * delivery (until the attempt ends): never load it again
+   * delivery (until the attempt ends): never load it again. Also set with `returning` (which then wins).
    */
   deleted?: true;
-  /** the administrator asked to return it to its sender, and that is not done yet: return it, never deliver it */
+  /**
+   * the administrator asked to return it to its sender, and that is not done yet: return it, never deliver it. Always
+   * written with `deleted: true`, so that a relay older than this field, which would ignore it and deliver, reads the
+   * file as a deletion instead (it neither delivers nor returns it). Not a tombstone (files.ts isTombstone).
+   */
   returning?: true;
   attempts: number;
   nextAttemptAt: number;
@@ -420,9 +472,11 @@ class Writer implements SpoolWriter {
       delivering: false,
       inReady: false,
       removed: null,
-      returning: null,
+      answer: null,
       persisting: null,
       finishing: null,
+      wrapUp: false,
+      lastEnd: null,
       attempt: null,
       data,
       hasState: false,
@@ -706,46 +760,51 @@ export class Queue {
 
   /**
    * One message of a segment is no longer queued (finished, or copied to its own .msg): unlink the segment after the
-   * last (`now`: at once and durably, not in the next burst of unlinks).
+   * last (`now`: at once and durably, not in the next burst of unlinks). Resolves, never rejects, once that is done:
+   * null when the segment stays (other messages live in it), or is gone durably (`now`), or goes in the next burst;
+   * else why its unlink or the directory fsync after it failed.
    */
-  private release(seg: Segment, now = false): void {
-    if (--seg.live > 0) return;
+  private release(seg: Segment, now = false): Promise<string | null> {
+    if (--seg.live > 0) return Promise.resolve(null);
     seg.dying = true;
     if (seg.stateFiles.length === 0 && !now) {
       this.dyingSegments.push(seg);
       this.unlinkSoon(seg.file);
-      return;
+      return Promise.resolve(null);
     }
-    this.track(
-      unlinkAsync(seg.file).then(
-        () => this.segmentGone(seg, now),
-        (err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOENT') return this.segmentGone(seg, now);
-          // still on disk: keep knowing it (removals keep tombstoning) and keep its tombstones; the next start() sees to it
-          this.log(`queue: cannot remove ${seg.file}: ${err.message}`);
-        },
-      ),
+    const gone = unlinkAsync(seg.file).then(
+      () => this.segmentGone(seg, now),
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return this.segmentGone(seg, now);
+        // still on disk: keep knowing it (removals keep tombstoning) and keep its tombstones; the next start() sees to it
+        this.log(`queue: cannot remove ${seg.file}: ${err.message}`);
+        return `cannot remove ${path.basename(seg.file)}: ${err.message}`;
+      },
     );
+    this.track(gone);
+    return gone;
   }
 
   /**
    * A segment's unlink returned: forget it, then remove its messages' .state files (tombstones among them) once the
    * unlink is durable (directory fsynced): a crash in between leaves orphans that start() removes, never a record
    * without its tombstone. Until this runs, a removal of a message copied out of it still writes a tombstone.
-   * `durable`: fsync the directory even with no state file (an administrator's removal). Never rejects.
+   * `durable`: fsync the directory even with no state file (an administrator's removal). Never rejects: resolves with
+   * why the directory could not be fsynced, or null.
    */
-  private async segmentGone(seg: Segment, durable = false): Promise<void> {
+  private async segmentGone(seg: Segment, durable = false): Promise<string | null> {
     this.segments.delete(seg.file);
     const states = seg.stateFiles.splice(0);
-    if (states.length === 0 && !durable) return;
+    if (states.length === 0 && !durable) return null;
     try {
       await this.dirSync.sync();
     } catch (err) {
       // the tombstones stay (start() removes them once no record needs them)
       this.log(`queue: cannot fsync ${this.queueDir} after removing ${path.basename(seg.file)}: ${(err as Error).message}`);
-      return;
+      return `cannot fsync ${this.queueDir}: ${(err as Error).message}`;
     }
     await Promise.all(states.map(unlinkQuietly));
+    return null;
   }
 
   /** @internal a commit finished: the message is durable. */
@@ -923,7 +982,7 @@ export class Queue {
     seg.live = loaded.length + 1;
     this.segments.set(file, seg);
     for (const m of loaded) this.messages.set(m.id, m);
-    this.release(seg);
+    void this.release(seg);
     return records.map((r) => r.id);
   }
 
@@ -954,9 +1013,11 @@ export class Queue {
       delivering: false,
       inReady: false,
       removed: null,
-      returning: null,
+      answer: null,
       persisting: null,
       finishing: null,
+      wrapUp: false,
+      lastEnd: null,
       attempt: null,
       data: null,
       hasState: true,
@@ -968,9 +1029,10 @@ export class Queue {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') msg.hasState = false;
       else this.log(`queue: state of ${id} unreadable (${(err as Error).message}); retrying all its recipients`);
     }
-    if (state && state.v === 1 && state.deleted) return 'deleted';
+    if (state && state.v === 1 && state.deleted && !state.returning) return 'deleted';
     if (state && state.v === 1) {
-      // a return asked for before the stop or crash: it is carried out, the message is not delivered
+      // a return asked for before the stop or crash: it is carried out, the message is not delivered (a file of this
+      // relay says deleted too, for older relays; one written before that by the relay that added `returning` not)
       if (state.returning) msg.removed = 'bounce';
       msg.attempts = state.attempts;
       msg.nextAttemptAt = state.nextAttemptAt;
@@ -1002,7 +1064,7 @@ export class Queue {
   private async saveState(msg: QueuedMessage): Promise<void> {
     const state: StateFile = {
       v: 1,
-      ...(msg.removed === 'delete' ? { deleted: true as const } : msg.removed === 'bounce' ? { returning: true as const } : {}),
+      ...(msg.removed === 'delete' ? { deleted: true as const } : msg.removed === 'bounce' ? { deleted: true as const, returning: true as const } : {}),
       attempts: msg.attempts,
       nextAttemptAt: msg.nextAttemptAt,
       lastError: msg.lastError,
@@ -1053,11 +1115,14 @@ export class Queue {
   /**
    * Removes a message from disk and memory (delivered, bounced or deleted). A message of a segment leaves it to the
    * segment's last message to unlink the file. A removal by the administrator (delete, return to sender) must survive
-   * a crash: while a segment still records the message (it lives there, or was copied out of it), a "deleted" state
-   * (tombstone) is written first and outlives the segment; otherwise its file is unlinked at once and the directory
-   * fsynced. A delivered or bounced message may come back after a crash (at least once).
+   * a crash, and it has when this resolves (its answer waits for it): while a segment still records the message (it
+   * lives there, or was copied out of it), a "deleted" state (tombstone) is written first and outlives the segment;
+   * otherwise its file (its own .msg, or the segment it was alone in) is unlinked at once and the directory fsynced. A
+   * delivered or bounced message may come back after a crash (at least once): its file goes in the next burst.
+   * Resolves with null, or (a removal by the administrator) why it could not be made durable (a restart may queue the
+   * message again); never rejects.
    */
-  private async remove(msg: QueuedMessage): Promise<void> {
+  private async remove(msg: QueuedMessage): Promise<string | null> {
     this.messages.delete(msg.id);
     this.dropData(msg);
     const stateFile = path.join(this.queueDir, `${msg.id}.state`);
@@ -1067,6 +1132,7 @@ export class Queue {
     msg.origin = null;
     const byAdmin = msg.removed !== null;
     let tombstoneKept = false;
+    let unrecorded: string | null = null;
     if (byAdmin && ((seg && seg.live > 1) || origin)) {
       // the origin must not go while the tombstone is written (it would leave the tombstone behind)
       const pinned = origin && !origin.dying ? origin : null;
@@ -1083,35 +1149,34 @@ export class Queue {
         // else the origin went meanwhile: the tombstone goes after the .msg, below
       } catch (err) {
         this.log(`queue: cannot record the removal of ${msg.id} (${(err as Error).message}); a crash before its segment goes would queue it again`);
+        unrecorded = `cannot write its tombstone: ${(err as Error).message}`;
       }
-      if (pinned) this.release(pinned);
+      if (pinned) void this.release(pinned);
     }
     if (seg) {
       if (msg.hasState) seg.stateFiles.push(stateFile);
-      this.release(seg, byAdmin);
-      return;
+      // alone in it: the segment goes now, durably (else the tombstone above is what makes the removal durable)
+      const gone = this.release(seg, byAdmin);
+      return byAdmin ? (unrecorded ?? (await gone)) : null;
     }
     if (byAdmin) {
       // the message file goes first, durably (which also makes an origin's unlink durable); only then its state, so
       // that no crash finds the file without its tombstone
-      this.track(
-        (async () => {
-          try {
-            await unlinkAsync(msg.file).catch((err: NodeJS.ErrnoException) => {
-              if (err.code !== 'ENOENT') throw err;
-            });
-            await this.dirSync.sync();
-          } catch (err) {
-            this.log(`queue: cannot remove ${msg.file}: ${(err as Error).message}`);
-            return;
-          }
-          if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
-        })(),
-      );
-      return;
+      try {
+        await unlinkAsync(msg.file).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        await this.dirSync.sync();
+      } catch (err) {
+        this.log(`queue: cannot remove ${msg.file}: ${(err as Error).message}`);
+        return unrecorded ?? `cannot remove ${path.basename(msg.file)}: ${(err as Error).message}`;
+      }
+      if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
+      return unrecorded;
     }
     if (msg.hasState) await unlinkQuietly(stateFile);
     this.unlinkSoon(msg.file);
+    return null;
   }
 
   /**
@@ -1176,7 +1241,8 @@ export class Queue {
         size: m.size,
         receivedAt: m.envelope.receivedAt,
         kind: m.kind,
-        status: m.attempt?.started ? 'delivering' : m.attempts > 0 ? 'deferred' : 'queued',
+        // (delivering until the outcome of an attempt that connected is recorded: a removal pending until then, too)
+        status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 ? 'deferred' : 'queued',
         attempts: m.attempts,
         nextAttemptAt: m.nextAttemptAt,
         lastError: m.lastError,
@@ -1197,98 +1263,185 @@ export class Queue {
   }
 
   /**
-   * Deletes a message without a bounce. One not being delivered goes at once ('removed'; on disk within
-   * milliseconds, see remove()). During a delivery the attempt is not cut ('pending'): its jobs that have not
-   * connected yet are dropped, the "deleted" state is written before the answer (a crash does not bring the message
-   * back), and the message goes when the attempt ends, its delivered recipients reported as usual. A return pending
-   * during a delivery is not replaced ('conflict'); one that waits for its DSN to be stored is.
+   * Deletes a message without a bounce. One not being delivered goes at once: answered 'removed' once that is durable
+   * (see remove()). During a delivery the attempt is not cut ('pending'): the "deleted" state is written before the
+   * answer (a crash does not bring the message back; if it cannot be written nothing changes: 'failed'), then the
+   * attempt's jobs that have not connected yet are dropped and no job of it makes a new connection, and the message
+   * goes when the attempt ends, its delivered recipients reported as usual. A return pending during a delivery is not
+   * replaced ('conflict'); one that waits for its DSN to be stored is.
    */
-  async delete(id: string): Promise<Removal> {
-    const msg = this.messages.get(id);
-    if (!msg) return { result: 'not-found' };
-    if (msg.returning || (msg.removed === 'bounce' && msg.delivering)) return { result: 'conflict', removal: 'bounce' };
-    if (msg.removed !== 'delete') {
-      msg.removed = 'delete';
-      this.dropUnstarted(msg);
-      if (this.messages.get(id) === msg && !msg.delivering) {
-        this.track(this.remove(msg));
-        return { result: 'removed' };
-      }
-    }
-    return this.removalAnswer(msg, 'delete');
+  delete(id: string): Promise<Removal> {
+    return this.removal(id, 'delete');
   }
 
   /**
    * Returns a message to its sender (a DSN for every recipient not yet delivered) and removes it. One not being
-   * delivered: answered once the DSN is stored and the message is gone ('removed'), or 'failed' if the DSN could not
-   * be stored (nothing changed then). During a delivery: 'pending', as delete() (its delivered recipients stay
-   * delivered, the others are in the DSN); the "returning" state is on disk before the answer.
+   * delivered: answered once the DSN is stored and the message is gone, durably ('removed'), or 'failed' if the DSN
+   * could not be stored (nothing changed then). During a delivery: 'pending', as delete() (its delivered recipients
+   * stay delivered, the others are in the DSN); the "returning" state is on disk before the answer.
    */
-  async bounce(id: string): Promise<Removal> {
+  bounce(id: string): Promise<Removal> {
+    return this.removal(id, 'bounce');
+  }
+
+  private async removal(id: string, kind: 'delete' | 'bounce'): Promise<Removal> {
     const msg = this.messages.get(id);
     if (!msg) return { result: 'not-found' };
-    if (msg.returning) return msg.returning;
-    if (msg.removed === 'delete') return { result: 'conflict', removal: 'delete' };
-    if (msg.removed !== 'bounce') {
-      msg.removed = 'bounce';
-      const ended = this.dropUnstarted(msg, true) ?? (msg.delivering ? null : this.startBounce(msg, true));
-      if (ended) {
-        const answer = ended.then((failure): Removal => {
-          msg.returning = null;
-          if (this.messages.get(id) !== msg) return { result: 'removed' };
-          if (msg.removed === 'bounce') return { result: 'pending', removal: 'bounce' };
-          return { result: 'failed', reason: failure ?? 'the return did not happen' };
-        });
-        msg.returning = answer;
-        return answer;
+    const other = kind === 'delete' ? 'bounce' : 'delete';
+    // one being carried out now: a repeat gets its answer, the other kind changes nothing
+    if (msg.answer) return msg.answer.kind === kind ? msg.answer.promise : { result: 'conflict', removal: other };
+    if (msg.removed === kind) return this.pendingAnswer(msg, kind);
+    // (a return that waits for its DSN to be stored, not being delivered, is replaced by a delete)
+    if (msg.removed === other && (kind === 'bounce' || msg.delivering)) return { result: 'conflict', removal: other };
+
+    if (!msg.delivering) {
+      msg.removed = kind;
+      if (kind === 'bounce') return this.carryOut(msg, kind, this.startBounce(msg, { direct: true }));
+      return this.carryOut(
+        msg,
+        kind,
+        this.remove(msg).then((unrecorded): AttemptEnd => ({ returnFailed: null, unrecorded, returned: false })),
+      );
+    }
+    const a = msg.attempt;
+    if (!a) {
+      // its attempt is being recorded (no connection left): the end of it carries the removal out (finishAttempt)
+      msg.removed = kind;
+      return this.carryOut(msg, kind, msg.finishing ?? Promise.reject(new Error(`${id} is being delivered without an attempt`)));
+    }
+    const queued = this.queuedJobs(msg);
+    if (a.jobsLeft > queued) {
+      // connections under way: pending, recorded on disk before the answer and before it changes anything (meanwhile
+      // no job of it makes a new connection, and the attempt's end waits: both wait for the write; if it fails, they
+      // go on as if nothing had been asked)
+      msg.removed = kind;
+      const write = this.saveState(msg).then(
+        () => null,
+        (err: Error) => {
+          this.log(`queue: cannot record the ${kind === 'bounce' ? 'return' : 'deletion'} of ${msg.id} (${err.message}); not done: its delivery goes on`);
+          if (msg.removed === kind) msg.removed = null;
+          return err.message;
+        },
+      );
+      msg.persisting = write;
+      void write.then(() => {
+        if (msg.persisting === write) msg.persisting = null;
+      });
+      const failed = await write;
+      if (failed !== null) return { result: 'failed', what: 'record', reason: failed };
+      // its jobs still waiting for a connection slot never connect (the running ones check before a new connection)
+      this.dropUnstarted(msg);
+      return this.pendingAnswer(msg, kind);
+    }
+    // no connection under way, only jobs waiting for a slot: they leave their queues, the attempt ends now and carries
+    // the removal out (a return whose DSN cannot be stored puts them back: nothing changed)
+    msg.removed = kind;
+    const dropped = this.takeQueued(msg);
+    a.jobsLeft -= dropped.length;
+    return this.carryOut(msg, kind, this.endAttempt(msg, { direct: true, dropped }));
+  }
+
+  /** The answer to a removal being carried out now, once `end` (which carries it out) is done; repeats get it too. */
+  private carryOut(msg: QueuedMessage, kind: 'delete' | 'bounce', end: Promise<AttemptEnd>): Promise<Removal> {
+    const promise = end.then(
+      (e) => this.answerAfter(msg, kind, e),
+      (err: Error): Removal => ({ result: 'failed', what: 'internal', reason: err.message }),
+    );
+    const answer = { kind, promise };
+    msg.answer = answer;
+    // (settled, with a failure too: a later request is a new one)
+    void promise.then(() => {
+      if (msg.answer === answer) msg.answer = null;
+    });
+    return promise;
+  }
+
+  /** What a removal came to, once the end of the attempt (or return) that carried it out is recorded. */
+  private answerAfter(msg: QueuedMessage, kind: 'delete' | 'bounce', e: AttemptEnd): Removal {
+    const returned = kind === 'bounce' ? { returned: e.returned } : {};
+    if (this.messages.get(msg.id) !== msg) return e.unrecorded !== null ? { result: 'unrecorded', reason: e.unrecorded, ...returned } : { result: 'removed', ...returned };
+    // (a pending return whose DSN could not be stored: tried again)
+    if (msg.removed === kind) return { result: 'pending', removal: kind };
+    if (e.returnFailed !== null) return { result: 'failed', what: 'bounce', reason: e.returnFailed };
+    return { result: 'failed', what: 'internal', reason: 'the removal did not happen' };
+  }
+
+  /**
+   * The answer to a removal of the kind already pending: the same, once its record on disk is written (or 'failed' if
+   * that failed: nothing changed). During the end of its attempt (no connection left, it is being carried out, in
+   * milliseconds), once that is done.
+   */
+  private async pendingAnswer(msg: QueuedMessage, kind: 'delete' | 'bounce'): Promise<Removal> {
+    if (msg.persisting) {
+      const failed = await msg.persisting;
+      if (failed !== null) return { result: 'failed', what: 'record', reason: failed };
+    }
+    if (this.messages.get(msg.id) === msg && msg.delivering && !msg.attempt && msg.finishing) {
+      try {
+        return this.answerAfter(msg, kind, await msg.finishing);
+      } catch (err) {
+        return { result: 'failed', what: 'internal', reason: (err as Error).message };
       }
     }
-    return this.removalAnswer(msg, 'bounce');
+    // (gone meanwhile: its attempt ended and carried it out)
+    if (this.messages.get(msg.id) !== msg) return this.answerAfter(msg, kind, msg.lastEnd ?? { returnFailed: null, unrecorded: null, returned: false });
+    return { result: 'pending', removal: kind };
   }
 
-  /**
-   * The answer to a removal of a message it did not remove at once. Its attempt being recorded (no connection left:
-   * a DSN, its copy to its own file, its state are being written), the removal is done as that ends, in milliseconds:
-   * answered then. With connections under way it is pending, and written to disk before the answer, so that a crash
-   * keeps it (at a restart the message is not delivered again: deleted, or returned). A return whose DSN could not be
-   * stored is pending too.
-   */
-  private async removalAnswer(msg: QueuedMessage, removal: 'delete' | 'bounce'): Promise<Removal> {
-    // (and for a return that ending starts)
-    while (this.messages.get(msg.id) === msg && msg.delivering && msg.attempt === null && msg.finishing) await msg.finishing;
-    if (this.messages.get(msg.id) !== msg) return { result: 'removed' };
-    if (msg.attempt) {
-      msg.persisting ??= this.saveState(msg).catch((err: Error) => {
-        this.log(`queue: cannot record the ${removal === 'bounce' ? 'return' : 'deletion'} of ${msg.id} (${err.message}); it is done when its delivery attempt ends, but a crash before would deliver it again`);
-      });
-      await msg.persisting;
-    }
-    return { result: 'pending', removal };
+  /** How many jobs of the message's attempt wait in their destination queues for a connection slot. */
+  private queuedJobs(msg: QueuedMessage): number {
+    let n = 0;
+    for (const key of msg.attempt?.keys ?? []) n += this.destQueues.get(key)?.count((job) => job.msg === msg) ?? 0;
+    return n;
   }
 
-  /**
-   * A removal was asked for during an attempt: the attempt's jobs that have not started leave their queues (no
-   * connection is made for them). When no job of it is left running, the attempt ends now: returns its end.
-   */
-  private dropUnstarted(msg: QueuedMessage, direct = false): Promise<string | null> | null {
-    const a = msg.attempt;
-    if (!a) return null;
-    let dropped = 0;
-    for (const key of a.keys) {
+  /** Takes the jobs of the message's attempt that wait for a connection slot out of their queues. */
+  private takeQueued(msg: QueuedMessage): Job[] {
+    const taken: Job[] = [];
+    for (const key of msg.attempt?.keys ?? []) {
       const fifo = this.destQueues.get(key);
       if (!fifo) continue;
-      dropped += fifo.removeWhere((job) => job.msg === msg);
+      fifo.removeWhere((job) => job.msg === msg && taken.push(job) > 0);
       if (fifo.length === 0) this.destQueues.delete(key);
     }
-    if (dropped === 0) return null;
-    a.jobsLeft -= dropped;
-    if (a.jobsLeft > 0) return null;
-    return this.endAttempt(msg, direct);
+    return taken;
   }
 
-  /** Records the end of an attempt (finishAttempt), known as the message's `finishing` until it is done. */
-  private endAttempt(msg: QueuedMessage, direct = false): Promise<string | null> {
-    const end = this.finishAttempt(msg, direct);
+  /**
+   * A pending removal is recorded: the attempt's jobs that have not started leave their queues (no connection is made
+   * for them). When no job of it is left running, the attempt ends now.
+   */
+  private dropUnstarted(msg: QueuedMessage): void {
+    const a = msg.attempt;
+    if (!a) return;
+    const dropped = this.takeQueued(msg).length;
+    if (dropped === 0) return;
+    a.jobsLeft -= dropped;
+    if (a.jobsLeft === 0) this.endAttempt(msg);
+  }
+
+  /**
+   * Records the end of an attempt (finishAttempt), known as the message's `finishing` until it is done. If that fails
+   * (a bug: logged), the message is not left stuck "delivering": it is tried again after the first retry delay (a
+   * return asked for now is not done then: its answer says so).
+   */
+  private endAttempt(msg: QueuedMessage, opts: EndOptions = {}): Promise<AttemptEnd> {
+    const end = this.finishAttempt(msg, opts).then(
+      (e) => {
+        msg.lastEnd = e;
+        return e;
+      },
+      (err: Error) => {
+        if (this.messages.get(msg.id) === msg && msg.delivering && !msg.attempt) {
+          if (opts.direct && msg.removed === 'bounce') msg.removed = null;
+          msg.delivering = false;
+          msg.wrapUp = false;
+          msg.nextAttemptAt = Math.max(msg.nextAttemptAt, this.clock() + retryDelay(1, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random));
+          this.schedule(msg);
+        }
+        throw err;
+      },
+    );
     msg.finishing = end;
     const done = () => {
       if (msg.finishing === end) msg.finishing = null;
@@ -1302,10 +1455,10 @@ export class Queue {
    * Returns a message that no attempt is delivering. `direct`: asked for now, and answered with its outcome (a DSN
    * that cannot be stored leaves everything as it was); otherwise a pending return, kept pending on failure.
    */
-  private startBounce(msg: QueuedMessage, direct = false): Promise<string | null> {
+  private startBounce(msg: QueuedMessage, opts: EndOptions = {}): Promise<AttemptEnd> {
     msg.delivering = true;
     msg.attempt = { jobsLeft: 0, outcomes: [], started: false, keys: [] };
-    return this.endAttempt(msg, direct);
+    return this.endAttempt(msg, opts);
   }
 
   /**
@@ -1512,18 +1665,30 @@ export class Queue {
     const all = (result: Outcome['result'], status: string, diagnostic: string, smtp = false, remoteMta: string | null = null): Outcome[] =>
       rcpts.map((rcpt) => ({ rcpt, result, status, diagnostic, smtp, remoteMta }));
 
+    // a removal the administrator asked for (once it is recorded: its write is waited for) stops the job before any new
+    // connection: only a session already under way may still deliver the message
+    const stopped = (asked: 'delete' | 'bounce', failures: string[]): Outcome[] =>
+      failures.length === 0
+        ? rcpts.map((rcpt) => notTriedRemoved(rcpt, asked))
+        : all('deferred', '4.4.1', `${failures.join('; ')}; the other addresses were not tried: ${removalWords(asked)}`);
+    if (msg.persisting) await msg.persisting;
+    if (msg.removed) return stopped(msg.removed, []);
+
     const targets = await resolveTargets(dest, this.opts.resolver, this.opts.mxPort ?? 25);
     if (!targets.ok) return all(targets.permanent ? 'bounced' : 'deferred', targets.status, targets.reason);
 
     const auth = dest.kind === 'smarthost' && dest.user && dest.password ? { user: dest.user, pass: dest.password } : null;
     const failures: string[] = [];
     for (const target of targets.targets) {
+      // (no await unless a removal is being recorded: nothing else may run between the checks and the connection)
+      if (msg.persisting) await msg.persisting;
       if (!this.running) {
         // no new connection once the queue is stopping. Nothing tried yet: the stop cut it short (as a job that never
         // started). Addresses that failed already (refused, dropped...) are a real attempt, the rest untried.
         if (failures.length === 0) return rcpts.map(notTried);
         return all('deferred', '4.4.1', `${failures.join('; ')}; the relay stopped before trying the other addresses`);
       }
+      if (msg.removed) return stopped(msg.removed, failures);
       const r = await this.client.deliver({
         target,
         from: msg.envelope.from,
@@ -1588,16 +1753,19 @@ export class Queue {
   /**
    * The attempt is over: record outcomes, send a DSN for bounced recipients, then remove or reschedule. A delete
    * asked for during the attempt removes the message now (its delivered recipients were reported as they were
-   * delivered); a return sends one DSN for every recipient not delivered, then removes it. Resolves with why the DSN
-   * of a return could not be stored (`direct`: the return was asked for now and is given up then; otherwise it stays
-   * pending and is tried again), or null.
+   * delivered); a return sends one DSN for every recipient not delivered, then removes it. Resolves with how that
+   * went (AttemptEnd): why the DSN of a return could not be stored (`direct`: the return was asked for now and is given
+   * up then, and nothing changes: jobs `dropped` to end the attempt now are put back; otherwise it stays pending and is
+   * tried again), why a removal could not be made durable, whether a DSN was stored.
    */
-  private async finishAttempt(msg: QueuedMessage, direct = false): Promise<string | null> {
-    const outcomes = msg.attempt?.outcomes ?? [];
-    const tried = msg.attempt?.started ?? false;
+  private async finishAttempt(msg: QueuedMessage, opts: EndOptions = {}): Promise<AttemptEnd> {
+    const { direct = false, dropped = [] } = opts;
+    const attempt = msg.attempt;
+    const outcomes = attempt?.outcomes ?? [];
+    const tried = attempt?.started ?? false;
     msg.attempt = null;
-    // a delete or return the administrator asks for from now on (the awaits below) is done at the end
-    const requested = msg.removed;
+    msg.wrapUp = tried;
+    const attemptsBefore = msg.attempts;
     // later attempts (rare) read the message from the spool
     const retained = msg.data;
     this.dropData(msg);
@@ -1617,13 +1785,16 @@ export class Queue {
     const cut = (o: Outcome) => o.cut === true;
     const cutShort = (stopping && !tried) || outcomes.some(cut);
     if (tried && (outcomes.length === 0 || outcomes.some((o) => !cut(o)))) msg.attempts++;
-    // a removal being recorded on disk (removalAnswer) is written before anything below writes or unlinks the state
+    // a pending removal being recorded on disk is written before anything below writes or unlinks the state (and if
+    // that failed, it was undone: read it after)
     if (msg.persisting) await msg.persisting;
+    // a delete or return the administrator asks for from now on (the awaits below) is done at the end
+    const requested = msg.removed;
 
     if (requested === 'delete') {
-      await this.remove(msg);
+      const unrecorded = await this.remove(msg);
       msg.delivering = false;
-      return null;
+      return { returnFailed: null, unrecorded, returned: false };
     }
 
     for (const o of outcomes) {
@@ -1658,10 +1829,35 @@ export class Queue {
     deferred = deferred.map(told);
 
     let returnFailed: string | null = null;
+    let dsnStored = false;
     const toSender = bounced.concat(returned.map(told));
     if (toSender.length > 0) {
-      const failure = await this.returnToSender(msg, toSender, config);
+      const { failure, stored } = await this.returnToSender(msg, toSender, config);
+      if (failure !== null && requested === 'bounce' && direct && dropped.length > 0 && attempt) {
+        // a return asked for now, whose DSN could not be stored, ended the attempt early (its jobs waiting for a slot
+        // were taken out): undone, the attempt goes on as if it had not been asked (its jobs queued again)
+        msg.removed = null;
+        msg.attempts = attemptsBefore;
+        if (retained) msg.data = this.retain(retained);
+        msg.attempt = attempt;
+        msg.wrapUp = false;
+        attempt.jobsLeft += dropped.length;
+        for (const job of dropped) {
+          if (!this.running) {
+            // stopped meanwhile: not tried, as stop() does with jobs that never started
+            for (const rcpt of job.rcpts) attempt.outcomes.push(notTried(rcpt));
+            this.jobDone(msg);
+            continue;
+          }
+          let fifo = this.destQueues.get(job.dest.key);
+          if (!fifo) this.destQueues.set(job.dest.key, (fifo = new Fifo<Job>()));
+          fifo.push(job);
+        }
+        this.pump();
+        return { returnFailed: failure, unrecorded: null, returned: false };
+      }
       if (failure === null) {
+        dsnStored = stored;
         for (const b of toSender) msg.rcpts.set(b.rcpt, { status: 'bounced', error: b.diagnostic });
         for (const [reason, to] of groupBy(toSender)) {
           this.opts.bus.emit({ kind: 'bounced', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason });
@@ -1679,9 +1875,10 @@ export class Queue {
 
     const pending = [...msg.rcpts.values()].some((r) => r.status === 'pending');
     if (!pending) {
-      await this.remove(msg);
+      // (durably when the administrator asked for its removal, now or during the awaits above)
+      const unrecorded = await this.remove(msg);
       msg.delivering = false;
-      return null;
+      return { returnFailed: null, unrecorded, returned: dsnStored };
     }
     // a return asked for now whose DSN could not be stored is given up: the message stays as it was (its schedule
     // too, when no delivery was tried); a pending one stays pending and is tried again after the first retry delay
@@ -1707,36 +1904,33 @@ export class Queue {
     } catch (err) {
       this.log(`queue: cannot save the delivery state of ${msg.id} (${(err as Error).message}); after a restart its delivered recipients may get it again`);
     }
-    if (leftSegment) this.release(leftSegment);
+    if (leftSegment) void this.release(leftSegment);
     // (cut deliveries are not among them: no server said anything; nor are recipients a pending return is for: they
     // are not delivered again, their answers go into the bounce)
     for (const [reason, to] of groupBy(returnWaits ? [] : deferred)) {
       this.opts.bus.emit({ kind: 'deferred', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason, nextAttemptAt: msg.nextAttemptAt });
     }
     msg.delivering = false;
-    // (read again: delete() or bounce() may have set it during the awaits above)
+    // (read again: delete() or bounce() may have set it during the awaits above; their answer is this one's end)
     const late = msg.removed as QueuedMessage['removed'];
     if (late === 'delete') {
-      await this.remove(msg);
-      return returnFailed;
+      const unrecorded = await this.remove(msg);
+      return { returnFailed, unrecorded, returned: false };
     }
-    if (late === 'bounce' && requested !== 'bounce') {
-      this.startBounce(msg);
-      return returnFailed;
-    }
+    if (late === 'bounce' && requested !== 'bounce') return this.startBounce(msg, { direct: true });
     // (a return still pending is tried again at nextAttemptAt: schedule() and pump() know)
     this.schedule(msg);
-    return returnFailed;
+    return { returnFailed, unrecorded: null, returned: false };
   }
 
   /**
    * Queues a DSN to the sender for the bounced recipients. Never for a null sender (that is a bounce already) and never
-   * for a DSN. Returns why when the DSN could not be stored, else null.
+   * for a DSN. Returns why when the DSN could not be stored (else null), and whether one was stored.
    */
-  private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<string | null> {
+  private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<{ failure: string | null; stored: boolean }> {
     if (msg.envelope.from === '' || msg.kind === 'dsn') {
       this.log(`queue: ${msg.id} (null sender) could not be delivered to ${bounced.map((b) => b.rcpt).join(', ')}; no bounce is sent for a bounce`);
-      return null;
+      return { failure: null, stored: false };
     }
     try {
       const limit = msg.size <= DSN_FULL_MESSAGE_LIMIT ? msg.size : 64 * 1024;
@@ -1770,12 +1964,21 @@ export class Queue {
         authUser: null,
         receivedAt: this.clock(),
       });
-      return null;
+      return { failure: null, stored: true };
     } catch (err) {
       this.log(`queue: cannot store the bounce for ${msg.id} (${(err as Error).message}); the recipients it was for stay queued`);
-      return (err as Error).message;
+      return { failure: (err as Error).message, stored: false };
     }
   }
+}
+
+/** A job's recipients a removal the administrator asked for stopped before the job connected. */
+function notTriedRemoved(rcpt: string, asked: 'delete' | 'bounce'): Outcome {
+  return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: `not tried: ${removalWords(asked)}`, smtp: false, remoteMta: null, cut: true };
+}
+
+function removalWords(asked: 'delete' | 'bounce'): string {
+  return asked === 'bounce' ? 'the administrator asked to return the message to its sender' : 'the administrator deleted the message';
 }
 
 function notTried(rcpt: string): Outcome {
