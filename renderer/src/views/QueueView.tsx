@@ -24,25 +24,19 @@ import {
 import { ApiError } from '../api.ts';
 import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
+import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
 
 const PAGE = 100;
 const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
 
 /**
- * What a pending removal means, in the row and in the toast: during a delivery (not cut), or a return whose bounce the
- * relay could not store yet (its last error says why; never delivered meanwhile).
+ * queue.delete's own refusals (4009: the other kind of removal is pending already; -32603: it could not be done, or not
+ * made durable, and what that means) say it in the relay's words.
  */
-function pendingText(removal: 'delete' | 'bounce', delivering: boolean): string {
-  if (!delivering && removal === 'bounce') return 'Being returned to the sender: its bounce could not be stored yet (see the last error). The return is tried again at the next attempt; it is not delivered meanwhile.';
-  return removal === 'bounce'
-    ? 'Being returned to the sender: it leaves the queue when the delivery attempt under way ends. Recipients that attempt reaches still get it; the bounce lists the others.'
-    : 'Being deleted: it leaves the queue when the delivery attempt under way ends. Recipients that attempt reaches still get it.';
-}
-
-/** queue.delete's own refusals (4009: the other kind of removal is pending already) say it in the relay's words. */
 function explainDeleteError(err: unknown): string {
-  return err instanceof ApiError && err.code === 4009 ? err.message : explainError(err);
+  if (err instanceof ApiError && (err.code === 4009 || err.code === -32603) && err.message) return err.message.charAt(0).toUpperCase() + err.message.slice(1);
+  return explainError(err);
 }
 
 export function QueueView(_props: Record<string, unknown>) {
@@ -88,8 +82,10 @@ function Queue() {
         onSuccess: (r) => {
           setDeleting(null);
           // pending: the relay is delivering it right now and does not cut that attempt (relays before `pending` leave it out)
-          if (r.pending) toast.show({ kind: 'info', message: `${item.id}: ${pendingText(bounce ? 'bounce' : 'delete', !(bounce && item.removal === 'bounce' && item.status !== 'delivering'))}` });
-          else toast.show({ kind: 'success', message: bounce ? `Deleted ${item.id} and returned it to ${item.from || 'its sender'}.` : `Deleted ${item.id}.` });
+          // (a return already waiting, asked again, is still waiting; anything else pending is being delivered)
+          const waiting = bounce && item.removal === 'bounce' && item.status !== 'delivering';
+          if (r.pending) toast.show({ kind: 'info', message: `${item.id}: ${pendingText(bounce ? 'bounce' : 'delete', waiting ? item : { status: 'delivering', lastError: null })}` });
+          else toast.show({ kind: 'success', message: doneText(item, bounce, r.returned) });
         },
         onError: (err) => {
           setDeleting(null);
@@ -184,12 +180,18 @@ function Queue() {
                     {m.removal && (
                       <>
                         {' '}
-                        <Badge tone="warn" title={pendingText(m.removal, m.status === 'delivering')}>
+                        <Badge tone="warn" title={pendingText(m.removal, m)}>
                           {m.removal === 'bounce' ? 'returning' : 'deleting'}
                         </Badge>
                       </>
                     )}
-                    <div>{m.status === 'delivering' ? 'delivering now' : m.removal === 'bounce' ? `return tried again ${fmtAgo(m.nextAttemptAt, now)}` : fmtAgo(m.nextAttemptAt, now)}</div>
+                    <div>
+                      {m.status === 'delivering'
+                        ? 'delivering now'
+                        : m.removal === 'bounce'
+                          ? `return ${RETURN_NOT_STORED.test(m.lastError ?? '') ? 'tried again' : 'due'} ${fmtAgo(m.nextAttemptAt, now)}`
+                          : fmtAgo(m.nextAttemptAt, now)}
+                    </div>
                   </td>
                   <td title={m.lastError ?? undefined}>
                     <div className="queue-error">{m.lastError ?? <span className="faint">—</span>}</div>
@@ -199,7 +201,7 @@ function Queue() {
                       small
                       title="Try to deliver it now"
                       onClick={() => doRetry(m)}
-                      disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : m.removal ? pendingText(m.removal, false) : null)}
+                      disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : m.removal ? pendingText(m.removal, m) : null)}
                       busy={retry.isPending && retry.variables?.id === m.id}
                     >
                       Retry
@@ -211,7 +213,7 @@ function Queue() {
                         setBounce(false);
                         setDeleting(m);
                       }}
-                      disabledReason={why ?? (m.removal && m.status === 'delivering' ? pendingText(m.removal, true) : null)}
+                      disabledReason={why ?? (m.removal && m.status === 'delivering' ? pendingText(m.removal, m) : null)}
                     >
                       Delete…
                     </Button>
