@@ -43,6 +43,7 @@ describe.skipIf(!chromiumPath)('console: trusting from Live traffic says what it
     expect(await button.getAttribute('title')).toMatch(/may send mail through this relay to any domain/);
 
     // the detail: the refused recipient, and the consequence before any click
+    await row.hover(); // the pointer on the rows holds them still (LiveView): a new event cannot move another row under the click
     await row.click();
     const panel = page.locator('[data-testid="session-panel"]');
     expect(await panel.locator('[data-testid="reject-to"]').textContent()).toBe('Refused recipient: someone@elsewhere.test');
@@ -101,6 +102,7 @@ describe.skipIf(!chromiumPath)('console: trusting from Live traffic says what it
 
     const row = page.locator('.live-row[data-kind="rejected"][data-ip="127.0.0.6"]').first();
     await row.waitFor();
+    await row.hover(); // the pointer on the rows holds them still (LiveView): a new event cannot move another row under the click
     await row.click();
     const panel = page.locator('[data-testid="session-panel"]');
     await expect.poll(() => panel.locator('[data-testid="trust-effect"]').textContent()).toMatch(/127\.0\.0\.6 may send mail through this relay to any domain/);
