@@ -31,6 +31,31 @@ async function storedMessage(tr: TestRelay, queueId: string): Promise<Buffer> {
 }
 
 describe('checks.maxRecipients', () => {
+  it('a client that pipelines more recipients than the limit: 452 for the rest, not 421 at the tenth, and the message goes to the first ones', async () => {
+    // Regression (the protocol tryout of session 9): every 452 over checks.maxRecipients counted as a failed command,
+    // so 120 pipelined recipients met the default 10-failure limit at the 110th: 421, the transaction lost, and the
+    // client's retry met the same wall. RFC 5321 4.5.3.1.10: the 452s tell it to send the rest in another message.
+    t = await startTestRelay({ domains: ANY, checks: { maxRecipients: { max: 100 }, maxFailedCommands: { max: 10 } } });
+    const c = await open(t.port);
+    await c.hello();
+    const rcpts = Array.from({ length: 120 }, (_, i) => `RCPT TO:<u${i}@example.com>\r\n`).join('');
+    c.write(`MAIL FROM:<a@example.org>\r\n${rcpts}DATA\r\n`);
+    const replies = [];
+    for (let i = 0; i < 122; i++) replies.push((await c.read())!.code);
+    expect(replies[0]).toBe(250);
+    expect(replies.slice(1, 101).every((x) => x === 250)).toBe(true);
+    expect(replies.slice(101, 121)).toEqual(Array(20).fill(452));
+    expect(replies[121]).toBe(354);
+    c.write('Subject: many\r\n\r\nx\r\n.\r\n');
+    expect((await c.read())!.code).toBe(250);
+    expect(accepted(t)[0]!.to).toHaveLength(100);
+    // they are still refusals of their own rule; failed commands of other kinds still count as before
+    expect(t.rejections('checks.maxRecipients')).toHaveLength(20);
+    expect(t.rejections('checks.maxFailedCommands')).toEqual([]);
+    for (let i = 0; i < 9; i++) expect((await c.cmd('RCPT TO:<x@example.com>')).code).toBe(503);
+    expect((await c.cmd('RCPT TO:<x@example.com>')).code).toBe(421);
+  });
+
   it('refuses the RCPT over the limit with 452 4.5.3; earlier ones stand and the message goes to them', async () => {
     t = await startTestRelay({ domains: ANY, checks: { maxRecipients: { max: 2 } } });
     const c = await open(t.port);

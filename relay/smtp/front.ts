@@ -65,6 +65,15 @@ interface Sess {
   counted: boolean;
   ready: boolean;
   failed: number;
+  /**
+   * RCPTs refused in this session only for checks.maxRecipients (452 4.5.3: "send the rest in another message"). Those
+   * replies are not failed commands until there are more than RECIPIENT_OVERSHOOT of them: a client that pipelines 120
+   * recipients gets 452 for the last 20 as RFC 5321 4.5.3.1.10 intends, not 421 at the tenth (Postfix's
+   * smtpd_recipient_overshoot_limit, 1000, does the same).
+   */
+  overshoot: number;
+  /** the reply about to be sent is such a 452 */
+  replyIsOvershoot: boolean;
   lastCommand: string;
   authUser: string | null;
   /** the password hash the login was checked against: a login stays valid while the user keeps it */
@@ -107,6 +116,8 @@ const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
 const SHUTDOWN_TEXT = '4.3.2 The relay is shutting down. Try again later.';
 const SHUTDOWN_CUT_TEXT = '4.3.2 The relay is shutting down and could not wait longer for this message; it was not accepted. Try again later.';
 const STATE = Symbol('relay-warden-session');
+/** RCPTs past checks.maxRecipients a session may send before their 452s count as failed commands (see Sess.overshoot) */
+const RECIPIENT_OVERSHOOT = 1000;
 /** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
 type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string };
 
@@ -271,6 +282,8 @@ export class SmtpFront {
       counted: false,
       ready: false,
       failed: 0,
+      overshoot: 0,
+      replyIsOvershoot: false,
       lastCommand: '',
       authUser: null,
       authHash: null,
@@ -368,7 +381,9 @@ export class SmtpFront {
       if (code === 250 && Array.isArray(data) && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'LHLO')) {
         data = this.ehloFeatures(sess, conn.secure, data);
       }
-      if (code >= 400 && code !== 421 && sess.ready && !conn._closing) {
+      const overshoot = sess.replyIsOvershoot;
+      sess.replyIsOvershoot = false;
+      if (code >= 400 && code !== 421 && sess.ready && !conn._closing && !(overshoot && code === 452)) {
         sess.failed++;
         const cfg = this.deps.config.current;
         const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
@@ -599,6 +614,10 @@ export class SmtpFront {
     const over = policy.tooManyRecipients(cfg, session.envelope.rcptTo.length);
     const tooMany = over.length === 0 || this.rcptKeysOf(session.envelope.rcptTo).has(key) ? null : this.decide(sess, over, { to });
     if (tooMany) {
+      if ((tooMany as ReplyError).responseCode === 452) {
+        sess.overshoot++;
+        sess.replyIsOvershoot = sess.overshoot <= RECIPIENT_OVERSHOOT;
+      }
       cb(tooMany);
       return;
     }
