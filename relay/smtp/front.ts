@@ -131,6 +131,11 @@ class ReplyError extends Error {
 }
 
 const matchers = new WeakMap<Config, GroupMatcher>();
+
+/** An OpenSSL error from a TLS session with a client (Node's ERR_SSL_* codes, or OpenSSL's "SSL routines" text). */
+function isClientTlsError(err: Error & { code?: string; library?: string }): boolean {
+  return (typeof err.code === 'string' && err.code.startsWith('ERR_SSL_')) || err.library === 'SSL routines' || /:SSL routines:/.test(err.message);
+}
 function matcherFor(c: Config): GroupMatcher {
   let m = matchers.get(c);
   if (!m) {
@@ -194,6 +199,9 @@ export class SmtpFront {
     // a client reset in mid-transaction is reported here; without a listener it would crash the process
     this.server.on('error', (err: Error & { code?: string }) => {
       if (err.code && ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNECTION', 'ERR_STREAM_DESTROYED'].includes(err.code)) return;
+      // a client's failed TLS handshake (garbage after STARTTLS, a truncated ClientHello, an old protocol) is the
+      // client's: any client could fill stdout with OpenSSL's lines, two per connection, with no address in them
+      if (isClientTlsError(err)) return;
       // listen() rejects with it, and the relay's start says it once, with a hint
       if ((err as NodeJS.ErrnoException).syscall === 'listen') return;
       console.error(`smtp: ${err.message}`);
