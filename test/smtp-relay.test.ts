@@ -104,6 +104,24 @@ describe('open-relay tricks', () => {
     expect(t.rejections()).toHaveLength(0);
   });
 
+  it('an internationalised local domain (configured as its A-label) takes its mail in every form: A-label in any case, U-label', async () => {
+    // Regression (the protocol tryout of session 9): smtp-server hands a lower-case A-label on as its U-label
+    // (bücher.test), which matched no configured domain: "alice@xn--bcher-kva.test" got 554 Relay access denied while
+    // "alice@XN--BCHER-KVA.TEST" got 250
+    t = await startTestRelay({ domains: { 'xn--bcher-kva.test': { deliverTo: '127.0.0.1:9', recipients: ['alice'] } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<a@example.org> SMTPUTF8')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@xn--bcher-kva.test>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@XN--BCHER-KVA.TEST>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@bücher.test>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<carol@xn--bcher-kva.test>')).code).toBe(550);
+    expect(t.rejections().map((e) => e.rule)).toEqual(['recipient.unknown']);
+    expect(t.events.filter((e) => e.kind === 'rcpt').map((e) => (e as { to: string }).to)).toEqual([
+      'alice@xn--bcher-kva.test', 'alice@xn--bcher-kva.test', 'alice@xn--bcher-kva.test',
+    ]);
+  });
+
   it('a bare <postmaster> is delivered to postmaster@ the first local domain (not bounced as a domain of its own)', async () => {
     const sink = await startSink();
     try {

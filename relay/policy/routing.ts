@@ -6,6 +6,7 @@
  * "<@local:user@remote>" arrives here as "user@remote" and is judged as relaying to remote, and it refuses
  * a local part holding a second "@", quoted or not, with 501).
  */
+import { domainToASCII } from 'node:url';
 import type { Config, DomainConfig } from '../../shared/config.ts';
 
 export type Route =
@@ -19,8 +20,15 @@ export type Route =
 const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 
 /** Lower-case the domain and drop trailing dots ("Example.COM." -> "example.com"). */
+/**
+ * A domain as the config and DNS name it: lower case, no trailing dot, and an internationalised domain as its A-label
+ * (xn--...). smtp-server hands an A-label on as its U-label (bücher.test for xn--bcher-kva.test), and the config only
+ * takes A-labels. A name that is not a valid IDN stays as written (lower case), so it names no local domain.
+ */
 export function normalizeDomain(domain: string): string {
-  return domain.toLowerCase().replace(/\.+$/, '');
+  const d = domain.toLowerCase().replace(/\.+$/, '');
+  if (/^[\x00-\x7f]*$/.test(d)) return d;
+  return domainToASCII(d) || d;
 }
 
 export function splitAddress(address: string): { local: string; domain: string } | null {
