@@ -132,6 +132,34 @@ class ReplyError extends Error {
 
 const matchers = new WeakMap<Config, GroupMatcher>();
 
+/**
+ * ESMTP parameters this relay takes (RFC 5321 4.1.1.11: an unknown one gets 555). MAIL: SIZE (RFC 1870), BODY
+ * (8BITMIME), SMTPUTF8 (RFC 6531), AUTH= (RFC 4954; accepted and ignored). RET/ENVID and NOTIFY/ORCPT are DSN's, which
+ * is not offered; REQUIRETLS (RFC 8689) is not offered either: the relay could not keep its promise downstream.
+ */
+const MAIL_PARAMS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'AUTH']);
+const RCPT_PARAMS = new Set<string>();
+
+function unsupportedParam(address: SMTPServerAddress, allowed: ReadonlySet<string>): ReplyError | null {
+  const args = address.args as Record<string, unknown> | false | undefined;
+  if (!args) return null;
+  for (const key of Object.keys(args)) {
+    if (!allowed.has(key)) return new ReplyError(555, `5.5.4 Unsupported parameter: ${key.slice(0, 40).replace(/[^\x21-\x7e]/g, '?')}.`);
+  }
+  return null;
+}
+
+/**
+ * RFC 6531 3.4: an address with non-ASCII characters only in a transaction that declared SMTPUTF8 on its MAIL FROM
+ * (Postfix: 553 5.6.7). `mail`: the MAIL FROM's address object (its args), or null when there is none yet.
+ */
+function needsSmtpUtf8(addr: string, mail: SMTPServerAddress | null): ReplyError | null {
+  if (/^[\x00-\x7f]*$/.test(addr)) return null;
+  const args = mail?.args as Record<string, unknown> | false | undefined;
+  if (args && args['SMTPUTF8'] === true) return null;
+  return new ReplyError(553, '5.6.7 This address has non-ASCII characters: declare SMTPUTF8 on MAIL FROM to use it.');
+}
+
 /** An OpenSSL error from a TLS session with a client (Node's ERR_SSL_* codes, or OpenSSL's "SSL routines" text). */
 function isClientTlsError(err: Error & { code?: string; library?: string }): boolean {
   return (typeof err.code === 'string' && err.code.startsWith('ERR_SSL_')) || err.library === 'SSL routines' || /:SSL routines:/.test(err.message);
@@ -181,6 +209,8 @@ export class SmtpFront {
       disableReverseLookup: true,
       hideENHANCEDSTATUSCODES: false,
       hideDSN: true,
+      // RFC 8689: a sender's REQUIRETLS asks every hop to use verified TLS; delivery here does not promise that
+      hideREQUIRETLS: true,
       useXClient: false,
       useXForward: false,
       logger: false,
@@ -567,6 +597,11 @@ export class SmtpFront {
       cb(withdrawn);
       return;
     }
+    const paramErr = unsupportedParam(address, MAIL_PARAMS) ?? needsSmtpUtf8(address.address, address);
+    if (paramErr) {
+      cb(paramErr);
+      return;
+    }
     const from = address.address || '';
     const senderDomain = senderDomainOf(from);
     const dnsExempt = this.mayRelay(sess, cfg);
@@ -608,6 +643,11 @@ export class SmtpFront {
     const withdrawn = this.loginWithdrawn(sess, cfg, 'rcpt');
     if (withdrawn) {
       cb(withdrawn);
+      return;
+    }
+    const paramErr = unsupportedParam(address, RCPT_PARAMS) ?? needsSmtpUtf8(address.address, session.envelope.mailFrom || null);
+    if (paramErr) {
+      cb(paramErr);
       return;
     }
     const route = classifyRecipient(cfg, address.address);
