@@ -25,18 +25,13 @@ import { PASSWORD_NOT_KEPT, type ConfigRevisions, type Recorded } from './config
 import { hideSecrets } from './diff.ts';
 import { compileFilter, ipSpec, type CompiledFilter } from './filter.ts';
 import type { Session } from './session.ts';
+import type { Removal } from '../queue/spool.ts';
 import { Subscription } from './session.ts';
 import { SimulationStopped, simulate } from './simulate.ts';
 import type { StatsCollector } from './stats.ts';
 
-/** What a delete or return asked of the queue did (relay/queue/spool.ts's Removal). */
-export type QueueRemoval =
-  | { result: 'removed'; returned?: boolean }
-  | { result: 'pending'; removal: 'delete' | 'bounce' }
-  | { result: 'not-found' }
-  | { result: 'conflict'; removal: 'delete' | 'bounce' }
-  | { result: 'failed'; what: 'bounce' | 'record' | 'internal'; reason: string }
-  | { result: 'unrecorded'; reason: string; returned?: boolean };
+/** What a delete or return asked of the queue did: the queue's own type (a type import only). */
+export type QueueRemoval = Removal;
 
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
 export interface QueueLike {
