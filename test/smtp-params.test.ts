@@ -5,7 +5,9 @@
  * - an address with non-ASCII characters needs SMTPUTF8 declared on MAIL FROM (RFC 6531 3.4; Postfix: 553 5.6.7);
  * - REQUIRETLS (RFC 8689) is not offered over TLS: delivery here does not promise verified TLS on every hop.
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readQueuedMessage } from '../relay/queue/files.ts';
 import { smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
@@ -44,6 +46,11 @@ describe('ESMTP parameters', () => {
     await c.cmd('RSET');
     expect((await c.cmd('MAIL FROM:<jürgen@example.org> SMTPUTF8')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<jürgen@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: grüße\r\n\r\nx')).code).toBe(250);
+    // RFC 6531 3.7.3: the Received header says UTF8SMTP for a transaction that declared SMTPUTF8
+    const acc = t.events.find((e) => e.kind === 'accepted') as { queueId: string };
+    const stored = await readQueuedMessage(path.join(t.dir, 'spool', 'queue'), acc.queueId);
+    expect(stored!.data.toString('utf8')).toMatch(/^Received: from client\.test \([^)]*\)\r\n\tby \S+ \(Relay Warden\) with UTF8SMTP id /);
   });
 
   it('REQUIRETLS is not offered, also after STARTTLS', async () => {

@@ -707,7 +707,11 @@ export class SmtpFront {
     // kept by the config listener: no os.hostname() call per message
     const name = this.hostname;
     const helo = session.hostNameAppearsAs || 'unknown';
-    const proto = session.transmissionType || 'ESMTP';
+    // RFC 6531 3.7.3: a transaction that declared SMTPUTF8 is "UTF8SMTP" (UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA) in the
+    // Received header's "with" clause, in place of ESMTP
+    const declared = session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, unknown> | false | undefined) : undefined;
+    const baseProto = session.transmissionType || 'ESMTP';
+    const proto = declared && declared['SMTPUTF8'] === true ? baseProto.replace(/^ESMTP/, 'UTF8SMTP') : baseProto;
     // a bare <postmaster> is queued as the address it was accepted for (postmaster@ the first local domain): the queue
     // would route "postmaster" as a domain of its own and bounce it. Mapped here, not at RCPT: smtp-server keys its
     // merging of repeated recipients (any case; the last form written is kept) on the text the client sent. Once each:
