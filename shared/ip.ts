@@ -188,6 +188,13 @@ export function formatIp(ip: ParsedIp): string {
   return ip.family === 4 ? formatV4(ip.v4) : formatV6(ip.v6);
 }
 
+/** 127.0.0.0/8 or ::1 (an IPv4-mapped address is parsed as IPv4): this machine, where no network carries the bytes. */
+export function isLoopback(ip: ParsedIp): boolean {
+  if (ip.family === 4) return ip.v4 >>> 24 === 127;
+  const [a, b, c, d] = ip.v6;
+  return a === 0 && b === 0 && c === 0 && d === 1;
+}
+
 /** Canonical text of an address (IPv4-mapped IPv6 becomes IPv4), or null when it is not an address. */
 export function normalizeIp(text: string): string | null {
   const ip = parseIp(text);

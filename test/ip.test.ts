@@ -448,3 +448,11 @@ describe('GroupMatcher', () => {
     expect(m.inAny(ip('192.0.2.1'), ['toString', 'constructor'], NOW)).toBe(false);
   });
 });
+
+describe('isLoopback', () => {
+  it('127.0.0.0/8, ::1 and the IPv4-mapped form; nothing else', async () => {
+    const { isLoopback } = await import('../shared/ip.ts');
+    for (const a of ['127.0.0.1', '127.255.0.9', '::1', '::ffff:127.0.0.2']) expect(isLoopback(parseIp(a)!), a).toBe(true);
+    for (const a of ['128.0.0.1', '126.255.255.255', '::2', '::', '0.0.0.0', '192.0.2.2', '::127.0.0.1']) expect(isLoopback(parseIp(a)!), a).toBe(false);
+  });
+});

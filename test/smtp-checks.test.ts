@@ -56,6 +56,21 @@ describe('checks.maxRecipients', () => {
     expect((await c.cmd('RCPT TO:<x@example.com>')).code).toBe(421);
   });
 
+  it('past 1,000 such 452s in a session, each one counts as a failed command again (a client that never stops)', async () => {
+    t = await startTestRelay({ domains: ANY, checks: { maxRecipients: { max: 1 }, maxFailedCommands: { max: 10 } } });
+    const c = await open(t.port);
+    await c.hello();
+    const rcpts = Array.from({ length: 1011 }, (_, i) => `RCPT TO:<u${i}@example.com>\r\n`).join('');
+    c.write(`MAIL FROM:<a@example.org>\r\n${rcpts}`);
+    const codes: number[] = [];
+    for (let r = await c.read(); r; r = await c.read()) codes.push(r.code);
+    // MAIL, one 250, 1,000 free 452s, then nine that count and the tenth failure closes the session
+    expect(codes.length).toBe(1 + 1 + 1000 + 10);
+    expect(codes.slice(2, 1011).every((x) => x === 452)).toBe(true);
+    expect(codes[codes.length - 1]).toBe(421);
+    expect(t.rejections('checks.maxFailedCommands')).toHaveLength(1);
+  });
+
   it('refuses the RCPT over the limit with 452 4.5.3; earlier ones stand and the message goes to them', async () => {
     t = await startTestRelay({ domains: ANY, checks: { maxRecipients: { max: 2 } } });
     const c = await open(t.port);

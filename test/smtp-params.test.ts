@@ -44,6 +44,11 @@ describe('ESMTP parameters', () => {
     expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<jürgen@example.com>')).code).toBe(553);
     await c.cmd('RSET');
+    // a refused MAIL that declared SMTPUTF8 does not declare it for the next one (smtp-server's envelope flag would)
+    expect((await c.cmd('MAIL FROM:<jürgen@example.org> SMTPUTF8 FOO=1')).code).toBe(555);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<jürgen@example.com>')).code).toBe(553);
+    await c.cmd('RSET');
     expect((await c.cmd('MAIL FROM:<jürgen@example.org> SMTPUTF8')).code).toBe(250);
     expect((await c.cmd('RCPT TO:<jürgen@example.com>')).code).toBe(250);
     expect((await c.data('Subject: grüße\r\n\r\nx')).code).toBe(250);

@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Target } from './route.ts';
+import { isLoopback, parseIp } from '../../shared/ip.ts';
 
 export type TlsPolicy = 'opportunistic' | 'required' | 'off';
 
@@ -82,10 +83,10 @@ function describe(err: NodemailerError, target: Target): string {
   return `${where}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
 }
 
-/** 127.0.0.0/8, ::1 and their IPv4-mapped form: the same machine, where no one on a network can read the line. */
-function isLoopbackIp(ip: string): boolean {
-  const v4 = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-  return v4.startsWith('127.') || ip === '::1';
+/** The same machine (shared/ip.ts isLoopback), where no one on a network can read the line. */
+function isLoopbackTarget(ip: string): boolean {
+  const parsed = parseIp(ip);
+  return parsed !== null && isLoopback(parsed);
 }
 
 function where(target: Target): string {
@@ -168,7 +169,7 @@ class Session {
       tlsProtocol: secure ? sock.getProtocol() : null,
       tlsCipher: secure ? (sock.getCipher()?.name ?? null) : null,
     };
-    if (auth && !this.tls.tls && !isLoopbackIp(target.ip)) {
+    if (auth && !this.tls.tls && !isLoopbackTarget(target.ip)) {
       // never the password in clear text over a network (Postfix's smtp_sasl_security_options = noplaintext): a
       // temporary failure, so the mail waits in the queue until the smarthost offers TLS or the config changes
       const why = mode === 'plain' ? 'its TLS handshake failed' : mode === 'off' ? 'delivery.tls is "off"' : 'it did not offer STARTTLS';

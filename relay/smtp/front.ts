@@ -24,7 +24,7 @@ import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMT
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../../shared/config.ts';
 import type { Rule, Stage } from '../../shared/events.ts';
-import { GroupMatcher, clientKey, normalizeIp, parseIp, type ParsedIp } from '../../shared/ip.ts';
+import { GroupMatcher, clientKey, isLoopback, normalizeIp, parseIp, type ParsedIp } from '../../shared/ip.ts';
 import type { Anvil } from '../clients/anvil.ts';
 import { checkReverseDns, checkSenderDomain, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
@@ -155,9 +155,18 @@ function unsupportedParam(address: SMTPServerAddress, allowed: ReadonlySet<strin
  */
 function needsSmtpUtf8(addr: string, mail: SMTPServerAddress | null): ReplyError | null {
   if (/^[\x00-\x7f]*$/.test(addr)) return null;
-  const args = mail?.args as Record<string, unknown> | false | undefined;
-  if (args && args['SMTPUTF8'] === true) return null;
+  if (declaredSmtpUtf8(mail)) return null;
   return new ReplyError(553, '5.6.7 This address has non-ASCII characters: declare SMTPUTF8 on MAIL FROM to use it.');
+}
+
+/**
+ * Whether this MAIL FROM (the transaction's, once accepted) declared SMTPUTF8. Read from its own parameters, not from
+ * smtp-server's session.envelope.smtpUtf8: smtp-server sets that before onMailFrom and leaves it set when the MAIL is
+ * refused, so a refused "MAIL ... SMTPUTF8" would count for the next, accepted MAIL that did not declare it.
+ */
+function declaredSmtpUtf8(mail: SMTPServerAddress | null | false | undefined): boolean {
+  const args = mail ? (mail.args as Record<string, unknown> | false | undefined) : undefined;
+  return !!args && args['SMTPUTF8'] === true;
 }
 
 /** An OpenSSL error from a TLS session with a client (Node's ERR_SSL_* codes, or OpenSSL's "SSL routines" text). */
@@ -316,7 +325,7 @@ export class SmtpFront {
       ip,
       parsed,
       key: clientKey(parsed, c.limits.ipv6Prefix),
-      loopback: parsed.family === 4 ? ip.startsWith('127.') : ip === '::1',
+      loopback: isLoopback(parsed),
       counted: false,
       ready: false,
       failed: 0,
@@ -709,9 +718,8 @@ export class SmtpFront {
     const helo = session.hostNameAppearsAs || 'unknown';
     // RFC 6531 3.7.3: a transaction that declared SMTPUTF8 is "UTF8SMTP" (UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA) in the
     // Received header's "with" clause, in place of ESMTP
-    const declared = session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, unknown> | false | undefined) : undefined;
     const baseProto = session.transmissionType || 'ESMTP';
-    const proto = declared && declared['SMTPUTF8'] === true ? baseProto.replace(/^ESMTP/, 'UTF8SMTP') : baseProto;
+    const proto = declaredSmtpUtf8(session.envelope.mailFrom) ? baseProto.replace(/^ESMTP/, 'UTF8SMTP') : baseProto;
     // a bare <postmaster> is queued as the address it was accepted for (postmaster@ the first local domain): the queue
     // would route "postmaster" as a domain of its own and bounce it. Mapped here, not at RCPT: smtp-server keys its
     // merging of repeated recipients (any case; the last form written is kept) on the text the client sent. Once each:
@@ -729,7 +737,7 @@ export class SmtpFront {
     }
     writer.write(Buffer.from(
       // an IPv6 client as RFC 5321's address literal, [IPv6:2001:db8::1]
-      `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.ip.includes(':') ? 'IPv6:' : ''}${sess.ip}])\r\n` +
+      `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.parsed.family === 6 ? 'IPv6:' : ''}${sess.ip}])\r\n` +
         `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
         `\t${rfc5322Date(now)}\r\n`,
     ));
