@@ -40,6 +40,8 @@ export interface RelayOptions {
   eventRing?: number;
   /** how long a stop lets SMTP sessions in the middle of a message go on (default 30 s; tests make it short) */
   stopGraceMs?: number;
+  /** the most clients the anvil tracks (default MAX_CLIENTS, 100,000; tests make it small) */
+  maxClients?: number;
 }
 
 export class Relay {
@@ -61,6 +63,7 @@ export class Relay {
   manageAddress = { host: '', port: 0 };
   private sweepTimer: NodeJS.Timeout | null = null;
   private readonly log: (line: string) => void;
+  private readonly now: () => number;
 
   private constructor(init: {
     dataDir: string;
@@ -74,6 +77,7 @@ export class Relay {
     identity: TlsIdentity;
     firstStart: Relay['firstStart'];
     log: (line: string) => void;
+    now: () => number;
     history: EventHistory;
     revisions: ConfigRevisions;
     audit: AuditLog;
@@ -89,6 +93,7 @@ export class Relay {
     this.identity = init.identity;
     this.firstStart = init.firstStart;
     this.log = init.log;
+    this.now = init.now;
     this.history = init.history;
     this.revisions = init.revisions;
     this.audit = init.audit;
@@ -129,12 +134,12 @@ export class Relay {
     // event ids continue after the stored history, so a console's "since id" survives a relay restart
     const bus = new EventBus({ now, firstId: history.lastEventId() + 1, backlog: opts.eventRing });
     history.attach(bus);
-    const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000 });
+    const anvil = new Anvil({ now, authWindowMs: () => config.current.limits.authFailures.windowMinutes * 60_000, maxClients: opts.maxClients });
     const resolver = new DnsResolver({ servers: c.dns.servers, timeoutMs: c.dns.timeoutMs, now });
     const queue = new Queue({ dir: path.join(dataDir, 'spool'), config: () => config.current, resolver, bus, now, log, ...opts.queue });
     const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now, stopGraceMs: opts.stopGraceMs });
     const relay = new Relay({
-      dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, history, revisions, audit,
+      dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, now, history, revisions, audit,
       firstStart: { config: created, certificate: identity.created, adminToken },
     });
     // the certificate is loaded at start only: a change to tls.* is checked now, as that start would load it, so a
@@ -215,9 +220,30 @@ export class Relay {
       const hint = e.code === 'EADDRINUSE' ? ' (another program, or another relay, is listening there; change manage.listen or stop it)' : '';
       throw new Error(`cannot listen for the management channel on ${formatHostPort(mlisten.value)}: ${e.message}${hint}`);
     }
-    relay.sweepTimer = setInterval(() => anvil.sweep(), 60_000);
+    relay.sweepTimer = setInterval(() => relay.sweepClients(), 60_000);
     relay.sweepTimer.unref();
     return relay;
+  }
+
+  private clientsNoted = { at: -Infinity, evictions: 0 };
+
+  /**
+   * Every minute: the anvil forgets what has aged out. When its table was full and it had to forget clients that had
+   * not aged out yet, the log says so, at most once an hour: counters and blocks of those clients started afresh, which
+   * an admin should know about (many distinct addresses in an hour: rotating IPv6 networks, or a large botnet).
+   */
+  sweepClients(): void {
+    this.anvil.sweep();
+    const forgotten = this.anvil.evictions - this.clientsNoted.evictions;
+    const at = this.now();
+    if (forgotten > 0 && at - this.clientsNoted.at >= 3_600_000) {
+      this.log(
+        `warning: the client table is full (${this.anvil.size.toLocaleString('en-US')} addresses seen in the last hour); ` +
+          `${forgotten.toLocaleString('en-US')} idle clients were forgotten to make room, their limits' counters and blocks starting afresh ` +
+          `(the most recently seen are kept; this many distinct senders in an hour is usually an attack from rotating addresses)`,
+      );
+      this.clientsNoted = { at, evictions: this.anvil.evictions };
+    }
   }
 
   /** SIGHUP: re-read config.json and tokens.json; an invalid file is refused and the last good config stays. */

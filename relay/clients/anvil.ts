@@ -1,7 +1,9 @@
 /**
  * Per-client counters, rolling windows and blocks (Postfix calls this daemon "anvil").
  * Keyed by the client key (an IPv4 address, or an IPv6 network of limits.ipv6Prefix).
- * Time is injected; every table ages out (sweep), so memory is bounded by the clients seen in the last hour or so.
+ * Time is injected; every table ages out (sweep), so memory is bounded by the clients seen in the last hour or so, and
+ * never more than MAX_CLIENTS of them: a sender rotating through IPv6 networks (or a large botnet) would otherwise grow
+ * the table, and every question that walks it, without limit.
  */
 import type { Rule } from '../../shared/events.ts';
 
@@ -88,31 +90,88 @@ interface Entry {
 }
 
 const RECENT_REJECTIONS = 10;
+/**
+ * The most clients the table holds (about 85 MB at worst, each with its last ten rejections). Past it, the least
+ * recently seen client without an open connection is forgotten: its counters and any block start afresh.
+ */
+export const MAX_CLIENTS = 100_000;
 
 export class Anvil {
+  /**
+   * In the order the clients were last seen, oldest first (a client seen again moves to the end), so the newest are at
+   * the end for clients.list and the one to forget at the cap is at the front.
+   */
   private readonly table = new Map<string, Entry>();
   private readonly now: () => number;
   /** authFailures.windowMinutes in ms, read at each question so config changes apply at once. */
   private authWindowMs: () => number;
+  private readonly maxClients: number;
+  /** Clients forgotten at the cap since the start (the relay says so in its log). */
+  evictions = 0;
+  private cursor: IterableIterator<[string, Entry]> | null = null;
 
-  constructor(opts: { now?: () => number; authWindowMs?: () => number } = {}) {
+  constructor(opts: { now?: () => number; authWindowMs?: () => number; maxClients?: number } = {}) {
     this.now = opts.now ?? Date.now;
     this.authWindowMs = opts.authWindowMs ?? (() => 10 * 60_000);
+    this.maxClients = opts.maxClients ?? MAX_CLIENTS;
   }
 
   private entry(key: string): Entry {
     let e = this.table.get(key);
     if (!e) {
-      e = { connections: 0, messages: new Window(), unknown: new Window(), authFailures: new Window(), block: null, lastSeen: 0, rejections: [] };
+      if (this.table.size >= this.maxClients) this.evict();
+      e = { connections: 0, messages: new Window(), unknown: new Window(), authFailures: new Window(), block: null, lastSeen: this.now(), rejections: [] };
       this.table.set(key, e);
     }
     return e;
   }
 
+  /** Marks the client seen now and moves it to the end of the table, which keeps the table in last-seen order. */
+  private seen(key: string, e: Entry): void {
+    e.lastSeen = this.now();
+    this.table.delete(key);
+    this.table.set(key, e);
+  }
+
+  /**
+   * Forgets the least recently seen client that has no open connection (a connected one's count is what the
+   * concurrent-connection limit reads; there are at most smtp.maxConnections of them).
+   */
+  private evict(): void {
+    // A walk that goes on from where the last one stopped: a new walk from the front would step over every entry
+    // deleted there since the Map last compacted (30-40 µs a client at the cap, measured, against 3 µs). A Map
+    // iterator stays valid while entries are deleted and added; clients seen again went to the end, where it meets
+    // them in their new turn. One full pass without a candidate (every client connected) gives up: the table grows.
+    for (let restarts = 0; restarts < 2; ) {
+      const step = (this.cursor ??= this.table.entries()).next();
+      if (step.done) {
+        this.cursor = null;
+        restarts++;
+        continue;
+      }
+      const [key, e] = step.value;
+      if (e.connections > 0 || this.table.get(key) !== e) continue;
+      this.table.delete(key);
+      // one with nothing left in its windows would have gone at the next sweep anyway: nothing was lost
+      if (!this.spent(e, this.now())) this.evictions++;
+      return;
+    }
+  }
+
+  /** Ages the client's windows; true when nothing is left of it (no connection, count, block or recent rejection). */
+  private spent(e: Entry, now: number): boolean {
+    e.messages.prune(now, HOUR);
+    e.unknown.prune(now, HOUR);
+    e.authFailures.prune(now, Math.max(this.authWindowMs(), HOUR));
+    if (e.block && e.block.until <= now) e.block = null;
+    if (e.rejections.length && e.rejections[e.rejections.length - 1]!.at <= now - HOUR) e.rejections = [];
+    return e.connections === 0 && !e.block && e.messages.empty && e.unknown.empty && e.authFailures.empty && e.rejections.length === 0;
+  }
+
   // --- connections -------------------------------------------------------------------------
   connectionOpened(key: string): number {
     const e = this.entry(key);
-    e.lastSeen = this.now();
+    this.seen(key, e);
     return ++e.connections;
   }
 
@@ -128,7 +187,7 @@ export class Anvil {
   // --- messages ----------------------------------------------------------------------------
   messageAccepted(key: string): void {
     const e = this.entry(key);
-    e.lastSeen = this.now();
+    this.seen(key, e);
     e.messages.add(e.lastSeen);
   }
 
@@ -221,6 +280,44 @@ export class Anvil {
     return out;
   }
 
+  /** Every client key, without building any state (cheap at MAX_CLIENTS). */
+  keys(): IterableIterator<string> {
+    return this.table.keys();
+  }
+
+  /**
+   * The most recently seen clients first, up to `limit` of those `match` accepts, and how many it accepts in all. Only
+   * the returned ones get a full state, so a full table costs a walk over its keys, not a sort of 100,000 states.
+   */
+  recent(limit: number, match: (key: string, blocked: boolean) => boolean = () => true): { clients: ClientState[]; total: number } {
+    const keys = [...this.table.keys()];
+    const clients: ClientState[] = [];
+    let total = 0;
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i]!;
+      if (!match(key, this.blocked(key) !== null)) continue;
+      total++;
+      if (clients.length < limit) clients.push(this.state(key)!);
+    }
+    return { clients, total };
+  }
+
+  /** The `n` clients with the most messages in the last hour (ties: more connections), idle ones left out. */
+  busiest(n: number): { key: string; messagesLastHour: number; connections: number }[] {
+    const now = this.now();
+    const top: { key: string; messagesLastHour: number; connections: number }[] = [];
+    for (const [key, e] of this.table) {
+      const messagesLastHour = e.messages.count(now, HOUR);
+      if (messagesLastHour === 0 && e.connections === 0) continue;
+      const last = top[top.length - 1];
+      if (top.length >= n && last && (messagesLastHour < last.messagesLastHour || (messagesLastHour === last.messagesLastHour && e.connections <= last.connections))) continue;
+      top.push({ key, messagesLastHour, connections: e.connections });
+      top.sort((x, y) => y.messagesLastHour - x.messagesLastHour || y.connections - x.connections);
+      if (top.length > n) top.pop();
+    }
+    return top;
+  }
+
   get size(): number {
     return this.table.size;
   }
@@ -228,16 +325,6 @@ export class Anvil {
   /** Drop what has left every window; forget clients with nothing left. Call every minute or so. */
   sweep(): void {
     const now = this.now();
-    const authSpan = Math.max(this.authWindowMs(), HOUR);
-    for (const [key, e] of this.table) {
-      e.messages.prune(now, HOUR);
-      e.unknown.prune(now, HOUR);
-      e.authFailures.prune(now, authSpan);
-      if (e.block && e.block.until <= now) e.block = null;
-      if (e.rejections.length && e.rejections[e.rejections.length - 1]!.at <= now - HOUR) e.rejections = [];
-      if (e.connections === 0 && !e.block && e.messages.empty && e.unknown.empty && e.authFailures.empty && e.rejections.length === 0) {
-        this.table.delete(key);
-      }
-    }
+    for (const [key, e] of this.table) if (this.spent(e, now)) this.table.delete(key);
   }
 }

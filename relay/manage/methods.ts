@@ -219,9 +219,9 @@ export function createHandlers(d: MethodDeps): Handlers {
     if (!r.ok) return [];
     if (r.spec.kind === 'single') return [clientKey(parseIp(r.spec.text)!, c.limits.ipv6Prefix)];
     const out: string[] = [];
-    for (const s of d.anvil.list()) {
-      const a = keyAddress(s.key);
-      if (s.key === r.spec.text || (a && specContains(r.spec, a))) out.push(s.key);
+    for (const key of d.anvil.keys()) {
+      const a = keyAddress(key);
+      if (key === r.spec.text || (a && specContains(r.spec, a))) out.push(key);
     }
     return out;
   };
@@ -333,17 +333,14 @@ export function createHandlers(d: MethodDeps): Handlers {
       const c = d.config.current;
       const now = d.now();
       const spec = p.ip !== undefined ? ipSpec(p.ip, ['ip']) : null;
-      let all = d.anvil.list();
-      if (spec) {
-        all = all.filter((s) => {
-          if (s.key === spec.text) return true;
-          const a = keyAddress(s.key);
-          return a !== null && specContains(spec, a);
-        });
-      }
-      if (p.blockedOnly) all = all.filter((s) => s.blocked !== null);
-      all.sort((a, b) => b.lastSeen - a.lastSeen);
-      return { clients: all.slice(0, p.limit).map((s) => clientInfo(s, c, now)), total: all.length };
+      // newest first without sorting: the anvil keeps its clients in last-seen order (up to MAX_CLIENTS of them)
+      const { clients, total } = d.anvil.recent(p.limit, (key, blocked) => {
+        if (p.blockedOnly && !blocked) return false;
+        if (!spec || key === spec.text) return true;
+        const a = keyAddress(key);
+        return a !== null && specContains(spec, a);
+      });
+      return { clients: clients.map((s) => clientInfo(s, c, now)), total };
     },
 
     'clients.trust': (p, ctx) => {

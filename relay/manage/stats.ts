@@ -109,15 +109,7 @@ export class StatsCollector {
   private topTalkers(): Stats['topTalkers'] {
     const now = Date.now();
     if (this.topCache && now - this.topCache.at < 5000) return this.topCache.value;
-    const top: Stats['topTalkers'] = [];
-    for (const c of this.src.anvil.list()) {
-      if (c.messagesLastHour === 0 && c.connections === 0) continue;
-      if (top.length < 10 || c.messagesLastHour > top[top.length - 1]!.messagesLastHour) {
-        top.push({ ip: c.key, messagesLastHour: c.messagesLastHour, connections: c.connections });
-        top.sort((x, y) => y.messagesLastHour - x.messagesLastHour || y.connections - x.connections);
-        if (top.length > 10) top.pop();
-      }
-    }
+    const top: Stats['topTalkers'] = this.src.anvil.busiest(10).map((c) => ({ ip: c.key, messagesLastHour: c.messagesLastHour, connections: c.connections }));
     this.topCache = { at: now, value: top };
     return top;
   }
