@@ -242,7 +242,34 @@ function runningRelay(pidFile: string): number | null {
   } catch {
     // no /proc: take the live process for a relay
   }
+  // ... or another relay got it (one on another data directory): a relay writes its pid file just after it starts,
+  // so a process that started well after the file was written is not the one that wrote it
+  const started = processStartedAt(pid);
+  if (started !== null) {
+    try {
+      if (started > fs.statSync(pidFile).mtimeMs + 2000) return null;
+    } catch {
+      return null;
+    }
+  }
   return pid;
+}
+
+/**
+ * When a process started, in ms since the epoch, where /proc tells (else null): its starttime (field 22 of
+ * /proc/PID/stat, in clock ticks since boot; USER_HZ is 100 on Linux) after the boot time of /proc/stat (whole
+ * seconds: the answer is good to about a second).
+ */
+function processStartedAt(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(boot)) return null;
+    return boot * 1000 + ticks * 10;
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -252,6 +252,33 @@ describe('relay CLI', () => {
     }
   });
 
+  it('a relay.pid whose pid another relay-like program got later (started after the file was written) is taken over, and not signalled', async () => {
+    const { dir, port } = await dataDirWithConfig();
+    // a live program with "cli.ts" in its command line, as another relay on another data directory would have;
+    // SIGHUP would end it
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)', 'relay/cli.ts'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => fs.existsSync(`/proc/${other.pid}/cmdline`) && fs.readFileSync(`/proc/${other.pid}/cmdline`, 'utf8').includes('cli.ts'), 'the other program to start');
+      const pidFile = path.join(dir, 'relay.pid');
+      fs.writeFileSync(pidFile, `${other.pid}\n`);
+      // written by a relay that died an hour ago, before this program started
+      const anHourAgo = new Date(Date.now() - 3_600_000);
+      fs.utimesSync(pidFile, anHourAgo, anHourAgo);
+      const set = await runToEnd(['--data-dir', dir, 'user', 'set', 'sales'], { stdin: 'correct horse battery\n' });
+      expect(set.code).toBe(0);
+      expect(set.out).not.toContain('was told to reload');
+      const r = await startRelay(dir);
+      expect(fs.readFileSync(pidFile, 'utf8').trim()).toBe(String(r.child.pid));
+      expect((await (await smtp(port)).cmd('NOOP')).code).toBe(250);
+      expect(other.exitCode).toBeNull();
+      expect(other.signalCode).toBeNull();
+      r.child.kill('SIGTERM');
+      expect((await r.exited).code).toBe(0);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
   it('a second SIGTERM while a message is still coming in says what the stop waits for; a third stops at once', async () => {
     const { dir, port } = await dataDirWithConfig({
       domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' } },
