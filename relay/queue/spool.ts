@@ -31,6 +31,13 @@ export interface Envelope {
   authUser: string | null;
   /** ms since the epoch */
   receivedAt: number;
+  /**
+   * RFC 6152: the MAIL declared BODY=8BITMIME (declared again to a next hop that offers 8BITMIME). Written only when
+   * true: BODY=7BIT, no BODY, and spool files from before this field read as not declared.
+   */
+  body8bit?: true;
+  /** RFC 6531: the MAIL declared SMTPUTF8 (written only when true; absent in spool files from before this field) */
+  smtpUtf8?: true;
 }
 
 export interface SpoolWriter {

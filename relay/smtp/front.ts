@@ -790,6 +790,7 @@ export class SmtpFront {
           return;
         }
       }
+      const mailArgs = (session.envelope.mailFrom ? session.envelope.mailFrom.args : false) || ({} as Record<string, unknown>);
       writer
         .commit({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address || '' : '',
@@ -800,6 +801,11 @@ export class SmtpFront {
           helo,
           authUser: sess.authUser,
           receivedAt: now,
+          // what the MAIL itself declared (its own args, as declaredSmtpUtf8 reads them; smtp-server's envelope flags
+          // can outlive a refused MAIL), for delivery to declare again: BODY=8BITMIME (RFC 6152; 7BIT is the default,
+          // nothing to record) and SMTPUTF8 (RFC 6531)
+          ...(/^8bitmime$/i.test(String(mailArgs['BODY'] ?? '')) ? { body8bit: true as const } : {}),
+          ...(declaredSmtpUtf8(session.envelope.mailFrom) ? { smtpUtf8: true as const } : {}),
         })
         .then(
           ({ id, size: stored }) => {
