@@ -9,6 +9,14 @@
  *    session in plain text to the same address (Postfix's "may"); a refused STARTTLS command goes on in plain text.
  *  - required: no STARTTLS or a failed handshake is a temporary failure, never plain text.
  *  - off: STARTTLS is never used.
+ *
+ * 8BITMIME and SMTPUTF8 (RFC 6152, RFC 6531), as Postfix does without 7-bit conversion:
+ *  - a message whose MAIL declared BODY=8BITMIME is declared so to a next hop that offers 8BITMIME (nodemailer's
+ *    envelope use8BitMime); to one that does not, its bytes go unchanged anyway (no conversion to 7 bit).
+ *  - a message whose MAIL declared SMTPUTF8 is declared so to a next hop that offers SMTPUTF8, its addresses ASCII or
+ *    not. When it needs SMTPUTF8 (a non-ASCII address in this transaction, or it declared SMTPUTF8 and its header
+ *    section holds non-ASCII bytes) and the next hop does not offer it, no transaction is started: its recipients
+ *    fail with 5.6.7 (RcptResult.localStatus). Declared but all ASCII: it goes out without SMTPUTF8.
  */
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -29,6 +37,10 @@ export interface AttemptInput {
   tls: TlsPolicy;
   auth: { user: string; pass: string } | null;
   heloName: string;
+  /** RFC 6152: the original MAIL declared BODY=8BITMIME */
+  body8bit?: boolean;
+  /** RFC 6531: the original MAIL declared SMTPUTF8 */
+  smtpUtf8?: boolean;
   connectTimeoutMs: number;
   commandTimeoutMs: number;
   /** called with the live connection so the queue can close it on stop() */
@@ -40,6 +52,11 @@ export interface RcptResult {
   /** SMTP reply code; 0 when the session broke before a reply */
   code: number;
   response: string;
+  /**
+   * the relay's own refusal, not a reply of the server (no command of the transaction was sent): its enhanced status
+   * code, e.g. 5.6.7 when the message needs SMTPUTF8 and the server does not offer it
+   */
+  localStatus?: string;
 }
 
 export type AttemptResult =
@@ -93,6 +110,38 @@ function where(target: Target): string {
   return target.host === target.ip ? `${target.ip}:${target.port}` : `${target.host}[${target.ip}]:${target.port}`;
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Whether the header section of a message (up to its first empty line) holds a byte outside ASCII. Reads the bytes
+ * only as far as it needs (a stream is destroyed after).
+ */
+async function headerHasNonAscii(data: Readable | Buffer): Promise<boolean> {
+  // true at the start of a line: an LF there ends the header section (CR is skipped: CRLF and bare LF alike)
+  let lineStart = true;
+  const scan = (buf: Buffer): boolean | null => {
+    for (let i = 0; i < buf.length; i++) {
+      const b = buf[i]!;
+      if (b >= 0x80) return true;
+      if (b === 0x0a) {
+        if (lineStart) return false;
+        lineStart = true;
+      } else if (b !== 0x0d) lineStart = false;
+    }
+    return null;
+  };
+  if (Buffer.isBuffer(data)) return scan(data) ?? false;
+  try {
+    for await (const chunk of data) {
+      const found = scan(chunk as Buffer);
+      if (found !== null) return found;
+    }
+    return false;
+  } finally {
+    data.destroy();
+  }
+}
+
 type Sent = { err: NodemailerError | null; info: { accepted: string[]; rejectedErrors?: NodemailerError[]; response: string } | null };
 
 /** One SMTP connection: opened (EHLO, STARTTLS, AUTH) once, then one or more mail transactions. */
@@ -106,6 +155,8 @@ class Session {
   tls = { tls: false, tlsProtocol: null as string | null, tlsCipher: null as string | null };
   private readonly ended: Promise<NodemailerError>;
   readonly conn: SMTPConnection;
+  /** the next MAIL FROM gets SMTPUTF8 even with ASCII addresses (see declareSmtpUtf8) */
+  private smtpUtf8Next = false;
 
   constructor(
     readonly target: Target,
@@ -139,6 +190,37 @@ class Session {
       this.closed = true;
       endedResolve(this.lastError ?? Object.assign(new Error('connection closed'), { code: 'ECONNECTION' }));
     });
+    this.declareSmtpUtf8();
+  }
+
+  /**
+   * The ESMTP extensions the server offered (after EHLO), as nodemailer itself reads them to build MAIL FROM; null
+   * when they cannot be read. Private field of nodemailer's SMTPConnection 10.6.0 (pinned to exactly that version in
+   * package.json): it has no public accessor.
+   */
+  offered(ext: 'SMTPUTF8' | '8BITMIME'): boolean | null {
+    const list = (this.conn as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
+    return Array.isArray(list) ? list.includes(ext) : null;
+  }
+
+  /**
+   * nodemailer adds SMTPUTF8 to MAIL FROM only for a non-ASCII address, and has no envelope option for it: a message
+   * that declared SMTPUTF8 with ASCII addresses (UTF-8 only in its header fields, RFC 6532) would lose it. So, when
+   * transact() asks (smtpUtf8Next, only when the server offers SMTPUTF8), the MAIL FROM line nodemailer writes gets
+   * the keyword. The one place that touches nodemailer's private _sendCommand (SMTPConnection 10.6.0, pinned exactly):
+   * every command line goes through it; a version without it keeps nodemailer's own MAIL FROM (no SMTPUTF8 added).
+   */
+  private declareSmtpUtf8(): void {
+    const c = this.conn as unknown as { _sendCommand?: (str: string, logStr?: string) => void };
+    const send = c._sendCommand;
+    if (typeof send !== 'function') return;
+    c._sendCommand = (str: string, logStr?: string) => {
+      if (this.smtpUtf8Next && /^MAIL FROM:/i.test(str)) {
+        this.smtpUtf8Next = false;
+        if (!/ SMTPUTF8(?: |$)/i.test(str)) str = str.replace(/^(MAIL FROM:<[^>]*>)/i, '$1 SMTPUTF8');
+      }
+      send.call(this.conn, str, logStr);
+    };
   }
 
   private orEnd<T>(p: Promise<T>, onEnd: (e: NodemailerError) => T): Promise<T> {
@@ -196,20 +278,42 @@ class Session {
     );
   }
 
+  /**
+   * Why this message cannot go to this server without SMTPUTF8 when the server does not offer it (null: it can).
+   * RFC 6531 3.4 / Postfix: a non-ASCII address (only a transaction that declared SMTPUTF8 has one), or a message
+   * that declared SMTPUTF8 with non-ASCII bytes in its header section (RFC 6532).
+   */
+  private async smtpUtf8Refusal(input: AttemptInput): Promise<string | null> {
+    if (this.offered('SMTPUTF8') !== false) return null;
+    const needs =
+      [input.from, ...input.rcpts].some((a) => NON_ASCII.test(a)) || (input.smtpUtf8 === true && (await headerHasNonAscii(input.data())));
+    return needs ? `SMTPUTF8 is required, but was not offered by host ${where(this.target)}` : null;
+  }
+
   /** One mail transaction. */
   async transact(input: AttemptInput): Promise<Extract<AttemptResult, { kind: 'done' }>> {
     const { conn, target } = this;
     this.reusable = false;
+    const refusal = await this.smtpUtf8Refusal(input);
+    if (refusal) {
+      // no command of the transaction was sent: the connection stays in step, and may serve the next message
+      this.reusable = !this.closed;
+      return { kind: 'done', results: input.rcpts.map((rcpt) => ({ rcpt, code: 554, response: refusal, localStatus: '5.6.7' })), ...this.tls, response: refusal };
+    }
     this.uses++;
+    // SMTPUTF8 declared where offered (nodemailer adds it itself for a non-ASCII address); BODY=8BITMIME goes with
+    // nodemailer's use8BitMime (only to a server that offers 8BITMIME; to one that does not, the bytes go unchanged)
+    this.smtpUtf8Next = input.smtpUtf8 === true && this.offered('SMTPUTF8') === true;
     const data = input.data();
     const sent = await this.orEnd(
       new Promise<Sent>((resolve) => {
-        conn.send({ from: input.from, to: input.rcpts, size: input.size }, data, (err, info) => {
+        conn.send({ from: input.from, to: input.rcpts, size: input.size, use8BitMime: input.body8bit === true }, data, (err, info) => {
           resolve({ err: (err as NodemailerError | null) ?? null, info: (info as never) ?? null });
         });
       }),
       (e): Sent => ({ err: e, info: null }),
     );
+    this.smtpUtf8Next = false;
     if (!Buffer.isBuffer(data)) data.destroy();
     const envelope = ((conn as unknown as { _envelope?: EnvelopeState })._envelope || {}) as EnvelopeState;
     const perRcpt = new Map<string, RcptResult>();

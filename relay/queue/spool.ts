@@ -1705,6 +1705,8 @@ export class Queue {
         tls: config.delivery.tls,
         auth,
         heloName: this.heloName(config),
+        body8bit: msg.envelope.body8bit === true,
+        smtpUtf8: msg.envelope.smtpUtf8 === true,
         connectTimeoutMs: this.opts.connectTimeoutMs ?? 30_000,
         commandTimeoutMs: this.opts.commandTimeoutMs ?? 300_000,
         track: (close) => {
@@ -1727,7 +1729,12 @@ export class Queue {
       const delivered: string[] = [];
       const out: Outcome[] = [];
       for (const res of r.results) {
-        if (res.code >= 200 && res.code < 300) {
+        if (res.localStatus) {
+          // the relay's own decision about this server (SMTPUTF8 needed, not offered): no reply of the server, and the
+          // reason names the host already
+          const result = res.code >= 500 ? 'bounced' : 'deferred';
+          out.push({ rcpt: res.rcpt, result, status: res.localStatus, diagnostic: res.response, smtp: false, remoteMta: null });
+        } else if (res.code >= 200 && res.code < 300) {
           delivered.push(res.rcpt);
           out.push({ rcpt: res.rcpt, result: 'delivered', status: '2.0.0', diagnostic: res.response, smtp: true, remoteMta: target.host });
         } else if (res.code >= 500) {
