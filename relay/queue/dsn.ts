@@ -2,6 +2,11 @@
  * Delivery status notifications (RFC 3464): a multipart/report with a human part, a message/delivery-status part and
  * the original message (message/rfc822) or, when it is large, its header (text/rfc822-headers). A DSN is sent with a
  * null sender, so it is never itself bounced.
+ *
+ * An internationalised message (RFC 6531/6532: a non-ASCII address, or a message that declared SMTPUTF8 with UTF-8 in
+ * its header section) gets RFC 6533's forms instead: report-type=global-delivery-status, message/global-delivery-status
+ * (a non-ASCII address as the utf-8 address type, in utf-8-addr-unitext), message/global or message/global-headers for
+ * the original, and its own header fields in UTF-8. Such a DSN is queued as declaring SMTPUTF8 (globalDsn).
  */
 import { randomBytes } from 'node:crypto';
 
@@ -27,6 +32,8 @@ export interface DsnInput {
   original: Buffer;
   /** true when `original` holds the whole message */
   complete: boolean;
+  /** RFC 6531: the original's MAIL declared SMTPUTF8 */
+  smtpUtf8?: boolean;
 }
 
 /** Bytes of the original returned in full; above it only the header is returned. */
@@ -56,6 +63,32 @@ export function headerOf(message: Buffer): Buffer {
   if (crlf >= 0 && (lf < 0 || crlf < lf)) return message.subarray(0, crlf + 2);
   if (lf >= 0) return message.subarray(0, lf + 1);
   return message;
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * RFC 6533: whether the DSN of this message is an internationalised one (message/global-delivery-status). For a
+ * non-ASCII address of the sender or of a recipient it reports (a non-ASCII address exists only in a transaction that
+ * declared SMTPUTF8), or a message that declared SMTPUTF8 with non-ASCII bytes in its header section (RFC 6532: it
+ * cannot be returned as message/rfc822). The DSN is then queued as declaring SMTPUTF8.
+ */
+export function globalDsn(input: Pick<DsnInput, 'sender' | 'recipients' | 'original' | 'smtpUtf8'>): boolean {
+  if (NON_ASCII.test(input.sender) || input.recipients.some((r) => NON_ASCII.test(r.rcpt))) return true;
+  return input.smtpUtf8 === true && headerOf(input.original).some((b) => b >= 0x80);
+}
+
+/**
+ * RFC 6533 3: an address in a message/global-delivery-status field, "utf-8; " and the address as utf-8-addr-unitext
+ * (UTF-8 as it is; "+", "=", backslash, controls and space as \x{HH}) when it is not ASCII, else "rfc822; " as in RFC 3464.
+ */
+function addressField(addr: string, global: boolean): string {
+  if (!global || !NON_ASCII.test(addr)) return `rfc822; ${ascii(addr)}`;
+  const unitext = Array.from(addr, (ch) => {
+    const cp = ch.codePointAt(0)!;
+    return cp <= 0x20 || cp === 0x2b || cp === 0x3d || cp === 0x5c || cp === 0x7f ? `\\x{${cp.toString(16).toUpperCase().padStart(2, '0')}}` : ch;
+  }).join('');
+  return `utf-8; ${unitext}`;
 }
 
 /** Header fields are 7-bit; anything else in our text (a remote reply) is replaced. */
@@ -105,6 +138,7 @@ export function foldLine(line: string, max = MAX_LINE_OCTETS): string[] {
 export function buildDsn(input: DsnInput): Buffer {
   const boundary = `${input.queueId}.${randomBytes(8).toString('hex')}/${input.reportingMta}`;
   const expired = input.recipients.every((r) => r.status.startsWith('4.'));
+  const global = globalDsn(input);
   // every line we write is at most 998 octets: a recipient's line in the text part holds a remote reply in UTF-8
   // (up to 900 characters, reason.ts) after the address and the host; the fields hold addresses of any length
   const lines = (a: string[]) => a.flatMap((line) => foldLine(line)).join('\r\n') + '\r\n';
@@ -122,7 +156,7 @@ export function buildDsn(input: DsnInput): Buffer {
   const perMessage = [
     `Reporting-MTA: dns; ${input.reportingMta}`,
     `X-Queue-ID: ${input.queueId}`,
-    `X-Sender: rfc822; ${ascii(input.sender)}`,
+    `X-Sender: ${addressField(input.sender, global)}`,
     `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
   ];
   // No Original-Recipient: RFC 3464 (2.3.1) has it only for an ORCPT the client gave with the original RCPT, and the
@@ -130,7 +164,7 @@ export function buildDsn(input: DsnInput): Buffer {
   // there would claim one (Postfix leaves it out too)
   const perRecipient = input.recipients.flatMap((r) => [
     '',
-    `Final-Recipient: rfc822; ${ascii(r.rcpt)}`,
+    `Final-Recipient: ${addressField(r.rcpt, global)}`,
     'Action: failed',
     `Status: ${r.status}`,
     ...(r.remoteMta ? [`Remote-MTA: dns; ${ascii(r.remoteMta)}`] : []),
@@ -143,13 +177,14 @@ export function buildDsn(input: DsnInput): Buffer {
 
   const head = lines([
     `From: Mail Delivery System <MAILER-DAEMON@${input.reportingMta}>`,
-    `To: <${ascii(input.sender)}>`,
+    // (RFC 6532: in a DSN sent with SMTPUTF8, a header field holds the address in UTF-8)
+    `To: <${global ? input.sender : ascii(input.sender)}>`,
     `Subject: Undelivered Mail Returned to Sender`,
     `Date: ${rfc5322Date(input.now)}`,
     `Message-ID: <${input.queueId}.dsn.${randomBytes(4).toString('hex')}@${input.reportingMta}>`,
     'Auto-Submitted: auto-replied',
     'MIME-Version: 1.0',
-    `Content-Type: multipart/report; report-type=delivery-status;`,
+    `Content-Type: multipart/report; report-type=${global ? 'global-delivery-status' : 'delivery-status'};`,
     `\tboundary="${boundary}"`,
     'Content-Transfer-Encoding: 8bit',
     '',
@@ -164,14 +199,14 @@ export function buildDsn(input: DsnInput): Buffer {
     '',
     `--${boundary}`,
     'Content-Description: Delivery report',
-    'Content-Type: message/delivery-status',
+    ...(global ? ['Content-Type: message/global-delivery-status', 'Content-Transfer-Encoding: 8bit'] : ['Content-Type: message/delivery-status']),
     '',
     ...perMessage,
     ...perRecipient,
     '',
     `--${boundary}`,
     `Content-Description: ${full ? 'Undelivered Message' : 'Undelivered Message Headers'}`,
-    `Content-Type: ${full ? 'message/rfc822' : 'text/rfc822-headers'}`,
+    `Content-Type: ${global ? (full ? 'message/global' : 'message/global-headers') : full ? 'message/rfc822' : 'text/rfc822-headers'}`,
     'Content-Transfer-Encoding: 8bit',
     '',
   ]);

@@ -10,7 +10,7 @@ import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
 import type { EventBus } from '../events/bus.ts';
-import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, type FailedRecipient } from './dsn.ts';
+import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, globalDsn, type DsnInput, type FailedRecipient } from './dsn.ts';
 import { oneLineReason } from './reason.ts';
 import { crashHookFromEnv, type StepHook } from './commit-steps.mjs';
 import { InlineCommitter, WorkerCommitter, type SpoolCommitter } from './committer.ts';
@@ -1956,7 +1956,7 @@ export class Queue {
         await fh.close();
       }
       const reportingMta = this.heloName(config);
-      const dsn = buildDsn({
+      const input: DsnInput = {
         reportingMta,
         queueId: msg.id,
         sender: msg.envelope.from,
@@ -1965,7 +1965,9 @@ export class Queue {
         recipients: bounced,
         original,
         complete: limit === msg.size,
-      });
+        smtpUtf8: msg.envelope.smtpUtf8 === true,
+      };
+      const dsn = buildDsn(input);
       const w = new Writer(this, 'dsn');
       w.write(dsn);
       await w.commit({
@@ -1977,6 +1979,10 @@ export class Queue {
         helo: reportingMta,
         authUser: null,
         receivedAt: this.clock(),
+        // an RFC 6533 DSN (UTF-8 addresses or header fields) declares SMTPUTF8, and a DSN with 8-bit parts (a UTF-8
+        // reason, an 8-bit original) BODY=8BITMIME, for its delivery to declare them again
+        ...(globalDsn(input) ? { smtpUtf8: true as const } : {}),
+        ...(/[\x80-\xff]/.test(dsn.toString('latin1')) ? { body8bit: true as const } : {}),
       });
       return { failure: null, stored: true };
     } catch (err) {
