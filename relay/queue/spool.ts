@@ -15,7 +15,7 @@ import { oneLineReason } from './reason.ts';
 import { crashHookFromEnv, type StepHook } from './commit-steps.mjs';
 import { InlineCommitter, WorkerCommitter, type SpoolCommitter } from './committer.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
-import { destinationFor, resolveTargets, type Destination, type Target } from './route.ts';
+import { destinationFor, domainOf, resolveTargets, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
 import { InProcessDeliverer, WorkerDeliverer, type DataSource, type Deliverer } from './deliverer.ts';
 import { relayHostname } from '../store/config-store.ts';
@@ -109,7 +109,43 @@ export interface QueueItem {
    * is not cut; the message leaves the queue when it ends), or its return waits for its DSN to be stored
    */
   removal: 'delete' | 'bounce' | null;
+  /**
+   * the destinations its waiting recipients go to: the scheduler's per-destination keys (`local:HOST:PORT`,
+   * `mx:DOMAIN`, `smarthost:HOST:PORT`), as in summary() and retryAll's filter
+   */
+  destinations: string[];
 }
+
+/** The queue at a glance (the management channel's stats, once a second). */
+export interface QueueSummary {
+  /** messages in the queue */
+  messages: number;
+  /** messages (not jobs, not attempts) that failed at least once and are not being delivered now */
+  deferred: number;
+  oldestReceivedAt: number | null;
+  /** the 10 destinations with the most waiting messages, most first */
+  destinations: {
+    destination: string;
+    /** messages with a recipient waiting for it */
+    messages: number;
+    /** the last attempt failed at the connection level: one probe at a time until it answers */
+    down: boolean;
+    /** the last failure reason for it */
+    lastError: string | null;
+    /** when it is probed again (down), else the earliest due attempt among its messages not being delivered */
+    nextAttemptAt: number | null;
+  }[];
+}
+
+/** What the queue knows about one destination (a scheduler key), in memory. */
+interface DestState {
+  /** the last failure reason of a job for it */
+  lastError: string | null;
+}
+
+/** summary() is computed afresh up to this many queued messages; past it, at most every SUMMARY_CACHE_MS. */
+const SUMMARY_FRESH_MAX = 5000;
+const SUMMARY_CACHE_MS = 5000;
 
 /** What a delete() or bounce() did. */
 export type Removal =
@@ -646,6 +682,11 @@ export class Queue {
   private timerAt: number | null = null;
   private readonly destQueues = new Map<string, Fifo<Job>>();
   private readonly destActive = new Map<string, number>();
+  /** per destination key: down or not, last failure */
+  private readonly dests = new Map<string, DestState>();
+  /** a recipient domain's destination key under one config object (destinationFor depends on nothing else) */
+  private keyCache: { config: Config; byDomain: Map<string, string> } | null = null;
+  private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null }[] } } | null = null;
   private active = 0;
   private readonly work = new Set<Promise<void>>();
   private readonly connections = new Set<() => void>();
@@ -1231,8 +1272,38 @@ export class Queue {
     return { kind: 'file', file: msg.file, offset: msg.offset, size: msg.size };
   }
 
+  /** The scheduler's destination key for a recipient under `config` (cached per config object and domain). */
+  private destKey(rcpt: string, config: Config): string {
+    if (this.keyCache?.config !== config || this.keyCache.byDomain.size > 100_000) this.keyCache = { config, byDomain: new Map() };
+    const domain = domainOf(rcpt);
+    let key = this.keyCache.byDomain.get(domain);
+    if (key === undefined) {
+      key = destinationFor(rcpt, config).key;
+      this.keyCache.byDomain.set(domain, key);
+    }
+    return key;
+  }
+
+  /** The destinations of a message's recipients still waiting (each once, in recipient order). */
+  private waitingDestinations(msg: QueuedMessage, config: Config): string[] {
+    const keys: string[] = [];
+    for (const [rcpt, r] of msg.rcpts) {
+      if (r.status !== 'pending') continue;
+      const key = this.destKey(rcpt, config);
+      if (!keys.includes(key)) keys.push(key);
+    }
+    return keys;
+  }
+
+  private dest(key: string): DestState {
+    let d = this.dests.get(key);
+    if (!d) this.dests.set(key, (d = { lastError: null }));
+    return d;
+  }
+
   list(): QueueItem[] {
     const out: QueueItem[] = [];
+    const config = this.opts.config();
     for (const m of this.messages.values()) {
       const to: string[] = [];
       const done: QueueItem['done'] = [];
@@ -1254,9 +1325,72 @@ export class Queue {
         nextAttemptAt: m.nextAttemptAt,
         lastError: m.lastError,
         removal: m.removed,
+        destinations: this.waitingDestinations(m, config),
       });
     }
     return out;
+  }
+
+  /**
+   * Every queued message (or every one with a recipient waiting for `destination`) is tried now, as retry(id) does.
+   * Messages being delivered are counted in `delivering` and left alone; removed ones and those whose removal is
+   * pending are skipped.
+   */
+  retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number } {
+    const config = this.opts.config();
+    const only = filter?.destination;
+    let scheduled = 0;
+    let delivering = 0;
+    for (const msg of [...this.messages.values()]) {
+      if (msg.removed || msg.answer) continue;
+      if (only !== undefined && !this.waitingDestinations(msg, config).includes(only)) continue;
+      if (msg.delivering) {
+        delivering++;
+        continue;
+      }
+      this.retryNow(msg);
+      scheduled++;
+    }
+    return { scheduled, delivering };
+  }
+
+  /**
+   * The queue at a glance, for the stats tick (once a second): computed afresh up to SUMMARY_FRESH_MAX messages,
+   * past that at most every SUMMARY_CACHE_MS (one pass over the queue); `down` and `lastError` are always current.
+   */
+  summary(): QueueSummary {
+    const now = this.clock();
+    let c = this.summaryCache;
+    if (!c || this.messages.size <= SUMMARY_FRESH_MAX || now - c.at >= SUMMARY_CACHE_MS || now < c.at) {
+      const config = this.opts.config();
+      let deferred = 0;
+      let oldest: number | null = null;
+      const per = new Map<string, { messages: number; nextAttemptAt: number | null }>();
+      for (const m of this.messages.values()) {
+        if (oldest === null || m.envelope.receivedAt < oldest) oldest = m.envelope.receivedAt;
+        if (m.attempts > 0 && !m.delivering) deferred++;
+        for (const key of this.waitingDestinations(m, config)) {
+          let e = per.get(key);
+          if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null }));
+          e.messages++;
+          if (!m.delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
+        }
+      }
+      const top = [...per].sort((a, b) => b[1].messages - a[1].messages || (a[0] < b[0] ? -1 : 1)).slice(0, 10);
+      c = this.summaryCache = {
+        at: now,
+        value: { messages: this.messages.size, deferred, oldestReceivedAt: oldest, destinations: top.map(([destination, e]) => ({ destination, ...e })) },
+      };
+    }
+    return {
+      messages: c.value.messages,
+      deferred: c.value.deferred,
+      oldestReceivedAt: c.value.oldestReceivedAt,
+      destinations: c.value.destinations.map((e) => {
+        const d = this.dests.get(e.destination);
+        return { destination: e.destination, messages: e.messages, down: false, lastError: d?.lastError ?? null, nextAttemptAt: e.nextAttemptAt };
+      }),
+    };
   }
 
   /** Try now. false when the id is not queued; true (and nothing more) when it is being delivered right now. */
@@ -1264,9 +1398,14 @@ export class Queue {
     const msg = this.messages.get(id);
     if (!msg) return false;
     if (msg.delivering) return true;
+    this.retryNow(msg);
+    return true;
+  }
+
+  /** An administrator's retry: the message is due now. */
+  private retryNow(msg: QueuedMessage): void {
     msg.nextAttemptAt = this.clock();
     this.schedule(msg);
-    return true;
   }
 
   /**
@@ -1621,6 +1760,8 @@ export class Queue {
         // what the stop's close ended: no reply from the server for these recipients. A reply that came before the
         // close, and a failure that was no doing of the stop (refused, dropped by the server, DNS), stay real.
         if (job.closedByStop) outcomes = outcomes.map((o) => (o.result === 'deferred' && !o.smtp ? { ...o, cut: true } : o));
+        const failed = outcomes.find((o) => o.result !== 'delivered' && !o.cut);
+        if (failed) this.dest(key).lastError = oneLineReason(failed.diagnostic);
         job.msg.attempt!.outcomes.push(...outcomes);
       })
       .finally(() => {
