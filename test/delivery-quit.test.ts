@@ -1,8 +1,9 @@
 /**
  * How a delivery session ends (RFC 5321 4.1.1.10): a connection the relay does not keep for the next message is ended
- * with QUIT, after a refusal too (RCPT, MAIL, the message, AUTH, a stale RSET), and only a connection that is out of
- * step (a message stream that broke halfway through DATA) is closed without it. A clean transaction still leaves the
- * connection in the cache for the next message, without QUIT until it is ended.
+ * with QUIT (after a refused AUTH, a stale RSET), and only a connection that is out of step (a message stream that
+ * broke halfway through DATA) is closed without it. A clean transaction, and one the server refused in words (RCPT,
+ * MAIL, the message; not a 421), leave the connection in the cache for the next message, which starts with RSET;
+ * QUIT when it is ended.
  *
  * The downstream server is a raw net server that speaks just enough SMTP and records, per connection, every command
  * line it read, whether QUIT came, and the connection's end.
@@ -159,16 +160,33 @@ describe('a session the relay does not keep ends with QUIT', () => {
     return c;
   };
 
-  it.each([
-    ['550 5.1.1 no such user', 550],
-    ['451 4.3.0 try again later', 451],
-  ])('after a RCPT refused with "%s"', async (reply, code) => {
-    const server = await rawSmtp({ rcpt: () => reply });
-    const r = await client().deliver(attempt(server));
-    expect(r).toMatchObject({ kind: 'done', results: [{ rcpt: 'bob@example.test', code }] });
+  /**
+   * A refusal the server said in words leaves the conversation in step: the connection is kept, the next message to
+   * that server goes over it after RSET (one connection, not one per refused message: a server answering 451 to
+   * everything got a connection per queued message), and it ends with QUIT.
+   */
+  async function keptAfterRefusal(server: RawServer, c: SmtpClient): Promise<void> {
+    expect(c.idleConnections).toBe(1);
+    expect(await c.deliver(attempt(server))).toMatchObject({ kind: 'done' });
+    expect(server.sessions).toHaveLength(1);
+    const cmds = server.sessions[0]!.commands;
+    expect(cmds.filter((l) => l.startsWith('MAIL'))).toHaveLength(2);
+    expect(cmds[cmds.findLastIndex((l) => l.startsWith('MAIL')) - 1]).toBe('RSET');
+    c.closeAll();
     const s = await ended(server);
     expect(s.commands.at(-1)).toBe('QUIT');
     expect(s.quit).toBe(true);
+  }
+
+  it.each([
+    ['550 5.1.1 no such user', 550],
+    ['451 4.3.0 try again later', 451],
+  ])('after a RCPT refused with "%s": kept for the next message, and QUIT when ended', async (reply, code) => {
+    const server = await rawSmtp({ rcpt: () => reply });
+    const c = client();
+    const r = await c.deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'done', results: [{ rcpt: 'bob@example.test', code }] });
+    await keptAfterRefusal(server, c);
   });
 
   it('after some recipients of several were refused and the message was sent to the others: kept, and QUIT when ended', async () => {
@@ -181,22 +199,31 @@ describe('a session the relay does not keep ends with QUIT', () => {
     expect((await ended(server)).quit).toBe(true);
   });
 
-  it('after MAIL FROM was refused', async () => {
+  it('after MAIL FROM was refused: kept, no RCPT sent, and QUIT when ended', async () => {
     const server = await rawSmtp({ mail: () => '553 5.1.8 sender domain does not exist' });
-    const r = await client().deliver(attempt(server));
+    const c = client();
+    const r = await c.deliver(attempt(server));
     expect(r).toMatchObject({ kind: 'done', results: [{ code: 553 }] });
-    const s = await ended(server);
-    expect(s.quit).toBe(true);
-    expect(s.commands.filter((c) => c.startsWith('RCPT'))).toEqual([]);
+    expect(server.sessions[0]!.commands.filter((l) => l.startsWith('RCPT'))).toEqual([]);
+    await keptAfterRefusal(server, c);
   });
 
-  it('after the message itself was refused at the end of DATA', async () => {
+  it('after the message itself was refused at the end of DATA: kept, and QUIT when ended', async () => {
     const server = await rawSmtp({ data: () => '554 5.6.0 message refused' });
     const c = client();
     const r = await c.deliver(attempt(server));
     expect(r).toMatchObject({ kind: 'done', results: [{ code: 554 }] });
+    await keptAfterRefusal(server, c);
+  });
+
+  it('after a 421 (the server is closing the connection): not kept, the next message opens a new connection', async () => {
+    const server = await rawSmtp({ rcpt: (_line, n) => (n === 1 ? '421 4.3.2 shutting down' : undefined) });
+    const c = client();
+    const r = await c.deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 421 }] });
     expect(c.idleConnections).toBe(0);
-    expect((await ended(server)).quit).toBe(true);
+    expect(await c.deliver(attempt(server))).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+    expect(server.sessions).toHaveLength(2);
   });
 
   it('after AUTH was refused', async () => {

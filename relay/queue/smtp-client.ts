@@ -328,6 +328,12 @@ class Session {
       const code = e.responseCode ?? 0;
       // a MAIL FROM refusal or a failure of the message itself applies to every recipient not already refused
       for (const rcpt of input.rcpts) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code, response });
+      // A refusal the server said in words (a 4xx or 5xx to MAIL, RCPT, DATA or the message) leaves the conversation
+      // in step: the connection may carry the next message after an RSET, as Postfix's cache does. Before, every
+      // refused message cost a new connection: a server answering 451 to everything (greylisting, an outage behind
+      // it) got one connection per queued message. Not after a 421 (the server is closing), a timeout or a broken
+      // socket: atCommandBoundary() says whether every command sent has had its reply.
+      this.reusable = code >= 400 && code !== 421 && this.atCommandBoundary();
     } else {
       response = sent.info!.response;
       const code = Number(/^\d{3}/.exec(response)?.[0] ?? 250);
@@ -450,8 +456,9 @@ export class SmtpClient {
   }
 
   /**
-   * After a transaction: keep the connection for the next message to the same address (only after a clean one), or
-   * end it, with QUIT unless it is broken (a refusal is no reason to drop the connection on the server).
+   * After a transaction: keep the connection for the next message to the same address (after a delivery, or a
+   * refusal that left the conversation in step; the next use starts with RSET), or end it, with QUIT unless it is
+   * broken.
    */
   private release(key: string, session: Session): void {
     let list = this.idle.get(key);
