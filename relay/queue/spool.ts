@@ -120,7 +120,10 @@ export interface QueueItem {
 export interface QueueSummary {
   /** messages in the queue */
   messages: number;
-  /** messages (not jobs, not attempts) that failed at least once and are not being delivered now */
+  /**
+   * messages (not jobs, not attempts) that failed at least once and are not being delivered now (one deferred without
+   * a connection because its destination is down counts too)
+   */
   deferred: number;
   oldestReceivedAt: number | null;
   /** the 10 destinations with the most waiting messages, most first */
@@ -141,6 +144,16 @@ export interface QueueSummary {
 interface DestState {
   /** the last failure reason of a job for it */
   lastError: string | null;
+  /**
+   * its last attempt failed at the connection level (could not connect, no greeting, a 421 greeting, TLS required but
+   * not possible): at most one connection at a time (a probe), not before probeAt; the other jobs are not tried.
+   * `failures`: connection-level failures in a row (the probe interval grows with them, as the retry delays do).
+   */
+  down: { since: number; reason: string; at: number; probeAt: number; failures: number } | null;
+  /** the probe is under way */
+  probing: boolean;
+  /** messages waiting whose last failure for it was at the connection level: a delivery to it brings them forward */
+  connWaiting: Set<QueuedMessage>;
 }
 
 /** summary() is computed afresh up to this many queued messages; past it, at most every SUMMARY_CACHE_MS. */
@@ -258,6 +271,17 @@ export interface QueuedMessage {
   data: Buffer | null;
   /** a .state file may exist for it (one was written or found at start): remove() unlinks it */
   hasState: boolean;
+  /**
+   * failed attempts that count for the retry delay (absent: `attempts`). An attempt made ahead of the schedule (the
+   * administrator's retry, a destination's recovery) and failed is counted in `attempts`, not here.
+   */
+  steps?: number;
+  /** tried ahead of its schedule (retry(), retryAll(), a recovery): the nextAttemptAt it had, kept if that fails */
+  early?: number | null;
+  /** destinations whose last attempt for it failed at the connection level (or was not tried: down); in memory */
+  connDests?: Set<string>;
+  /** the key of its live entry in the retry heap, if any (no duplicate entries at the same time) */
+  heapAt?: number | null;
 }
 
 /** What one attempt decided for one recipient. */
@@ -269,6 +293,11 @@ interface Outcome extends FailedRecipient {
    * delivery a pending removal stopped before it connected (its message leaves the queue, or waits for its return).
    */
   cut?: true;
+  /**
+   * not tried: its destination is down (one probe at a time). Not an attempt; the message's next one is this time
+   * (the destination's next probe, plus jitter).
+   */
+  skippedUntil?: number;
 }
 
 interface Job {
@@ -277,6 +306,12 @@ interface Job {
   rcpts: string[];
   /** stop() closed a connection of this job (it called the closer the job's delivery registered) */
   closedByStop?: true;
+  /** the one connection allowed to a destination that is down */
+  probe?: true;
+  /** what this job learned about its destination: it did not answer usably (connection level), or it answered */
+  verdict?: { down: string } | 'up';
+  /** a recipient was delivered */
+  delivered?: true;
 }
 
 export interface QueueOptions {
@@ -340,6 +375,8 @@ interface StateFile {
    */
   returning?: true;
   attempts: number;
+  /** failed attempts that count for the retry delay, when not `attempts` (QueuedMessage.steps; older relays ignore it) */
+  steps?: number;
   nextAttemptAt: number;
   lastError: string | null;
   rcpts: Record<string, { status: RecipientStatus; error: string | null }>;
@@ -1083,6 +1120,7 @@ export class Queue {
       // relay says deleted too, for older relays; one written before that by the relay that added `returning` not)
       if (state.returning) msg.removed = 'bounce';
       msg.attempts = state.attempts;
+      if (typeof state.steps === 'number' && state.steps >= 0 && state.steps <= state.attempts) msg.steps = state.steps;
       msg.nextAttemptAt = state.nextAttemptAt;
       msg.lastError = state.lastError;
       for (const [to, r] of Object.entries(state.rcpts ?? {})) if (msg.rcpts.has(to)) msg.rcpts.set(to, r);
@@ -1114,6 +1152,7 @@ export class Queue {
       v: 1,
       ...(msg.removed === 'delete' ? { deleted: true as const } : msg.removed === 'bounce' ? { deleted: true as const, returning: true as const } : {}),
       attempts: msg.attempts,
+      ...(msg.steps !== undefined && msg.steps !== msg.attempts ? { steps: msg.steps } : {}),
       nextAttemptAt: msg.nextAttemptAt,
       lastError: msg.lastError,
       rcpts: Object.fromEntries(msg.rcpts),
@@ -1172,6 +1211,8 @@ export class Queue {
    */
   private async remove(msg: QueuedMessage): Promise<string | null> {
     this.messages.delete(msg.id);
+    for (const key of msg.connDests ?? []) this.dests.get(key)?.connWaiting.delete(msg);
+    msg.connDests = undefined;
     this.dropData(msg);
     const stateFile = path.join(this.queueDir, `${msg.id}.state`);
     const seg = msg.seg;
@@ -1297,7 +1338,7 @@ export class Queue {
 
   private dest(key: string): DestState {
     let d = this.dests.get(key);
-    if (!d) this.dests.set(key, (d = { lastError: null }));
+    if (!d) this.dests.set(key, (d = { lastError: null, down: null, probing: false, connWaiting: new Set() }));
     return d;
   }
 
@@ -1320,7 +1361,7 @@ export class Queue {
         receivedAt: m.envelope.receivedAt,
         kind: m.kind,
         // (delivering until the outcome of an attempt that connected is recorded: a removal pending until then, too)
-        status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 ? 'deferred' : 'queued',
+        status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 || m.lastError !== null ? 'deferred' : 'queued',
         attempts: m.attempts,
         nextAttemptAt: m.nextAttemptAt,
         lastError: m.lastError,
@@ -1368,7 +1409,8 @@ export class Queue {
       const per = new Map<string, { messages: number; nextAttemptAt: number | null }>();
       for (const m of this.messages.values()) {
         if (oldest === null || m.envelope.receivedAt < oldest) oldest = m.envelope.receivedAt;
-        if (m.attempts > 0 && !m.delivering) deferred++;
+        // (one not tried because its destination is down counts: it waits because of a failure)
+        if ((m.attempts > 0 || m.lastError !== null) && !m.delivering) deferred++;
         for (const key of this.waitingDestinations(m, config)) {
           let e = per.get(key);
           if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null }));
@@ -1388,7 +1430,8 @@ export class Queue {
       oldestReceivedAt: c.value.oldestReceivedAt,
       destinations: c.value.destinations.map((e) => {
         const d = this.dests.get(e.destination);
-        return { destination: e.destination, messages: e.messages, down: false, lastError: d?.lastError ?? null, nextAttemptAt: e.nextAttemptAt };
+        const down = d?.down ?? null;
+        return { destination: e.destination, messages: e.messages, down: down !== null, lastError: d?.lastError ?? null, nextAttemptAt: down ? down.probeAt : e.nextAttemptAt };
       }),
     };
   }
@@ -1402,9 +1445,24 @@ export class Queue {
     return true;
   }
 
-  /** An administrator's retry: the message is due now. */
+  /**
+   * An administrator's retry: the message is due now, ahead of its schedule (if it fails, its backoff stays where it
+   * was: finishAttempt). A destination of it that is down may be probed now (one connection answers "is it back?"
+   * for all its messages: if it is, they are brought forward).
+   */
   private retryNow(msg: QueuedMessage): void {
-    msg.nextAttemptAt = this.clock();
+    const now = this.clock();
+    for (const key of this.waitingDestinations(msg, this.opts.config())) {
+      const down = this.dests.get(key)?.down;
+      if (down && down.probeAt > now) down.probeAt = now;
+    }
+    this.bringForward(msg, now);
+  }
+
+  /** Due now, ahead of its schedule: the time it had is kept for the case this attempt fails. */
+  private bringForward(msg: QueuedMessage, now: number): void {
+    if (msg.early == null && msg.nextAttemptAt > now) msg.early = msg.nextAttemptAt;
+    msg.nextAttemptAt = now;
     this.schedule(msg);
   }
 
@@ -1666,10 +1724,16 @@ export class Queue {
       this.readyList.push(msg);
       this.pump();
     } else {
+      if (msg.heapAt === msg.nextAttemptAt) return; // its live entry is there already
+      msg.heapAt = msg.nextAttemptAt;
       this.waiting.push(msg.nextAttemptAt, msg);
       // an entry goes stale when its message is retried by hand, deleted or rescheduled; drop them once they outnumber the queue
       if (this.waiting.length > 2 * this.messages.size + 16) {
-        this.waiting.retain((at, m) => this.messages.get(m.id) === m && m.nextAttemptAt === at && !m.delivering && !m.inReady);
+        this.waiting.retain((at, m) => {
+          if (this.messages.get(m.id) === m && m.nextAttemptAt === at && !m.delivering && !m.inReady) return true;
+          if (m.heapAt === at) m.heapAt = null;
+          return false;
+        });
       }
       this.armTimer();
     }
@@ -1698,6 +1762,7 @@ export class Queue {
     const now = this.clock();
     for (let key = this.waiting.peekKey(); key !== undefined && key <= now; key = this.waiting.peekKey()) {
       const { value: msg } = this.waiting.pop()!;
+      if (msg.heapAt === key) msg.heapAt = null;
       if (this.messages.get(msg.id) !== msg || msg.nextAttemptAt !== key || msg.delivering || msg.inReady) continue;
       msg.inReady = true;
       this.readyList.push(msg);
@@ -1718,7 +1783,21 @@ export class Queue {
     for (const [key, fifo] of this.destQueues) {
       if (this.active >= this.concurrency) break;
       while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < this.perDestination) {
-        this.startJob(key, fifo.shift()!);
+        const job = fifo.shift()!;
+        const d = this.dests.get(key);
+        if (d?.down) {
+          // down: one connection at a time (the probe), once its time has come; the others are not tried
+          const now = this.clock();
+          if (d.probing || now < d.down.probeAt) {
+            this.skip(key, job, d);
+            continue;
+          }
+          d.probing = true;
+          job.probe = true;
+          // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given)
+          d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
+        }
+        this.startJob(key, job);
       }
       if (fifo.length === 0) this.destQueues.delete(key);
     }
@@ -1740,7 +1819,13 @@ export class Queue {
       this.endAttempt(msg);
       return;
     }
+    const now = this.clock();
     for (const [key, job] of groups) {
+      const d = this.dests.get(key);
+      if (d?.down && (d.probing || now < d.down.probeAt)) {
+        this.skip(key, job, d);
+        continue;
+      }
       let fifo = this.destQueues.get(key);
       if (!fifo) this.destQueues.set(key, (fifo = new Fifo<Job>()));
       fifo.push(job);
@@ -1762,7 +1847,14 @@ export class Queue {
         if (job.closedByStop) outcomes = outcomes.map((o) => (o.result === 'deferred' && !o.smtp ? { ...o, cut: true } : o));
         const failed = outcomes.find((o) => o.result !== 'delivered' && !o.cut);
         if (failed) this.dest(key).lastError = oneLineReason(failed.diagnostic);
+        // what the server decided for these recipients is the message's truth from now on (list(), the removals),
+        // before the attempt's other jobs end and before it is recorded on disk (finishAttempt)
+        for (const o of outcomes) {
+          if (o.result === 'delivered') job.msg.rcpts.set(o.rcpt, { status: 'delivered', error: null });
+          else if (o.result === 'bounced') job.msg.rcpts.set(o.rcpt, { status: 'bounced', error: oneLineReason(o.diagnostic) });
+        }
         job.msg.attempt!.outcomes.push(...outcomes);
+        this.learn(key, job, outcomes);
       })
       .finally(() => {
         this.active--;
@@ -1773,6 +1865,86 @@ export class Queue {
         this.pump();
       });
     this.track(run);
+  }
+
+  /** Between probes of a destination that is down, after `failures` connection-level failures in a row. */
+  private probeInterval(failures: number): number {
+    return retryDelay(failures, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, 0, () => 0.5);
+  }
+
+  /**
+   * A job for a destination that is down, not tried (no connection): its recipients are deferred with a reason that
+   * says so, until the destination's next probe (plus jitter). Not an attempt (finishAttempt).
+   */
+  private skip(key: string, job: Job, d: DestState): void {
+    const down = d.down!;
+    const jitter = Math.round((this.opts.random ?? Math.random)() * (this.opts.jitter ?? 0.1) * this.probeInterval(down.failures));
+    const diagnostic = oneLineReason(`not tried: ${destLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(down.probeAt)}`);
+    for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: down.probeAt + jitter });
+    this.noteConn(key, job.msg, true);
+    this.jobDone(job.msg);
+  }
+
+  /** Records whether the message's last try for the destination failed at the connection level (or was not tried). */
+  private noteConn(key: string, msg: QueuedMessage, conn: boolean): void {
+    if (conn) {
+      this.dest(key).connWaiting.add(msg);
+      (msg.connDests ??= new Set()).add(key);
+    } else if (msg.connDests?.delete(key)) {
+      this.dests.get(key)?.connWaiting.delete(msg);
+    }
+  }
+
+  /**
+   * What a job that ended tells about its destination (as Postfix's queue manager does with a dead destination):
+   * a connection-level failure marks it down (one probe at a time from now on, the jobs waiting for a slot to it are
+   * not tried); any answer of the server ends that; a delivery brings forward every message waiting for it whose
+   * last failure for it was at the connection level.
+   */
+  private learn(key: string, job: Job, outcomes: Outcome[]): void {
+    const d = this.dest(key);
+    if (job.probe) d.probing = false;
+    const v = job.verdict;
+    const now = this.clock();
+    if (v !== undefined && v !== 'up') {
+      const was = d.down;
+      // (the sessions that were open when it went down fail too: one failure, not one per session)
+      const failures = !was ? 1 : job.probe ? was.failures + 1 : was.failures;
+      const probeAt = !was || job.probe ? now + this.probeInterval(failures) : was.probeAt;
+      d.down = { since: was?.since ?? now, reason: oneLineReason(v.down), at: now, probeAt, failures };
+      if (!was) this.log(`queue: ${destLabel(key)} did not answer (${d.down.reason}); one connection at a time to it until it does, the next at ${clockTime(probeAt)}`);
+      this.noteConn(key, job.msg, true);
+      const fifo = this.destQueues.get(key);
+      if (fifo && !d.probing) {
+        for (let j = fifo.shift(); j; j = fifo.shift()) this.skip(key, j, d);
+        this.destQueues.delete(key);
+      }
+      return;
+    }
+    if (v === 'up') {
+      if (d.down) this.log(`queue: ${destLabel(key)} answers again (it did not from ${clockTime(d.down.since)})`);
+      d.down = null;
+      this.noteConn(key, job.msg, false);
+    } else if (outcomes.some((o) => !o.cut)) {
+      // failed otherwise (DNS...), or not tried because of a removal: not a connection-level failure
+      this.noteConn(key, job.msg, false);
+    }
+    if (job.delivered && d.connWaiting.size > 0) {
+      let n = 0;
+      for (const m of [...d.connWaiting]) {
+        if (this.messages.get(m.id) !== m) {
+          d.connWaiting.delete(m);
+          continue;
+        }
+        // (one being delivered or removed now stays listed: a later delivery brings it forward if it still waits)
+        if (m.delivering || m.removed || m.answer) continue;
+        d.connWaiting.delete(m);
+        m.connDests?.delete(key);
+        this.bringForward(m, now);
+        n++;
+      }
+      if (n > 0) this.log(`queue: ${destLabel(key)} takes mail again: ${n} messages waiting for it are due now`);
+    }
   }
 
   private jobDone(msg: QueuedMessage): void {
@@ -1827,6 +1999,7 @@ export class Queue {
 
     const auth = dest.kind === 'smarthost' && dest.user && dest.password ? { user: dest.user, pass: dest.password } : null;
     const failures: string[] = [];
+    let answered = false;
     for (const target of targets.targets) {
       // (no await unless a removal is being recorded: nothing else may run between the checks and the connection)
       if (msg.persisting) await msg.persisting;
@@ -1862,9 +2035,12 @@ export class Queue {
       });
       if (r.kind === 'session-failed') {
         failures.push(r.reason);
+        // a refused login is an answer: the server is up (the problem is the config)
+        if (r.login) answered = true;
         if (r.login && dest.kind === 'smarthost') this.smarthostLogin(dest.host, r.reason);
         continue;
       }
+      job.verdict = 'up';
       if (auth && dest.kind === 'smarthost') this.smarthostLogin(dest.host, null);
       const host = hostLabel(target);
       const delivered: string[] = [];
@@ -1886,6 +2062,7 @@ export class Queue {
         }
       }
       if (delivered.length > 0) {
+        job.delivered = true;
         this.opts.bus.emit({
           kind: 'delivered',
           sessionId: msg.envelope.sessionId || null,
@@ -1902,6 +2079,9 @@ export class Queue {
       return out;
     }
     const tlsNote = config.delivery.tls === 'required' ? ' (delivery.tls is "required": never sent in plain text)' : '';
+    // every address failed before the envelope (could not connect, no greeting, a 421 greeting, no TLS where it is
+    // required): the destination is down. Not when the stop closed the connection.
+    if (failures.length > 0 && !job.closedByStop) job.verdict = answered ? 'up' : { down: failures[failures.length - 1]! + tlsNote };
     return all('deferred', '4.4.1', (failures.join('; ') || 'no address to connect to') + tlsNote);
   }
 
@@ -1939,7 +2119,17 @@ export class Queue {
     // real 4xx included; only the expiry bounce below applies to those at once.
     const cut = (o: Outcome) => o.cut === true;
     const cutShort = (stopping && !tried) || outcomes.some(cut);
-    if (tried && (outcomes.length === 0 || outcomes.some((o) => !cut(o)))) msg.attempts++;
+    // A job not tried because its destination is down (skip()) is no attempt: it neither counts nor moves the
+    // backoff; the message is due again at the destination's next probe (plus jitter). Its recipients still expire.
+    const skipped = (o: Outcome) => o.skippedUntil !== undefined;
+    const counted = tried && (outcomes.length === 0 || outcomes.some((o) => !cut(o) && !skipped(o)));
+    if (counted) msg.attempts++;
+    // An attempt made ahead of the schedule (the administrator's retry, retryAll, a destination's recovery) that fails
+    // is shown in `attempts` but is no step of the retry schedule: the next automatic attempt stays where it was.
+    const early = msg.early ?? null;
+    msg.early = null;
+    const stepsBefore = msg.steps ?? attemptsBefore;
+    msg.steps = counted && early === null ? stepsBefore + 1 : stepsBefore;
     // a pending removal being recorded on disk is written before anything below writes or unlinks the state (and if
     // that failed, it was undone: read it after)
     if (msg.persisting) await msg.persisting;
@@ -1993,6 +2183,8 @@ export class Queue {
         // were taken out): undone, the attempt goes on as if it had not been asked (its jobs queued again)
         msg.removed = null;
         msg.attempts = attemptsBefore;
+        msg.steps = stepsBefore;
+        msg.early = early;
         if (retained) msg.data = this.retain(retained);
         msg.attempt = attempt;
         msg.wrapUp = false;
@@ -2045,12 +2237,18 @@ export class Queue {
       // retried as soon as the queue starts again (the stored nextAttemptAt is due): every pending recipient, those
       // with a real 4xx in this attempt too (the delay is the message's, not a recipient's)
       msg.nextAttemptAt = Math.min(msg.nextAttemptAt, now);
-    } else if (tried) {
-      const delay = retryDelay(msg.attempts, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
+    } else if (counted || deferred.some(skipped)) {
+      let next = Infinity;
+      if (counted) {
+        const delay = retryDelay(msg.steps, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
+        // ahead of the schedule: the time it had, or (passed meanwhile) the delay of its unchanged count from now
+        next = early !== null && early > now ? early : now + delay;
+      }
+      for (const d of deferred) if (d.skippedUntil !== undefined && d.skippedUntil < next) next = d.skippedUntil;
       // the last try happens at the end of the lifetime, and its failure bounces
-      msg.nextAttemptAt = now < expiresAt ? Math.min(now + delay, expiresAt) : now + delay;
+      msg.nextAttemptAt = now < expiresAt ? Math.min(next, expiresAt) : next;
     }
-    if (deferred.length > 0) msg.lastError = deferred[0]!.diagnostic;
+    if (deferred.length > 0) msg.lastError = (deferred.find((d) => !skipped(d)) ?? deferred[0]!).diagnostic;
     if (returnWaits) msg.lastError = oneLineReason(`the return to the sender the administrator asked for is not done yet: its bounce could not be stored (${returnFailed}); it is tried again`);
     // on the way down it stays in its segment (which stays too): a stop should not copy every message in flight
     const leftSegment = stopping ? null : await this.moveToOwnFile(msg, retained);
@@ -2144,6 +2342,19 @@ function removalWords(asked: 'delete' | 'bounce'): string {
 
 function notTried(rcpt: string): Outcome {
   return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null, cut: true };
+}
+
+/** A destination key as said to people: the host and port, the domain, or the smarthost. */
+function destLabel(key: string): string {
+  if (key.startsWith('local:')) return key.slice('local:'.length);
+  if (key.startsWith('mx:')) return key.slice('mx:'.length);
+  if (key.startsWith('smarthost:')) return `the smarthost ${key.slice('smarthost:'.length)}`;
+  return key;
+}
+
+/** HH:MM:SS UTC */
+function clockTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
 }
 
 function hostLabel(t: Target): string {
