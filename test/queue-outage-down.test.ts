@@ -1,0 +1,221 @@
+/**
+ * A destination that is down (a listener that accepts and never greets; a port where nothing listens), on a fake
+ * clock: one connection at a time to it (a probe), the other messages deferred without a connection with a reason
+ * that says so; and when it takes mail again, the messages that waited for it at the connection level are brought
+ * forward at once, not those a server deferred with a 4xx.
+ */
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from './helpers/queue-clock.ts';
+import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
+import type { RelayEvent } from '../shared/events.ts';
+
+const { sink, harness } = deliveryFixtures();
+const MIN = 60_000;
+
+/** A TCP listener that accepts connections and never says a word (a hung server). */
+async function silentServer() {
+  const sockets = new Set<net.Socket>();
+  const stats = { connections: 0, open: 0, maxOpen: 0 };
+  const server = net.createServer((s) => {
+    stats.connections++;
+    stats.maxOpen = Math.max(stats.maxOpen, ++stats.open);
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => {
+      stats.open--;
+      sockets.delete(s);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    stats,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** A loopback port where nothing listens (bound, read, closed). */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+type Deferred = Extract<RelayEvent, { kind: 'deferred' }>;
+
+describe('a destination that is down', () => {
+  it('a server that never greets: one connection at a time while N messages come due, the others deferred without one', async () => {
+    const clock = new FakeClock();
+    const hung = await silentServer();
+    try {
+      const h = await harness(
+        { smtp: { hostname: 'relay.test' }, domains: { 'corp.test': { deliverTo: hung.address, recipients: '*' } }, delivery: { tls: 'off' } },
+        // (the greeting timeout is real time: short here; the schedule is the fake clock's)
+        { now: clock.now, timers: clock, random: () => 0.5, connectTimeoutMs: 300 },
+      );
+      await h.queue.start();
+      const deferred = () => h.events.filter((e): e is Deferred => e.kind === 'deferred');
+      const first = await h.submit('alice@sender.test', ['a0@corp.test']);
+      await expect.poll(() => deferred().length, { interval: 5 }).toBe(1);
+      const failedAt = clock.now();
+      expect(hung.stats.connections).toBe(1);
+      expect(deferred()[0]!.reason).toMatch(/[Gg]reeting|[Tt]imeout/);
+      const dest = `local:${hung.address}`;
+      expect(h.queue.summary().destinations).toEqual([
+        { destination: dest, messages: 1, down: true, lastError: expect.stringMatching(/[Gg]reeting|[Tt]imeout/), nextAttemptAt: failedAt + 1 * MIN },
+      ]);
+
+      // 10 more arrive: none connects; each is deferred at once, saying why and until when, and is no attempt
+      const ids: string[] = [];
+      for (let i = 1; i <= 10; i++) ids.push(await h.submit('alice@sender.test', [`a${i}@corp.test`]));
+      await expect.poll(() => deferred().length, { interval: 5 }).toBe(11);
+      expect(hung.stats.connections).toBe(1);
+      const hhmmss = (t: number) => new Date(t).toISOString().slice(11, 19);
+      for (const e of deferred().slice(1)) {
+        expect(e.reason).toMatch(new RegExp(`^not tried: 127\\.0\\.0\\.1:${hung.port} did not answer the last attempt \\(.*at ${hhmmss(failedAt)} UTC\\); next try ${hhmmss(failedAt + MIN)} UTC$`));
+        // the next probe, plus jitter (random 0.5: 5% of the interval)
+        expect(e.nextAttemptAt).toBe(failedAt + MIN + 3000);
+      }
+      for (const id of ids) expect(h.queue.list().find((i) => i.id === id)).toMatchObject({ attempts: 0, status: 'deferred', lastError: expect.stringMatching(/^not tried: /) });
+
+      // the probe time: all 11 are due; exactly one connects (the probe), the 10 others are deferred without one
+      clock.advance(MIN + 3000);
+      await expect.poll(() => deferred().length, { interval: 5 }).toBe(22);
+      expect(hung.stats.connections).toBe(2);
+      expect(hung.stats.maxOpen).toBe(1);
+      const probe = deferred().slice(11).find((e) => !e.reason.startsWith('not tried'))!;
+      expect(probe.queueId).toBe(first);
+      // the probe failed: the next one in 5 min (the interval grows as the retry delays do)
+      const probedAt = clock.now();
+      expect(h.queue.summary().destinations[0]).toMatchObject({ messages: 11, down: true, nextAttemptAt: probedAt + 5 * MIN });
+      for (const id of ids) {
+        const item = h.queue.list().find((i) => i.id === id)!;
+        expect(item.attempts).toBe(0);
+        expect(item.nextAttemptAt).toBeGreaterThanOrEqual(probedAt + 5 * MIN);
+      }
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it('a refused connection marks it down too; retry(id) probes at once; expiry still bounces what was not tried', async () => {
+    const clock = new FakeClock();
+    const port = await deadPort();
+    const senderSink = await sink();
+    const h = await harness(
+      {
+        smtp: { hostname: 'relay.test' },
+        domains: { 'corp.test': { deliverTo: `127.0.0.1:${port}`, recipients: '*' }, 'sender.test': { deliverTo: senderSink.address, recipients: '*' } },
+        delivery: { tls: 'off', maxQueueHours: 1 },
+      },
+      { now: clock.now, timers: clock, random: () => 0.5 },
+    );
+    await h.queue.start();
+    const deferred = () => h.events.filter((e): e is Deferred => e.kind === 'deferred');
+    await h.submit('alice@sender.test', ['a@corp.test']);
+    await expect.poll(() => deferred().length, { interval: 5 }).toBe(1);
+    expect(deferred()[0]!.reason).toMatch(/ECONNREFUSED/);
+    const other = await h.submit('alice@sender.test', ['b@corp.test']);
+    await expect.poll(() => deferred().length, { interval: 5 }).toBe(2);
+    expect(deferred()[1]!.reason).toMatch(/^not tried: .*ECONNREFUSED.*next try/);
+
+    // Retry: the destination is probed now (one connection), the message counts that attempt
+    clock.advance(10_000);
+    h.queue.retry(other);
+    await expect.poll(() => deferred().length, { interval: 5 }).toBe(3);
+    expect(deferred()[2]!.reason).toMatch(/ECONNREFUSED/);
+    expect(deferred()[2]!.reason).not.toMatch(/not tried/);
+    expect(h.queue.list().find((i) => i.id === other)).toMatchObject({ attempts: 1 });
+
+    // an hour later both have expired: bounced, the last error said
+    for (let i = 0; i < 40 && h.queue.size > 0; i++) {
+      clock.fireNext();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await expect.poll(() => h.queue.size).toBe(0);
+    const bounced = h.events.filter((e) => e.kind === 'bounced');
+    expect(bounced).toHaveLength(2);
+    for (const b of bounced) expect(b.kind === 'bounced' && b.reason).toMatch(/could not be delivered for 1 hours.*ECONNREFUSED/);
+  });
+});
+
+describe('when the destination comes back', () => {
+  it('the messages that waited for it at the connection level go at once, not those a server deferred with a 4xx', async () => {
+    const clock = new FakeClock();
+    const greylist = (rcpt: string) => (rcpt.startsWith('grey') ? { code: 451, message: '4.7.1 greylisted, try later' } : undefined);
+    let up = await sink({ onRcpt: greylist });
+    const port = up.port;
+    const h = await harness(localDomains({ 'corp.test': up }, { tls: 'off' }), { now: clock.now, timers: clock, random: () => 0.5 });
+    await h.queue.start();
+    const deferred = () => h.events.filter((e): e is Deferred => e.kind === 'deferred');
+    const grey = await h.submit('alice@sender.test', ['grey@corp.test']);
+    await expect.poll(() => deferred().length, { interval: 5 }).toBe(1);
+    const greyItem = h.queue.list()[0]!;
+    expect(greyItem).toMatchObject({ attempts: 1, nextAttemptAt: clock.now() + 1 * MIN });
+
+    // the server goes away: refused
+    await up.close();
+    clock.advance(1000);
+    const waiting: string[] = [];
+    for (let i = 0; i < 5; i++) waiting.push(await h.submit('alice@sender.test', [`u${i}@corp.test`]));
+    await expect.poll(() => deferred().length, { interval: 5 }).toBe(6);
+    // (one has tried and failed; after it, the others were not tried)
+    const due = new Map(h.queue.list().map((i) => [i.id, i.nextAttemptAt]));
+
+    // it is back on the same port; the administrator retries one message: it is delivered, and every message that
+    // waited for it at the connection level goes now (the clock does not move), the greylisted one keeps its time
+    up = await sink({ port, onRcpt: greylist });
+    try {
+      h.queue.retry(waiting[0]!);
+      await up.waitFor(5);
+      await expect.poll(() => h.queue.size).toBe(1);
+      expect(up.messages.flatMap((m) => m.to).sort()).toEqual(['u0@corp.test', 'u1@corp.test', 'u2@corp.test', 'u3@corp.test', 'u4@corp.test']);
+      expect(h.queue.list()).toEqual([expect.objectContaining({ id: grey, attempts: 1, nextAttemptAt: greyItem.nextAttemptAt })]);
+      expect(deferred().filter((e) => e.queueId === grey)).toHaveLength(1);
+      for (const id of waiting.slice(1)) expect(due.get(id)).toBeGreaterThan(clock.now());
+      expect(h.queue.summary().destinations[0]).toMatchObject({ down: false });
+    } finally {
+      await up.close();
+    }
+  });
+
+  it('messages brought forward that fail again at once keep their backoff', async () => {
+    const clock = new FakeClock();
+    // after the restart it takes u0 and defers the others with a 4xx at RCPT
+    let up = await sink();
+    const port = up.port;
+    await up.close();
+    const h = await harness(localDomains({ 'corp.test': up }, { tls: 'off' }), { now: clock.now, timers: clock, random: () => 0.5 });
+    await h.queue.start();
+    const deferred = () => h.events.filter((e): e is Deferred => e.kind === 'deferred');
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      ids.push(await h.submit('alice@sender.test', [`u${i}@corp.test`]));
+      await expect.poll(() => deferred().length, { interval: 5 }).toBe(i + 1);
+    }
+    const before = new Map(h.queue.list().map((i) => [i.id, i]));
+    up = await sink({ port, onRcpt: (rcpt) => (rcpt === 'u0@corp.test' ? undefined : { code: 452, message: '4.3.1 out of space for now' }) });
+    try {
+      h.queue.retry(ids[0]!);
+      await up.waitFor(1);
+      await expect.poll(() => deferred().length, { interval: 5 }).toBe(7);
+      for (const id of ids.slice(1)) {
+        const item = h.queue.list().find((i) => i.id === id)!;
+        const was = before.get(id)!;
+        // shown as an attempt, but no step of the schedule: the time it had
+        expect(item).toMatchObject({ attempts: was.attempts + 1, nextAttemptAt: was.nextAttemptAt, lastError: expect.stringContaining('452 4.3.1') });
+      }
+    } finally {
+      await up.close();
+    }
+  });
+});
