@@ -205,8 +205,42 @@ export const QueueItem = z.object({
    * again at nextAttemptAt, never delivered meanwhile); null: none. Relays older than this field leave it out.
    */
   removal: z.enum(['delete', 'bounce']).nullable().optional(),
+  /**
+   * the destinations its waiting recipients go to, as the queue names them (the keys of `Stats.queue.destinations`,
+   * `queue.list {destination}` and `queue.retry {all: true, destination}`). Relays older than this field leave it out.
+   */
+  destinations: z.array(z.string()).optional(),
 });
 export type QueueItem = z.infer<typeof QueueItem>;
+
+/** A destination (a key of the relay's queue, e.g. "mx:corp.example", "local:10.0.0.5:25", "smarthost:smtp.isp.example:587"). */
+const DestinationKey = z.string().min(1).max(300);
+
+/** One destination of the queue: the messages waiting for it and how its last attempts went. */
+export const QueueDestination = z.object({
+  destination: z.string(),
+  /** queued messages with a recipient waiting for it */
+  messages: z.int().nonnegative(),
+  /** its last attempt failed at the connection level (no answer, refused, timeout, a 421 greeting): it is probed, one connection at a time */
+  down: z.boolean(),
+  /** why its last attempt failed (one line), or null */
+  lastError: z.string().nullable(),
+  /** the earliest next attempt of a message waiting for it, or null (none scheduled: all being delivered) */
+  nextAttemptAt: Millis.nullable(),
+});
+export type QueueDestination = z.infer<typeof QueueDestination>;
+
+/** The queue at a glance (the relay's Queue.summary()). */
+export const QueueSummary = z.object({
+  messages: z.int().nonnegative(),
+  /** messages (not recipients, not attempts) that failed at least once and are not being delivered now */
+  deferred: z.int().nonnegative(),
+  /** when the oldest queued message was received, or null when the queue is empty */
+  oldestReceivedAt: Millis.nullable(),
+  /** the destinations with the most waiting messages (at most 10), most first */
+  destinations: z.array(QueueDestination),
+});
+export type QueueSummary = z.infer<typeof QueueSummary>;
 
 const RuleCounts = z.record(z.string(), z.int().nonnegative()).describe('rule id -> count');
 
@@ -220,6 +254,10 @@ export const StatsPoint = z.object({
   monitored: z.int().nonnegative(),
   connections: z.int().nonnegative(),
   events: z.int().nonnegative(),
+  /** messages with a delivery in this second (a message delivered to two destinations in one second counts once) */
+  delivered: z.int().nonnegative().optional(),
+  /** messages whose delivery attempt ended deferred in this second (one per message, however many recipients and destinations) */
+  deferred: z.int().nonnegative().optional(),
 });
 export type StatsPoint = z.infer<typeof StatsPoint>;
 
@@ -249,7 +287,16 @@ export const Stats = z.object({
   openConnections: z.int().nonnegative(),
   /** clients by messages in the last hour (at most 10) */
   topTalkers: z.array(z.object({ ip: z.string(), messagesLastHour: z.int().nonnegative(), connections: z.int().nonnegative() })),
-  queue: z.object({ size: z.int().nonnegative(), activeDeliveries: z.int().nonnegative(), acceptingMail: z.boolean() }),
+  /**
+   * size, activeDeliveries and acceptingMail; then the figures of the queue's summary (QueueSummary: messages, deferred,
+   * oldestReceivedAt, destinations), which relays older than them leave out
+   */
+  queue: z.object({
+    size: z.int().nonnegative(),
+    activeDeliveries: z.int().nonnegative(),
+    acceptingMail: z.boolean(),
+    ...QueueSummary.partial().shape,
+  }),
   manage: z.object({ sessions: z.int().nonnegative(), subscriptions: z.int().nonnegative(), droppedEvents: z.int().nonnegative() }),
   history: z.object({ storedEvents: z.int().nonnegative(), oldestAt: Millis.nullable(), bytes: z.int().nonnegative() }),
   lastEventId: z.int().nonnegative(),
@@ -359,6 +406,49 @@ export const AuditEntry = z.object({
   changes: z.array(ConfigChange).optional(),
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
+
+// -----------------------------------------------------------------------------------------------------------------
+// queue.retry: one message, or all of them (a strict union: the wrong mix of keys is refused, saying what is wrong)
+
+const RETRY_BOTH = 'give either id (one message) or all: true (every queued message), not both';
+
+/** queue.retry's params: `{id}` or `{all: true, destination?}`; the wrong mix is refused with words that name it. */
+function QueueRetryParams() {
+  const one = z.strictObject(
+    {
+      /** (never given: it tells the two forms apart) */
+      all: z.undefined().optional(),
+      id: z.string({ error: (iss) => (iss.input === undefined ? 'give id (one queued message) or all: true (every queued message)' : undefined) }).min(1).max(100),
+    },
+    {
+      error: (iss) =>
+        iss.code === 'unrecognized_keys' && iss.keys.includes('destination') ? 'destination goes with all: true (every message waiting for that destination), not with id' : undefined,
+    },
+  );
+  const all = z.strictObject(
+    {
+      all: z.literal(true),
+      /** only the messages with a recipient waiting for this destination */
+      destination: DestinationKey.optional(),
+    },
+    { error: (iss) => (iss.code === 'unrecognized_keys' && iss.keys.includes('id') ? RETRY_BOTH : undefined) },
+  );
+  return z.discriminatedUnion('all', [one, all], {
+    error: (iss) => (iss.code === 'invalid_union' ? 'all must be true (every queued message); to retry one message, give its id instead' : undefined),
+  });
+}
+
+/** `{ok: true}` for one message; for all: how many were made due now, and how many were being delivered already (left alone). */
+const QueueRetryResult = z.union([
+  z.object({
+    ok: z.literal(true),
+    /** messages made due now */
+    scheduled: z.int().nonnegative(),
+    /** messages being delivered right now: left as they are (not counted in scheduled) */
+    delivering: z.int().nonnegative(),
+  }),
+  z.object({ ok: z.literal(true) }),
+]);
 
 // -----------------------------------------------------------------------------------------------------------------
 // Methods
@@ -536,11 +626,16 @@ export const Methods = {
 
   'queue.list': method(
     'viewer',
-    z.strictObject({ limit: z.int().min(1).max(10_000).default(1000), offset: z.int().nonnegative().default(0) }),
+    z.strictObject({
+      limit: z.int().min(1).max(10_000).default(1000),
+      offset: z.int().nonnegative().default(0),
+      /** only the messages with a recipient waiting for this destination (a key of Stats.queue.destinations) */
+      destination: DestinationKey.optional(),
+    }),
     z.object({ items: z.array(QueueItem), total: z.int().nonnegative() }),
-    'Queued messages, oldest first.',
+    'Queued messages, oldest first; with destination, only those with a recipient waiting for it (total counts those).',
   ),
-  'queue.retry': method('admin', z.strictObject({ id: z.string().min(1).max(100) }), z.object({ ok: z.literal(true) }), 'Try a queued message now. Unknown id: 4004.'),
+  'queue.retry': method('admin', QueueRetryParams(), QueueRetryResult, 'Try a queued message now ({id}; unknown id: 4004), or every queued message ({all: true}), or every one waiting for a destination ({all: true, destination}): one action, one audit line.'),
   'queue.delete': method(
     'admin',
     z.strictObject({ id: z.string().min(1).max(100), bounce: z.boolean().default(false) }),
