@@ -12,6 +12,7 @@ import {
   RpcError,
   type ClientInfo,
   type MethodName,
+  type QueueSummary,
   type ParsedParams,
   type Result,
 } from '../../shared/protocol.ts';
@@ -35,8 +36,13 @@ export type QueueRemoval = Removal;
 
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
 export interface QueueLike {
+  /** items with `destinations` (the keys its waiting recipients go to) */
   list(): Result<'queue.list'>['items'];
   retry(id: string): boolean;
+  /** every queued message (or every one waiting for `destination`) made due now, as a manual retry; ones being delivered are counted and left alone */
+  retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number };
+  /** the queue at a glance (cheap: stats.tick asks for it every second) */
+  summary(): QueueSummary;
   delete(id: string): Promise<QueueRemoval>;
   bounce(id: string): Promise<QueueRemoval>;
   readonly size: number;
@@ -510,10 +516,17 @@ export function createHandlers(d: MethodDeps): Handlers {
 
     // --- queue -------------------------------------------------------------------------------------------------
     'queue.list': (p) => {
-      const items = d.queue.list().sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1));
+      const dest = p.destination;
+      const all = d.queue.list();
+      const items = (dest === undefined ? all : all.filter((i) => i.destinations?.includes(dest))).sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1));
       return { items: items.slice(p.offset, p.offset + p.limit), total: items.length };
     },
     'queue.retry': (p) => {
+      // every message (or every one for a destination) in one call: one action, one audit line
+      if (p.all === true) {
+        const r = d.queue.retryAll(p.destination === undefined ? undefined : { destination: p.destination });
+        return { ok: true, scheduled: r.scheduled, delivering: r.delivering };
+      }
       if (!d.queue.retry(p.id)) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
       return { ok: true };
     },

@@ -1,17 +1,23 @@
 /**
  * Counters for stats.get and stats.tick: totals since start, a per-second series of the last 15 minutes, rejections
- * per rule. Fed by the bus (one cheap listener: a few integer increments per event); the second boundaries are the
- * tick timer's, so the series is right under a fake clock too.
+ * per rule, and the queue at a glance (its summary(), which the queue keeps cheap). Fed by the bus (one cheap listener:
+ * a few integer increments per event); the second boundaries are the tick timer's, so the series is right under a fake
+ * clock too.
+ *
+ * The series counts deliveries and deferrals in messages: the queue reports an attempt's outcome per destination and
+ * reason (one `delivered` or `deferred` event each), so a second's count is of the distinct queue ids among them (an
+ * attempt's deferrals are emitted together, in one second: one message is one deferral however many recipients and
+ * destinations it has).
  */
 import type { RelayEvent } from '../../shared/events.ts';
-import type { Stats, StatsPoint } from '../../shared/protocol.ts';
+import type { QueueSummary, Stats, StatsPoint } from '../../shared/protocol.ts';
 import type { Anvil } from '../clients/anvil.ts';
 
 const SERIES = 900;
 
 export interface StatsSources {
   anvil: Anvil;
-  queue: { size: number; acceptingMail: boolean; activeDeliveries?: number };
+  queue: { size: number; acceptingMail: boolean; activeDeliveries?: number; summary(): QueueSummary };
   history: { storedEvents: number; oldestAt(): number | null; bytes(): number } | null;
   manage: () => { sessions: number; subscriptions: number; droppedEvents: number };
   lastEventId: () => number;
@@ -26,9 +32,14 @@ interface Bucket {
   connections: number;
   events: number;
   rules: Map<string, number> | null;
+  /** queue ids with a delivered / deferred event in this second */
+  delivered: Set<string> | null;
+  deferred: Set<string> | null;
 }
 
-const emptyBucket = (): Bucket => ({ accepted: 0, rejected: 0, monitored: 0, connections: 0, events: 0, rules: null });
+const emptyBucket = (): Bucket => ({ accepted: 0, rejected: 0, monitored: 0, connections: 0, events: 0, rules: null, delivered: null, deferred: null });
+
+type SeriesPoint = Omit<StatsPoint, 'delivered' | 'deferred'> & { delivered: number; deferred: number; rules: Map<string, number> | null };
 
 export class StatsCollector {
   readonly startedAt: number;
@@ -46,7 +57,7 @@ export class StatsCollector {
   };
   private open = 0;
   private bucket = emptyBucket();
-  private readonly series: (StatsPoint & { rules: Map<string, number> | null })[] = [];
+  private readonly series: SeriesPoint[] = [];
   private topCache: { at: number; value: Stats['topTalkers'] } | null = null;
 
   constructor(private readonly src: StatsSources) {
@@ -86,9 +97,11 @@ export class StatsCollector {
         break;
       case 'delivered':
         t.delivered++;
+        (b.delivered ??= new Set()).add(e.queueId);
         break;
       case 'deferred':
         t.deferred++;
+        (b.deferred ??= new Set()).add(e.queueId);
         break;
       case 'bounced':
         t.bounced++;
@@ -102,7 +115,17 @@ export class StatsCollector {
   tick(): void {
     const b = this.bucket;
     this.bucket = emptyBucket();
-    this.series.push({ at: this.src.now() - 1000, accepted: b.accepted, rejected: b.rejected, monitored: b.monitored, connections: b.connections, events: b.events, rules: b.rules });
+    this.series.push({
+      at: this.src.now() - 1000,
+      accepted: b.accepted,
+      rejected: b.rejected,
+      monitored: b.monitored,
+      connections: b.connections,
+      events: b.events,
+      delivered: b.delivered?.size ?? 0,
+      deferred: b.deferred?.size ?? 0,
+      rules: b.rules,
+    });
     if (this.series.length > SERIES) this.series.shift();
   }
 
@@ -124,11 +147,11 @@ export class StatsCollector {
       at: this.src.now(),
       startedAt: this.startedAt,
       totals: { ...this.totals, rejectedByRule: { ...this.totals.rejectedByRule }, monitoredByRule: { ...this.totals.monitoredByRule } },
-      perSecond: last ? point(last) : { at: this.src.now(), accepted: 0, rejected: 0, monitored: 0, connections: 0, events: 0 },
+      perSecond: last ? point(last) : { at: this.src.now(), accepted: 0, rejected: 0, monitored: 0, connections: 0, events: 0, delivered: 0, deferred: 0 },
       rejectedByRule15m: rules15,
       openConnections: this.open,
       topTalkers: this.topTalkers(),
-      queue: { size: q.size, activeDeliveries: q.activeDeliveries ?? 0, acceptingMail: q.acceptingMail },
+      queue: { size: q.size, activeDeliveries: q.activeDeliveries ?? 0, acceptingMail: q.acceptingMail, ...q.summary() },
       manage: this.src.manage(),
       history: h ? { storedEvents: h.storedEvents, oldestAt: h.oldestAt(), bytes: h.bytes() } : { storedEvents: 0, oldestAt: null, bytes: 0 },
       lastEventId: this.src.lastEventId(),
@@ -141,6 +164,6 @@ export class StatsCollector {
   }
 }
 
-function point(p: StatsPoint): StatsPoint {
-  return { at: p.at, accepted: p.accepted, rejected: p.rejected, monitored: p.monitored, connections: p.connections, events: p.events };
+function point(p: SeriesPoint): StatsPoint {
+  return { at: p.at, accepted: p.accepted, rejected: p.rejected, monitored: p.monitored, connections: p.connections, events: p.events, delivered: p.delivered, deferred: p.deferred };
 }
