@@ -40,6 +40,17 @@ export function fmtAgo(ms: number | null | undefined, now = Date.now()): string 
   return d < 0 ? `${fmtDuration(-d)} ago` : `in ${fmtDuration(d)}`;
 }
 
+/**
+ * "5 min ago" for something that has happened: never a future "in 4 s". A time a little ahead of `now` (a `now` that
+ * is refreshed every few seconds and so runs behind the data it is shown with, or the relay's clock a little ahead of
+ * this machine's) is "just now", as is anything within the last second.
+ */
+export function fmtSince(ms: number | null | undefined, now = Date.now()): string {
+  if (ms === null || ms === undefined) return '—';
+  const d = now - ms;
+  return d < 1000 ? 'just now' : `${fmtDuration(d)} ago`;
+}
+
 /** 1.2 MB */
 export function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;

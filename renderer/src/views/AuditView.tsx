@@ -5,7 +5,7 @@
  */
 import { useState } from 'react';
 import type { AuditEntry, RevisionInfo } from '../../../shared/protocol.ts';
-import { Badge, Button, EmptyState, ErrorBox, ReadOnlyNotice, RequireConnection, ViewHeader, fmtAgo, fmtDateTime } from '../components/index.ts';
+import { Badge, Button, EmptyState, ErrorBox, ReadOnlyNotice, RequireConnection, ViewHeader, fmtDateTime, fmtSince } from '../components/index.ts';
 import { explainError, useCanEdit, useProfileKey, useRelayQuery } from '../hooks.ts';
 import { ChangeList } from './parts/ChangeList.tsx';
 import { RestoreDialog } from './parts/RestoreDialog.tsx';
@@ -122,7 +122,7 @@ function Actions({ onRestore }: { onRestore: (rev: number) => void }) {
                 <code className="audit-method">{e.method}</code>
                 {e.remoteIp && <span className="muted">from {e.remoteIp}</span>}
                 <span className="when" title={e.time}>
-                  {fmtDateTime(e.at)} ({fmtAgo(e.at, now)})
+                  {fmtDateTime(e.at)} ({fmtSince(e.at, now)})
                 </span>
               </div>
               {!e.ok && <Badge tone="bad">failed</Badge>}
@@ -181,7 +181,7 @@ function Revisions({ onRestore }: { onRestore: (rev: number) => void }) {
                 <code className="audit-method">{r.source}</code>
                 {r.remoteIp && <span className="muted">from {r.remoteIp}</span>}
                 <span className="when">
-                  {fmtDateTime(r.at)} ({fmtAgo(r.at, now)})
+                  {fmtDateTime(r.at)} ({fmtSince(r.at, now)})
                 </span>
               </div>
               {r.revision !== q.data.current && (

@@ -17,7 +17,7 @@ import {
   RequireConnection,
   TextField,
   ViewHeader,
-  fmtAgo,
+  fmtSince,
   fmtCount,
   fmtDateTime,
   fmtDuration,
@@ -103,7 +103,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
         {q.data && (
           <span className="count">
             {clients.length < q.data.total ? `${fmtCount(clients.length)} of ${fmtCount(q.data.total)}` : fmtCount(q.data.total)} client{q.data.total === 1 ? '' : 's'}
-            {q.isFetching ? ' · refreshing' : ` · updated ${fmtAgo(q.dataUpdatedAt, now)}`}
+            {q.isFetching ? ' · refreshing' : ` · updated ${fmtSince(q.dataUpdatedAt, now)}`}
           </span>
         )}
       </div>
@@ -185,7 +185,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
                         {!blocked && !c.trusted && <span className="faint">—</span>}
                       </td>
                       <td className="nowrap" title={fmtDateTime(c.lastSeen)}>
-                        {fmtAgo(c.lastSeen, now)}
+                        {fmtSince(c.lastSeen, now)}
                       </td>
                       <td className="rejections">
                         {last ? (
