@@ -225,7 +225,10 @@ export const QueueDestination = z.object({
   down: z.boolean(),
   /** why its last attempt failed (one line), or null */
   lastError: z.string().nullable(),
-  /** the earliest next attempt of a message waiting for it, or null (none scheduled: all being delivered) */
+  /**
+   * when it is tried next: for one that is down, its next probe; else the earliest next attempt of a message waiting
+   * for it; null when none is scheduled (all being delivered)
+   */
   nextAttemptAt: Millis.nullable(),
 });
 export type QueueDestination = z.infer<typeof QueueDestination>;
