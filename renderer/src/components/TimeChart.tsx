@@ -13,6 +13,8 @@ export interface ChartSeries {
   values: (number | null)[];
   color: string;
   fill?: boolean;
+  /** line width in CSS pixels (default 1.5) */
+  width?: number;
 }
 
 export interface TimeChartProps {
@@ -63,7 +65,7 @@ export function TimeChart({ x, series, height = 240, yLabel, xRange, ariaLabel }
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const scheme = useColorScheme();
-  const labels = series.map((s) => `${s.label}:${s.color}:${s.fill ? 1 : 0}`).join('|');
+  const labels = series.map((s) => `${s.label}:${s.color}:${s.fill ? 1 : 0}:${s.width ?? ''}`).join('|');
   const data = (): uPlot.AlignedData => [x.map((t) => t / 1000), ...series.map((s) => s.values)] as uPlot.AlignedData;
   const range = useRef(xRange);
   range.current = xRange;
@@ -97,7 +99,7 @@ export function TimeChart({ x, series, height = 240, yLabel, xRange, ariaLabel }
         {},
         ...series.map((s) => {
           const c = resolveColor(el, s.color);
-          return { label: s.label, stroke: c, width: 1.5, fill: s.fill ? withAlpha(c, 0.15) : undefined, points: { show: false } } satisfies uPlot.Series;
+          return { label: s.label, stroke: c, width: s.width ?? 1.5, fill: s.fill ? withAlpha(c, 0.15) : undefined, points: { show: false } } satisfies uPlot.Series;
         }),
       ],
     };

@@ -1,6 +1,7 @@
 /**
- * Dashboard: accepted and rejected per second over the last 15 minutes (uPlot; stats.get for the history, stats.tick
- * to extend it), rejections per rule, top talkers, queue size and the relay's counters.
+ * Dashboard: accepted, rejected and delivered per second over the last 15 minutes (uPlot; stats.get for the history,
+ * stats.tick to extend it), rejections per rule, top talkers, the queue (and whether mail is stuck in it: the oldest
+ * message's age, the destinations down or deferring with their last error and next attempt) and the relay's counters.
  *
  * Every counter here is kept in the relay's memory and starts at zero when it starts. A relay restarted 3 minutes
  * ago has no "last 15 minutes" or "last hour" to tell about, so each card whose window reaches back before the start
@@ -11,6 +12,7 @@ import type { NotificationParams, Result, StatsPoint } from '../../../shared/pro
 import { Badge, Button, ErrorBox, RequireConnection, ViewHeader, fmtAgo, fmtBytes, fmtCount, ruleLabel, type Navigate } from '../components/index.ts';
 import { TimeChart } from '../components/TimeChart.tsx';
 import { explainError, useApi, useProfileKey, useRelayQuery } from '../hooks.ts';
+import { destinationTitle, queueHealth } from './parts/queue-health.ts';
 
 const WINDOW_MS = 15 * 60_000;
 const HOUR_MS = 60 * 60_000;
@@ -72,6 +74,54 @@ function Kpi({ label, value, sub, tone, testid }: { label: string; value: string
   );
 }
 
+/**
+ * The Queue card: how many messages wait, and, when mail is stuck, plainly why: the oldest message's age, how many
+ * are deferred, the destinations that are down or deferring with their last error and next attempt. A warning when a
+ * destination is down or the oldest message has waited longer than 15 minutes.
+ */
+function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: number; navigate?: Navigate }) {
+  const h = queueHealth(queue, now);
+  const shown = h.destinations.slice(0, 4);
+  return (
+    <section className={`card queue-card dash-wide${h.tone === 'warn' ? ' card-warn' : ''}`} data-testid="queue-size" data-tone={h.tone} aria-labelledby="queue-card-title">
+      <div className="queue-card-head">
+        <h2 id="queue-card-title">Queue</h2>
+        <Button small variant="link" onClick={() => navigate?.('queue')}>
+          Open the queue
+        </Button>
+      </div>
+      <div className="queue-card-top">
+        <div className="kpi">{fmtCount(queue.messages ?? queue.size)}</div>
+        <div>
+          {h.detailed && <div className={`queue-headline${h.tone === 'warn' ? ' warn' : ''}`}>{h.headline}</div>}
+          <div className="kpi-sub">
+            {[h.oldest, h.deferred, `${fmtCount(queue.activeDeliveries)} delivering now`].filter(Boolean).join(' · ')} ·{' '}
+            {queue.acceptingMail ? 'accepting mail' : <Badge tone="bad">not accepting mail (disk)</Badge>}
+          </div>
+        </div>
+      </div>
+      {shown.length > 0 && (
+        <ul className="queue-dests" data-testid="queue-destinations">
+          {shown.map((d) => (
+            <li key={d.destination} data-destination={d.destination}>
+              <span className="queue-dest-name" title={destinationTitle(d.destination)}>
+                <Badge tone={d.down ? 'bad' : 'warn'}>{d.state}</Badge> <strong>{d.label}</strong>
+              </span>
+              <span className="queue-dest-text">{d.text}</span>
+              {d.lastError !== null && (
+                <span className="queue-dest-error" title={d.lastError}>
+                  {d.lastError}
+                </span>
+              )}
+            </li>
+          ))}
+          {h.destinations.length > shown.length && <li className="faint">and {h.destinations.length - shown.length} more in the Queue view</li>}
+        </ul>
+      )}
+    </section>
+  );
+}
+
 function Dashboard({ navigate }: { navigate?: Navigate }) {
   const q = useRelayQuery('stats.get', {}, { staleTime: 0, refetchOnMount: 'always' });
   const { points, latest } = useStatsSeries(q.data);
@@ -82,7 +132,11 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       series: [
         { label: 'accepted/s', values: points.map((p) => p.accepted), color: 'var(--chart-accepted)', fill: true },
         { label: 'rejected/s', values: points.map((p) => p.rejected), color: 'var(--chart-rejected)', fill: true },
+        // (null: a relay older than these counts; the line has a gap rather than a false zero)
+        { label: 'deferred/s', values: points.map((p) => p.deferred ?? null), color: 'var(--chart-deferred)' },
         { label: 'would reject/s (monitor)', values: points.map((p) => p.monitored), color: 'var(--chart-monitored)' },
+        // drawn last, over the others: the drain is what an admin watches after an outage
+        { label: 'delivered/s', values: points.map((p) => p.delivered ?? null), color: 'var(--chart-delivered)', width: 2.5 },
       ],
     };
   }, [points]);
@@ -99,7 +153,7 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
     .filter(([, n]) => n > 0)
     .sort((a, b) => b[1] - a[1]);
   const maxRule = byRule[0]?.[1] ?? 1;
-  const sum15 = (k: 'accepted' | 'rejected' | 'monitored') => points.reduce((n, p) => n + p[k], 0);
+  const sum15 = (k: 'accepted' | 'rejected' | 'monitored' | 'delivered') => points.reduce((n, p) => n + (p[k] ?? 0), 0);
   const w15 = windowWords(s.startedAt, now, WINDOW_MS, 'in the last 15 minutes');
   const w60 = windowWords(s.startedAt, now, HOUR_MS, 'in the last hour');
   const started = sinceStart(s.startedAt, now);
@@ -110,18 +164,14 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
     <div className="dash-grid" data-testid="dashboard">
       <Kpi label="Accepted / s" value={fmtCount(s.perSecond.accepted)} sub={kpiSub('accepted', s.totals.accepted)} tone="ok" testid="kpi-accepted" />
       <Kpi label="Rejected / s" value={fmtCount(s.perSecond.rejected)} sub={kpiSub('rejected', s.totals.rejected)} tone={s.perSecond.rejected ? 'bad' : undefined} testid="kpi-rejected" />
+      <Kpi
+        label="Delivered / s"
+        value={s.perSecond.delivered === undefined ? '—' : fmtCount(s.perSecond.delivered)}
+        sub={s.perSecond.delivered === undefined ? 'this relay does not count deliveries per second' : `${fmtCount(sum15('delivered'))} messages ${w15.partial ? started : 'in 15 min'}`}
+        testid="kpi-delivered"
+      />
       <Kpi label="Open SMTP connections" value={fmtCount(s.openConnections)} sub={`${fmtCount(s.totals.connections)} connections ${started}`} testid="kpi-connections" />
-      <section className="card" data-testid="queue-size">
-        <h2>Queue</h2>
-        <div className="kpi">{fmtCount(s.queue.size)}</div>
-        <div className="kpi-sub">
-          {s.queue.activeDeliveries} delivering now ·{' '}
-          {s.queue.acceptingMail ? 'accepting mail' : <Badge tone="bad">not accepting mail (disk)</Badge>}{' '}
-          <Button small variant="link" onClick={() => navigate?.('queue')}>
-            Open
-          </Button>
-        </div>
-      </section>
+      <QueueCard queue={s.queue} now={now} navigate={navigate} />
 
       <section className="card dash-wide" aria-labelledby="chart-title">
         <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline' }}>
@@ -136,12 +186,26 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
               rejected
             </span>
             <span>
+              <i style={{ background: 'var(--chart-delivered)' }} />
+              delivered
+            </span>
+            <span>
+              <i style={{ background: 'var(--chart-deferred)' }} />
+              deferred
+            </span>
+            <span>
               <i style={{ background: 'var(--chart-monitored)' }} />
               would reject (monitor)
             </span>
           </div>
         </div>
-        <TimeChart x={chart.x} series={chart.series} xRange={xRange} height={240} ariaLabel="Accepted and rejected messages per second over the last 15 minutes" />
+        <TimeChart
+          x={chart.x}
+          series={chart.series}
+          xRange={xRange}
+          height={240}
+          ariaLabel="Accepted, rejected, delivered and deferred messages per second over the last 15 minutes"
+        />
       </section>
 
       <section className="card dash-half" aria-labelledby="rules-title" data-testid="rejections-by-rule">
@@ -208,8 +272,11 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       </section>
 
       <p className="faint dash-wide" style={{ fontSize: 12, margin: 0 }}>
-        Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · {fmtCount(s.totals.delivered)} delivered, {fmtCount(s.totals.deferred)} deferred,{' '}
-        {fmtCount(s.totals.bounced)} bounced since the start · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
+        Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · since the start: {fmtCount(s.totals.delivered)} deliveries,{' '}
+        <span title="each failed attempt of each destination of a message counts once: a message that waited through 5 attempts counts 5 times">
+          {fmtCount(s.totals.deferred)} deferrals
+        </span>
+        , {fmtCount(s.totals.bounced)} bounces · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
         console session{s.manage.sessions === 1 ? '' : 's'}
         {s.manage.droppedEvents > 0 ? ` · ${fmtCount(s.manage.droppedEvents)} events dropped for slow consoles` : ''} · config revision {s.configRevision}
       </p>

@@ -1,0 +1,139 @@
+/**
+ * The queue in words, for the Dashboard's Queue card and the Queue view (pure, tested in Node): whether mail is stuck
+ * (a destination down, or the oldest message waiting longer than STUCK_AFTER_MS), the destinations that are down or
+ * deferring with their last error and next attempt, a destination's key as a person reads it, and what "Retry all
+ * now" asks and answers.
+ */
+import type { QueueDestination, Stats } from '../../../../shared/protocol.ts';
+import { fmtAgo, fmtCount, fmtDuration } from '../../components/format.ts';
+
+/** The oldest message waiting longer than this makes the Queue card a warning. */
+export const STUCK_AFTER_MS = 15 * 60_000;
+
+const plural = (n: number, one: string, many = `${one}s`) => `${fmtCount(n)} ${n === 1 ? one : many}`;
+
+/**
+ * A destination key as a person reads it: "mx:corp.example" is corp.example (its MX hosts), "local:10.0.0.5:25" the
+ * local domains' server 10.0.0.5:25, "smarthost:smtp.isp.example:587" the smarthost. Other keys are shown as they are.
+ */
+export function destinationLabel(key: string): string {
+  if (key.startsWith('mx:')) return key.slice(3);
+  if (key.startsWith('local:')) return key.slice(6);
+  if (key.startsWith('smarthost:')) return `smarthost ${key.slice(10)}`;
+  return key;
+}
+
+/** What a destination is, in a tooltip. */
+export function destinationTitle(key: string): string {
+  if (key.startsWith('mx:')) return `the mail servers (MX) of ${key.slice(3)}`;
+  if (key.startsWith('local:')) return `${key.slice(6)}, the server a local domain delivers to (deliverTo)`;
+  if (key.startsWith('smarthost:')) return `the smarthost ${key.slice(10)}`;
+  return key;
+}
+
+/** A next attempt's time from `now`: "in 3 min", or "due now" once it has come (never "2 min ago": it is overdue, so due). */
+export function dueWords(at: number, now: number): string {
+  return at - now < 1000 ? 'due now' : fmtAgo(at, now);
+}
+
+/** "next attempt in 3 min", "next attempt due now", or "being delivered" (none scheduled). */
+export function nextAttemptWords(at: number | null, now: number): string {
+  if (at === null) return 'being delivered';
+  return `next attempt ${dueWords(at, now)}`;
+}
+
+export interface DestinationLine {
+  destination: string;
+  label: string;
+  messages: number;
+  down: boolean;
+  lastError: string | null;
+  nextAttemptAt: number | null;
+  /** "down" or "deferring" */
+  state: 'down' | 'deferring';
+  /** "3,926 messages · next attempt in 3 min" */
+  text: string;
+}
+
+export interface QueueHealth {
+  /** warn: a destination is down or the oldest message has waited longer than STUCK_AFTER_MS */
+  tone: 'ok' | 'warn';
+  /** one sentence saying what is wrong (or that nothing is), for the top of the card */
+  headline: string;
+  /** "oldest waiting 42 min" (null when the queue is empty or the relay does not say) */
+  oldest: string | null;
+  oldestMs: number | null;
+  /** "3,926 deferred" (messages that failed at least once and wait for their next attempt) */
+  deferred: string | null;
+  /** destinations down or deferring (a last error), down ones first */
+  destinations: DestinationLine[];
+  /** the relay sends the queue's summary (relays before it send only the size) */
+  detailed: boolean;
+}
+
+type QueueStats = Stats['queue'];
+
+/** The Queue card's reading of stats.queue at `now` (the relay's clock: stats.at). */
+export function queueHealth(q: QueueStats, now: number): QueueHealth {
+  const detailed = q.destinations !== undefined;
+  const messages = q.messages ?? q.size;
+  const oldestMs = q.oldestReceivedAt === undefined || q.oldestReceivedAt === null ? null : Math.max(0, now - q.oldestReceivedAt);
+  const destinations: DestinationLine[] = (q.destinations ?? [])
+    .filter((d) => d.down || d.lastError !== null)
+    .map((d: QueueDestination): DestinationLine => ({
+      destination: d.destination,
+      label: destinationLabel(d.destination),
+      messages: d.messages,
+      down: d.down,
+      lastError: d.lastError,
+      nextAttemptAt: d.nextAttemptAt,
+      state: d.down ? 'down' : 'deferring',
+      text: `${plural(d.messages, 'message')} · ${nextAttemptWords(d.nextAttemptAt, now)}`,
+    }))
+    .sort((a, b) => Number(b.down) - Number(a.down) || b.messages - a.messages);
+  const down = destinations.filter((d) => d.down);
+  const old = oldestMs !== null && oldestMs > STUCK_AFTER_MS;
+  const tone = down.length > 0 || old ? 'warn' : 'ok';
+  let headline: string;
+  if (messages === 0) headline = 'Empty: every accepted message has been delivered or bounced.';
+  else if (down.length > 0) {
+    const names = down.slice(0, 2).map((d) => d.label).join(' and ') + (down.length > 2 ? ` and ${down.length - 2} more` : '');
+    headline = `Mail is stuck: ${names} ${down.length === 1 ? 'does' : 'do'} not answer.`;
+  } else if (old) headline = `Mail is waiting: the oldest message has waited ${fmtDuration(oldestMs)}.`;
+  else if (destinations.length > 0) headline = 'Some deliveries are being retried.';
+  else headline = 'Mail is flowing.';
+  return {
+    tone,
+    headline,
+    oldest: messages > 0 && oldestMs !== null ? `oldest waiting ${fmtDuration(oldestMs)}` : null,
+    oldestMs,
+    deferred: q.deferred === undefined ? null : `${fmtCount(q.deferred)} deferred`,
+    destinations,
+    detailed,
+  };
+}
+
+/** The confirmation of "Retry all now": its title, what it does, and its button. */
+export function retryAllConfirm(count: number, destination: string | null): { title: string; body: string[]; confirmLabel: string } {
+  const what = destination === null ? `all ${plural(count, 'queued message')}` : `the ${plural(count, 'message')} waiting for ${destinationLabel(destination)}`;
+  return {
+    title: `Retry ${what} now?`,
+    body: [
+      destination === null
+        ? 'Every queued message becomes due at once, instead of at its next scheduled attempt.'
+        : `Every queued message with a recipient waiting for ${destinationLabel(destination)} becomes due at once, instead of at its next scheduled attempt.`,
+      'Messages being delivered right now are left as they are. Nothing is deleted or returned to its sender.',
+      'The relay sends them within its usual connection limits, so a large queue takes a while to drain: follow it on the Dashboard.',
+    ],
+    confirmLabel: destination === null ? 'Retry all now' : `Retry ${destinationLabel(destination)} now`,
+  };
+}
+
+/** The toast after "Retry all now": "3,926 messages will be tried now; 12 are being delivered already". */
+export function retryAllDoneText(r: { scheduled: number; delivering: number }, destination: string | null): string {
+  const forDest = destination === null ? '' : ` for ${destinationLabel(destination)}`;
+  if (r.scheduled === 0 && r.delivering === 0) return `No message${forDest} was waiting: there was nothing to retry.`;
+  const tried = `${plural(r.scheduled, 'message')}${forDest} will be tried now`;
+  if (r.delivering === 0) return `${tried}.`;
+  return `${tried}; ${fmtCount(r.delivering)} ${r.delivering === 1 ? 'is' : 'are'} being delivered already.`;
+}
