@@ -1,10 +1,13 @@
 /**
- * Queue: messages the relay acknowledged and has not delivered yet (oldest first), with their attempts, next try and
- * last error. Retry now; Delete (confirmed; optionally returned to the sender as a bounce). A message being delivered
- * is not cut: its delete (or return) is pending until that attempt ends, and the reply, the toast and the row say so.
+ * Queue: messages the relay acknowledged and has not delivered yet (oldest first), with their attempts, next try,
+ * last error and destinations. Retry now; Delete (confirmed; optionally returned to the sender as a bounce). A message
+ * being delivered is not cut: its delete (or return) is pending until that attempt ends, and the reply, the toast and
+ * the row say so. Above the list, the destinations the relay reports (stats.queue.destinations: down or deferring,
+ * last error, next attempt), each with "Retry <destination> now", a filter by destination, and "Retry all now": one
+ * queue.retry {all: true} (confirmed first), whose answer the toast gives in numbers.
  */
 import { useEffect, useState } from 'react';
-import type { QueueItem } from '../../../shared/protocol.ts';
+import type { NotificationParams, QueueItem } from '../../../shared/protocol.ts';
 import {
   Badge,
   Button,
@@ -14,16 +17,19 @@ import {
   ErrorBox,
   ReadOnlyNotice,
   RequireConnection,
+  SelectField,
   ViewHeader,
   fmtAgo,
   fmtBytes,
   fmtCount,
   fmtDateTime,
+  fmtSince,
   useToast,
 } from '../components/index.ts';
 import { ApiError } from '../api.ts';
-import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { explainError, useApi, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
+import { destinationLabel, destinationTitle, dueWords, retryAllConfirm, retryAllDoneText } from './parts/queue-health.ts';
 import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
 
@@ -37,6 +43,18 @@ const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
 function explainDeleteError(err: unknown): string {
   if (err instanceof ApiError && (err.code === 4009 || err.code === -32603) && err.message) return err.message.charAt(0).toUpperCase() + err.message.slice(1);
   return explainError(err);
+}
+
+type QueueStats = NotificationParams<'stats.tick'>['queue'];
+
+/** The queue's figures as the relay last sent them: stats.get once, then every stats.tick (each second). */
+function useQueueStats(): QueueStats | null {
+  const api = useApi();
+  const q = useRelayQuery('stats.get', {}, { staleTime: 0 });
+  const [tick, setTick] = useState<{ at: number; queue: QueueStats } | null>(null);
+  useEffect(() => api.onStats((s) => setTick({ at: s.at, queue: s.queue })), [api]);
+  if (tick && (!q.data || tick.at >= q.data.at)) return tick.queue;
+  return q.data?.queue ?? null;
 }
 
 export function QueueView(_props: Record<string, unknown>) {
@@ -58,9 +76,40 @@ function Queue() {
   const [deleting, setDeleting] = useState<QueueItem | null>(null);
   const [bounce, setBounce] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const q = useRelayQuery('queue.list', { limit: PAGE, offset }, { refetchInterval: visible ? 5_000 : false, placeholderData: (prev) => prev });
+  // '' = every destination
+  const [destination, setDestination] = useState('');
+  // "Retry all now" asked: null = every message, else that destination's (the dialog is open while set)
+  const [retryingAll, setRetryingAll] = useState<{ destination: string | null; count: number } | null>(null);
+  const stats = useQueueStats();
+  const q = useRelayQuery(
+    'queue.list',
+    destination ? { limit: PAGE, offset, destination } : { limit: PAGE, offset },
+    { refetchInterval: visible ? 5_000 : false, placeholderData: (prev) => prev },
+  );
   const retry = useRelayMutation('queue.retry', { invalidate: [...INVALIDATE] });
+  const retryAll = useRelayMutation('queue.retry', { invalidate: [...INVALIDATE] });
   const del = useRelayMutation('queue.delete', { invalidate: [...INVALIDATE] });
+  const dests = stats?.destinations ?? null;
+  // the whole queue, whatever the filter shows (the relay's summary; the list's own total without a filter)
+  const queued = stats?.messages ?? (destination ? null : (q.data?.total ?? null));
+
+  const doRetryAll = () => {
+    if (!retryingAll) return;
+    const asked = retryingAll;
+    setError(null);
+    retryAll.mutate(asked.destination === null ? { all: true } : { all: true, destination: asked.destination }, {
+      onSuccess: (r) => {
+        setRetryingAll(null);
+        const n = 'scheduled' in r ? r : null;
+        // a relay older than the bulk form answers {ok} to nothing it understood: it refuses {all} with -32602 instead
+        toast.show({ kind: 'success', message: n ? retryAllDoneText(n, asked.destination) : 'The relay is retrying the queue now.', key: 'queue-retry-all' });
+      },
+      onError: (err) => {
+        setRetryingAll(null);
+        setError(explainError(err));
+      },
+    });
+  };
 
   const doRetry = (item: QueueItem) => {
     setError(null);
@@ -108,12 +157,101 @@ function Queue() {
     <div className="rw-view queue-view">
       <ViewHeader title="Queue" subtitle="Messages the relay accepted and has not delivered yet, oldest first. Temporary failures are retried with growing delays." />
       <ReadOnlyNotice />
+      {dests !== null && dests.length > 0 && (
+        <section className="queue-dest-panel" aria-labelledby="queue-dests-title" data-testid="queue-destination-list">
+          <h2 id="queue-dests-title">Destinations</h2>
+          <div className="table-wrap">
+            <table className="table queue-dest-table">
+              <thead>
+                <tr>
+                  <th scope="col">Destination</th>
+                  <th scope="col" className="num">
+                    Messages
+                  </th>
+                  <th scope="col">State</th>
+                  <th scope="col">Last error</th>
+                  <th scope="col">Next attempt</th>
+                  <th scope="col" className="actions">
+                    <span className="sr-only">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {dests.map((d) => (
+                  <tr key={d.destination} data-destination={d.destination}>
+                    <th scope="row" title={destinationTitle(d.destination)}>
+                      {destinationLabel(d.destination)}
+                    </th>
+                    <td className="num">{fmtCount(d.messages)}</td>
+                    <td>
+                      {d.down ? (
+                        <Badge tone="bad" title="Its last attempt could not reach a server: the relay probes it with one connection at a time until it answers.">
+                          down
+                        </Badge>
+                      ) : d.lastError !== null ? (
+                        <Badge tone="warn">deferring</Badge>
+                      ) : (
+                        <Badge tone="muted">waiting</Badge>
+                      )}
+                    </td>
+                    <td title={d.lastError ?? undefined}>
+                      <div className="queue-error">{d.lastError ?? <span className="faint">—</span>}</div>
+                    </td>
+                    <td className="nowrap" title={d.nextAttemptAt === null ? undefined : fmtDateTime(d.nextAttemptAt)}>
+                      {d.nextAttemptAt === null ? 'being delivered' : dueWords(d.nextAttemptAt, Math.max(now, Date.now()))}
+                    </td>
+                    <td className="actions">
+                      <Button
+                        small
+                        onClick={() => setRetryingAll({ destination: d.destination, count: d.messages })}
+                        disabledReason={why}
+                        busy={retryAll.isPending && retryAll.variables !== undefined && 'destination' in retryAll.variables && retryAll.variables.destination === d.destination}
+                      >
+                        Retry {destinationLabel(d.destination)} now
+                      </Button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      )}
       <div className="toolbar">
         {q.data && (
           <span className="count">
-            {fmtCount(total)} message{total === 1 ? '' : 's'} queued{q.isFetching ? ' · refreshing' : ` · updated ${fmtAgo(q.dataUpdatedAt, now)}`}
+            {fmtCount(total)} message{total === 1 ? '' : 's'} {destination ? `for ${destinationLabel(destination)}` : 'queued'}
+            {q.isFetching ? ' · refreshing' : ` · updated ${fmtSince(q.dataUpdatedAt, now)}`}
           </span>
         )}
+        <span className="spacer" />
+        {dests !== null && (dests.length > 0 || destination !== '') && (
+          <SelectField
+            inline
+            label="Destination"
+            className="queue-dest-filter"
+            value={destination}
+            onChange={(v) => {
+              setDestination(v);
+              setOffset(0);
+            }}
+            options={[
+              { value: '', label: 'All destinations' },
+              ...dests.map((d) => ({ value: d.destination, label: `${destinationLabel(d.destination)} (${fmtCount(d.messages)})` })),
+              // the one chosen, after its last message left (or it left the top 10): still shown as chosen
+              ...(destination !== '' && !dests.some((d) => d.destination === destination) ? [{ value: destination, label: destinationLabel(destination) }] : []),
+            ]}
+          />
+        )}
+        <Button
+          variant="primary"
+          data-testid="retry-all"
+          onClick={() => setRetryingAll({ destination: null, count: queued ?? total })}
+          disabledReason={why ?? (queued === 0 ? 'The queue is empty.' : null)}
+          busy={retryAll.isPending && retryAll.variables !== undefined && !('destination' in retryAll.variables)}
+        >
+          Retry all now{queued !== null && queued > 0 ? ` (${fmtCount(queued)})` : ''}
+        </Button>
       </div>
       {error !== null && <ErrorBox>{error}</ErrorBox>}
       {q.isError && <ErrorBox title="Could not load the queue">{explainError(q.error)}</ErrorBox>}
@@ -158,7 +296,7 @@ function Queue() {
                       </>
                     )}
                     <div className="faint" title={fmtDateTime(m.receivedAt)}>
-                      received {fmtAgo(m.receivedAt, now)}
+                      received {fmtSince(m.receivedAt, now)}
                     </div>
                   </th>
                   <td title={m.from || 'null sender <>'}>
@@ -170,6 +308,11 @@ function Queue() {
                       {m.to.length > 1 && <span className="muted"> +{m.to.length - 1}</span>}
                     </div>
                     {m.done.length > 0 && <div className="faint">{m.done.length} done</div>}
+                    {m.destinations && m.destinations.length > 0 && (
+                      <div className="faint queue-row-dests" title={m.destinations.map(destinationTitle).join('; ')}>
+                        via {m.destinations.map(destinationLabel).join(', ')}
+                      </div>
+                    )}
                   </td>
                   <td className="num" title={`${fmtCount(m.size)} bytes`}>
                     {fmtBytes(m.size)}
@@ -190,7 +333,7 @@ function Queue() {
                         ? 'delivering now'
                         : m.removal === 'bounce'
                           ? `return ${RETURN_NOT_STORED.test(m.lastError ?? '') ? 'tried again' : 'due'} ${fmtAgo(m.nextAttemptAt, now)}`
-                          : fmtAgo(m.nextAttemptAt, now)}
+                          : dueWords(m.nextAttemptAt, now)}
                     </div>
                   </td>
                   <td title={m.lastError ?? undefined}>
@@ -202,7 +345,7 @@ function Queue() {
                       title="Try to deliver it now"
                       onClick={() => doRetry(m)}
                       disabledReason={why ?? (m.status === 'delivering' ? 'A delivery attempt is running right now.' : m.removal ? pendingText(m.removal, m) : null)}
-                      busy={retry.isPending && retry.variables?.id === m.id}
+                      busy={retry.isPending && retry.variables !== undefined && 'id' in retry.variables && retry.variables.id === m.id}
                     >
                       Retry
                     </Button>
@@ -237,6 +380,16 @@ function Queue() {
           </Button>
         </div>
       )}
+      <ConfirmDialog
+        open={retryingAll !== null}
+        title={retryingAll ? retryAllConfirm(retryingAll.count, retryingAll.destination).title : ''}
+        confirmLabel={retryingAll ? retryAllConfirm(retryingAll.count, retryingAll.destination).confirmLabel : 'Retry'}
+        busy={retryAll.isPending}
+        onCancel={() => setRetryingAll(null)}
+        onConfirm={doRetryAll}
+      >
+        {retryingAll && retryAllConfirm(retryingAll.count, retryingAll.destination).body.map((line) => <p key={line}>{line}</p>)}
+      </ConfirmDialog>
       <ConfirmDialog
         open={deleting !== null}
         danger
