@@ -174,7 +174,7 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       <QueueCard queue={s.queue} now={now} navigate={navigate} />
 
       <section className="card dash-wide" aria-labelledby="chart-title">
-        <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline' }}>
+        <div style={{ display: 'flex', justifyContent: 'space-between', alignItems: 'baseline', gap: '4px 16px', flexWrap: 'wrap' }}>
           <h2 id="chart-title">Messages per second {w15.partial ? started : 'in the last 15 minutes'}</h2>
           <div className="legend" aria-hidden="true">
             <span>
