@@ -721,6 +721,8 @@ export class Queue {
   private readonly destActive = new Map<string, number>();
   /** per destination key: down or not, last failure */
   private readonly dests = new Map<string, DestState>();
+  /** the table's size at which pruneDests() runs next */
+  private destsPruneAt = 16;
   /** a recipient domain's destination key under one config object (destinationFor depends on nothing else) */
   private keyCache: { config: Config; byDomain: Map<string, string> } | null = null;
   private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null }[] } } | null = null;
@@ -1338,8 +1340,27 @@ export class Queue {
 
   private dest(key: string): DestState {
     let d = this.dests.get(key);
-    if (!d) this.dests.set(key, (d = { lastError: null, down: null, probing: false, connWaiting: new Set() }));
+    if (!d) {
+      if (this.dests.size >= this.destsPruneAt) this.pruneDests();
+      this.dests.set(key, (d = { lastError: null, down: null, probing: false, connWaiting: new Set() }));
+    }
     return d;
+  }
+
+  /**
+   * Forgets destinations no queued message waits for and no job is running or queued for (a relay sending by MX
+   * meets a new destination per domain: without this, one entry per domain ever delivered to, for ever). A down one
+   * is forgotten too: the next message for it tries once and finds out again. One pass over the queue, run when the
+   * table has doubled since the last one, so its cost is spread over the entries it made.
+   */
+  private pruneDests(): void {
+    const config = this.opts.config();
+    const waiting = new Set<string>();
+    for (const m of this.messages.values()) for (const k of this.waitingDestinations(m, config)) waiting.add(k);
+    for (const [k, d] of this.dests) {
+      if (!waiting.has(k) && !d.probing && !this.destActive.has(k) && !this.destQueues.has(k)) this.dests.delete(k);
+    }
+    this.destsPruneAt = Math.max(16, 2 * this.dests.size);
   }
 
   list(): QueueItem[] {
@@ -1453,8 +1474,10 @@ export class Queue {
   private retryNow(msg: QueuedMessage): void {
     const now = this.clock();
     for (const key of this.waitingDestinations(msg, this.opts.config())) {
-      const down = this.dests.get(key)?.down;
-      if (down && down.probeAt > now) down.probeAt = now;
+      const d = this.dests.get(key);
+      // (not while a probe runs: it answers the question already, and its jobs' "not tried" times must stay ahead;
+      // set back to now under a running probe, they fell due at once, again and again, until the probe ended)
+      if (d?.down && !d.probing && d.down.probeAt > now) d.down.probeAt = now;
     }
     this.bringForward(msg, now);
   }
@@ -1724,7 +1747,11 @@ export class Queue {
       this.readyList.push(msg);
       this.pump();
     } else {
-      if (msg.heapAt === msg.nextAttemptAt) return; // its live entry is there already
+      if (msg.heapAt === msg.nextAttemptAt) {
+        // its live entry is there already; the timer may not be (stop() clears it and keeps the entries: start() again)
+        this.armTimer();
+        return;
+      }
       msg.heapAt = msg.nextAttemptAt;
       this.waiting.push(msg.nextAttemptAt, msg);
       // an entry goes stale when its message is retried by hand, deleted or rescheduled; drop them once they outnumber the queue
@@ -1878,9 +1905,12 @@ export class Queue {
    */
   private skip(key: string, job: Job, d: DestState): void {
     const down = d.down!;
-    const jitter = Math.round((this.opts.random ?? Math.random)() * (this.opts.jitter ?? 0.1) * this.probeInterval(down.failures));
-    const diagnostic = oneLineReason(`not tried: ${destLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(down.probeAt)}`);
-    for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: down.probeAt + jitter });
+    const interval = this.probeInterval(down.failures);
+    const jitter = Math.round((this.opts.random ?? Math.random)() * (this.opts.jitter ?? 0.1) * interval);
+    // never a time already past (a probe that runs longer than planned): that would make it due again at once
+    const until = Math.max(down.probeAt, this.clock() + interval);
+    const diagnostic = oneLineReason(`not tried: ${destLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until)}`);
+    for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: until + jitter });
     this.noteConn(key, job.msg, true);
     this.jobDone(job.msg);
   }
@@ -1921,15 +1951,19 @@ export class Queue {
       }
       return;
     }
+    let back = false;
     if (v === 'up') {
       if (d.down) this.log(`queue: ${destLabel(key)} answers again (it did not from ${clockTime(d.down.since)})`);
+      back = d.down !== null;
       d.down = null;
       this.noteConn(key, job.msg, false);
     } else if (outcomes.some((o) => !o.cut)) {
       // failed otherwise (DNS...), or not tried because of a removal: not a connection-level failure
       this.noteConn(key, job.msg, false);
     }
-    if (job.delivered && d.connWaiting.size > 0) {
+    // a delivery, or any answer after it was down (the probe's own message refused or greylisted: the server is up
+    // all the same), brings forward the messages that waited for it at the connection level, or were not tried
+    if ((job.delivered || back) && d.connWaiting.size > 0) {
       let n = 0;
       for (const m of [...d.connWaiting]) {
         if (this.messages.get(m.id) !== m) {
