@@ -3,10 +3,12 @@
  * and dark (docs/screenshots/<view>-<scheme>.png, for the README; the admin views' screenshots come from
  * views-admin.test.ts), taken
  * from the real renderer in Chromium, connected to a real relay that has seen ~15 s of real SMTP traffic: accepted
- * mail, a client over its hourly limit, relaying refused, unknown recipients, a client without reverse DNS
- * (monitor mode), a trusted entry, deferred mail in the queue and a few audited admin actions.
+ * mail delivered to the internal server (a real SMTP sink), a client over its hourly limit, relaying refused, unknown
+ * recipients, a client without reverse DNS (monitor mode), a trusted entry and a few audited admin actions. (The
+ * Dashboard's stuck-queue warning has its own pictures: test/e2e/queue-outage.test.ts.)
  */
 import { describe, expect, it } from 'vitest';
+import { startSink } from '../helpers/sink.ts';
 import { RawSmtp, sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay } from '../helpers/wss-client.ts';
 import { VIEWS } from '../../renderer/src/views/registry.ts';
@@ -84,6 +86,26 @@ describe.skipIf(!chromiumPath)('console screenshots of the shell views, light an
     await page.getByRole('button', { name: 'Accept and connect' }).click();
     await page.locator('.statusbar[data-status="connected"]').waitFor();
 
+    // the internal mail server: mail for example.com is delivered, as on a healthy relay
+    const sink = await startSink();
+    try {
+      const before = await core.connection.call('config.get', {});
+      const domains = Object.fromEntries(Object.entries(before.config.domains).map(([d, v]) => [d, { ...v, deliverTo: sink.address }]));
+      await core.connection.call('config.update', { baseRevision: before.revision, config: { ...before.config, domains } });
+      await shootShell(relay, c, shoot);
+      expect(sink.messages.length).toBeGreaterThan(0);
+    } finally {
+      await sink.close();
+    }
+    expect(unexpectedErrors(c.errors)).toEqual([]);
+  }, 60_000);
+});
+
+/** Traffic, admin actions, then the pictures of Servers, Dashboard and Live traffic. */
+async function shootShell(relay: ManageRelay, c: ConsolePage, shoot: (name: string) => Promise<void>): Promise<void> {
+  const { page, core } = c;
+  {
+
     // real traffic, and a few admin actions for the audit log
     await traffic(relay, 15_000);
     // the salesperson: over the hourly limit in one session
@@ -119,6 +141,5 @@ describe.skipIf(!chromiumPath)('console screenshots of the shell views, light an
       await page.waitForTimeout(400);
       await shoot(v.id);
     }
-    expect(unexpectedErrors(c.errors)).toEqual([]);
-  }, 60_000);
-});
+  }
+}
