@@ -4,51 +4,14 @@
  * that says so; and when it takes mail again, the messages that waited for it at the connection level are brought
  * forward at once, not those a server deferred with a 4xx.
  */
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from './helpers/queue-clock.ts';
+import { deadPort, silentServer } from './helpers/outage.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import type { RelayEvent } from '../shared/events.ts';
 
 const { sink, harness } = deliveryFixtures();
 const MIN = 60_000;
-
-/** A TCP listener that accepts connections and never says a word (a hung server). */
-async function silentServer() {
-  const sockets = new Set<net.Socket>();
-  const stats = { connections: 0, open: 0, maxOpen: 0 };
-  const server = net.createServer((s) => {
-    stats.connections++;
-    stats.maxOpen = Math.max(stats.maxOpen, ++stats.open);
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => {
-      stats.open--;
-      sockets.delete(s);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    stats,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-/** A loopback port where nothing listens (bound, read, closed). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 type Deferred = Extract<RelayEvent, { kind: 'deferred' }>;
 
@@ -211,8 +174,11 @@ describe('when the destination comes back', () => {
       for (const id of ids.slice(1)) {
         const item = h.queue.list().find((i) => i.id === id)!;
         const was = before.get(id)!;
-        // shown as an attempt, but no step of the schedule: the time it had
-        expect(item).toMatchObject({ attempts: was.attempts + 1, nextAttemptAt: was.nextAttemptAt, lastError: expect.stringContaining('452 4.3.1') });
+        // shown as an attempt, but no step of the schedule. These had not been tried (the destination was down): the
+        // time they had was only its next probe, no schedule of their own to go back to, so the delay of their
+        // unchanged step (none yet: the first, 1 min) from now
+        expect(was.attempts).toBe(0);
+        expect(item).toMatchObject({ attempts: 1, nextAttemptAt: clock.now() + 60_000, lastError: expect.stringContaining('452 4.3.1') });
       }
     } finally {
       await up.close();

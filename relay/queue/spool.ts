@@ -149,12 +149,29 @@ interface DestState {
    * not possible): at most one connection at a time (a probe), not before probeAt; the other jobs are not tried.
    * `failures`: connection-level failures in a row (the probe interval grows with them, as the retry delays do).
    */
-  down: { since: number; reason: string; at: number; probeAt: number; failures: number } | null;
+  down: {
+    since: number;
+    reason: string;
+    at: number;
+    probeAt: number;
+    failures: number;
+    /** an administrator's retry moved the probe to now: the time it had (the automatic schedule, kept if it fails) */
+    scheduledProbeAt?: number;
+  } | null;
   /** the probe is under way */
   probing: boolean;
+  /**
+   * it answered since the relay started (or since this entry was made): full concurrency. Until then at most
+   * INITIAL_CONCURRENCY connections (Postfix's initial_destination_concurrency): a server that accepts and never
+   * greets holds five connections for the greeting timeout, not twenty, before it is known to be down.
+   */
+  up: boolean;
   /** messages waiting whose last failure for it was at the connection level: a delivery to it brings them forward */
   connWaiting: Set<QueuedMessage>;
 }
+
+/** Connections to a destination that has not answered yet (DestState.up), as Postfix's initial_destination_concurrency. */
+const INITIAL_CONCURRENCY = 5;
 
 /** summary() is computed afresh up to this many queued messages; past it, at most every SUMMARY_CACHE_MS. */
 const SUMMARY_FRESH_MAX = 5000;
@@ -278,6 +295,8 @@ export interface QueuedMessage {
   steps?: number;
   /** tried ahead of its schedule (retry(), retryAll(), a recovery): the nextAttemptAt it had, kept if that fails */
   early?: number | null;
+  /** its nextAttemptAt is its destination's next probe (it was not tried: skip()), not a step of its own backoff */
+  skipped?: boolean;
   /** destinations whose last attempt for it failed at the connection level (or was not tried: down); in memory */
   connDests?: Set<string>;
   /** the key of its live entry in the retry heap, if any (no duplicate entries at the same time) */
@@ -308,6 +327,8 @@ interface Job {
   closedByStop?: true;
   /** the one connection allowed to a destination that is down */
   probe?: true;
+  /** that probe was started by an administrator's retry: if it fails, the destination's schedule stays as it was */
+  manualProbe?: true;
   /** what this job learned about its destination: it did not answer usably (connection level), or it answered */
   verdict?: { down: string } | 'up';
   /** a recipient was delivered */
@@ -1342,7 +1363,7 @@ export class Queue {
     let d = this.dests.get(key);
     if (!d) {
       if (this.dests.size >= this.destsPruneAt) this.pruneDests();
-      this.dests.set(key, (d = { lastError: null, down: null, probing: false, connWaiting: new Set() }));
+      this.dests.set(key, (d = { lastError: null, down: null, probing: false, connWaiting: new Set(), up: false }));
     }
     return d;
   }
@@ -1477,14 +1498,19 @@ export class Queue {
       const d = this.dests.get(key);
       // (not while a probe runs: it answers the question already, and its jobs' "not tried" times must stay ahead;
       // set back to now under a running probe, they fell due at once, again and again, until the probe ended)
-      if (d?.down && !d.probing && d.down.probeAt > now) d.down.probeAt = now;
+      if (d?.down && !d.probing && d.down.probeAt > now) {
+        d.down.scheduledProbeAt ??= d.down.probeAt;
+        d.down.probeAt = now;
+      }
     }
     this.bringForward(msg, now);
   }
 
   /** Due now, ahead of its schedule: the time it had is kept for the case this attempt fails. */
   private bringForward(msg: QueuedMessage, now: number): void {
-    if (msg.early == null && msg.nextAttemptAt > now) msg.early = msg.nextAttemptAt;
+    // (a time that only waited for its destination's probe is no schedule to go back to: if this attempt fails, the
+    // delay of its unchanged step from now; 0 says "ahead of the schedule, no time kept")
+    if (msg.early == null) msg.early = msg.skipped ? 0 : msg.nextAttemptAt > now ? msg.nextAttemptAt : null;
     msg.nextAttemptAt = now;
     this.schedule(msg);
   }
@@ -1809,7 +1835,8 @@ export class Queue {
     }
     for (const [key, fifo] of this.destQueues) {
       if (this.active >= this.concurrency) break;
-      while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < this.perDestination) {
+      const limit = this.dests.get(key)?.up ? this.perDestination : Math.min(this.perDestination, INITIAL_CONCURRENCY);
+      while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < limit) {
         const job = fifo.shift()!;
         const d = this.dests.get(key);
         if (d?.down) {
@@ -1821,8 +1848,13 @@ export class Queue {
           }
           d.probing = true;
           job.probe = true;
-          // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given)
-          d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
+          // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given; for a probe
+          // an administrator's retry asked for, the automatic schedule it had)
+          if (d.down.scheduledProbeAt !== undefined) {
+            job.manualProbe = true;
+            d.down.probeAt = d.down.scheduledProbeAt;
+            delete d.down.scheduledProbeAt;
+          } else d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
         }
         this.startJob(key, job);
       }
@@ -1907,8 +1939,9 @@ export class Queue {
     const down = d.down!;
     const interval = this.probeInterval(down.failures);
     const jitter = Math.round((this.opts.random ?? Math.random)() * (this.opts.jitter ?? 0.1) * interval);
-    // never a time already past (a probe that runs longer than planned): that would make it due again at once
-    const until = Math.max(down.probeAt, this.clock() + interval);
+    // never a time already past (a probe that runs past the next planned one): that would make it due again at once
+    const now = this.clock();
+    const until = down.probeAt > now ? down.probeAt : now + interval;
     const diagnostic = oneLineReason(`not tried: ${destLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until)}`);
     for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: until + jitter });
     this.noteConn(key, job.msg, true);
@@ -1939,8 +1972,10 @@ export class Queue {
     if (v !== undefined && v !== 'up') {
       const was = d.down;
       // (the sessions that were open when it went down fail too: one failure, not one per session)
-      const failures = !was ? 1 : job.probe ? was.failures + 1 : was.failures;
-      const probeAt = !was || job.probe ? now + this.probeInterval(failures) : was.probeAt;
+      // (a probe an administrator's retry asked for that fails is no step: the automatic probe stays when it was)
+      const failures = !was ? 1 : job.probe && !job.manualProbe ? was.failures + 1 : was.failures;
+      const probeAt = !was || (job.probe && (!job.manualProbe || was.probeAt <= now)) ? now + this.probeInterval(failures) : was.probeAt;
+      d.up = false;
       d.down = { since: was?.since ?? now, reason: oneLineReason(v.down), at: now, probeAt, failures };
       if (!was) this.log(`queue: ${destLabel(key)} did not answer (${d.down.reason}); one connection at a time to it until it does, the next at ${clockTime(probeAt)}`);
       this.noteConn(key, job.msg, true);
@@ -1956,6 +1991,7 @@ export class Queue {
       if (d.down) this.log(`queue: ${destLabel(key)} answers again (it did not from ${clockTime(d.down.since)})`);
       back = d.down !== null;
       d.down = null;
+      d.up = true;
       this.noteConn(key, job.msg, false);
     } else if (outcomes.some((o) => !o.cut)) {
       // failed otherwise (DNS...), or not tried because of a removal: not a connection-level failure
@@ -2265,6 +2301,7 @@ export class Queue {
     // too, when no delivery was tried); a pending one stays pending and is tried again after the first retry delay
     if (returnFailed !== null && direct) msg.removed = null;
     const returnWaits = returnFailed !== null && !direct;
+    msg.skipped = false;
     if (returnWaits) {
       msg.nextAttemptAt = now + retryDelay(1, this.opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.opts.jitter ?? 0.1, this.opts.random ?? Math.random);
     } else if (cutShort) {
@@ -2278,7 +2315,14 @@ export class Queue {
         // ahead of the schedule: the time it had, or (passed meanwhile) the delay of its unchanged count from now
         next = early !== null && early > now ? early : now + delay;
       }
-      for (const d of deferred) if (d.skippedUntil !== undefined && d.skippedUntil < next) next = d.skippedUntil;
+      let fromSkip = false;
+      for (const d of deferred) {
+        if (d.skippedUntil !== undefined && d.skippedUntil < next) {
+          next = d.skippedUntil;
+          fromSkip = true;
+        }
+      }
+      msg.skipped = fromSkip;
       // the last try happens at the end of the lifetime, and its failure bounces
       msg.nextAttemptAt = now < expiresAt ? Math.min(next, expiresAt) : next;
     }
