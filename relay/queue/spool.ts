@@ -721,6 +721,8 @@ export class Queue {
   private readonly messages = new Map<string, QueuedMessage>();
   private readonly log: (line: string) => void;
   private accepting = true;
+  /** the last undeliverable bounce said on stdout, and how many were not said since (undeliverableBounce) */
+  private bounceNote = { at: -Infinity, held: 0, timer: null as unknown };
   /** the smarthost login problem last said on stdout, and when (smarthostLogin) */
   private loginProblem: { host: string; at: number } | null = null;
   private probeTimer: unknown = null;
@@ -2029,6 +2031,28 @@ export class Queue {
    * is said on stdout, not only in each message's deferral. Once per smarthost (and again after an hour of it), and
    * once when a login works again. `problem` null: a login worked.
    */
+  /**
+   * A bounce (null sender) that could not be delivered is said on stdout, but at most one a minute, then how many more
+   * there were: a burst of them (bounces to made-up sender domains, an outage) wrote one line each, 9,000 lines in
+   * three minutes of the soak test. Each one is in the history (its bounced event) all the same.
+   */
+  private undeliverableBounce(line: string): void {
+    const n = this.bounceNote;
+    if (this.clock() - n.at >= 60_000) {
+      this.log(line);
+      this.bounceNote = { at: this.clock(), held: 0, timer: null };
+      return;
+    }
+    n.held++;
+    n.timer ??= this.timers.setTimeout(() => {
+      const held = this.bounceNote.held;
+      if (held > 0) {
+        this.log(`queue: ${held} more bounce${held === 1 ? '' : 's'} (null sender) could not be delivered since ${clockTime(this.bounceNote.at)}; not said one by one (each is a bounced event in the history)`);
+      }
+      this.bounceNote = { at: this.clock(), held: 0, timer: null };
+    }, Math.max(0, n.at + 60_000 - this.clock()));
+  }
+
   private smarthostLogin(host: string, problem: string | null): void {
     const now = this.clock();
     const last = this.loginProblem;
@@ -2360,7 +2384,7 @@ export class Queue {
    */
   private async returnToSender(msg: QueuedMessage, bounced: Outcome[], config: Config): Promise<{ failure: string | null; stored: boolean }> {
     if (msg.envelope.from === '' || msg.kind === 'dsn') {
-      this.log(`queue: ${msg.id} (null sender) could not be delivered to ${bounced.map((b) => b.rcpt).join(', ')}; no bounce is sent for a bounce`);
+      this.undeliverableBounce(`queue: ${msg.id} (null sender) could not be delivered to ${bounced.map((b) => b.rcpt).join(', ')}; no bounce is sent for a bounce`);
       return { failure: null, stored: false };
     }
     try {
