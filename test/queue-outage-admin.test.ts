@@ -52,6 +52,9 @@ describe('a manual retry that fails', () => {
     const q = h.reopen();
     await q.start();
     expect(q.list()[0]).toMatchObject({ attempts: 7, nextAttemptAt: clock.now() + 15 * MIN });
+    // the destination's last error is in memory only; after the restart, its waiting message's (the console's
+    // destinations table said "—" for every destination after a restart)
+    expect(q.summary().destinations[0]).toMatchObject({ messages: 1, lastError: expect.stringContaining('451 4.3.0 not yet') });
     clock.advance(15 * MIN);
     await expect.poll(() => deferrals().length, { interval: 5 }).toBe(8);
     expect(q.list()[0]).toMatchObject({ attempts: 8, nextAttemptAt: clock.now() + 30 * MIN });

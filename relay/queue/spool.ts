@@ -748,7 +748,7 @@ export class Queue {
   private destsPruneAt = 16;
   /** a recipient domain's destination key under one config object (destinationFor depends on nothing else) */
   private keyCache: { config: Config; byDomain: Map<string, string> } | null = null;
-  private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null }[] } } | null = null;
+  private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null; messageError: string | null }[] } } | null = null;
   private active = 0;
   private readonly work = new Set<Promise<void>>();
   private readonly connections = new Set<() => void>();
@@ -1450,15 +1450,16 @@ export class Queue {
       const config = this.opts.config();
       let deferred = 0;
       let oldest: number | null = null;
-      const per = new Map<string, { messages: number; nextAttemptAt: number | null }>();
+      const per = new Map<string, { messages: number; nextAttemptAt: number | null; messageError: string | null }>();
       for (const m of this.messages.values()) {
         if (oldest === null || m.envelope.receivedAt < oldest) oldest = m.envelope.receivedAt;
         // (one not tried because its destination is down counts: it waits because of a failure)
         if ((m.attempts > 0 || m.lastError !== null) && !m.delivering) deferred++;
         for (const key of this.waitingDestinations(m, config)) {
           let e = per.get(key);
-          if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null }));
+          if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null, messageError: null }));
           e.messages++;
+          e.messageError ??= m.lastError;
           if (!m.delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
         }
       }
@@ -1475,7 +1476,8 @@ export class Queue {
       destinations: c.value.destinations.map((e) => {
         const d = this.dests.get(e.destination);
         const down = d?.down ?? null;
-        return { destination: e.destination, messages: e.messages, down: down !== null, lastError: d?.lastError ?? null, nextAttemptAt: down ? down.probeAt : e.nextAttemptAt };
+        // (the destination's own record is in memory: after a restart, until a job for it ends, a waiting message's)
+        return { destination: e.destination, messages: e.messages, down: down !== null, lastError: d?.lastError ?? e.messageError, nextAttemptAt: down ? down.probeAt : e.nextAttemptAt };
       }),
     };
   }
