@@ -106,7 +106,12 @@ describe.skipIf(!chromiumPath)('console: Live traffic, Clients and Queue from 10
       await page.click('[data-view-id="queue"]');
       const row = page.locator('tr[data-queue-id]').first();
       await row.waitFor({ timeout: 15_000 });
-      const wrap = page.locator('.queue-view .table-wrap');
+      // the destinations table (with its Retry DESTINATION now) and the messages table
+      const wraps = page.locator('.queue-view .table-wrap');
+      expect(await wraps.count()).toBe(2);
+      await expectFits(wraps.nth(0), `destinations table at ${size.width}`);
+      await expectWhole(wraps.nth(0).getByRole('button', { name: /^Retry .+ now$/ }).first());
+      const wrap = page.locator('.queue-view .table-wrap').filter({ has: row });
       await expectFits(wrap, `queue table at ${size.width}`);
       for (const name of ['Retry', 'Delete…']) {
         const b = row.getByRole('button', { name });
