@@ -9,38 +9,14 @@
  *
  * Failed before the fix in spool.ts.
  */
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from './helpers/queue-clock.ts';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
+import { silentServer } from './helpers/outage.ts';
 import type { RelayEvent } from '../shared/events.ts';
 
 const { harness } = deliveryFixtures();
 const MIN = 60_000;
-
-/** A TCP listener that accepts connections and never says a word (a hung server). */
-async function silentServer() {
-  const sockets = new Set<net.Socket>();
-  const stats = { connections: 0 };
-  const server = net.createServer((s) => {
-    stats.connections++;
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    stats,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 type Deferred = Extract<RelayEvent, { kind: 'deferred' }>;
 
