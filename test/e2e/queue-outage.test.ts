@@ -126,6 +126,13 @@ describe.skipIf(!chromiumPath)('console: the queue during an outage (Chromium, r
     expect(await filter.locator('option').allTextContents()).toEqual(['All destinations', `127.0.0.1:${port} (${MESSAGES})`]);
     await filter.selectOption(key);
     await expect.poll(() => page.locator('.toolbar .count').textContent()).toMatch(new RegExp(`^6 messages for 127\\.0\\.0\\.1:${port}`));
+    // with the filter on, the primary button is about the messages shown: that destination's
+    await expect.poll(() => page.getByTestId('retry-all').textContent()).toBe(`Retry these now (${MESSAGES})`);
+    await page.getByTestId('retry-all').click();
+    const forDest = page.getByRole('dialog', { name: new RegExp(`127\\.0\\.0\\.1:${port}`) });
+    await forDest.waitFor();
+    await forDest.getByRole('button', { name: 'Cancel' }).click();
+    await forDest.waitFor({ state: 'detached' });
     await filter.selectOption('');
 
     const button = page.getByTestId('retry-all');

@@ -246,11 +246,15 @@ function Queue() {
         <Button
           variant="primary"
           data-testid="retry-all"
-          onClick={() => setRetryingAll({ destination: null, count: queued ?? total })}
-          disabledReason={why ?? (queued === 0 ? 'The queue is empty.' : null)}
-          busy={retryAll.isPending && retryAll.variables !== undefined && !('destination' in retryAll.variables)}
+          // with a destination chosen in the filter, the messages shown: that destination's (the tryout's admin read
+          // "Retry all now" beside a filtered list as "retry these")
+          onClick={() => setRetryingAll(destination ? { destination, count: total } : { destination: null, count: queued ?? total })}
+          disabledReason={why ?? ((destination ? total : queued) === 0 ? (destination ? 'No message waits for this destination.' : 'The queue is empty.') : null)}
+          busy={retryAll.isPending && retryAll.variables !== undefined && (destination ? 'destination' in retryAll.variables && retryAll.variables.destination === destination : !('destination' in retryAll.variables))}
         >
-          Retry all now{queued !== null && queued > 0 ? ` (${fmtCount(queued)})` : ''}
+          {destination
+            ? `Retry these now${total > 0 ? ` (${fmtCount(total)})` : ''}`
+            : `Retry all now${queued !== null && queued > 0 ? ` (${fmtCount(queued)})` : ''}`}
         </Button>
       </div>
       {error !== null && <ErrorBox>{error}</ErrorBox>}
