@@ -214,7 +214,7 @@ export const QueueItem = z.object({
 export type QueueItem = z.infer<typeof QueueItem>;
 
 /** A destination (a key of the relay's queue, e.g. "mx:corp.example", "local:10.0.0.5:25", "smarthost:smtp.isp.example:587"). */
-const DestinationKey = z.string().min(1).max(300);
+const DestinationKey = z.string().min(1).max(300).regex(/^\S+$/, 'a destination is written without spaces, as queue.list shows it (e.g. mx:example.com, local:10.0.0.5:25)');
 
 /** One destination of the queue: the messages waiting for it and how its last attempts went. */
 export const QueueDestination = z.object({
@@ -450,7 +450,8 @@ const QueueRetryResult = z.union([
     /** messages being delivered right now: left as they are (not counted in scheduled) */
     delivering: z.int().nonnegative(),
   }),
-  z.object({ ok: z.literal(true) }),
+  // (strict: a bulk answer that lost a count must not pass as the one-message answer)
+  z.strictObject({ ok: z.literal(true) }),
 ]);
 
 // -----------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../shared/protocol.ts';
+import { ErrorCode, Methods } from '../shared/protocol.ts';
 import { startSink, type Sink } from './helpers/sink.ts';
 import { sendMail } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -143,6 +143,13 @@ describe('queue.retry {all: true}: one audited action', () => {
     expect((await viewer.callError('queue.retry', { all: true, destination: corp })).code).toBe(ErrorCode.Forbidden);
   });
 
+  it("the result schema: a bulk answer that lost a count does not pass as the one-message answer", () => {
+    const r = Methods['queue.retry'].result;
+    expect(r.safeParse({ ok: true }).success).toBe(true);
+    expect(r.safeParse({ ok: true, scheduled: 3, delivering: 0 }).success).toBe(true);
+    expect(r.safeParse({ ok: true, scheduled: 3 }).success).toBe(false);
+  });
+
   it('refuses every bad combination with -32602 naming the problem, and changes nothing', async () => {
     const before = t.auditLines().length;
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -156,6 +163,8 @@ describe('queue.retry {all: true}: one audited action', () => {
       [{ all: true, destination: '' }, /destination: must not be empty/],
       [{ all: true, destination: 5 }, /destination: must be text/],
       [{ all: true, destination: 'x'.repeat(301) }, /destination: /],
+      [{ all: true, destination: ' ' }, /destination: a destination is written without spaces/],
+      [{ all: true, destination: 'mx: corp.test' }, /destination: a destination is written without spaces/],
       [{ all: true, limit: 10 }, /limit/],
       [{ id: 7 }, /id: must be text/],
     ];

@@ -38,6 +38,8 @@ export type QueueRemoval = Removal;
 export interface QueueLike {
   /** items with `destinations` (the keys its waiting recipients go to) */
   list(): Result<'queue.list'>['items'];
+  /** one page, oldest first, of every message or of those waiting for `destination`, and how many there are */
+  page(offset: number, limit: number, destination?: string): { items: Result<'queue.list'>['items']; total: number };
   retry(id: string): boolean;
   /** every queued message (or every one waiting for `destination`) made due now, as a manual retry; ones being delivered are counted and left alone */
   retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number };
@@ -516,10 +518,8 @@ export function createHandlers(d: MethodDeps): Handlers {
 
     // --- queue -------------------------------------------------------------------------------------------------
     'queue.list': (p) => {
-      const dest = p.destination;
-      const all = d.queue.list();
-      const items = (dest === undefined ? all : all.filter((i) => i.destinations?.includes(dest))).sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1));
-      return { items: items.slice(p.offset, p.offset + p.limit), total: items.length };
+      // (only the page is built: the whole list took ~170 ms of the event loop with 100,000 queued messages)
+      return d.queue.page(p.offset, p.limit, p.destination);
     },
     'queue.retry': (p) => {
       // every message (or every one for a destination) in one call: one action, one audit line

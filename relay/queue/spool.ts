@@ -1387,33 +1387,47 @@ export class Queue {
   }
 
   list(): QueueItem[] {
-    const out: QueueItem[] = [];
     const config = this.opts.config();
-    for (const m of this.messages.values()) {
-      const to: string[] = [];
-      const done: QueueItem['done'] = [];
-      for (const [addr, r] of m.rcpts) {
-        if (r.status === 'pending') to.push(addr);
-        else done.push({ to: addr, status: r.status });
-      }
-      out.push({
-        id: m.id,
-        from: m.envelope.from,
-        to,
-        done,
-        size: m.size,
-        receivedAt: m.envelope.receivedAt,
-        kind: m.kind,
-        // (delivering until the outcome of an attempt that connected is recorded: a removal pending until then, too)
-        status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 || m.lastError !== null ? 'deferred' : 'queued',
-        attempts: m.attempts,
-        nextAttemptAt: m.nextAttemptAt,
-        lastError: m.lastError,
-        removal: m.removed,
-        destinations: this.waitingDestinations(m, config),
-      });
+    return [...this.messages.values()].map((m) => this.item(m, config));
+  }
+
+  /**
+   * One page of the queue, oldest first (then by id), of every message or of those with a recipient waiting for
+   * `destination`, and how many there are. Only the page's items are built: queue.list built and sorted all of them,
+   * about 170 ms of the event loop per call with 100,000 queued messages (every SMTP session waited), every 5 s for
+   * each console on the Queue view. The messages are kept nearly in arrival order, which the sort finds in one pass.
+   */
+  page(offset: number, limit: number, destination?: string): { items: QueueItem[]; total: number } {
+    const config = this.opts.config();
+    let refs = [...this.messages.values()];
+    if (destination !== undefined) refs = refs.filter((m) => this.waitingDestinations(m, config).includes(destination));
+    refs.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { items: refs.slice(offset, offset + limit).map((m) => this.item(m, config)), total: refs.length };
+  }
+
+  private item(m: QueuedMessage, config: Config): QueueItem {
+    const to: string[] = [];
+    const done: QueueItem['done'] = [];
+    for (const [addr, r] of m.rcpts) {
+      if (r.status === 'pending') to.push(addr);
+      else done.push({ to: addr, status: r.status });
     }
-    return out;
+    return {
+      id: m.id,
+      from: m.envelope.from,
+      to,
+      done,
+      size: m.size,
+      receivedAt: m.envelope.receivedAt,
+      kind: m.kind,
+      // (delivering until the outcome of an attempt that connected is recorded: a removal pending until then, too)
+      status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 || m.lastError !== null ? 'deferred' : 'queued',
+      attempts: m.attempts,
+      nextAttemptAt: m.nextAttemptAt,
+      lastError: m.lastError,
+      removal: m.removed,
+      destinations: this.waitingDestinations(m, config),
+    };
   }
 
   /**
