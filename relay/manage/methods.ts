@@ -36,8 +36,6 @@ export type QueueRemoval = Removal;
 
 /** What the management channel needs of the queue (relay/queue/spool.ts's Queue). */
 export interface QueueLike {
-  /** items with `destinations` (the keys its waiting recipients go to) */
-  list(): Result<'queue.list'>['items'];
   /** one page, oldest first, of every message or of those waiting for `destination`, and how many there are */
   page(offset: number, limit: number, destination?: string): { items: Result<'queue.list'>['items']; total: number };
   retry(id: string): boolean;

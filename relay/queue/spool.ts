@@ -1857,13 +1857,13 @@ export class Queue {
       while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < limit) {
         const job = fifo.shift()!;
         const d = this.dests.get(key);
+        const now = this.clock();
+        if (this.holdsBack(d, now)) {
+          this.skip(key, job, d);
+          continue;
+        }
         if (d?.down) {
-          // down: one connection at a time (the probe), once its time has come; the others are not tried
-          const now = this.clock();
-          if (d.probing || now < d.down.probeAt) {
-            this.skip(key, job, d);
-            continue;
-          }
+          // down, and its probe is due: this job is the one connection
           d.probing = true;
           job.probe = true;
           // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given; for a probe
@@ -1899,7 +1899,7 @@ export class Queue {
     const now = this.clock();
     for (const [key, job] of groups) {
       const d = this.dests.get(key);
-      if (d?.down && (d.probing || now < d.down.probeAt)) {
+      if (this.holdsBack(d, now)) {
         this.skip(key, job, d);
         continue;
       }
@@ -1942,6 +1942,14 @@ export class Queue {
         this.pump();
       });
     this.track(run);
+  }
+
+  /**
+   * A destination that is down takes one connection at a time (the probe), once its time has come: while the probe
+   * runs or before it is due, its jobs are not tried (skip()).
+   */
+  private holdsBack(d: DestState | undefined, now: number): d is DestState & { down: NonNullable<DestState['down']> } {
+    return d?.down != null && (d.probing || now < d.down.probeAt);
   }
 
   /** Between probes of a destination that is down, after `failures` connection-level failures in a row. */
@@ -2043,11 +2051,6 @@ export class Queue {
   }
 
   /**
-   * A smarthost login that fails is the admin's to fix (delivery.smarthost), and all relayed mail waits meanwhile: it
-   * is said on stdout, not only in each message's deferral. Once per smarthost (and again after an hour of it), and
-   * once when a login works again. `problem` null: a login worked.
-   */
-  /**
    * A bounce (null sender) that could not be delivered is said on stdout, but at most one a minute, then how many more
    * there were: a burst of them (bounces to made-up sender domains, an outage) wrote one line each, 9,000 lines in
    * three minutes of the soak test. Each one is in the history (its bounced event) all the same.
@@ -2069,6 +2072,11 @@ export class Queue {
     }, Math.max(0, n.at + 60_000 - this.clock()));
   }
 
+  /**
+   * A smarthost login that fails is the admin's to fix (delivery.smarthost), and all relayed mail waits meanwhile: it
+   * is said on stdout, not only in each message's deferral. Once per smarthost (and again after an hour of it), and
+   * once when a login works again. `problem` null: a login worked.
+   */
   private smarthostLogin(host: string, problem: string | null): void {
     const now = this.clock();
     const last = this.loginProblem;
