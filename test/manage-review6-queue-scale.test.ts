@@ -6,6 +6,7 @@
  * records (no bytes; nothing is delivered: their next attempt is an hour away).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QueuedMessage } from '../relay/queue/spool.ts';
 import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
 
 const N = 5_000;
@@ -13,8 +14,8 @@ const N = 5_000;
 let t: ManageRelay;
 let viewer: WssClient;
 
-/** A queued-message record as the queue holds it (relay/queue/spool.ts QueuedMessage), deferred once, due in an hour. */
-function fake(i: number, now: number) {
+/** A queued-message record as the queue holds it (typed: a change of QueuedMessage shows here), deferred once, due in an hour. */
+function fake(i: number, now: number): QueuedMessage {
   const rcpt = `u${i}@d${i % 10}.example`;
   return {
     id: `R6${String(i).padStart(10, '0')}`,
