@@ -86,7 +86,7 @@ describe('queue.list: destinations and the destination filter', () => {
   });
 
   it('refuses a bad destination with -32602 naming it', async () => {
-    for (const destination of ['', 7, null, 'x'.repeat(301)]) {
+    for (const destination of ['', 7, null, 'x'.repeat(301), ' ', 'local: 127.0.0.1:25']) {
       const e = await viewer.callError('queue.list', { destination });
       expect(e.code, JSON.stringify(destination)).toBe(ErrorCode.InvalidParams);
       expect(e.message).toMatch(/^invalid params for queue\.list: destination: /);
