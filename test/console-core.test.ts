@@ -195,12 +195,19 @@ describe('console core against a real relay', () => {
       await relay.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    const { core } = newCore();
+    // the console's timers on a fake clock: a retry, however soon, would be a timer armed (a status read after a
+    // real-time wait could not tell: each retry of a refused token ends in auth-failed again)
+    const clock = new ConsoleClock();
+    const { core, states } = newCore({ timers: clock });
     const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: relay.manageAddress.port, token: 'rwt_wrong' }])) as { id: string };
     const st = (await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState;
     expect(st.status).toBe('auth-failed');
     expect(st.message).toMatch(/refused the token/);
-    await new Promise((r) => setTimeout(r, 300));
+    expect(clock.nextAt()).toBeNull();
+    const mark = states.length;
+    clock.advance(3_600_000);
+    await sleep(300); // a negative check: nothing is armed, so nothing may come
+    expect(states.slice(mark).map((s) => s.status)).toEqual([]);
     expect(status(core)).toBe('auth-failed');
   });
 });
