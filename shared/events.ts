@@ -68,6 +68,12 @@ export const RelayEvent = z.discriminatedUnion('kind', [
   z.object({ ...base, kind: z.literal('delivered'), queueId: z.string(), to: z.array(z.string()), host: z.string(), tls: z.boolean(), tlsProtocol: z.string().nullable().optional(), tlsCipher: z.string().nullable().optional(), response: z.string() }),
   z.object({ ...base, kind: z.literal('deferred'), queueId: z.string(), to: z.array(z.string()), reason: z.string(), nextAttemptAt: z.number() }),
   z.object({ ...base, kind: z.literal('bounced'), queueId: z.string(), to: z.array(z.string()), reason: z.string() }),
+  /**
+   * a message an administrator deleted from the queue without a bounce (queue.delete): `to` the recipients that will
+   * not get it (none when the attempt under way at the delete delivered them all), `by` the token's name (null: not
+   * known). A return to the sender (bounce: true) is reported as `bounced` instead
+   */
+  z.object({ ...base, kind: z.literal('deleted'), queueId: z.string(), to: z.array(z.string()), by: z.string().nullable() }),
   z.object({ ...base, kind: z.literal('config-changed'), revision: z.int(), by: z.string(), source: z.string() }),
   z.object({ ...base, kind: z.literal('trusted'), address: z.string(), group: z.string(), by: z.string() }),
 ]);

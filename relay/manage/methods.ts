@@ -43,7 +43,7 @@ export interface QueueLike {
   retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number };
   /** the queue at a glance (cheap: stats.tick asks for it every second) */
   summary(): QueueSummary;
-  delete(id: string): Promise<QueueRemoval>;
+  delete(id: string, by?: string | null): Promise<QueueRemoval>;
   bounce(id: string): Promise<QueueRemoval>;
   readonly size: number;
   readonly acceptingMail: boolean;
@@ -528,9 +528,9 @@ export function createHandlers(d: MethodDeps): Handlers {
       if (!d.queue.retry(p.id)) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
       return { ok: true };
     },
-    'queue.delete': async (p) => {
+    'queue.delete': async (p, ctx) => {
       // a message being delivered is not cut: the delete or return is pending until the attempt ends (pending: true)
-      const r = p.bounce ? await d.queue.bounce(p.id) : await d.queue.delete(p.id);
+      const r = p.bounce ? await d.queue.bounce(p.id) : await d.queue.delete(p.id, ctx.session.auth!.name);
       const what = p.bounce ? 'return' : 'deletion';
       switch (r.result) {
         case 'removed':

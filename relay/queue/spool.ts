@@ -266,6 +266,8 @@ export interface QueuedMessage {
    * the attempt ends; a return whose DSN could not be stored stays so, and is tried again at nextAttemptAt.
    */
   removed: null | 'delete' | 'bounce';
+  /** who asked for the removal (the management token's name), for the `deleted` event; null when not known */
+  removedBy?: string | null;
   /**
    * the answer to a delete() or bounce() being carried out now, given once it is done and durable (a delete of a
    * message not being delivered, a return once its DSN is stored and the message is gone): a repeat gets the same
@@ -1236,6 +1238,11 @@ export class Queue {
    */
   private async remove(msg: QueuedMessage): Promise<string | null> {
     this.messages.delete(msg.id);
+    if (msg.removed === 'delete') {
+      // it has left the queue by an administrator's delete: said once, here (a return says `bounced` instead)
+      const to = [...msg.rcpts].filter(([, r]) => r.status === 'pending').map(([rcpt]) => rcpt);
+      this.opts.bus.emit({ kind: 'deleted', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, by: msg.removedBy ?? null });
+    }
     for (const key of msg.connDests ?? []) this.dests.get(key)?.connWaiting.delete(msg);
     msg.connDests = undefined;
     this.dropData(msg);
@@ -1541,8 +1548,8 @@ export class Queue {
    * goes when the attempt ends, its delivered recipients reported as usual. A return pending during a delivery is not
    * replaced ('conflict'); one that waits for its DSN to be stored is.
    */
-  delete(id: string): Promise<Removal> {
-    return this.removal(id, 'delete');
+  delete(id: string, by: string | null = null): Promise<Removal> {
+    return this.removal(id, 'delete', by);
   }
 
   /**
@@ -1555,9 +1562,11 @@ export class Queue {
     return this.removal(id, 'bounce');
   }
 
-  private async removal(id: string, kind: 'delete' | 'bounce'): Promise<Removal> {
+  private async removal(id: string, kind: 'delete' | 'bounce', by: string | null = null): Promise<Removal> {
     const msg = this.messages.get(id);
     if (!msg) return { result: 'not-found' };
+    // (the first to ask is named: a repeat while it is pending does not change who deleted it)
+    if (kind === 'delete' && msg.removed !== 'delete') msg.removedBy = by;
     const other = kind === 'delete' ? 'bounce' : 'delete';
     // one being carried out now: a repeat gets its answer, the other kind changes nothing
     if (msg.answer) return msg.answer.kind === kind ? msg.answer.promise : { result: 'conflict', removal: other };

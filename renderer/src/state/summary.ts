@@ -52,6 +52,8 @@ export function summarize(e: RelayEvent): string {
       return `deferred ${e.queueId}: ${e.reason}`;
     case 'bounced':
       return `bounced ${e.queueId}: ${e.reason}`;
+    case 'deleted':
+      return `deleted ${e.queueId}${e.by ? ` by ${e.by}` : ''}: ${e.to.length > 0 ? `not delivered to ${list(e.to)}` : 'every recipient had been delivered'}`;
     case 'config-changed':
       return `configuration revision ${e.revision} by ${e.by} (${e.source})`;
     case 'trusted':
