@@ -99,7 +99,10 @@ describe('bad frames', () => {
     expect(closed.code).toBe(CloseCode.RateLimited);
     const limited = c.frames.filter((f) => (f as { error?: { code: number } }).error?.code === ErrorCode.RateLimited);
     expect(limited.length).toBeGreaterThan(0);
-    expect((limited[0] as { error: { data: { retryAfterMs: number } } }).error.data.retryAfterMs).toBeGreaterThanOrEqual(0);
+    // the wait until the token bucket (50 a second by default) holds one request again: more than 0, at most 1/50 s
+    const wait = (limited[0] as { error: { data: { retryAfterMs: number } } }).error.data.retryAfterMs;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(1000 / t.relay.manage!.limits.requestsPerSecond);
     expect(c.of('session.closed')[0]).toMatchObject({ reason: 'flood' });
     await stillUp();
   });
