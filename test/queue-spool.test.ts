@@ -105,8 +105,9 @@ describe('spool', () => {
     w1.write(Buffer.from('small'));
     await w1.abort();
     const w2 = q.begin();
-    w2.write(Buffer.alloc(600 * 1024, 1)); // past the flush threshold: a temp file exists
-    await new Promise((r) => setTimeout(r, 50));
+    w2.write(Buffer.alloc(600 * 1024, 1)); // past the flush threshold: a temp file is made
+    // (waited for, not slept on: the abort must meet a file on disk, or this would test the first case again)
+    await expect.poll(() => fsp.readdir(path.join(dir, 'tmp'))).toHaveLength(1);
     await w2.abort();
     expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
     expect(await fsp.readdir(path.join(dir, 'queue'))).toEqual([]);
@@ -120,8 +121,11 @@ describe('spool', () => {
     await fsp.writeFile(path.join(dir, 'queue', '0000000000000BBBB.state'), '{}');
     const live = q.begin();
     live.write(Buffer.alloc(300 * 1024, 7));
-    await new Promise((r) => setTimeout(r, 50));
+    // the live writer's temp file is on disk beside the crash's (waited for: start() must meet both)
+    await expect.poll(() => fsp.readdir(path.join(dir, 'tmp'))).toHaveLength(2);
+    const liveTmp = (await fsp.readdir(path.join(dir, 'tmp'))).filter((f) => f !== '0000000000000AAAA.tmp');
     await q.start();
+    expect(await fsp.readdir(path.join(dir, 'tmp')), 'tmp/ right after start()').toEqual(liveTmp);
     // (named: this failed twice in session 10 under a loaded parallel run, [one file] against [], and never since)
     expect(await fsp.readdir(path.join(dir, 'queue')), 'queue/ right after start()').toEqual([]);
     const { id } = await live.commit(envelope());
