@@ -113,6 +113,8 @@ interface ConnInternals {
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
+/** the longest command line read (smtp-server's maxCommandLength, its own default; RFC 5321's 512 is too tight for long AUTH lines) */
+const COMMAND_LINE_LIMIT = 16 * 1024;
 const SHUTDOWN_TEXT = '4.3.2 The relay is shutting down. Try again later.';
 const SHUTDOWN_CUT_TEXT = '4.3.2 The relay is shutting down and could not wait longer for this message; it was not accepted. Try again later.';
 const STATE = Symbol('relay-warden-session');
@@ -226,6 +228,7 @@ export class SmtpFront {
       // our own limit (smtp.maxConnections) is checked in init(), where the config is current
       maxClients: 0,
       socketTimeout: 120_000,
+      maxCommandLength: COMMAND_LINE_LIMIT,
       closeTimeout: this.stopGraceMs,
       onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
@@ -419,6 +422,12 @@ export class SmtpFront {
         const midMessage = Boolean(conn.session.envelope?.mailFrom) || Boolean(conn._dataStream);
         if (midMessage) this.cutAtStop++;
         data = midMessage ? SHUTDOWN_CUT_TEXT : SHUTDOWN_TEXT;
+        context = false;
+      }
+      if (code === 421 && data === 'Error: Command line too long') {
+        // smtp-server's parser gave up on a line longer than its maxCommandLength (16 KiB by default; RFC 5321 4.5.3.1.4
+        // asks for 512 octets); its own words carry 4.4.2 (a bad connection): ours say what was wrong, and the limit
+        data = `4.5.0 Protocol error: a command line longer than ${COMMAND_LINE_LIMIT} bytes. Closing the connection.`;
         context = false;
       }
       if (code === 250 && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'HELO' || sess.lastCommand === 'LHLO') && conn.hostNameAppearsAs) {
