@@ -157,6 +157,9 @@ class Session {
   readonly conn: SMTPConnection;
   /** the next MAIL FROM gets SMTPUTF8 even with ASCII addresses (see declareSmtpUtf8) */
   private smtpUtf8Next = false;
+  /** the reply deadline ran out (watchReplies): the session's error, whatever nodemailer reports after the close */
+  private timedOut: NodemailerError | null = null;
+  private replyTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly target: Target,
@@ -175,7 +178,9 @@ class Session {
       tls: { rejectUnauthorized: false, ...(isIP(target.host) ? {} : { servername: target.host }) },
       connectionTimeout: input.connectTimeoutMs,
       greetingTimeout: input.connectTimeoutMs,
-      socketTimeout: input.commandTimeoutMs,
+      // inactivity, only a backstop now: watchReplies gives each reply its deadline (the end of data's twice as long),
+      // which must run out first to be reported as what it was
+      socketTimeout: 3 * input.commandTimeoutMs,
       socketCloseTimeout: 0,
       logger: false,
       debug: false,
@@ -188,9 +193,109 @@ class Session {
     });
     this.conn.on('end', () => {
       this.closed = true;
-      endedResolve(this.lastError ?? Object.assign(new Error('connection closed'), { code: 'ECONNECTION' }));
+      if (this.replyTimer) clearTimeout(this.replyTimer);
+      endedResolve(this.timedOut ?? this.lastError ?? Object.assign(new Error('connection closed'), { code: 'ECONNECTION' }));
     });
     this.declareSmtpUtf8();
+    this.watchReplies(input.commandTimeoutMs);
+  }
+
+  /**
+   * A deadline for every reply: commandTimeoutMs from the command (or from the reply before it, with several
+   * commands pipelined) to the reply's last line, else the session is closed as timed out. nodemailer's socketTimeout
+   * is an inactivity timer: a server that sent one line of a multi-line reply every few seconds ("250-still thinking")
+   * kept the connection, and a delivery slot, for ever; twenty such servers stopped every delivery of the relay. While
+   * the message data is still being written, a session whose socket took more bytes since the last check is given
+   * more time (a large message on a slow link; a socket that takes nothing is nodemailer's inactivity timeout).
+   *
+   * Private parts of nodemailer's SMTPConnection 10.6.0 (pinned exactly in package.json): _sendCommand (every command
+   * line goes through it), _responseActions (the replies still expected), _currentDataStream, _socket. Complete
+   * replies are counted through lastServerResponse, which nodemailer sets for each complete reply only.
+   */
+  private watchReplies(timeoutMs: number): void {
+    const c = this.conn as unknown as {
+      _sendCommand?: (str: string, logStr?: string) => void;
+      _responseActions?: unknown[];
+      _currentDataStream?: unknown;
+      _socket?: { bytesWritten?: number } | null | false;
+      lastServerResponse?: unknown;
+    };
+    const send = c._sendCommand;
+    if (typeof send !== 'function' || !Array.isArray(c._responseActions)) return;
+    const pending = () => c._responseActions?.length ?? 0;
+    const bytesWritten = () => (c._socket && c._socket.bytesWritten) || 0;
+    /** when the wait for the reply expected now began: the command sent after an idle moment, or the reply before */
+    let waitFrom = 0;
+    /** no reply is expected (before the first command; after a reply that left none expected) */
+    let idle = true;
+    let lastCommand = '';
+    /** the socket's bytes written at the last check: more since means the message data is moving */
+    let written = 0;
+    /** the message data went out in this transaction (DATA's 354 came): a deadline now is the end of data's */
+    let dataSent = false;
+    let stream = c._currentDataStream;
+    Object.defineProperty(c, '_currentDataStream', {
+      configurable: true,
+      enumerable: true,
+      get: () => stream,
+      set: (v: unknown) => {
+        const was = stream;
+        stream = v;
+        if (v) dataSent = true;
+        // the data is all written: the wait for the reply to its end begins
+        else if (was) waitFrom = Date.now();
+      },
+    });
+    let value = c.lastServerResponse;
+    Object.defineProperty(c, 'lastServerResponse', {
+      configurable: true,
+      enumerable: true,
+      get: () => value,
+      set: (v: unknown) => {
+        // a complete reply (nodemailer sets it for those only), before its action is taken off the list
+        value = v;
+        waitFrom = Date.now();
+        idle = pending() <= 1;
+      },
+    });
+    const check = () => {
+      this.replyTimer = null;
+      if (this.closed || pending() === 0) return; // idle: the next command arms it again
+      const now = Date.now();
+      const bytes = bytesWritten();
+      // the reply to the end of the data gets twice as long (Postfix: smtp_data_done_timeout 600 s, the others 300 s):
+      // the server checks the whole message then, and its last bytes may still be in the sockets' buffers
+      const limit = dataSent && !stream ? 2 * timeoutMs : timeoutMs;
+      // the message data still being written, and moving since the last check: it waits on a slow link, not on the server
+      if (stream && bytes > written) waitFrom = now;
+      written = bytes;
+      if (now - waitFrom < limit) {
+        arm(waitFrom + limit - now);
+        return;
+      }
+      const seconds = +(limit / 1000).toFixed(1);
+      const text = dataSent
+        ? `no reply to the end of the message data within ${seconds} s: it may arrive twice when it is tried again`
+        : `no complete reply within ${seconds} s after ${lastCommand || 'the last command'} (the server kept the connection open without finishing its answer)`;
+      this.timedOut = Object.assign(new Error(text), { code: 'ETIMEDOUT' });
+      this.conn.close();
+    };
+    const arm = (ms: number) => {
+      if (this.replyTimer) clearTimeout(this.replyTimer);
+      this.replyTimer = setTimeout(check, Math.max(1, ms));
+      this.replyTimer.unref();
+    };
+    c._sendCommand = (str: string, logStr?: string) => {
+      lastCommand = /^[A-Za-z]+(?: (?:FROM|TO)(?=:))?/.exec(str)?.[0]?.toUpperCase() ?? '';
+      if (lastCommand === 'MAIL FROM' || lastCommand === 'RSET') dataSent = false;
+      if (idle) {
+        idle = false;
+        waitFrom = Date.now();
+        written = bytesWritten();
+      }
+      if (!this.replyTimer) arm(timeoutMs);
+      send.call(this.conn, str, logStr);
+    };
   }
 
   /**

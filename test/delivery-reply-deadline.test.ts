@@ -1,0 +1,237 @@
+/**
+ * Every reply of a next hop has a deadline (commandTimeoutMs; the reply to the end of the data twice that, as Postfix's
+ * smtp_data_done_timeout): a server that keeps the connection alive with one line of a multi-line reply every so often
+ * ("250-still thinking"), or sends nothing more after the final dot, no longer holds a delivery slot for ever. Found by
+ * a user tryout: nodemailer's socketTimeout is an inactivity timer, and twenty such servers stopped every delivery of
+ * the relay until it was restarted. A message whose data is still being written and moving is not cut.
+ *
+ * The next hops are raw net servers on loopback that speak just enough SMTP; the deadlines are short (real time, a
+ * fraction of a second), the tests assert what happened, never how long it took.
+ */
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
+import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
+
+type Stall = 'ehlo' | 'mail' | 'dot' | null;
+
+interface Server {
+  port: number;
+  address: string;
+  /** connections accepted, and how many are open now */
+  stats: { connections: number; open: number; messages: number; trickled: number };
+  close(): Promise<void>;
+}
+
+const servers: Server[] = [];
+const clients: SmtpClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.closeAll();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+/**
+ * A server that answers normally except at `stall`, where it starts a multi-line reply and adds a line every 20 ms
+ * without ever ending it ('ehlo', 'mail'), or says nothing at all after the final dot ('dot').
+ */
+async function stallingServer(stall: Stall): Promise<Server> {
+  const sockets = new Set<net.Socket>();
+  const stats = { connections: 0, open: 0, messages: 0, trickled: 0 };
+  const server = net.createServer((sock) => {
+    stats.connections++;
+    stats.open++;
+    sockets.add(sock);
+    const timers: NodeJS.Timeout[] = [];
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      stats.open--;
+      sockets.delete(sock);
+      for (const t of timers) clearInterval(t);
+    });
+    const say = (text: string) => {
+      if (!sock.destroyed) sock.write(`${text}\r\n`);
+    };
+    const trickle = () => {
+      timers.push(
+        setInterval(() => {
+          stats.trickled++;
+          say('250-still thinking');
+        }, 20),
+      );
+    };
+    say('220 stall.test ESMTP');
+    let buf = '';
+    let inData = false;
+    sock.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('latin1');
+      for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (inData) {
+          if (line !== '.') continue;
+          inData = false;
+          stats.messages++;
+          if (stall !== 'dot') say('250 2.0.0 queued');
+          continue;
+        }
+        const verb = line.split(' ')[0]!.toUpperCase();
+        if (verb === 'EHLO') {
+          if (stall === 'ehlo') trickle();
+          else say('250-stall.test\r\n250 8BITMIME');
+        } else if (verb === 'MAIL') {
+          if (stall === 'mail') trickle();
+          else say('250 2.1.0 ok');
+        } else if (verb === 'RCPT') say('250 2.1.5 ok');
+        else if (verb === 'DATA') {
+          inData = true;
+          say('354 go ahead');
+        } else if (verb === 'RSET') say('250 2.0.0 ok');
+        else if (verb === 'QUIT') {
+          say('221 2.0.0 bye');
+          sock.end();
+        } else say('502 5.5.2 unknown command');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const s: Server = {
+    port,
+    address: `127.0.0.1:${port}`,
+    stats,
+    async close() {
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  servers.push(s);
+  return s;
+}
+
+const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: deadline\r\n\r\nhello\r\n');
+
+function attempt(server: Server, over: Partial<AttemptInput> = {}): AttemptInput {
+  return {
+    target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
+    from: 'alice@sender.test',
+    rcpts: ['bob@example.test'],
+    size: MESSAGE.length,
+    data: () => MESSAGE,
+    tls: 'off',
+    auth: null,
+    heloName: 'relay.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 300,
+    ...over,
+  };
+}
+
+function client(): SmtpClient {
+  const c = new SmtpClient({ idleMs: 60_000 });
+  clients.push(c);
+  return c;
+}
+
+describe('a reply that never ends (the delivery client)', () => {
+  it('a multi-line EHLO reply that keeps coming: the session fails as timed out, and the connection is closed', async () => {
+    const server = await stallingServer('ehlo');
+    const r = await client().deliver(attempt(server));
+    expect(r).toMatchObject({ kind: 'session-failed', tlsHandshake: false });
+    expect(r.kind === 'session-failed' && r.reason).toBe(
+      `${server.address}: no complete reply within 0.3 s after EHLO (the server kept the connection open without finishing its answer) (ETIMEDOUT)`,
+    );
+    // it did keep talking while the relay waited: the inactivity timer alone never fired
+    expect(server.stats.trickled).toBeGreaterThan(0);
+    await expect.poll(() => server.stats.open).toBe(0);
+  });
+
+  it('a MAIL FROM reply that keeps coming: the message is not delivered, its recipients get the timeout, the connection is not kept', async () => {
+    const server = await stallingServer('mail');
+    const c = client();
+    const r = await c.deliver(attempt(server));
+    expect(r.kind).toBe('done');
+    if (r.kind !== 'done') return;
+    expect(r.results).toEqual([
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no complete reply within 0.3 s after MAIL FROM (the server kept the connection open without finishing its answer) (ETIMEDOUT)` },
+    ]);
+    expect(server.stats.messages).toBe(0);
+    expect(c.idleConnections).toBe(0);
+    await expect.poll(() => server.stats.open).toBe(0);
+  });
+
+  it('no reply after the final dot: timed out after twice the command timeout, and said that the message may arrive twice', async () => {
+    const server = await stallingServer('dot');
+    const c = client();
+    const r = await c.deliver(attempt(server));
+    expect(r.kind === 'done' && r.results).toEqual([
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no reply to the end of the message data within 0.6 s: it may arrive twice when it is tried again (ETIMEDOUT)` },
+    ]);
+    expect(server.stats.messages).toBe(1);
+    expect(c.idleConnections).toBe(0);
+    await expect.poll(() => server.stats.open).toBe(0);
+  });
+
+  it('message data that is still being written and moving is not cut, however long it takes', async () => {
+    const server = await stallingServer(null);
+    // the relay's side is slow (a slow disk, say): 30 chunks, one every 40 ms, about four times the deadline
+    const lines = Array.from({ length: 30 }, (_, i) => `line ${i} ${'x'.repeat(60)}\r\n`);
+    const body = Buffer.concat([Buffer.from('Subject: slow\r\n\r\n'), ...lines.map((l) => Buffer.from(l))]);
+    const slow = () => {
+      let i = 0;
+      return new Readable({
+        read() {
+          if (i === 0) {
+            i++;
+            this.push(Buffer.from('Subject: slow\r\n\r\n'));
+            return;
+          }
+          setTimeout(() => this.push(i <= lines.length ? Buffer.from(lines[i++ - 1]!) : null), 40);
+        },
+      });
+    };
+    const r = await client().deliver(attempt(server, { data: slow, size: body.length }));
+    expect(r.kind === 'done' && r.results).toEqual([{ rcpt: 'bob@example.test', code: 250, response: '250 2.0.0 queued' }]);
+    expect(server.stats.messages).toBe(1);
+  });
+
+  it('an idle connection kept for the next message is not timed out while it waits, and serves the next message', async () => {
+    const server = await stallingServer(null);
+    const c = client();
+    // a deadline of 1 s per reply (the inactivity timeout is 3 s): idle for 1.5 s, longer than a reply may take
+    const input = attempt(server, { commandTimeoutMs: 1000 });
+    expect((await c.deliver(input)).kind).toBe('done');
+    expect(c.idleConnections).toBe(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await c.deliver(input);
+    expect(r.kind === 'done' && r.results[0]!.code).toBe(250);
+    expect(server.stats.connections).toBe(1);
+    expect(server.stats.messages).toBe(2);
+  });
+});
+
+describe('a reply that never ends (the queue)', () => {
+  const { sink, harness } = deliveryFixtures();
+
+  it('the stalled message is deferred with the reason, its slot is freed, and mail to a healthy server goes out', async () => {
+    const stalling = await stallingServer('mail');
+    const good = await sink();
+    // one delivery at a time for the whole queue: the stalled session must give its slot back for the good one
+    const h = await harness(
+      {
+        smtp: { hostname: 'relay.test' },
+        domains: { 'good.test': { deliverTo: good.address, recipients: '*' }, 'stall.test': { deliverTo: stalling.address, recipients: '*' } },
+        delivery: { tls: 'off' },
+      },
+      { concurrency: 1, commandTimeoutMs: 300 },
+    );
+    await h.queue.start();
+    const stalled = await h.submit('alice@sender.test', ['bob@stall.test']);
+    const deferred = await h.waitEvent('deferred', (e) => e.queueId === stalled);
+    expect(deferred.reason).toMatch(/no complete reply within 0\.3 s after MAIL FROM/);
+    const fine = await h.submit('alice@sender.test', ['carol@good.test']);
+    await h.waitEvent('delivered', (e) => e.queueId === fine);
+    expect(good.messages).toHaveLength(1);
+    expect(stalling.stats.open).toBe(0);
+  });
+});
