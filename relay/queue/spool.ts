@@ -1860,14 +1860,20 @@ export class Queue {
       if (msg.removed === 'bounce') this.startBounce(msg);
       else this.beginAttempt(msg);
     }
+    // Free slots go round the destinations, one connection each in turn (Postfix's queue manager is round-robin too):
+    // a destination that got one goes to the end of the line. Handed out in the order destinations queued, slow ones
+    // that queued first took every slot that came free: six tarpits held all 100 for minutes while mail for a healthy
+    // server waited without a connection. (A destination re-added while this loop runs is visited again in it.)
     for (const [key, fifo] of this.destQueues) {
       if (this.active >= this.concurrency) break;
       const limit = this.dests.get(key)?.up ? this.perDestination : Math.min(this.perDestination, INITIAL_CONCURRENCY);
-      while (fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < limit) {
+      let started = false;
+      while (!started && fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < limit) {
         const job = fifo.shift()!;
         const d = this.dests.get(key);
         const now = this.clock();
         if (this.holdsBack(d, now)) {
+          // (deferred without a connection: takes no slot, and the next job of it may go)
           this.skip(key, job, d);
           continue;
         }
@@ -1884,8 +1890,11 @@ export class Queue {
           } else d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
         }
         this.startJob(key, job);
+        started = true;
       }
-      if (fifo.length === 0) this.destQueues.delete(key);
+      // (to the end of the line after a connection; one that queued nothing more, or got none, keeps its place)
+      if (fifo.length === 0 || started) this.destQueues.delete(key);
+      if (fifo.length > 0 && started) this.destQueues.set(key, fifo);
     }
   }
 

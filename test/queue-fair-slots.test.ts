@@ -1,0 +1,85 @@
+/**
+ * Delivery slots go round the destinations: each destination that waits gets a connection in turn. Found by a user
+ * tryout: slots were handed out in the order destinations queued, so slow next hops (tarpits) that queued first took
+ * every slot that came free, and mail for a healthy server waited 5.5 minutes without a connection while all 100 were
+ * held by six tarpits.
+ *
+ * Real sinks on loopback; the slow one holds each message's reply until the test releases it (no timing in the test).
+ */
+import { describe, expect, it } from 'vitest';
+import type { SinkMessage } from './helpers/sink.ts';
+import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
+
+const { sink, harness } = deliveryFixtures();
+
+/** A sink that holds its reply to each message until the test releases that one (in arrival order). */
+async function slowSink() {
+  const holds: { msg: SinkMessage; release: () => void }[] = [];
+  const s = await sink({
+    holdData: (msg) =>
+      new Promise<void>((release) => {
+        holds.push({ msg, release });
+      }),
+  });
+  return { sink: s, holds };
+}
+
+describe('delivery slots are shared between destinations', () => {
+  it('with every slot held by a slow destination that queued first, a healthy one waits one turn, not for all of its mail', async () => {
+    const slow = await slowSink();
+    const good = await sink();
+    // two slots in all, two per destination
+    const h = await harness(plainLocalDomains({ 'slow.test': slow.sink, 'good.test': good }), { concurrency: 2, perDestination: 2 });
+    await h.queue.start();
+    for (let i = 1; i <= 4; i++) await h.submit('alice@sender.test', [`s${i}@slow.test`]);
+    // both slots are the slow destination's; its other two messages wait, and then the healthy one's
+    await expect.poll(() => slow.holds.length).toBe(2);
+    const g = await h.submit('alice@sender.test', ['carol@good.test']);
+    expect(h.queue.activeDeliveries).toBe(2);
+
+    // a slot comes free: slow.test was ahead in line (it queued first), and its third message goes
+    slow.holds[0]!.release();
+    await expect.poll(() => slow.holds.length).toBe(3);
+    // the next slot is good.test's turn, not slow.test's fourth message (before, it waited for all four)
+    slow.holds[1]!.release();
+    await h.waitEvent('delivered', (e) => e.queueId === g);
+    expect(good.messages.map((m) => m.to)).toEqual([['carol@good.test']]);
+    expect(slow.holds).toHaveLength(3);
+    slow.holds[2]!.release();
+    await expect.poll(() => slow.holds.length).toBe(4);
+    slow.holds[3]!.release();
+    await expect.poll(() => h.queue.size).toBe(0);
+    expect(slow.sink.messages).toHaveLength(4);
+  });
+
+  it('two destinations waiting for slots get them in turn, not the first in line all of them', async () => {
+    const a = await slowSink();
+    const b = await slowSink();
+    const h = await harness(plainLocalDomains({ 'a.test': a.sink, 'b.test': b.sink }), { concurrency: 2, perDestination: 2 });
+    await h.queue.start();
+    await h.submit('alice@sender.test', ['a1@a.test']);
+    await h.submit('alice@sender.test', ['a2@a.test']);
+    await expect.poll(() => a.holds.length).toBe(2);
+    // both slots held by a.test; a.test queues two more, then b.test two
+    await h.submit('alice@sender.test', ['a3@a.test']);
+    await h.submit('alice@sender.test', ['a4@a.test']);
+    await h.submit('alice@sender.test', ['b1@b.test']);
+    await h.submit('alice@sender.test', ['b2@b.test']);
+    a.holds[0]!.release();
+    await expect.poll(() => a.holds.length).toBe(3);
+    // a.test just had its turn: the next free slot is b.test's (before, a.test took it for a4)
+    a.holds[1]!.release();
+    await expect.poll(() => b.holds.length).toBe(1);
+    expect(a.holds).toHaveLength(3);
+    // and then a.test's again
+    a.holds[2]!.release();
+    await expect.poll(() => a.holds.length).toBe(4);
+    expect(b.holds).toHaveLength(1);
+    for (const x of [...a.holds, ...b.holds]) x.release();
+    await expect.poll(() => b.holds.length).toBe(2);
+    b.holds[1]!.release();
+    await expect.poll(() => h.queue.size).toBe(0);
+    expect(a.sink.messages).toHaveLength(4);
+    expect(b.sink.messages).toHaveLength(2);
+  });
+});
