@@ -230,6 +230,10 @@ export const QueueDestination = z.object({
    * for it; null when none is scheduled (all being delivered)
    */
   nextAttemptAt: Millis.nullable(),
+  /** delivery connections open to it now (relays before it leave it out) */
+  connections: z.int().nonnegative().optional(),
+  /** deliveries to it that are due and wait for a free delivery connection (relays before it leave it out) */
+  waitingForConnection: z.int().nonnegative().optional(),
 });
 export type QueueDestination = z.infer<typeof QueueDestination>;
 

@@ -10,6 +10,7 @@ import { fmtAgo, fmtSince } from '../renderer/src/components/format.ts';
 import {
   STUCK_AFTER_MS,
   destinationLabel,
+  destinationWhen,
   dueWords,
   nextAttemptWords,
   queueHealth,
@@ -118,8 +119,19 @@ describe('destinations and times in words', () => {
   it('a next attempt that has come is "due now", never "2 min ago"', () => {
     expect(dueWords(NOW + 3 * MIN, NOW)).toBe('in 3 min');
     expect(dueWords(NOW - 2 * MIN, NOW)).toBe('due now');
-    expect(nextAttemptWords(NOW - 1, NOW)).toBe('next attempt due now');
-    expect(nextAttemptWords(null, NOW)).toBe('being delivered');
+    expect(nextAttemptWords({ down: false, nextAttemptAt: NOW - 1 }, NOW)).toBe('next attempt due now');
+    expect(nextAttemptWords({ down: false, nextAttemptAt: null }, NOW)).toBe('being delivered');
+  });
+
+  it('due deliveries that wait for a free connection say so, not "being delivered" or "due now"', () => {
+    // (a tryout: all 100 connections held by slow servers, a healthy destination's 20 messages showed "being delivered")
+    expect(destinationWhen({ down: false, nextAttemptAt: NOW - 5 * MIN, waitingForConnection: 20 }, NOW)).toBe('waiting for a free connection');
+    expect(destinationWhen({ down: false, nextAttemptAt: null, waitingForConnection: 3 }, NOW)).toBe('waiting for a free connection');
+    expect(nextAttemptWords({ down: false, nextAttemptAt: NOW - 1, waitingForConnection: 1 }, NOW)).toBe('waiting for a free connection');
+    // a later attempt of others is still theirs; a down destination's probe time stands; a relay before it says nothing
+    expect(destinationWhen({ down: false, nextAttemptAt: NOW + 3 * MIN, waitingForConnection: 2 }, NOW)).toBe('in 3 min');
+    expect(destinationWhen({ down: true, nextAttemptAt: NOW + 3 * MIN, waitingForConnection: 0 }, NOW)).toBe('in 3 min');
+    expect(destinationWhen({ down: false, nextAttemptAt: NOW - 1 }, NOW)).toBe('due now');
   });
 
   it('fmtSince never says a future "in 4 s": the data fetched after the refreshed clock is "just now"', () => {

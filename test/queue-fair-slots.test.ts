@@ -37,6 +37,18 @@ describe('delivery slots are shared between destinations', () => {
     const g = await h.submit('alice@sender.test', ['carol@good.test']);
     expect(h.queue.activeDeliveries).toBe(2);
 
+    // what the console is told meanwhile: the healthy destination's message waits for a free connection, it is not
+    // "being delivered" (a tryout saw nextAttemptAt null and retry's "20 being delivered already" for mail no session had)
+    const goodKey = `local:${good.address}`;
+    const slowKey = `local:${slow.sink.address}`;
+    const byKey = new Map(h.queue.summary().destinations.map((d) => [d.destination, d]));
+    expect(byKey.get(goodKey)).toMatchObject({ messages: 1, connections: 0, waitingForConnection: 1, down: false });
+    expect(byKey.get(goodKey)!.nextAttemptAt).not.toBeNull();
+    expect(byKey.get(slowKey)).toMatchObject({ messages: 4, connections: 2, waitingForConnection: 2 });
+    expect(h.queue.list().find((i) => i.id === g)).toMatchObject({ status: 'queued' });
+    expect(h.queue.retryAll({ destination: goodKey })).toEqual({ scheduled: 1, delivering: 0 });
+    expect(h.queue.retryAll({ destination: slowKey })).toEqual({ scheduled: 2, delivering: 2 });
+
     // a slot comes free: slow.test was ahead in line (it queued first), and its third message goes
     slow.holds[0]!.release();
     await expect.poll(() => slow.holds.length).toBe(3);

@@ -137,6 +137,10 @@ export interface QueueSummary {
     lastError: string | null;
     /** when it is probed again (down), else the earliest due attempt among its messages not being delivered */
     nextAttemptAt: number | null;
+    /** delivery connections open to it now */
+    connections: number;
+    /** deliveries to it that are due and wait for a free connection (all in use, or its own limit reached) */
+    waitingForConnection: number;
   }[];
 }
 
@@ -168,6 +172,14 @@ interface DestState {
   up: boolean;
   /** messages waiting whose last failure for it was at the connection level: a delivery to it brings them forward */
   connWaiting: Set<QueuedMessage>;
+}
+
+/**
+ * A session of its current attempt has started (or its outcome is being recorded): what queue.list calls
+ * "delivering". Not so while its attempt's jobs wait for a free connection (msg.delivering is set then already).
+ */
+function beingDelivered(m: QueuedMessage): boolean {
+  return m.attempt ? m.attempt.started : m.delivering && m.wrapUp;
 }
 
 /** Connections to a destination that has not answered yet (DestState.up), as Postfix's initial_destination_concurrency. */
@@ -1428,7 +1440,7 @@ export class Queue {
       receivedAt: m.envelope.receivedAt,
       kind: m.kind,
       // (delivering until the outcome of an attempt that connected is recorded: a removal pending until then, too)
-      status: (m.attempt ? m.attempt.started : m.delivering && m.wrapUp) ? 'delivering' : m.attempts > 0 || m.lastError !== null ? 'deferred' : 'queued',
+      status: beingDelivered(m) ? 'delivering' : m.attempts > 0 || m.lastError !== null ? 'deferred' : 'queued',
       attempts: m.attempts,
       nextAttemptAt: m.nextAttemptAt,
       lastError: m.lastError,
@@ -1450,11 +1462,12 @@ export class Queue {
     for (const msg of [...this.messages.values()]) {
       if (msg.removed || msg.answer) continue;
       if (only !== undefined && !this.waitingDestinations(msg, config).includes(only)) continue;
-      if (msg.delivering) {
+      if (beingDelivered(msg)) {
         delivering++;
         continue;
       }
-      this.retryNow(msg);
+      // (one whose attempt waits for a free connection is due already: counted as made due, nothing to change)
+      if (!msg.delivering) this.retryNow(msg);
       scheduled++;
     }
     return { scheduled, delivering };
@@ -1475,13 +1488,15 @@ export class Queue {
       for (const m of this.messages.values()) {
         if (oldest === null || m.envelope.receivedAt < oldest) oldest = m.envelope.receivedAt;
         // (one not tried because its destination is down counts: it waits because of a failure)
-        if ((m.attempts > 0 || m.lastError !== null) && !m.delivering) deferred++;
+        // (one whose attempt waits for a free connection is not being delivered: no session has started for it)
+        const delivering = beingDelivered(m);
+        if ((m.attempts > 0 || m.lastError !== null) && !delivering) deferred++;
         for (const key of this.waitingDestinations(m, config)) {
           let e = per.get(key);
           if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null, messageError: null }));
           e.messages++;
           e.messageError ??= m.lastError;
-          if (!m.delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
+          if (!delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
         }
       }
       const top = [...per].sort((a, b) => b[1].messages - a[1].messages || (a[0] < b[0] ? -1 : 1)).slice(0, 10);
@@ -1498,7 +1513,16 @@ export class Queue {
         const d = this.dests.get(e.destination);
         const down = d?.down ?? null;
         // (the destination's own record is in memory: after a restart, until a job for it ends, a waiting message's)
-        return { destination: e.destination, messages: e.messages, down: down !== null, lastError: d?.lastError ?? e.messageError, nextAttemptAt: down ? down.probeAt : e.nextAttemptAt };
+        return {
+          destination: e.destination,
+          messages: e.messages,
+          down: down !== null,
+          lastError: d?.lastError ?? e.messageError,
+          nextAttemptAt: down ? down.probeAt : e.nextAttemptAt,
+          // (live, not cached: they change every moment under load)
+          connections: this.destActive.get(e.destination) ?? 0,
+          waitingForConnection: this.destQueues.get(e.destination)?.length ?? 0,
+        };
       }),
     };
   }

@@ -29,7 +29,7 @@ import {
 import { ApiError } from '../api.ts';
 import { explainError, useApi, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
-import { destinationLabel, destinationTitle, dueWords, retryAllConfirm, retryAllDoneText } from './parts/queue-health.ts';
+import { destinationLabel, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText } from './parts/queue-health.ts';
 import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
 
@@ -197,8 +197,19 @@ function Queue() {
                     <td title={d.lastError ?? undefined}>
                       <div className="queue-error">{d.lastError ?? <span className="faint">—</span>}</div>
                     </td>
-                    <td className="nowrap" title={d.nextAttemptAt === null ? undefined : fmtDateTime(d.nextAttemptAt)}>
-                      {d.nextAttemptAt === null ? 'being delivered' : dueWords(d.nextAttemptAt, Math.max(now, Date.now()))}
+                    <td
+                      className="nowrap"
+                      title={
+                        [
+                          d.nextAttemptAt === null ? null : fmtDateTime(d.nextAttemptAt),
+                          d.connections === undefined ? null : `${fmtCount(d.connections)} delivery connection${d.connections === 1 ? '' : 's'} open to it now`,
+                          (d.waitingForConnection ?? 0) > 0 ? `${fmtCount(d.waitingForConnection!)} due, waiting for a free connection (every one in use, or its own limit reached)` : null,
+                        ]
+                          .filter((x) => x !== null)
+                          .join('; ') || undefined
+                      }
+                    >
+                      {destinationWhen(d, Math.max(now, Date.now()))}
                     </td>
                     <td className="actions">
                       <Button

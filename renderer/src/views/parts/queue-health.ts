@@ -36,10 +36,21 @@ export function dueWords(at: number, now: number): string {
   return at - now < 1000 ? 'due now' : fmtAgo(at, now);
 }
 
-/** "next attempt in 3 min", "next attempt due now", or "being delivered" (none scheduled). */
-export function nextAttemptWords(at: number | null, now: number): string {
-  if (at === null) return 'being delivered';
-  return `next attempt ${dueWords(at, now)}`;
+/**
+ * When a destination is tried next, for its row: "in 3 min", "due now", "being delivered" (none scheduled), or
+ * "waiting for a free connection" when its due deliveries wait for a delivery connection (every one in use, or its own
+ * limit reached): due, but not "now" (a relay before it does not say, and reads as before).
+ */
+export function destinationWhen(d: Pick<QueueDestination, 'down' | 'nextAttemptAt' | 'waitingForConnection'>, now: number): string {
+  if (!d.down && (d.waitingForConnection ?? 0) > 0 && (d.nextAttemptAt === null || d.nextAttemptAt - now < 1000)) return 'waiting for a free connection';
+  if (d.nextAttemptAt === null) return 'being delivered';
+  return dueWords(d.nextAttemptAt, now);
+}
+
+/** "next attempt in 3 min", "next attempt due now", "being delivered" (none scheduled), "waiting for a free connection". */
+export function nextAttemptWords(d: Pick<QueueDestination, 'down' | 'nextAttemptAt' | 'waitingForConnection'>, now: number): string {
+  const when = destinationWhen(d, now);
+  return when === 'being delivered' || when === 'waiting for a free connection' ? when : `next attempt ${when}`;
 }
 
 export interface DestinationLine {
@@ -88,7 +99,7 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
       lastError: d.lastError,
       nextAttemptAt: d.nextAttemptAt,
       state: d.down ? 'down' : 'deferring',
-      text: `${plural(d.messages, 'message')} · ${nextAttemptWords(d.nextAttemptAt, now)}`,
+      text: `${plural(d.messages, 'message')} · ${nextAttemptWords(d, now)}`,
     }))
     .sort((a, b) => Number(b.down) - Number(a.down) || b.messages - a.messages);
   const down = destinations.filter((d) => d.down);
