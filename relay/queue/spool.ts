@@ -2081,7 +2081,8 @@ export class Queue {
         this.bringForward(m, now);
         n++;
       }
-      if (n > 0) this.log(`queue: ${destLabel(key)} takes mail again: ${n} messages waiting for it are due now`);
+      // (said for the recovery only: later deliveries bring forward the few that were being delivered at that moment)
+      if (n > 0 && back) this.log(`queue: ${destLabel(key)} takes mail again: ${n} message${n === 1 ? '' : 's'} waiting for it ${n === 1 ? 'is' : 'are'} due now`);
     }
   }
 
