@@ -155,6 +155,47 @@ describe('when the destination comes back', () => {
     }
   });
 
+  it('the recovery is said once: a message still being delivered elsewhere at that moment is brought forward later without another line', async () => {
+    const clock = new FakeClock();
+    let corp = await sink();
+    const port = corp.port;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const other = await sink({ holdData: () => held });
+    const logs: string[] = [];
+    const h = await harness(localDomains({ 'corp.test': corp, 'other.test': other }, { tls: 'off' }), {
+      now: clock.now,
+      timers: clock,
+      random: () => 0.5,
+      log: (l) => logs.push(l),
+    });
+    await h.queue.start();
+    await corp.close();
+    // M goes to both: corp.test refuses (down), other.test holds it; N waits for corp.test only
+    const m = await h.submit('alice@sender.test', ['x@corp.test', 'y@other.test']);
+    await expect.poll(() => other.activeTransactions).toBe(1);
+    const n = await h.submit('alice@sender.test', ['z@corp.test']);
+    await expect.poll(() => h.events.some((e) => e.kind === 'deferred' && e.queueId === n), { interval: 5 }).toBe(true);
+    corp = await sink({ port });
+    try {
+      // the administrator's retry of N probes corp.test: back (M is still being delivered to other.test)
+      h.queue.retry(n);
+      await corp.waitFor(1);
+      await expect.poll(() => logs.some((l) => l.includes('answers again')), { interval: 5 }).toBe(true);
+      // M's attempt ends (other.test delivered), then any delivery to corp.test brings M forward: not said again
+      release();
+      await h.waitEvent('delivered', (e) => e.queueId === m);
+      await expect.poll(() => h.queue.list().find((i) => i.id === m)?.status, { interval: 5 }).toBe('deferred');
+      const p = await h.submit('alice@sender.test', ['p@corp.test']);
+      await h.waitEvent('delivered', (e) => e.queueId === p);
+      await expect.poll(() => h.queue.size, { interval: 5 }).toBe(0);
+      expect(corp.messages.flatMap((x) => x.to).sort()).toEqual(['p@corp.test', 'x@corp.test', 'z@corp.test']);
+      expect(logs.filter((l) => l.includes('takes mail again'))).toEqual([]);
+    } finally {
+      await corp.close();
+    }
+  });
+
   it('messages brought forward that fail again at once keep their backoff', async () => {
     const clock = new FakeClock();
     // after the restart it takes u0 and defers the others with a 4xx at RCPT
