@@ -8,28 +8,12 @@ import { describe, expect, it } from 'vitest';
 import type { RelayEvent } from '../shared/events.ts';
 import { summarize } from '../renderer/src/state/summary.ts';
 import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
-import type { SinkOptions } from './helpers/sink.ts';
 import { sendMail } from './helpers/smtp-client.ts';
 import { manageRelayPerTest } from './helpers/wss-client.ts';
 
-const { sink, refusingSink, harness } = deliveryFixtures();
+const { sink, heldSink, refusingSink, harness } = deliveryFixtures();
 const startRelay = manageRelayPerTest();
 
-/** A sink that holds its answer to the end of DATA until release(); `arrived` resolves when the first message is there. */
-async function heldSink(opts: SinkOptions = {}) {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let arrive!: () => void;
-  const arrived = new Promise<void>((r) => (arrive = r));
-  const s = await sink({
-    ...opts,
-    holdData: () => {
-      arrive();
-      return released;
-    },
-  });
-  return { sink: s, arrived, release };
-}
 
 type Deleted = Extract<RelayEvent, { kind: 'deleted' }>;
 

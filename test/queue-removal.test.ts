@@ -20,30 +20,14 @@ import { isTombstone } from '../relay/queue/files.ts';
 import type { DnsAnswer, FaultInjector, MxRecord, MxResolver } from '../relay/queue/spool.ts';
 import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
 import { FakeClock } from './helpers/queue-clock.ts';
-import type { SinkOptions } from './helpers/sink.ts';
 import { copySpool, freshQueue, queueFiles, segmentsOf, until } from './helpers/spool-images.ts';
 import { sendMail } from './helpers/smtp-client.ts';
 import { manageRelayPerTest } from './helpers/wss-client.ts';
 
-const { sink, refusingSink, harness } = deliveryFixtures();
+const { sink, heldSink, refusingSink, harness } = deliveryFixtures();
 const local = plainLocalDomains;
 const startRelay = manageRelayPerTest();
 
-/** A sink that holds its answer to the end of DATA until release(); `arrived` resolves when the first message is there. */
-async function heldSink(opts: SinkOptions = {}) {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let arrive!: () => void;
-  const arrived = new Promise<void>((r) => (arrive = r));
-  const s = await sink({
-    ...opts,
-    holdData: () => {
-      arrive();
-      return released;
-    },
-  });
-  return { sink: s, arrived, release };
-}
 
 const copies: string[] = [];
 afterEach(() => {

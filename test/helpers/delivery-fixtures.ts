@@ -19,6 +19,21 @@ export function deliveryFixtures() {
   };
   return {
     sink,
+    /** A sink that holds its answer to the end of DATA until release(); `arrived` resolves when the first message is there. */
+    async heldSink(opts: Parameters<typeof startSink>[0] = {}) {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      let arrive!: () => void;
+      const arrived = new Promise<void>((r) => (arrive = r));
+      const s = await sink({
+        ...opts,
+        holdData: () => {
+          arrive();
+          return released;
+        },
+      });
+      return { sink: s, arrived, release };
+    },
     /** A sink that answers 451 to every recipient: its messages are deferred (and copied out of their segment). */
     refusingSink: (): Promise<Sink> => sink({ onRcpt: () => ({ code: 451, message: '4.3.0 not now' }) }),
     async harness(config: ConfigInput, opts: Parameters<typeof queueHarness>[1] = {}): Promise<Harness> {
