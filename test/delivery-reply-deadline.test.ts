@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
 
-type Stall = 'ehlo' | 'mail' | 'dot' | null;
+type Stall = 'ehlo' | 'mail' | 'dot' | 'read' | null;
 
 interface Server {
   port: number;
@@ -33,7 +33,8 @@ afterEach(async () => {
 
 /**
  * A server that answers normally except at `stall`, where it starts a multi-line reply and adds a line every 20 ms
- * without ever ending it ('ehlo', 'mail'), or says nothing at all after the final dot ('dot').
+ * without ever ending it ('ehlo', 'mail'), says nothing at all after the final dot ('dot'), or stops reading after its
+ * 354 ('read': the relay's writes fill the sockets' buffers and the message data stops moving).
  */
 async function stallingServer(stall: Stall): Promise<Server> {
   const sockets = new Set<net.Socket>();
@@ -86,6 +87,11 @@ async function stallingServer(stall: Stall): Promise<Server> {
         else if (verb === 'DATA') {
           inData = true;
           say('354 go ahead');
+          if (stall === 'read') {
+            sock.pause();
+            sock.removeAllListeners('data');
+            return;
+          }
         } else if (verb === 'RSET') say('250 2.0.0 ok');
         else if (verb === 'QUIT') {
           say('221 2.0.0 bye');
@@ -170,6 +176,17 @@ describe('a reply that never ends (the delivery client)', () => {
     expect(server.stats.messages).toBe(1);
     expect(c.idleConnections).toBe(0);
     await expect.poll(() => server.stats.open).toBe(0);
+  });
+
+  it('message data that stops moving (the server stopped reading) is cut, and not said to be perhaps delivered', async () => {
+    const server = await stallingServer('read');
+    // more than the sockets' buffers hold (up to 4 MiB sent, 32 MiB received on this kernel)
+    const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(64 * 1024 * 1024, 'x'), Buffer.from('\r\n')]);
+    const r = await client().deliver(attempt(server, { data: () => big, size: big.length }));
+    expect(r.kind === 'done' && r.results).toEqual([
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: the message data stopped moving for 0.3 s (the server stopped reading it); it was not delivered (ETIMEDOUT)` },
+    ]);
+    expect(server.stats.messages).toBe(0);
   });
 
   it('message data that is still being written and moving is not cut, however long it takes', async () => {

@@ -274,9 +274,11 @@ class Session {
         return;
       }
       const seconds = +(limit / 1000).toFixed(1);
-      const text = dataSent
-        ? `no reply to the end of the message data within ${seconds} s: it may arrive twice when it is tried again`
-        : `no complete reply within ${seconds} s after ${lastCommand || 'the last command'} (the server kept the connection open without finishing its answer)`;
+      const text = stream
+        ? `the message data stopped moving for ${seconds} s (the server stopped reading it); it was not delivered`
+        : dataSent
+          ? `no reply to the end of the message data within ${seconds} s: it may arrive twice when it is tried again`
+          : `no complete reply within ${seconds} s after ${lastCommand || 'the last command'} (the server kept the connection open without finishing its answer)`;
       this.timedOut = Object.assign(new Error(text), { code: 'ETIMEDOUT' });
       this.conn.close();
     };
