@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SinkMessage } from './helpers/sink.ts';
 import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
+import { deadPort } from './helpers/outage.ts';
 
 const { sink, harness } = deliveryFixtures();
 
@@ -93,5 +94,39 @@ describe('delivery slots are shared between destinations', () => {
     await expect.poll(() => h.queue.size).toBe(0);
     expect(a.sink.messages).toHaveLength(4);
     expect(b.sink.messages).toHaveLength(2);
+  });
+
+  it('retry all: a message counted as made due while it waits for a free connection has its down destination probed now', async () => {
+    // (found by a review: such a message was counted "scheduled" but left alone, its down destination's probe not moved)
+    const slow = await slowSink();
+    const downAddr = `127.0.0.1:${await deadPort()}`;
+    const h = await harness(
+      {
+        smtp: { hostname: 'relay.test' },
+        domains: { 'a.test': { deliverTo: downAddr, recipients: '*' }, 'b.test': { deliverTo: slow.sink.address, recipients: '*' } },
+        delivery: { tls: 'off' },
+      },
+      { concurrency: 1, perDestination: 1 },
+    );
+    await h.queue.start();
+    // a.test goes down (refused); the message that found out is deleted, so no other message waits for it
+    const m0 = await h.submit('alice@sender.test', ['w@a.test']);
+    await h.waitEvent('deferred', (e) => e.queueId === m0);
+    expect((await h.queue.delete(m0)).result).toBe('removed');
+    // the one slot is held by b.test; m (to both) waits for it
+    await h.submit('alice@sender.test', ['s1@b.test']);
+    await expect.poll(() => slow.holds.length).toBe(1);
+    const m = await h.submit('alice@sender.test', ['x@a.test', 'y@b.test']);
+    const aKey = `local:${downAddr}`;
+    const a = () => h.queue.summary().destinations.find((d) => d.destination === aKey);
+    await expect.poll(() => a()?.messages).toBe(1);
+    expect(a()!.down).toBe(true);
+    expect(a()!.nextAttemptAt!).toBeGreaterThan(Date.now());
+    expect(h.queue.list().find((i) => i.id === m)).toMatchObject({ status: 'queued' });
+
+    expect(h.queue.retryAll()).toEqual({ scheduled: 1, delivering: 1 });
+    // made due: its down destination is probed now, as a retry of a message not waiting for a connection does
+    expect(a()!.nextAttemptAt!).toBeLessThanOrEqual(Date.now());
+    for (const x of slow.holds) x.release();
   });
 });

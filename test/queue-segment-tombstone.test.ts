@@ -20,7 +20,7 @@ const { sink, harness } = deliveryFixtures();
 
 const stateFiles = (h: Harness) => fs.readdirSync(path.join(h.dir, 'queue')).filter((f) => f.endsWith('.state'));
 
-async function scenario(opts: { segmentTombstoneAfterMs?: number }) {
+async function scenario(opts: { segmentTombstoneAfterMs?: number }, beforeStart: (h: Harness) => void = () => {}) {
   const hung = await silentServer();
   const good = await sink();
   const h = await harness(
@@ -35,6 +35,7 @@ async function scenario(opts: { segmentTombstoneAfterMs?: number }) {
   // one segment: submitted in the same turn
   const [a, b] = await Promise.all([h.submit('alice@sender.test', ['x@hung.test']), h.submit('alice@sender.test', ['y@good.test'])]);
   expect(segmentsOf(h.dir)).toHaveLength(1);
+  beforeStart(h);
   await h.queue.start();
   await h.waitEvent('delivered', (e) => e.queueId === b);
   await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([a]);
@@ -54,6 +55,36 @@ describe('a message delivered out of a segment that another message keeps alive'
       await hung.close();
     }
     // the segment and the tombstone go once the hung message has left it
+  });
+
+  it('delivered while the segment was young: its state is written once the segment has lived long enough', async () => {
+    // (2 s: the delivery of b, well under that, finds its segment young; the periodic write then comes within 3 s)
+    const { h, a, b, hung } = await scenario({ segmentTombstoneAfterMs: 2000 });
+    try {
+      await expect.poll(() => stateFiles(h), { timeout: 8000 }).toEqual([`${b}.state`]);
+      expect((await crashImage(h.dir)).ids).toEqual([a]);
+    } finally {
+      await h.queue.stop();
+      await hung.close();
+    }
+  });
+
+  it('a segment found at start is as old as its file, not new (a crash and restart do not make it young again)', async () => {
+    const { h, a, b, hung } = await scenario({}, (h) => {
+      // the segment was written a minute ago (a relay that crashed then); the queue that loads it is this one
+      const file = path.join(h.dir, 'queue', segmentsOf(h.dir)[0]!);
+      const then = new Date(Date.now() - 60_000);
+      fs.utimesSync(file, then, then);
+      h.reopen();
+    });
+    try {
+      // at once, at its removal (the periodic write for young ones comes every 2.5 s with the default 5 s)
+      await expect.poll(() => stateFiles(h), { timeout: 1000 }).toEqual([`${b}.state`]);
+      expect((await crashImage(h.dir)).ids).toEqual([a]);
+    } finally {
+      await h.queue.stop();
+      await hung.close();
+    }
   });
 
   it('a young segment: no write for the delivered message, and a crash may bring it back (at least once, documented)', async () => {

@@ -248,8 +248,10 @@ interface Segment {
   stateFiles: string[];
   /** no message left: its unlink is under way (it stays known until the unlink returned, so removals still tombstone) */
   dying: boolean;
-  /** when this relay made or loaded it (Date.now(): an age on disk, not a delivery schedule) */
+  /** when it was written (Date.now() at its commit; its file's mtime when loaded at start): an age on disk */
   bornAt: number;
+  /** messages that left it (or its copies of them) without a "deleted" state while it was young: see tombstoneOld() */
+  gone: string[];
 }
 
 /** One queued message, as the queue holds it in memory (the bytes stay on disk). */
@@ -755,6 +757,8 @@ export class Queue {
   /** segments whose file is in `unlinks` */
   private dyingSegments: Segment[] = [];
   private unlinkTimer: NodeJS.Timeout | null = null;
+  /** tombstoneOld()'s interval while the queue runs */
+  private tombstoneTimer: NodeJS.Timeout | null = null;
   private unlinking: Promise<void> = Promise.resolve();
 
   // scheduling
@@ -885,7 +889,7 @@ export class Queue {
 
   /** @internal a segment is durable in queue/ with these messages */
   segmentCommitted(file: string, ids: string[]): Segment {
-    const seg: Segment = { file, ids, live: ids.length, stateFiles: [], dying: false, bornAt: Date.now() };
+    const seg: Segment = { file, ids, live: ids.length, stateFiles: [], dying: false, bornAt: Date.now(), gone: [] };
     this.segments.set(file, seg);
     return seg;
   }
@@ -1084,6 +1088,10 @@ export class Queue {
     this.running = true;
     for (const msg of byArrival) this.schedule(msg);
     this.pump();
+    const every = Math.max(250, (this.opts.segmentTombstoneAfterMs ?? 5000) / 2);
+    if (this.tombstoneTimer !== null) clearInterval(this.tombstoneTimer);
+    this.tombstoneTimer = setInterval(() => this.tombstoneOld(), every);
+    this.tombstoneTimer.unref();
   }
 
   /**
@@ -1093,7 +1101,9 @@ export class Queue {
    */
   private async loadSegment(file: string, msgFiles: Set<string>): Promise<string[]> {
     const records = parseSegment(await fsp.readFile(file), file);
-    const seg: Segment = { file, ids: records.map((r) => r.id), live: 0, stateFiles: [], dying: false, bornAt: Date.now() };
+    // (its age is the file's: one found after a crash is as old as it is, not new)
+    const bornAt = (await fsp.stat(file)).mtimeMs;
+    const seg: Segment = { file, ids: records.map((r) => r.id), live: 0, stateFiles: [], dying: false, bornAt, gone: [] };
     const loaded: QueuedMessage[] = [];
     for (const r of records) {
       const stateFile = path.join(this.queueDir, `${r.id}.state`);
@@ -1299,7 +1309,11 @@ export class Queue {
       }
       if (pinned) void this.release(pinned);
     }
+    // young: its segment is likely to go soon; if it lives on, tombstoneOld() writes the "deleted" state then (after
+    // this call is done with the message's own state file, which it would otherwise race)
+    const young = holder !== null && !byAdmin && !old;
     if (seg) {
+      if (young) seg.gone.push(msg.id);
       if (msg.hasState) seg.stateFiles.push(stateFile);
       // alone in it: the segment goes now, durably (else the tombstone above is what makes the removal durable)
       const gone = this.release(seg, byAdmin);
@@ -1322,8 +1336,40 @@ export class Queue {
     }
     // (a tombstone its origin segment keeps stays until that segment goes)
     if (msg.hasState && !tombstoneKept) await unlinkQuietly(stateFile);
+    if (young && origin && this.segments.get(origin.file) === origin) origin.gone.push(msg.id);
     this.unlinkSoon(msg.file);
     return null;
+  }
+
+  /**
+   * Writes the "deleted" state of the messages delivered out of a segment while it was young, once it has lived
+   * segmentTombstoneAfterMs and still holds others (one in a long first attempt: a server that never greets, a
+   * tarpit): a crash then does not deliver them again. Most segments go before: no write per message for them.
+   * Run every half threshold (at least 250 ms) while the queue runs; real time (an age on disk, not a schedule).
+   */
+  private tombstoneOld(): void {
+    const limit = this.opts.segmentTombstoneAfterMs ?? 5000;
+    const now = Date.now();
+    for (const seg of this.segments.values()) {
+      if (seg.dying || seg.gone.length === 0 || seg.live === 0 || now - seg.bornAt < limit) continue;
+      const ids = seg.gone.splice(0);
+      // pinned while its tombstones are written (they must be in stateFiles before it goes, to go after it)
+      seg.live++;
+      this.track(
+        (async () => {
+          for (const id of ids) {
+            const stateFile = path.join(this.queueDir, `${id}.state`);
+            const state: StateFile = { v: 1, deleted: true, attempts: 0, nextAttemptAt: 0, lastError: null, rcpts: {} };
+            try {
+              await writeFileAtomic(this.tmpDir, stateFile, JSON.stringify(state), this.dirSync);
+              seg.stateFiles.push(stateFile);
+            } catch (err) {
+              this.log(`queue: cannot record that ${id} was delivered (${(err as Error).message}); a crash before ${path.basename(seg.file)} goes would deliver it again`);
+            }
+          }
+        })().finally(() => void this.release(seg)),
+      );
+    }
   }
 
   /**
@@ -1480,8 +1526,9 @@ export class Queue {
         delivering++;
         continue;
       }
-      // (one whose attempt waits for a free connection is due already: counted as made due, nothing to change)
-      if (!msg.delivering) this.retryNow(msg);
+      // (one whose attempt waits for a free connection is due already; retryNow still probes a destination of it that is
+      // down now, as for any other: a job of the same attempt may have been deferred until that probe)
+      this.retryNow(msg);
       scheduled++;
     }
     return { scheduled, delivering };
@@ -1786,6 +1833,8 @@ export class Queue {
   async stop(): Promise<void> {
     this.running = false;
     this.stopped = true;
+    if (this.tombstoneTimer !== null) clearInterval(this.tombstoneTimer);
+    this.tombstoneTimer = null;
     if (this.probeTimer !== null) this.timers.clearTimeout(this.probeTimer);
     this.probeTimer = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
