@@ -8,120 +8,13 @@
  * The downstream server is a raw net server that speaks just enough SMTP and records, per connection, every command
  * line it read, whether QUIT came, and the connection's end.
  */
-import net from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
+import { rawSmtpServers, type RawServer, type RawSession } from './helpers/raw-smtp.ts';
 
-interface RawSession {
-  /** command lines read (message data excluded) */
-  commands: string[];
-  /** lines read inside DATA */
-  dataLines: string[];
-  quit: boolean;
-  closed: Promise<void>;
-}
-
-interface RawServer {
-  port: number;
-  address: string;
-  sessions: RawSession[];
-  close(): Promise<void>;
-}
-
-interface Script {
-  /** the reply to RCPT number n (1 = first on this server); default 250 */
-  rcpt?: (rcpt: string, n: number) => string | undefined;
-  mail?: () => string | undefined;
-  /** the reply at the end of the message; default 250 */
-  data?: (n: number) => string | undefined;
-  /** advertise AUTH PLAIN and answer it with this */
-  auth?: string;
-  rset?: () => string | undefined;
-}
-
-const servers: RawServer[] = [];
-afterEach(async () => {
-  for (const s of servers.splice(0)) await s.close();
-});
-
-async function rawSmtp(script: Script = {}): Promise<RawServer> {
-  const sessions: RawSession[] = [];
-  const sockets = new Set<net.Socket>();
-  let rcpts = 0;
-  let datas = 0;
-  const server = net.createServer((sock) => {
-    sockets.add(sock);
-    let closedResolve!: () => void;
-    const session: RawSession = { commands: [], dataLines: [], quit: false, closed: new Promise((r) => (closedResolve = r)) };
-    sessions.push(session);
-    sock.on('close', () => {
-      sockets.delete(sock);
-      closedResolve();
-    });
-    sock.on('error', () => {});
-    let buf = '';
-    let inData = false;
-    let accepted = 0;
-    const say = (line: string) => {
-      if (!sock.destroyed) sock.write(`${line}\r\n`);
-    };
-    say('220 raw.test ESMTP');
-    sock.on('data', (chunk: Buffer) => {
-      buf += chunk.toString('latin1');
-      for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (inData) {
-          if (line === '.') {
-            inData = false;
-            say(script.data?.(++datas) ?? '250 2.0.0 queued');
-          } else session.dataLines.push(line);
-          continue;
-        }
-        session.commands.push(line);
-        const verb = line.split(' ')[0]!.toUpperCase();
-        if (verb === 'EHLO') say(script.auth ? '250-raw.test\r\n250 AUTH PLAIN' : '250-raw.test\r\n250 8BITMIME');
-        else if (verb === 'HELO') say('250 raw.test');
-        else if (verb === 'AUTH') say(script.auth ?? '503 5.5.1 no AUTH here');
-        else if (verb === 'MAIL') {
-          accepted = 0;
-          say(script.mail?.() ?? '250 2.1.0 ok');
-        } else if (verb === 'RCPT') {
-          const r = script.rcpt?.(line, ++rcpts) ?? '250 2.1.5 ok';
-          if (r.startsWith('2')) accepted++;
-          say(r);
-        } else if (verb === 'DATA') {
-          if (accepted === 0) say('503 5.5.1 no valid recipients');
-          else {
-            inData = true;
-            say('354 go ahead');
-          }
-        } else if (verb === 'RSET') say(script.rset?.() ?? '250 2.0.0 ok');
-        else if (verb === 'NOOP') say('250 2.0.0 ok');
-        else if (verb === 'QUIT') {
-          session.quit = true;
-          say('221 2.0.0 bye');
-          sock.end();
-        } else say('502 5.5.2 unknown command');
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const raw: RawServer = {
-    port,
-    address: `127.0.0.1:${port}`,
-    sessions,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-  servers.push(raw);
-  return raw;
-}
+const rawSmtp = rawSmtpServers();
 
 const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: quit\r\n\r\nhello\r\n');
 

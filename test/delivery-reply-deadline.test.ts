@@ -8,27 +8,18 @@
  * The next hops are raw net servers on loopback that speak just enough SMTP; the deadlines are short (real time, a
  * fraction of a second), the tests assert what happened, never how long it took.
  */
-import net from 'node:net';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
+import { rawSmtpServers, type RawContext, type RawServer } from './helpers/raw-smtp.ts';
 
 type Stall = 'ehlo' | 'mail' | 'dot' | 'read' | null;
 
-interface Server {
-  port: number;
-  address: string;
-  /** connections accepted, and how many are open now */
-  stats: { connections: number; open: number; messages: number; trickled: number };
-  close(): Promise<void>;
-}
-
-const servers: Server[] = [];
+const rawSmtp = rawSmtpServers();
 const clients: SmtpClient[] = [];
-afterEach(async () => {
+afterEach(() => {
   for (const c of clients.splice(0)) c.closeAll();
-  for (const s of servers.splice(0)) await s.close();
 });
 
 /**
@@ -36,88 +27,33 @@ afterEach(async () => {
  * without ever ending it ('ehlo', 'mail'), says nothing at all after the final dot ('dot'), or stops reading after its
  * 354 ('read': the relay's writes fill the sockets' buffers and the message data stops moving).
  */
-async function stallingServer(stall: Stall): Promise<Server> {
-  const sockets = new Set<net.Socket>();
-  const stats = { connections: 0, open: 0, messages: 0, trickled: 0 };
-  const server = net.createServer((sock) => {
-    stats.connections++;
-    stats.open++;
-    sockets.add(sock);
-    const timers: NodeJS.Timeout[] = [];
-    sock.on('error', () => {});
-    sock.on('close', () => {
-      stats.open--;
-      sockets.delete(sock);
-      for (const t of timers) clearInterval(t);
+async function stallingServer(stall: Stall): Promise<RawServer & { trickled: () => number }> {
+  let trickled = 0;
+  const trickle = (ctx: RawContext) => {
+    ctx.every(20, () => {
+      trickled++;
+      ctx.say('250-still thinking');
     });
-    const say = (text: string) => {
-      if (!sock.destroyed) sock.write(`${text}\r\n`);
-    };
-    const trickle = () => {
-      timers.push(
-        setInterval(() => {
-          stats.trickled++;
-          say('250-still thinking');
-        }, 20),
-      );
-    };
-    say('220 stall.test ESMTP');
-    let buf = '';
-    let inData = false;
-    sock.on('data', (chunk: Buffer) => {
-      buf += chunk.toString('latin1');
-      for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (inData) {
-          if (line !== '.') continue;
-          inData = false;
-          stats.messages++;
-          if (stall !== 'dot') say('250 2.0.0 queued');
-          continue;
-        }
-        const verb = line.split(' ')[0]!.toUpperCase();
-        if (verb === 'EHLO') {
-          if (stall === 'ehlo') trickle();
-          else say('250-stall.test\r\n250 8BITMIME');
-        } else if (verb === 'MAIL') {
-          if (stall === 'mail') trickle();
-          else say('250 2.1.0 ok');
-        } else if (verb === 'RCPT') say('250 2.1.5 ok');
-        else if (verb === 'DATA') {
-          inData = true;
-          say('354 go ahead');
-          if (stall === 'read') {
-            sock.pause();
-            sock.removeAllListeners('data');
-            return;
-          }
-        } else if (verb === 'RSET') say('250 2.0.0 ok');
-        else if (verb === 'QUIT') {
-          say('221 2.0.0 bye');
-          sock.end();
-        } else say('502 5.5.2 unknown command');
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const s: Server = {
-    port,
-    address: `127.0.0.1:${port}`,
-    stats,
-    async close() {
-      for (const sock of sockets) sock.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    return null;
   };
-  servers.push(s);
-  return s;
+  const server = await rawSmtp({
+    ehlo: stall === 'ehlo' ? trickle : undefined,
+    mail: stall === 'mail' ? trickle : undefined,
+    data: stall === 'dot' ? () => null : undefined,
+    dataStart:
+      stall === 'read'
+        ? (ctx) => {
+            ctx.stopReading();
+            return undefined;
+          }
+        : undefined,
+  });
+  return Object.assign(server, { trickled: () => trickled });
 }
 
 const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: deadline\r\n\r\nhello\r\n');
 
-function attempt(server: Server, over: Partial<AttemptInput> = {}): AttemptInput {
+function attempt(server: RawServer, over: Partial<AttemptInput> = {}): AttemptInput {
   return {
     target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
     from: 'alice@sender.test',
@@ -148,7 +84,7 @@ describe('a reply that never ends (the delivery client)', () => {
       `${server.address}: no complete reply within 0.3 s after EHLO (the server kept the connection open without finishing its answer) (ETIMEDOUT)`,
     );
     // it did keep talking while the relay waited: the inactivity timer alone never fired
-    expect(server.stats.trickled).toBeGreaterThan(0);
+    expect(server.trickled()).toBeGreaterThan(0);
     await expect.poll(() => server.stats.open).toBe(0);
   });
 
@@ -222,7 +158,7 @@ describe('a reply that never ends (the delivery client)', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const r = await c.deliver(input);
     expect(r.kind === 'done' && r.results[0]!.code).toBe(250);
-    expect(server.stats.connections).toBe(1);
+    expect(server.sessions).toHaveLength(1);
     expect(server.stats.messages).toBe(2);
   });
 });
