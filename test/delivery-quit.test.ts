@@ -12,26 +12,14 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures, plainLocalDomains } from './helpers/delivery-fixtures.ts';
-import { rawSmtpServers, type RawServer, type RawSession } from './helpers/raw-smtp.ts';
+import { rawAttempt, rawSmtpServers, type RawServer, type RawSession } from './helpers/raw-smtp.ts';
 
 const rawSmtp = rawSmtpServers();
 
 const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: quit\r\n\r\nhello\r\n');
 
 function attempt(server: RawServer, over: Partial<AttemptInput> = {}): AttemptInput {
-  return {
-    target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
-    from: 'alice@sender.test',
-    rcpts: ['bob@example.test'],
-    size: MESSAGE.length,
-    data: () => MESSAGE,
-    tls: 'off',
-    auth: null,
-    heloName: 'relay.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 10_000,
-    ...over,
-  };
+  return rawAttempt(server, MESSAGE, over);
 }
 
 /** the connection's end, and what the server read before it */

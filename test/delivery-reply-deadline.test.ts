@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SmtpClient, type AttemptInput } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
-import { rawSmtpServers, type RawContext, type RawServer } from './helpers/raw-smtp.ts';
+import { rawAttempt, rawSmtpServers, type RawContext, type RawServer } from './helpers/raw-smtp.ts';
 
 type Stall = 'ehlo' | 'mail' | 'dot' | 'read' | null;
 
@@ -54,19 +54,7 @@ async function stallingServer(stall: Stall): Promise<RawServer & { trickled: () 
 const MESSAGE = Buffer.from('From: <a@sender.test>\r\nTo: <b@example.test>\r\nSubject: deadline\r\n\r\nhello\r\n');
 
 function attempt(server: RawServer, over: Partial<AttemptInput> = {}): AttemptInput {
-  return {
-    target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
-    from: 'alice@sender.test',
-    rcpts: ['bob@example.test'],
-    size: MESSAGE.length,
-    data: () => MESSAGE,
-    tls: 'off',
-    auth: null,
-    heloName: 'relay.test',
-    connectTimeoutMs: 5000,
-    commandTimeoutMs: 300,
-    ...over,
-  };
+  return rawAttempt(server, MESSAGE, { commandTimeoutMs: 300, ...over });
 }
 
 function client(): SmtpClient {

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { afterEach } from 'vitest';
+import type { AttemptInput } from '../../relay/queue/smtp-client.ts';
 
 export interface RawSession {
   /** command lines read (message data excluded) */
@@ -156,5 +157,22 @@ async function rawSmtp(script: RawScript): Promise<RawServer> {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** One delivery attempt of `message` to bob@example.test on the raw server, in plain text; `over` changes any part. */
+export function rawAttempt(server: RawServer, message: Buffer, over: Partial<AttemptInput> = {}): AttemptInput {
+  return {
+    target: { host: '127.0.0.1', ip: '127.0.0.1', port: server.port },
+    from: 'alice@sender.test',
+    rcpts: ['bob@example.test'],
+    size: message.length,
+    data: () => message,
+    tls: 'off',
+    auth: null,
+    heloName: 'relay.test',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 10_000,
+    ...over,
   };
 }
