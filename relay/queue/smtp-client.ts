@@ -241,7 +241,13 @@ class Session {
       set: (v: unknown) => {
         const was = stream;
         stream = v;
-        if (v) dataSent = true;
+        if (v) {
+          // the data starts moving: looked at every tenth of the limit from now (check())
+          dataSent = true;
+          waitFrom = Date.now();
+          written = bytesWritten();
+          arm(Math.max(50, timeoutMs / 10));
+        }
         // the data is all written: the wait for the reply to its end begins
         else if (was) waitFrom = Date.now();
       },
@@ -270,7 +276,9 @@ class Session {
       if (stream && bytes > written) waitFrom = now;
       written = bytes;
       if (now - waitFrom < limit) {
-        arm(waitFrom + limit - now);
+        // while the data is being written, looked at every tenth of the limit: a transfer that stops is cut within 1.1x
+        // the limit of its last movement (checked only at the limit, it took up to twice that: 600 s for 300)
+        arm(stream ? Math.min(waitFrom + limit - now, Math.max(50, limit / 10)) : waitFrom + limit - now);
         return;
       }
       const seconds = +(limit / 1000).toFixed(1);
