@@ -1947,41 +1947,57 @@ export class Queue {
       if (msg.removed === 'bounce') this.startBounce(msg);
       else this.beginAttempt(msg);
     }
-    // Free slots go round the destinations, one connection each in turn (Postfix's queue manager is round-robin too):
-    // a destination that got one goes to the end of the line. Handed out in the order destinations queued, slow ones
-    // that queued first took every slot that came free: six tarpits held all 100 for minutes while mail for a healthy
-    // server waited without a connection. (A destination re-added while this loop runs is visited again in it.)
-    for (const [key, fifo] of this.destQueues) {
-      if (this.active >= this.concurrency) break;
-      const limit = this.dests.get(key)?.up ? this.perDestination : Math.min(this.perDestination, INITIAL_CONCURRENCY);
-      let started = false;
-      while (!started && fifo.length > 0 && this.active < this.concurrency && (this.destActive.get(key) ?? 0) < limit) {
-        const job = fifo.shift()!;
+    // Who gets a free connection slot: the waiting destination with the fewest connections open (ties in turn: one
+    // that got a slot goes to the end of the line), and the last tenth of the slots only for a destination's first
+    // connection. Handed out in the order destinations queued, slow servers that queued first took every slot that
+    // came free (six tarpits held all 100 for minutes while mail for a healthy server waited without a connection);
+    // taken in turn only, the healthy one got one slot per round of slow ones (its 20 messages took 4 minutes), and
+    // twenty servers that never finish a reply, five connections each, could still take all 100 until the deadline.
+    const reserve = Math.floor(this.concurrency / 10);
+    while (this.active < this.concurrency) {
+      const now = this.clock();
+      let best: string | null = null;
+      let bestActive = Infinity;
+      for (const [key, fifo] of this.destQueues) {
         const d = this.dests.get(key);
-        const now = this.clock();
-        if (this.holdsBack(d, now)) {
-          // (deferred without a connection: takes no slot, and the next job of it may go)
-          this.skip(key, job, d);
+        if (fifo.length > 0 && this.holdsBack(d, now)) {
+          // down, its probe not due (or under way): its jobs are deferred without a connection, taking no slot
+          for (let job = fifo.shift(); job; job = fifo.shift()) this.skip(key, job, d);
+        }
+        if (fifo.length === 0) {
+          this.destQueues.delete(key);
           continue;
         }
-        if (d?.down) {
-          // down, and its probe is due: this job is the one connection
-          d.probing = true;
-          job.probe = true;
-          // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given; for a probe
-          // an administrator's retry asked for, the automatic schedule it had)
-          if (d.down.scheduledProbeAt !== undefined) {
-            job.manualProbe = true;
-            d.down.probeAt = d.down.scheduledProbeAt;
-            delete d.down.scheduledProbeAt;
-          } else d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
-        }
-        this.startJob(key, job);
-        started = true;
+        const open = this.destActive.get(key) ?? 0;
+        const limit = d?.up ? this.perDestination : Math.min(this.perDestination, INITIAL_CONCURRENCY);
+        if (open >= limit || open >= bestActive) continue;
+        if (open > 0 && this.active >= this.concurrency - reserve) continue;
+        best = key;
+        bestActive = open;
+        if (open === 0) break;
       }
-      // (to the end of the line after a connection; one that queued nothing more, or got none, keeps its place)
-      if (fifo.length === 0 || started) this.destQueues.delete(key);
-      if (fifo.length > 0 && started) this.destQueues.set(key, fifo);
+      if (best === null) break;
+      const fifo = this.destQueues.get(best);
+      const job = fifo?.shift();
+      // (a skip above ends attempts, which may have run pump() again meanwhile: look again)
+      if (!fifo || !job) continue;
+      const d = this.dests.get(best);
+      if (d?.down) {
+        // down, and its probe is due: this job is the one connection
+        d.probing = true;
+        job.probe = true;
+        // (when the next probe would be if this one fails: the time jobs not tried meanwhile are given; for a probe
+        // an administrator's retry asked for, the automatic schedule it had)
+        if (d.down.scheduledProbeAt !== undefined) {
+          job.manualProbe = true;
+          d.down.probeAt = d.down.scheduledProbeAt;
+          delete d.down.scheduledProbeAt;
+        } else d.down.probeAt = now + this.probeInterval(d.down.failures + 1);
+      }
+      this.startJob(best, job);
+      // (to the end of the line)
+      this.destQueues.delete(best);
+      if (fifo.length > 0) this.destQueues.set(best, fifo);
     }
   }
 
