@@ -62,6 +62,31 @@ describe('the Queue card during an outage', () => {
     expect(fresh.headline).toBe('Some deliveries are being retried.');
   });
 
+  it('says when mail waits for a free delivery connection, and which destinations (a tryout: the card said only "100 delivering now")', () => {
+    const h = queueHealth(
+      queue({
+        messages: 320,
+        deferred: 0,
+        oldestReceivedAt: NOW - 3 * MIN,
+        destinations: [
+          { destination: 'local:127.0.0.1:23101', messages: 50, down: false, lastError: null, nextAttemptAt: NOW - 1000, connections: 20, waitingForConnection: 30 },
+          { destination: 'mx:good.example', messages: 20, down: false, lastError: null, nextAttemptAt: NOW - 2000, connections: 0, waitingForConnection: 20 },
+          { destination: 'mx:busy.example', messages: 5, down: false, lastError: null, nextAttemptAt: null, connections: 5, waitingForConnection: 0 },
+        ],
+      }),
+      NOW,
+    );
+    expect(h.tone).toBe('ok');
+    expect(h.headline).toBe('Some mail waits for a free delivery connection: every one it may use is taken.');
+    expect(h.waitingForConnection).toBe('50 waiting for a free connection');
+    expect(h.destinations.map((d) => [d.label, d.state, d.text])).toEqual([
+      ['127.0.0.1:23101', 'waiting', '50 messages · waiting for a free connection'],
+      ['good.example', 'waiting', '20 messages · waiting for a free connection'],
+    ]);
+    // a relay before these fields says nothing of it
+    expect(queueHealth(queue({ destinations: [] }), NOW).waitingForConnection).toBeNull();
+  });
+
   it('is calm when mail flows, and when the queue is empty', () => {
     const flowing = queueHealth(queue({ messages: 4, deferred: 0, oldestReceivedAt: NOW - 5000, destinations: [{ destination: 'mx:fine.example', messages: 4, down: false, lastError: null, nextAttemptAt: null }] }), NOW);
     expect(flowing).toMatchObject({ tone: 'ok', headline: 'Mail is flowing.', oldest: 'oldest waiting 5 s', deferred: '0 deferred', destinations: [] });

@@ -76,7 +76,8 @@ function Kpi({ label, value, sub, tone, testid }: { label: string; value: string
 
 /**
  * The Queue card: how many messages wait, and, when mail is stuck, plainly why: the oldest message's age, how many
- * are deferred, the destinations that are down or deferring with their last error and next attempt. A warning when a
+ * are deferred or wait for a free connection, the destinations that are down, deferring (with their last error) or
+ * waiting, and their next attempt. A warning when a
  * destination is down or the oldest message has waited longer than 15 minutes.
  */
 function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: number; navigate?: Navigate }) {
@@ -95,7 +96,7 @@ function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: numbe
         <div>
           {h.detailed && <div className={`queue-headline${h.tone === 'warn' ? ' warn' : ''}`}>{h.headline}</div>}
           <div className="kpi-sub">
-            {[h.oldest, h.deferred, `${fmtCount(queue.activeDeliveries)} delivering now`].filter(Boolean).join(' · ')} ·{' '}
+            {[h.oldest, h.deferred, `${fmtCount(queue.activeDeliveries)} delivering now`, h.waitingForConnection].filter(Boolean).join(' · ')} ·{' '}
             {queue.acceptingMail ? 'accepting mail' : <Badge tone="bad">not accepting mail (disk)</Badge>}
           </div>
         </div>
@@ -105,7 +106,7 @@ function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: numbe
           {shown.map((d) => (
             <li key={d.destination} data-destination={d.destination}>
               <span className="queue-dest-name" title={destinationTitle(d.destination)}>
-                <Badge tone={d.down ? 'bad' : 'warn'}>{d.state}</Badge> <strong>{d.label}</strong>
+                <Badge tone={d.down ? 'bad' : d.state === 'waiting' ? 'muted' : 'warn'}>{d.state}</Badge> <strong>{d.label}</strong>
               </span>
               <span className="queue-dest-text">{d.text}</span>
               {d.lastError !== null && (

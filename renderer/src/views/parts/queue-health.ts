@@ -60,8 +60,8 @@ export interface DestinationLine {
   down: boolean;
   lastError: string | null;
   nextAttemptAt: number | null;
-  /** "down" or "deferring" */
-  state: 'down' | 'deferring';
+  /** "down", "deferring" (a last error), or "waiting" (due, for a free delivery connection) */
+  state: 'down' | 'deferring' | 'waiting';
   /** "3,926 messages · next attempt in 3 min" */
   text: string;
 }
@@ -76,8 +76,10 @@ export interface QueueHealth {
   oldestMs: number | null;
   /** "3,926 deferred" (messages that failed at least once and wait for their next attempt) */
   deferred: string | null;
-  /** destinations down or deferring (a last error), down ones first */
+  /** destinations down, deferring (a last error) or waiting for a free connection, down ones first */
   destinations: DestinationLine[];
+  /** "40 waiting for a free connection" (deliveries due while every connection they may use is taken), or null */
+  waitingForConnection: string | null;
   /** the relay sends the queue's summary (relays before it send only the size) */
   detailed: boolean;
 }
@@ -90,7 +92,7 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
   const messages = q.messages ?? q.size;
   const oldestMs = q.oldestReceivedAt === undefined || q.oldestReceivedAt === null ? null : Math.max(0, now - q.oldestReceivedAt);
   const destinations: DestinationLine[] = (q.destinations ?? [])
-    .filter((d) => d.down || d.lastError !== null)
+    .filter((d) => d.down || d.lastError !== null || (d.waitingForConnection ?? 0) > 0)
     .map((d: QueueDestination): DestinationLine => ({
       destination: d.destination,
       label: destinationLabel(d.destination),
@@ -98,11 +100,12 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
       down: d.down,
       lastError: d.lastError,
       nextAttemptAt: d.nextAttemptAt,
-      state: d.down ? 'down' : 'deferring',
+      state: d.down ? 'down' : d.lastError !== null ? 'deferring' : 'waiting',
       text: `${plural(d.messages, 'message')} · ${nextAttemptWords(d, now)}`,
     }))
     .sort((a, b) => Number(b.down) - Number(a.down) || b.messages - a.messages);
   const down = destinations.filter((d) => d.down);
+  const waiting = (q.destinations ?? []).reduce((n, d) => n + (d.waitingForConnection ?? 0), 0);
   const old = oldestMs !== null && oldestMs > STUCK_AFTER_MS;
   const tone = down.length > 0 || old ? 'warn' : 'ok';
   let headline: string;
@@ -111,6 +114,7 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
     const names = down.slice(0, 2).map((d) => d.label).join(' and ') + (down.length > 2 ? ` and ${down.length - 2} more` : '');
     headline = `Mail is stuck: ${names} ${down.length === 1 ? 'does' : 'do'} not answer.`;
   } else if (old) headline = `Mail is waiting: the oldest message has waited ${fmtDuration(oldestMs)}.`;
+  else if (waiting > 0) headline = 'Some mail waits for a free delivery connection: every one it may use is taken.';
   else if (destinations.length > 0) headline = 'Some deliveries are being retried.';
   else headline = 'Mail is flowing.';
   return {
@@ -120,6 +124,7 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
     oldestMs,
     deferred: q.deferred === undefined ? null : `${fmtCount(q.deferred)} deferred`,
     destinations,
+    waitingForConnection: waiting > 0 ? `${fmtCount(waiting)} waiting for a free connection` : null,
     detailed,
   };
 }
