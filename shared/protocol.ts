@@ -240,7 +240,10 @@ export type QueueDestination = z.infer<typeof QueueDestination>;
 /** The queue at a glance (the relay's Queue.summary()). */
 export const QueueSummary = z.object({
   messages: z.int().nonnegative(),
-  /** messages (not recipients, not attempts) that failed at least once and are not being delivered now */
+  /**
+   * messages (not recipients, not attempts) that failed at least once and are not being delivered now (one deferred
+   * without a connection because its destination is down counts too)
+   */
   deferred: z.int().nonnegative(),
   /** when the oldest queued message was received, or null when the queue is empty */
   oldestReceivedAt: Millis.nullable(),

@@ -9,6 +9,8 @@
 import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../shared/config.ts';
+import { destinationLabel } from '../../shared/destinations.ts';
+import type { QueueSummary } from '../../shared/protocol.ts';
 import type { EventBus } from '../events/bus.ts';
 import { buildDsn, DSN_FULL_MESSAGE_LIMIT, enhancedStatus, globalDsn, type DsnInput, type FailedRecipient } from './dsn.ts';
 import { oneLineReason } from './reason.ts';
@@ -116,33 +118,6 @@ export interface QueueItem {
   destinations: string[];
 }
 
-/** The queue at a glance (the management channel's stats, once a second). */
-export interface QueueSummary {
-  /** messages in the queue */
-  messages: number;
-  /**
-   * messages (not jobs, not attempts) that failed at least once and are not being delivered now (one deferred without
-   * a connection because its destination is down counts too)
-   */
-  deferred: number;
-  oldestReceivedAt: number | null;
-  /** the 10 destinations with the most waiting messages, most first */
-  destinations: {
-    destination: string;
-    /** messages with a recipient waiting for it */
-    messages: number;
-    /** the last attempt failed at the connection level: one probe at a time until it answers */
-    down: boolean;
-    /** the last failure reason for it */
-    lastError: string | null;
-    /** when it is probed again (down), else the earliest due attempt among its messages not being delivered */
-    nextAttemptAt: number | null;
-    /** delivery connections open to it now */
-    connections: number;
-    /** deliveries to it that are due and wait for a free connection (all in use, or its own limit reached) */
-    waitingForConnection: number;
-  }[];
-}
 
 /** What the queue knows about one destination (a scheduler key), in memory. */
 interface DestState {
@@ -2089,7 +2064,7 @@ export class Queue {
     // never a time already past (a probe that runs past the next planned one): that would make it due again at once
     const now = this.clock();
     const until = down.probeAt > now ? down.probeAt : now + interval;
-    const diagnostic = oneLineReason(`not tried: ${destLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until)}`);
+    const diagnostic = oneLineReason(`not tried: ${destinationLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until)}`);
     for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: until + jitter });
     this.noteConn(key, job.msg, true);
     this.jobDone(job.msg);
@@ -2124,7 +2099,7 @@ export class Queue {
       const probeAt = !was || (job.probe && (!job.manualProbe || was.probeAt <= now)) ? now + this.probeInterval(failures) : was.probeAt;
       d.up = false;
       d.down = { since: was?.since ?? now, reason: oneLineReason(v.down), at: now, probeAt, failures };
-      if (!was) this.log(`queue: ${destLabel(key)} did not answer (${d.down.reason}); one connection at a time to it until it does, the next at ${clockTime(probeAt)}`);
+      if (!was) this.log(`queue: ${destinationLabel(key)} did not answer (${d.down.reason}); one connection at a time to it until it does, the next at ${clockTime(probeAt)}`);
       this.noteConn(key, job.msg, true);
       const fifo = this.destQueues.get(key);
       if (fifo && !d.probing) {
@@ -2135,7 +2110,7 @@ export class Queue {
     }
     let back = false;
     if (v === 'up') {
-      if (d.down) this.log(`queue: ${destLabel(key)} answers again (it did not from ${clockTime(d.down.since)})`);
+      if (d.down) this.log(`queue: ${destinationLabel(key)} answers again (it did not from ${clockTime(d.down.since)})`);
       back = d.down !== null;
       d.down = null;
       d.up = true;
@@ -2161,7 +2136,7 @@ export class Queue {
         n++;
       }
       // (said for the recovery only: later deliveries bring forward the few that were being delivered at that moment)
-      if (n > 0 && back) this.log(`queue: ${destLabel(key)} takes mail again: ${n} message${n === 1 ? '' : 's'} waiting for it ${n === 1 ? 'is' : 'are'} due now`);
+      if (n > 0 && back) this.log(`queue: ${destinationLabel(key)} takes mail again: ${n} message${n === 1 ? '' : 's'} waiting for it ${n === 1 ? 'is' : 'are'} due now`);
     }
   }
 
@@ -2590,14 +2565,6 @@ function removalWords(asked: 'delete' | 'bounce'): string {
 
 function notTried(rcpt: string): Outcome {
   return { rcpt, result: 'deferred', status: '4.3.0', diagnostic: 'the relay stopped before this delivery was tried', smtp: false, remoteMta: null, cut: true };
-}
-
-/** A destination key as said to people: the host and port, the domain, or the smarthost. */
-function destLabel(key: string): string {
-  if (key.startsWith('local:')) return key.slice('local:'.length);
-  if (key.startsWith('mx:')) return key.slice('mx:'.length);
-  if (key.startsWith('smarthost:')) return `the smarthost ${key.slice('smarthost:'.length)}`;
-  return key;
 }
 
 /** HH:MM:SS UTC */

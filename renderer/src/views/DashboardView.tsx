@@ -12,7 +12,7 @@ import type { NotificationParams, Result, StatsPoint } from '../../../shared/pro
 import { Badge, Button, ErrorBox, RequireConnection, ViewHeader, fmtAgo, fmtBytes, fmtCount, ruleLabel, type Navigate } from '../components/index.ts';
 import { TimeChart } from '../components/TimeChart.tsx';
 import { explainError, useApi, useProfileKey, useRelayQuery } from '../hooks.ts';
-import { destinationTitle, queueHealth } from './parts/queue-health.ts';
+import { destinationTitle, queueHealth, STATE_TONE } from './parts/queue-health.ts';
 
 const WINDOW_MS = 15 * 60_000;
 const HOUR_MS = 60 * 60_000;
@@ -106,7 +106,7 @@ function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: numbe
           {shown.map((d) => (
             <li key={d.destination} data-destination={d.destination}>
               <span className="queue-dest-name" title={destinationTitle(d.destination)}>
-                <Badge tone={d.down ? 'bad' : d.state === 'waiting' ? 'muted' : 'warn'}>{d.state}</Badge> <strong>{d.label}</strong>
+                <Badge tone={STATE_TONE[d.state]}>{d.state}</Badge> <strong>{d.label}</strong>
               </span>
               <span className="queue-dest-text">{d.text}</span>
               {d.lastError !== null && (

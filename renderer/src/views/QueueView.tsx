@@ -29,7 +29,7 @@ import {
 import { ApiError } from '../api.ts';
 import { explainError, useApi, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
-import { destinationLabel, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText } from './parts/queue-health.ts';
+import { destinationLabel, destinationState, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText, STATE_TONE } from './parts/queue-health.ts';
 import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
 
@@ -184,15 +184,12 @@ function Queue() {
                     </th>
                     <td className="num">{fmtCount(d.messages)}</td>
                     <td>
-                      {d.down ? (
-                        <Badge tone="bad" title="Its last attempt could not reach a server: the relay probes it with one connection at a time until it answers.">
-                          down
-                        </Badge>
-                      ) : d.lastError !== null ? (
-                        <Badge tone="warn">deferring</Badge>
-                      ) : (
-                        <Badge tone="muted">waiting</Badge>
-                      )}
+                      <Badge
+                        tone={STATE_TONE[destinationState(d)]}
+                        title={d.down ? 'Its last attempt could not reach a server: the relay probes it with one connection at a time until it answers.' : undefined}
+                      >
+                        {destinationState(d)}
+                      </Badge>
                     </td>
                     <td title={d.lastError ?? undefined}>
                       <div className="queue-error">{d.lastError ?? <span className="faint">—</span>}</div>

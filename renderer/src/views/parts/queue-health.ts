@@ -4,6 +4,7 @@
  * deferring with their last error and next attempt, a destination's key as a person reads it, and what "Retry all
  * now" asks and answers.
  */
+import { destinationLabel } from '../../../../shared/destinations.ts';
 import type { QueueDestination, Stats } from '../../../../shared/protocol.ts';
 import { fmtAgo, fmtCount, fmtDuration } from '../../components/format.ts';
 
@@ -12,16 +13,8 @@ export const STUCK_AFTER_MS = 15 * 60_000;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${fmtCount(n)} ${n === 1 ? one : many}`;
 
-/**
- * A destination key as a person reads it: "mx:corp.example" is corp.example (its MX hosts), "local:10.0.0.5:25" the
- * local domains' server 10.0.0.5:25, "smarthost:smtp.isp.example:587" the smarthost. Other keys are shown as they are.
- */
-export function destinationLabel(key: string): string {
-  if (key.startsWith('mx:')) return key.slice(3);
-  if (key.startsWith('local:')) return key.slice(6);
-  if (key.startsWith('smarthost:')) return `smarthost ${key.slice(10)}`;
-  return key;
-}
+// (the relay's log lines say destinations the same way)
+export { destinationLabel };
 
 /** What a destination is, in a tooltip. */
 export function destinationTitle(key: string): string {
@@ -53,6 +46,16 @@ export function nextAttemptWords(d: Pick<QueueDestination, 'down' | 'nextAttempt
   return when === 'being delivered' || when === 'waiting for a free connection' ? when : `next attempt ${when}`;
 }
 
+export type DestinationState = 'down' | 'deferring' | 'waiting';
+
+/** "down" (probed, one connection at a time), "deferring" (its last attempt failed), else "waiting" (its turn to come). */
+export function destinationState(d: Pick<QueueDestination, 'down' | 'lastError'>): DestinationState {
+  return d.down ? 'down' : d.lastError !== null ? 'deferring' : 'waiting';
+}
+
+/** The badge tone of each state, wherever it is shown. */
+export const STATE_TONE = { down: 'bad', deferring: 'warn', waiting: 'muted' } as const;
+
 export interface DestinationLine {
   destination: string;
   label: string;
@@ -60,8 +63,7 @@ export interface DestinationLine {
   down: boolean;
   lastError: string | null;
   nextAttemptAt: number | null;
-  /** "down", "deferring" (a last error), or "waiting" (due, for a free delivery connection) */
-  state: 'down' | 'deferring' | 'waiting';
+  state: DestinationState;
   /** "3,926 messages · next attempt in 3 min" */
   text: string;
 }
@@ -100,7 +102,7 @@ export function queueHealth(q: QueueStats, now: number): QueueHealth {
       down: d.down,
       lastError: d.lastError,
       nextAttemptAt: d.nextAttemptAt,
-      state: d.down ? 'down' : d.lastError !== null ? 'deferring' : 'waiting',
+      state: destinationState(d),
       text: `${plural(d.messages, 'message')} · ${nextAttemptWords(d, now)}`,
     }))
     .sort((a, b) => Number(b.down) - Number(a.down) || b.messages - a.messages);
