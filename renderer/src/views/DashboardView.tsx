@@ -12,6 +12,7 @@ import type { NotificationParams, Result, StatsPoint } from '../../../shared/pro
 import { Badge, Button, ErrorBox, RequireConnection, ViewHeader, fmtAgo, fmtBytes, fmtCount, ruleLabel, type Navigate } from '../components/index.ts';
 import { TimeChart } from '../components/TimeChart.tsx';
 import { explainError, useApi, useProfileKey, useRelayQuery } from '../hooks.ts';
+import { useLatestStats } from './parts/hooks.ts';
 import { destinationTitle, queueHealth, STATE_TONE } from './parts/queue-health.ts';
 
 const WINDOW_MS = 15 * 60_000;
@@ -35,20 +36,15 @@ const EARLIER = 'The counters start at zero when the relay starts; earlier traff
 type Stats = NotificationParams<'stats.tick'>;
 
 /** the per-second series: the history from stats.get, extended by every stats.tick */
-function useStatsSeries(initial: Result<'stats.get'> | undefined): { points: StatsPoint[]; latest: Stats | null } {
+function useStatsSeries(initial: Result<'stats.get'> | undefined): StatsPoint[] {
   const api = useApi();
   const [points, setPoints] = useState<StatsPoint[]>([]);
-  const [latest, setLatest] = useState<Stats | null>(null);
   useEffect(() => {
-    if (!initial) return;
-    setPoints(initial.series.slice());
-    const { series: _s, ...rest } = initial;
-    setLatest(rest);
+    if (initial) setPoints(initial.series.slice());
   }, [initial]);
   useEffect(
     () =>
       api.onStats((s) => {
-        setLatest(s);
         setPoints((prev) => {
           const last = prev[prev.length - 1];
           if (last && s.perSecond.at <= last.at) return prev;
@@ -61,7 +57,7 @@ function useStatsSeries(initial: Result<'stats.get'> | undefined): { points: Sta
       }),
     [api],
   );
-  return { points, latest };
+  return points;
 }
 
 function Kpi({ label, value, sub, tone, testid }: { label: string; value: string; sub?: string; tone?: 'ok' | 'bad'; testid?: string }) {
@@ -124,8 +120,8 @@ function QueueCard({ queue, now, navigate }: { queue: Stats['queue']; now: numbe
 }
 
 function Dashboard({ navigate }: { navigate?: Navigate }) {
-  const q = useRelayQuery('stats.get', {}, { staleTime: 0, refetchOnMount: 'always' });
-  const { points, latest } = useStatsSeries(q.data);
+  const { query: q, latest } = useLatestStats();
+  const points = useStatsSeries(q.data);
   const chart = useMemo(() => {
     const x = points.map((p) => p.at);
     return {

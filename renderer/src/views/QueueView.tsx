@@ -7,7 +7,7 @@
  * queue.retry {all: true} (confirmed first), whose answer the toast gives in numbers.
  */
 import { useEffect, useState } from 'react';
-import type { NotificationParams, QueueItem } from '../../../shared/protocol.ts';
+import type { QueueItem } from '../../../shared/protocol.ts';
 import {
   Badge,
   Button,
@@ -27,8 +27,8 @@ import {
   useToast,
 } from '../components/index.ts';
 import { ApiError } from '../api.ts';
-import { explainError, useApi, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
-import { useNow, usePageVisible } from './parts/hooks.ts';
+import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
+import { useLatestStats, useNow, usePageVisible } from './parts/hooks.ts';
 import { destinationLabel, destinationState, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText, STATE_TONE } from './parts/queue-health.ts';
 import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
@@ -43,18 +43,6 @@ const INVALIDATE = ['queue.list', 'audit.list', 'stats.get'] as const;
 function explainDeleteError(err: unknown): string {
   if (err instanceof ApiError && (err.code === 4009 || err.code === -32603) && err.message) return err.message.charAt(0).toUpperCase() + err.message.slice(1);
   return explainError(err);
-}
-
-type QueueStats = NotificationParams<'stats.tick'>['queue'];
-
-/** The queue's figures as the relay last sent them: stats.get once, then every stats.tick (each second). */
-function useQueueStats(): QueueStats | null {
-  const api = useApi();
-  const q = useRelayQuery('stats.get', {}, { staleTime: 0 });
-  const [tick, setTick] = useState<{ at: number; queue: QueueStats } | null>(null);
-  useEffect(() => api.onStats((s) => setTick({ at: s.at, queue: s.queue })), [api]);
-  if (tick && (!q.data || tick.at >= q.data.at)) return tick.queue;
-  return q.data?.queue ?? null;
 }
 
 export function QueueView(_props: Record<string, unknown>) {
@@ -80,7 +68,8 @@ function Queue() {
   const [destination, setDestination] = useState('');
   // "Retry all now" asked: null = every message, else that destination's (the dialog is open while set)
   const [retryingAll, setRetryingAll] = useState<{ destination: string | null; count: number } | null>(null);
-  const stats = useQueueStats();
+  // the queue's figures as the relay last sent them (each second)
+  const stats = useLatestStats().latest?.queue ?? null;
   const q = useRelayQuery(
     'queue.list',
     destination ? { limit: PAGE, offset, destination } : { limit: PAGE, offset },

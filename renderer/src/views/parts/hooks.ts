@@ -1,6 +1,28 @@
 /** Small hooks shared by the admin views. */
-import { useEffect, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
+import type { NotificationParams } from '../../../../shared/protocol.ts';
+import { useApi, useRelayQuery } from '../../hooks.ts';
 import { nextRefreshAt } from './address.ts';
+
+type Stats = NotificationParams<'stats.tick'>;
+
+/**
+ * The relay's statistics as it last sent them: stats.get when the view opens, then each stats.tick (every second),
+ * whichever is newer. `query` is the stats.get query (its series, its error).
+ */
+export function useLatestStats() {
+  const api = useApi();
+  const query = useRelayQuery('stats.get', {}, { staleTime: 0, refetchOnMount: 'always' });
+  const [tick, setTick] = useState<Stats | null>(null);
+  useEffect(() => api.onStats(setTick), [api]);
+  const fetched = useMemo<Stats | null>(() => {
+    if (!query.data) return null;
+    const { series: _series, ...rest } = query.data;
+    return rest;
+  }, [query.data]);
+  const latest = tick && (!fetched || tick.at >= fetched.at) ? tick : fetched;
+  return { query, latest };
+}
 
 /**
  * The current time, refreshed every `everyMs` (for "expired 3 h ago" and countdowns that must move on their own) and
