@@ -90,6 +90,25 @@ describe('a reply that never ends (the delivery client)', () => {
     await expect.poll(() => server.stats.open).toBe(0);
   });
 
+  it('a login whose password gets no answer: the reason names the login, never a part of the password', async () => {
+    // AUTH LOGIN sends the user name and the password as lines of their own, in base64; the reason named the "command"
+    // by its first letters, which for the password line were its first letters
+    const password = 'Sesame1234';
+    const passwordLine = Buffer.from(password).toString('base64');
+    const server = await rawSmtp({
+      ehlo: () => '250-raw.test\r\n250 AUTH LOGIN',
+      auth: '334 VXNlcm5hbWU6',
+      other: (line) => (line === passwordLine ? null : '334 UGFzc3dvcmQ6'),
+    });
+    const r = await client().deliver(attempt(server, { auth: { user: 'relay', pass: password } }));
+    expect(r).toMatchObject({ kind: 'session-failed', login: true });
+    const reason = r.kind === 'session-failed' ? r.reason : '';
+    expect(reason).toBe(
+      `authentication failed: ${server.address}: no complete reply within 0.3 s after the login (the server kept the connection open without finishing its answer) (ETIMEDOUT)`,
+    );
+    expect(server.sessions[0]!.commands).toContain(passwordLine);
+  });
+
   it('no reply after the final dot: timed out after twice the command timeout, and said that the message may arrive twice', async () => {
     const server = await stallingServer('dot');
     const c = client();

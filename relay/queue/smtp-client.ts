@@ -112,6 +112,9 @@ function where(target: Target): string {
 
 const NON_ASCII = /[^\x00-\x7f]/;
 
+/** The commands the delivery client sends, as a timeout's reason names them (watchReplies). */
+const SMTP_VERBS = new Set(['EHLO', 'HELO', 'LHLO', 'STARTTLS', 'AUTH', 'MAIL FROM', 'RCPT TO', 'DATA', 'RSET', 'NOOP', 'QUIT']);
+
 /**
  * Whether the header section of a message (up to its first empty line) holds a byte outside ASCII. Reads the bytes
  * only as far as it needs (a stream is destroyed after).
@@ -206,7 +209,7 @@ class Session {
    * is an inactivity timer: a server that sent one line of a multi-line reply every few seconds ("250-still thinking")
    * kept the connection, and a delivery slot, for ever; twenty such servers stopped every delivery of the relay. While
    * the message data is still being written, a session whose socket took more bytes since the last check is given
-   * more time (a large message on a slow link; a socket that takes nothing is nodemailer's inactivity timeout).
+   * more time (a large message on a slow link); one whose data stops moving is cut within 1.1x the limit.
    *
    * Private parts of nodemailer's SMTPConnection 10.6.0 (pinned exactly in package.json): _sendCommand (every command
    * line goes through it), _responseActions (the replies still expected), _currentDataStream, _socket. Complete
@@ -296,7 +299,10 @@ class Session {
       this.replyTimer.unref();
     };
     c._sendCommand = (str: string, logStr?: string) => {
-      lastCommand = /^[A-Za-z]+(?: (?:FROM|TO)(?=:))?/.exec(str)?.[0]?.toUpperCase() ?? '';
+      // the command's name for the reason; a line that is none (AUTH LOGIN's user name and password, in base64) is
+      // the login's: never quoted, a part of it would be a part of the password
+      const verb = /^[A-Za-z]+(?: (?:FROM|TO)(?=:))?/.exec(str)?.[0]?.toUpperCase() ?? '';
+      lastCommand = SMTP_VERBS.has(verb) ? verb : 'the login';
       if (lastCommand === 'MAIL FROM' || lastCommand === 'RSET') dataSent = false;
       if (idle) {
         idle = false;

@@ -41,6 +41,8 @@ export interface RawScript {
   /** advertise AUTH PLAIN and answer it with this */
   auth?: string;
   rset?: (ctx: RawContext) => Reply;
+  /** a line that is no command (an AUTH LOGIN continuation: a base64 user name or password); default 502 */
+  other?: (line: string, ctx: RawContext) => Reply;
 }
 
 export interface RawServer {
@@ -142,7 +144,7 @@ async function rawSmtp(script: RawScript): Promise<RawServer> {
           session.quit = true;
           say('221 2.0.0 bye');
           sock.end();
-        } else say('502 5.5.2 unknown command');
+        } else answer(script.other?.(line, ctx), '502 5.5.2 unknown command');
       }
     });
   });
