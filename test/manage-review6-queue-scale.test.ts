@@ -6,7 +6,7 @@
  * records (no bytes; nothing is delivered: their next attempt is an hour away).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { QueuedMessage } from '../relay/queue/spool.ts';
+import { queuedMessage, type QueuedMessage } from '../relay/queue/spool.ts';
 import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
 
 const N = 5_000;
@@ -14,33 +14,24 @@ const N = 5_000;
 let t: ManageRelay;
 let viewer: WssClient;
 
-/** A queued-message record as the queue holds it (typed: a change of QueuedMessage shows here), deferred once, due in an hour. */
+/** A queued-message record as the queue holds it, deferred once, due in an hour. */
 function fake(i: number, now: number): QueuedMessage {
   const rcpt = `u${i}@d${i % 10}.example`;
   return {
-    id: `R6${String(i).padStart(10, '0')}`,
-    file: `/nonexistent/${i}.msg`,
-    seg: null,
-    origin: null,
-    offset: 0,
-    envelope: { from: 's@example.org', to: [rcpt], sessionId: `s${i}`, clientIp: '127.0.0.1', clientHostname: null, helo: 'h', authUser: null, receivedAt: now - N + i },
-    kind: 'message',
-    size: 1000,
-    rcpts: new Map([[rcpt, { status: 'pending', error: null }]]),
+    ...queuedMessage({
+      id: `R6${String(i).padStart(10, '0')}`,
+      file: `/nonexistent/${i}.msg`,
+      seg: null,
+      offset: 0,
+      envelope: { from: 's@example.org', to: [rcpt], sessionId: `s${i}`, clientIp: '127.0.0.1', clientHostname: null, helo: 'h', authUser: null, receivedAt: now - N + i },
+      kind: 'message',
+      size: 1000,
+      nextAttemptAt: now + 3_600_000,
+      data: null,
+      hasState: false,
+    }),
     attempts: 1,
-    nextAttemptAt: now + 3_600_000,
     lastError: 'connection refused',
-    delivering: false,
-    inReady: false,
-    removed: null,
-    answer: null,
-    persisting: null,
-    finishing: null,
-    wrapUp: false,
-    lastEnd: null,
-    attempt: null,
-    data: null,
-    hasState: false,
   };
 }
 

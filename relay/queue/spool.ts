@@ -296,6 +296,40 @@ export interface QueuedMessage {
   heapAt?: number | null;
 }
 
+/**
+ * A queued message as it enters the queue (committed now, or read from disk at start): every recipient pending, never
+ * tried, due at `nextAttemptAt`, nothing under way. Its state file, if any, is read over it after.
+ */
+export function queuedMessage(m: {
+  id: string;
+  file: string;
+  seg: Segment | null;
+  offset: number;
+  envelope: Envelope;
+  kind: MessageKind;
+  size: number;
+  nextAttemptAt: number;
+  data: Buffer | null;
+  hasState: boolean;
+}): QueuedMessage {
+  return {
+    ...m,
+    origin: null,
+    rcpts: new Map(m.envelope.to.map((to) => [to, { status: 'pending' as RecipientStatus, error: null as string | null }])),
+    attempts: 0,
+    lastError: null,
+    delivering: false,
+    inReady: false,
+    removed: null,
+    answer: null,
+    persisting: null,
+    finishing: null,
+    wrapUp: false,
+    lastEnd: null,
+    attempt: null,
+  };
+}
+
 /** What one attempt decided for one recipient. */
 interface Outcome extends FailedRecipient {
   result: 'delivered' | 'deferred' | 'bounced';
@@ -556,31 +590,7 @@ class Writer implements SpoolWriter {
   }
 
   private queued(envelope: Envelope, file: string, seg: Segment | null, offset: number, size: number, data: Buffer | null): QueuedMessage {
-    return {
-      id: this.id,
-      file,
-      seg,
-      origin: null,
-      offset,
-      envelope,
-      kind: this.kind,
-      size,
-      rcpts: new Map(envelope.to.map((t) => [t, { status: 'pending' as const, error: null }])),
-      attempts: 0,
-      nextAttemptAt: this.q.clock(),
-      lastError: null,
-      delivering: false,
-      inReady: false,
-      removed: null,
-      answer: null,
-      persisting: null,
-      finishing: null,
-      wrapUp: false,
-      lastEnd: null,
-      attempt: null,
-      data,
-      hasState: false,
-    };
+    return queuedMessage({ id: this.id, file, seg, offset, envelope, kind: this.kind, size, nextAttemptAt: this.q.clock(), data, hasState: false });
   }
 
   private async cleanup(): Promise<void> {
@@ -1114,31 +1124,18 @@ export class Queue {
   private async fromEnvelope(id: string, json: string, file: string, seg: Segment | null, offset: number, dataSize: number): Promise<QueuedMessage | 'deleted'> {
     const t = JSON.parse(json) as TrailerJson;
     if (t.v !== 1 || t.id !== id || !t.envelope || !Array.isArray(t.envelope.to)) throw new Error(`${file}: record is not a version 1 envelope for ${id}`);
-    const msg: QueuedMessage = {
+    const msg = queuedMessage({
       id,
       file,
       seg,
-      origin: null,
       offset,
       envelope: t.envelope,
       kind: t.kind === 'dsn' ? 'dsn' : 'message',
       size: dataSize,
-      rcpts: new Map(t.envelope.to.map((to) => [to, { status: 'pending' as RecipientStatus, error: null as string | null }])),
-      attempts: 0,
       nextAttemptAt: this.clock(),
-      lastError: null,
-      delivering: false,
-      inReady: false,
-      removed: null,
-      answer: null,
-      persisting: null,
-      finishing: null,
-      wrapUp: false,
-      lastEnd: null,
-      attempt: null,
       data: null,
       hasState: true,
-    };
+    });
     let state: StateFile | null = null;
     try {
       state = JSON.parse(await fsp.readFile(path.join(this.queueDir, `${id}.state`), 'utf8')) as StateFile;
