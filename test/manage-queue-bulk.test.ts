@@ -8,22 +8,13 @@
  *
  * Two local domains deliver to ports where nothing listens (every attempt: connection refused), one to a real sink.
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Methods } from '../shared/protocol.ts';
 import { startSink, type Sink } from './helpers/sink.ts';
 import { sendMail } from './helpers/smtp-client.ts';
 import { waitFor } from './helpers/wait.ts';
 import { startManageRelay, type ManageRelay, type WssClient } from './helpers/wss-client.ts';
-
-/** A loopback port where nothing listens (bound, read, closed). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+import { deadPort } from './helpers/outage.ts';
 
 let t: ManageRelay;
 let admin: WssClient;

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
 import type { Harness } from './helpers/queue-harness.ts';
 import { silentServer } from './helpers/outage.ts';
@@ -18,10 +18,21 @@ import { crashImage, segmentsOf } from './helpers/spool-images.ts';
 
 const { sink, harness } = deliveryFixtures();
 
+const hungServers: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  for (const s of hungServers.splice(0)) await s.close();
+});
+/** A server that accepts and never greets (closed after the test): a delivery to it stays in its first attempt. */
+async function hungServer() {
+  const s = await silentServer();
+  hungServers.push(s);
+  return s;
+}
+
 const stateFiles = (h: Harness) => fs.readdirSync(path.join(h.dir, 'queue')).filter((f) => f.endsWith('.state'));
 
 async function scenario(opts: { segmentTombstoneAfterMs?: number }, beforeStart: (h: Harness) => void = () => {}) {
-  const hung = await silentServer();
+  const hung = await hungServer();
   const good = await sink();
   const h = await harness(
     {
@@ -44,63 +55,42 @@ async function scenario(opts: { segmentTombstoneAfterMs?: number }, beforeStart:
 
 describe('a message delivered out of a segment that another message keeps alive', () => {
   it('past the age: a "deleted" state is left, and a crash does not bring it back', async () => {
-    const { h, a, b, hung } = await scenario({ segmentTombstoneAfterMs: 0 });
-    try {
-      await expect.poll(() => stateFiles(h)).toEqual([`${b}.state`]);
-      const image = await crashImage(h.dir);
-      expect(image.segments).toHaveLength(1);
-      expect(image.ids).toEqual([a]);
-    } finally {
-      await h.queue.stop();
-      await hung.close();
-    }
-    // the segment and the tombstone go once the hung message has left it
+    const { h, a, b } = await scenario({ segmentTombstoneAfterMs: 0 });
+    await expect.poll(() => stateFiles(h)).toEqual([`${b}.state`]);
+    const image = await crashImage(h.dir);
+    expect(image.segments).toHaveLength(1);
+    expect(image.ids).toEqual([a]);
   });
 
   it('delivered while the segment was young: its state is written once the segment has lived long enough', async () => {
     // (2 s: the delivery of b, well under that, finds its segment young; the periodic write then comes within 3 s)
-    const { h, a, b, hung } = await scenario({ segmentTombstoneAfterMs: 2000 });
-    try {
-      await expect.poll(() => stateFiles(h), { timeout: 8000 }).toEqual([`${b}.state`]);
-      expect((await crashImage(h.dir)).ids).toEqual([a]);
-    } finally {
-      await h.queue.stop();
-      await hung.close();
-    }
+    const { h, a, b } = await scenario({ segmentTombstoneAfterMs: 2000 });
+    await expect.poll(() => stateFiles(h), { timeout: 8000 }).toEqual([`${b}.state`]);
+    expect((await crashImage(h.dir)).ids).toEqual([a]);
   });
 
   it('a segment found at start is as old as its file, not new (a crash and restart do not make it young again)', async () => {
-    const { h, a, b, hung } = await scenario({}, (h) => {
+    const { h, a, b } = await scenario({}, (h) => {
       // the segment was written a minute ago (a relay that crashed then); the queue that loads it is this one
       const file = path.join(h.dir, 'queue', segmentsOf(h.dir)[0]!);
       const then = new Date(Date.now() - 60_000);
       fs.utimesSync(file, then, then);
       h.reopen();
     });
-    try {
-      // at once, at its removal (the periodic write for young ones comes every 2.5 s with the default 5 s)
-      await expect.poll(() => stateFiles(h), { timeout: 1000 }).toEqual([`${b}.state`]);
-      expect((await crashImage(h.dir)).ids).toEqual([a]);
-    } finally {
-      await h.queue.stop();
-      await hung.close();
-    }
+    // at once, at its removal (the periodic write for young ones comes every 2.5 s with the default 5 s)
+    await expect.poll(() => stateFiles(h), { timeout: 1000 }).toEqual([`${b}.state`]);
+    expect((await crashImage(h.dir)).ids).toEqual([a]);
   });
 
   it('a young segment: no write for the delivered message, and a crash may bring it back (at least once, documented)', async () => {
-    const { h, a, b, hung } = await scenario({});
-    try {
-      expect(stateFiles(h)).toEqual([]);
-      const image = await crashImage(h.dir);
-      expect(image.ids.sort()).toEqual([a, b].sort());
-    } finally {
-      await h.queue.stop();
-      await hung.close();
-    }
+    const { h, a, b } = await scenario({});
+    expect(stateFiles(h)).toEqual([]);
+    const image = await crashImage(h.dir);
+    expect(image.ids.sort()).toEqual([a, b].sort());
   });
 
   it('one copied out of the segment at its deferral, delivered later: its tombstone stays while the segment does', async () => {
-    const hung = await silentServer();
+    const hung = await hungServer();
     let refuse = true;
     const later = await sink({ onRcpt: () => (refuse ? { code: 451, message: '4.3.0 not now' } : undefined) });
     const h = await harness(
@@ -111,22 +101,17 @@ describe('a message delivered out of a segment that another message keeps alive'
       },
       { connectTimeoutMs: 20_000, segmentTombstoneAfterMs: 0 },
     );
-    try {
-      const [a, c] = await Promise.all([h.submit('alice@sender.test', ['x@hung.test']), h.submit('alice@sender.test', ['z@later.test'])]);
-      await h.queue.start();
-      await h.waitEvent('deferred', (e) => e.queueId === c);
-      // copied out to its own file (the segment stays for the hung one)
-      await expect.poll(() => fs.existsSync(path.join(h.dir, 'queue', `${c}.msg`))).toBe(true);
-      refuse = false;
-      h.queue.retry(c!);
-      await h.waitEvent('delivered', (e) => e.queueId === c);
-      await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([a]);
-      const image = await crashImage(h.dir);
-      expect(image.segments).toHaveLength(1);
-      expect(image.ids).toEqual([a]);
-    } finally {
-      await h.queue.stop();
-      await hung.close();
-    }
+    const [a, c] = await Promise.all([h.submit('alice@sender.test', ['x@hung.test']), h.submit('alice@sender.test', ['z@later.test'])]);
+    await h.queue.start();
+    await h.waitEvent('deferred', (e) => e.queueId === c);
+    // copied out to its own file (the segment stays for the hung one)
+    await expect.poll(() => fs.existsSync(path.join(h.dir, 'queue', `${c}.msg`))).toBe(true);
+    refuse = false;
+    h.queue.retry(c!);
+    await h.waitEvent('delivered', (e) => e.queueId === c);
+    await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([a]);
+    const image = await crashImage(h.dir);
+    expect(image.segments).toHaveLength(1);
+    expect(image.ids).toEqual([a]);
   });
 });

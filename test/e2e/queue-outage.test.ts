@@ -7,7 +7,6 @@
  * back on that port, one click drains the queue into it, and the Dashboard's chart has delivered messages in it.
  * A viewer sees the same controls disabled, with the reason.
  */
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { startSink, type Sink } from '../helpers/sink.ts';
@@ -15,15 +14,7 @@ import { sendMail } from '../helpers/smtp-client.ts';
 import { waitFor } from '../helpers/wait.ts';
 import type { ManageRelay, WssClient } from '../helpers/wss-client.ts';
 import { addServerAndAccept, chromiumPath, consoleSuite, screenshotPath, unexpectedErrors, type ConsolePage } from './harness.ts';
-
-/** A loopback port where nothing listens (bound, read, closed): the internal server, down. */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+import { deadPort } from '../helpers/outage.ts';
 
 const open = async (page: Page, view: 'dashboard' | 'queue') => {
   await page.click(`[data-view-id="${view}"]`);
