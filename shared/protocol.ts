@@ -234,6 +234,11 @@ export const QueueDestination = z.object({
   connections: z.int().nonnegative().optional(),
   /** deliveries to it that are due and wait for a free delivery connection (relays before it leave it out) */
   waitingForConnection: z.int().nonnegative().optional(),
+  /**
+   * its messages whose next attempt is still to come (not being delivered, not due yet): what a retry of it brings
+   * forward. 0 with down false: a retry changes nothing (relays before it leave it out)
+   */
+  scheduledLater: z.int().nonnegative().optional(),
 });
 export type QueueDestination = z.infer<typeof QueueDestination>;
 

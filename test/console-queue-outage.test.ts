@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { NotificationParams } from '../shared/protocol.ts';
 import { fmtAgo, fmtSince } from '../renderer/src/components/format.ts';
 import {
+  destinationRetryIdle,
   STUCK_AFTER_MS,
   destinationLabel,
   destinationWhen,
@@ -157,6 +158,16 @@ describe('destinations and times in words', () => {
     expect(destinationWhen({ down: false, nextAttemptAt: NOW + 3 * MIN, waitingForConnection: 2 }, NOW)).toBe('in 3 min');
     expect(destinationWhen({ down: true, nextAttemptAt: NOW + 3 * MIN, waitingForConnection: 0 }, NOW)).toBe('in 3 min');
     expect(destinationWhen({ down: false, nextAttemptAt: NOW - 1 }, NOW)).toBe('due now');
+  });
+
+  it('a destination whose retry would bring nothing forward has its Retry button disabled, saying why', () => {
+    // (a review: pressing it on a destination that only waited for a free connection changed nothing, silently)
+    expect(destinationRetryIdle({ down: false, scheduledLater: 0, waitingForConnection: 20 })).toMatch(/^Nothing to bring forward: .*wait for a free delivery connection/);
+    expect(destinationRetryIdle({ down: false, scheduledLater: 0, waitingForConnection: 0 })).toBe('Nothing to bring forward: its messages are being delivered now.');
+    // something scheduled later, a down destination (a retry probes it now), a relay that does not say: the button works
+    expect(destinationRetryIdle({ down: false, scheduledLater: 2, waitingForConnection: 20 })).toBeNull();
+    expect(destinationRetryIdle({ down: true, scheduledLater: 0, waitingForConnection: 0 })).toBeNull();
+    expect(destinationRetryIdle({ down: false, waitingForConnection: 3 })).toBeNull();
   });
 
   it('fmtSince never says a future "in 4 s": the data fetched after the refreshed clock is "just now"', () => {

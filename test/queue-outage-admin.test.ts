@@ -177,12 +177,13 @@ describe('summary()', () => {
     const s = h.queue.summary();
     expect(s).toMatchObject({ messages: 4, deferred: 3, oldestReceivedAt: first });
     // most waiting messages first (b and c: one each, in key order)
-    expect(s.destinations[0]).toEqual({ destination: key(a), messages: 3, down: false, lastError: expect.stringContaining('451 4.3.0 a is busy'), nextAttemptAt: first + 1 * MIN, connections: 0, waitingForConnection: 0 });
+    expect(s.destinations[0]).toEqual({ destination: key(a), messages: 3, down: false, lastError: expect.stringContaining('451 4.3.0 a is busy'), nextAttemptAt: first + 1 * MIN, connections: 0, waitingForConnection: 0, scheduledLater: 3 });
     expect(s.destinations.slice(1).sort((x, y) => (x.destination < y.destination ? -1 : 1))).toEqual(
       [
-        { destination: key(b), messages: 1, down: false, lastError: expect.stringContaining('450 4.2.1 b mailbox busy'), nextAttemptAt: first + 1000 + 1 * MIN, connections: 0, waitingForConnection: 0 },
+        { destination: key(b), messages: 1, down: false, lastError: expect.stringContaining('450 4.2.1 b mailbox busy'), nextAttemptAt: first + 1000 + 1 * MIN, connections: 0, waitingForConnection: 0, scheduledLater: 1 },
         // being delivered (its one connection): not due at any time yet
-        { destination: key(c), messages: 1, down: false, lastError: null, nextAttemptAt: null, connections: 1, waitingForConnection: 0 },
+        // (nothing a retry of it would bring forward)
+        { destination: key(c), messages: 1, down: false, lastError: null, nextAttemptAt: null, connections: 1, waitingForConnection: 0, scheduledLater: 0 },
       ].sort((x, y) => (x.destination < y.destination ? -1 : 1)),
     );
     release();

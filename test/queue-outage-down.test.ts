@@ -34,7 +34,7 @@ describe('a destination that is down', () => {
       expect(deferred()[0]!.reason).toMatch(/[Gg]reeting|[Tt]imeout/);
       const dest = `local:${hung.address}`;
       expect(h.queue.summary().destinations).toEqual([
-        { destination: dest, messages: 1, down: true, lastError: expect.stringMatching(/[Gg]reeting|[Tt]imeout/), nextAttemptAt: failedAt + 1 * MIN, connections: 0, waitingForConnection: 0 },
+        { destination: dest, messages: 1, down: true, lastError: expect.stringMatching(/[Gg]reeting|[Tt]imeout/), nextAttemptAt: failedAt + 1 * MIN, connections: 0, waitingForConnection: 0, scheduledLater: 1 },
       ]);
 
       // 10 more arrive: none connects; each is deferred at once, saying why and until when, and is no attempt

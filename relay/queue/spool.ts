@@ -759,7 +759,7 @@ export class Queue {
   private destsPruneAt = 16;
   /** a recipient domain's destination key under one config object (destinationFor depends on nothing else) */
   private keyCache: { config: Config; byDomain: Map<string, string> } | null = null;
-  private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null; messageError: string | null }[] } } | null = null;
+  private summaryCache: { at: number; value: Omit<QueueSummary, 'destinations'> & { destinations: { destination: string; messages: number; nextAttemptAt: number | null; messageError: string | null; later: number }[] } } | null = null;
   private active = 0;
   private readonly work = new Set<Promise<void>>();
   private readonly connections = new Set<() => void>();
@@ -1517,7 +1517,7 @@ export class Queue {
       const config = this.opts.config();
       let deferred = 0;
       let oldest: number | null = null;
-      const per = new Map<string, { messages: number; nextAttemptAt: number | null; messageError: string | null }>();
+      const per = new Map<string, { messages: number; nextAttemptAt: number | null; messageError: string | null; later: number }>();
       for (const m of this.messages.values()) {
         if (oldest === null || m.envelope.receivedAt < oldest) oldest = m.envelope.receivedAt;
         // (one not tried because its destination is down counts: it waits because of a failure)
@@ -1526,10 +1526,12 @@ export class Queue {
         if ((m.attempts > 0 || m.lastError !== null) && !delivering) deferred++;
         for (const key of this.waitingDestinations(m, config)) {
           let e = per.get(key);
-          if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null, messageError: null }));
+          if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null, messageError: null, later: 0 }));
           e.messages++;
           e.messageError ??= m.lastError;
           if (!delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
+          // (what a retry of it would bring forward: not being delivered, not waiting for a connection, not due yet)
+          if (!m.delivering && !m.removed && !m.answer && m.nextAttemptAt > now) e.later++;
         }
       }
       const top = [...per].sort((a, b) => b[1].messages - a[1].messages || (a[0] < b[0] ? -1 : 1)).slice(0, 10);
@@ -1555,6 +1557,7 @@ export class Queue {
           // (live, not cached: they change every moment under load)
           connections: this.destActive.get(e.destination) ?? 0,
           waitingForConnection: this.destQueues.get(e.destination)?.length ?? 0,
+          scheduledLater: e.later,
         };
       }),
     };

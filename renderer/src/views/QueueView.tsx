@@ -29,7 +29,7 @@ import {
 import { ApiError } from '../api.ts';
 import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
 import { useLatestStats, useNow, usePageVisible } from './parts/hooks.ts';
-import { destinationLabel, destinationState, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText, STATE_TONE } from './parts/queue-health.ts';
+import { destinationLabel, destinationRetryIdle, destinationState, destinationTitle, destinationWhen, dueWords, retryAllConfirm, retryAllDoneText, STATE_TONE } from './parts/queue-health.ts';
 import { doneText, pendingText, RETURN_NOT_STORED } from './parts/queue-words.ts';
 import './views.css';
 
@@ -201,7 +201,7 @@ function Queue() {
                       <Button
                         small
                         onClick={() => setRetryingAll({ destination: d.destination, count: d.messages })}
-                        disabledReason={why}
+                        disabledReason={why ?? destinationRetryIdle(d)}
                         busy={retryAll.isPending && retryAll.variables !== undefined && 'destination' in retryAll.variables && retryAll.variables.destination === d.destination}
                       >
                         Retry {destinationLabel(d.destination)} now

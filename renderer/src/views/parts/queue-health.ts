@@ -46,6 +46,18 @@ export function nextAttemptWords(d: Pick<QueueDestination, 'down' | 'nextAttempt
   return when === 'being delivered' || when === 'waiting for a free connection' ? when : `next attempt ${when}`;
 }
 
+/**
+ * Why "Retry <destination> now" would change nothing, or null when it would: a destination that is up with no message
+ * scheduled later (every one is due and waits for a free connection, or is being delivered). A relay that does not
+ * say (no scheduledLater) keeps the button.
+ */
+export function destinationRetryIdle(d: Pick<QueueDestination, 'down' | 'scheduledLater' | 'waitingForConnection'>): string | null {
+  if (d.down || d.scheduledLater === undefined || d.scheduledLater > 0) return null;
+  return (d.waitingForConnection ?? 0) > 0
+    ? 'Nothing to bring forward: its messages are due now and wait for a free delivery connection, or are being delivered.'
+    : 'Nothing to bring forward: its messages are being delivered now.';
+}
+
 export type DestinationState = 'down' | 'deferring' | 'waiting';
 
 /** "down" (probed, one connection at a time), "deferring" (its last attempt failed), else "waiting" (its turn to come). */
