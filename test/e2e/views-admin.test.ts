@@ -5,7 +5,7 @@
  * audit (diff, restore), a viewer who sees every control disabled with the reason, and screenshots light and dark.
  */
 import { describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { sendMail } from '../helpers/smtp-client.ts';
 import type { ManageRelay, WssClient } from '../helpers/wss-client.ts';
 import { addServerAndAccept, chromiumPath, consoleSuite, screenshotPath, type ConsolePage } from './harness.ts';
@@ -20,6 +20,9 @@ const pageErrors = (c: ConsolePage) => c.errors.filter((e) => !/Failed to load r
 
 /** the number input of a security field */
 const numInput = (page: Page, id: string) => page.locator(`[data-field="${id}"] input`);
+
+/** A table's column headers as a screen reader names them (the column of row buttons is "Actions", read only by it). */
+const headers = (scope: Locator) => scope.getByRole('columnheader').allTextContents();
 
 describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', () => {
   let relay: ManageRelay;
@@ -160,6 +163,7 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     expect(await expired.getAttribute('data-expired')).toBe('true');
     expect(await expired.textContent()).toMatch(/expired 3 h ago/);
     expect(await card.locator('.group-head').textContent()).toMatch(/Exempt from limits.*May relay/);
+    expect(await headers(card)).toEqual(['Address', 'Comment', 'Expiry', 'Added by', 'Added', 'Actions']);
 
     const form = card.locator('form.add-entry');
     const address = form.getByLabel('Address, CIDR or range');
@@ -208,6 +212,8 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await blocked.waitFor({ timeout: 10_000 });
     await expect.poll(() => blocked.textContent(), { timeout: 10_000 }).toMatch(/Blocked, \d+ min left.*Too many unknown recipients/);
     expect(await blocked.getAttribute('class')).toMatch(/row-bad/);
+    expect(await headers(page.locator('.view'))).toEqual(['IP', 'Connections', 'Messages / h', 'Unknown rcpt / h', 'AUTH fails', 'Status', 'Last seen', 'Recent rejections', 'Actions']);
+    expect(await page.getByRole('columnheader', { name: 'Messages / h' }).getAttribute('title')).toBe('accepted messages in the last 60 minutes');
     // the recent rejections open in words
     await blocked.locator('.rejections button').click();
     expect(await page.locator('.detail-row').textContent()).toMatch(/Unknown recipient|Unknown recipients/);
@@ -237,6 +243,7 @@ describe.skipIf(!chromiumPath)('console: admin views (Chromium, real relay)', ()
     await open(page, 'queue');
     const rows = page.locator('tr[data-queue-id]');
     await rows.first().waitFor({ timeout: 15_000 });
+    expect(await headers(page.locator('.view table').last())).toEqual(['Queue id', 'From', 'To', 'Size', 'Attempts', 'Next attempt', 'Last error', 'Actions']);
     const before = (await admin.call('queue.list', {})).total;
     expect(before).toBeGreaterThan(0);
     const id = (await rows.first().getAttribute('data-queue-id'))!;

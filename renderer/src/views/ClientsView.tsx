@@ -7,6 +7,7 @@ import { Fragment, useState } from 'react';
 import type { ClientInfo } from '../../../shared/protocol.ts';
 import type { Navigate } from '../App.tsx';
 import {
+  ACTIONS,
   Badge,
   Button,
   Checkbox,
@@ -15,6 +16,7 @@ import {
   ErrorBox,
   ReadOnlyNotice,
   RequireConnection,
+  TableHead,
   TextField,
   ViewHeader,
   fmtSince,
@@ -122,29 +124,19 @@ function Clients({ navigate }: { navigate: Navigate }) {
       {clients.length > 0 && (
         <div className="table-wrap">
           <table className="table clients-table">
-            <thead>
-              <tr>
-                <th scope="col">IP</th>
-                <th scope="col" className="num">
-                  Connections
-                </th>
-                <th scope="col" className="num" title="accepted messages in the last 60 minutes">
-                  Messages / h
-                </th>
-                <th scope="col" className="num" title="unknown recipients in the last 60 minutes">
-                  Unknown rcpt / h
-                </th>
-                <th scope="col" className="num" title="failed AUTH attempts in the window">
-                  AUTH fails
-                </th>
-                <th scope="col">Status</th>
-                <th scope="col">Last seen</th>
-                <th scope="col">Recent rejections</th>
-                <th scope="col" className="num actions">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead
+              columns={[
+                'IP',
+                { label: 'Connections', num: true },
+                { label: 'Messages / h', num: true, title: 'accepted messages in the last 60 minutes' },
+                { label: 'Unknown rcpt / h', num: true, title: 'unknown recipients in the last 60 minutes' },
+                { label: 'AUTH fails', num: true, title: 'failed AUTH attempts in the window' },
+                'Status',
+                'Last seen',
+                'Recent rejections',
+                ACTIONS,
+              ]}
+            />
             <tbody>
               {clients.map((c) => {
                 const blocked = c.blockedUntil !== null && c.blockedUntil > now;

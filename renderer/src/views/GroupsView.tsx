@@ -13,6 +13,7 @@ import { useMemo, useState } from 'react';
 import type { Config, GroupEntry } from '../../../shared/config.ts';
 import { parseAddressSpec, type AddressSpec } from '../../../shared/ip.ts';
 import {
+  ACTIONS,
   Badge,
   Button,
   Checkbox,
@@ -22,6 +23,7 @@ import {
   Field,
   ReadOnlyNotice,
   RequireConnection,
+  TableHead,
   TextField,
   ViewHeader,
   fmtDateTime,
@@ -246,18 +248,7 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
         </p>
       ) : (
         <table className="table">
-          <thead>
-            <tr>
-              <th scope="col">Address</th>
-              <th scope="col">Comment</th>
-              <th scope="col">Expiry</th>
-              <th scope="col">Added by</th>
-              <th scope="col">Added</th>
-              <th scope="col" className="num">
-                <span className="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Address', 'Comment', 'Expiry', 'Added by', 'Added', { ...ACTIONS, className: undefined }]} />
           <tbody>
             {shown.map(({ e, x }) => (
               <tr key={e.address} className={x.expired ? 'entry-expired' : ''} data-address={e.address} data-expired={x.expired || undefined}>

@@ -9,6 +9,7 @@
 import { useEffect, useState } from 'react';
 import type { QueueItem } from '../../../shared/protocol.ts';
 import {
+  ACTIONS,
   Badge,
   Button,
   Checkbox,
@@ -18,6 +19,7 @@ import {
   ReadOnlyNotice,
   RequireConnection,
   SelectField,
+  TableHead,
   ViewHeader,
   fmtAgo,
   fmtBytes,
@@ -151,20 +153,7 @@ function Queue() {
           <h2 id="queue-dests-title">Destinations</h2>
           <div className="table-wrap">
             <table className="table queue-dest-table">
-              <thead>
-                <tr>
-                  <th scope="col">Destination</th>
-                  <th scope="col" className="num">
-                    Messages
-                  </th>
-                  <th scope="col">State</th>
-                  <th scope="col">Last error</th>
-                  <th scope="col">Next attempt</th>
-                  <th scope="col" className="actions">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Destination', { label: 'Messages', num: true }, 'State', 'Last error', 'Next attempt', ACTIONS]} />
               <tbody>
                 {dests.map((d) => (
                   <tr key={d.destination} data-destination={d.destination}>
@@ -265,24 +254,7 @@ function Queue() {
       {items.length > 0 && (
         <div className="table-wrap">
           <table className="table queue-table">
-            <thead>
-              <tr>
-                <th scope="col">Queue id</th>
-                <th scope="col">From</th>
-                <th scope="col">To</th>
-                <th scope="col" className="num">
-                  Size
-                </th>
-                <th scope="col" className="num">
-                  Attempts
-                </th>
-                <th scope="col">Next attempt</th>
-                <th scope="col">Last error</th>
-                <th scope="col" className="num actions">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Queue id', 'From', 'To', { label: 'Size', num: true }, { label: 'Attempts', num: true }, 'Next attempt', 'Last error', ACTIONS]} />
             <tbody>
               {items.map((m) => (
                 <tr key={m.id} data-queue-id={m.id}>
