@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
 import type { Harness } from './helpers/queue-harness.ts';
 import { silentServer } from './helpers/outage.ts';
-import { crashImage, segmentsOf } from './helpers/spool-images.ts';
+import { crashImage, segmentsOf, until } from './helpers/spool-images.ts';
 
 const { sink, harness } = deliveryFixtures();
 
@@ -87,6 +87,39 @@ describe('a message delivered out of a segment that another message keeps alive'
     expect(stateFiles(h)).toEqual([]);
     const image = await crashImage(h.dir);
     expect(image.ids.sort()).toEqual([a, b].sort());
+  });
+
+  it('a stop in the middle of the periodic writes waits for them: every delivered message keeps its "deleted" state', async () => {
+    const N = 60;
+    const hung = await hungServer();
+    const good = await sink();
+    const h = await harness(
+      {
+        smtp: { hostname: 'relay.test' },
+        domains: { 'hung.test': { deliverTo: hung.address, recipients: '*' }, 'good.test': { deliverTo: good.address, recipients: '*' } },
+        delivery: { tls: 'off' },
+      },
+      // (long enough that the N deliveries find their segment young; the periodic write then does all N at once)
+      // (the stop closes the hung session at once: what it then waits for is the queue's own work)
+      { connectTimeoutMs: 30_000, segmentTombstoneAfterMs: 3000, stopTimeoutMs: 0 },
+    );
+    const ids = await Promise.all([h.submit('alice@sender.test', ['x@hung.test']), ...Array.from({ length: N }, (_, i) => h.submit('alice@sender.test', [`g${i}@good.test`]))]);
+    const [a, ...delivered] = ids as string[];
+    expect(segmentsOf(h.dir)).toHaveLength(1);
+    await h.queue.start();
+    await expect.poll(() => good.messages.length, { timeout: 20_000 }).toBe(N);
+    await expect.poll(() => h.queue.list().map((i) => i.id)).toEqual([a]);
+    // the writes begin (one by one, each fsynced): stop now, in the middle of them
+    await until(() => stateFiles(h).length > 0, 20_000);
+    const atStop = stateFiles(h).length;
+    await h.queue.stop();
+    // (and the hung one's own state: the stop cut its attempt, which is recorded)
+    expect(stateFiles(h).sort()).toEqual([a, ...delivered].map((id) => `${id}.state`).sort());
+    const image = await crashImage(h.dir);
+    expect(image.segments).toHaveLength(1);
+    expect(image.ids).toEqual([a]);
+    // (what this test is about: the stop came before the last of them; a run where it did not says so)
+    expect(atStop).toBeLessThan(N);
   });
 
   it('one copied out of the segment at its deferral, delivered later: its tombstone stays while the segment does', async () => {
