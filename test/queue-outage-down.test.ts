@@ -16,6 +16,30 @@ const MIN = 60_000;
 type Deferred = Extract<RelayEvent, { kind: 'deferred' }>;
 
 describe('a destination that is down', () => {
+  it('a 421 to MAIL is about that message, not the destination (as Postfix): deferred, the destination not down, the next message gets its own connection', async () => {
+    const clock = new FakeClock();
+    let mails = 0;
+    // (the server closes after its 421, as RFC 5321 3.8 says it does)
+    const dest = await sink({ onMailFrom: () => (++mails <= 2 ? { code: 421, message: '4.3.2 too busy, closing' } : undefined) });
+    const h = await harness(localDomains({ 'corp.test': dest }), { now: clock.now, timers: clock, random: () => 0.5 });
+    await h.queue.start();
+    const deferred = () => h.events.filter((e): e is Deferred => e.kind === 'deferred');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await h.submit('alice@sender.test', [`u${i}@corp.test`]));
+    await expect.poll(() => dest.messages.length).toBe(1);
+    await expect.poll(() => deferred().length).toBe(2);
+    for (const d of deferred()) {
+      expect(d.reason).toMatch(/421 4\.3\.2 too busy, closing/);
+      expect(d.reason).not.toMatch(/not tried/);
+    }
+    // each message had a connection of its own (none was deferred without one), and the destination is not down
+    expect(dest.connections).toBe(3);
+    const [summary] = h.queue.summary().destinations;
+    expect(summary).toMatchObject({ down: false, messages: 2, lastError: expect.stringMatching(/421 4\.3\.2/) });
+    // their retry is a message's step (1 min), not a probe of a dead destination
+    expect(deferred().map((d) => d.nextAttemptAt - d.at)).toEqual([1 * MIN, 1 * MIN]);
+  });
+
   it('a server that never greets: one connection at a time while N messages come due, the others deferred without one', async () => {
     const clock = new FakeClock();
     const hung = await silentServer();
