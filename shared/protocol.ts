@@ -461,6 +461,16 @@ const QueueRetryResult = z.union([
     scheduled: z.int().nonnegative(),
     /** messages being delivered right now: left as they are (not counted in scheduled) */
     delivering: z.int().nonnegative(),
+    /**
+     * of the scheduled, how many are not tried now: every destination they wait for is down, and takes one connection
+     * (a probe) until it answers; they follow as soon as it does. Absent from relays older than this field.
+     */
+    heldBack: z.int().nonnegative().optional(),
+    /** the destinations that are down (the first 10 by messages): the retried messages waiting for each, and how many of those wait for its probe */
+    down: z
+      .array(z.object({ destination: z.string(), messages: z.int().nonnegative(), heldBack: z.int().nonnegative() }))
+      .max(10)
+      .optional(),
   }),
   // (strict: a bulk answer that lost a count must not pass as the one-message answer)
   z.strictObject({ ok: z.literal(true) }),

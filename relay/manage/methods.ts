@@ -40,7 +40,7 @@ export interface QueueLike {
   page(offset: number, limit: number, destination?: string): { items: Result<'queue.list'>['items']; total: number };
   retry(id: string): boolean;
   /** every queued message (or every one waiting for `destination`) made due now, as a manual retry; ones being delivered are counted and left alone */
-  retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number };
+  retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number; heldBack?: number; down?: { destination: string; messages: number; heldBack: number }[] };
   /** the queue at a glance (cheap: stats.tick asks for it every second) */
   summary(): QueueSummary;
   delete(id: string, by?: string | null): Promise<QueueRemoval>;
@@ -523,7 +523,8 @@ export function createHandlers(d: MethodDeps): Handlers {
       // every message (or every one for a destination) in one call: one action, one audit line
       if (p.all === true) {
         const r = d.queue.retryAll(p.destination === undefined ? undefined : { destination: p.destination });
-        return { ok: true, scheduled: r.scheduled, delivering: r.delivering };
+        // (heldBack, down: a destination that is down takes one message now, its probe; the others wait for its answer)
+        return { ok: true, scheduled: r.scheduled, delivering: r.delivering, ...(r.down ? { heldBack: r.heldBack, down: r.down } : {}) };
       }
       if (!d.queue.retry(p.id)) throw notFound(`no message ${p.id} in the queue (delivered, bounced or deleted already?)`);
       return { ok: true };

@@ -90,6 +90,15 @@ export const realTimers: Timers = {
 export type FaultInjector = StepHook;
 
 export type MessageKind = 'message' | 'dsn';
+
+/** What retryAll() did: see there. */
+export interface RetryAllResult {
+  scheduled: number;
+  delivering: number;
+  /** absent (with down) when no destination held a message back */
+  heldBack?: number;
+  down?: { destination: string; messages: number; heldBack: number }[];
+}
 export type RecipientStatus = 'pending' | 'delivered' | 'bounced';
 
 export interface QueueItem {
@@ -1485,25 +1494,61 @@ export class Queue {
    * Every queued message (or every one with a recipient waiting for `destination`) is tried now, as retry(id) does.
    * Messages being delivered are counted in `delivering` and left alone; removed ones and those whose removal is
    * pending are skipped.
+   * A destination that is down still takes one connection (the probe: "is it back?"); its other messages are not tried
+   * until that probe answers (then they are brought forward at once), as Postfix holds back mail for a dead destination.
+   * `heldBack` counts the messages made due that will not be tried now for that reason (every destination they wait
+   * for is down and another message is its probe, or a probe is under way already), `down` says which destinations
+   * (the first 10 by messages): the administrator asked for "now" and must not be told every message goes now.
+   * Both are absent when no destination held a message back (every message made due is tried now).
    */
-  retryAll(filter?: { destination?: string }): { scheduled: number; delivering: number } {
+  retryAll(filter?: { destination?: string }): RetryAllResult {
     const config = this.opts.config();
     const only = filter?.destination;
     let scheduled = 0;
     let delivering = 0;
+    let heldBack = 0;
+    // per destination that is down: the retried messages waiting for it, and how many of them wait for its probe
+    const down = new Map<string, { messages: number; heldBack: number }>();
     for (const msg of [...this.messages.values()]) {
       if (msg.removed || msg.answer) continue;
-      if (only !== undefined && !this.waitingDestinations(msg, config).includes(only)) continue;
+      const keys = this.waitingDestinations(msg, config);
+      if (only !== undefined && !keys.includes(only)) continue;
       if (beingDelivered(msg)) {
         delivering++;
         continue;
       }
+      // held back: every destination it waits for is down and holds it back (read before retryNow moves the probe
+      // forward, which may start it at once: the first message of a destination that is down is its probe)
+      let held = keys.length > 0;
+      for (const key of keys) {
+        const d = this.dests.get(key);
+        if (!d?.down) {
+          held = false;
+          continue;
+        }
+        let e = down.get(key);
+        let probe = false;
+        if (!e) {
+          // the first message for it is its probe, unless one is under way already
+          down.set(key, (e = { messages: 0, heldBack: 0 }));
+          probe = !d.probing;
+        }
+        e.messages++;
+        if (probe) held = false;
+        else e.heldBack++;
+      }
+      if (held) heldBack++;
       // (one whose attempt waits for a free connection is due already; retryNow still probes a destination of it that is
       // down now, as for any other: a job of the same attempt may have been deferred until that probe)
       this.retryNow(msg);
       scheduled++;
     }
-    return { scheduled, delivering };
+    const list = [...down]
+      .sort((a, b) => b[1].messages - a[1].messages || (a[0] < b[0] ? -1 : 1))
+      .slice(0, 10)
+      .map(([destination, e]) => ({ destination, messages: e.messages, heldBack: e.heldBack }));
+    // (absent when no destination held a message back: every message made due is tried now)
+    return [...down.values()].some((e) => e.heldBack > 0) ? { scheduled, delivering, heldBack, down: list } : { scheduled, delivering };
   }
 
   /**
@@ -2064,7 +2109,7 @@ export class Queue {
     // never a time already past (a probe that runs past the next planned one): that would make it due again at once
     const now = this.clock();
     const until = down.probeAt > now ? down.probeAt : now + interval;
-    const diagnostic = oneLineReason(`not tried: ${destinationLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until)}`);
+    const diagnostic = oneLineReason(`not tried: ${destinationLabel(key)} did not answer the last attempt (${down.reason} at ${clockTime(down.at)}); next try ${clockTime(until + jitter)}`);
     for (const rcpt of job.rcpts) job.msg.attempt!.outcomes.push({ rcpt, result: 'deferred', status: '4.4.1', diagnostic, smtp: false, remoteMta: null, skippedUntil: until + jitter });
     this.noteConn(key, job.msg, true);
     this.jobDone(job.msg);

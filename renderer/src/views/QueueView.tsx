@@ -93,7 +93,8 @@ function Queue() {
         setRetryingAll(null);
         const n = 'scheduled' in r ? r : null;
         // a relay older than the bulk form answers {ok} to nothing it understood: it refuses {all} with -32602 instead
-        toast.show({ kind: 'success', message: n ? retryAllDoneText(n, asked.destination) : 'The relay is retrying the queue now.', key: 'queue-retry-all' });
+        // (info, not success, when a destination is down: most of its messages wait for the answer of one)
+        toast.show({ kind: n?.down?.length ? 'info' : 'success', message: n ? retryAllDoneText(n, asked.destination) : 'The relay is retrying the queue now.', key: 'queue-retry-all' });
       },
       onError: (err) => {
         setRetryingAll(null);

@@ -159,11 +159,47 @@ export function retryAllConfirm(count: number, destination: string | null): { ti
   };
 }
 
-/** The toast after "Retry all now": "3,926 messages will be tried now; 12 are being delivered already". */
-export function retryAllDoneText(r: { scheduled: number; delivering: number }, destination: string | null): string {
+/** What the relay answered to "Retry all now" (heldBack and down: from relays that say which destinations are down). */
+export interface RetryAllAnswer {
+  scheduled: number;
+  delivering: number;
+  heldBack?: number;
+  down?: { destination: string; messages: number; heldBack: number }[];
+}
+
+/**
+ * The toast after "Retry all now": "3,926 messages will be tried now; 12 are being delivered already". A destination
+ * that is down takes one message now (its probe: does it answer?) and the others only once it does, as Postfix does
+ * for a dead destination: the toast says so, instead of promising that every message goes now.
+ */
+export function retryAllDoneText(r: RetryAllAnswer, destination: string | null): string {
   const forDest = destination === null ? '' : ` for ${destinationLabel(destination)}`;
   if (r.scheduled === 0 && r.delivering === 0) return `No message${forDest} was waiting: there was nothing to retry.`;
-  const tried = `${plural(r.scheduled, 'message')}${forDest} will be tried now`;
-  if (r.delivering === 0) return `${tried}.`;
-  return `${tried}; ${fmtCount(r.delivering)} ${r.delivering === 1 ? 'is' : 'are'} being delivered already.`;
+  const beingDelivered = r.delivering === 0 ? '' : `${fmtCount(r.delivering)} ${r.delivering === 1 ? 'is' : 'are'} being delivered already.`;
+  const down = r.down ?? [];
+  if (down.length === 0) {
+    const tried = `${plural(r.scheduled, 'message')}${forDest} will be tried now`;
+    return r.delivering === 0 ? `${tried}.` : `${tried}; ${beingDelivered}`;
+  }
+  const parts: string[] = [];
+  let counted = 0;
+  for (const d of down) {
+    counted += d.messages;
+    const label = destinationLabel(d.destination);
+    const now = d.messages - d.heldBack;
+    if (now > 0) {
+      const tried = now === 1 ? (d.messages === 1 ? 'its one message is' : 'one message is') : `${fmtCount(now)} messages are`;
+      const rest = d.heldBack === 0 ? '' : `; the other ${fmtCount(d.heldBack)} follow${d.heldBack === 1 ? 's' : ''} as soon as it does`;
+      parts.push(`${label} is down: ${tried} tried now to see if it answers${rest}.`);
+    } else {
+      // (a probe was under way already: it answers the question for all of them)
+      const its = d.heldBack === 1 ? 'its message follows' : `its ${fmtCount(d.heldBack)} messages follow`;
+      parts.push(`${label} is down: a connection to it is under way to see if it answers; ${its} as soon as it does.`);
+    }
+  }
+  // (messages for destinations that answer: every one is tried now; a relay lists at most 10 down destinations)
+  const others = r.scheduled - counted;
+  if (others > 0 && down.length < 10) parts.push(`${plural(others, 'message')} for other destinations ${others === 1 ? 'is' : 'are'} tried now.`);
+  if (beingDelivered) parts.push(beingDelivered);
+  return parts.join(' ');
 }
