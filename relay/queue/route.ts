@@ -80,7 +80,30 @@ async function configuredHost(host: string, port: number, resolver: MxResolver, 
   return { ok: false, permanent: false, status: '4.4.3', reason: found.temp ?? `${what} ${host} has no address in DNS; check the host name in the config` };
 }
 
-export async function resolveTargets(dest: Destination, resolver: MxResolver, mxPort: number): Promise<Targets> {
+/**
+ * MX hosts in preference order, hosts of the same preference in a random order (RFC 5321 5.1: SHOULD randomise, to
+ * spread the load; Postfix does). Shuffled at each routing decision: the DNS answer may be cached, so its order alone
+ * would send every message to the first host of a preference for as long as the TTL.
+ */
+export function orderMx(records: { exchange: string; priority: number }[], random: () => number): string[] {
+  const sorted = [...records].sort((x, y) => x.priority - y.priority);
+  for (let start = 0; start < sorted.length; ) {
+    let end = start + 1;
+    while (end < sorted.length && sorted[end]!.priority === sorted[start]!.priority) end++;
+    // Fisher-Yates within [start, end)
+    for (let i = end - 1; i > start; i--) {
+      const j = start + Math.min(i - start, Math.floor(random() * (i - start + 1)));
+      const t = sorted[i]!;
+      sorted[i] = sorted[j]!;
+      sorted[j] = t;
+    }
+    start = end;
+  }
+  return sorted.map((r) => r.exchange);
+}
+
+/** `random` (in [0, 1)) orders MX hosts of equal preference (orderMx); the queue passes its own so tests can fix it. */
+export async function resolveTargets(dest: Destination, resolver: MxResolver, mxPort: number, random: () => number = Math.random): Promise<Targets> {
   if (dest.kind === 'local') return configuredHost(dest.host, dest.port, resolver, `deliverTo of ${dest.domain}:`);
   if (dest.kind === 'smarthost') return configuredHost(dest.host, dest.port, resolver, 'the smarthost');
 
@@ -108,7 +131,7 @@ export async function resolveTargets(dest: Destination, resolver: MxResolver, mx
       if (mx.records.some((r) => r.exchange === '' || r.exchange === '.')) {
         return { ok: false, permanent: true, status: '5.1.10', reason: `the domain ${domain} accepts no mail (null MX, RFC 7505)` };
       }
-      hosts = [...mx.records].sort((x, y) => x.priority - y.priority).map((r) => r.exchange);
+      hosts = orderMx(mx.records, random);
       break;
     }
   }
