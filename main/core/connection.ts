@@ -94,6 +94,12 @@ export function backlogGaps(sinceId: number, sinceAt: number | null, backlog: re
   return gaps;
 }
 
+/** A time of day on the console's clock, for the words of the status bar: "19:05:00". */
+function clockTime(t: number): string {
+  const d = new Date(t);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
 const idle = (): ConnectionState => ({
   status: 'disconnected',
   profileId: null,
@@ -135,6 +141,13 @@ export class RelayConnection {
    * back before it ends meets the refusal again, so a new token waits for it too (a new address does not)
    */
   private lockout: string | null = null;
+  /**
+   * the console reached this relay (logged in) since connect(): a later failure to connect is the relay stopped or
+   * gone, not a wrong address, and must not be worded as one ("is manage.listen that address?")
+   */
+  private reached = false;
+  /** how and when the connection to the relay it had reached ended: said until it is back (what the admin needs first) */
+  private lost: string | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
     events: new Set(),
@@ -189,6 +202,9 @@ export class RelayConnection {
     // reset), not at its first batch: a relay that asks for its fingerprint, or cannot be reached, may send none for
     // long, and the old relay's events must not be shown under the new one's name meanwhile
     if (otherRelay && this.resetPending) this.emitEvents({ events: [] });
+    // a new life: until it logs in, a refused connection may be a wrong address
+    this.reached = false;
+    this.lost = null;
     const gen = ++this.generation;
     this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });
     await this.attempt(gen, accept);
@@ -242,6 +258,9 @@ export class RelayConnection {
         // a wrong address, not an outage: retrying forever would only hide the mistake behind a countdown
         return this.stop(gen, 'disconnected', `${err.message} The console stopped trying: correct this server's port (saving it connects again).`);
       }
+      // reached a moment ago: the relay stopped (or the network dropped); say that and when, with what this attempt
+      // met, not a configuration hint (the address worked)
+      if (this.lost !== null) return this.scheduleRetry(gen, `${this.lost} Not back yet: ${(err as Error & { brief?: string }).brief ?? (err as Error).message}.`);
       return this.scheduleRetry(gen, `Cannot reach the relay: ${(err as Error).message}`);
     }
     if (gen !== this.generation) {
@@ -273,7 +292,14 @@ export class RelayConnection {
         const wait = reason?.retryAfterMs !== undefined ? Math.max(1000, reason.retryAfterMs) : LOCKED_OUT_RETRY_MS;
         return this.scheduleRetry(gen, `The relay refused this address: ${words ?? 'rate limited'}.`, wait, true);
       }
-      this.scheduleRetry(gen, words ? `The relay closed the connection: ${words}` : 'The connection to the relay was lost.');
+      // what ended it and when: kept until the relay is back (the next attempts add what they meet)
+      const at = clockTime(this.timers.now());
+      const lost =
+        reason?.reason === 'shutdown' ? `The relay stopped at ${at} (it said: ${words ?? 'shutting down'}).`
+          : words ? `The relay closed the connection at ${at}: ${words}.`
+            : `The connection to the relay was lost at ${at}.`;
+      if (this.reached) this.lost = lost;
+      this.scheduleRetry(gen, lost);
     });
     // a socket torn down (a switch to another relay, a reconnect) delivers what was on its way until its close
     // completes: only the current one speaks for the relay. Subscription ids do not tell: every relay numbers them
@@ -325,12 +351,15 @@ export class RelayConnection {
         this.lastEventId = Math.max(this.lastEventId, sub.lastId);
       }
       this.startHeartbeat(gen, ws);
+      this.reached = true;
+      this.lost = null;
       this.set({
         status: 'connected',
         role: login.role,
         tokenName: login.name,
         relay: { hostname: login.relay.hostname, smtp: login.relay.smtp },
-        message: `Connected to ${login.relay.hostname} as ${login.name} (${login.role}).`,
+        // (the token's name and its role: "as admin (admin)" read as a typo when the two are the same)
+        message: `Connected to ${login.relay.hostname} with the token "${login.name}" (${login.role} role).`,
         attempt: 0,
         retryAt: null,
       });
@@ -425,7 +454,7 @@ export class RelayConnection {
       this.retryTimer = null;
       if (gen !== this.generation) return;
       this.lockout = null;
-      this.set({ status: 'connecting', message: 'Reconnecting…' });
+      this.set({ status: 'connecting', message: this.lost ? `${this.lost} Reconnecting…` : 'Reconnecting…' });
       void this.attempt(gen, null);
     }, delay);
   }

@@ -210,7 +210,10 @@ export function openPinned(opts: PinnedOptions): Promise<{ ws: WebSocket; certif
           : err.code === 'ENOTFOUND' ? `the host name ${opts.host} is not known`
             : err.code === 'ETIMEDOUT' ? `${host}:${opts.port} did not answer (firewall?)`
               : err.code?.startsWith('ERR_SSL_') ? `the TLS handshake with ${host}:${opts.port} failed (${sslReason(err.message)})` : err.message;
-      fail(err instanceof PinError ? err : Object.assign(new Error(hint), { code: err.code }));
+      // (brief: the fact without the configuration hint, for a console that reached this relay a moment ago: the
+      // relay stopped, its address did not change)
+      const brief = err.code === 'ECONNREFUSED' ? `nothing listens on ${host}:${opts.port}` : hint;
+      fail(err instanceof PinError ? err : Object.assign(new Error(hint), { code: err.code, brief }));
     });
     ws.once('unexpected-response', (_req, res) => fail(new Error(`the relay answered HTTP ${res.statusCode} instead of a WebSocket upgrade`)));
   });
