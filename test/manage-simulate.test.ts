@@ -220,16 +220,18 @@ describe('policy.simulate: relay access and recipient classification under the c
     c.domains['example.com']!.recipients = ['bob@example.com'];
     c.limits.unknownRecipients.max = 1;
     const sim = await admin.call('policy.simulate', { config: c, hours: 1 });
-    expect(ruleOf(sim, 'recipient.unknown')).toMatchObject({ before: 0, after: 1, newlyRejected: 1 });
-    // the first unknown recipient reaches max 1: the limit closes the session, so bob is never asked for
+    // the first unknown recipient reaches max 1: it gets the limit's 421 (not a 550 as well: one reply, one refusal),
+    // and the limit closes the session, so bob is never asked for
     expect(ruleOf(sim, 'limits.unknownRecipients')).toMatchObject({ before: 0, after: 1, newlyRejected: 1 });
+    expect(ruleOf(sim, 'recipient.unknown')?.after ?? 0).toBe(0);
     expect(sim.replayed.recipients).toBe(1);
 
     await admin.call('config.update', { baseRevision: g.revision, config: c });
     const mark = t.relay.bus.lastId;
     await load().catch(() => null);
     await waitFor(() => t.relay.anvil.connections('127.0.0.22') === 0, 'the session from 127.0.0.22 to close');
-    expect(enforcedSince(t.events, mark, 'recipient.unknown')).toBe(1);
+    // as the simulation said: the limit's 421 alone
+    expect(enforcedSince(t.events, mark, 'recipient.unknown')).toBe(0);
     expect(enforcedSince(t.events, mark, 'limits.unknownRecipients')).toBe(1);
   });
 

@@ -238,12 +238,28 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   };
 
   /** Record one decision: the rule that refused it in the recording and under the candidate (null: passed). */
-  const compare = (s: Sess, recorded: Rule | null, cand: Rule | null, monitored: Rule[] = []) => {
+  /**
+   * `newlyBy`: for a refusal that stays a refusal under another rule, the rule whose coming or going is the change
+   * (the unknown-recipient limit's 421 in place of a 550, or the other way round): newly rejected by it when it is the
+   * candidate's, newly passed by it when it was the recorded one.
+   */
+  const compare = (s: Sess, recorded: Rule | null, cand: Rule | null, monitored: Rule[] = [], newlyBy?: Rule) => {
     if (!counting) return;
     if (recorded) tally(recorded).before++;
     if (cand) tally(cand).after++;
     for (const m of monitored) tally(m).monitored++;
-    if (recorded === null && cand !== null) {
+    if (newlyBy !== undefined && recorded !== null && cand !== null && recorded !== cand) {
+      const t = tally(newlyBy);
+      if (newlyBy === cand) {
+        t.newlyRejected++;
+        ipTally(t, s.key).newlyRejected++;
+        newlyRejectedIps.add(s.key);
+      } else if (newlyBy === recorded) {
+        t.newlyPassed++;
+        ipTally(t, s.key).newlyPassed++;
+        newlyPassedIps.add(s.key);
+      }
+    } else if (recorded === null && cand !== null) {
       const t = tally(cand);
       t.newlyRejected++;
       ipTally(t, s.key).newlyRejected++;
@@ -524,6 +540,9 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     if (tooMany.verdict) return next;
     const recordedRoute = rec.find((x) => x.enforced && (x.rule === 'relay.access' || x.rule === 'recipient.unknown')) ?? null;
     const recordedLimit = rec.find((x) => x.enforced && x.rule === 'limits.unknownRecipients') ?? null;
+    // the refusal this recipient got: one reply each, the limit's 421 for the one that reached the unknown-recipient
+    // limit (recorded alone; relays before that recorded a 550 with it), else its route's
+    const recorded: Rule | null = recordedLimit ? recordedLimit.rule : (recordedRoute?.rule ?? null);
     const address = passed?.to ?? rec.find((x) => x.to !== undefined)?.to ?? null;
     if (address === null) {
       // a refusal recorded before the relay kept the refused recipient: its classification stands
@@ -533,9 +552,8 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         compare(s, 'relay.access', 'relay.access');
         return next;
       }
-      if (recordedRoute?.rule === 'recipient.unknown') {
-        compare(s, 'recipient.unknown', 'recipient.unknown');
-        unknownLimit(s, recordedLimit);
+      if (recordedRoute?.rule === 'recipient.unknown' || recordedLimit) {
+        unknownRecipient(s, recorded);
         return next;
       }
       s.rcpts.add(`#${s.rcpts.size}`);
@@ -548,25 +566,27 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }
     const mayRelay = s.authUser !== null || inGroups(s, c.relay.allowGroups);
     if ((route.kind === 'relay' || route.kind === 'trick') && !mayRelay) {
-      compare(s, recordedRoute?.rule ?? null, 'relay.access');
+      compare(s, recorded, 'relay.access');
       return next;
     }
     if (route.kind === 'local' && !route.known) {
-      compare(s, recordedRoute?.rule ?? null, 'recipient.unknown');
-      unknownLimit(s, recordedLimit);
+      unknownRecipient(s, recorded);
       return next;
     }
-    compare(s, recordedRoute?.rule ?? null, null);
+    compare(s, recorded, null);
     s.rcpts.add(address.toLowerCase());
     return next;
   }
 
-  /** An unknown recipient under the candidate: the unknown-recipient limit, and the block it sets. */
-  function unknownLimit(s: Sess, recordedLimit: Rejected | null): void {
+  /**
+   * An unknown recipient under the candidate: refused with 550 (recipient.unknown), or, when it reaches the
+   * unknown-recipient limit, with the limit's 421 instead (as the relay answers and records it), which sets the block.
+   */
+  function unknownRecipient(s: Sess, recorded: Rule | null): void {
     const exempt = inGroups(s, c.limits.exemptGroups);
     const unknownLastHour = exempt ? 0 : anvil.unknownRecipient(s.key);
     const lim = firstEnforced(policy.unknownRecipientLimit(c, { ip: s.ip, exempt, unknownLastHour }));
-    compare(s, recordedLimit?.rule ?? null, lim.verdict?.rule ?? null, lim.monitored);
+    compare(s, recorded, lim.verdict ? lim.verdict.rule : 'recipient.unknown', lim.monitored, 'limits.unknownRecipients');
     if (lim.verdict) {
       block(s, lim.verdict);
       s.dead = true;

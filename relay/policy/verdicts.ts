@@ -93,7 +93,8 @@ export function atMailFrom(c: Config, f: MailFacts): Verdict[] {
   const size = c.checks.maxMessageSize;
   if (f.declaredSize !== null && f.declaredSize > size.maxBytes) {
     out.push(...v('checks.maxMessageSize', 'mail', size.mode, 552,
-      `5.3.4 Message too big: declared SIZE=${f.declaredSize} bytes, the limit is ${size.maxBytes} bytes. Send a smaller message.`));
+      // (a SIZE= beyond 2^53 is no longer the number the client wrote once read: said as what it is)
+      `5.3.4 Message too big: declared SIZE=${Number.isSafeInteger(f.declaredSize) ? f.declaredSize : `more than ${Number.MAX_SAFE_INTEGER}`} bytes, the limit is ${size.maxBytes} bytes. Send a smaller message.`));
   }
   const rd = f.reverseDnsFact;
   if (rd && rd.result !== 'ok') {

@@ -13,6 +13,8 @@
  *    "10 unrecognized commands" limit (_unrecognizedCommands), which our configurable limit replaces, and
  *    to refuse AUTH without TLS off loopback before any credential is sent (_nextHandler tells a
  *    continuation line of an AUTH exchange from a command);
+ *  - _parseAddressCommand(): wrapped to keep an A-label domain (xn--...) the client wrote in ASCII as it was
+ *    written (the library decodes it to Unicode, which made an all-ASCII address need SMTPUTF8);
  *  - _ready, _setListeners, connectionReady, close, _socket: read or called as the library does;
  *  - _dataStream, _handlerPending: read by close() to tell idle sessions from transactions in progress;
  *  - the server's _closeTimeout: hidden from _onCommand's synchronous "shutting down" check while a session
@@ -20,6 +22,7 @@
  */
 import crypto from 'node:crypto';
 import net from 'node:net';
+import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress, type SMTPServerAuthentication } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../../shared/config.ts';
@@ -80,6 +83,8 @@ interface Sess {
   authHash: string | null;
   clientHostname: string | null;
   messages: number;
+  /** the envelope (smtp-server makes one per transaction) in which a RCPT was sent after an accepted MAIL */
+  rcptTried: object | null;
 }
 
 /** The private surface of SMTPConnection 3.21.6 that we use (see the header comment). */
@@ -108,11 +113,28 @@ interface ConnInternals {
   connectionReady(next?: () => void): void;
   _setListeners(cb: () => void): void;
   _onCommand(command: Buffer, callback?: () => void): void;
+  _parseAddressCommand(name: string, command: string): { address: string; args: unknown } | false;
   on(event: string, fn: (...args: unknown[]) => void): void;
 }
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const AUTH_NEEDS_TLS = '5.7.11 Encryption required: use STARTTLS before AUTH.';
+/** RFC 4954 4: AUTH inside a mail transaction MUST get 503 (Postfix: "MAIL transaction in progress") */
+const AUTH_IN_TRANSACTION = '5.5.1 Error: MAIL transaction in progress. Send AUTH before MAIL FROM (or RSET first).';
+/**
+ * smtp-server's joke commands (WIZ answered 200 "Please pass, oh mighty wizard": the reply vulnerability scanners
+ * look for as sendmail's old wizard backdoor, CVE-1999-0145; SHELL "This incident will be reported", which nothing
+ * does; KILL "Can not kill Mom"): answered as any unknown command is
+ */
+const JOKE_COMMANDS = new Set(['WIZ', 'SHELL', 'KILL']);
+const UNKNOWN_COMMAND = '5.5.2 Error: command not recognized';
+/** RFC 5321 3.5.3's words for a VRFY the server will not answer (smtp-server's: "Try to send something. No promises though") */
+const VRFY_TEXT = '2.0.0 Cannot VRFY user, but will accept message and attempt delivery';
+/** DATA after every RCPT of the transaction was refused (Postfix's words; smtp-server says "need RCPT command") */
+const NO_VALID_RECIPIENTS = '5.5.1 Error: no valid recipients';
+const ASCII = /^[\x00-\x7f]*$/;
+/** what the Received header does not take from an EHLO name as written */
+const HELO_UNSAFE = /[^A-Za-z0-9.\-_:[\]]/g;
 /** the longest command line read (smtp-server's maxCommandLength, its own default; RFC 5321's 512 is too tight for long AUTH lines) */
 const COMMAND_LINE_LIMIT = 16 * 1024;
 const SHUTDOWN_TEXT = '4.3.2 The relay is shutting down. Try again later.';
@@ -339,11 +361,25 @@ export class SmtpFront {
       authHash: null,
       clientHostname: null,
       messages: 0,
+      rcptTried: null,
     };
     (conn.session as unknown as Record<symbol, Sess>)[STATE] = sess;
 
     const origSend = conn.send.bind(conn);
     const origOnCommand = conn._onCommand.bind(conn);
+    const origParse = conn._parseAddressCommand.bind(conn);
+    // smtp-server turns an A-label domain into Unicode (x@xn--bcher-kva.test -> x@bücher.test): an address the client
+    // wrote in ASCII, the form RFC 5890 gives a client without SMTPUTF8, then needed SMTPUTF8 (553 5.6.7) and went out
+    // rewritten. What the client wrote in ASCII stays ASCII (the domain as its A-label; domains are case-insensitive)
+    conn._parseAddressCommand = (name, command) => {
+      const parsed = origParse(name, command);
+      if (parsed && !ASCII.test(parsed.address) && ASCII.test(command)) {
+        const at = parsed.address.lastIndexOf('@');
+        const ascii = at > 0 ? domainToASCII(parsed.address.slice(at + 1)) : '';
+        if (ascii) parsed.address = parsed.address.slice(0, at + 1) + ascii;
+      }
+      return parsed;
+    };
     const origClose = conn.close.bind(conn);
 
     // The session ends for our counts when smtp-server ends it (after a 421, QUIT's 221, a timeout), not when the
@@ -380,6 +416,19 @@ export class SmtpFront {
       }
       // a continuation line of an AUTH exchange is a credential, not a command: never keep it as lastCommand
       if (!conn._nextHandler) sess.lastCommand = (command || '').toString().split(' ', 1)[0]!.toUpperCase();
+      if (!conn._nextHandler && JOKE_COMMANDS.has(sess.lastCommand)) {
+        conn.send(500, UNKNOWN_COMMAND);
+        callback?.();
+        return;
+      }
+      if (sess.lastCommand === 'AUTH' && !conn._nextHandler && conn.session.envelope?.mailFrom) {
+        // (smtp-server allows it: the MAIL was judged as an anonymous client's, its RCPTs would be judged as the
+        // login's, relaying included)
+        conn.send(503, AUTH_IN_TRANSACTION);
+        callback?.();
+        return;
+      }
+      if (sess.lastCommand === 'RCPT' && !conn._nextHandler && conn.session.envelope?.mailFrom) sess.rcptTried = conn.session.envelope;
       if (sess.lastCommand === 'AUTH' && !conn._nextHandler && !conn.secure && !sess.loopback) {
         // smtp-server (allowInsecureAuth, which loopback needs) would prompt for AUTH LOGIN's user name and
         // password before onAuth could refuse: refuse here, before the client sends a credential in clear
@@ -428,6 +477,17 @@ export class SmtpFront {
         // smtp-server's parser gave up on a line longer than its maxCommandLength (16 KiB by default; RFC 5321 4.5.3.1.4
         // asks for 512 octets); its own words carry 4.4.2 (a bad connection): ours say what was wrong, and the limit
         data = `4.5.0 Protocol error: a command line longer than ${COMMAND_LINE_LIMIT} bytes. Closing the connection.`;
+        context = false;
+      }
+      if (code === 252 && sess.lastCommand === 'VRFY') {
+        data = VRFY_TEXT;
+        context = false;
+      }
+      if (code === 503 && sess.lastCommand === 'DATA' && data === 'Error: need RCPT command' && sess.rcptTried === conn.session.envelope && conn.session.envelope?.mailFrom) {
+        // every RCPT of this transaction was refused: it did send RCPT (RFC 2920 3.1: a pipelining client learns from
+        // this reply that no recipient is left)
+        code = 554;
+        data = NO_VALID_RECIPIENTS;
         context = false;
       }
       if (code === 250 && (sess.lastCommand === 'EHLO' || sess.lastCommand === 'HELO' || sess.lastCommand === 'LHLO') && conn.hostNameAppearsAs) {
@@ -699,10 +759,12 @@ export class SmtpFront {
     }
     if (route.kind === 'local' && !route.known) {
       const text = `5.1.1 <${route.address}>: no such recipient here. Check the address.`;
-      this.reject(sess, 'rcpt', 'recipient.unknown', 550, text, true, { to });
       const exempt = this.exempt(sess, cfg);
       const unknownLastHour = exempt ? 0 : this.deps.anvil.unknownRecipient(sess.key);
       const limitErr = this.decide(sess, policy.unknownRecipientLimit(cfg, { ip: sess.ip, exempt, unknownLastHour }), { to });
+      // the recipient that reaches the limit gets the limit's 421, not a 550: one event for the reply that was sent
+      // (both were recorded, and Live traffic and the per-rule counts showed a 550 nobody got)
+      if (!limitErr) this.reject(sess, 'rcpt', 'recipient.unknown', 550, text, true, { to });
       cb(limitErr ?? new ReplyError(550, text));
       return;
     }
@@ -724,7 +786,10 @@ export class SmtpFront {
     let done = false;
     // kept by the config listener: no os.hostname() call per message
     const name = this.hostname;
-    const helo = session.hostNameAppearsAs || 'unknown';
+    // (as the client wrote it, but only characters of a host name or address literal: a ';' would end the header's
+    // tokens early for a parser looking for its date, a '(' open a comment, 8-bit bytes go into a 7-bit header; as
+    // Postfix's printable(), each such character is a '?')
+    const helo = session.hostNameAppearsAs ? session.hostNameAppearsAs.replace(HELO_UNSAFE, '?') : 'unknown';
     // RFC 6531 3.7.3: a transaction that declared SMTPUTF8 is "UTF8SMTP" (UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA) in the
     // Received header's "with" clause, in place of ESMTP
     const baseProto = session.transmissionType || 'ESMTP';

@@ -1,0 +1,135 @@
+/**
+ * What the inbound conformance tryout of session 12 found, each against RFC 5321/4954/5890 and Postfix's smtpd:
+ * - an A-label domain (xn--...) written in ASCII was taken as non-ASCII (smtp-server decodes it to Unicode): 553 5.6.7
+ *   without SMTPUTF8, and rewritten to its U-label in the queued envelope with it;
+ * - AUTH inside a mail transaction was accepted (RFC 4954 4: MUST be 503);
+ * - smtp-server's joke commands answered (WIZ: "200 Please pass, oh mighty wizard", the sendmail backdoor's reply
+ *   scanners look for), and VRFY said "No promises though";
+ * - DATA after every RCPT was refused said "need RCPT command" (Postfix: 554 5.5.1 no valid recipients);
+ * - a SIZE= beyond 2^53 was quoted back as another number;
+ * - the EHLO name went into the Received header as written (a ';' there ends the header's tokens for a parser).
+ */
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../relay/auth/passwords.ts';
+import { readQueuedMessage } from '../relay/queue/files.ts';
+import { smtpClients } from './helpers/smtp-client.ts';
+import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+
+let t: TestRelay | null = null;
+const { open } = smtpClients(async () => {
+  await t?.stop();
+  t = null;
+});
+const DOMAINS = { 'example.com': { deliverTo: '127.0.0.1:9', recipients: '*' as const }, 'xn--bcher-kva.test': { deliverTo: '127.0.0.1:9', recipients: ['alice'] } };
+const stored = async (relay: TestRelay) => {
+  const acc = relay.events.filter((e) => e.kind === 'accepted').at(-1) as { queueId: string };
+  const m = await readQueuedMessage(path.join(relay.dir, 'spool', 'queue'), acc.queueId);
+  return { data: m!.data.toString('utf8'), envelope: (JSON.parse(m!.json) as { envelope: { from: string; to: string[] } }).envelope };
+};
+
+describe('internationalised domains written as A-labels (xn--...)', () => {
+  it('are ASCII: no SMTPUTF8 needed, and the queued envelope keeps them as written, not as Unicode', async () => {
+    t = await startTestRelay({ domains: DOMAINS, checks: { senderDomain: { mode: 'off' } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<x@xn--bcher-kva.test>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<alice@xn--bcher-kva.test>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<bob@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+    const m = await stored(t);
+    expect(m.envelope.from).toBe('x@xn--bcher-kva.test');
+    expect(m.envelope.to).toEqual(['alice@xn--bcher-kva.test', 'bob@example.com']);
+    // the same domain written as its U-label is non-ASCII: it needs SMTPUTF8 (RFC 6531 3.4), and keeps its form
+    expect((await c.cmd('MAIL FROM:<x@bücher.test>')).code).toBe(553);
+    expect((await c.cmd('MAIL FROM:<x@bücher.test> SMTPUTF8')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<bob@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: y\r\n\r\ny')).code).toBe(250);
+    expect((await stored(t)).envelope.from).toBe('x@bücher.test');
+    expect(t.rejections().map((e) => e.rule)).toEqual([]);
+  });
+});
+
+describe('commands out of place', () => {
+  let hash = '';
+  beforeAll(async () => {
+    hash = await hashPassword('correct horse');
+  });
+
+  it('AUTH inside a mail transaction gets 503 5.5.1 (RFC 4954 4) and counts as a failed command; after RSET it works', async () => {
+    t = await startTestRelay({ domains: DOMAINS, users: { sales: { passwordHash: hash } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    const login = `AUTH PLAIN ${Buffer.from('\0sales\0correct horse').toString('base64')}`;
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect(await c.cmd(login)).toMatchObject({ code: 503, text: '5.5.1 Error: MAIL transaction in progress. Send AUTH before MAIL FROM (or RSET first).' });
+    // the transaction goes on as the anonymous client's: relaying stays refused
+    expect((await c.cmd('RCPT TO:<someone@elsewhere.example>')).code).toBe(554);
+    expect(t.events.filter((e) => e.kind === 'auth')).toHaveLength(0);
+    expect((await c.cmd('RSET')).code).toBe(250);
+    expect((await c.cmd(login)).code).toBe(235);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<someone@elsewhere.example>')).code).toBe(250);
+  });
+
+  it('WIZ, SHELL and KILL are unknown commands (no wizard, no "incident will be reported"); VRFY answers in RFC 5321 words', async () => {
+    t = await startTestRelay({ domains: DOMAINS });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    for (const cmd of ['WIZ secret', 'WIZ', 'SHELL', 'KILL', 'wiz secret']) {
+      expect(await c.cmd(cmd)).toMatchObject({ code: 500, text: '5.5.2 Error: command not recognized' });
+    }
+    // (the same as a command smtp-server does not know at all)
+    expect(await c.cmd('EXPN staff')).toMatchObject({ code: 500, text: '5.5.2 Error: command not recognized' });
+    for (const who of ['alice@example.com', 'nobody@example.com']) {
+      expect(await c.cmd(`VRFY ${who}`)).toMatchObject({ code: 252, text: '2.0.0 Cannot VRFY user, but will accept message and attempt delivery' });
+    }
+    expect((await c.cmd('NOOP')).code).toBe(250);
+  });
+
+  it('DATA when every RCPT was refused: 554 5.5.1 no valid recipients; with no RCPT at all, 503 need RCPT', async () => {
+    t = await startTestRelay({ domains: { 'example.com': { deliverTo: '127.0.0.1:9', recipients: ['alice'] } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('DATA')).code).toBe(503);
+    expect((await c.cmd('RCPT TO:<nobody@example.com>')).code).toBe(550);
+    expect(await c.cmd('DATA')).toMatchObject({ code: 554, text: '5.5.1 Error: no valid recipients' });
+    // a new transaction starts afresh
+    expect((await c.cmd('RSET')).code).toBe(250);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('DATA')).code).toBe(503);
+    expect((await c.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+  });
+});
+
+describe('what the relay says back', () => {
+  it('a SIZE= too large to be read exactly is not quoted back as another number', async () => {
+    t = await startTestRelay({ domains: DOMAINS });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect(await c.cmd('MAIL FROM:<a@example.org> SIZE=99999999999999999999')).toMatchObject({
+      code: 552,
+      text: '5.3.4 Message too big: declared SIZE=more than 9007199254740991 bytes, the limit is 26214400 bytes. Send a smaller message.',
+    });
+    expect((await c.cmd('MAIL FROM:<a@example.org> SIZE=26214401')).text).toMatch(/declared SIZE=26214401 bytes/);
+  });
+
+  it('the Received header takes from the EHLO name only what a host name or address literal is made of', async () => {
+    t = await startTestRelay({ domains: DOMAINS });
+    const c = await open(t.port, '127.0.0.5');
+    expect((await c.hello('x;y(z)café')).code).toBe(250);
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<bob@example.com>')).code).toBe(250);
+    expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+    expect((await stored(t)).data).toMatch(/^Received: from x\?y\?z\?caf\? \(/);
+    // an address literal and an ordinary name stay as written
+    const d = await open(t.port, '127.0.0.6');
+    await d.hello('[127.0.0.6]');
+    await d.cmd('MAIL FROM:<a@example.org>');
+    await d.cmd('RCPT TO:<bob@example.com>');
+    await d.data('Subject: x\r\n\r\nx');
+    expect((await stored(t)).data).toMatch(/^Received: from \[127\.0\.0\.6\] \(/);
+  });
+});
