@@ -104,6 +104,26 @@ describe('commands out of place', () => {
   });
 });
 
+describe('commands that do nothing', () => {
+  it('past 100 NOOP, RSET, VRFY or HELP in a session, each counts as a failed command (Postfix: smtpd_junk_command_limit)', async () => {
+    t = await startTestRelay({ domains: DOMAINS, checks: { maxFailedCommands: { mode: 'enforce', max: 3 } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    const junk = ['NOOP', 'RSET', 'VRFY alice@example.com', 'HELP'];
+    for (let i = 0; i < 100; i++) expect((await c.cmd(junk[i % 4]!)).code).toBeLessThan(400);
+    // a transaction in between is no junk, and the count goes on
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('NOOP')).code).toBe(250); // 101: failed 1
+    expect((await c.cmd('RSET')).code).toBe(250); // failed 2
+    expect(await c.cmd('NOOP')).toMatchObject({ code: 421, text: expect.stringMatching(/^4\.7\.0 Too many failed commands in this session: 3 \(limit 3\)/) });
+    expect(t.rejections('checks.maxFailedCommands')).toHaveLength(1);
+    // another session starts afresh
+    const d = await open(t.port, '127.0.0.6');
+    await d.hello();
+    for (let i = 0; i < 50; i++) expect((await d.cmd('NOOP')).code).toBe(250);
+  });
+});
+
 describe('what the relay says back', () => {
   it('a SIZE= too large to be read exactly is not quoted back as another number', async () => {
     t = await startTestRelay({ domains: DOMAINS });

@@ -85,6 +85,8 @@ interface Sess {
   messages: number;
   /** the envelope (smtp-server makes one per transaction) in which a RCPT was sent after an accepted MAIL */
   rcptTried: object | null;
+  /** NOOP, RSET, VRFY and HELP commands answered in this session (JUNK_COMMAND_LIMIT) */
+  junk: number;
 }
 
 /** The private surface of SMTPConnection 3.21.6 that we use (see the header comment). */
@@ -132,6 +134,9 @@ const UNKNOWN_COMMAND = '5.5.2 Error: command not recognized';
 const VRFY_TEXT = '2.0.0 Cannot VRFY user, but will accept message and attempt delivery';
 /** DATA after every RCPT of the transaction was refused (Postfix's words; smtp-server says "need RCPT command") */
 const NO_VALID_RECIPIENTS = '5.5.1 Error: no valid recipients';
+/** commands that do nothing for a transaction: past JUNK_COMMAND_LIMIT in a session each counts as a failed command */
+const JUNK_COMMANDS = new Set(['NOOP', 'RSET', 'VRFY', 'HELP']);
+const JUNK_COMMAND_LIMIT = 100;
 const ASCII = /^[\x00-\x7f]*$/;
 /** what the Received header does not take from an EHLO name as written */
 const HELO_UNSAFE = /[^A-Za-z0-9.\-_:[\]]/g;
@@ -362,6 +367,7 @@ export class SmtpFront {
       clientHostname: null,
       messages: 0,
       rcptTried: null,
+      junk: 0,
     };
     (conn.session as unknown as Record<symbol, Sess>)[STATE] = sess;
 
@@ -499,7 +505,11 @@ export class SmtpFront {
       }
       const overshoot = sess.replyIsOvershoot;
       sess.replyIsOvershoot = false;
-      if (code >= 400 && code !== 421 && sess.ready && !conn._closing && !(overshoot && code === 452)) {
+      // a failed command; or, past JUNK_COMMAND_LIMIT in a session, a NOOP, RSET, VRFY or HELP (as Postfix's
+      // smtpd_junk_command_limit: without it a client held its session, and one of its IP's connection slots, for as
+      // long as it sent one every couple of minutes)
+      const failed = code >= 400 ? code !== 421 && !(overshoot && code === 452) : JUNK_COMMANDS.has(sess.lastCommand) && ++sess.junk > JUNK_COMMAND_LIMIT;
+      if (failed && sess.ready && !conn._closing) {
         sess.failed++;
         const cfg = this.deps.config.current;
         const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
