@@ -36,7 +36,8 @@ export function benchRelayConfig(smtpPort: number, dnsServer: string, sinkPort: 
 
 export const BENCH_ZONE = {
   mx: { 'example.org': [{ exchange: 'mx.example.org', priority: 10 }] },
-  a: { 'mx.example.org': ['127.0.0.1'] },
+  // (the client's PTR name points back to it, as a real sender's does: the Received header's name is confirmed)
+  a: { 'mx.example.org': ['127.0.0.1'], 'localhost.bench.test': ['127.0.0.1'] },
   ptr: { '127.0.0.1': ['localhost.bench.test'] },
   ttl: 3600,
 };

@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import { readQueuedMessage } from '../relay/queue/files.ts';
 import { smtpClients } from './helpers/smtp-client.ts';
-import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
+import { DEFAULT_ZONE, startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
 
 let t: TestRelay | null = null;
 const { open } = smtpClients(async () => {
@@ -134,6 +134,28 @@ describe('what the relay says back', () => {
       text: '5.3.4 Message too big: declared SIZE=more than 9007199254740991 bytes, the limit is 26214400 bytes. Send a smaller message.',
     });
     expect((await c.cmd('MAIL FROM:<a@example.org> SIZE=26214401')).text).toMatch(/declared SIZE=26214401 bytes/);
+  });
+
+  it('the Received header names the client by its PTR name only when that name points back to it (forward-confirmed)', async () => {
+    const zone = {
+      ...DEFAULT_ZONE,
+      ptr: { '127.0.0.5': ['mail.victim.example'], '127.0.0.6': ['nowhere.example', 'host6.test'], '127.0.0.7': ['host7.test'] },
+      // the victim's own name points elsewhere; nowhere.example has no address
+      a: { 'mail.victim.example': ['192.0.2.25'], 'host6.test': ['127.0.0.6'], 'host7.test': ['127.0.0.70', '127.0.0.7'] },
+    };
+    t = await startTestRelay({ domains: DOMAINS, checks: { senderDomain: { mode: 'off' } } }, { zone });
+    const names: string[] = [];
+    for (const ip of ['127.0.0.5', '127.0.0.6', '127.0.0.7']) {
+      const c = await open(t.port, ip);
+      await c.hello();
+      expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+      expect((await c.cmd('RCPT TO:<bob@example.com>')).code).toBe(250);
+      expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+      names.push(/^Received: from \S+ \((\S+) \[/.exec((await stored(t)).data)![1]!);
+    }
+    // (the reverse DNS check itself asks for a PTR record only: each of them passed it)
+    expect(names).toEqual(['unknown', 'host6.test', 'host7.test']);
+    expect(t.rejections()).toEqual([]);
   });
 
   it('the Received header takes from the EHLO name only what a host name or address literal is made of', async () => {

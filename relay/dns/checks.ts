@@ -69,3 +69,29 @@ export async function checkReverseDns(r: DnsResolver, ip: string): Promise<Rever
       return { result: 'temperror', reason: ptr.reason, ...(ptr.brief ? { brief: ptr.brief } : {}) };
   }
 }
+
+/**
+ * The client's name as the Received header gives it: the first of its PTR names (at most 3 asked) whose A or AAAA
+ * records hold the client's address, forward-confirmed as Postfix does; null ("unknown") when none does or a lookup
+ * fails. Whoever runs the reverse zone of an address can put any name in its PTR record (the victim's own MX,
+ * mail.google.com): written unconfirmed, the relay's one trace header vouched for it.
+ */
+export async function confirmedName(r: DnsResolver, ip: string, names: readonly string[]): Promise<string | null> {
+  const v6 = isIPv6(ip);
+  const want = v6 ? canonicalV6(ip) : ip;
+  for (const name of names.slice(0, 3)) {
+    const answer = await (v6 ? r.aaaa(name) : r.a(name));
+    if (answer.status === 'ok' && answer.records.some((a) => (v6 ? canonicalV6(a) : a) === want)) return name;
+  }
+  return null;
+}
+
+/** One spelling of an IPv6 address (DNS answers and the socket may write it differently). */
+function canonicalV6(ip: string): string {
+  try {
+    return new URL(`http://[${ip}]/`).hostname;
+  } catch {
+    return ip;
+  }
+}
+

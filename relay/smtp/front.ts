@@ -29,7 +29,7 @@ import type { Config } from '../../shared/config.ts';
 import type { Rule, Stage } from '../../shared/events.ts';
 import { GroupMatcher, clientKey, isLoopback, normalizeIp, parseIp, type ParsedIp } from '../../shared/ip.ts';
 import type { Anvil } from '../clients/anvil.ts';
-import { checkReverseDns, checkSenderDomain, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
+import { checkReverseDns, checkSenderDomain, confirmedName, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import type { EventBus } from '../events/bus.ts';
 import { relayHostname, type ConfigStore } from '../store/config-store.ts';
@@ -698,7 +698,6 @@ export class SmtpFront {
     const declaredSize = sizeArg !== undefined && /^\d{1,20}$/.test(sizeArg) ? Number(sizeArg) : null;
     const finish = (reverseDnsFact: ReverseDnsFact | null, senderDomainFact: SenderDomainFact | null) => {
       const cfgNow = this.deps.config.current;
-      if (reverseDnsFact?.result === 'ok') sess.clientHostname = reverseDnsFact.names[0] ?? null;
       const err = this.decide(sess, policy.atMailFrom(cfgNow, {
         ip: sess.ip,
         exempt: this.exempt(sess, cfgNow),
@@ -720,7 +719,11 @@ export class SmtpFront {
       needs.reverseDns ? checkReverseDns(this.deps.resolver, sess.ip) : null,
       needs.senderDomain ? checkSenderDomain(this.deps.resolver, senderDomain!) : null,
     ]).then(
-      ([rd, sd]) => finish(rd, sd),
+      async ([rd, sd]) => {
+        // the name the Received header gives the client: its PTR name only once that name's own records point back
+        if (rd?.result === 'ok') sess.clientHostname = await confirmedName(this.deps.resolver, sess.ip, rd.names).catch(() => null);
+        finish(rd, sd);
+      },
       (e: Error) => cb(new ReplyError(451, `4.4.3 DNS lookup failed (${e.message}). Try again later.`)),
     );
   }

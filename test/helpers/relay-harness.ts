@@ -33,7 +33,8 @@ export interface TestRelay {
 /** DNS for the usual test clients: 127.0.0.0/24 have PTR records, example.org has an MX. */
 export const DEFAULT_ZONE: Zone = {
   mx: { 'example.org': [{ exchange: 'mx.example.org', priority: 10 }], 'nullmx.example': [{ exchange: '.', priority: 0 }] },
-  a: { 'mx.example.org': ['127.0.0.1'], 'a-only.example': ['127.0.0.1'] },
+  // (each client's PTR name points back to it: the Received header names a client only so)
+  a: { 'mx.example.org': ['127.0.0.1'], 'a-only.example': ['127.0.0.1'], ...Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`host${i + 1}.test`, [`127.0.0.${i + 1}`]])) },
   ptr: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`127.0.0.${i + 1}`, [`host${i + 1}.test`]])),
   timeout: ['slow.example'],
   servfail: ['broken.example'],
