@@ -404,6 +404,20 @@ class Session {
    * RFC 6531 3.4 / Postfix: a non-ASCII address (only a transaction that declared SMTPUTF8 has one), or a message
    * that declared SMTPUTF8 with non-ASCII bytes in its header section (RFC 6532).
    */
+  /**
+   * Why this message cannot go to this server at all: larger than the SIZE the server announced in its EHLO reply
+   * (RFC 1870: its fixed limit; 0 or no number: none). Postfix does not send MAIL then and fails the recipients at
+   * once with 5.3.4 "message size N exceeds size limit M of server HOST[IP]": waiting would not change the server's
+   * limit. Before, nodemailer refused the send locally with no reply code, and the message was deferred for days.
+   * nodemailer's private _maxAllowedSize (SMTPConnection 10.6.0, pinned exactly in package.json) is the limit it read
+   * from EHLO; a version without it reads as no limit (nodemailer's own check then defers, as before).
+   */
+  private sizeRefusal(input: AttemptInput): string | null {
+    const limit = (this.conn as unknown as { _maxAllowedSize?: unknown })._maxAllowedSize;
+    if (typeof limit !== 'number' || !(limit > 0) || input.size <= limit) return null;
+    return `message size ${input.size} exceeds size limit ${limit} of server ${where(this.target)}`;
+  }
+
   private async smtpUtf8Refusal(input: AttemptInput): Promise<string | null> {
     if (this.offered('SMTPUTF8') !== false) return null;
     const needs =
@@ -415,11 +429,15 @@ class Session {
   async transact(input: AttemptInput): Promise<Extract<AttemptResult, { kind: 'done' }>> {
     const { conn, target } = this;
     this.reusable = false;
-    const refusal = await this.smtpUtf8Refusal(input);
-    if (refusal) {
-      // no command of the transaction was sent: the connection stays in step, and may serve the next message
+    // the relay's own refusals (no command of the transaction is sent): the connection stays in step, and may serve
+    // the next message; every recipient of this transaction fails with the enhanced code, bounced by the queue
+    const tooLarge = this.sizeRefusal(input);
+    const refusal = tooLarge ? null : await this.smtpUtf8Refusal(input);
+    if (tooLarge || refusal) {
       this.reusable = !this.closed;
-      return { kind: 'done', results: input.rcpts.map((rcpt) => ({ rcpt, code: 554, response: refusal, localStatus: '5.6.7' })), ...this.tls, response: refusal };
+      const response = (tooLarge ?? refusal)!;
+      const [code, localStatus] = tooLarge ? [552, '5.3.4'] : [554, '5.6.7'];
+      return { kind: 'done', results: input.rcpts.map((rcpt) => ({ rcpt, code, response, localStatus })), ...this.tls, response };
     }
     this.uses++;
     // SMTPUTF8 declared where offered (nodemailer adds it itself for a non-ASCII address); BODY=8BITMIME goes with
