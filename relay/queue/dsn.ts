@@ -135,6 +135,70 @@ export function foldLine(line: string, max = MAX_LINE_OCTETS): string[] {
   return out;
 }
 
+const CRLF_SPACE = Buffer.from('\r\n ');
+
+/**
+ * Lines longer than MAX_LINE_OCTETS (RFC 5321 4.5.3.1.6: 1000 octets with the CRLF; a receiver may refuse or cut
+ * them) are broken by inserting CRLF SPACE after 998 octets, as Postfix's smtp_line_length_limit = 998 does: in a
+ * header field that is folding (unfolding gives the field back with one space more), in a body it "minimizes the
+ * damage to MIME formatted mail" (base64 and quoted-printable decoders skip the space). The new line starts with a
+ * space, so it never needs dot-stuffing. Every other byte is kept.
+ *
+ * A stream of chunks: push() each in order. A chunk with no line to break is returned as it is (no copy); the scan is
+ * one indexOf per line. A CRLF's CR is the line's end, not one of its octets (a CR that ends a chunk is counted as
+ * such: if the next chunk does not start with the LF, that bare CR made the line one octet longer; the SMTP front
+ * stores no bare CR).
+ */
+export class LineBreaker {
+  /** octets on the current output line so far */
+  private col = 0;
+
+  constructor(private readonly max = MAX_LINE_OCTETS) {}
+
+  push(chunk: Buffer): Buffer {
+    const max = this.max;
+    let parts: Buffer[] | null = null;
+    let from = 0;
+    let pos = 0;
+    const len = chunk.length;
+    while (pos < len) {
+      const nl = chunk.indexOf(0x0a, pos);
+      const segEnd = nl < 0 ? len : nl;
+      const contentEnd = segEnd > pos && chunk[segEnd - 1] === 0x0d ? segEnd - 1 : segEnd;
+      let lineStart = -1;
+      if (this.col + (contentEnd - pos) > max) {
+        for (let at = pos + Math.max(0, max - this.col); at < contentEnd; at += max - 1) {
+          (parts ??= []).push(chunk.subarray(from, at), CRLF_SPACE);
+          from = lineStart = at;
+        }
+      }
+      if (nl >= 0) {
+        this.col = 0;
+        pos = nl + 1;
+      } else {
+        this.col = lineStart >= 0 ? 1 + (len - lineStart) : this.col + (len - pos);
+        pos = len;
+      }
+    }
+    if (!parts) return chunk;
+    parts.push(chunk.subarray(from));
+    return Buffer.concat(parts);
+  }
+}
+
+/** A whole message with its over-long lines broken (LineBreaker); the same Buffer when it has none. */
+export function breakLongLines(message: Buffer): Buffer {
+  // most messages have no such line: found by one indexOf per line, with no object made
+  for (let pos = 0; pos < message.length; ) {
+    const nl = message.indexOf(0x0a, pos);
+    const end = nl < 0 ? message.length : nl;
+    const content = end > pos && message[end - 1] === 0x0d ? end - 1 - pos : end - pos;
+    if (content > MAX_LINE_OCTETS) return new LineBreaker().push(message);
+    pos = end + 1;
+  }
+  return message;
+}
+
 export function buildDsn(input: DsnInput): Buffer {
   const boundary = `${input.queueId}.${randomBytes(8).toString('hex')}/${input.reportingMta}`;
   const expired = input.recipients.every((r) => r.status.startsWith('4.'));
@@ -172,7 +236,8 @@ export function buildDsn(input: DsnInput): Buffer {
   ]);
 
   const full = input.complete && input.original.length <= DSN_FULL_MESSAGE_LIMIT;
-  const originalPart = full ? input.original : headerOf(input.original);
+  // the returned original too: its lines go out as the relay's own (RFC 5321 4.5.3.1.6), broken as on delivery
+  const originalPart = breakLongLines(full ? input.original : headerOf(input.original));
   const originalEndsWithNewline = originalPart.length === 0 || originalPart[originalPart.length - 1] === 0x0a;
 
   const head = lines([

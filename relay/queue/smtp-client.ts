@@ -19,11 +19,12 @@
  *    fail with 5.6.7 (RcptResult.localStatus). Declared but all ASCII: it goes out without SMTPUTF8.
  */
 import { isIP } from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Target } from './route.ts';
 import { isLoopback, parseIp } from '../../shared/ip.ts';
+import { breakLongLines, LineBreaker } from './dsn.ts';
 
 export type TlsPolicy = 'opportunistic' | 'required' | 'off';
 
@@ -98,6 +99,20 @@ function describe(err: NodemailerError, target: Target): string {
   if (err.response) return `${where} said: ${err.response}`;
   const code = (err as NodemailerError & { originalCode?: string }).originalCode ?? err.code;
   return `${where}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
+}
+
+/** The message with its lines over 998 octets broken (dsn.ts LineBreaker): a Buffer only when it has one, a stream through a scan. */
+function sendable(data: Readable | Buffer): Readable | Buffer {
+  if (Buffer.isBuffer(data)) return breakLongLines(data);
+  // a spool file read as it goes: each chunk scanned, passed on as it is unless it holds a line to break. Pulled only
+  // when nodemailer reads it (at DATA), as the file stream itself: a read error then is one in the middle of the data.
+  // A read error of the file ends this stream with it; destroying this one (after the send) closes the file.
+  return Readable.from(brokenLines(data), { objectMode: false });
+}
+
+async function* brokenLines(data: Readable): AsyncGenerator<Buffer> {
+  const breaker = new LineBreaker();
+  for await (const chunk of data) yield breaker.push(chunk as Buffer);
 }
 
 /** The same machine (shared/ip.ts isLoopback), where no one on a network can read the line. */
@@ -443,7 +458,7 @@ class Session {
     // SMTPUTF8 declared where offered (nodemailer adds it itself for a non-ASCII address); BODY=8BITMIME goes with
     // nodemailer's use8BitMime (only to a server that offers 8BITMIME; to one that does not, the bytes go unchanged)
     this.smtpUtf8Next = input.smtpUtf8 === true && this.offered('SMTPUTF8') === true;
-    const data = input.data();
+    const data = sendable(input.data());
     const sent = await this.orEnd(
       new Promise<Sent>((resolve) => {
         conn.send({ from: input.from, to: input.rcpts, size: input.size, use8BitMime: input.body8bit === true }, data, (err, info) => {
