@@ -19,6 +19,7 @@ import { TokenStore, type Role } from './store/tokens.ts';
 
 const USAGE = `usage:
   npm run relay -- [--data-dir DIR]                 start the relay (default DIR: ./relay-data)
+  npm run relay -- [--data-dir DIR] init            make DIR (config.json, certificate, admin token) and listen on nothing
   npm run relay -- [--data-dir DIR] user set NAME   set NAME's SMTP password (read from standard input)
   npm run relay -- [--data-dir DIR] user remove NAME
   npm run relay -- [--data-dir DIR] token create --name NAME [--role admin|viewer]   (default role: viewer)
@@ -301,10 +302,28 @@ const FIRST_START_FILES: [string, string][] = [
   ['admin-token', 'the admin token (admin-token, mode 0600: the console logs in with it)'],
 ];
 
+/**
+ * `init`: what a first start makes, and nothing more: no port is opened, so smtp.listen, manage.listen and the domains
+ * can be set in config.json before the relay first listens (a first start listens at once on the embedded defaults,
+ * which another service on the host may use). Files that exist are kept as they are.
+ */
+async function initCommand(dataDir: string, args: string[]): Promise<void> {
+  if (args.length > 0) throw new UsageError(`"init" takes no arguments (got "${args[0]}")`);
+  makeDataDir(dataDir);
+  const { config, identity, firstStart } = await Relay.prepare(dataDir);
+  const c = config.current;
+  const what = (made: boolean, yes: string) => (made ? yes : 'kept as it was');
+  console.log(`Relay Warden data directory: ${dataDir}`);
+  console.log(`  config.json    : ${path.join(dataDir, 'config.json')} (${what(firstStart.config, 'new, with every default')})`);
+  console.log(`  certificate    : ${identity.certFile} (${what(firstStart.certificate, 'new, self-signed')})`);
+  console.log(`  SHA-256        : ${identity.fingerprint256}`);
+  console.log(`  admin token    : ${path.join(dataDir, 'admin-token')} (${what(firstStart.adminToken, 'new; mode 0600')})`);
+  console.log(`  will listen on : SMTP ${c.smtp.listen}, management wss://${c.manage.listen}/ (smtp.listen and manage.listen)`);
+  console.log(`Nothing listens yet. Edit config.json (listen addresses, domains, groups), then start the relay:`);
+  console.log(`  npm run relay -- --data-dir ${dataDir}`);
+}
+
 async function serve(dataDir: string): Promise<void> {
-  // a relay's log lines must not end it: a terminal closed under it (EIO) or a `| head` that exited (EPIPE) makes
-  // every later write fail, and an unhandled stream error would stop the relay, not just its log
-  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   const pidFile = lockDataDir(dataDir);
   const before = FIRST_START_FILES.filter(([f]) => fs.existsSync(path.join(dataDir, f))).map(([f]) => f);
   let relay: Relay;
@@ -408,6 +427,10 @@ function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded:
 let serving = false;
 
 async function main(): Promise<void> {
+  // output that cannot be written must not end anything: a terminal closed under the relay (EIO) or a `| head` that
+  // exited (EPIPE) makes every later write fail, and an unhandled stream error would stop the relay (or end a command
+  // with a stack trace), not just its output
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
   const { dataDir, rest, flags } = parseArgs(process.argv.slice(2));
   const [cmd, ...args] = rest;
   if (cmd !== 'token' && Object.keys(flags).length > 0) throw new UsageError(`--${Object.keys(flags)[0]} belongs to "token create"`);
@@ -415,6 +438,7 @@ async function main(): Promise<void> {
     serving = true;
     return serve(dataDir);
   }
+  if (cmd === 'init') return initCommand(dataDir, args);
   if (cmd === 'user') return userCommand(dataDir, args);
   if (cmd === 'token') return tokenCommand(dataDir, args, flags);
   throw new UsageError(`unknown command "${cmd}"`);

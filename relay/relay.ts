@@ -104,10 +104,13 @@ export class Relay {
     return this.revisions.current;
   }
 
-  static async start(opts: RelayOptions): Promise<Relay> {
-    const now = opts.now ?? Date.now;
-    const log = opts.log ?? ((line: string) => console.log(line));
-    const dataDir = path.resolve(opts.dataDir);
+  /**
+   * What a first start makes in the data directory, without listening on anything: config.json with every default,
+   * the self-signed certificate, the admin token. `init` runs only this, so ports and domains can be set in
+   * config.json before the relay ever listens; start() runs it first (each part is kept when it exists).
+   */
+  static async prepare(dataDirIn: string) {
+    const dataDir = path.resolve(dataDirIn);
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const { store: config, created } = ConfigStore.open(dataDir);
     const c = config.current;
@@ -122,6 +125,14 @@ export class Relay {
       writeFileAtomic(tokenFile, secret + '\n', 0o600);
       adminToken = true;
     }
+    return { dataDir, config, identity, tokens, firstStart: { config: created, certificate: identity.created, adminToken } };
+  }
+
+  static async start(opts: RelayOptions): Promise<Relay> {
+    const now = opts.now ?? Date.now;
+    const log = opts.log ?? ((line: string) => console.log(line));
+    const { dataDir, config, identity, tokens, firstStart } = await Relay.prepare(opts.dataDir);
+    const c = config.current;
     const history = EventHistory.open({
       file: path.join(dataDir, 'history.sqlite'),
       now,
@@ -140,7 +151,7 @@ export class Relay {
     const front = new SmtpFront({ config, bus, anvil, resolver, spool: queue, tls: { key: identity.key, cert: identity.cert }, now, stopGraceMs: opts.stopGraceMs });
     const relay = new Relay({
       dataDir, config, bus, anvil, resolver, queue, front, tokens, identity, log, now, history, revisions, audit,
-      firstStart: { config: created, certificate: identity.created, adminToken },
+      firstStart,
     });
     // the certificate is loaded at start only: a change to tls.* is checked now, as that start would load it, so a
     // file that cannot be read (or a key that does not match) is refused here, not found at the next start

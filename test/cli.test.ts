@@ -134,6 +134,38 @@ describe('relay CLI', () => {
     }
   });
 
+  it('`init` makes the data directory (config.json, certificate, admin token) and listens on nothing; a second init keeps them', async () => {
+    // (a console tryout: a first start listens at once on the embedded default ports, before they can be changed)
+    const dir = path.join(tmpDir(), 'data');
+    const first = await runToEnd(['--data-dir', dir, 'init']);
+    expect(first.code).toBe(0);
+    expect(first.out).toContain(`config.json    : ${path.join(dir, 'config.json')} (new, with every default)`);
+    expect(first.out).toMatch(/SHA-256        : ([0-9A-F]{2}:){31}[0-9A-F]{2}\n/);
+    expect(first.out).toContain('will listen on : SMTP 127.0.0.1:2525, management wss://127.0.0.1:8465/');
+    expect(first.out).toContain('Nothing listens yet.');
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).toEqual(defaultConfig());
+    expect(fs.statSync(path.join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+    expect(fs.existsSync(path.join(dir, 'relay.pid'))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'spool'))).toBe(false);
+    const token = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8');
+    // the ports chosen now are the ones the first start uses; a second init changes nothing
+    const port = await freePort();
+    const config = { ...defaultConfig(), smtp: { ...defaultConfig().smtp, listen: `127.0.0.1:${port}` }, manage: { listen: `127.0.0.1:${await freePort()}` } };
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+    const [again, stray] = await Promise.all([runToEnd(['--data-dir', dir, 'init']), runToEnd(['--data-dir', dir, 'init', 'now'])]);
+    expect(again.code).toBe(0);
+    expect(again.out).toContain('(kept as it was)');
+    expect(again.out).toContain(`will listen on : SMTP 127.0.0.1:${port}`);
+    expect(fs.readFileSync(path.join(dir, 'admin-token'), 'utf8')).toBe(token);
+    expect(stray.code).toBe(2);
+    expect(stray.err).toContain('"init" takes no arguments (got "now")');
+    const r = await startRelay(dir);
+    expect(r.out()).toContain(`SMTP           : 127.0.0.1:${port}`);
+    expect(r.out()).not.toContain('(new');
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(0);
+  });
+
   it('prints the SMTP address, the certificate SHA-256 fingerprint and where the admin token is; SIGTERM exits 0', async () => {
     const { dir, port } = await dataDirWithConfig();
     const r = await startRelay(dir);
