@@ -69,7 +69,7 @@ describe('a reply that never ends (the delivery client)', () => {
     const r = await client().deliver(attempt(server));
     expect(r).toMatchObject({ kind: 'session-failed', tlsHandshake: false });
     expect(r.kind === 'session-failed' && r.reason).toBe(
-      `${server.address}: no complete reply within 0.3 s after EHLO (the server kept the connection open without finishing its answer) (ETIMEDOUT)`,
+      `${server.address}: no complete reply within 0.3 s after EHLO (the server kept the connection open without finishing its answer)`,
     );
     // it did keep talking while the relay waited: the inactivity timer alone never fired
     expect(server.trickled()).toBeGreaterThan(0);
@@ -83,7 +83,7 @@ describe('a reply that never ends (the delivery client)', () => {
     expect(r.kind).toBe('done');
     if (r.kind !== 'done') return;
     expect(r.results).toEqual([
-      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no complete reply within 0.3 s after MAIL FROM (the server kept the connection open without finishing its answer) (ETIMEDOUT)` },
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no complete reply within 0.3 s after MAIL FROM (the server kept the connection open without finishing its answer)` },
     ]);
     expect(server.stats.messages).toBe(0);
     expect(c.idleConnections).toBe(0);
@@ -104,7 +104,7 @@ describe('a reply that never ends (the delivery client)', () => {
     expect(r).toMatchObject({ kind: 'session-failed', login: true });
     const reason = r.kind === 'session-failed' ? r.reason : '';
     expect(reason).toBe(
-      `authentication failed: ${server.address}: no complete reply within 0.3 s after the login (the server kept the connection open without finishing its answer) (ETIMEDOUT)`,
+      `authentication failed: ${server.address}: no complete reply within 0.3 s after the login (the server kept the connection open without finishing its answer)`,
     );
     expect(server.sessions[0]!.commands).toContain(passwordLine);
   });
@@ -114,7 +114,7 @@ describe('a reply that never ends (the delivery client)', () => {
     const c = client();
     const r = await c.deliver(attempt(server));
     expect(r.kind === 'done' && r.results).toEqual([
-      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no reply to the end of the message data within 0.6 s: it may arrive twice when it is tried again (ETIMEDOUT)` },
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: no reply to the end of the message data within 0.6 s: it may arrive twice when it is tried again` },
     ]);
     expect(server.stats.messages).toBe(1);
     expect(c.idleConnections).toBe(0);
@@ -127,7 +127,7 @@ describe('a reply that never ends (the delivery client)', () => {
     const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(64 * 1024 * 1024, 'x'), Buffer.from('\r\n')]);
     const r = await client().deliver(attempt(server, { data: () => big, size: big.length }));
     expect(r.kind === 'done' && r.results).toEqual([
-      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: the message data stopped moving for 0.3 s (the server stopped reading it); it was not delivered (ETIMEDOUT)` },
+      { rcpt: 'bob@example.test', code: 0, response: `${server.address}: the message data stopped moving for 0.3 s (the server stopped reading it); it was not delivered` },
     ]);
     expect(server.stats.messages).toBe(0);
   });

@@ -61,7 +61,7 @@ describe('buildDsn', () => {
     expect(over).toEqual([]);
     // the recipient's line is all there: unfolded, it says what it said
     const human = text.slice(text.indexOf('Content-Type: text/plain'), text.indexOf('Content-Description: Delivery report'));
-    expect(human.replace(/\r\n /g, ' ')).toContain(`<${rcpt}>: host ${host}: ${reply}`);
+    expect(human.replace(/\r\n /g, ' ')).toContain(`<${rcpt}>: host ${host} said: ${reply}`);
     expect(human.replace(/\r\n /g, '')).toContain(noSpace);
   });
 

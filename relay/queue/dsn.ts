@@ -9,6 +9,7 @@
  * the original, and its own header fields in UTF-8. Such a DSN is queued as declaring SMTPUTF8 (globalDsn).
  */
 import { randomBytes } from 'node:crypto';
+import { IN_REPLY_TO } from './reason.ts';
 
 export interface FailedRecipient {
   rcpt: string;
@@ -214,7 +215,8 @@ export function buildDsn(input: DsnInput): Buffer {
       ? 'Your message could not be delivered within the time the relay keeps trying, and it has been given up.'
       : 'Your message could not be delivered to one or more recipients. It is attached below.',
     '',
-    ...input.recipients.flatMap((r) => [`<${r.rcpt}>: ${r.remoteMta ? `host ${r.remoteMta}: ` : ''}${r.diagnostic}`]),
+    // Postfix's words: "host NAME said: 550 ... (in reply to RCPT TO command)" for a server's reply
+    ...input.recipients.flatMap((r) => [`<${r.rcpt}>: ${r.remoteMta ? `host ${r.remoteMta}${r.smtp ? ' said' : ''}: ` : ''}${r.diagnostic}`]),
   ];
 
   const perMessage = [
@@ -232,7 +234,8 @@ export function buildDsn(input: DsnInput): Buffer {
     'Action: failed',
     `Status: ${r.status}`,
     ...(r.remoteMta ? [`Remote-MTA: dns; ${ascii(r.remoteMta)}`] : []),
-    `Diagnostic-Code: ${r.smtp ? 'smtp' : 'x-unix'}; ${ascii(r.diagnostic).replace(/\r?\n/g, ' ')}`,
+    // (the server's reply as it said it: the note of the command it answered is for the text part)
+    `Diagnostic-Code: ${r.smtp ? 'smtp' : 'x-unix'}; ${ascii(r.smtp ? r.diagnostic.replace(IN_REPLY_TO, '') : r.diagnostic).replace(/\r?\n/g, ' ')}`,
   ]);
 
   const full = input.complete && input.original.length <= DSN_FULL_MESSAGE_LIMIT;

@@ -28,3 +28,16 @@ export function oneLineReason(text: string): string {
   if (/[\udc00-\udfff]/.test(line[line.length - tail] ?? '')) tail--;
   return `${line.slice(0, head).trimEnd()}${marker(line.length - head - tail)}${line.slice(line.length - tail).trimStart()}`;
 }
+
+/**
+ * Which command a server's refusal answered, as Postfix says it after the reply ("550 5.1.1 user unknown (in reply to
+ * RCPT TO command)"): a 550 to RCPT means the address is unknown there, a 550 after the end of the data that the
+ * content was refused. `command` is the delivery client's name for it (nodemailer's err.command, with DATA split into
+ * the DATA command itself and the end of the data).
+ */
+export function inReplyTo(command: 'MAIL FROM' | 'RCPT TO' | 'DATA' | 'end of DATA'): string {
+  return ` (in reply to ${command} command)`;
+}
+
+/** The note inReplyTo() adds at the end of a reply: a DSN's Diagnostic-Code gives the server's reply without it. */
+export const IN_REPLY_TO = / \(in reply to (?:MAIL FROM|RCPT TO|DATA|end of DATA) command\)$/;

@@ -25,6 +25,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Target } from './route.ts';
 import { isLoopback, parseIp } from '../../shared/ip.ts';
 import { breakLongLines, LineBreaker } from './dsn.ts';
+import { inReplyTo } from './reason.ts';
 
 export type TlsPolicy = 'opportunistic' | 'required' | 'off';
 
@@ -94,11 +95,59 @@ interface EnvelopeState {
   rejectedErrors?: NodemailerError[];
 }
 
+/** What a socket's error code means, in words (the code itself means something only to a developer). */
+const SYSTEM_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'could not connect: the connection was refused (no server listens there)',
+  ECONNRESET: 'the connection was reset by the server',
+  EPIPE: 'the server closed the connection while the relay was writing to it',
+  ETIMEDOUT: 'the connection timed out',
+  EHOSTUNREACH: 'could not connect: no route to the host',
+  ENETUNREACH: 'could not connect: the network is unreachable',
+  EADDRNOTAVAIL: 'could not connect: no local address to connect from',
+  ECONNABORTED: 'the connection was aborted',
+};
+
+/** nodemailer's own messages for what went wrong without a reply, in words. */
+const NODEMAILER_WORDS: Record<string, string> = {
+  'Connection closed unexpectedly': 'the server closed the connection unexpectedly',
+  'Connection timeout': 'could not connect in time (no answer to the connection request)',
+  'Greeting never received': 'connected, but the server sent no greeting in time',
+  'TLS handshake timed out': 'the TLS handshake did not finish in time',
+  Timeout: 'the connection was idle too long (no reply from the server)',
+  'connection closed': 'the connection closed',
+};
+
+/**
+ * Why a session failed, in words, naming the server (the reply it gave, or what happened without one). No error code
+ * of nodemailer or of the socket ("(EMESSAGE)", "(ECONNECTION)", "connect ECONNREFUSED ...") reaches the admin or the
+ * DSN: they meant something only to a developer.
+ */
 function describe(err: NodemailerError, target: Target): string {
-  const where = target.host === target.ip ? `${target.ip}:${target.port}` : `${target.host}[${target.ip}]:${target.port}`;
-  if (err.response) return `${where} said: ${err.response}`;
-  const code = (err as NodemailerError & { originalCode?: string }).originalCode ?? err.code;
-  return `${where}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`;
+  if (err.response) return `${where(target)} said: ${err.response}`;
+  // the socket's own code (nodemailer keeps it as originalCode, its err.code being its type: ESOCKET, ETIMEDOUT...);
+  // the relay's own errors (watchReplies) have their words in the message already
+  const system = (err as NodemailerError & { originalCode?: string }).originalCode;
+  const known = (Object.hasOwn(NODEMAILER_WORDS, err.message) && NODEMAILER_WORDS[err.message]) || (system && Object.hasOwn(SYSTEM_ERRORS, system) && SYSTEM_ERRORS[system]);
+  if (known) return `${where(target)}: ${known}`;
+  // nodemailer's "Error initiating TLS - <OpenSSL's text>" and the like: their text; an OpenSSL code
+  // (ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE) is kept, an admin can look it up; nodemailer's own never
+  const text = err.message.replace(/^Error initiating TLS - /, 'the TLS handshake failed: ');
+  return `${where(target)}: ${text}${system && !text.includes(system) ? ` (${system})` : ''}`;
+}
+
+/** The command a reply with this error answered, as inReplyTo() says it; '' when it was none of a transaction's. */
+function commandOf(err: NodemailerError): string {
+  switch (err.command) {
+    case 'MAIL FROM':
+      return inReplyTo('MAIL FROM');
+    case 'RCPT TO':
+      return inReplyTo('RCPT TO');
+    case 'DATA':
+      // nodemailer says 'DATA' for both: "Data command failed" is the reply to DATA, "Message failed" the reply to the end of the data
+      return inReplyTo(/^Data command failed/.test(err.message) ? 'DATA' : 'end of DATA');
+    default:
+      return '';
+  }
 }
 
 /** The message with its lines over 998 octets broken (dsn.ts LineBreaker): a Buffer only when it has one, a stream through a scan. */
@@ -478,12 +527,12 @@ class Session {
     const mailRefused = sent.err?.command === 'MAIL FROM';
     const rejected = mailRefused ? [] : (sent.info?.rejectedErrors ?? sent.err?.rejectedErrors ?? envelope.rejectedErrors ?? []);
     for (const e of rejected) {
-      if (e.recipient) perRcpt.set(e.recipient, { rcpt: e.recipient, code: e.responseCode ?? 0, response: e.response ?? e.message });
+      if (e.recipient) perRcpt.set(e.recipient, { rcpt: e.recipient, code: e.responseCode ?? 0, response: e.response ? e.response + commandOf(e) : e.message });
     }
     let response: string;
     if (sent.err) {
       const e = sent.err;
-      response = e.response ?? describe(e, target);
+      response = e.response ? e.response + commandOf(e) : describe(e, target);
       const code = e.responseCode ?? 0;
       // a MAIL FROM refusal applies to every recipient; a failure of the message itself to every one not already refused
       for (const rcpt of input.rcpts) if (!perRcpt.has(rcpt)) perRcpt.set(rcpt, { rcpt, code, response });
