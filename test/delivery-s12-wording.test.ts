@@ -118,3 +118,14 @@ describe('through the queue', () => {
     expect(text2).toContain('Diagnostic-Code: smtp; 554 5.7.1 content refused\r\n');
   });
 });
+
+describe('the next hop named', () => {
+  it('an IPv6 address without a name is in brackets, its port after them', async () => {
+    const s = net.createServer();
+    await new Promise<void>((r) => s.listen(0, '::1', r));
+    const port = (s.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    const r = await client().deliver({ ...rawAttempt({ port, address: '' } as never, MESSAGE), target: { host: '::1', ip: '::1', port } });
+    expect(r).toMatchObject({ kind: 'session-failed', reason: `[::1]:${port}: could not connect: the connection was refused (no server listens there)` });
+  });
+});

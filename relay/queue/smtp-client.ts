@@ -170,8 +170,13 @@ function isLoopbackTarget(ip: string): boolean {
   return parsed !== null && isLoopback(parsed);
 }
 
+/**
+ * The next hop as the reasons name it: NAME[IP]:PORT (Postfix's form), or IP:PORT when it has no name; an IPv6 address
+ * alone in brackets ([::1]:25), else its port would read as a part of it (::1:25).
+ */
 function where(target: Target): string {
-  return target.host === target.ip ? `${target.ip}:${target.port}` : `${target.host}[${target.ip}]:${target.port}`;
+  if (target.host !== target.ip) return `${target.host}[${target.ip}]:${target.port}`;
+  return isIP(target.ip) === 6 ? `[${target.ip}]:${target.port}` : `${target.ip}:${target.port}`;
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;
