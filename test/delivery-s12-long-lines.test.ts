@@ -9,9 +9,14 @@
  * the delivery worker are covered: a Buffer (kept in memory since its commit) and a stream of its spool file (a
  * message over 256 KiB, in its own .msg file, read in 64 KiB chunks).
  */
+import fs, { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDsn, LineBreaker } from '../relay/queue/dsn.ts';
+import { SmtpClient } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
+import { rawAttempt, rawSmtpServers } from './helpers/raw-smtp.ts';
 
 const { sink, harness } = deliveryFixtures();
 
@@ -129,5 +134,30 @@ describe('lines over 998 octets', () => {
     const text = dsn!.data.toString('latin1');
     expect(longestLine(text)).toBeLessThanOrEqual(998);
     expect(text).toContain(expected(msg));
+  });
+});
+
+describe('the spool file a delivery streams', () => {
+  const rawSmtp = rawSmtpServers();
+
+  it('is closed after the attempt also when no data was sent (every recipient refused)', async () => {
+    const server = await rawSmtp({ rcpt: () => '550 5.1.1 no such user' });
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-s12-'));
+    try {
+      const file = path.join(dir, 'm.msg');
+      await fsp.writeFile(file, longLinesMessage());
+      const streams: fs.ReadStream[] = [];
+      const c = new SmtpClient({ idleMs: 0 });
+      try {
+        const r = await c.deliver(rawAttempt(server, Buffer.alloc(0), { data: () => (streams[streams.push(fs.createReadStream(file)) - 1]!) }));
+        expect(r).toMatchObject({ kind: 'done', results: [{ code: 550 }] });
+      } finally {
+        c.closeAll();
+      }
+      expect(streams).toHaveLength(1);
+      await expect.poll(() => streams[0]!.closed).toBe(true);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 });

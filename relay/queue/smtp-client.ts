@@ -17,6 +17,12 @@
  *    not. When it needs SMTPUTF8 (a non-ASCII address in this transaction, or it declared SMTPUTF8 and its header
  *    section holds non-ASCII bytes) and the next hop does not offer it, no transaction is started: its recipients
  *    fail with 5.6.7 (RcptResult.localStatus). Declared but all ASCII: it goes out without SMTPUTF8.
+ *
+ * SIZE (RFC 1870): a message larger than the limit the server announced in EHLO is not sent (no MAIL): its recipients
+ * fail with 5.3.4 (RcptResult.localStatus), as Postfix. Lines over 998 octets are broken with CRLF SPACE on the way
+ * out (dsn.ts LineBreaker, Postfix's smtp_line_length_limit); a message without one goes out byte for byte.
+ *
+ * A refusal's reply says which command it answered ("... (in reply to RCPT TO command)", reason.ts inReplyTo).
  */
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
@@ -512,7 +518,8 @@ class Session {
     // SMTPUTF8 declared where offered (nodemailer adds it itself for a non-ASCII address); BODY=8BITMIME goes with
     // nodemailer's use8BitMime (only to a server that offers 8BITMIME; to one that does not, the bytes go unchanged)
     this.smtpUtf8Next = input.smtpUtf8 === true && this.offered('SMTPUTF8') === true;
-    const data = sendable(input.data());
+    const source = input.data();
+    const data = sendable(source);
     const sent = await this.orEnd(
       new Promise<Sent>((resolve) => {
         conn.send({ from: input.from, to: input.rcpts, size: input.size, use8BitMime: input.body8bit === true }, data, (err, info) => {
@@ -522,7 +529,10 @@ class Session {
       (e): Sent => ({ err: e, info: null }),
     );
     this.smtpUtf8Next = false;
+    // the spool file closed whether or not its bytes were read (no DATA after refused recipients: the line-breaking
+    // stream over it never started, and destroying it alone would leave the file open)
     if (!Buffer.isBuffer(data)) data.destroy();
+    if (!Buffer.isBuffer(source)) source.destroy();
     const envelope = ((conn as unknown as { _envelope?: EnvelopeState })._envelope || {}) as EnvelopeState;
     const perRcpt = new Map<string, RcptResult>();
     // A refused MAIL FROM decides for every recipient. With PIPELINING the RCPTs went out with it, and a server that
