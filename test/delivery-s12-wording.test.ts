@@ -10,6 +10,8 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildDsn } from '../relay/queue/dsn.ts';
+import { targetName } from '../relay/queue/route.ts';
 import { SmtpClient } from '../relay/queue/smtp-client.ts';
 import { deliveryFixtures, localDomains } from './helpers/delivery-fixtures.ts';
 import { rawAttempt, rawSmtpServers } from './helpers/raw-smtp.ts';
@@ -127,5 +129,31 @@ describe('the next hop named', () => {
     await new Promise<void>((r) => s.close(() => r()));
     const r = await client().deliver({ ...rawAttempt({ port, address: '' } as never, MESSAGE), target: { host: '::1', ip: '::1', port } });
     expect(r).toMatchObject({ kind: 'session-failed', reason: `[::1]:${port}: could not connect: the connection was refused (no server listens there)` });
+  });
+});
+
+describe('the DSN names the next hop as Postfix does when the queue gives its address', () => {
+  it('"host NAME[IP]:PORT said: ..." in the text part, the name alone in Remote-MTA', () => {
+    const dsn = buildDsn({
+      reportingMta: 'relay.test',
+      queueId: 'Q1',
+      sender: 'alice@sender.test',
+      arrivalDate: Date.UTC(2026, 0, 1),
+      now: Date.UTC(2026, 0, 1),
+      recipients: [
+        {
+          rcpt: 'bob@example.test',
+          status: '5.1.1',
+          diagnostic: '550 5.1.1 no such user (in reply to RCPT TO command)',
+          smtp: true,
+          remoteMta: 'mx.example.test',
+          remoteHost: targetName({ host: 'mx.example.test', ip: '192.0.2.1', port: 25 }),
+        },
+      ],
+      original: MESSAGE,
+      complete: true,
+    }).toString('utf8');
+    expect(dsn).toContain('<bob@example.test>: host mx.example.test[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)\r\n');
+    expect(dsn).toContain('Remote-MTA: dns; mx.example.test\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n');
   });
 });

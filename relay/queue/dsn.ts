@@ -20,6 +20,12 @@ export interface FailedRecipient {
   /** true when the diagnostic is an SMTP reply from remoteMta */
   smtp: boolean;
   remoteMta: string | null;
+  /**
+   * the next hop as the text part names it, NAME[IP] or NAME[IP]:PORT (route.ts targetName), as Postfix's "host
+   * mx.example.com[192.0.2.1] said: ..."; without it the text part names remoteMta. Remote-MTA is the name alone
+   * (RFC 3464 2.3.5: the MTA's name).
+   */
+  remoteHost?: string | null;
 }
 
 export interface DsnInput {
@@ -216,7 +222,10 @@ export function buildDsn(input: DsnInput): Buffer {
       : 'Your message could not be delivered to one or more recipients. It is attached below.',
     '',
     // Postfix's words: "host NAME said: 550 ... (in reply to RCPT TO command)" for a server's reply
-    ...input.recipients.flatMap((r) => [`<${r.rcpt}>: ${r.remoteMta ? `host ${r.remoteMta}${r.smtp ? ' said' : ''}: ` : ''}${r.diagnostic}`]),
+    ...input.recipients.flatMap((r) => {
+      const host = r.remoteHost || r.remoteMta;
+      return [`<${r.rcpt}>: ${host ? `host ${host}${r.smtp ? ' said' : ''}: ` : ''}${r.diagnostic}`];
+    }),
   ];
 
   const perMessage = [

@@ -20,6 +20,16 @@ export interface Target {
   port: number;
 }
 
+/**
+ * A next hop as reasons and reports name it: NAME[IP]:PORT (Postfix's form, "host mx.example.com[192.0.2.1] said"),
+ * or IP:PORT when it has no name; an IPv6 address alone in brackets ([::1]:25), else its port would read as a part of
+ * it (::1:25).
+ */
+export function targetName(target: Target): string {
+  if (target.host !== target.ip) return `${target.host}[${target.ip}]:${target.port}`;
+  return isIP(target.ip) === 6 ? `[${target.ip}]:${target.port}` : `${target.ip}:${target.port}`;
+}
+
 export type Targets =
   | { ok: true; targets: Target[] }
   | { ok: false; permanent: boolean; status: string; reason: string };

@@ -28,7 +28,7 @@ import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import type { Target } from './route.ts';
+import { targetName, type Target } from './route.ts';
 import { isLoopback, parseIp } from '../../shared/ip.ts';
 import { breakLongLines, LineBreaker } from './dsn.ts';
 import { inReplyTo } from './reason.ts';
@@ -176,14 +176,8 @@ function isLoopbackTarget(ip: string): boolean {
   return parsed !== null && isLoopback(parsed);
 }
 
-/**
- * The next hop as the reasons name it: NAME[IP]:PORT (Postfix's form), or IP:PORT when it has no name; an IPv6 address
- * alone in brackets ([::1]:25), else its port would read as a part of it (::1:25).
- */
-function where(target: Target): string {
-  if (target.host !== target.ip) return `${target.host}[${target.ip}]:${target.port}`;
-  return isIP(target.ip) === 6 ? `[${target.ip}]:${target.port}` : `${target.ip}:${target.port}`;
-}
+/** The next hop as the reasons name it (route.ts targetName). */
+const where = targetName;
 
 const NON_ASCII = /[^\x00-\x7f]/;
 
