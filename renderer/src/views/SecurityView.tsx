@@ -28,6 +28,7 @@ import { ConflictDialog, type Snapshot } from './security/ConflictDialog.tsx';
 import { adoption, securityDrafts } from './security/draft.ts';
 import { ImpactPreview } from './security/ImpactPreview.tsx';
 import { RuleCard } from './security/RuleCard.tsx';
+import { staleReview } from './security/stale.ts';
 import { SECTIONS, buildCandidate, editedFields, formChanges, formFromConfig, mapIssues, type FormValues } from './security/model.ts';
 import './views.css';
 
@@ -102,6 +103,8 @@ function SecurityForm({ profile }: { profile: string }) {
   const errors = { ...serverErrors, ...(candidate?.fieldErrors ?? {}) };
   const errorCount = Object.keys(candidate?.fieldErrors ?? {}).length + (candidate?.otherErrors.length ?? 0);
   const newer = q.data && base && q.data.revision > base.revision ? q.data : null;
+  // the Review dialog's view of a stale base: the relay's values now, and the impact from them (security/stale.ts)
+  const stale = useMemo(() => (newer && base && reviewing ? staleReview(base.config, form, newer.config) : null), [newer, base, form, reviewing]);
 
   if (q.isError && !base) return <ErrorBox title="Could not load the configuration">{explainError(q.error)}</ErrorBox>;
   if (!base || !candidate) return <p className="muted">Loading the configuration…</p>;
@@ -231,6 +234,7 @@ function SecurityForm({ profile }: { profile: string }) {
               rule={r}
               form={form}
               base={base.config}
+              relayNow={newer && dirty ? { revision: newer.revision, config: newer.config } : null}
               edited={new Set(edited)}
               errors={errors}
               why={why}
@@ -244,6 +248,12 @@ function SecurityForm({ profile }: { profile: string }) {
       <div className={['apply-bar', dirty ? 'apply-bar-dirty' : ''].join(' ')} role="region" aria-label="Apply changes">
         <div className="apply-status" aria-live="polite">
           {!dirty && <span className="muted">No changes. Showing revision {base.revision}.</span>}
+          {/* (the banner at the top is out of sight for an admin scrolled down to a rule: this bar is always seen) */}
+          {newer && dirty && (
+            <Badge tone="warn" title={`Your edits are based on revision ${base.revision}; the relay is at revision ${newer.revision}`}>
+              the relay changed meanwhile (revision {newer.revision})
+            </Badge>
+          )}
           {dirty && (
             <>
               <Badge tone={errorCount ? 'bad' : 'warn'}>
@@ -291,6 +301,23 @@ function SecurityForm({ profile }: { profile: string }) {
           </>
         }
       >
+        {stale && newer && (
+          <div className="notice notice-warn review-stale" role="alert" data-testid="review-stale">
+            <span>
+              <strong>Someone else changed the configuration:</strong> the relay is at revision {newer.revision}, your edits started from revision {base.revision}.
+              "Now" below is what the relay does now. Apply is refused as it stands and shows what changed, so you can re-apply your changes on top.
+            </span>
+            <Button
+              small
+              onClick={() => {
+                setReviewing(false);
+                void openConflict(false);
+              }}
+            >
+              See what changed…
+            </Button>
+          </div>
+        )}
         <p>
           Based on revision {base.revision}
           {q.dataUpdatedAt ? `, loaded ${fmtDateTime(q.dataUpdatedAt)}` : ''}. The relay uses the new settings at once, for open connections too.
@@ -304,13 +331,16 @@ function SecurityForm({ profile }: { profile: string }) {
             </tr>
           </thead>
           <tbody>
-            {changes.map((c) => (
-              <tr key={c.id}>
+            {(stale?.rows ?? changes.map((c) => ({ ...c, startedFrom: null }))).map((c) => (
+              <tr key={c.id} data-change={c.id}>
                 <th scope="row">
                   {c.rule}
                   {c.label ? <span className="muted">: {c.label.toLowerCase()}</span> : null}
                 </th>
-                <td>{c.before}</td>
+                <td>
+                  {c.before}
+                  {c.startedFrom !== null && <span className="muted"> (your edit started from {c.startedFrom})</span>}
+                </td>
                 <td>
                   <strong>{c.after}</strong>
                 </td>
@@ -318,7 +348,20 @@ function SecurityForm({ profile }: { profile: string }) {
             ))}
           </tbody>
         </table>
-        <ImpactPreview current={base.config} config={candidate.config} hours={hours} onHours={setHours} enabled={reviewing && candidate.ok} />
+        {stale && stale.theirs.length > 0 && (
+          <p data-testid="review-theirs">
+            Also changed on the relay since revision {base.revision}, and kept:{' '}
+            {stale.theirs.map((c) => `${c.rule}${c.label ? ` (${c.label.toLowerCase()})` : ''}: ${c.before} → ${c.after}`).join('; ')}.
+          </p>
+        )}
+        {/* (measured from an old revision, the impact credited the change with what the relay's newer settings let through already) */}
+        <ImpactPreview
+          current={stale?.current ?? base.config}
+          config={stale?.after ?? candidate.config}
+          hours={hours}
+          onHours={setHours}
+          enabled={reviewing && candidate.ok}
+        />
         {applyError !== null && <ApplyErrorBox err={applyError} />}
       </Dialog>
 

@@ -12,6 +12,11 @@ export interface RuleCardProps {
   rule: RuleDef;
   form: FormValues;
   base: Config;
+  /**
+   * the relay's config when it moved on past `base` while the form has edits (another admin applied a change): a
+   * field it holds differently says so, so that "was 3" is not taken for what the relay does now
+   */
+  relayNow?: { revision: number; config: Config } | null;
   edited: ReadonlySet<string>;
   errors: Record<string, string>;
   /** the disabled reason for a viewer (or null) */
@@ -21,7 +26,7 @@ export interface RuleCardProps {
   onChange: (id: string, value: string | string[]) => void;
 }
 
-export function RuleCard({ rule, form, base, edited, errors, why, groupNames, onChange }: RuleCardProps) {
+export function RuleCard({ rule, form, base, relayNow = null, edited, errors, why, groupNames, onChange }: RuleCardProps) {
   const modeField = rule.fields.find((f) => f.kind === 'mode');
   const mode = modeField ? String(form[modeField.id] ?? '') : null;
   const ruleEdited = rule.fields.some((f) => edited.has(f.id));
@@ -46,6 +51,7 @@ export function RuleCard({ rule, form, base, edited, errors, why, groupNames, on
             field={f}
             value={form[f.id]}
             was={edited.has(f.id) ? displayValue(f, getPath(base, f.path)) : null}
+            relayNow={relayNowOf(f, base, relayNow)}
             error={errors[f.id] ?? null}
             why={why}
             groupNames={groupNames}
@@ -63,6 +69,8 @@ interface FieldControlProps {
   value: string | string[] | undefined;
   /** the loaded value, when edited */
   was: string | null;
+  /** the relay's value now, when another admin changed it since the form was loaded ("now 7 on the relay (revision 6)") */
+  relayNow: string | null;
   error: string | null;
   why: string | null;
   groupNames: readonly string[];
@@ -70,12 +78,28 @@ interface FieldControlProps {
   onChange: (v: string | string[]) => void;
 }
 
-function Was({ was }: { was: string | null }) {
-  if (was === null) return null;
-  return <span className="field-was">was {was}</span>;
+/** The relay's value of a field, when it differs from the one the form was loaded with. */
+function relayNowOf(f: FieldDef, base: Config, relayNow: { revision: number; config: Config } | null): string | null {
+  if (!relayNow) return null;
+  const before = displayValue(f, getPath(base, f.path));
+  const now = displayValue(f, getPath(relayNow.config, f.path));
+  return now === before ? null : `now ${now} on the relay (revision ${relayNow.revision})`;
 }
 
-function FieldControl({ field: f, value, was, error, why, groupNames, dimmed, onChange }: FieldControlProps) {
+function Was({ was, relayNow }: { was: string | null; relayNow: string | null }) {
+  return (
+    <>
+      {was !== null && <span className="field-was">was {was}</span>}
+      {relayNow !== null && (
+        <span className="field-was field-relay-now" title="Another administrator changed it after this form was loaded">
+          {relayNow}
+        </span>
+      )}
+    </>
+  );
+}
+
+function FieldControl({ field: f, value, was, relayNow, error, why, groupNames, dimmed, onChange }: FieldControlProps) {
   const id = useId();
   if (f.kind === 'mode') {
     const v = String(value ?? '');
@@ -98,7 +122,7 @@ function FieldControl({ field: f, value, was, error, why, groupNames, dimmed, on
             </label>
           ))}
         </div>
-        <Was was={was} />
+        <Was was={was} relayNow={relayNow} />
       </fieldset>
     );
   }
@@ -115,7 +139,7 @@ function FieldControl({ field: f, value, was, error, why, groupNames, dimmed, on
             </label>
           ))}
         </div>
-        <Was was={was} />
+        <Was was={was} relayNow={relayNow} />
       </fieldset>
     );
   }
@@ -143,7 +167,7 @@ function FieldControl({ field: f, value, was, error, why, groupNames, dimmed, on
             {error}
           </div>
         )}
-        <Was was={was} />
+        <Was was={was} relayNow={relayNow} />
       </fieldset>
     );
   }
@@ -172,7 +196,7 @@ function FieldControl({ field: f, value, was, error, why, groupNames, dimmed, on
             size={9}
           />
           {f.unit && <span className="unit">{f.unit}</span>}
-          <Was was={was} />
+          <Was was={was} relayNow={relayNow} />
         </span>
       )}
     </Field>
