@@ -247,29 +247,32 @@ function GroupCard({ name, config, revision, entries, isNew, now, filter, hideEx
           No entry matches the filter.
         </p>
       ) : (
-        <table className="table">
-          <TableHead columns={['Address', 'Comment', 'Expiry', 'Added by', 'Added', { ...ACTIONS, className: undefined }]} />
-          <tbody>
-            {shown.map(({ e, x }) => (
-              <tr key={e.address} className={x.expired ? 'entry-expired' : ''} data-address={e.address} data-expired={x.expired || undefined}>
-                <th scope="row">
-                  <span className="mono entry-address">{e.address}</span>
-                </th>
-                <td>{e.comment || <span className="faint">—</span>}</td>
-                <td title={e.expiresAt ? fmtDateTime(e.expiresAt) : undefined}>
-                  {x.expired ? <Badge tone="muted">{x.text}</Badge> : <span className={x.soon ? 'entry-soon' : ''}>{x.text}</span>}
-                </td>
-                <td>{e.addedBy ?? <span className="faint">—</span>}</td>
-                <td>{e.addedAt ? fmtDateTime(e.addedAt) : <span className="faint">—</span>}</td>
-                <td className="actions">
-                  <Button small variant="danger" onClick={() => setConfirm(e)} disabledReason={why} aria-label={`Remove ${e.address} from ${name}`}>
-                    Remove
-                  </Button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        // (scrolls sideways rather than cutting columns off: the card hides what overflows its rounded corners)
+        <div className="group-table-wrap">
+          <table className="table">
+            <TableHead columns={['Address', 'Comment', 'Expiry', 'Added by', 'Added', { ...ACTIONS, className: undefined }]} />
+            <tbody>
+              {shown.map(({ e, x }) => (
+                <tr key={e.address} className={x.expired ? 'entry-expired' : ''} data-address={e.address} data-expired={x.expired || undefined}>
+                  <th scope="row">
+                    <span className="mono entry-address">{e.address}</span>
+                  </th>
+                  <td className="entry-comment">{e.comment || <span className="faint">—</span>}</td>
+                  <td title={e.expiresAt ? fmtDateTime(e.expiresAt) : undefined}>
+                    {x.expired ? <Badge tone="muted">{x.text}</Badge> : <span className={x.soon ? 'entry-soon' : ''}>{x.text}</span>}
+                  </td>
+                  <td>{e.addedBy ?? <span className="faint">—</span>}</td>
+                  <td>{e.addedAt ? fmtDateTime(e.addedAt) : <span className="faint">—</span>}</td>
+                  <td className="actions">
+                    <Button small variant="danger" onClick={() => setConfirm(e)} disabledReason={why} aria-label={`Remove ${e.address} from ${name}`}>
+                      Remove
+                    </Button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       <AddEntry group={name} entries={entries} roles={{ relays, exempt: exemptIndex >= 0 }} relayed={relayed} now={now} why={why} onAdded={onAdded} />
 
@@ -358,6 +361,8 @@ function AddEntry({ group, entries, roles, relayed, now, why, onAdded }: AddEntr
 
   const submit = () => {
     setTouched(true);
+    // (the moment of the click: a date that was a minute ahead when typed may have passed since the last render)
+    const exp = expiryFor(expiry.preset, expiry.date, Date.now());
     if (check.state !== 'ok' || !exp.ok || why || wide?.refused || (note && !note.changes)) return;
     // a wide entry in a group a rule uses is confirmed first, naming what it lets through
     if (wide && !confirmWide) {
@@ -374,6 +379,9 @@ function AddEntry({ group, entries, roles, relayed, now, why, onAdded }: AddEntr
           setConfirmWide(false);
           setAddress('');
           setComment('');
+          // a date belongs to the entry just added: kept, the next entry got it too, soon a moment in the past ("1 hour",
+          // "1 day" count from each click and stay)
+          if (expiry.preset === 'date') setExpiry({ preset: 'never', date: '' });
           setTouched(false);
           onAdded();
           const a = r.entry.address;
