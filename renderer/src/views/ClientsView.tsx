@@ -31,6 +31,7 @@ import { trustEffects, trustWarning, trustedMessage } from '../state/trust.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor } from './parts/expiry.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
+import { rejectionsSummary } from './parts/client-words.ts';
 import './views.css';
 
 const REFRESH_MS = 3000;
@@ -182,8 +183,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
                       <td className="rejections">
                         {last ? (
                           <button type="button" className="btn btn-link btn-small" aria-expanded={isOpen} onClick={() => setOpen(isOpen ? null : c.ip)}>
-                            {c.recentRejections.length} · {ruleLabel(last.rule)}
-                            {last.enforced ? '' : ' (monitor)'}
+                            {rejectionsSummary(c.recentRejections)}
                           </button>
                         ) : (
                           <span className="faint">none</span>
