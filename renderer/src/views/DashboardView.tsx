@@ -269,11 +269,11 @@ function Dashboard({ navigate }: { navigate?: Navigate }) {
       </section>
 
       <p className="faint dash-wide" style={{ fontSize: 12, margin: 0 }}>
-        Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · since the start: {fmtCount(s.totals.delivered)} deliveries,{' '}
+        Relay up {fmtAgo(s.startedAt, s.at).replace(' ago', '')} · since the start: {fmtCount(s.totals.delivered)} {s.totals.delivered === 1 ? 'delivery' : 'deliveries'},{' '}
         <span title="each failed attempt of each destination of a message counts once: a message that waited through 5 attempts counts 5 times">
-          {fmtCount(s.totals.deferred)} deferrals
+          {fmtCount(s.totals.deferred)} deferral{s.totals.deferred === 1 ? '' : 's'}
         </span>
-        , {fmtCount(s.totals.bounced)} bounces · history {fmtCount(s.history.storedEvents)} events ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
+        , {fmtCount(s.totals.bounced)} bounce{s.totals.bounced === 1 ? '' : 's'} · history {fmtCount(s.history.storedEvents)} event{s.history.storedEvents === 1 ? '' : 's'} ({fmtBytes(s.history.bytes)}) · {s.manage.sessions}{' '}
         console session{s.manage.sessions === 1 ? '' : 's'}
         {s.manage.droppedEvents > 0 ? ` · ${fmtCount(s.manage.droppedEvents)} events dropped for slow consoles` : ''} · config revision {s.configRevision}
       </p>

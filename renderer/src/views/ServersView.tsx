@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { ProfileInput, type CertificateInfo, type ConnectionState, type ProfileSaved, type ProfileView } from '../../../shared/console-api.ts';
+import { ProfileInput, type CertificateInfo, type ConnectionState, type ConnectionStatus, type ProfileSaved, type ProfileView } from '../../../shared/console-api.ts';
 import {
   Badge,
   Button,
@@ -228,6 +228,19 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
 }
 
 /** The toast after an edit is saved: what the save did about the connection, as the core said. */
+/** The toast after "Save and connect" of a new server: what the first attempt reached (the status bar goes on from there). */
+function addedWords(name: string, reached: ConnectionStatus | null): string {
+  switch (reached) {
+    case 'connected':
+      return `Added ${name}; connected.`;
+    case 'fingerprint-unknown':
+      return `Added ${name}. Compare its certificate fingerprint with the one the relay printed, then accept it to connect.`;
+    default:
+      // (refused, unreachable, retrying: the status bar says which, and keeps saying it as it changes)
+      return `Added ${name}. The status bar shows the connection.`;
+  }
+}
+
 function savedWords(p: ProfileSaved): string {
   switch (p.connection) {
     case 'reconnecting':
@@ -302,16 +315,17 @@ function ServerForm({
       // saving new settings for the server the console is on (or trying, or refused by) connects again with them:
       // the core decides, and its answer says what it did
       const p = await api.profiles.save(toInput(form));
-      if (connect) await api.connection.connect(p.id);
-      return p;
+      // (the state the first attempt reached: the toast says that, not a "connecting…" that outlives the connection)
+      const reached = connect ? (await api.connection.connect(p.id)).status : null;
+      return { ...p, reached };
     },
-    onSuccess: (p, { connect }) => {
+    onSuccess: ({ reached, ...p }, { connect }) => {
       void qc.invalidateQueries({ queryKey: ['profiles'] });
       toast.show({
         kind: 'success',
         // saving again replaces this server's last "Saved" toast rather than stacking another
         key: `server-saved:${p.id}`,
-        message: editing ? savedWords(p) : connect ? `Added ${p.name}; connecting…` : `Added ${p.name}.`,
+        message: editing ? savedWords(p) : connect ? addedWords(p.name, reached) : `Added ${p.name}.`,
       });
       reset();
       onDone();
