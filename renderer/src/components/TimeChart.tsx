@@ -7,6 +7,7 @@
  */
 import { useEffect, useRef, useState } from 'react';
 import uPlot from 'uplot';
+import { X_AXIS_FONT, X_AXIS_SPACE } from './chart-axis.ts';
 
 export interface ChartSeries {
   label: string;
@@ -92,6 +93,9 @@ export function TimeChart({ x, series, height = 240, yLabel, xRange, ariaLabel }
           ticks: { stroke: grid, width: 1 },
           // one line of local clock time per tick (uPlot's default adds a second date line that overlaps)
           values: (_u, splits, _axis, _space, incr) => splits.map((s) => clockLabel(s, incr)),
+          // ticks far enough apart for an HH:MM:SS label each (chart-axis.ts)
+          font: X_AXIS_FONT,
+          space: X_AXIS_SPACE,
         },
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, label: yLabel, labelSize: yLabel ? 20 : 0, size: 48 },
       ],
