@@ -9,6 +9,7 @@
  * - finding 1: "Retry all now" with the next hop down said every message was tried now.
  * - finding 6: the chart's HH:MM:SS labels ran into each other (uPlot's 50 px between ticks).
  */
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { sendMail } from '../helpers/smtp-client.ts';
@@ -37,11 +38,25 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
   let c: ConsolePage;
   let admin: WssClient;
 
-  consoleSuite({ config: { smtp: { hostname: 'relay.test' } }, page: { viewport: { width: 1280, height: 720 } } }, async (s) => {
+  /** the last test stops the relay itself: the suite's end then only cleans up after it */
+  let stopped = false;
+
+  consoleSuite(
+    {
+      config: { smtp: { hostname: 'relay.test' } },
+      page: { viewport: { width: 1280, height: 720 } },
+      stopRelay: async (r) => {
+        if (!stopped) return r.stop();
+        await r.dns.close();
+        fs.rmSync(r.dir, { recursive: true, force: true });
+      },
+    },
+    async (s) => {
     ({ relay, c } = s);
     admin = await relay.admin();
     c.page.setDefaultTimeout(10_000);
-  });
+    },
+  );
 
   it('adding a server: the toast says what the first attempt reached; "Connected" names the token and its role', async () => {
     const { page } = c;
@@ -189,6 +204,24 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
     await page.waitForTimeout(300);
     await page.screenshot({ path: screenshotPath('s12-queue-retry-all-down', 'light') });
     await closeToasts(page);
+
+    // finding 11: one message returned to its sender: the Dashboard's footer says "1 bounce", not "1 bounces"
+    let bounced = false;
+    await waitFor(
+      async () => {
+        const item = (await admin.call('queue.list', {})).items.find((i) => i.status !== 'delivering');
+        if (!item) return false;
+        bounced = (await admin.call('queue.delete', { id: item.id, bounce: true })).pending === false;
+        return true;
+      },
+      'a message not being delivered, returned to its sender',
+      20_000,
+      100,
+    );
+    expect(bounced).toBe(true);
+    await waitFor(async () => (await admin.call('stats.get', {})).totals.bounced === 1, 'the bounce counted', 10_000, 100);
+    await open(page, 'dashboard', '[data-testid="dashboard"]');
+    await expect.poll(() => page.locator('.dash-wide.faint').last().textContent(), { timeout: 10_000 }).toMatch(/, 1 bounce · history/);
   });
 
   it('the chart: ticks at least one HH:MM:SS label (and a gap) apart, measured with the browser\'s fonts', async () => {
@@ -204,5 +237,20 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
     expect(width + 16).toBeLessThanOrEqual(X_AXIS_SPACE);
     await page.waitForTimeout(1500);
     await page.screenshot({ path: screenshotPath('s12-dashboard-chart', 'light') });
+  });
+
+  it('the relay stops (SIGTERM\'s graceful stop): the status bar keeps "stopped at HH:MM:SS" and never suggests a wrong address', async () => {
+    const { page } = c;
+    await relay.relay.stop();
+    stopped = true;
+    const bar = page.locator('.statusbar');
+    await page.locator('.statusbar[data-status="reconnecting"]').waitFor();
+    expect(await bar.locator('.status-message').textContent()).toMatch(/^The relay stopped at \d\d:\d\d:\d\d \(it said: the relay is shutting down\)\.$/);
+    // the retries meet a closed port: said after the stop, without "is manage.listen that address?"
+    await expect
+      .poll(() => bar.locator('.status-message').textContent(), { timeout: 15_000 })
+      .toMatch(new RegExp(`^The relay stopped at \\d\\d:\\d\\d:\\d\\d \\(it said: the relay is shutting down\\)\\. Not back yet: nothing listens on 127\\.0\\.0\\.1:${relay.managePort}\\.$`));
+    expect(await bar.textContent()).not.toMatch(/manage\.listen/);
+    await page.screenshot({ path: screenshotPath('s12-statusbar-relay-stopped', 'light') });
   });
 });
