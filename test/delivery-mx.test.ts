@@ -20,7 +20,8 @@ let port: number;
 /** Sinks on two loopback addresses sharing one port (MX delivery goes to one port for every host). */
 async function sinksOnSharedPort(): Promise<void> {
   for (let tries = 0; tries < 20; tries++) {
-    const first = await startSink({ host: '127.0.0.2' });
+    // (mx1 refuses nobody@: a bounce whose DSN names the host as the delivery client does)
+    const first = await startSink({ host: '127.0.0.2', onRcpt: (rcpt) => (rcpt.startsWith('nobody@') ? { code: 550, message: '5.1.1 no such user here' } : undefined) });
     try {
       mx2 = await startSink({ host: '127.0.0.3', port: first.port, tls: true });
       mx1 = first;
@@ -95,11 +96,23 @@ describe('MX delivery through the DNS layer', () => {
     const before = { mx1: mx1.messages.length, mx2: mx2.messages.length };
     const id = await h.submit('alice@sender.test', ['bob@mx.test']);
     const ev = await h.waitEvent('delivered', (e) => e.queueId === id);
-    expect(ev.host).toBe(`mx1.mx.test (127.0.0.2):${port}`);
+    expect(ev.host).toBe(`mx1.mx.test[127.0.0.2]:${port}`);
     expect(mx1.messages.length).toBe(before.mx1 + 1);
     expect(mx1.messages.at(-1)!.to).toEqual(['bob@mx.test']);
     expect(mx2.messages.length).toBe(before.mx2);
     expect(h.events.some((e) => e.kind === 'deferred')).toBe(false);
+  });
+
+  it('a refusal by an MX host: the DSN says which host said it, NAME[IP]:PORT, as the reasons and events do', async () => {
+    const h = await relay();
+    const before = senderSink.messages.length;
+    const id = await h.submit('alice@sender.test', ['nobody@mx.test']);
+    const ev = await h.waitEvent('bounced', (e) => e.queueId === id);
+    expect(ev.reason).toMatch(/550 5\.1\.1 no such user here/);
+    await expect.poll(() => senderSink.messages.length).toBe(before + 1);
+    const dsn = senderSink.messages.at(-1)!.data.toString();
+    expect(dsn).toContain(`host mx1.mx.test[127.0.0.2]:${port} said: 550 5.1.1 no such user here`);
+    expect(dsn).toMatch(/Remote-MTA: dns; mx1\.mx\.test\r\n/);
   });
 
   it('delivers over opportunistic TLS to an MX host with a self-signed certificate', async () => {
@@ -115,7 +128,7 @@ describe('MX delivery through the DNS layer', () => {
     const h = await relay();
     const id = await h.submit('alice@sender.test', ['bob@afallback.test']);
     const ev = await h.waitEvent('delivered', (e) => e.queueId === id);
-    expect(ev.host).toBe(`afallback.test (127.0.0.3):${port}`);
+    expect(ev.host).toBe(`afallback.test[127.0.0.3]:${port}`);
     expect(mx2.messages.at(-1)!.to).toEqual(['bob@afallback.test']);
   });
 

@@ -17,7 +17,7 @@ import { oneLineReason } from './reason.ts';
 import { crashHookFromEnv, type StepHook } from './commit-steps.mjs';
 import { InlineCommitter, WorkerCommitter, type SpoolCommitter } from './committer.ts';
 import { DirSyncer, encodeTrailer, fsyncDir, ID_PATTERN, isTombstone, newQueueId, parseSegment, readTrailer, SEGMENT_HEADER_LENGTH, segmentHeader, writeFileAtomic } from './files.ts';
-import { destinationFor, domainOf, resolveTargets, type Destination, type Target } from './route.ts';
+import { destinationFor, domainOf, resolveTargets, targetName, type Destination, type Target } from './route.ts';
 import { DEFAULT_RETRY_DELAYS_MS, Fifo, MinHeap, retryDelay } from './schedule.ts';
 import { InProcessDeliverer, WorkerDeliverer, type DataSource, type Deliverer } from './deliverer.ts';
 import { relayHostname } from '../store/config-store.ts';
@@ -2254,7 +2254,7 @@ export class Queue {
     if (msg.persisting) await msg.persisting;
     if (msg.removed) return stopped(msg.removed, []);
 
-    const targets = await resolveTargets(dest, this.opts.resolver, this.opts.mxPort ?? 25);
+    const targets = await resolveTargets(dest, this.opts.resolver, this.opts.mxPort ?? 25, this.opts.random ?? Math.random);
     if (!targets.ok) return all(targets.permanent ? 'bounced' : 'deferred', targets.status, targets.reason);
 
     const auth = dest.kind === 'smarthost' && dest.user && dest.password ? { user: dest.user, pass: dest.password } : null;
@@ -2302,7 +2302,8 @@ export class Queue {
       }
       job.verdict = 'up';
       if (auth && dest.kind === 'smarthost') this.smarthostLogin(dest.host, null);
-      const host = hostLabel(target);
+      // (one form everywhere: the delivery client's reasons, the events, a DSN's text: NAME[IP]:PORT)
+      const host = targetName(target);
       const delivered: string[] = [];
       const out: Outcome[] = [];
       for (const res of r.results) {
@@ -2315,10 +2316,10 @@ export class Queue {
           delivered.push(res.rcpt);
           out.push({ rcpt: res.rcpt, result: 'delivered', status: '2.0.0', diagnostic: res.response, smtp: true, remoteMta: target.host });
         } else if (res.code >= 500) {
-          out.push({ rcpt: res.rcpt, result: 'bounced', status: enhancedStatus(res.response, 5), diagnostic: res.response, smtp: true, remoteMta: target.host });
+          out.push({ rcpt: res.rcpt, result: 'bounced', status: enhancedStatus(res.response, 5), diagnostic: res.response, smtp: true, remoteMta: target.host, remoteHost: host });
         } else {
           const said = res.code ? `${host} said: ${res.response}` : res.response;
-          out.push({ rcpt: res.rcpt, result: 'deferred', status: enhancedStatus(res.response, 4), diagnostic: said, smtp: res.code > 0, remoteMta: target.host });
+          out.push({ rcpt: res.rcpt, result: 'deferred', status: enhancedStatus(res.response, 4), diagnostic: said, smtp: res.code > 0, remoteMta: target.host, remoteHost: host });
         }
       }
       if (delivered.length > 0) {
@@ -2615,11 +2616,6 @@ function notTried(rcpt: string): Outcome {
 /** HH:MM:SS UTC */
 function clockTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(11, 19)} UTC`;
-}
-
-function hostLabel(t: Target): string {
-  const ip = t.ip.includes(':') ? `[${t.ip}]` : t.ip;
-  return t.host === t.ip ? `${ip}:${t.port}` : `${t.host} (${t.ip}):${t.port}`;
 }
 
 /** Recipients grouped by identical reason, for one event per reason. */
