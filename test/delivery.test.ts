@@ -18,8 +18,9 @@ describe('delivery to a local domain', () => {
     const s = await sink();
     const h = await harness(local({ 'example.test': s }, { tls: 'off' }));
     await h.queue.start();
-    // a line starting with a dot, 8-bit text and a long line all pass unchanged
-    const body = Buffer.from(`Subject: bytes\r\n\r\n.leading dot\r\n..two dots\r\nnaïve café\r\n${'x'.repeat(2000)}\r\n`);
+    // a line starting with a dot, 8-bit text and a line of 998 octets (the longest RFC 5321 allows) all pass unchanged
+    // (a longer one is broken: delivery-s12-long-lines.test.ts)
+    const body = Buffer.from(`Subject: bytes\r\n\r\n.leading dot\r\n..two dots\r\nnaïve café\r\n${'x'.repeat(998)}\r\n`);
     const id = await h.submit('alice@sender.test', ['bob@example.test', 'carol@example.test'], body);
     const [m] = await s.waitFor(1);
     expect(m!.from).toBe('alice@sender.test');

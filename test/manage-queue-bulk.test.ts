@@ -180,7 +180,8 @@ describe('queue.retry {all: true}: one audited action', () => {
   it('{all: true, destination}: the messages waiting for that destination, in one call and one audit line', async () => {
     const before = t.auditLines().length;
     const r = await admin.call('queue.retry', { all: true, destination: other });
-    expect(r).toEqual({ ok: true, scheduled: expect.any(Number), delivering: expect.any(Number) });
+    // (its dead port makes it down: heldBack and down may come with the answer)
+    expect(r).toMatchObject({ ok: true, scheduled: expect.any(Number), delivering: expect.any(Number) });
     const n = r as { scheduled: number; delivering: number };
     expect(n.scheduled + n.delivering).toBe(2);
     const lines = t.auditLines().slice(before);

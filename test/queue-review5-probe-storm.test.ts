@@ -81,7 +81,8 @@ describe('retry of a message for a down destination while its probe runs', () =>
 
       clock.advance(10_000);
       // Retry all: one message becomes the probe (it hangs), the others are not tried
-      expect(h.queue.retryAll({ destination: `local:${hung.address}` })).toEqual({ scheduled: 6, delivering: 0 });
+      const dest = `local:${hung.address}`;
+      expect(h.queue.retryAll({ destination: dest })).toEqual({ scheduled: 6, delivering: 0, heldBack: 5, down: [{ destination: dest, messages: 6, heldBack: 5 }] });
       await expect.poll(() => hung.stats.connections, { interval: 5 }).toBe(2);
       await expect.poll(() => deferred().length, { interval: 5 }).toBe(11);
       clock.advance(4000);

@@ -33,9 +33,12 @@ const queueFiles = (h: { dir: string }) => fs.readdirSync(path.join(h.dir, 'queu
 const segmentFiles = (h: { dir: string }) => queueFiles(h).filter((n) => n.endsWith('.seg'));
 const subjectOf = (data: Buffer) => /^Subject: (.*)\r$/m.exec(data.toString('latin1'))?.[1];
 
-/** Bodies of different sizes, each with its own subject, so a read at a wrong offset cannot pass. */
+/**
+ * Bodies of different sizes, each with its own subject, so a read at a wrong offset cannot pass. Lines of at most 90
+ * octets: delivery breaks longer than 998 (delivery-s12-long-lines.test.ts), and these must arrive byte for byte.
+ */
 function bodies(n: number, tag: string): Buffer[] {
-  return Array.from({ length: n }, (_, i) => Buffer.from(message(`${tag}-${i}`, `${String.fromCharCode(97 + i).repeat(1 + i * 911)}`)));
+  return Array.from({ length: n }, (_, i) => Buffer.from(message(`${tag}-${i}`, `${String.fromCharCode(97 + i).repeat(1 + i * 911)}`.replace(/.{90}/g, '$&\r\n'))));
 }
 
 /** Submits every body in the same event-loop turn (one segment), each to its own recipients. */
