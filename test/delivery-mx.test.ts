@@ -46,6 +46,15 @@ beforeAll(async () => {
       ],
       'tls.test': [{ exchange: 'mx2.mx.test', priority: 10 }],
       'nullmx.test': [{ exchange: '.', priority: 0 }],
+      // (an outbound tryout: MX hosts that do not exist were retried for 5 days)
+      'ghostmx.test': [
+        { exchange: 'ghost.mx.test', priority: 10 },
+        { exchange: 'noaddr.mx.test', priority: 20 },
+      ],
+      'halfghost.test': [
+        { exchange: 'ghost.mx.test', priority: 10 },
+        { exchange: 'slowhost.mx.test', priority: 20 },
+      ],
       'alldead.test': [
         { exchange: 'dead.mx.test', priority: 10 },
         { exchange: 'dead2.mx.test', priority: 20 },
@@ -59,7 +68,9 @@ beforeAll(async () => {
       'afallback.test': ['127.0.0.3'],
     },
     servfail: ['broken.test'],
-    timeout: ['slow.test'],
+    timeout: ['slow.test', 'slowhost.mx.test'],
+    // a name that exists with no address record of either kind
+    cname: { 'noaddr.mx.test': 'mx.test' },
   });
   resolver = new DnsResolver({ servers: [dns.server], timeoutMs: 400 });
 });
@@ -175,6 +186,17 @@ describe('MX delivery through the DNS layer', () => {
     const id = await h.submit('alice@sender.test', ['bob@alldead.test']);
     const ev = await h.waitEvent('deferred', (e) => e.queueId === id);
     expect(ev.reason).toMatch(/dead\.mx\.test\[127\.0\.0\.4\]:\d+: could not connect: the connection was refused.*dead2\.mx\.test\[127\.0\.0\.5\]:\d+: could not connect: the connection was refused/);
+  });
+
+  it('every MX host missing from DNS: bounced at once (5.4.4), as Postfix; one whose lookup failed: deferred', async () => {
+    const h = await relay();
+    const id = await h.submit('alice@sender.test', ['bob@ghostmx.test']);
+    const ev = await h.waitEvent('bounced', (e) => e.queueId === id);
+    expect(ev.reason).toMatch(/^no MX host of ghostmx\.test exists in DNS \(ghost\.mx\.test, noaddr\.mx\.test: not found, or no address record\)/);
+    expect(h.events.some((e) => e.kind === 'deferred' && e.queueId === id)).toBe(false);
+    const other = await h.submit('alice@sender.test', ['bob@halfghost.test']);
+    const d = await h.waitEvent('deferred', (e) => e.queueId === other);
+    expect(d.reason).toMatch(/slowhost\.mx\.test/);
   });
 
   it('an address literal recipient goes straight to that address', async () => {

@@ -163,6 +163,16 @@ export async function resolveTargets(dest: Destination, resolver: MxResolver, mx
   if (targets.length > 0) return { ok: true, targets };
   if (temp) return { ok: false, permanent: false, status: '4.4.3', reason: temp };
   if (implicit) return { ok: false, permanent: true, status: '5.1.2', reason: `the domain ${domain} has no MX and no A/AAAA record` };
+  // every MX host named is definitely not in DNS (NXDOMAIN, or no address record of either kind): as definite as the
+  // NXDOMAIN of the domain itself, which bounces; Postfix and Exim bounce this too (5.4.4) rather than retry for days
+  if (missing > 0 && missing === hosts.length) {
+    return {
+      ok: false,
+      permanent: true,
+      status: '5.4.4',
+      reason: `no MX host of ${domain} exists in DNS (${hosts.join(', ')}: not found, or no address record); the domain's DNS names mail servers that are not there`,
+    };
+  }
   return {
     ok: false,
     permanent: false,
