@@ -5,7 +5,8 @@ import type { DnsAnswer, DnsResolver } from './resolver.ts';
 
 export type SenderDomainFact = { result: 'ok' } | { result: 'nullmx' } | { result: 'nodomain' } | { result: 'temperror'; reason: string; brief?: string };
 
-export type ReverseDnsFact = { result: 'ok'; names: string[] } | { result: 'none' } | { result: 'temperror'; reason: string; brief?: string };
+/** `confirmed` (asked for with checkReverseDns's `confirm`): the name confirmedName() gives, null when none points back */
+export type ReverseDnsFact = { result: 'ok'; names: string[]; confirmed?: string | null } | { result: 'none' } | { result: 'temperror'; reason: string; brief?: string };
 
 /** "[192.0.2.1]" and "[IPv6:2001:db8::1]" (RFC 5321 address literals): true if valid, false if malformed, null if not a literal. */
 function addressLiteral(domain: string): boolean | null {
@@ -56,12 +57,15 @@ export async function checkSenderDomain(r: DnsResolver, domain: string): Promise
   return { result: 'nodomain' };
 }
 
-/** Does the client IP have reverse DNS (a PTR record)? Rejects with a TypeError if ip is not an IP address. */
-export async function checkReverseDns(r: DnsResolver, ip: string): Promise<ReverseDnsFact> {
+/**
+ * Does the client IP have reverse DNS (a PTR record)? Rejects with a TypeError if ip is not an IP address. With
+ * `confirm`, an answer also says which of its names points back to the client (confirmedName), in the same call.
+ */
+export async function checkReverseDns(r: DnsResolver, ip: string, confirm = false): Promise<ReverseDnsFact> {
   const ptr = await r.ptr(ip);
   switch (ptr.status) {
     case 'ok':
-      return { result: 'ok', names: ptr.records };
+      return confirm ? { result: 'ok', names: ptr.records, confirmed: await confirmedName(r, ip, ptr.records) } : { result: 'ok', names: ptr.records };
     case 'nxdomain':
     case 'nodata':
       return { result: 'none' };

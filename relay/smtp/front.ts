@@ -29,7 +29,7 @@ import type { Config } from '../../shared/config.ts';
 import type { Rule, Stage } from '../../shared/events.ts';
 import { GroupMatcher, clientKey, isLoopback, normalizeIp, parseIp, type ParsedIp } from '../../shared/ip.ts';
 import type { Anvil } from '../clients/anvil.ts';
-import { checkReverseDns, checkSenderDomain, confirmedName, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
+import { checkReverseDns, checkSenderDomain, type ReverseDnsFact, type SenderDomainFact } from '../dns/checks.ts';
 import type { DnsResolver } from '../dns/resolver.ts';
 import type { EventBus } from '../events/bus.ts';
 import { relayHostname, type ConfigStore } from '../store/config-store.ts';
@@ -716,12 +716,12 @@ export class SmtpFront {
       return;
     }
     Promise.all([
-      needs.reverseDns ? checkReverseDns(this.deps.resolver, sess.ip) : null,
+      // (with the name the Received header gives the client: its PTR name only once that name points back to it)
+      needs.reverseDns ? checkReverseDns(this.deps.resolver, sess.ip, true) : null,
       needs.senderDomain ? checkSenderDomain(this.deps.resolver, senderDomain!) : null,
     ]).then(
-      async ([rd, sd]) => {
-        // the name the Received header gives the client: its PTR name only once that name's own records point back
-        if (rd?.result === 'ok') sess.clientHostname = await confirmedName(this.deps.resolver, sess.ip, rd.names).catch(() => null);
+      ([rd, sd]) => {
+        if (rd?.result === 'ok') sess.clientHostname = rd.confirmed ?? null;
         finish(rd, sd);
       },
       (e: Error) => cb(new ReplyError(451, `4.4.3 DNS lookup failed (${e.message}). Try again later.`)),
