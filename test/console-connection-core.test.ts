@@ -5,57 +5,20 @@
  * something other than TLS answers (the relay's own SMTP port) stops with words that name the mistake instead of a raw
  * OpenSSL error retried forever; and no message carries a countdown that goes stale.
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnectionState, ProfileSaved } from '../shared/console-api.ts';
-import { ConsoleCore } from '../main/core/console-core.ts';
+import { describe, expect, it } from 'vitest';
+import type { ConnectionState } from '../shared/console-api.ts';
 import { withoutCountdown } from '../main/core/connection.ts';
-import { memoryJson } from '../main/core/json-file.ts';
 import { firstLine, isNotTlsError, isSmtpGreeting } from '../main/core/pinned-socket.ts';
-import type { Timers } from '../main/core/ports.ts';
-import { Relay, type RelayOptions } from '../relay/relay.ts';
-import { testSecretStore } from './e2e/harness.ts';
-import { FakeClock } from './helpers/queue-clock.ts';
+import type { RelayOptions } from '../relay/relay.ts';
+import { ConsoleClock, consoleConnectionFixtures } from './helpers/console-connection.ts';
 import { waitFor } from './helpers/wait.ts';
 import { WssClient } from './helpers/wss-client.ts';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-class ConsoleClock extends FakeClock implements Timers {
-  random = (): number => 0.5;
-}
-
-async function ownRelay(extra: Partial<RelayOptions> = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-conn-'));
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }));
-  const relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:0', log: () => {}, ...extra });
-  cleanups.push(async () => {
-    await relay.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return { relay, port: relay.manageAddress.port, fp: relay.identity.fingerprint256, token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() };
-}
-
-function newCore() {
-  const clock = new ConsoleClock();
-  const core = new ConsoleCore({
-    secrets: testSecretStore(),
-    files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
-    connection: { backoffBaseMs: 50, backoffMaxMs: 300, callTimeoutMs: 3000, timers: clock },
-  });
-  const states: ConnectionState[] = [];
-  core.on('state', (s) => states.push(s as ConnectionState));
-  cleanups.push(() => core.connection.disconnect());
-  const save = async (p: Record<string, unknown>) => (await core.invoke('profiles.save', [p])) as ProfileSaved;
-  return { core, clock, states, save, state: () => core.connection.state };
-}
+const { cleanups, ownRelay: relayWith, newCore } = consoleConnectionFixtures();
+/** (the DNS checks off: nothing here needs DNS) */
+const ownRelay = (extra: Partial<RelayOptions> = {}) => relayWith({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'off' } } }, extra);
 
 describe('saving the profile the console is on', () => {
   it('a refused token, then the right one pasted and saved: it connects at once, showing that it connects', async () => {

@@ -6,50 +6,20 @@
  * what ended it and when ("The relay stopped at HH:MM:SS (it said: ...)", "The connection to the relay was lost at
  * HH:MM:SS") and add what the retries meet. Finding 11: "Connected to relay.test as admin (admin)".
  */
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnectionState, ProfileSaved } from '../shared/console-api.ts';
-import { ConsoleCore } from '../main/core/console-core.ts';
-import { memoryJson } from '../main/core/json-file.ts';
-import type { Timers } from '../main/core/ports.ts';
-import { Relay } from '../relay/relay.ts';
-import { testSecretStore } from './e2e/harness.ts';
-import { FakeClock } from './helpers/queue-clock.ts';
+import { describe, expect, it } from 'vitest';
+import type { ConnectionState } from '../shared/console-api.ts';
+import { type ConsoleClock, consoleConnectionFixtures } from './helpers/console-connection.ts';
 import { waitFor } from './helpers/wait.ts';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-class ConsoleClock extends FakeClock implements Timers {
-  random = (): number => 0.5;
-}
+const { cleanups, ownRelay: relayWith, newCore } = consoleConnectionFixtures();
 
 const hhmmss = (t: number) => {
   const d = new Date(t);
   return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
 };
 
-async function ownRelay() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-s12-conn-'));
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ smtp: { hostname: 'relay.test' } }));
-  const relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:0', log: () => {} });
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await relay.stop();
-  };
-  cleanups.push(async () => {
-    await stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return { relay, stop, port: relay.manageAddress.port, fp: relay.identity.fingerprint256, token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() };
-}
+const ownRelay = () => relayWith({ smtp: { hostname: 'relay.test' } });
 
 /** A TCP forwarder in front of the relay: cut() drops every connection without a word and stops listening (a kill -9 on the wire). */
 async function forwarder(target: number) {
@@ -72,20 +42,6 @@ async function forwarder(target: number) {
     });
   cleanups.push(() => (server.listening ? cut() : undefined));
   return { port: (server.address() as net.AddressInfo).port, cut };
-}
-
-function newCore() {
-  const clock = new ConsoleClock();
-  const core = new ConsoleCore({
-    secrets: testSecretStore(),
-    files: { profiles: memoryJson() as never, knownHosts: memoryJson() as never },
-    connection: { backoffBaseMs: 50, backoffMaxMs: 300, callTimeoutMs: 3000, timers: clock },
-  });
-  const states: ConnectionState[] = [];
-  core.on('state', (s) => states.push(s as ConnectionState));
-  cleanups.push(() => core.connection.disconnect());
-  const save = async (p: Record<string, unknown>) => (await core.invoke('profiles.save', [p])) as ProfileSaved;
-  return { core, clock, states, save, state: () => core.connection.state };
 }
 
 /** let the pending retry run, and wait until its attempt has failed (a new reconnecting state, another attempt number) */
