@@ -117,6 +117,13 @@ export interface EventBatch {
    * are in the relay's event history, not in the live view. Absent when nothing was left out.
    */
   gaps?: EventGap[];
+  /**
+   * on the resync batch of a reconnect to the same relay and history: the console was not connected from `from` to
+   * `to` (the connection ended, it is back), and `restartedAt` is when the relay started again when it did meanwhile
+   * (auth.login's relay.startedAt changed: its per-IP counters, blocks and statistics started afresh); null when it
+   * did not. The live view marks the break, so the admin sees why counts and blocks are gone.
+   */
+  away?: { from: number; to: number; restartedAt: number | null };
 }
 
 /**

@@ -159,7 +159,7 @@ describe('saving the profile the console is on', () => {
     const { core, save, state } = newCore();
     const p = await save({ name: 'Edge relay', host: '127.0.0.1', port: r.port, token: r.token });
     await core.invoke('connection.acceptFingerprint', [p.id, r.fp]);
-    await r.relay.stop();
+    await r.relay().stop();
     await waitFor(() => state().status === 'reconnecting', 'the drop noticed', 5000);
     expect(state().message).not.toMatch(/Retrying|\d+ s\b/);
     expect(state().retryAt).not.toBeNull();
@@ -169,7 +169,7 @@ describe('saving the profile the console is on', () => {
 describe('an address where something other than the relay answers', () => {
   it("the relay's SMTP port: stops with words naming the mistake, schedules no retry, and the corrected port connects", async () => {
     const r = await ownRelay();
-    const smtpPort = r.relay.smtpAddress.port;
+    const smtpPort = r.relay().smtpAddress.port;
     const { core, clock, save, state } = newCore();
     const p = await save({ name: 'Oops SMTP port', host: '127.0.0.1', port: smtpPort, token: r.token });
     const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;

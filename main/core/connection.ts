@@ -148,6 +148,10 @@ export class RelayConnection {
   private reached = false;
   /** how and when the connection to the relay it had reached ended: said until it is back (what the admin needs first) */
   private lost: string | null = null;
+  /** when that connection ended (for the live view's mark of the break), null while connected */
+  private lostAt: number | null = null;
+  /** the relay's start time at the last login (auth.login's relay.startedAt): another one at a reconnect is a restart */
+  private relayStartedAt: number | null = null;
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> } = {
     state: new Set(),
     events: new Set(),
@@ -205,6 +209,7 @@ export class RelayConnection {
     // a new life: until it logs in, a refused connection may be a wrong address
     this.reached = false;
     this.lost = null;
+    this.lostAt = null;
     const gen = ++this.generation;
     this.set({ ...idle(), status: 'connecting', profileId, profileName: profile.name, message: `Connecting to ${profile.host}:${profile.port}…`, attempt: 1 });
     await this.attempt(gen, accept);
@@ -298,7 +303,10 @@ export class RelayConnection {
         reason?.reason === 'shutdown' ? `The relay stopped at ${at} (it said: ${words ?? 'shutting down'}).`
           : words ? `The relay closed the connection at ${at}: ${words}.`
             : `The connection to the relay was lost at ${at}.`;
-      if (this.reached) this.lost = lost;
+      if (this.reached) {
+        this.lost = lost;
+        this.lostAt ??= this.timers.now();
+      }
       this.scheduleRetry(gen, lost);
     });
     // a socket torn down (a switch to another relay, a reconnect) delivers what was on its way until its close
@@ -333,6 +341,12 @@ export class RelayConnection {
         this.resetPending = true;
       }
       this.historyId = login.historyId;
+      // back on the stream the views hold after a break: the live view marks it, and says when the relay restarted
+      const away =
+        this.lostAt !== null && !this.resetPending
+          ? { from: this.lostAt, to: this.timers.now(), restartedAt: this.relayStartedAt !== null && login.relay.startedAt !== this.relayStartedAt ? login.relay.startedAt : null }
+          : undefined;
+      this.relayStartedAt = login.relay.startedAt;
       const sinceId = this.lastEventId;
       const sub = await rpc.call('events.subscribe', { sinceId });
       if (gen !== this.generation) return;
@@ -344,15 +358,16 @@ export class RelayConnection {
         const gaps = sub.truncated ? backlogGaps(sinceId, this.lastEventAt, sub.backlog, sub.backlogMax) : [];
         this.lastEventId = last.id;
         this.lastEventAt = last.at;
-        this.emitEvents({ events: sub.backlog, resync: true, ...(gaps.length ? { gaps } : {}) });
+        this.emitEvents({ events: sub.backlog, resync: true, ...(gaps.length ? { gaps } : {}), ...(away ? { away } : {}) });
       } else {
         // nothing stored yet in the new history: say so now, so the old stream is not shown as current meanwhile
-        if (this.resetPending) this.emitEvents({ events: [], resync: true });
+        if (this.resetPending || away) this.emitEvents({ events: [], resync: true, ...(away ? { away } : {}) });
         this.lastEventId = Math.max(this.lastEventId, sub.lastId);
       }
       this.startHeartbeat(gen, ws);
       this.reached = true;
       this.lost = null;
+      this.lostAt = null;
       this.set({
         status: 'connected',
         role: login.role,

@@ -30,18 +30,26 @@ export function consoleConnectionFixtures() {
   async function ownRelay(config: object = {}, extra: Partial<RelayOptions> = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-conn-'));
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
-    const relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:0', log: () => {}, ...extra });
+    let relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: '127.0.0.1:0', log: () => {}, ...extra });
+    const port = relay.manageAddress.port;
     let stopped = false;
     const stop = async () => {
       if (stopped) return;
       stopped = true;
       await relay.stop();
     };
+    /** the same relay started again (its data directory, its manage port): a restart as the console sees one */
+    const restart = async () => {
+      await stop();
+      relay = await Relay.start({ dataDir: dir, smtpListen: '127.0.0.1:0', manageListen: `127.0.0.1:${port}`, log: () => {}, ...extra });
+      stopped = false;
+      return relay;
+    };
     cleanups.push(async () => {
       await stop();
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    return { relay, stop, port: relay.manageAddress.port, fp: relay.identity.fingerprint256, token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() };
+    return { relay: () => relay, stop, restart, port, fp: relay.identity.fingerprint256, token: fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim() };
   }
 
   /** A console core with in-memory profiles and known hosts, short backoffs on a fake clock, its states recorded. */

@@ -62,3 +62,15 @@ export function gapNotice(g: EventGap, retentionDays: number | null = null, now:
     whileAway: true,
   };
 }
+
+/**
+ * What the live view says about a time the console was not connected: when, and whether the relay restarted
+ * meanwhile (its per-IP counters and blocks live in memory and started afresh, and the Dashboard's last 15 minutes with
+ * them; the events of the time away are in the list, caught up from its history).
+ */
+export function breakNotice(b: { from: number; to: number; restartedAt: number | null }, now: number = Date.now()): string {
+  const away = `Not connected to the relay from ${fmtWhen(b.from, now)} to ${fmtWhen(b.to, now)}`;
+  if (b.restartedAt === null) return `${away}; the events of that time are below, caught up from its history.`;
+  return `${away}: the relay restarted at ${fmtWhen(b.restartedAt, now)}. Its per-IP counters and blocks started afresh, and so did the Dashboard's figures; the events of that time are below, caught up from its history.`;
+}
+

@@ -15,6 +15,11 @@ import type { Predicate } from './filter.ts';
 export const DEFAULT_CAP = 50_000;
 /** the live store keeps this many of a stream's gaps (the newest) */
 export const MAX_GAPS = 10;
+/** the live store keeps this many breaks of its stream (the newest) */
+export const MAX_BREAKS = 5;
+
+/** a time the console was not connected to the relay whose stream it holds (EventBatch.away) */
+export type StreamBreak = NonNullable<EventBatch['away']>;
 
 export interface FrameScheduler {
   request(fn: () => void): void;
@@ -66,6 +71,8 @@ export class LiveStore {
    * are. They go with the stream (cleared with it); the newest MAX_GAPS are kept.
    */
   gaps: EventGap[] = [];
+  /** the times the console was not connected, oldest first, each with the relay's restart if there was one (the newest MAX_BREAKS) */
+  breaks: StreamBreak[] = [];
   private readonly rateWindow: { at: number; n: number }[] = [];
 
   constructor(
@@ -98,6 +105,11 @@ export class LiveStore {
     if (batch.gaps?.length) {
       this.gaps = [...this.gaps, ...batch.gaps].slice(-MAX_GAPS);
       // said even if the batch has no event to apply (it always has: a cut backlog holds the newest backlogMax)
+      if (events.length === 0) this.notify();
+    }
+    if (batch.away && !batch.reset) {
+      this.breaks = [...this.breaks, batch.away].slice(-MAX_BREAKS);
+      // (a reconnect with nothing new sends an empty batch only for this)
       if (events.length === 0) this.notify();
     }
     if (batch.dropped) this.droppedByRelay += batch.dropped;
@@ -179,6 +191,7 @@ export class LiveStore {
     this.rateWindow.length = 0;
     this.lastCatchUp = null;
     this.gaps = [];
+    this.breaks = [];
     this.epoch++;
     this.notify();
   }

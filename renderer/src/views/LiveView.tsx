@@ -14,7 +14,7 @@ import { EVENT_KINDS, type RelayEvent } from '../../../shared/events.ts';
 import { Badge, Button, Checkbox, ConfirmDialog, ErrorBox, EmptyState, fmtAgo, fmtCount, fmtDateTime, fmtTime, fmtTimeMs, ruleLabel, type Navigate } from '../components/index.ts';
 import { explainError, useCanEdit, useConnection, useRelayQuery } from '../hooks.ts';
 import { compileFilter, isEmptyFilter } from '../state/filter.ts';
-import { gapNotice } from '../state/gaps.ts';
+import { breakNotice, gapNotice } from '../state/gaps.ts';
 import { FilteredView, liveStore, useLiveVersion } from '../state/live.ts';
 import { liveUi, useLiveUi } from '../state/liveUi.ts';
 import { kindClass, kindLabel, refusedTo, summarize } from '../state/summary.ts';
@@ -592,6 +592,15 @@ export function LiveView({ initialIp }: { navigate?: Navigate; initialIp?: strin
               </p>
             );
           })}
+        </div>
+      )}
+      {store.breaks.length > 0 && (
+        <div className="live-gaps" data-testid="live-breaks">
+          {store.breaks.map((b) => (
+            <p key={b.from} className={`notice ${b.restartedAt === null ? 'notice-info' : 'notice-warn'}`} role="status" data-testid="live-break">
+              <span>{breakNotice(b)}</span>
+            </p>
+          ))}
         </div>
       )}
       <div className="live-main">
