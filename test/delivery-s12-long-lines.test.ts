@@ -160,4 +160,29 @@ describe('the spool file a delivery streams', () => {
       await fsp.rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('that cannot be opened (ENOENT; EMFILE under load) ends the attempt with an error, not an uncaught exception', async () => {
+    // (a review: the line breaker's stream listened on the file only from DATA on; an open that failed before threw
+    // in the delivery worker, which died with every delivery under way in it)
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const server = await rawSmtp({});
+      const c = new SmtpClient({ idleMs: 0 });
+      try {
+        const r = await c.deliver(rawAttempt(server, Buffer.alloc(10), { data: () => fs.createReadStream('/nonexistent/rw-s12.msg') }));
+        // nothing was delivered: a failure of this attempt, said as such
+        expect(JSON.stringify(r)).toMatch(/ENOENT|no such file/i);
+        expect(server.stats.messages).toBe(0);
+      } finally {
+        c.closeAll();
+      }
+      // (an uncaught exception comes on a later turn)
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+  });
 });

@@ -162,7 +162,12 @@ function sendable(data: Readable | Buffer): Readable | Buffer {
   // a spool file read as it goes: each chunk scanned, passed on as it is unless it holds a line to break. Pulled only
   // when nodemailer reads it (at DATA), as the file stream itself: a read error then is one in the middle of the data.
   // A read error of the file ends this stream with it; destroying this one (after the send) closes the file.
-  return Readable.from(brokenLines(data), { objectMode: false });
+  const out = Readable.from(brokenLines(data), { objectMode: false });
+  // (an error before DATA pulls the first chunk, an open that fails (ENOENT, EMFILE) above all, had no listener: an
+  // uncaught exception that ended the delivery worker and every delivery under way in it (a review found it).
+  // nodemailer listens on this stream from the start of the send, as it did on the file stream itself)
+  data.once('error', (err) => out.destroy(err));
+  return out;
 }
 
 async function* brokenLines(data: Readable): AsyncGenerator<Buffer> {
