@@ -505,18 +505,25 @@ export class SmtpFront {
       }
       const overshoot = sess.replyIsOvershoot;
       sess.replyIsOvershoot = false;
-      // a failed command; or, past JUNK_COMMAND_LIMIT in a session, a NOOP, RSET, VRFY or HELP (as Postfix's
-      // smtpd_junk_command_limit: without it a client held its session, and one of its IP's connection slots, for as
-      // long as it sent one every couple of minutes)
-      const failed = code >= 400 ? code !== 421 && !(overshoot && code === 452) : JUNK_COMMANDS.has(sess.lastCommand) && ++sess.junk > JUNK_COMMAND_LIMIT;
+      // a failed command; or, past JUNK_COMMAND_LIMIT since the session's last accepted message, a NOOP, RSET, VRFY or
+      // HELP (as Postfix's smtpd_junk_command_limit: without it a client held its session, and one of its IP's
+      // connection slots, for as long as it sent one every couple of minutes). Both counts start again at each
+      // accepted message (onData), as Postfix forgives them: a client that sends RSET after each of its messages on a
+      // kept-alive connection is not cut off at its 110th
+      const junk = code < 400 && JUNK_COMMANDS.has(sess.lastCommand) && ++sess.junk > JUNK_COMMAND_LIMIT;
+      const failed = code >= 400 ? code !== 421 && !(overshoot && code === 452) : junk;
       if (failed && sess.ready && !conn._closing) {
         sess.failed++;
         const cfg = this.deps.config.current;
         const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
         if (verdict && (verdict.mode === 'enforce' || sess.failed === cfg.checks.maxFailedCommands.max)) {
-          this.reject(sess, verdict.stage, verdict.rule, verdict.code, verdict.text, verdict.mode === 'enforce');
+          // (what reached the limit was a command that did nothing, not one that failed: said so)
+          const text = junk
+            ? `4.7.0 Too many commands without a message in this session: ${sess.failed} past ${JUNK_COMMAND_LIMIT} NOOP, RSET, VRFY or HELP, or failed (limit ${cfg.checks.maxFailedCommands.max}). Closing the connection.`
+            : verdict.text;
+          this.reject(sess, verdict.stage, verdict.rule, verdict.code, text, verdict.mode === 'enforce');
           if (verdict.mode === 'enforce') {
-            origSend(421, verdict.text, false);
+            origSend(421, text, false);
             return;
           }
         }
@@ -898,6 +905,9 @@ export class SmtpFront {
           ({ id, size: stored }) => {
             this.deps.anvil.messageAccepted(sess.key);
             sess.messages++;
+            // (a message accepted forgives the session's failed and junk commands so far, as Postfix does)
+            sess.failed = 0;
+            sess.junk = 0;
             this.deps.bus.emit({
               kind: 'accepted', sessionId: sess.id, ip: sess.ip, queueId: id, size: stored,
               from: session.envelope.mailFrom ? session.envelope.mailFrom.address || '' : '', to: rcpts,
