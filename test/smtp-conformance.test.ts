@@ -48,6 +48,27 @@ describe('internationalised domains written as A-labels (xn--...)', () => {
     expect((await stored(t)).envelope.from).toBe('x@bücher.test');
     expect(t.rejections().map((e) => e.rule)).toEqual([]);
   });
+
+  it('keep the domain exactly as written: an A-label a Unicode round trip would map to another name stays itself', async () => {
+    // (a review: "xn--mi7c.test" is a fullwidth "a"; through domainToASCII it came back as "a.test", and mail for a
+    // domain the client did not write was accepted for a local one)
+    t = await startTestRelay({ domains: { ...DOMAINS, 'a.test': { deliverTo: '127.0.0.1:9', recipients: '*' } }, checks: { senderDomain: { mode: 'off' } } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<x@xn--a-ecp.ru> SIZE=10')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<bob@xn--mi7c.test>')).code).toBe(554);
+    expect((await c.cmd('RCPT TO:<bob@XN--BCHER-KVA.test>')).code).toBe(550);
+    expect((await c.cmd('RCPT TO:<alice@xn--bcher-kva.test>')).code).toBe(250);
+    expect((await c.data('Subject: x\r\n\r\nx')).code).toBe(250);
+    const m = await stored(t);
+    expect(m.envelope.from).toBe('x@xn--a-ecp.ru');
+    expect(m.envelope.to).toEqual(['alice@xn--bcher-kva.test']);
+    expect(t.rejections().map((e) => [e.rule, e.to])).toEqual([
+      ['relay.access', 'bob@xn--mi7c.test'],
+      // (a local recipient is named as its domain is configured)
+      ['recipient.unknown', 'bob@xn--bcher-kva.test'],
+    ]);
+  });
 });
 
 describe('commands out of place', () => {

@@ -22,7 +22,6 @@
  */
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerSession, type SMTPServerDataStream, type SMTPServerAddress, type SMTPServerAuthentication } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Config } from '../../shared/config.ts';
@@ -115,7 +114,8 @@ interface ConnInternals {
   connectionReady(next?: () => void): void;
   _setListeners(cb: () => void): void;
   _onCommand(command: Buffer, callback?: () => void): void;
-  _parseAddressCommand(name: string, command: string): { address: string; args: unknown } | false;
+  /** (the command line as smtp-server has it: a Buffer, or a string) */
+  _parseAddressCommand(name: string, command: Buffer | string): { address: string; args: unknown } | false;
   on(event: string, fn: (...args: unknown[]) => void): void;
 }
 
@@ -138,6 +138,20 @@ const NO_VALID_RECIPIENTS = '5.5.1 Error: no valid recipients';
 const JUNK_COMMANDS = new Set(['NOOP', 'RSET', 'VRFY', 'HELP']);
 const JUNK_COMMAND_LIMIT = 100;
 const ASCII = /^[\x00-\x7f]*$/;
+/**
+ * The domain of the address in a MAIL or RCPT command line as the client wrote it ("MAIL FROM:<x@XN--BCHER-KVA.test>
+ * SIZE=5" -> "XN--BCHER-KVA.test"): after the last "@" inside the angle brackets (or of the first word after the
+ * colon without them). Null when there is none.
+ */
+function writtenDomain(command: string): string | null {
+  const colon = command.indexOf(':');
+  if (colon < 0) return null;
+  const rest = command.slice(colon + 1).trimStart();
+  const path = rest.startsWith('<') ? rest.slice(1, rest.indexOf('>') < 0 ? undefined : rest.indexOf('>')) : rest.split(/\s/, 1)[0]!;
+  const at = path.lastIndexOf('@');
+  return at >= 0 && at < path.length - 1 ? path.slice(at + 1) : null;
+}
+
 /** what the Received header does not take from an EHLO name as written */
 const HELO_UNSAFE = /[^A-Za-z0-9.\-_:[\]]/g;
 /** the longest command line read (smtp-server's maxCommandLength, its own default; RFC 5321's 512 is too tight for long AUTH lines) */
@@ -379,10 +393,12 @@ export class SmtpFront {
     // rewritten. What the client wrote in ASCII stays ASCII (the domain as its A-label; domains are case-insensitive)
     conn._parseAddressCommand = (name, command) => {
       const parsed = origParse(name, command);
-      if (parsed && !ASCII.test(parsed.address) && ASCII.test(command)) {
+      if (parsed && !ASCII.test(parsed.address) && ASCII.test(String(command))) {
+        // the domain as written, taken from the command itself: a round trip through Unicode (domainToASCII) maps
+        // some characters to others, and xn--mi7c.test (a fullwidth "a") came back as a.test, another domain (review)
         const at = parsed.address.lastIndexOf('@');
-        const ascii = at > 0 ? domainToASCII(parsed.address.slice(at + 1)) : '';
-        if (ascii) parsed.address = parsed.address.slice(0, at + 1) + ascii;
+        const written = writtenDomain(String(command));
+        if (at > 0 && written) parsed.address = parsed.address.slice(0, at + 1) + written;
       }
       return parsed;
     };
