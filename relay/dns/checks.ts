@@ -1,6 +1,7 @@
 // DNS facts for the SMTP policy: does the sender's domain exist for mail, does the client IP have reverse DNS.
 // The policy turns these facts into verdicts; nothing here decides a reply code.
 import { isIPv4, isIPv6 } from 'node:net';
+import { normalizeIp } from '../../shared/ip.ts';
 import type { DnsAnswer, DnsResolver } from './resolver.ts';
 
 export type SenderDomainFact = { result: 'ok' } | { result: 'nullmx' } | { result: 'nodomain' } | { result: 'temperror'; reason: string; brief?: string };
@@ -80,22 +81,30 @@ export async function checkReverseDns(r: DnsResolver, ip: string, confirm = fals
  * fails. Whoever runs the reverse zone of an address can put any name in its PTR record (the victim's own MX,
  * mail.google.com): written unconfirmed, the relay's one trace header vouched for it.
  */
-export async function confirmedName(r: DnsResolver, ip: string, names: readonly string[]): Promise<string | null> {
+export async function confirmedName(r: DnsResolver, ip: string, names: readonly string[], waitMs = CONFIRM_WAIT_MS): Promise<string | null> {
   const v6 = isIPv6(ip);
-  const want = v6 ? canonicalV6(ip) : ip;
-  for (const name of names.slice(0, 3)) {
-    const answer = await (v6 ? r.aaaa(name) : r.a(name));
-    if (answer.status === 'ok' && answer.records.some((a) => (v6 ? canonicalV6(a) : a) === want)) return name;
-  }
-  return null;
+  // (one spelling of an address: a DNS answer and the socket may write an IPv6 address differently)
+  const want = normalizeIp(ip);
+  const asked = names.slice(0, 3);
+  // asked side by side, and waited for at most waitMs: the MAIL reply waits for this, and a PTR name in a zone that
+  // does not answer (not cached: each MAIL would ask again) held it for a DNS timeout per name, one after another
+  // (a review: up to 9 s with the default dns.timeoutMs), for a header, not a verdict
+  // the first name that points back settles it (one in a dead zone beside it does not make the client unknown)
+  return new Promise<string | null>((resolve) => {
+    let left = asked.length;
+    const timer = setTimeout(() => resolve(null), waitMs);
+    const done = (name: string | null) => {
+      if (name === null && --left > 0) return;
+      clearTimeout(timer);
+      resolve(name);
+    };
+    if (left === 0) done(null);
+    for (const name of asked) {
+      void (v6 ? r.aaaa(name) : r.a(name)).then((a) => done(a.status === 'ok' && a.records.some((x) => normalizeIp(x) === want) ? name : null));
+    }
+  });
 }
 
-/** One spelling of an IPv6 address (DNS answers and the socket may write it differently). */
-function canonicalV6(ip: string): string {
-  try {
-    return new URL(`http://[${ip}]/`).hostname;
-  } catch {
-    return ip;
-  }
-}
+/** How long the Received header's name may hold up a MAIL reply; past it the client is "unknown" there. */
+export const CONFIRM_WAIT_MS = 1000;
 
