@@ -163,7 +163,7 @@ describe('destinations and times in words', () => {
   it('a destination whose retry would bring nothing forward has its Retry button disabled, saying why', () => {
     // (a review: pressing it on a destination that only waited for a free connection changed nothing, silently)
     expect(destinationRetryIdle({ down: false, scheduledLater: 0, waitingForConnection: 20 })).toMatch(/^Nothing to bring forward: .*wait for a free delivery connection/);
-    expect(destinationRetryIdle({ down: false, scheduledLater: 0, waitingForConnection: 0 })).toBe('Nothing to bring forward: its messages are being delivered now.');
+    expect(destinationRetryIdle({ down: false, scheduledLater: 0, waitingForConnection: 0 })).toBe('Nothing to bring forward: none of its messages is scheduled for later (they are due now, being delivered or about to be).');
     // something scheduled later, a down destination (a retry probes it now), a relay that does not say: the button works
     expect(destinationRetryIdle({ down: false, scheduledLater: 2, waitingForConnection: 20 })).toBeNull();
     expect(destinationRetryIdle({ down: true, scheduledLater: 0, waitingForConnection: 0 })).toBeNull();

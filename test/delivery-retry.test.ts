@@ -85,6 +85,8 @@ describe('retries on a fake clock', () => {
     expect(bounced.at).toBe(receivedAt + 3 * 60 * MIN);
     const [dsn] = await senderSink.waitFor(1);
     expect(dsn!.data.toString()).toMatch(/Status: 4\.4\.7/);
+    // the host named once, by the last error (a review: "host X: could not be delivered ...; last error: X said: ...")
+    expect(dsn!.data.toString()).toContain(`\r\n<bob@example.test>: could not be delivered for 3 hours (delivery.maxQueueHours); last error: 127.0.0.1:${dest.port} said: 421 4.7.0 come back later`);
     expect(dsn!.from).toBe('');
     await expect.poll(() => h.queue.size).toBe(0);
   });

@@ -18,6 +18,8 @@ const { sink, harness } = deliveryFixtures();
 interface SizedSink {
   address: string;
   mails: string[];
+  /** the SIZE= each MAIL declared */
+  declared: (string | undefined)[];
   messages: Buffer[];
   connections: number;
   close(): Promise<void>;
@@ -25,7 +27,7 @@ interface SizedSink {
 
 /** smtp-server announcing `SIZE <size>` (size 0: "SIZE" with no number, no limit). */
 async function sizedSink(size: number): Promise<SizedSink> {
-  const s: SizedSink = { address: '', mails: [], messages: [], connections: 0, close: async () => {} };
+  const s: SizedSink = { address: '', mails: [], declared: [], messages: [], connections: 0, close: async () => {} };
   const server = new SMTPServer({
     secure: false,
     size,
@@ -41,6 +43,7 @@ async function sizedSink(size: number): Promise<SizedSink> {
     },
     onMailFrom(address, _session, cb) {
       s.mails.push(address.address);
+      s.declared.push((address.args as Record<string, string> | false) ? (address.args as Record<string, string>)['SIZE'] : undefined);
       cb();
     },
     onData(stream, _session, cb) {
@@ -117,6 +120,45 @@ describe('a message larger than the SIZE the next hop announces', () => {
       expect(any.messages).toHaveLength(1);
     } finally {
       await any.close();
+    }
+  });
+
+  it('a message whose long lines are broken is declared and judged at the size it goes out with (3 octets more per break)', async () => {
+    // (a review: SIZE= was the stored size, and a message near the next hop's limit got past the check)
+    const body = message('long', `${'z'.repeat(2000)}\r\nend\r\n`); // broken twice: 998, 997 after a space, 5
+    const fits = await sizedSink(100_000);
+    const senderSink = await sink();
+    let tight: SizedSink | null = null;
+    try {
+      const h = await harness({
+        smtp: { hostname: 'relay.test' },
+        domains: { 'fits.test': { deliverTo: fits.address, recipients: '*' }, 'sender.test': { deliverTo: senderSink.address, recipients: '*' } },
+        delivery: { tls: 'off' },
+      });
+      await h.queue.start();
+      const a = await h.submit('alice@sender.test', ['eve@fits.test'], body);
+      const stored = h.queue.list().find((m) => m.id === a)!.size;
+      await h.waitEvent('delivered', (e) => e.queueId === a);
+      const sent = fits.messages[0]!;
+      expect(sent.toString('latin1')).toContain(`${'z'.repeat(998)}\r\n ${'z'.repeat(997)}\r\n ${'z'.repeat(5)}\r\n`);
+      expect(sent.length).toBe(stored + 6);
+      expect(fits.declared).toEqual([String(sent.length)]);
+
+      // stored within a next hop's limit, over it once broken: bounced at once with the size it would have had
+      tight = await sizedSink(stored + 3);
+      const h2 = await harness({
+        smtp: { hostname: 'relay.test' },
+        domains: { 'tight.test': { deliverTo: tight.address, recipients: '*' }, 'sender.test': { deliverTo: senderSink.address, recipients: '*' } },
+        delivery: { tls: 'off' },
+      });
+      await h2.queue.start();
+      const b = await h2.submit('alice@sender.test', ['eve@tight.test'], body);
+      const bounced = await h2.waitEvent('bounced', (e) => e.queueId === b);
+      expect(bounced.reason).toBe(`message size ${stored + 6} exceeds size limit ${stored + 3} of server ${tight.address}`);
+      expect(tight.mails).toEqual([]);
+    } finally {
+      await fits.close();
+      await tight?.close();
     }
   });
 });

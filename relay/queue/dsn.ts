@@ -223,8 +223,10 @@ export function buildDsn(input: DsnInput): Buffer {
     '',
     // Postfix's words: "host NAME said: 550 ... (in reply to RCPT TO command)" for a server's reply
     ...input.recipients.flatMap((r) => {
-      const host = r.remoteHost || r.remoteMta;
-      return [`<${r.rcpt}>: ${host ? `host ${host}${r.smtp ? ' said' : ''}: ` : ''}${r.diagnostic}`];
+      // (only a server's own reply gets "host ... said:": the relay's reasons name the host themselves, and an expiry's
+      // "last error: HOST said: ..." named it twice, a review found)
+      const host = r.smtp ? r.remoteHost || r.remoteMta : null;
+      return [`<${r.rcpt}>: ${host ? `host ${host} said: ` : ''}${r.diagnostic}`];
     }),
   ];
 

@@ -486,10 +486,10 @@ class Session {
    * nodemailer's private _maxAllowedSize (SMTPConnection 10.6.0, pinned exactly in package.json) is the limit it read
    * from EHLO; a version without it reads as no limit (nodemailer's own check then defers, as before).
    */
-  private sizeRefusal(input: AttemptInput): string | null {
+  private sizeRefusal(size: number): string | null {
     const limit = (this.conn as unknown as { _maxAllowedSize?: unknown })._maxAllowedSize;
-    if (typeof limit !== 'number' || !(limit > 0) || input.size <= limit) return null;
-    return `message size ${input.size} exceeds size limit ${limit} of server ${where(this.target)}`;
+    if (typeof limit !== 'number' || !(limit > 0) || size <= limit) return null;
+    return `message size ${size} exceeds size limit ${limit} of server ${where(this.target)}`;
   }
 
   private async smtpUtf8Refusal(input: AttemptInput): Promise<string | null> {
@@ -505,9 +505,17 @@ class Session {
     this.reusable = false;
     // the relay's own refusals (no command of the transaction is sent): the connection stays in step, and may serve
     // the next message; every recipient of this transaction fails with the enhanced code, bounced by the queue
-    const tooLarge = this.sizeRefusal(input);
+    // the size as sent: a message held in memory whose long lines were broken is 3 octets longer per break (the SIZE=
+    // declared and the next hop's limit are about what goes on the wire; a spool file's is known only as it is read,
+    // and declared as stored)
+    const source = input.data();
+    const data = sendable(source);
+    const size = Buffer.isBuffer(data) ? data.length : input.size;
+    const tooLarge = this.sizeRefusal(size);
     const refusal = tooLarge ? null : await this.smtpUtf8Refusal(input);
     if (tooLarge || refusal) {
+      if (!Buffer.isBuffer(data)) data.destroy();
+      if (!Buffer.isBuffer(source)) source.destroy();
       this.reusable = !this.closed;
       const response = (tooLarge ?? refusal)!;
       const [code, localStatus] = tooLarge ? [552, '5.3.4'] : [554, '5.6.7'];
@@ -517,11 +525,9 @@ class Session {
     // SMTPUTF8 declared where offered (nodemailer adds it itself for a non-ASCII address); BODY=8BITMIME goes with
     // nodemailer's use8BitMime (only to a server that offers 8BITMIME; to one that does not, the bytes go unchanged)
     this.smtpUtf8Next = input.smtpUtf8 === true && this.offered('SMTPUTF8') === true;
-    const source = input.data();
-    const data = sendable(source);
     const sent = await this.orEnd(
       new Promise<Sent>((resolve) => {
-        conn.send({ from: input.from, to: input.rcpts, size: input.size, use8BitMime: input.body8bit === true }, data, (err, info) => {
+        conn.send({ from: input.from, to: input.rcpts, size, use8BitMime: input.body8bit === true }, data, (err, info) => {
           resolve({ err: (err as NodemailerError | null) ?? null, info: (info as never) ?? null });
         });
       }),

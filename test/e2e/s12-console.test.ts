@@ -169,7 +169,7 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
     await waitFor(async () => (await admin.call('clients.list', {})).clients.some((x) => x.ip === '127.0.0.45' && x.recentRejections.length === 2), 'the two events', 10_000, 100);
     await open(page, 'clients', 'table');
     const cell = page.locator('tr[data-ip="127.0.0.45"] td.rejections');
-    await expect.poll(() => cell.textContent(), { timeout: 10_000 }).toBe('1 rejected · Unknown recipient (550) + 1 would-reject (monitor, accepted)');
+    await expect.poll(() => cell.textContent(), { timeout: 10_000 }).toBe('1 rejected · Unknown recipient (550) + 1 would-reject (monitor only, not enforced)');
     await page.screenshot({ path: screenshotPath('s12-clients-monitor-apart', 'light') });
   });
 

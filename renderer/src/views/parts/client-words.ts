@@ -21,6 +21,6 @@ export function rejectionsSummary(list: readonly { rule: string; enforced: boole
   }
   const parts: string[] = [];
   if (rejected > 0) parts.push(`${fmtCount(rejected)} rejected · ${ruleLabel(lastRejected!)}`);
-  if (monitored > 0) parts.push(`${fmtCount(monitored)} would-reject (monitor, accepted)${rejected === 0 ? ` · ${ruleLabel(lastMonitored!)}` : ''}`);
+  if (monitored > 0) parts.push(`${fmtCount(monitored)} would-reject (monitor only, not enforced)${rejected === 0 ? ` · ${ruleLabel(lastMonitored!)}` : ''}`);
   return parts.length ? parts.join(' + ') : null;
 }

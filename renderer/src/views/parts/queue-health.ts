@@ -55,7 +55,7 @@ export function destinationRetryIdle(d: Pick<QueueDestination, 'down' | 'schedul
   if (d.down || d.scheduledLater === undefined || d.scheduledLater > 0) return null;
   return (d.waitingForConnection ?? 0) > 0
     ? 'Nothing to bring forward: its messages are due now and wait for a free delivery connection, or are being delivered.'
-    : 'Nothing to bring forward: its messages are being delivered now.';
+    : 'Nothing to bring forward: none of its messages is scheduled for later (they are due now, being delivered or about to be).';
 }
 
 export type DestinationState = 'down' | 'deferring' | 'waiting';
