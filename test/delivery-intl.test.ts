@@ -170,6 +170,17 @@ describe('BODY=8BITMIME', () => {
 });
 
 describe('SMTPUTF8', () => {
+  it('a local domain written as its U-label goes to that domain\'s deliverTo, as its A-label does', async () => {
+    // (a tryout: accepted as local at RCPT, then routed by MX as bücher.test and bounced with NXDOMAIN)
+    const idn = await recordingSink({ eightBit: true, smtpUtf8: true });
+    const t = await relayTo({ 'xn--bcher-kva.test': idn });
+    const c = await client(t.port);
+    await send(c, '<a@sender.example> SMTPUTF8', ['u1@bücher.test', 'u2@XN--BCHER-KVA.test'], ASCII);
+    await expect.poll(() => idn.messages.length, { timeout: 10_000 }).toBe(1);
+    expect(idn.messages[0]!.to.sort()).toEqual(['u1@bücher.test', 'u2@XN--BCHER-KVA.test'].sort());
+    expect(bounced(t)).toEqual([]);
+  });
+
   it('is declared to a next hop that offers it when the MAIL declared it, ASCII addresses and a UTF-8 header field', async () => {
     const offers = await recordingSink({ eightBit: true, smtpUtf8: true });
     const t = await relayTo({ 'example.com': offers });

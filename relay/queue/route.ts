@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type { Config } from '../../shared/config.ts';
 import { parseHostPort } from '../../shared/hostport.ts';
 import type { DnsAnswer, MxResolver } from './spool.ts';
+import { normalizeDomain } from '../policy/routing.ts';
 
 export type Destination =
   | { kind: 'local'; key: string; domain: string; host: string; port: number }
@@ -42,7 +43,10 @@ export function domainOf(address: string): string {
 }
 
 export function destinationFor(rcpt: string, config: Config): Destination {
-  const domain = domainOf(rcpt);
+  // (as the RCPT decision names it: an internationalised domain as its A-label, so mail accepted for a local domain
+  // written as its U-label, bücher.test, goes to that domain's deliverTo; it was looked up by MX and bounced, a tryout
+  // found)
+  const domain = normalizeDomain(domainOf(rcpt));
   const local = Object.hasOwn(config.domains, domain) ? config.domains[domain] : undefined;
   if (local) {
     const hp = parseHostPort(local.deliverTo, 25);
