@@ -35,6 +35,7 @@ import { relayHostname, type ConfigStore } from '../store/config-store.ts';
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.ts';
 import * as policy from '../policy/verdicts.ts';
 import { classifyRecipient, senderDomainOf } from '../policy/routing.ts';
+import { HOP_LIMIT, HopCounter } from './hops.ts';
 import { LineEndingFixer } from './line-endings.ts';
 import type { SpoolWriter } from '../queue/spool.ts';
 
@@ -815,6 +816,7 @@ export class SmtpFront {
     const now = this.now();
     const writer = this.deps.spool.begin();
     const fixer = new LineEndingFixer();
+    const hops = new HopCounter();
     // the size rule as it stood when DATA began: the whole message is judged by it
     const sizeRule = cfg.checks.maxMessageSize;
     let size = 0;
@@ -863,6 +865,7 @@ export class SmtpFront {
         stopWriting = true;
         return;
       }
+      hops.push(chunk);
       writer.write(fixer.push(chunk));
     });
     stream.on('error', () => {
@@ -899,6 +902,14 @@ export class SmtpFront {
           finish(bare);
           return;
         }
+      }
+      if (hops.tooMany) {
+        // a mail loop (RFC 5321 6.3): refused, not queued to go round again (HopCounter)
+        const text = `5.4.6 Too many hops: this message has passed ${hops.count} mail servers (the limit is ${HOP_LIMIT}); it is probably in a mail loop. Check where its domain's mail is sent.`;
+        this.reject(sess, 'data', 'protocol', 554, text, true);
+        void writer.abort();
+        finish(new ReplyError(554, text));
+        return;
       }
       const mailArgs = (session.envelope.mailFrom ? session.envelope.mailFrom.args : false) || ({} as Record<string, unknown>);
       writer
