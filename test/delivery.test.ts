@@ -183,7 +183,7 @@ describe('refusals, partial acceptance and bounces', () => {
     expect(m!.to).toEqual(['bob@example.test', 'carol@example.test']);
     const bounced = await h.waitEvent('bounced');
     expect(bounced).toMatchObject({ queueId: id, to: ['nobody@example.test'] });
-    expect(bounced.reason).toMatch(/^550 .*no such user/);
+    expect(bounced.reason).toMatch(/^127\.0\.0\.1:\d+ said: 550 .*no such user/);
     const [dsn] = await senderSink.waitFor(1);
     expect(dsn!.from).toBe(''); // a DSN has a null sender
     expect(dsn!.to).toEqual(['alice@sender.test']);

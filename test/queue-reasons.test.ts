@@ -65,13 +65,14 @@ describe('reasons the queue records and reports', () => {
       expect(reason).toMatch(/characters left out/);
     }
     // (the end kept: the command the server answered, as Postfix says it)
-    expect(bounced.reason).toMatch(/^550 5\.1\.1 line 0 z+ .* the end of 550 \(in reply to RCPT TO command\)$/);
+    // (the server named first, as in a deferral)
+    expect(bounced.reason).toMatch(/^127\.0\.0\.1:\d+ said: 550 5\.1\.1 line 0 z+ .* the end of 550 \(in reply to RCPT TO command\)$/);
     expect(deferred.reason).toMatch(/said: 451 4\.2\.0 line 0 z+ .* the end of 451 \(in reply to RCPT TO command\)$/);
     expect(h.queue.list()[0]).toMatchObject({ id, lastError: deferred.reason });
     const [dsn] = await senderSink.waitFor(1);
     const diagnostic = /^Diagnostic-Code: .*$/m.exec(dsn!.data.toString('utf8'))![0];
     // the server's reply as it said it: the note of the command is the text part's
-    expect(diagnostic).toBe(`Diagnostic-Code: smtp; ${bounced.reason.replace(' (in reply to RCPT TO command)', '')}`);
+    expect(diagnostic).toMatch(/^Diagnostic-Code: smtp; 550 5\.1\.1 line 0 z+ .* the end of 550$/);
     expect(diagnostic.length).toBeLessThan(998);
   });
 });

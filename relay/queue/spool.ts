@@ -2069,7 +2069,7 @@ export class Queue {
         // before the attempt's other jobs end and before it is recorded on disk (finishAttempt)
         for (const o of outcomes) {
           if (o.result === 'delivered') job.msg.rcpts.set(o.rcpt, { status: 'delivered', error: null });
-          else if (o.result === 'bounced') job.msg.rcpts.set(o.rcpt, { status: 'bounced', error: oneLineReason(o.diagnostic) });
+          else if (o.result === 'bounced') job.msg.rcpts.set(o.rcpt, { status: 'bounced', error: reasonOf({ ...o, diagnostic: oneLineReason(o.diagnostic) }) });
         }
         job.msg.attempt!.outcomes.push(...outcomes);
         this.learn(key, job, outcomes);
@@ -2466,7 +2466,7 @@ export class Queue {
       }
       if (failure === null) {
         dsnStored = stored;
-        for (const b of toSender) msg.rcpts.set(b.rcpt, { status: 'bounced', error: b.diagnostic });
+        for (const b of toSender) msg.rcpts.set(b.rcpt, { status: 'bounced', error: reasonOf(b) });
         for (const [reason, to] of groupBy(toSender)) {
           this.opts.bus.emit({ kind: 'bounced', sessionId: msg.envelope.sessionId || null, ip: msg.envelope.clientIp || null, queueId: msg.id, to, reason });
         }
@@ -2622,9 +2622,20 @@ function clockTime(ms: number): string {
 function groupBy(outcomes: Outcome[]): Map<string, string[]> {
   const m = new Map<string, string[]>();
   for (const o of outcomes) {
-    const list = m.get(o.diagnostic);
+    const reason = reasonOf(o);
+    const list = m.get(reason);
     if (list) list.push(o.rcpt);
-    else m.set(o.diagnostic, [o.rcpt]);
+    else m.set(reason, [o.rcpt]);
   }
   return m;
+}
+
+/**
+ * An outcome's reason as the events and the queue say it: a server's own refusal names the server ("NAME[IP]:PORT
+ * said: 550 ..."), as a deferral's does; the DSN's text part puts "host NAME said:" before the bare reply itself.
+ * (A tryout: the bounced event said only "550 5.1.1 ...", and Live traffic could not tell which server refused.)
+ */
+function reasonOf(o: Outcome): string {
+  // (bounded again: the host's words in front of a reason already bounded to its length)
+  return o.result === 'bounced' && o.smtp && o.remoteHost ? oneLineReason(`${o.remoteHost} said: ${o.diagnostic}`) : o.diagnostic;
 }
