@@ -122,6 +122,24 @@ describe('restart and expiry', () => {
     expect(new Set(got).size).toBe(302);
   });
 
+  it('after a restart, a destination\'s row gives the error of its own recipients, not the message\'s last one', async () => {
+    // (a tryout: one message waiting for three destinations; after a restart each row showed the message's single
+    // lastError, one destination's DNS failure under another's name)
+    const a = await sink({ onRcpt: () => ({ code: 451, message: '4.3.0 a is busy' }) });
+    const b = await sink({ onRcpt: () => ({ code: 450, message: '4.2.1 b mailbox full' }) });
+    const h = await harness(local({ 'a.test': a, 'b.test': b }));
+    await h.queue.start();
+    const id = await h.submit('alice@sender.test', ['x@a.test', 'y@b.test']);
+    await expect.poll(() => h.events.filter((e) => e.kind === 'deferred' && e.queueId === id).length).toBe(2);
+    await h.queue.stop();
+    const q = h.reopen();
+    await q.start();
+    const rows = new Map(q.summary().destinations.map((d) => [d.destination, d.lastError]));
+    expect(rows.get(`local:${a.address}`)).toMatch(/said: 451 4\.3\.0 a is busy/);
+    expect(rows.get(`local:${b.address}`)).toMatch(/said: 450 4\.2\.1 b mailbox full/);
+    await q.stop();
+  });
+
   it('a message older than maxQueueHours found at start is tried once more, then bounces', async () => {
     const dest = await sink({ onRcpt: () => ({ code: 451, message: '4.4.1 no answer from host' }) });
     const senderSink = await sink();

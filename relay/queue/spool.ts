@@ -1569,11 +1569,14 @@ export class Queue {
         // (one whose attempt waits for a free connection is not being delivered: no session has started for it)
         const delivering = beingDelivered(m);
         if ((m.attempts > 0 || m.lastError !== null) && !delivering) deferred++;
-        for (const key of this.waitingDestinations(m, config)) {
+        const keys = this.waitingDestinations(m, config);
+        for (const key of keys) {
           let e = per.get(key);
           if (!e) per.set(key, (e = { messages: 0, nextAttemptAt: null, messageError: null, later: 0 }));
           e.messages++;
-          e.messageError ??= m.lastError;
+          // (a message waiting for several destinations has one lastError, another destination's perhaps: its
+          // recipient's own error for this one; a tryout saw eq.test's row show sf.test's DNS failure after a restart)
+          if (e.messageError === null) e.messageError = keys.length === 1 ? m.lastError : rcptErrorFor(m, key, config);
           if (!delivering && (e.nextAttemptAt === null || m.nextAttemptAt < e.nextAttemptAt)) e.nextAttemptAt = m.nextAttemptAt;
           // (what a retry of it would bring forward: not being delivered, not waiting for a connection, not due yet)
           if (!m.delivering && !m.removed && !m.answer && m.nextAttemptAt > now) e.later++;
@@ -2628,6 +2631,12 @@ function groupBy(outcomes: Outcome[]): Map<string, string[]> {
     else m.set(reason, [o.rcpt]);
   }
   return m;
+}
+
+/** The error of a recipient of this message still waiting for destination `key` (null: none has one). */
+function rcptErrorFor(m: QueuedMessage, key: string, config: Config): string | null {
+  for (const [rcpt, r] of m.rcpts) if (r.status === 'pending' && r.error !== null && destinationFor(rcpt, config).key === key) return r.error;
+  return null;
 }
 
 /**
