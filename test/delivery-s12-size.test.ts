@@ -12,6 +12,8 @@ import { SMTPServer } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
 import { deliveryFixtures } from './helpers/delivery-fixtures.ts';
 import { message } from './helpers/queue-harness.ts';
+import { SmtpClient } from '../relay/queue/smtp-client.ts';
+import { rawAttempt, rawSmtpServers } from './helpers/raw-smtp.ts';
 
 const { sink, harness } = deliveryFixtures();
 
@@ -162,3 +164,29 @@ describe('a message larger than the SIZE the next hop announces', () => {
     }
   });
 });
+
+describe('the SIZE the next hop announces, read from its extension lines', () => {
+  const rawSmtp = rawSmtpServers();
+  const deliverTo = async (ehlo: string, bytes: number) => {
+    const server = await rawSmtp({ ehlo: () => ehlo });
+    const c = new SmtpClient({ idleMs: 0 });
+    try {
+      return { r: await c.deliver(rawAttempt(server, Buffer.from(`Subject: s\r\n\r\n${'x'.repeat(bytes)}\r\n`))), server };
+    } finally {
+      c.closeAll();
+    }
+  };
+
+  it('a server whose name starts with "size" does not hide its SIZE line (nodemailer read the name as "SIZE", no limit)', async () => {
+    // (a tryout: "250-sizer.sink ... 250 SIZE 2407" took a 2,408-byte message to DATA)
+    const { r, server } = await deliverTo('250-sizer.example\r\n250-PIPELINING\r\n250 SIZE 100', 500);
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 552, localStatus: '5.3.4', response: expect.stringMatching(/^message size \d+ exceeds size limit 100 of server /) }] });
+    expect(server.sessions[0]!.commands.filter((l) => /^MAIL/i.test(l))).toEqual([]);
+  });
+
+  it('and a name that looks like a SIZE line with a number is no limit of its own', async () => {
+    const { r } = await deliverTo('250-SIZE 10 mail.example\r\n250 PIPELINING', 500);
+    expect(r).toMatchObject({ kind: 'done', results: [{ code: 250 }] });
+  });
+});
+

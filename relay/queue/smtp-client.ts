@@ -121,6 +121,8 @@ const NODEMAILER_WORDS: Record<string, string> = {
   'TLS handshake timed out': 'the TLS handshake did not finish in time',
   Timeout: 'the connection was idle too long (no reply from the server)',
   'connection closed': 'the connection closed',
+  // (a server that accepts the connection and closes it at once, before its greeting: a tryout)
+  'Cannot send message - smtp connection is already destroyed.': 'the server closed the connection before the message could be sent',
 };
 
 /**
@@ -487,7 +489,15 @@ class Session {
    * from EHLO; a version without it reads as no limit (nodemailer's own check then defers, as before).
    */
   private sizeRefusal(size: number): string | null {
-    const limit = (this.conn as unknown as { _maxAllowedSize?: unknown })._maxAllowedSize;
+    const conn = this.conn as unknown as { _maxAllowedSize?: unknown; _ehloLines?: unknown };
+    // nodemailer finds "SIZE" anywhere in the EHLO reply, its first line (the server's name) too: a server named
+    // sizer.example gave "no limit" and hid its real SIZE line (a tryout). Read from the extension lines
+    // (_ehloLines, the first line left out), and told to nodemailer, whose own check and SIZE= use it
+    if (Array.isArray(conn._ehloLines)) {
+      const line = (conn._ehloLines as unknown[]).find((l): l is string => typeof l === 'string' && /^SIZE(\s|$)/i.test(l));
+      conn._maxAllowedSize = line ? Number(/^SIZE\s+(\d+)/i.exec(line)?.[1]) || 0 : 0;
+    }
+    const limit = conn._maxAllowedSize;
     if (typeof limit !== 'number' || !(limit > 0) || size <= limit) return null;
     return `message size ${size} exceeds size limit ${limit} of server ${where(this.target)}`;
   }
