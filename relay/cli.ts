@@ -318,6 +318,13 @@ async function initCommand(dataDir: string, args: string[]): Promise<void> {
   console.log(`  certificate    : ${identity.certFile} (${what(firstStart.certificate, 'new, self-signed')})`);
   console.log(`  SHA-256        : ${identity.fingerprint256}`);
   console.log(`  admin token    : ${path.join(dataDir, 'admin-token')} (${what(firstStart.adminToken, 'new; mode 0600')})`);
+  // (a relay already running on this directory: "nothing listens yet" would be false, a tryout found)
+  const running = runningRelay(path.join(dataDir, 'relay.pid'));
+  if (running !== null) {
+    console.log(`  listening on   : SMTP ${c.smtp.listen}, management wss://${c.manage.listen}/ (as config.json says now)`);
+    console.log(`A relay (pid ${running}) is running on this directory. After editing config.json, reload it: kill -HUP ${running}`);
+    return;
+  }
   console.log(`  will listen on : SMTP ${c.smtp.listen}, management wss://${c.manage.listen}/ (smtp.listen and manage.listen)`);
   console.log(`Nothing listens yet. Edit config.json (listen addresses, domains, groups), then start the relay:`);
   console.log(`  npm run relay -- --data-dir ${dataDir}`);

@@ -162,6 +162,11 @@ describe('relay CLI', () => {
     const r = await startRelay(dir);
     expect(r.out()).toContain(`SMTP           : 127.0.0.1:${port}`);
     expect(r.out()).not.toContain('(new');
+    // init while it runs: says so, and how to reload it (not "nothing listens yet")
+    const during = await runToEnd(['--data-dir', dir, 'init']);
+    expect(during.code).toBe(0);
+    expect(during.out).toContain(`A relay (pid ${r.child.pid}) is running on this directory. After editing config.json, reload it: kill -HUP ${r.child.pid}`);
+    expect(during.out).not.toContain('Nothing listens yet');
     r.child.kill('SIGTERM');
     expect((await r.exited).code).toBe(0);
   });
