@@ -41,3 +41,25 @@ describe('confirmedName', () => {
     expect(await confirmedName(r, '2001:0db8::0007', ['v6.example'])).toBe('v6.example');
   });
 });
+
+describe('the resolver with many lookups in flight', () => {
+  it('warns of no "memory leak" (each lookup listens on the resolver\'s one close signal)', async () => {
+    // (a tryout: Node's MaxListenersExceededWarning on stderr with more than 10 lookups at once, the normal case)
+    const { DnsResolver } = await import('../relay/dns/resolver.ts');
+    const { startDnsServer } = await import('./helpers/dns-server.ts');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const dns = await startDnsServer({ timeout: Array.from({ length: 20 }, (_, i) => `t${i}.example`) });
+    const r = new DnsResolver({ servers: [dns.server], timeoutMs: 200 });
+    try {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => r.a(`t${i}.example`)));
+      await new Promise((res) => setImmediate(res));
+    } finally {
+      process.off('warning', onWarning);
+      r.close();
+      await dns.close();
+    }
+    expect(warnings).toEqual([]);
+  });
+});

@@ -1,6 +1,7 @@
 // The relay's own DNS resolver: asks the configured servers (not the system's getaddrinfo), within one
 // time budget per lookup, with a TTL-honouring cache and one shared query for identical concurrent lookups.
 // It never throws for DNS failures: every lookup ends in a DnsAnswer.
+import { setMaxListeners } from 'node:events';
 import type * as dnsPacket from 'dns-packet';
 import { TtlCache } from './cache.ts';
 import { normalizeName, replyName, reverseName } from './names.ts';
@@ -139,6 +140,10 @@ export class DnsResolver {
   private closed = false;
 
   constructor(opts: ResolverOptions) {
+    // every lookup in flight listens on this one signal (each removes its listener when done): more than 10 at once is
+    // the normal case on a busy relay, not a leak, and Node's "MaxListenersExceededWarning ... memory leak" on stderr
+    // alarmed an admin reading the journal (a tryout)
+    setMaxListeners(0, this.closing.signal);
     this.servers = parseDnsServers(opts.servers);
     this.timeoutMs = validateTimeout(opts.timeoutMs);
     const cacheMax = opts.cacheMax ?? 10_000;
