@@ -176,8 +176,8 @@ describe('MX delivery through the DNS layer', () => {
     const b = await h.submit('alice@sender.test', ['bob@slow.test']);
     const ea = await h.waitEvent('deferred', (e) => e.queueId === a);
     const eb = await h.waitEvent('deferred', (e) => e.queueId === b);
-    expect(ea.reason).toMatch(/MX lookup for broken\.test failed: .*SERVFAIL/);
-    expect(eb.reason).toMatch(/MX lookup for slow\.test failed: .*timed out/);
+    expect(ea.reason).toMatch(/^DNS MX lookup for broken\.test failed: .*SERVFAIL/);
+    expect(eb.reason).toMatch(/^DNS MX lookup for slow\.test timed out after \d+ ms: .*timed out/);
     expect(h.events.some((e) => e.kind === 'bounced')).toBe(false);
   });
 

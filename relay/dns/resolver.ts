@@ -260,7 +260,8 @@ export class DnsResolver {
       const what = details.length > 0 ? details.join('; ') : 'no server could be asked in time';
       const timedOut = [...failures.values()].every((f) => f.reason === 'timed out');
       const brief = `DNS ${q.type} lookup for ${q.name} ${timedOut ? 'timed out' : 'failed'}`;
-      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed within ${budget} ms: ${what}`, brief), cacheTtl: 0 };
+      // ("failed within 2000 ms: ... answered SERVFAIL" read as a timeout for a server that had answered at once)
+      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} ${timedOut ? `timed out after ${budget} ms` : 'failed'}: ${what}`, brief), cacheTtl: 0 };
     } catch (err) {
       return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`, `DNS ${q.type} lookup for ${q.name} failed`), cacheTtl: 0 };
     }

@@ -65,13 +65,18 @@ export function destinationFor(rcpt: string, config: Config): Destination {
 
 type Addresses = { ips: string[]; temp: string | null; missing: boolean };
 
+/** A DNS failure in one phrase: the resolver's reason names the lookup itself ("DNS A lookup for X failed: ..."). */
+function lookupFailed(what: string, reason: string): string {
+  return reason.startsWith('DNS ') ? reason : `${what} failed: ${reason}`;
+}
+
 async function addressesOf(name: string, resolver: MxResolver): Promise<Addresses> {
   const [a, aaaa] = await Promise.all([resolver.a(name), resolver.aaaa(name)]);
   const ips: string[] = [];
   let temp: string | null = null;
   const take = (r: DnsAnswer<string>, type: string) => {
     if (r.status === 'ok') ips.push(...r.records);
-    else if (r.status === 'temperror') temp ??= `${type} lookup for ${name} failed: ${r.reason}`;
+    else if (r.status === 'temperror') temp ??= lookupFailed(`${type} lookup for ${name}`, r.reason);
   };
   // IPv4 first: a relay on a machine without IPv6 routes would otherwise wait on every AAAA address
   take(a, 'A');
@@ -134,7 +139,7 @@ export async function resolveTargets(dest: Destination, resolver: MxResolver, mx
   let implicit = false;
   switch (mx.status) {
     case 'temperror':
-      return { ok: false, permanent: false, status: '4.4.3', reason: `MX lookup for ${domain} failed: ${mx.reason}` };
+      return { ok: false, permanent: false, status: '4.4.3', reason: lookupFailed(`MX lookup for ${domain}`, mx.reason) };
     case 'nxdomain':
       return { ok: false, permanent: true, status: '5.1.2', reason: `the domain ${domain} does not exist (DNS: NXDOMAIN)` };
     case 'nodata':
