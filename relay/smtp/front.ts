@@ -131,8 +131,12 @@ const AUTH_IN_TRANSACTION = '5.5.1 Error: MAIL transaction in progress. Send AUT
  */
 const JOKE_COMMANDS = new Set(['WIZ', 'SHELL', 'KILL']);
 const UNKNOWN_COMMAND = '5.5.2 Error: command not recognized';
-/** RFC 5321 3.5.3's words for a VRFY the server will not answer (smtp-server's: "Try to send something. No promises though") */
-const VRFY_TEXT = '2.0.0 Cannot VRFY user, but will accept message and attempt delivery';
+/**
+ * The reply to every VRFY (smtp-server's: "Try to send something. No promises though"). Not RFC 5321 3.5.3's "will
+ * accept message and attempt delivery", which is false for an address RCPT refuses (a tryout): it says where the
+ * answer is, the same for every address (no directory harvest through it)
+ */
+const VRFY_TEXT = '2.0.0 Cannot VRFY user; send the message, and the reply to RCPT TO says whether the address is taken';
 /** DATA after every RCPT of the transaction was refused (Postfix's words; smtp-server says "need RCPT command") */
 const NO_VALID_RECIPIENTS = '5.5.1 Error: no valid recipients';
 /** commands that do nothing for a transaction: past JUNK_COMMAND_LIMIT in a session each counts as a failed command */
