@@ -4,6 +4,7 @@
  * that says so; and when it takes mail again, the messages that waited for it at the connection level are brought
  * forward at once, not those a server deferred with a 4xx.
  */
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from './helpers/queue-clock.ts';
 import { deadPort, silentServer } from './helpers/outage.ts';
@@ -16,6 +17,28 @@ const MIN = 60_000;
 type Deferred = Extract<RelayEvent, { kind: 'deferred' }>;
 
 describe('a destination that is down', () => {
+  it('a server that closes every connection before its greeting is down (a connection-level failure), said in words', async () => {
+    // (a tryout: nodemailer handed that close to the connect callback, which took it as "ready"; the destination was
+    // never down, every message got a connection of its own, and its reason was nodemailer's "already destroyed")
+    const clock = new FakeClock();
+    const server = net.createServer((sock) => sock.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const h = await harness(
+        { smtp: { hostname: 'relay.test' }, domains: { 'corp.test': { deliverTo: `127.0.0.1:${port}`, recipients: '*' } }, delivery: { tls: 'off' } },
+        { now: clock.now, timers: clock, random: () => 0.5 },
+      );
+      await h.queue.start();
+      await h.submit('alice@sender.test', ['a@corp.test']);
+      await expect.poll(() => h.events.filter((e) => e.kind === 'deferred').length, { interval: 5 }).toBe(1);
+      const [d] = h.queue.summary().destinations;
+      expect(d).toMatchObject({ down: true, lastError: `127.0.0.1:${port}: the server closed the connection unexpectedly` });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('a 421 to MAIL is about that message, not the destination (as Postfix): deferred, the destination not down, the next message gets its own connection', async () => {
     const clock = new FakeClock();
     let mails = 0;

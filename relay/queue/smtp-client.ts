@@ -428,7 +428,9 @@ class Session {
   async open(auth: AttemptInput['auth']): Promise<{ reason: string; tlsHandshake: boolean; login?: boolean } | null> {
     const { conn, target, mode } = this;
     const err = await this.orEnd(
-      new Promise<NodemailerError | null>((resolve) => conn.connect(() => resolve(null))),
+      // (nodemailer hands a close before the greeting to this callback as its argument, not as an 'error' event: taken
+      // as "ready", such a server got every message's own connection and was never marked down, a tryout found)
+      new Promise<NodemailerError | null>((resolve) => conn.connect((err?: unknown) => resolve((err as NodemailerError | undefined) ?? null))),
       (e) => e,
     );
     if (err) {
