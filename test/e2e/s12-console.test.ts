@@ -109,6 +109,8 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
     expect(await review.locator('tr[data-change="limits.messagesPerHour.max"]').textContent()).toBe(
       `Max messages per hour from one IP: limit${startedFrom + 7} messages per hour (your edit started from ${startedFrom} messages per hour)${startedFrom + 5} messages per hour`,
     );
+    // (the button says that Apply shows the other change first: "Apply ... now" beside the notice read as a contradiction)
+    expect(await review.locator('[data-testid="apply"]').textContent()).toMatch(/^Apply \d+ changes?… \(the other change first\)$/);
     const theirsText = (await review.locator('[data-testid="review-theirs"]').textContent()) ?? '';
     expect(theirsText, theirsText).toMatch(/Max recipients in a message \(mode\): Enforce → Off\./);
     await page.waitForTimeout(300);
@@ -121,6 +123,7 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
     await again.waitFor();
     expect(await again.locator('[data-testid="review-stale"]').count()).toBe(0);
     expect(await again.textContent()).toMatch(new RegExp(`Based on revision ${applied.revision}`));
+    expect(await again.locator('[data-testid="apply"]').textContent()).toMatch(/^Apply \d+ changes? now$/);
     await again.getByRole('button', { name: 'Keep editing' }).click();
     await page.getByRole('button', { name: 'Revert' }).click();
   });

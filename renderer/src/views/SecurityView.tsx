@@ -296,7 +296,8 @@ function SecurityForm({ profile }: { profile: string }) {
           <>
             <Button onClick={() => setReviewing(false)}>Keep editing</Button>
             <Button variant="primary" busy={update.isPending} onClick={apply} disabledReason={applyReason} data-testid="apply">
-              Apply {changes.length} change{changes.length === 1 ? '' : 's'} now
+              {/* (stale: Apply first shows the other change, a tryout read "Apply ... now" beside "Apply is refused" as a contradiction) */}
+              {stale && newer ? `Apply ${changes.length} change${changes.length === 1 ? '' : 's'}… (the other change first)` : `Apply ${changes.length} change${changes.length === 1 ? '' : 's'} now`}
             </Button>
           </>
         }
@@ -305,7 +306,7 @@ function SecurityForm({ profile }: { profile: string }) {
           <div className="notice notice-warn review-stale" role="alert" data-testid="review-stale">
             <span>
               <strong>Someone else changed the configuration:</strong> the relay is at revision {newer.revision}, your edits started from revision {base.revision}.
-              "Now" below is what the relay does now. Apply is refused as it stands and shows what changed, so you can re-apply your changes on top.
+              "Now" below is what the relay does now. Apply first shows you what the other change did; you then re-apply your edits on top of it.
             </span>
             <Button
               small
