@@ -23,6 +23,11 @@ export class HopCounter {
   push(chunk: Buffer): void {
     let pos = 0;
     while (!this.done && pos < chunk.length) {
+      if (this.lineStart && this.prefix === '') {
+        // (most lines start with neither "R", "r" nor a line end: told by their first octet, no string made)
+        const first = chunk[pos]!;
+        if (first !== 0x52 && first !== 0x72 && first !== 0x0d && first !== 0x0a) this.lineStart = false;
+      }
       if (this.lineStart) {
         const head = this.prefix + chunk.toString('latin1', pos, Math.min(chunk.length, pos + 9 - this.prefix.length));
         // an empty line ends the header section
