@@ -450,6 +450,7 @@ class Session {
       tlsProtocol: secure ? sock.getProtocol() : null,
       tlsCipher: secure ? (sock.getCipher()?.name ?? null) : null,
     };
+    this.readSizeLimit();
     if (auth && !this.tls.tls && !isLoopbackTarget(target.ip)) {
       // never the password in clear text over a network (Postfix's smtp_sasl_security_options = noplaintext): a
       // temporary failure, so the mail waits in the queue until the smarthost offers TLS or the config changes
@@ -490,16 +491,21 @@ class Session {
    * nodemailer's private _maxAllowedSize (SMTPConnection 10.6.0, pinned exactly in package.json) is the limit it read
    * from EHLO; a version without it reads as no limit (nodemailer's own check then defers, as before).
    */
-  private sizeRefusal(size: number): string | null {
+  /**
+   * The next hop's SIZE limit, once per connection (after its last EHLO, the one after STARTTLS included): nodemailer
+   * finds "SIZE" anywhere in the EHLO reply, its first line (the server's name) too, and a server named sizer.example
+   * gave "no limit" and hid its real SIZE line (a tryout). Read from the extension lines (_ehloLines, the first line
+   * left out) and told to nodemailer, whose own check and SIZE= use it.
+   */
+  private readSizeLimit(): void {
     const conn = this.conn as unknown as { _maxAllowedSize?: unknown; _ehloLines?: unknown };
-    // nodemailer finds "SIZE" anywhere in the EHLO reply, its first line (the server's name) too: a server named
-    // sizer.example gave "no limit" and hid its real SIZE line (a tryout). Read from the extension lines
-    // (_ehloLines, the first line left out), and told to nodemailer, whose own check and SIZE= use it
-    if (Array.isArray(conn._ehloLines)) {
-      const line = (conn._ehloLines as unknown[]).find((l): l is string => typeof l === 'string' && /^SIZE(\s|$)/i.test(l));
-      conn._maxAllowedSize = line ? Number(/^SIZE\s+(\d+)/i.exec(line)?.[1]) || 0 : 0;
-    }
-    const limit = conn._maxAllowedSize;
+    if (!Array.isArray(conn._ehloLines)) return;
+    const line = (conn._ehloLines as unknown[]).find((l): l is string => typeof l === 'string' && /^SIZE(\s|$)/i.test(l));
+    conn._maxAllowedSize = line ? Number(/^SIZE\s+(\d+)/i.exec(line)?.[1]) || 0 : 0;
+  }
+
+  private sizeRefusal(size: number): string | null {
+    const limit = (this.conn as unknown as { _maxAllowedSize?: unknown })._maxAllowedSize;
     if (typeof limit !== 'number' || !(limit > 0) || size <= limit) return null;
     return `message size ${size} exceeds size limit ${limit} of server ${where(this.target)}`;
   }
