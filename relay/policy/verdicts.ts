@@ -142,11 +142,16 @@ export function authFailureLimit(c: Config, f: { ip: string; exempt: boolean; fa
 }
 
 // --- any command ---------------------------------------------------------------------------
-export function failedCommandLimit(c: Config, failed: number): Verdict[] {
+/**
+ * `junk`: what reached the limit is a NOOP, RSET, VRFY or HELP past the front's junk-command limit (JUNK_COMMAND_LIMIT,
+ * as Postfix's smtpd_junk_command_limit), a command that did nothing rather than one that failed: said so.
+ */
+export function failedCommandLimit(c: Config, failed: number, junk?: { limit: number }): Verdict[] {
   const mf = c.checks.maxFailedCommands;
   if (failed < mf.max) return [];
-  return v('checks.maxFailedCommands', 'command', mf.mode, 421,
-    `4.7.0 Too many failed commands in this session: ${failed} (limit ${mf.max}). Closing the connection; check the client's commands before reconnecting.`, { close: true });
+  return v('checks.maxFailedCommands', 'command', mf.mode, 421, junk
+    ? `4.7.0 Too many commands without a message in this session: ${failed} past ${junk.limit} NOOP, RSET, VRFY or HELP, or failed (limit ${mf.max}). Closing the connection.`
+    : `4.7.0 Too many failed commands in this session: ${failed} (limit ${mf.max}). Closing the connection; check the client's commands before reconnecting.`, { close: true });
 }
 
 // --- DATA ----------------------------------------------------------------------------------

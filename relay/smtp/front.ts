@@ -536,15 +536,11 @@ export class SmtpFront {
       if (failed && sess.ready && !conn._closing) {
         sess.failed++;
         const cfg = this.deps.config.current;
-        const [verdict] = policy.failedCommandLimit(cfg, sess.failed);
+        const [verdict] = policy.failedCommandLimit(cfg, sess.failed, junk ? { limit: JUNK_COMMAND_LIMIT } : undefined);
         if (verdict && (verdict.mode === 'enforce' || sess.failed === cfg.checks.maxFailedCommands.max)) {
-          // (what reached the limit was a command that did nothing, not one that failed: said so)
-          const text = junk
-            ? `4.7.0 Too many commands without a message in this session: ${sess.failed} past ${JUNK_COMMAND_LIMIT} NOOP, RSET, VRFY or HELP, or failed (limit ${cfg.checks.maxFailedCommands.max}). Closing the connection.`
-            : verdict.text;
-          this.reject(sess, verdict.stage, verdict.rule, verdict.code, text, verdict.mode === 'enforce');
+          this.reject(sess, verdict.stage, verdict.rule, verdict.code, verdict.text, verdict.mode === 'enforce');
           if (verdict.mode === 'enforce') {
-            origSend(421, text, false);
+            origSend(421, verdict.text, false);
             return;
           }
         }
