@@ -35,6 +35,7 @@ import { relayHostname, type ConfigStore } from '../store/config-store.ts';
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.ts';
 import * as policy from '../policy/verdicts.ts';
 import { classifyRecipient, senderDomainOf } from '../policy/routing.ts';
+import { HeaderStart, type HeaderStartVerdict } from './header-start.ts';
 import { HOP_LIMIT, HopCounter } from './hops.ts';
 import { LineEndingFixer } from './line-endings.ts';
 import type { SpoolWriter } from '../queue/spool.ts';
@@ -847,12 +848,23 @@ export class SmtpFront {
       }
       rcpts = [...byKey.values()];
     }
-    writer.write(Buffer.from(
-      // an IPv6 client as RFC 5321's address literal, [IPv6:2001:db8::1]
+    // an IPv6 client as RFC 5321's address literal, [IPv6:2001:db8::1]
+    const received =
       `Received: from ${helo} (${sess.clientHostname ?? 'unknown'} [${sess.parsed.family === 6 ? 'IPv6:' : ''}${sess.ip}])\r\n` +
-        `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
-        `\t${rfc5322Date(now)}\r\n`,
-    ));
+      `\tby ${name} (Relay Warden) with ${proto} id ${sess.id}${rcpts.length === 1 ? `\r\n\tfor <${rcpts[0]}>` : ''};\r\n` +
+      `\t${rfc5322Date(now)}\r\n`;
+    // the Received: field goes out once the first octets tell whether the client sent a header section (HeaderStart);
+    // until then the data (line ends already fixed) is held here
+    let start: HeaderStart | null = new HeaderStart();
+    let held: Buffer[] = [];
+    let countHops = true;
+    const begin = (verdict: HeaderStartVerdict) => {
+      start = null;
+      // no header section: the empty line that ends the relay's own, the client's text its body
+      writer.write(Buffer.from(verdict === 'body' ? `${received}\r\n` : received));
+      for (const b of held) writer.write(b);
+      held = [];
+    };
     const finish = (err: Error | null, message?: string) => {
       if (done) return;
       done = true;
@@ -865,8 +877,19 @@ export class SmtpFront {
         stopWriting = true;
         return;
       }
-      hops.push(chunk);
-      writer.write(fixer.push(chunk));
+      const fixed = fixer.push(chunk);
+      const verdict = start ? start.push(chunk) : null;
+      if (verdict === 'body') countHops = false;
+      // (an undecided chunk holds no line end: nothing the hop counter could count is lost by reading it now)
+      if (countHops) hops.push(chunk);
+      if (start) {
+        if (verdict === null) {
+          held.push(fixed);
+          return;
+        }
+        begin(verdict);
+      }
+      writer.write(fixed);
     });
     stream.on('error', () => {
       // the client went away mid-DATA: nothing was acknowledged, leave no orphan in the spool
@@ -894,6 +917,7 @@ export class SmtpFront {
         finish(new ReplyError(552, tooBig.message));
         return;
       }
+      if (start) begin(start.end());
       writer.write(fixer.end());
       if (fixer.sawBare) {
         const bare = this.decide(sess, policy.bareLineEnding(cfgNow));
