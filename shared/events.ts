@@ -64,6 +64,8 @@ export const RelayEvent = z.discriminatedUnion('kind', [
     declaredSize: z.number().nonnegative().nullable().optional(),
     /** stage mail: a DNS check's temporary failure as the relay saw it (its servers, what each did): for the admin; the reply to the client leaves the relay's servers out */
     dns: z.string().optional(),
+    /** refused by a block an earlier refusal of `rule` set (at connect, or at the next AUTH/MAIL/RCPT of a session already open), not by the rule's limit itself */
+    blocked: z.literal(true).optional(),
   }),
   z.object({ ...base, kind: z.literal('delivered'), queueId: z.string(), to: z.array(z.string()), host: z.string(), tls: z.boolean(), tlsProtocol: z.string().nullable().optional(), tlsCipher: z.string().nullable().optional(), response: z.string() }),
   z.object({ ...base, kind: z.literal('deferred'), queueId: z.string(), to: z.array(z.string()), reason: z.string(), nextAttemptAt: z.number() }),

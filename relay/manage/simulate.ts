@@ -9,7 +9,8 @@
  * longest block) so windows and blocks are primed, but only decisions inside the window are reported.
  *
  * Replayed: limits.messagesPerHour, limits.concurrentConnections, limits.unknownRecipients (limit and block),
- * limits.authFailures (limit and block), the exempt groups and relay.allowGroups (with expiry at each event's time),
+ * limits.authFailures (limit and block; a block refuses new connections and the next AUTH, MAIL FROM or RCPT TO of the
+ * client's sessions already open), the exempt groups and relay.allowGroups (with expiry at each event's time),
  * checks.maxRecipients, relay access and unknown-recipient classification (each recipient, passed or refused, is
  * classified under the candidate by the live routing), checks.maxMessageSize (the declared SIZE= at MAIL FROM and the
  * accepted sizes; a refusal at DATA stays refused unless the candidate turns the check off or to monitor),
@@ -145,6 +146,8 @@ interface Sess {
   /** this transaction's distinct recipients (smtp-server keeps one entry per address) */
   rcpts: Set<string>;
   authUser: string | null;
+  /** a monitor-mode block refusal was recorded for this session's AUTH in progress: its auth event is not judged again */
+  authBlockSeen?: boolean;
 }
 
 interface RuleTally {
@@ -328,7 +331,8 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
   /**
    * The refusals of one decision, from position `from` on: consecutive rejected events of this session at this
    * stage, monitor-mode ones first, ending with the first enforced one (the next enforced one is the client's next
-   * attempt). At RCPT an unknown recipient may be followed by the unknown-recipient limit, which is the same decision.
+   * attempt). At RCPT, in events of relays before one refusal per reply, an unknown recipient's 550 may be followed by the
+   * unknown-recipient limit's 421 for the same recipient, which is the same decision.
    */
   const group = (sessionId: string, stage: string, from: number): Rejected[] => {
     const out: Rejected[] = [];
@@ -337,7 +341,9 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
       if (e.kind !== 'rejected' || e.sessionId !== sessionId || e.stage !== stage) break;
       const last = out[out.length - 1];
       if (last?.enforced) {
-        if (!(last.rule === 'recipient.unknown' && e.rule === 'limits.unknownRecipients')) break;
+        // (relays before one refusal per reply recorded a 550 and the limit's 421 for the same recipient; today's
+        // 550 for one recipient and the 421 for the next, which reaches the limit, are two RCPTs)
+        if (!(last.rule === 'recipient.unknown' && e.rule === 'limits.unknownRecipients' && last.to === e.to)) break;
         out.push(e);
         break;
       }
@@ -391,6 +397,8 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
         const rec = group(sid, 'auth', pos + 1);
         pos += 1 + rec.length;
         if (s.dead) break;
+        if (s.authBlockSeen) s.authBlockSeen = false;
+        else if (blockedAt(s, 'auth', [])) break;
         if (e.success) {
           s.authUser = e.user;
           break;
@@ -408,6 +416,14 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
 
       case 'mail':
       case 'rejected': {
+        if (e.kind === 'rejected' && e.stage === 'auth' && e.blocked) {
+          // an AUTH refused by a block (before the password was checked: no auth event follows an enforced one)
+          pos++;
+          if (s.dead) break;
+          if (!e.enforced) s.authBlockSeen = true;
+          blockedAt(s, 'auth', [e]);
+          break;
+        }
         if (e.kind === 'rejected' && e.stage !== 'mail' && e.stage !== 'rcpt' && e.stage !== 'data') {
           // refusals we do not replay (failed commands, greeting, stray connect-stage ones): the recorded outcome stands
           pos++;
@@ -466,11 +482,36 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     }
   }
 
-  function mailAttempt(s: Sess, rec: Rejected[], passed: Extract<RelayEvent, { kind: 'mail' }> | null): void {
+  /**
+   * A block the candidate set while this session was open refuses and closes it at its next AUTH, MAIL FROM or RCPT
+   * TO (policy.blockedNow, as the live relay does); `rec` holds the attempt's recorded refusals. True when the attempt
+   * is decided here: the candidate closes the session, or the recording's block refused it and the candidate has no
+   * block (what the attempt would have met next was never recorded: it is taken as passed).
+   */
+  function blockedAt(s: Sess, stage: 'auth' | 'mail' | 'rcpt', rec: readonly Rejected[]): boolean {
+    const recorded = rec.find((r) => r.blocked && r.enforced) ?? null;
+    const { verdict, monitored } = firstEnforced(
+      policy.blockedNow(c, { ip: s.ip, exempt: inGroups(s, c.limits.exemptGroups), block: anvil.blocked(s.key) }, stage),
+    );
+    if (recorded || verdict || monitored.length) compare(s, recorded?.rule ?? null, verdict?.rule ?? null, monitored);
+    if (verdict) {
+      s.dead = true;
+      return true;
+    }
+    return recorded !== null;
+  }
+
+  function mailAttempt(s: Sess, recAll: Rejected[], passed: Extract<RelayEvent, { kind: 'mail' }> | null): void {
     if (s.dead) return;
     if (counting) replayed.mailAttempts++;
     s.rcpts.clear();
     s.txnDead = false;
+    if (blockedAt(s, 'mail', recAll)) {
+      // closed by the candidate's block, or let through it with nothing recorded past the block: no message assumed
+      s.txnDead = true;
+      return;
+    }
+    const rec = recAll.filter((r) => !r.blocked);
     const recorded = rec.find((r) => r.enforced) ?? null;
     // the SIZE= the client declared (null: none); undefined: recorded before the relay kept it
     const declaredSize = passed?.declaredSize !== undefined ? passed.declaredSize : rec.find((r) => r.declaredSize !== undefined)?.declaredSize;
@@ -524,16 +565,19 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
    * live relay's own routing (local domain and recipient list, relay access) in the live relay's order.
    */
   function rcptAttempt(s: Sess, sid: string, at: number): number {
-    const rec = group(sid, 'rcpt', at);
-    let next = at + rec.length;
+    const recAll = group(sid, 'rcpt', at);
+    let next = at + recAll.length;
     const r = buf[next];
     let passed: Extract<RelayEvent, { kind: 'rcpt' }> | null = null;
-    if (r && r.kind === 'rcpt' && r.sessionId === sid && !rec.some((x) => x.enforced)) {
+    if (r && r.kind === 'rcpt' && r.sessionId === sid && !recAll.some((x) => x.enforced)) {
       passed = r;
       next++;
     }
     if (s.dead || s.txnDead) return next;
     if (counting) replayed.recipients++;
+    // (a recipient let through a recorded block has nothing recorded past it: it is not added to the transaction)
+    if (blockedAt(s, 'rcpt', recAll)) return next;
+    const rec = recAll.filter((x) => !x.blocked);
     const recordedTooMany = rec.find((x) => x.enforced && x.rule === 'checks.maxRecipients') ?? null;
     const tooMany = firstEnforced(policy.tooManyRecipients(c, s.rcpts.size));
     compare(s, recordedTooMany?.rule ?? null, tooMany.verdict?.rule ?? null, tooMany.monitored);

@@ -21,6 +21,8 @@ export interface Verdict {
   blockMinutes?: number;
   /** a DNS failure as the relay saw it (servers asked, tries): recorded in the event for the admin, not in the reply */
   dns?: string;
+  /** refused by a block an earlier refusal of `rule` set (not by the rule's limit now): recorded in the event */
+  blocked?: true;
 }
 
 const v = (rule: Rule, stage: Stage, mode: Mode, code: number, text: string, extra: Partial<Verdict> = {}): Verdict[] =>
@@ -45,13 +47,7 @@ export interface ConnectFacts {
 
 export function atConnect(c: Config, f: ConnectFacts): Verdict[] {
   if (f.exempt) return [];
-  const out: Verdict[] = [];
-  if (f.block) {
-    const mode = f.block.rule === 'limits.authFailures' ? c.limits.authFailures.mode : c.limits.unknownRecipients.mode;
-    out.push(
-      ...v(f.block.rule, 'connect', mode, 421, `4.7.0 ${f.ip} is blocked until ${formatUntil(f.block.until)}: ${f.block.reason}. Try again later.`, { close: true }),
-    );
-  }
+  const out: Verdict[] = blockedNow(c, f, 'connect');
   const cc = c.limits.concurrentConnections;
   if (f.connections > cc.max) {
     out.push(
@@ -60,6 +56,18 @@ export function atConnect(c: Config, f: ConnectFacts): Verdict[] {
     );
   }
   return out;
+}
+
+/**
+ * A client under a block (set by a refusal of limits.unknownRecipients or limits.authFailures): refused and closed.
+ * At connect for a new connection; at AUTH, MAIL FROM and RCPT TO for a session that was already open when another
+ * of the client's sessions set the block, so parallel sessions cannot go on guessing passwords or recipients until
+ * they end.
+ */
+export function blockedNow(c: Config, f: { ip: string; exempt: boolean; block: ConnectFacts['block'] }, stage: Stage): Verdict[] {
+  if (f.exempt || !f.block) return [];
+  const mode = f.block.rule === 'limits.authFailures' ? c.limits.authFailures.mode : c.limits.unknownRecipients.mode;
+  return v(f.block.rule, stage, mode, 421, `4.7.0 ${f.ip} is blocked until ${formatUntil(f.block.until)}: ${f.block.reason}. Try again later.`, { close: true, blocked: true });
 }
 
 // --- MAIL FROM -----------------------------------------------------------------------------

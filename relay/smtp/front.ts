@@ -168,7 +168,7 @@ const STATE = Symbol('relay-warden-session');
 /** RCPTs past checks.maxRecipients a session may send before their 452s count as failed commands (see Sess.overshoot) */
 const RECIPIENT_OVERSHOOT = 1000;
 /** what a refusal records beyond its verdict, so policy.simulate can replay it: the recipient, the declared SIZE */
-type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string };
+type RejectDetail = { to?: string; declaredSize?: number | null; dns?: string; blocked?: true };
 
 class ReplyError extends Error {
   constructor(
@@ -611,7 +611,7 @@ export class SmtpFront {
    */
   private decide(sess: Sess, verdicts: policy.Verdict[], detail: RejectDetail = {}): ReplyError | null {
     for (const v of verdicts) {
-      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', v.dns ? { ...detail, dns: v.dns } : detail);
+      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', v.dns || v.blocked ? { ...detail, ...(v.dns ? { dns: v.dns } : {}), ...(v.blocked ? { blocked: v.blocked } : {}) } : detail);
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
         this.deps.anvil.block(sess.key, {
@@ -623,6 +623,16 @@ export class SmtpFront {
       return new ReplyError(v.close ? 421 : v.code, v.text);
     }
     return null;
+  }
+
+  /**
+   * A block set while this session was open, by another session of the same client (policy.blockedNow): refused and
+   * closed at its next AUTH, MAIL FROM or RCPT TO, as a new connection is at connect.
+   */
+  private stillBlocked(sess: Sess, cfg: Config, stage: 'auth' | 'mail' | 'rcpt', detail: RejectDetail = {}): ReplyError | null {
+    const block = this.deps.anvil.blocked(sess.key);
+    if (!block) return null;
+    return this.decide(sess, policy.blockedNow(cfg, { ip: sess.ip, exempt: this.exempt(sess, cfg), block }, stage), detail);
   }
 
   // --- SMTP stages -------------------------------------------------------------------------
@@ -676,6 +686,11 @@ export class SmtpFront {
     }
     const username = String(auth.username ?? '');
     const cfg = this.deps.config.current;
+    const blocked = this.stillBlocked(sess, cfg, 'auth');
+    if (blocked) {
+      cb(blocked);
+      return;
+    }
     const user = Object.prototype.hasOwnProperty.call(cfg.users, username) ? cfg.users[username] : undefined;
     verifyPassword(String(auth.password ?? ''), user?.passwordHash ?? DUMMY_HASH).then(
       (ok) => {
@@ -703,6 +718,11 @@ export class SmtpFront {
       const text = '4.3.1 Insufficient system storage: the relay cannot store mail right now. Try again later.';
       this.reject(sess, 'mail', 'storage', 452, text, true);
       cb(new ReplyError(452, text));
+      return;
+    }
+    const blocked = this.stillBlocked(sess, cfg, 'mail');
+    if (blocked) {
+      cb(blocked);
       return;
     }
     const withdrawn = this.loginWithdrawn(sess, cfg, 'mail');
@@ -772,6 +792,11 @@ export class SmtpFront {
       return;
     }
     const to = route.kind === 'trick' ? address.address : route.address;
+    const blocked = this.stillBlocked(sess, cfg, 'rcpt', { to });
+    if (blocked) {
+      cb(blocked);
+      return;
+    }
     // a recipient written again (in any case) replaces its earlier entry (smtp-server): it adds none. Looked up only
     // at the limit (the set is built then, and kept up to date from there on)
     const key = address.address.toLowerCase();
