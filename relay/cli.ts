@@ -177,8 +177,10 @@ function makeDataDir(dataDir: string): void {
   }
 }
 
-async function userCommand(dataDir: string, [verb, name]: string[]): Promise<void> {
+async function userCommand(dataDir: string, [verb, name, ...extra]: string[]): Promise<void> {
   if (!name || (verb !== 'set' && verb !== 'remove')) throw new UsageError('expected "user set NAME" or "user remove NAME"');
+  // "user set John Smith" unquoted would have made user "John": a name is one word
+  if (extra.length) throw new UsageError(`user ${verb} takes one NAME (it was given "${[name, ...extra].join('" "')}"; a user name is one word)`);
   // the name is the command's argument: say so, rather than let config.json's check name a key the admin never wrote
   const okName = UserName.safeParse(name);
   if (verb === 'set' && !okName.success) throw new UsageError(`"${name}" cannot be a user name: ${okName.error.issues[0]!.message}`);
@@ -191,14 +193,15 @@ async function userCommand(dataDir: string, [verb, name]: string[]): Promise<voi
     store.modify((c) => void (c.users[name] = { passwordHash }), { by: 'cli', source: 'user set' });
     console.log(`user "${name}" can now authenticate (AUTH PLAIN or LOGIN, over STARTTLS unless on loopback)`);
   } else {
-    if (!(name in store.current.users)) throw new Error(`there is no user "${name}"`);
+    // (own keys only: "toString" is no user, though `in` finds it on every object)
+    if (!Object.hasOwn(store.current.users, name)) throw new Error(`there is no user "${name}"`);
     store.modify((c) => void delete c.users[name], { by: 'cli', source: 'user remove' });
     console.log(`user "${name}" removed`);
   }
   signalRelay(dataDir);
 }
 
-function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<string, string>): void {
+function tokenCommand(dataDir: string, [verb, arg, ...extra]: string[], flags: Record<string, string>): void {
   // the words of the command first: a typo is told as one, whatever the directory
   if (verb !== 'create' && verb !== 'revoke' && verb !== 'list') throw new UsageError('expected "token create", "token revoke" or "token list"');
   if (verb === 'create' && !flags.name) throw new UsageError('token create needs --name NAME');
@@ -207,6 +210,8 @@ function tokenCommand(dataDir: string, [verb, arg]: string[], flags: Record<stri
   if (role !== 'admin' && role !== 'viewer') throw new UsageError(`--role must be admin or viewer (it is "${flags.role}")`);
   if (verb === 'revoke' && !arg) throw new UsageError('token revoke needs a NAME');
   if (verb === 'list' && arg !== undefined) throw new UsageError(`token list takes no argument (it was given "${arg}")`);
+  if (verb === 'create' && arg !== undefined) throw new UsageError(`token create takes --name and --role, no other words (it was given "${[arg, ...extra].join('" "')}")`);
+  if (verb === 'revoke' && extra.length) throw new UsageError(`token revoke takes one NAME (it was given "${[arg, ...extra].join('" "')}")`);
   existingDataDir(dataDir, false);
   const tokens = TokenStore.open(dataDir);
   if (verb === 'create') {

@@ -530,6 +530,28 @@ describe('the command line when the ground is not as expected', () => {
     expect(stray.err).toContain('token list takes no argument (it was given "extra")');
   });
 
+  it('extra words after a user or token NAME are refused, not dropped; a name an object has by inheritance is no user', async () => {
+    const { dir } = await dataDirWithConfig();
+    const before = fs.readFileSync(path.join(dir, 'config.json'), 'utf8');
+    const [userSet, userRemove, create, revoke, proto] = await Promise.all([
+      runToEnd(['--data-dir', dir, 'user', 'set', 'John', 'Smith'], { stdin: 'longenough1\n' }),
+      runToEnd(['--data-dir', dir, 'user', 'remove', 'a', 'b']),
+      runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'y', 'extra']),
+      runToEnd(['--data-dir', dir, 'token', 'revoke', 'y', 'z']),
+      runToEnd(['--data-dir', dir, 'user', 'remove', 'toString']),
+    ]);
+    expect([userSet.code, userRemove.code, create.code, revoke.code]).toEqual([2, 2, 2, 2]);
+    expect(userSet.err).toContain('user set takes one NAME (it was given "John" "Smith"; a user name is one word)');
+    expect(userRemove.err).toContain('user remove takes one NAME (it was given "a" "b"; a user name is one word)');
+    expect(create.err).toContain('token create takes --name and --role, no other words (it was given "extra")');
+    expect(revoke.err).toContain('token revoke takes one NAME (it was given "y" "z")');
+    expect(proto.code).toBe(1);
+    expect(proto.err).toContain('there is no user "toString"');
+    // nothing was made or changed
+    expect(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe(before);
+    expect(fs.existsSync(path.join(dir, 'tokens.json')) ? fs.readFileSync(path.join(dir, 'tokens.json'), 'utf8') : '').not.toContain('"y"');
+  });
+
   it('a --data-dir that is a file, or lies under one, is refused in words, and nothing is made', async () => {
     const file = path.join(tmpDir(), 'afile');
     fs.writeFileSync(file, 'x');
