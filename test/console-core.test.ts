@@ -8,12 +8,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import type { ConnectionState, EventBatch } from '../shared/console-api.ts';
 import { ConsoleCore, BridgeFailure } from '../main/core/console-core.ts';
 import { memoryJson } from '../main/core/json-file.ts';
 import { LOCKED_OUT_RETRY_MS } from '../main/core/connection.ts';
+import { PinError, openPinned } from '../main/core/pinned-socket.ts';
 import type { Timers } from '../main/core/ports.ts';
 import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { generateSelfSigned } from '../relay/tls/cert.ts';
@@ -148,6 +150,92 @@ describe('console core against a real relay', () => {
     await new Promise((r) => setTimeout(r, 400)); // a negative check: nothing is armed, so nothing may come
     expect(states.slice(mark).map((s) => s.status)).toEqual([]);
     expect(status(core)).toBe('fingerprint-mismatch');
+  });
+
+  it("never lets acceptFingerprint replace a pin: the impostor's fingerprint is refused with a message, nothing reaches it, the pin on disk stays", async () => {
+    const { relay, dir, token } = await startRelay();
+    const port = relay.manageAddress.port;
+    const realFp = relay.identity.fingerprint256;
+    // the console's files on disk, as in the app (known-hosts.json is what must not change)
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rw-core-pin-'));
+    const core = new ConsoleCore({
+      secrets: testSecretStore(),
+      dataDir,
+      connection: { backoffBaseMs: 50, backoffMaxMs: 300, callTimeoutMs: 3000, timers: new ConsoleClock() },
+    });
+    cleanups.push(async () => {
+      await core.connection.disconnect();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    });
+    const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port, token }])) as { id: string };
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, realFp])) as ConnectionState).status).toBe('connected');
+    await core.invoke('connection.disconnect', []);
+    await relay.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    const knownHostsFile = path.join(dataDir, 'known-hosts.json');
+    const pinOnDisk = fs.readFileSync(knownHostsFile, 'utf8');
+    expect(pinOnDisk).toContain(realFp);
+    // an impostor on the same address with another certificate, recording every byte after the handshake
+    const other = await generateSelfSigned('impostor.test');
+    const received: Buffer[] = [];
+    let handshakes = 0;
+    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
+      handshakes++;
+      s.on('data', (d) => received.push(d));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
+    expect(st.status).toBe('fingerprint-mismatch');
+    const impostorFp = st.certificate!.fingerprint256;
+    expect(impostorFp).not.toBe(realFp);
+    const dialled = handshakes;
+    // the bridge op any renderer code can call, with the certificate the impostor presents (any case)
+    for (const fp of [impostorFp, impostorFp.toLowerCase()]) {
+      const err = (await core.invoke('connection.acceptFingerprint', [p.id, fp]).catch((e: unknown) => e)) as BridgeFailure;
+      expect(err).toBeInstanceOf(BridgeFailure);
+      expect(err.payload).toMatchObject({ code: 'pinned', data: { pinned: realFp } });
+      // words the Servers view can show as they are: what happened, that nothing was sent, and the only way on
+      expect(err.payload.message).toContain(realFp);
+      expect(err.payload.message).toMatch(/nothing was sent/i);
+      expect(err.payload.message).toMatch(/forget the old fingerprint first/);
+    }
+    await sleep(300);
+    // refused before dialling: no new handshake, not a byte (no upgrade request, no token)
+    expect(handshakes).toBe(dialled);
+    expect(Buffer.concat(received).length).toBe(0);
+    expect(status(core)).toBe('fingerprint-mismatch');
+    expect(fs.readFileSync(knownHostsFile, 'utf8')).toBe(pinOnDisk);
+    // the pinned fingerprint itself may still be "accepted" (the prompt's answer for the same certificate): it meets
+    // the impostor's certificate, stops as a mismatch, and sends nothing either
+    expect(((await core.invoke('connection.acceptFingerprint', [p.id, realFp])) as ConnectionState).status).toBe('fingerprint-mismatch');
+    await sleep(200);
+    expect(Buffer.concat(received).length).toBe(0);
+    expect(fs.readFileSync(knownHostsFile, 'utf8')).toBe(pinOnDisk);
+    // the one way to another certificate: forget the pin, then accept on first contact
+    await core.invoke('connection.forgetFingerprint', [p.id]);
+    expect(((await core.invoke('connection.connect', [p.id])) as ConnectionState).status).toBe('fingerprint-unknown');
+    expect(Buffer.concat(received).length).toBe(0);
+  });
+
+  it('openPinned checks an existing pin over any accepted fingerprint (the core, below the bridge)', async () => {
+    const other = await generateSelfSigned('impostor.test');
+    const received: Buffer[] = [];
+    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
+      s.on('data', (d) => received.push(d));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    const port = (impostor.address() as net.AddressInfo).port;
+    const impostorFp = new X509Certificate(other.cert).fingerprint256;
+    const pinned = 'AA:'.repeat(31) + 'AA';
+    const err = await openPinned({ host: '127.0.0.1', port, pinned, accept: impostorFp, timeoutMs: 3000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PinError);
+    expect(err).toMatchObject({ kind: 'mismatch', pinned });
+    await sleep(200);
+    expect(Buffer.concat(received).length).toBe(0);
   });
 
   it('reconnects by itself after the relay restarts and resyncs the events it missed', async () => {

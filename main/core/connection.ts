@@ -29,6 +29,20 @@ import { realTimers } from './ports.ts';
 import type { Profiles } from './profiles.ts';
 import { RpcClient, TransportError } from './rpc-client.ts';
 
+/** acceptFingerprint with another fingerprint than the pinned one: refused, nothing dialled, nothing sent */
+export class PinReplaceRefused extends Error {
+  readonly code = 'pinned';
+  constructor(
+    readonly pinned: string,
+    readonly offered: string,
+  ) {
+    super(
+      `Refused: this server's certificate is pinned (SHA-256 ${pinned}), and accepting another one (${offered}) cannot replace a pin. Nothing was sent. If the certificate was replaced on purpose, forget the old fingerprint first, then connect: you will be asked to accept the new one.`,
+    );
+    this.name = 'PinReplaceRefused';
+  }
+}
+
 export interface ConnectionEvents {
   state(s: ConnectionState): void;
   events(b: EventBatch): void;
@@ -216,7 +230,16 @@ export class RelayConnection {
     return this.st;
   }
 
+  /**
+   * The answer to the first-contact prompt. It never replaces a pin: while a fingerprint is pinned for the profile's
+   * address, accepting another one is refused here, before anything is dialled (and openPinned checks the pin over
+   * any accept). The only way to a new certificate is connection.forgetFingerprint, then accepting on first contact.
+   */
   async acceptFingerprint(profileId: string, fingerprint256: string): Promise<ConnectionState> {
+    const profile = this.opts.profiles.get(profileId);
+    if (!profile) throw new Error(`there is no server profile ${profileId}`);
+    const pinned = this.opts.knownHosts.get(profile.host, profile.port)?.fingerprint256 ?? null;
+    if (pinned !== null && pinned.toUpperCase() !== fingerprint256.toUpperCase()) throw new PinReplaceRefused(pinned, fingerprint256);
     return this.connect(profileId, fingerprint256);
   }
 

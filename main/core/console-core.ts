@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp, type ProfileSaveConnection, type ProfileSaved } from '../../shared/console-api.ts';
 import { RpcError, isMethodName } from '../../shared/protocol.ts';
-import { RelayConnection, type ConnectionOptions } from './connection.ts';
+import { PinReplaceRefused, RelayConnection, type ConnectionOptions } from './connection.ts';
 import { jsonFile } from './json-file.ts';
 import { KnownHosts } from './known-hosts.ts';
 import type { JsonFile, SecretStore } from './ports.ts';
@@ -33,6 +33,7 @@ export function toBridgeError(err: unknown): BridgeError {
   if (err instanceof TransportError) return { code: err.code, message: err.message };
   if (err instanceof ProfileError) return { code: 'invalid', message: err.message, data: { issues: err.issues } };
   if (err instanceof BridgeFailure) return err.payload;
+  if (err instanceof PinReplaceRefused) return { code: err.code, message: err.message, data: { pinned: err.pinned, offered: err.offered } };
   return { code: 'error', message: (err as Error)?.message ?? String(err) };
 }
 

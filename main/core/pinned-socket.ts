@@ -139,7 +139,7 @@ export interface PinnedOptions {
   port: number;
   /** the accepted fingerprint, or null on first contact */
   pinned: string | null;
-  /** a fingerprint the user just accepted for this attempt (the prompt's answer) */
+  /** a fingerprint the user just accepted for this attempt (the first-contact prompt's answer); ignored when `pinned` is set */
   accept?: string | null;
   timeoutMs?: number;
 }
@@ -177,7 +177,9 @@ export function openPinned(opts: PinnedOptions): Promise<{ ws: WebSocket; certif
             }
             certificate = info;
             const fp = info.fingerprint256.toUpperCase();
-            const wanted = (opts.accept ?? opts.pinned)?.toUpperCase() ?? null;
+            // an existing pin is the only certificate accepted: `accept` answers the first-contact prompt and never
+            // replaces a pin (forgetting the pin first is the only way to another certificate, as with SSH)
+            const wanted = (opts.pinned ?? opts.accept)?.toUpperCase() ?? null;
             if (wanted === fp) {
               req.end();
               return;
