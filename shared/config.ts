@@ -266,7 +266,7 @@ export const ConfigSchema = z
   })
   .superRefine((c, ctx) => {
     for (const [i, g] of c.relay.allowGroups.entries()) {
-      if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups', i], message: `names group "${g}", which is not defined in "groups"` });
+      if (!Object.hasOwn(c.groups, g)) ctx.addIssue({ code: 'custom', path: ['relay', 'allowGroups', i], message: `names group "${g}", which is not defined in "groups"` });
     }
     // no open relay: a group that may relay holds no entry that is every address of the internet (0.0.0.0/0, ::/0).
     // Narrower networks are an admin's call (the console asks before it adds a wide one); this one is never right:
@@ -275,7 +275,7 @@ export const ConfigSchema = z
     const specs: AddressSpec[] = [];
     let everything = false;
     for (const g of relaying) {
-      for (const [i, e] of (c.groups[g] ?? []).entries()) {
+      for (const [i, e] of (Object.hasOwn(c.groups, g) ? c.groups[g]! : []).entries()) {
         const r = parseAddressSpec(e.address);
         if (!r.ok) continue;
         specs.push(r.spec);
@@ -301,7 +301,7 @@ export const ConfigSchema = z
       });
     }
     for (const [i, g] of c.limits.exemptGroups.entries()) {
-      if (!(g in c.groups)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });
+      if (!Object.hasOwn(c.groups, g)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });
     }
     for (const d of Object.keys(c.domains)) {
       if (!LOCAL_DOMAIN.test(d)) ctx.addIssue({ code: 'custom', path: ['domains', d], message: `"${d}" is not a domain name (lower-case, no trailing dot, e.g. example.com)` });

@@ -300,7 +300,7 @@ export function createHandlers(d: MethodDeps): Handlers {
       let entry: Config['groups'][string][number] | null = null;
       let previous: Config['groups'][string][number] | null = null;
       const r = d.revisions.modify((draft) => {
-        let list = draft.groups[p.group];
+        let list = Object.hasOwn(draft.groups, p.group) ? draft.groups[p.group] : undefined;
         if (!list) {
           list = draft.groups[p.group] = [];
           created = true;
@@ -323,7 +323,7 @@ export function createHandlers(d: MethodDeps): Handlers {
 
     'groups.removeEntry': (p, ctx) => {
       const want = canonical(p.address);
-      const list = d.config.current.groups[p.group];
+      const list = Object.hasOwn(d.config.current.groups, p.group) ? d.config.current.groups[p.group] : undefined;
       if (!list) throw notFound(`there is no group "${p.group}"`);
       const found = list.find((e) => canonical(e.address) === want);
       if (!found) throw notFound(`group "${p.group}" has no entry ${want}`);
@@ -359,7 +359,7 @@ export function createHandlers(d: MethodDeps): Handlers {
         });
       }
       const now = d.now();
-      const list = c.groups[group] ?? [];
+      const list = (Object.hasOwn(c.groups, group) ? c.groups[group] : undefined) ?? [];
       const exact = list.find((e) => canonical(e.address) === spec.text);
       const first = keyAddress(spec.text);
       const covering = exact && liveAt(exact, now) ? exact : list.find((e) => {
@@ -373,7 +373,7 @@ export function createHandlers(d: MethodDeps): Handlers {
       let revision = d.revisions.current;
       if (!alreadyTrusted) {
         const r = d.revisions.modify((draft) => {
-          const l = (draft.groups[group] ??= []);
+          const l = Object.hasOwn(draft.groups, group) ? draft.groups[group]! : (draft.groups[group] = []);
           const ex = l.find((e) => canonical(e.address) === spec.text);
           if (ex) {
             if (p.comment !== undefined) ex.comment = p.comment;

@@ -78,7 +78,8 @@ export function classifyRecipient(config: Config, rawAddress: string): Route {
     // an address literal never names a local domain here: mail to [IP] is relaying
     return { kind: 'relay', domain, address };
   }
-  const dc = config.domains[domain];
+  // (own keys only: a domain named "constructor" or "__proto__" is no local domain, though every object has one)
+  const dc = Object.hasOwn(config.domains, domain) ? config.domains[domain] : undefined;
   if (dc) return { kind: 'local', domain, address, known: isKnown(dc, local, domain) };
   return { kind: 'relay', domain, address };
 }
