@@ -249,6 +249,9 @@ describe('smtp.bareLineEndings', () => {
     await c.cmd('RCPT TO:<alice@example.com>');
     expect((await c.data('Subject: clean\r\n\r\nclean\r\n')).code).toBe(250);
     await waitFor(() => fs.readdirSync(path.join(t!.dir, 'spool', 'tmp')).length === 0, 'an empty spool tmp dir');
+    // stored: the clean message only
+    expect(await listQueuedIds(path.join(t.dir, 'spool', 'queue'))).toEqual(accepted(t).map((a) => a.queueId));
+    expect(accepted(t)).toHaveLength(1);
   });
 });
 
