@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp, type ProfileSaveConnection, type ProfileSaved } from '../../shared/console-api.ts';
-import { RpcError, isMethodName } from '../../shared/protocol.ts';
+import { configErrorMap } from '../../shared/config.ts';
+import { ErrorCode, JsonRpcRequest, Methods, RpcError, isMethodName, toIssues } from '../../shared/protocol.ts';
 import { PinReplaceRefused, RelayConnection, type ConnectionOptions } from './connection.ts';
 import { jsonFile } from './json-file.ts';
 import { KnownHosts } from './known-hosts.ts';
@@ -39,6 +40,18 @@ export function toBridgeError(err: unknown): BridgeError {
 
 const str = (v: unknown, what: string): string => {
   if (typeof v !== 'string' || v.length === 0 || v.length > 500) throw new BridgeFailure({ code: 'invalid', message: `${what} must be a non-empty string` });
+  return v;
+};
+
+/** the relay's answer to a request whose envelope is not JSON-RPC 2.0 (relay/manage/server.ts) */
+const NOT_A_REQUEST = 'not a JSON-RPC 2.0 request: expected {"jsonrpc":"2.0","id":...,"method":"...","params":{...}}';
+
+/** a SHA-256 fingerprint as Node and the relay print it: 32 hex bytes joined by colons */
+const FINGERPRINT = /^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$/i;
+const fingerprint = (v: unknown): string => {
+  if (typeof v !== 'string' || !FINGERPRINT.test(v)) {
+    throw new BridgeFailure({ code: 'invalid', message: 'fingerprint must be a SHA-256 fingerprint: 32 hex bytes joined by colons (AB:CD:...)' });
+  }
   return v;
 };
 
@@ -112,7 +125,7 @@ export class ConsoleCore {
       case 'connection.disconnect':
         return this.connection.disconnect();
       case 'connection.acceptFingerprint':
-        return this.connection.acceptFingerprint(str(a[0], 'profile id'), str(a[1], 'fingerprint'));
+        return this.connection.acceptFingerprint(str(a[0], 'profile id'), fingerprint(a[1]));
       case 'connection.forgetFingerprint': {
         const p = this.profiles.get(str(a[0], 'profile id'));
         if (!p) throw new BridgeFailure({ code: 'invalid', message: 'no such server profile' });
@@ -127,8 +140,24 @@ export class ConsoleCore {
         if (!isMethodName(method) || method === 'auth.login' || method === 'events.subscribe' || method === 'events.unsubscribe') {
           throw new BridgeFailure({ code: -32601, message: `method ${method} is not available to the console view` });
         }
-        // params are validated by the relay with the shared schema (and its errors come back as -32602)
-        return this.connection.call(method, (a[1] ?? {}) as never);
+        // validated here with the relay's own schema and wording before anything is sent: a malformed call never
+        // leaves the machine, and the renderer gets the error the relay would give (-32602 with the issues)
+        const params = a[1] ?? {};
+        // params that are not an object: the relay refuses the request itself (-32600), in these words
+        const env = JsonRpcRequest.safeParse({ jsonrpc: '2.0', id: 0, method, params });
+        if (!env.success) {
+          throw new BridgeFailure({ code: ErrorCode.InvalidRequest, message: NOT_A_REQUEST, data: { issues: toIssues(env.error) } });
+        }
+        const spec = Methods[method];
+        const parsed = spec.params.safeParse(params, { error: configErrorMap });
+        if (!parsed.success) {
+          const issues = toIssues(parsed.error, spec.params);
+          const first = issues[0];
+          const where = first ? `${first.path.join('.') || 'params'}: ${first.message}` : 'params';
+          throw new BridgeFailure({ code: ErrorCode.InvalidParams, message: `invalid params for ${method}: ${where}`, data: { issues } });
+        }
+        // the params as the renderer gave them (the relay fills in the defaults itself, as for any client)
+        return this.connection.call(method, params as never);
       }
       case 'notify':
         this.notifyFn(str(a[0], 'title').slice(0, 200), String(a[1] ?? '').slice(0, 1000));
