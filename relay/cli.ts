@@ -14,12 +14,14 @@ import type { ConfigChange } from '../shared/protocol.ts';
 import { formatHostPort } from '../shared/hostport.ts';
 import { hashPassword } from './auth/passwords.ts';
 import { Relay } from './relay.ts';
-import { ConfigError, ConfigStore } from './store/config-store.ts';
+import { ConfigError, ConfigStore, readConfigFile } from './store/config-store.ts';
+import { TlsFileError, checkConfiguredIdentity } from './tls/cert.ts';
 import { TokenStore, type Role } from './store/tokens.ts';
 
 const USAGE = `usage:
   npm run relay -- [--data-dir DIR]                 start the relay (default DIR: ./relay-data)
   npm run relay -- [--data-dir DIR] init            make DIR (config.json, certificate, admin token) and listen on nothing
+  npm run relay -- [--data-dir DIR] check           read config.json, tokens.json and the certificate as a start would; change nothing
   npm run relay -- [--data-dir DIR] user set NAME   set NAME's SMTP password (read from standard input)
   npm run relay -- [--data-dir DIR] user remove NAME
   npm run relay -- [--data-dir DIR] token create --name NAME [--role admin|viewer]   (default role: viewer)
@@ -219,8 +221,12 @@ function tokenCommand(dataDir: string, [verb, arg, ...extra]: string[], flags: R
     console.log(secret);
     console.error(`token "${flags.name}" (${role}) created; it is shown only this once`);
   } else if (verb === 'revoke') {
+    const wasAdmin = tokens.list().some((t) => t.name === arg && t.role === 'admin');
     if (!tokens.revoke(arg!)) throw new Error(`there is no token "${arg}"`);
     console.log(`token "${arg}" revoked`);
+    if (wasAdmin && !tokens.list().some((t) => t.role === 'admin')) {
+      console.error(`warning: no admin token is left: nobody can change the relay from the console. Make one with: token create --name NAME --role admin`);
+    }
   } else {
     for (const t of tokens.list()) console.log(`${t.name}\t${t.role}\t${t.createdAt}`);
     return;
@@ -335,7 +341,42 @@ async function initCommand(dataDir: string, args: string[]): Promise<void> {
   console.log(`  npm run relay -- --data-dir ${dataDir}`);
 }
 
+/**
+ * `check`: config.json, tokens.json and the configured certificate read as a start reads them, nothing written (as
+ * `postfix check` or `nginx -t`): run it after a hand edit, before SIGHUP or a restart. A refused SIGHUP keeps the
+ * running relay on its last good config, but the next start reads the file.
+ */
+function checkCommand(dataDir: string, args: string[]): void {
+  if (args.length > 0) throw new UsageError(`"check" takes no arguments (got "${args[0]}")`);
+  existingDataDir(dataDir, false);
+  const file = path.join(dataDir, 'config.json');
+  if (!fs.existsSync(file)) throw new Error(`there is no ${file}; a first start (or init) writes one with every default`);
+  const c = readConfigFile(file);
+  try {
+    checkConfiguredIdentity(dataDir, c.tls);
+  } catch (err) {
+    if (err instanceof TlsFileError) throw new ConfigError(`${file} is invalid:\n${err.key}: ${err.message}`, [{ key: err.key, message: err.message }]);
+    throw err;
+  }
+  const tokens = TokenStore.open(dataDir).list();
+  const admins = tokens.filter((t) => t.role === 'admin').length;
+  console.log(`${file}: valid (SMTP ${c.smtp.listen}, management ${c.manage.listen}, ${Object.keys(c.domains).length} local domain(s), ${Object.keys(c.groups).length} group(s))`);
+  console.log(`${path.join(dataDir, 'tokens.json')}: ${tokens.length} token(s), ${admins} admin${admins === 0 ? ' (none: nobody can change the relay from the console; make one with `token create --name NAME --role admin`)' : ''}`);
+  const running = runningRelay(path.join(dataDir, 'relay.pid'));
+  if (running !== null) console.log(`a relay (pid ${running}) runs on this directory; kill -HUP ${running} applies the file`);
+}
+
 async function serve(dataDir: string): Promise<void> {
+  // Signals that arrive while the relay starts (relay.pid already names it: `user set`, `token ...` and systemd's
+  // ExecReload send SIGHUP) are kept and acted on once it has started. Node's default for SIGHUP is to end the process
+  // silently, which systemd takes for a clean exit (Restart=on-failure would not restart it).
+  const early: { hup: boolean; stop: string | null } = { hup: false, stop: null };
+  const earlyHup = () => void (early.hup = true);
+  const earlyTerm = () => void (early.stop ??= 'SIGTERM');
+  const earlyInt = () => void (early.stop ??= 'SIGINT');
+  process.on('SIGHUP', earlyHup);
+  process.on('SIGTERM', earlyTerm);
+  process.on('SIGINT', earlyInt);
   const pidFile = lockDataDir(dataDir);
   const before = FIRST_START_FILES.filter(([f]) => fs.existsSync(path.join(dataDir, f))).map(([f]) => f);
   let relay: Relay;
@@ -363,11 +404,18 @@ async function serve(dataDir: string): Promise<void> {
   console.log(`  queue          : ${queued === 0 ? 'empty' : `${queued} message${queued === 1 ? '' : 's'} found on disk, delivery resumed`}`);
   console.log(`Reload config.json with: kill -HUP ${process.pid}`);
 
-  process.on('SIGHUP', () => {
+  const reload = () => {
     const r = relay.reload();
     if (r.ok) console.log(reloadLine(r, relay.configRevision));
-    else console.error(`config NOT reloaded, the relay keeps the last good config:\n${r.error}`);
-  });
+    else {
+      console.error(
+        `config NOT reloaded, the relay keeps the last good config:\n${r.error}\n` +
+          `The file on disk still holds this error: fix it (\`check\` reads it as a start would), or the relay's next start fails on it.`,
+      );
+    }
+  };
+  process.off('SIGHUP', earlyHup);
+  process.on('SIGHUP', reload);
   let stopping = 0;
   let told = false;
   const grace = Math.round(relay.front.stopGraceMs / 1000);
@@ -406,8 +454,17 @@ async function serve(dataDir: string): Promise<void> {
       },
     );
   };
+  process.off('SIGTERM', earlyTerm);
+  process.off('SIGINT', earlyInt);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (early.stop) {
+    console.log(`${early.stop} came while the relay was starting: stopping now`);
+    stop(early.stop);
+  } else if (early.hup) {
+    console.log('SIGHUP came while the relay was starting: reloading now');
+    reload();
+  }
 }
 
 /** What a SIGHUP changed, in one line: the config keys (at most five named) and the tokens. */
@@ -451,6 +508,7 @@ async function main(): Promise<void> {
     return serve(dataDir);
   }
   if (cmd === 'init') return initCommand(dataDir, args);
+  if (cmd === 'check') return checkCommand(dataDir, args);
   if (cmd === 'user') return userCommand(dataDir, args);
   if (cmd === 'token') return tokenCommand(dataDir, args, flags);
   throw new UsageError(`unknown command "${cmd}"`);

@@ -346,7 +346,12 @@ describe('relay CLI', () => {
     fs.writeFileSync(file, JSON.stringify({ ...good, checks: { ...good.checks, maxFailedCommands: { mode: 'enforce', max: 'one' } } }));
     r.child.kill('SIGHUP');
     await r.waitErr(/config NOT reloaded, the relay keeps the last good config:[\s\S]*checks\.maxFailedCommands\.max/);
+    // ... and that the file on disk is still the bad one, which the next start would read
+    await r.waitErr(/The file on disk still holds this error: fix it \(`check` reads it as a start would\), or the relay's next start fails on it\./);
     expect(r.child.exitCode).toBeNull();
+    const checked = await runToEnd(['--data-dir', dir, 'check']);
+    expect(checked.code).toBe(1);
+    expect(checked.err).toContain('checks.maxFailedCommands.max');
     const c = await smtp(port);
     expect((await c.cmd('BOGUS')).code).toBe(500); // the old limit (10) still applies
     await c.quit();
@@ -364,6 +369,46 @@ describe('relay CLI', () => {
     await r.waitOut(/config\.json unchanged; tokens added: laptop/);
     r.child.kill('SIGTERM');
     expect((await r.exited).code).toBe(0);
+  });
+
+  it('a SIGHUP or SIGTERM that comes while the relay is starting (relay.pid written) is acted on once it has started, not fatal', async () => {
+    for (const sig of ['SIGHUP', 'SIGTERM'] as const) {
+      const { dir, port } = await dataDirWithConfig();
+      const r = run(['--data-dir', dir]);
+      const pidFile = path.join(dir, 'relay.pid');
+      // as `user set` or systemd's ExecReload would: the pid in relay.pid, as soon as it is there
+      await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 'relay.pid', 15_000, 2);
+      process.kill(Number(fs.readFileSync(pidFile, 'utf8').trim()), sig);
+      if (sig === 'SIGHUP') {
+        // the window closes when the real handler is installed: either line says the signal was taken, and the relay runs
+        await r.waitOut(/SIGHUP came while the relay was starting: reloading now|config\.json unchanged/);
+        expect(r.child.exitCode).toBeNull();
+        const c = await smtp(port);
+        await c.quit();
+        r.child.kill('SIGTERM');
+      } else {
+        await r.waitOut(/SIGTERM came while the relay was starting: stopping now|SIGTERM: no new connections/);
+      }
+      expect(await r.exited).toEqual({ code: 0, signal: null });
+      expect(fs.existsSync(pidFile)).toBe(false);
+    }
+  });
+
+  it('`check` reads config.json, tokens.json and the certificate as a start would, changes nothing, and says what it found', async () => {
+    const { dir } = await dataDirWithConfig({ tls: { certFile: 'missing.pem', keyFile: 'missing.key' } });
+    const before = fs.readdirSync(dir);
+    const bad = await runToEnd(['--data-dir', dir, 'check']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/tls\.certFile: cannot read the TLS certificate .*missing\.pem/);
+    expect(fs.readdirSync(dir)).toEqual(before);
+    const ok = await dataDirWithConfig();
+    const good = await runToEnd(['--data-dir', ok.dir, 'check']);
+    expect(good.code).toBe(0);
+    expect(good.out).toMatch(/config\.json: valid \(SMTP 127\.0\.0\.1:\d+, management 127\.0\.0\.1:\d+, 0 local domain\(s\), 1 group\(s\)\)/);
+    expect(good.out).toContain('tokens.json: 0 token(s), 0 admin (none: nobody can change the relay from the console');
+    const missing = await runToEnd(['--data-dir', path.join(ok.dir, 'nope'), 'check']);
+    expect(missing.code).not.toBe(0);
+    expect(fs.existsSync(path.join(ok.dir, 'nope'))).toBe(false);
   });
 
   it('`user set NAME` reads the password from stdin, tells the running relay, and that user can AUTH', async () => {
@@ -492,6 +537,13 @@ describe('relay CLI', () => {
     expect(again.err).toContain('exists already');
     const revoked = await runToEnd(['--data-dir', dir, 'token', 'revoke', 'laptop']);
     expect(revoked.code).toBe(0);
+    // the last admin token revoked: said, with the way back
+    const admin = await runToEnd(['--data-dir', dir, 'token', 'create', '--name', 'boss', '--role', 'admin']);
+    expect(admin.code).toBe(0);
+    const lastAdmin = await runToEnd(['--data-dir', dir, 'token', 'revoke', 'boss']);
+    expect(lastAdmin.code).toBe(0);
+    expect(lastAdmin.err).toContain('warning: no admin token is left: nobody can change the relay from the console. Make one with: token create --name NAME --role admin');
+    expect(revoked.err).not.toContain('warning');
     const [after, missing] = await Promise.all([
       runToEnd(['--data-dir', dir, 'token', 'list']),
       runToEnd(['--data-dir', dir, 'token', 'revoke', 'laptop']),
