@@ -1,11 +1,13 @@
 /**
  * The Electron adapters (main/electron) against a fake of Electron's own API (the true edge: the Electron
  * binary cannot run on these machines). What is checked is our wiring of Electron's security checklist:
- * the window's webPreferences, denied permissions and navigation, the IPC sender check and allow-list, and a
- * preload that exposes exactly the two bridge functions.
+ * the window's webPreferences, denied permissions and navigation, requests allowed only for the renderer's own files,
+ * the CSP response header, the IPC sender check and allow-list, a preload that exposes exactly the two bridge
+ * functions, and a second instance that quits without starting.
  */
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 
 type Handler = (...args: unknown[]) => unknown;
@@ -17,6 +19,10 @@ const fake = vi.hoisted(() => {
     permissionRequest: null as Handler | null,
     permissionCheck: null as Handler | null,
     beforeRequest: null as Handler | null,
+    headersReceived: null as Handler | null,
+    singleInstanceLock: true,
+    whenReadyCalls: 0,
+    quitCalls: 0,
     exposed: new Map<string, Record<string, Handler>>(),
     rendererInvokes: [] as unknown[][],
     sandboxEnabled: false,
@@ -48,11 +54,14 @@ vi.mock('electron', () => {
     app: {
       enableSandbox: () => (fake.sandboxEnabled = true),
       on: (ev: string, fn: Handler) => fake.appEvents.set(ev, fn),
-      whenReady: () => Promise.resolve(),
-      requestSingleInstanceLock: () => true,
+      whenReady: () => {
+        fake.whenReadyCalls++;
+        return Promise.resolve();
+      },
+      requestSingleInstanceLock: () => fake.singleInstanceLock,
       getPath: () => path.join(os.tmpdir(), `rw-electron-fake-${process.pid}`),
       isPackaged: true,
-      quit: vi.fn(),
+      quit: () => fake.quitCalls++,
     },
     BrowserWindow,
     ipcMain: { handle: (ch: string, fn: Handler) => fake.ipcHandlers.set(ch, fn) },
@@ -74,7 +83,7 @@ vi.mock('electron', () => {
         setPermissionRequestHandler: (fn: Handler) => (fake.permissionRequest = fn),
         setPermissionCheckHandler: (fn: Handler) => (fake.permissionCheck = fn),
         webRequest: {
-          onHeadersReceived: vi.fn(),
+          onHeadersReceived: (fn: Handler) => (fake.headersReceived = fn),
           onBeforeRequest: (fn: Handler) => (fake.beforeRequest = fn),
         },
       },
@@ -118,8 +127,40 @@ describe('Electron main process wiring', () => {
       fake.beforeRequest!({ url }, (r: { cancel: boolean }) => (cancel = r.cancel));
       return cancel;
     };
+    const dir = path.dirname(String(fake.windows[0]!.loaded));
+    const file = (p: string) => pathToFileURL(p).href;
+    // our renderer's files: the page, its scripts, styles and assets
+    expect(decide(file(path.join(dir, 'index.html')))).toBe(false);
+    expect(decide(`${file(path.join(dir, 'index.html'))}#live`)).toBe(false);
+    expect(decide(file(path.join(dir, 'assets', 'index-abc123.js')))).toBe(false);
+    expect(decide('devtools://devtools/bundled/inspector.html')).toBe(false);
+    // anything else: another scheme, any other file on the disk, a climb out of the directory, another host
     expect(decide('https://evil.example/x.js')).toBe(true);
-    expect(decide('file:///opt/relay-warden/resources/app.asar/dist/renderer/index.html')).toBe(false);
+    expect(decide('http://127.0.0.1:8465/')).toBe(true);
+    expect(decide('data:text/html,<script>1</script>')).toBe(true);
+    expect(decide('file:///etc/passwd')).toBe(true);
+    expect(decide(file(path.join(os.homedir(), '.ssh', 'id_ed25519')))).toBe(true);
+    expect(decide(file(path.dirname(dir)) + '/main/main.cjs')).toBe(true);
+    expect(decide(`${file(dir)}/../main/preload.cjs`)).toBe(true);
+    expect(decide(`${file(dir)}/%2e%2e/%2e%2e/secrets.json`)).toBe(true);
+    expect(decide(`${file(dir)}/assets%2F..%2F..%2Fx`)).toBe(true);
+    expect(decide(`${file(dir)}-evil/index.html`)).toBe(true);
+    expect(decide(file(dir))).toBe(true);
+    expect(decide(`file://evil.example${new URL(file(path.join(dir, 'index.html'))).pathname}`)).toBe(true);
+    expect(decide('not a url')).toBe(true);
+  });
+
+  it('sets the strict CSP as a response header on what the session loads (frame-ancestors too, which a <meta> cannot carry)', () => {
+    let out: { responseHeaders?: Record<string, string[]> } | null = null;
+    fake.headersReceived!({ url: 'file:///x/index.html', responseHeaders: { 'X-Other': ['kept'] } }, (r: typeof out) => (out = r));
+    expect(out).toEqual({
+      responseHeaders: {
+        'X-Other': ['kept'],
+        'Content-Security-Policy': [
+          "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ],
+      },
+    });
   });
 
   it('blocks navigation, redirects, webviews and new windows in every web contents', () => {
@@ -165,5 +206,24 @@ describe('preload', () => {
     await expect(bridge.invoke!('require', 'child_process')).rejects.toThrow(/unknown operation/);
     expect(() => bridge.subscribe!('ipc-everything', () => {})).toThrow(/unknown channel/);
     expect(typeof bridge.subscribe!('events', () => {})).toBe('function');
+  });
+});
+
+describe('single-instance lock', () => {
+  it('the first instance holds the lock and starts; a second one quits without ever registering whenReady', async () => {
+    // the first instance (imported above) took the lock: it registered whenReady once and did not quit
+    expect(fake.whenReadyCalls).toBe(1);
+    expect(fake.quitCalls).toBe(0);
+    const windows = fake.windows.length;
+    const handlers = fake.ipcHandlers.size;
+    // a second start of the app: the lock is held elsewhere
+    fake.singleInstanceLock = false;
+    vi.resetModules();
+    await import('../main/electron/main.ts');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(fake.quitCalls).toBe(1);
+    expect(fake.whenReadyCalls).toBe(1);
+    expect(fake.windows).toHaveLength(windows);
+    expect(fake.ipcHandlers.size).toBe(handlers);
   });
 });

@@ -99,27 +99,31 @@ function buildMenu(): void {
 
 app.enableSandbox();
 hardenContents();
-if (!app.requestSingleInstanceLock()) app.quit();
-
-app.whenReady().then(() => {
-  hardenSession();
-  core = new ConsoleCore({
-    secrets: safeStorageSecrets,
-    dataDir: app.getPath('userData'),
-    notify: (title, body) => {
-      if (Notification.isSupported()) new Notification({ title, body }).show();
-    },
+// a second instance hands over to the first (its 'second-instance' focuses the window) and quits: it must not reach
+// whenReady, where it would open a window and a ConsoleCore writing the same profiles.json
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  app.whenReady().then(() => {
+    hardenSession(path.dirname(RENDERER));
+    core = new ConsoleCore({
+      secrets: safeStorageSecrets,
+      dataDir: app.getPath('userData'),
+      notify: (title, body) => {
+        if (Notification.isSupported()) new Notification({ title, body }).show();
+      },
+    });
+    wireIpc(core);
+    buildMenu();
+    win = createWindow();
+    app.on('second-instance', () => win?.focus());
+    app.on('activate', () => {
+      if (BrowserWindow.getAllWindows().length === 0) win = createWindow();
+    });
   });
-  wireIpc(core);
-  buildMenu();
-  win = createWindow();
-  app.on('second-instance', () => win?.focus());
-  app.on('activate', () => {
-    if (BrowserWindow.getAllWindows().length === 0) win = createWindow();
-  });
-});
 
-app.on('window-all-closed', () => {
-  void core?.connection.disconnect();
-  if (process.platform !== 'darwin') app.quit();
-});
+  app.on('window-all-closed', () => {
+    void core?.connection.disconnect();
+    if (process.platform !== 'darwin') app.quit();
+  });
+}

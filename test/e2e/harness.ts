@@ -5,7 +5,7 @@
  * driven by playwright-core. The page gets window.rwBridge exactly as the preload gives it in the app: invoke(op,
  * ...args) -> core.invoke (page.exposeBinding), subscribe(channel, cb) fed by core.on(channel) (page.evaluate).
  *
- * Chromium must be at /usr/bin/chromium (TESTING.md). When it is absent, `chromiumPath` is null and the suites skip
+ * Chromium must be at /usr/bin/chromium (Debian's chromium package; CI installs it). When it is absent, `chromiumPath` is null and the suites skip
  * with a loud message; CI installs it.
  */
 import fs from 'node:fs';
@@ -75,7 +75,11 @@ const MIME: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
-/** dist/renderer over http on 127.0.0.1 (Chromium refuses ES modules from file://; Electron loads them from its own scheme). */
+/**
+ * dist/renderer over http on 127.0.0.1: Chromium refuses the renderer's module scripts from file://. The app itself
+ * loads the same files from file:// (main.ts: loadFile), where Electron gives file:// pages the privileges to load
+ * them; that file:// loading is not exercised by these tests (the Electron binary cannot run here).
+ */
 export async function serveDist(dir = DIST): Promise<{ url: string; close(): Promise<void> }> {
   if (!fs.existsSync(path.join(dir, 'index.html'))) throw new Error(`${dir}/index.html is missing: run "npm run build:renderer" first (npm test does)`);
   const server = http.createServer((req, res) => {
@@ -214,7 +218,11 @@ export async function openConsole(
   };
 }
 
-/** Page errors other than known browser notices (CSP frame-ancestors in a <meta> is ignored by design and says so). */
+/**
+ * Page errors other than known browser notices: Chromium ignores frame-ancestors in a <meta> policy and says so. (The
+ * renderer's <meta> no longer carries it, so the notice should not come; the filter stays harmless.) These pages are
+ * served over http with no CSP header: the <meta> is the policy they run under, as in the app.
+ */
 export function unexpectedErrors(errors: string[]): string[] {
   return errors.filter((e) => !/frame-ancestors' is ignored when delivered via a <meta> element/.test(e));
 }

@@ -15,7 +15,11 @@ const open = async (page: Page, view: 'security' | 'groups' | 'clients' | 'queue
   await page.locator(`.${view}-view`).waitFor({ timeout: 10_000 });
 };
 
-/** errors in the page, less the CSP notice Chromium prints for a <meta> policy (Electron gets the header) */
+/**
+ * errors in the page, less failed resource loads and the notice Chromium prints when a <meta> policy carries
+ * frame-ancestors (the renderer's <meta> CSP is the policy of record; whether Electron's header reaches file:// pages
+ * is not known, see main/electron/security.ts)
+ */
 const pageErrors = (c: ConsolePage) => c.errors.filter((e) => !/Failed to load resource|'frame-ancestors' is ignored/.test(e));
 
 /** the number input of a security field */
