@@ -38,10 +38,10 @@ function walk(a: unknown, b: unknown, path: string[], out: ConfigChange[]): void
   }
   if (isObject(a) && isObject(b)) {
     for (const k of Object.keys(a)) {
-      if (!(k in b)) out.push({ path: fmt([...path, k]), op: 'remove', before: redact(a[k], [...path, k]) });
+      if (!Object.hasOwn(b, k)) out.push({ path: fmt([...path, k]), op: 'remove', before: redact(a[k], [...path, k]) });
       else walk(a[k], b[k], [...path, k], out);
     }
-    for (const k of Object.keys(b)) if (!(k in a)) out.push({ path: fmt([...path, k]), op: 'add', after: redact(b[k], [...path, k]) });
+    for (const k of Object.keys(b)) if (!Object.hasOwn(a, k)) out.push({ path: fmt([...path, k]), op: 'add', after: redact(b[k], [...path, k]) });
     return;
   }
   out.push({ path: fmt(path), op: 'change', before: redact(a, path), after: redact(b, path) });

@@ -300,6 +300,24 @@ export const ConfigSchema = z
         message: `the groups that may relay (${groups}) hold ${tooMuch}: a large part of the internet; anyone in it could relay mail through this server (an open relay). Let clients log in (SMTP AUTH) instead, or name their own networks`,
       });
     }
+    // one entry per address in a group: two (a permanent one and one that expires, say) made which one applies a matter
+    // of order, and the change record (by address) could not tell them apart: removing the permanent one read as no change
+    for (const [g, entries] of Object.entries(c.groups)) {
+      const seen = new Map<string, number>();
+      for (const [j, e] of entries.entries()) {
+        const r = parseAddressSpec(e.address);
+        if (!r.ok) continue;
+        const first = seen.get(r.spec.text);
+        if (first === undefined) seen.set(r.spec.text, j);
+        else {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', g, j, 'address'],
+            message: `${r.spec.text} is entry ${first} of group "${g}" already: one entry per address (keep one, with the comment and expiry you want)`,
+          });
+        }
+      }
+    }
     for (const [i, g] of c.limits.exemptGroups.entries()) {
       if (!Object.hasOwn(c.groups, g)) ctx.addIssue({ code: 'custom', path: ['limits', 'exemptGroups', i], message: `names group "${g}", which is not defined in "groups"` });
     }
