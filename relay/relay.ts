@@ -8,6 +8,7 @@ import { parseHostPort, formatHostPort } from '../shared/hostport.ts';
 import { Anvil } from './clients/anvil.ts';
 import { DnsResolver } from './dns/resolver.ts';
 import { EventBus } from './events/bus.ts';
+import { FaultLog } from './events/fault-log.ts';
 import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
 import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
@@ -231,12 +232,15 @@ export class Relay {
       const hint = e.code === 'EADDRINUSE' ? ' (another program, or another relay, is listening there; change manage.listen or stop it)' : '';
       throw new Error(`cannot listen for the management channel on ${formatHostPort(mlisten.value)}: ${e.message}${hint}`);
     }
+    relay.faults = new FaultLog(bus, log, now);
     relay.sweepTimer = setInterval(() => relay.sweepClients(), 60_000);
     relay.sweepTimer.unref();
     return relay;
   }
 
   private clientsNoted = { at: -Infinity, evictions: 0 };
+  /** blocks and DNS failures on the log (FaultLog) */
+  private faults: FaultLog | null = null;
 
   /**
    * Every minute: the anvil forgets what has aged out. When its table was full and it had to forget clients that had
@@ -280,6 +284,7 @@ export class Relay {
   /** Graceful stop: no new connections, open sessions get a bounded time, the queue stays on disk. */
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.faults?.close();
     await this.manage?.close();
     await this.front.close();
     await this.queue.stop();
