@@ -168,6 +168,12 @@ export class Relay {
     });
     config.onChange((info) => {
       const prev = info.previous;
+      for (const rule of ['unknownRecipients', 'authFailures'] as const) {
+        const to = info.config.limits[rule].blockMinutes;
+        if (to >= prev.limits[rule].blockMinutes) continue;
+        const n = anvil.shortenBlocks(`limits.${rule}`, to * 60_000);
+        if (n > 0) log(`limits.${rule}.blockMinutes lowered: ${n} client block${n === 1 ? '' : 's'} under way shortened to match`);
+      }
       if (JSON.stringify(prev.dns) !== JSON.stringify(info.config.dns)) {
         resolver.reconfigure({ servers: info.config.dns.servers, timeoutMs: info.config.dns.timeoutMs });
       }

@@ -90,7 +90,7 @@ describe('Anvil at its cap', () => {
       anvil.connectionClosed(k);
       advance(1000);
     }
-    anvil.block('k2', { rule: 'limits.unknownRecipients', until: Date.parse('2026-11-28T00:00:00Z'), reason: 'test' });
+    anvil.block('k2', { rule: 'limits.unknownRecipients', since: 0, until: Date.parse('2026-11-28T00:00:00Z'), reason: 'test' });
     anvil.connectionOpened('k1');
     expect(anvil.recent(3)).toMatchObject({ total: 5, clients: [{ key: 'k1' }, { key: 'k5' }, { key: 'k4' }] });
     expect(anvil.recent(10, (_k, blocked) => blocked)).toMatchObject({ total: 1, clients: [{ key: 'k2', blocked: { rule: 'limits.unknownRecipients' } }] });

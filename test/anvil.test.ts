@@ -58,7 +58,7 @@ describe('Anvil', () => {
 
   it('a block holds until its end, then is forgotten; unblock and forgive clear what leads to refusals', () => {
     const { anvil, advance, now } = setup();
-    anvil.block('k', { rule: 'limits.unknownRecipients', until: now() + 60_000, reason: 'too many unknown recipients' });
+    anvil.block('k', { rule: 'limits.unknownRecipients', since: now(), until: now() + 60_000, reason: 'too many unknown recipients' });
     expect(anvil.blocked('k')?.rule).toBe('limits.unknownRecipients');
     advance(59_999);
     expect(anvil.blocked('k')).not.toBeNull();
@@ -68,7 +68,7 @@ describe('Anvil', () => {
     anvil.unknownRecipient('k');
     anvil.authFailure('k');
     anvil.messageAccepted('k');
-    anvil.block('k', { rule: 'limits.authFailures', until: now() + 60_000, reason: 'too many failed logins' });
+    anvil.block('k', { rule: 'limits.authFailures', since: now(), until: now() + 60_000, reason: 'too many failed logins' });
     expect(anvil.unblock('k')).toBe(true);
     expect(anvil.state('k')).toMatchObject({ blocked: null, unknownRecipientsLastHour: 0, authFailuresInWindow: 0, messagesLastHour: 1 });
     expect(anvil.unblock('k')).toBe(false);

@@ -118,6 +118,37 @@ describe('a block reaches the sessions already open', () => {
   });
 });
 
+describe('a lowered blockMinutes', () => {
+  it('shortens the blocks under way (from when each began), says so; a raise lengthens none', async () => {
+    const lines: string[] = [];
+    t = await startTestRelay({ limits: { unknownRecipients: { max: 1, blockMinutes: 60 } } }, { relay: { log: (l) => lines.push(l) } });
+    const prober = await open(t.port, '127.0.0.20');
+    await prober.hello();
+    await prober.cmd('MAIL FROM:<a@example.org>');
+    expect((await prober.cmd('RCPT TO:<nobody@example.com>')).code).toBe(421);
+    t.clock.advance(5 * 60_000);
+    const modify = (minutes: number) => t!.relay.config.modify((d) => void (d.limits.unknownRecipients.blockMinutes = minutes), { by: 'test', source: 'test' });
+    // 60 -> 120: no block under way grows; 120 -> 10: the block that began 5 minutes ago ends 5 minutes from now
+    modify(120);
+    expect(t.relay.anvil.blocked('127.0.0.20')?.until).toBe(Date.parse('2026-11-27T13:00:00Z'));
+    modify(10);
+    expect(lines).toContain('limits.unknownRecipients.blockMinutes lowered: 1 client block under way shortened to match');
+    const blocked = await open(t.port, '127.0.0.20');
+    expect(await blocked.read()).toMatchObject({ code: 421, text: '4.7.0 127.0.0.20 is blocked until 2026-11-27T12:10:00Z: too many unknown recipients. Try again later.' });
+    t.clock.advance(5 * 60_000);
+    const free = await open(t.port, '127.0.0.20');
+    expect((await free.read())?.code).toBe(220);
+    // a block that began more than the new length ago is over at once
+    const other = await open(t.port, '127.0.0.21');
+    await other.hello();
+    await other.cmd('MAIL FROM:<a@example.org>');
+    expect((await other.cmd('RCPT TO:<nobody@example.com>')).code).toBe(421);
+    t.clock.advance(3 * 60_000);
+    modify(2);
+    expect((await (await open(t.port, '127.0.0.21')).read())?.code).toBe(220);
+  });
+});
+
 describe('policy.simulate replays the block on open sessions', () => {
   const ruleOf = (r: Result<'policy.simulate'>, rule: string) => r.rules.find((x) => x.rule === rule);
 

@@ -56,6 +56,8 @@ class Window {
 
 export interface Block {
   rule: Rule;
+  /** when the block began (a lowered blockMinutes ends it from there) */
+  since: number;
   until: number;
   reason: string;
 }
@@ -219,6 +221,26 @@ export class Anvil {
   // --- blocks ------------------------------------------------------------------------------
   block(key: string, block: Block): void {
     this.entry(key).block = block;
+  }
+
+  /**
+   * A rule's blockMinutes lowered to `toMs`: its blocks under way end at most that long after they began. An admin who
+   * shortens the block expects the clients blocked now to get out sooner, not only those blocked from now on (a raise
+   * lengthens no block under way). Returns how many blocks were shortened.
+   */
+  shortenBlocks(rule: Rule, toMs: number): number {
+    const now = this.now();
+    let n = 0;
+    for (const e of this.table.values()) {
+      const b = e.block;
+      if (!b || b.rule !== rule || b.until <= now) continue;
+      const until = b.since + toMs;
+      if (until < b.until) {
+        e.block = { ...b, until };
+        n++;
+      }
+    }
+    return n;
   }
 
   /** The active block for this client, or null (an expired block is forgotten). */

@@ -614,9 +614,11 @@ export class SmtpFront {
       this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', v.dns || v.blocked ? { ...detail, ...(v.dns ? { dns: v.dns } : {}), ...(v.blocked ? { blocked: v.blocked } : {}) } : detail);
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
+        const since = this.now();
         this.deps.anvil.block(sess.key, {
           rule: v.rule,
-          until: this.now() + v.blockMinutes * 60_000,
+          since,
+          until: since + v.blockMinutes * 60_000,
           reason: v.rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients',
         });
       }
