@@ -471,8 +471,20 @@ async function serve(dataDir: string): Promise<void> {
 function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded: string[]; tokensRemoved: string[] }, revision: number): string {
   const parts: string[] = [];
   if (r.changed) {
-    const shown = (v: unknown) => {
+    // a group entry as an admin checks it: the address, and until when (the expiry decides when the trust ends)
+    const entry = (v: unknown): string | null => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { address?: unknown }).address !== 'string') return null;
+      const e = v as { address: string; comment?: string | null; expiresAt?: string | null };
+      const comment = e.comment ? ` "${e.comment.length > 40 ? `${e.comment.slice(0, 40)}...` : e.comment}"` : '';
+      return `${e.address}${comment} ${e.expiresAt ? `until ${e.expiresAt}` : '(no expiry)'}`;
+    };
+    const shown = (v: unknown): string => {
       if (v === undefined) return '(none)';
+      const one = entry(v);
+      if (one !== null) return one;
+      if (Array.isArray(v) && v.length > 0 && v.every((x) => entry(x) !== null)) {
+        return `[${v.slice(0, 3).map((x) => entry(x)).join(', ')}${v.length > 3 ? ` and ${v.length - 3} more` : ''}]`;
+      }
       const j = JSON.stringify(v);
       if (j.length <= 60) return j;
       // cut where a reader can see it was cut, never inside a value

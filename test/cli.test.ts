@@ -371,6 +371,28 @@ describe('relay CLI', () => {
     expect((await r.exited).code).toBe(0);
   });
 
+  it('the reload line names group entries by address and expiry, and a new group by its addresses', async () => {
+    const { dir } = await dataDirWithConfig();
+    const r = await startRelay(dir);
+    const file = path.join(dir, 'config.json');
+    const good = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const partners = ['198.51.100.1', '198.51.100.2', '198.51.100.3', '198.51.100.4'].map((address) => ({ address }));
+    fs.writeFileSync(file, JSON.stringify({
+      ...good,
+      groups: {
+        Trusted: [{ address: '192.0.2.7', comment: 'the printer on the 3rd floor, until it is replaced', expiresAt: '2026-12-01T08:00:00+01:00' }],
+        Partners: partners,
+      },
+    }));
+    r.child.kill('SIGHUP');
+    await r.waitOut(/config reloaded \(revision \d+\): .*$/m);
+    const line = /config reloaded \(revision \d+\): .*$/m.exec(r.out())![0];
+    expect(line).toContain('groups.Trusted[192.0.2.7] (none) -> 192.0.2.7 "the printer on the 3rd floor, until it i..." until 2026-12-01T08:00:00+01:00');
+    expect(line).toContain('groups.Partners (none) -> [198.51.100.1 (no expiry), 198.51.100.2 (no expiry), 198.51.100.3 (no expiry) and 1 more]');
+    r.child.kill('SIGTERM');
+    expect((await r.exited).code).toBe(0);
+  });
+
   it('a SIGHUP or SIGTERM that comes while the relay is starting (relay.pid written) is acted on once it has started, not fatal', async () => {
     for (const sig of ['SIGHUP', 'SIGTERM'] as const) {
       const { dir, port } = await dataDirWithConfig();
