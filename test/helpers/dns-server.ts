@@ -1,7 +1,7 @@
 // A real authoritative DNS server on 127.0.0.1 for tests (dns2 2.4.0 over real UDP and TCP sockets on one port).
 // It serves a Zone: MX / A / AAAA / PTR / CNAME records, NXDOMAIN (with an SOA, so negative caching is testable),
-// NODATA, SERVFAIL, REFUSED, and names it never answers (timeouts). Answers over 512 bytes are truncated over
-// UDP (TC=1) by dns2, and served in full over TCP on the same port.
+// NODATA, SERVFAIL, REFUSED, names it never answers (timeouts) and names it answers late (delay). Answers over 512
+// bytes are truncated over UDP (TC=1) by dns2, and served in full over TCP on the same port.
 import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { Packet, TCPServer, UDPServer } from 'dns2';
@@ -19,6 +19,9 @@ export interface Zone {
   servfail?: string[]; // answered with SERVFAIL
   refused?: string[]; // answered with REFUSED
   timeout?: string[]; // never answered
+  // answered this many ms after the query came (whatever the answer: records, NXDOMAIN, SERVFAIL...), over UDP and TCP;
+  // keys as for the three above; each query waits on its own, so a retry is answered that long after the retry
+  delay?: Record<string, number>;
   ttl?: number; // TTL of the records, default 300
   negativeTtl?: number | null; // SOA minimum (and SOA TTL) in NXDOMAIN/NODATA replies, default 60; null: no SOA at all
 }
@@ -73,6 +76,7 @@ interface Compiled {
   servfail: Set<string>;
   refused: Set<string>;
   timeout: Set<string>;
+  delay: Map<string, number>;
 }
 
 function compile(zone: Zone): Compiled {
@@ -97,6 +101,7 @@ function compile(zone: Zone): Compiled {
     servfail: new Set((zone.servfail ?? []).map(indexEntry)),
     refused: new Set((zone.refused ?? []).map(indexEntry)),
     timeout: new Set((zone.timeout ?? []).map(indexEntry)),
+    delay: new Map(Object.entries(zone.delay ?? {}).map(([entry, ms]) => [indexEntry(entry), ms])),
   };
 }
 
@@ -145,21 +150,33 @@ function soaFor(c: Compiled, name: string): Array<Record<string, unknown>> {
 export async function startDnsServer(initial: Zone): Promise<TestDnsServer> {
   let compiled = compile(initial);
   const queries: DnsQueryLog[] = [];
+  const delayed = new Set<NodeJS.Timeout>(); // answers waiting for their delay; close() drops them
 
-  const handle = (transport: 'udp' | 'tcp') => (request: Request, send: Send) => {
+  const handle = (transport: 'udp' | 'tcp') => (request: Request, sendNow: Send) => {
     const question = request.questions[0];
     const response = Packet.createResponseFromRequest(request);
     response.header.aa = 1;
     response.header.ra = 1;
     if (!question) {
       response.header.rcode = RCODE.FORMERR;
-      send(response).catch(() => {});
+      sendNow(response).catch(() => {});
       return;
     }
     const name = key(question.name);
     const type = TYPE_NAMES.get(question.type) ?? String(question.type);
     queries.push({ name, type, transport });
     const c = compiled;
+    const wait = c.delay.get(`${type} ${name}`) ?? c.delay.get(name) ?? 0;
+    const send: Send = (r) => {
+      if (wait <= 0) return sendNow(r);
+      const timer = setTimeout(() => {
+        delayed.delete(timer);
+        sendNow(r).catch(() => {});
+      }, wait);
+      timer.unref(); // (a test counting the process's open timers counts the resolver's, not these)
+      delayed.add(timer);
+      return Promise.resolve(Buffer.alloc(0));
+    };
     if (listed(c.timeout, name, type)) return; // never answered
     const servfail = listed(c.servfail, name, type);
     if (servfail || listed(c.refused, name, type)) {
@@ -218,6 +235,8 @@ export async function startDnsServer(initial: Zone): Promise<TestDnsServer> {
         compiled = compile(z);
       },
       close() {
+        for (const timer of delayed) clearTimeout(timer);
+        delayed.clear();
         closed ??= Promise.all([
           new Promise<void>((resolve) => udp.close(() => resolve())),
           new Promise<void>((resolve) => {
