@@ -43,6 +43,14 @@ interface RecordOf {
 }
 
 type Answer = DnsAnswer<MxRecord> | DnsAnswer<string>;
+
+/** One query of a lookup to one server; `controller` ends it (its socket and timer) when the lookup no longer needs it. */
+interface Attempt {
+  server: DnsServerAddress;
+  transport: 'udp' | 'tcp';
+  controller: AbortController;
+}
+
 type Interpreted = { answer: Answer; cacheTtl: number } | { failure: string; giveUpOnServer: boolean };
 
 const MAX_POSITIVE_TTL = 86_400; // 1 day
@@ -223,47 +231,148 @@ export class DnsResolver {
   }
 
   /**
-   * Ask the servers in order, twice round, within the budget: each attempt gets an equal share of what is
-   * left. A server that timed out is asked again on the second round; one that said no (SERVFAIL, REFUSED,
-   * connection refused) is not. A truncated UDP reply is asked again over TCP, to the same server.
+   * Ask the servers in order, twice round, within the budget. Each attempt gets an equal share of what is left:
+   * when its share runs out without an answer, the next attempt is SENT, but the earlier ones keep listening: the
+   * first valid answer to any of the lookup's queries wins, until the whole budget is spent (as glibc, unbound and dig
+   * do; a tryout: closing each attempt at the end of its share threw late answers away, so a server answering in
+   * 1.6 s always timed out with a 3 s budget and one server). A server that timed out is asked again on the second
+   * round; one that said no (SERVFAIL, REFUSED, connection refused) is not, and its other queries are ended. A
+   * truncated UDP reply is asked again over TCP, to the same server. When the lookup ends (an answer, the budget
+   * spent, every server said no, the resolver closed), every query still out is ended: no socket or timer outlives it.
    */
-  private async query(q: Question): Promise<{ answer: Answer; cacheTtl: number }> {
+  private query(q: Question): Promise<{ answer: Answer; cacheTtl: number }> {
     const budget = this.timeoutMs;
     const servers = this.servers;
-    const signal = this.closing.signal;
-    const deadline = performance.now() + budget;
-    const plan = [...servers, ...servers];
-    const gaveUp = new Set<DnsServerAddress>();
-    const failures = new Map<string, { reason: string; tries: number }>();
-    try {
-      for (let i = 0; i < plan.length; i++) {
-        const server = plan[i];
-        if (server === undefined || gaveUp.has(server)) continue;
-        const attemptsLeft = plan.slice(i).filter((s) => !gaveUp.has(s)).length;
-        const remaining = deadline - performance.now();
-        if (remaining < 1) break;
-        let outcome = await udpExchange(server, q, Math.max(1, Math.floor(remaining / attemptsLeft)), signal);
-        if (outcome.kind === 'reply' && outcome.reply.flag_tc) {
-          const left = deadline - performance.now();
-          const tcpMs = Math.floor(Math.max(left / attemptsLeft, Math.min(left, 1000)));
-          outcome = tcpMs >= 1 ? await tcpExchange(server, q, tcpMs, signal) : { kind: 'timeout' };
-          if (outcome.kind === 'timeout') outcome = { kind: 'error', reason: 'sent a truncated reply and did not answer over TCP in time' };
-        }
-        if (signal.aborted) return { answer: temperror('DNS resolver closed'), cacheTtl: 0 };
-        const result = interpret(outcome, q);
-        if ('answer' in result) return result;
+    const closing = this.closing.signal;
+    return new Promise((resolve) => {
+      const deadline = performance.now() + budget;
+      const plan = [...servers, ...servers];
+      let next = 0; // the next attempt of the plan to send
+      const gaveUp = new Set<DnsServerAddress>();
+      const failures = new Map<string, { reason: string; tries: number }>();
+      const outstanding = new Set<Attempt>();
+      let current: Attempt | null = null; // the attempt whose share is running: the next one goes when it ends
+      let shareTimer: ReturnType<typeof setTimeout> | undefined;
+      let done = false;
+
+      const finish = (result: { answer: Answer; cacheTtl: number }): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(shareTimer);
+        closing.removeEventListener('abort', onClose);
+        for (const attempt of outstanding) attempt.controller.abort();
+        outstanding.clear();
+        resolve(result);
+      };
+      const onClose = (): void => finish({ answer: temperror('DNS resolver closed'), cacheTtl: 0 });
+      const internalError = (err: unknown): void =>
+        finish({
+          answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`, `DNS ${q.type} lookup for ${q.name} failed`),
+          cacheTtl: 0,
+        });
+      const guarded =
+        <A extends unknown[]>(fn: (...args: A) => void) =>
+        (...args: A): void => {
+          try {
+            fn(...args);
+          } catch (err) {
+            internalError(err);
+          }
+        };
+      const plannedLeft = (): number => plan.slice(next).filter((s) => !gaveUp.has(s)).length;
+      const countTry = (server: DnsServerAddress, reason: string | null): void => {
         const previous = failures.get(server.label);
-        failures.set(server.label, { reason: result.failure, tries: (previous?.tries ?? 0) + 1 });
-        if (result.giveUpOnServer) gaveUp.add(server);
-      }
-      const details = [...failures].map(([label, f]) => `${label} ${f.reason}${f.tries > 1 ? ` (${f.tries} tries)` : ''}`);
-      const what = details.length > 0 ? details.join('; ') : 'no server could be asked in time';
-      const timedOut = [...failures.values()].every((f) => f.reason === 'timed out');
-      const brief = `DNS ${q.type} lookup for ${q.name} ${timedOut ? 'timed out' : 'failed'}`;
-      // ("failed within 2000 ms: ... answered SERVFAIL" read as a timeout for a server that had answered at once)
-      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} ${timedOut ? `timed out after ${budget} ms` : 'failed'}: ${what}`, brief), cacheTtl: 0 };
-    } catch (err) {
-      return { answer: temperror(`DNS ${q.type} lookup for ${q.name} failed: internal error: ${(err as Error).message}`, `DNS ${q.type} lookup for ${q.name} failed`), cacheTtl: 0 };
-    }
+        // a plain "timed out" (at the end of the budget) does not hide what another query to the server got
+        const keep = previous !== undefined && (reason === null || (reason === 'timed out' && previous.reason !== 'timed out'));
+        failures.set(server.label, { reason: keep || reason === null ? (previous?.reason ?? 'timed out') : reason, tries: (previous?.tries ?? 0) + 1 });
+      };
+      const fail = (): void => {
+        const details = servers
+          .map((s) => s.label)
+          .filter((label, i, labels) => labels.indexOf(label) === i && failures.has(label))
+          .map((label) => {
+            const f = failures.get(label)!;
+            return `${label} ${f.reason}${f.tries > 1 ? ` (${f.tries} tries)` : ''}`;
+          });
+        const what = details.length > 0 ? details.join('; ') : 'no server could be asked in time';
+        const timedOut = [...failures.values()].every((f) => f.reason === 'timed out');
+        const brief = `DNS ${q.type} lookup for ${q.name} ${timedOut ? 'timed out' : 'failed'}`;
+        // ("failed within 2000 ms: ... answered SERVFAIL" read as a timeout for a server that had answered at once)
+        finish({ answer: temperror(`DNS ${q.type} lookup for ${q.name} ${timedOut ? `timed out after ${budget} ms` : 'failed'}: ${what}`, brief), cacheTtl: 0 });
+      };
+
+      const start = (server: DnsServerAddress, transport: 'udp' | 'tcp', timeoutMs: number): Attempt => {
+        const attempt: Attempt = { server, transport, controller: new AbortController() };
+        outstanding.add(attempt);
+        const exchange = transport === 'udp' ? udpExchange : tcpExchange;
+        exchange(server, q, timeoutMs, attempt.controller.signal).then(guarded((outcome: ExchangeOutcome) => settle(attempt, outcome)), guarded(internalError));
+        return attempt;
+      };
+
+      /** Sends the next attempt of the plan (its UDP socket listens to the end of the budget), or ends the lookup if none is left. */
+      const sendNext = guarded((): void => {
+        if (done) return;
+        clearTimeout(shareTimer);
+        shareTimer = undefined;
+        current = null;
+        while (next < plan.length) {
+          const server = plan[next++];
+          if (server === undefined || gaveUp.has(server)) continue;
+          const remaining = deadline - performance.now();
+          if (remaining < 1) break;
+          const attemptsLeft = 1 + plannedLeft();
+          current = start(server, 'udp', Math.ceil(remaining));
+          if (attemptsLeft > 1) shareTimer = setTimeout(sendNext, Math.max(1, Math.floor(remaining / attemptsLeft)));
+          return;
+        }
+        next = plan.length;
+        if (outstanding.size === 0) fail();
+      });
+
+      const settle = (attempt: Attempt, outcome: ExchangeOutcome): void => {
+        if (done || !outstanding.delete(attempt)) return; // the lookup is over, or this attempt was ended on purpose
+        const wasCurrent = attempt === current;
+        const noTcpAnswer: ExchangeOutcome = { kind: 'error', reason: 'sent a truncated reply and did not answer over TCP in time' };
+        if (attempt.transport === 'udp' && outcome.kind === 'reply' && outcome.reply.flag_tc) {
+          const left = deadline - performance.now();
+          const tcpMs = Math.floor(Math.max(left / (1 + plannedLeft()), Math.min(left, 1000)));
+          if (tcpMs < 1) {
+            outcome = noTcpAnswer;
+          } else {
+            const tcp = start(attempt.server, 'tcp', tcpMs);
+            if (wasCurrent) {
+              // the TCP query takes this attempt's place: the next server is asked if it fails
+              clearTimeout(shareTimer);
+              shareTimer = undefined;
+              current = tcp;
+            }
+            return;
+          }
+        } else if (outcome.kind === 'timeout' && attempt.transport === 'tcp') {
+          outcome = noTcpAnswer;
+        } else if (outcome.kind === 'timeout') {
+          next = plan.length; // a UDP query listens to the end of the budget: the budget is spent, nothing more is sent
+        }
+        const result = interpret(outcome, q);
+        if ('answer' in result) return finish(result);
+        countTry(attempt.server, result.failure);
+        if (result.giveUpOnServer && !gaveUp.has(attempt.server)) {
+          gaveUp.add(attempt.server);
+          // its other queries would say the same: end them (each counts as a try)
+          for (const other of [...outstanding]) {
+            if (other.server !== attempt.server) continue;
+            outstanding.delete(other);
+            other.controller.abort();
+            countTry(other.server, null);
+            if (other === current) current = null;
+          }
+        }
+        if (wasCurrent || current === null || outstanding.size === 0) sendNext();
+      };
+
+      if (closing.aborted) return onClose();
+      closing.addEventListener('abort', onClose);
+      sendNext();
+    });
   }
 }

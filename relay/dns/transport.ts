@@ -70,6 +70,11 @@ function decode(buf: Buffer): DnsReply | string {
   }
 }
 
+/**
+ * Listens for the answer until timeoutMs has passed or the signal aborts (then it answers "resolver closed"). The
+ * resolver gives each query what is left of the lookup's whole budget, not just the query's share of it, and aborts it
+ * when the lookup ends, so an answer that comes after a retry was sent still counts.
+ */
 export function udpExchange(server: DnsServerAddress, q: Question, timeoutMs: number, signal: AbortSignal): Promise<ExchangeOutcome> {
   return new Promise((resolve) => {
     const id = randomInt(0x10000);
