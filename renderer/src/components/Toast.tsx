@@ -39,6 +39,8 @@ export interface ToastOptions {
 export interface ToastApi {
   show(opts: ToastOptions): number;
   dismiss(id: number): void;
+  /** take away the toast shown with this key, if it is still on screen (its advice no longer applies) */
+  dismissKey(key: string): void;
   /** shortcut for an error toast with explainError's words */
   error(err: unknown, prefix?: string): number;
 }
@@ -232,7 +234,15 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     };
   }, [shown, items]);
 
-  const api = useMemo<ToastApi>(() => ({ show, dismiss, error }), [show, dismiss, error]);
+  const dismissKey = useCallback(
+    (key: string) => {
+      const id = keyed.current.get(key);
+      if (id !== undefined) dismiss(id);
+    },
+    [dismiss],
+  );
+
+  const api = useMemo<ToastApi>(() => ({ show, dismiss, dismissKey, error }), [show, dismiss, dismissKey, error]);
   return (
     <Ctx.Provider value={api}>
       {children}

@@ -126,10 +126,25 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
         </p>
         <CertificateTable cert={cert} />
         <div className="button-row">
-          <Button variant="primary" busy={busy} onClick={() => void run(() => api.connection.acceptFingerprint(id, cert.fingerprint256))}>
+          {/* (either answer ends the "Added ... compare its fingerprint, then accept it" toast's advice: it goes) */}
+          <Button
+            variant="primary"
+            busy={busy}
+            onClick={() => void run(async () => {
+              toast.dismissKey(savedKey(id));
+              await api.connection.acceptFingerprint(id, cert.fingerprint256);
+            })}
+          >
             Accept and connect
           </Button>
-          <Button onClick={() => void run(() => api.connection.disconnect())}>Cancel</Button>
+          <Button
+            onClick={() => void run(async () => {
+              toast.dismissKey(savedKey(id));
+              await api.connection.disconnect();
+            })}
+          >
+            Cancel
+          </Button>
         </div>
       </section>
     );
@@ -226,6 +241,9 @@ function ConnectionPrompt({ conn, profile, onEdit }: { conn: ConnectionState; pr
   }
   return null;
 }
+
+/** the key of a server's last "Added" / "Saved" toast (one at a time per server) */
+const savedKey = (profileId: string) => `server-saved:${profileId}`;
 
 /** The toast after an edit is saved: what the save did about the connection, as the core said. */
 /** The toast after "Save and connect" of a new server: what the first attempt reached (the status bar goes on from there). */
@@ -324,7 +342,7 @@ function ServerForm({
       toast.show({
         kind: 'success',
         // saving again replaces this server's last "Saved" toast rather than stacking another
-        key: `server-saved:${p.id}`,
+        key: savedKey(p.id),
         message: editing ? savedWords(p) : connect ? addedWords(p.name, reached) : `Added ${p.name}.`,
       });
       reset();
