@@ -19,7 +19,6 @@ export type Route =
 /** RFC 5322 dot-atom: a local part that needs no quotes. */
 const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 
-/** Lower-case the domain and drop trailing dots ("Example.COM." -> "example.com"). */
 /**
  * A domain as the config and DNS name it: lower case, no trailing dot, and an internationalised domain as its A-label
  * (xn--...). smtp-server hands an A-label on as its U-label (bücher.test for xn--bcher-kva.test), and the config only
