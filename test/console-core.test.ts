@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type WebSocket from 'ws';
 import type { ConnectionState, EventBatch } from '../shared/console-api.ts';
 import { ConsoleCore, BridgeFailure } from '../main/core/console-core.ts';
@@ -277,11 +277,39 @@ describe('console core against a real relay', () => {
     const { core } = newCore({ heartbeatMs: 200 });
     const p = (await core.invoke('profiles.save', [{ name: 'edge', host: '127.0.0.1', port: proxy.port, token }])) as { id: string };
     expect(((await core.invoke('connection.acceptFingerprint', [p.id, relay.identity.fingerprint256])) as ConnectionState).status).toBe('connected');
+    // the link the heartbeat watches: its pings, and who drops it
+    const ws = (core.connection as unknown as { ws: WebSocket }).ws;
+    const pings = vi.spyOn(ws, 'ping');
+    // (the state when the socket is dropped: the heartbeat drops a link it still counts as connected)
+    const statusAtDrop: string[] = [];
+    const terminate = ws.terminate.bind(ws);
+    const terminated = vi.spyOn(ws, 'terminate').mockImplementation(() => {
+      statusAtDrop.push(status(core));
+      terminate();
+    });
+    const pongs: number[] = [];
+    ws.on('pong', () => pongs.push(Date.now()));
+    await waitFor(() => pongs.length >= 1, 'the relay answers a heartbeat ping', 2000);
+    const frozenAt = Date.now();
     proxy.freeze(true);
     await waitFor(() => status(core) === 'reconnecting' || status(core) === 'connecting', 'the stall is detected', 5000);
+    const detectedMs = Date.now() - frozenAt;
+    // the heartbeat found it: it pinged, got no pong, and terminated the socket itself, within two intervals (nothing
+    // else notices a frozen link this soon: the calls wait 3 s, TCP itself minutes)
+    expect(terminated).toHaveBeenCalledTimes(1);
+    expect(statusAtDrop).toEqual(['connected']);
+    const pingsBeforeDrop = pings.mock.invocationCallOrder.filter((o) => o < terminated.mock.invocationCallOrder[0]!);
+    expect(pingsBeforeDrop.length).toBeGreaterThanOrEqual(1);
+    expect(pongs.every((t) => t < frozenAt + 50)).toBe(true);
+    expect(detectedMs).toBeLessThan(2 * 200 + 1000);
+    expect(core.connection.state.message).toMatch(/connection to the relay was lost/);
     proxy.freeze(false);
     await waitFor(() => status(core) === 'connected', 'back after the stall', 10_000);
-    expect(((await core.invoke('call', ['stats.get', {}])) as { lastEventId: number }).lastEventId).toBeGreaterThanOrEqual(0);
+    // on a new socket, and working
+    expect((core.connection as unknown as { ws: WebSocket }).ws).not.toBe(ws);
+    // the relay holds this one session: the dropped one is gone on its side too
+    const sessions = async () => ((await core.invoke('call', ['stats.get', {}])) as { manage: { sessions: number } }).manage.sessions;
+    await expect.poll(sessions, { timeout: 3000 }).toBe(1);
   });
 
   it('stops on a refused token instead of hammering the relay, and says what to do', async () => {

@@ -232,13 +232,32 @@ describe.skipIf(!chromiumPath)('console: servers and live traffic (Chromium)', (
   it('stops hard when the certificate changed, showing both fingerprints and sending nothing', async () => {
     const { page, core } = c;
     const fake = 'AA:'.repeat(31) + 'AA';
+    const manage = relay.relay.manage!;
     await core.connection.disconnect();
+    // the relay has seen the console's session end: from here, any login would show in its count
+    await expect.poll(() => manage.authenticatedCount(), { timeout: 5000 }).toBe(0);
+    // what reaches the relay's management server past the TLS handshake: an HTTP request or a WebSocket upgrade
+    // (the first bytes the console would send, before any token)
+    const server = (manage as unknown as { https: import('node:https').Server }).https;
+    const reached: string[] = [];
+    const onUpgrade = (req: import('node:http').IncomingMessage) => reached.push(`upgrade ${req.url}`);
+    const onRequest = (req: import('node:http').IncomingMessage) => reached.push(`request ${req.method} ${req.url}`);
+    server.on('upgrade', onUpgrade).on('request', onRequest);
+    let dialled = 0;
+    const onTcp = () => dialled++;
+    server.on('connection', onTcp);
     core.knownHosts.forget('127.0.0.1', relay.managePort);
     core.knownHosts.accept('127.0.0.1', relay.managePort, fake, 'CN=old');
     await page.keyboard.press('Control+1');
     await page.locator('[data-testid="server-card"]').getByRole('button', { name: 'Connect' }).click();
     const stop = page.locator('[data-testid="fingerprint-mismatch"]');
     await stop.waitFor();
+    // sending nothing: the console did reach the relay (to read its certificate in the TLS handshake), and stopped there
+    await new Promise((r) => setTimeout(r, 300));
+    expect(dialled).toBeGreaterThan(0);
+    expect(reached).toEqual([]);
+    expect(manage.authenticatedCount()).toBe(0);
+    server.off('upgrade', onUpgrade).off('request', onRequest).off('connection', onTcp);
     const fps = await stop.locator('[data-testid="fingerprint"]').allTextContents();
     expect(fps).toContain(fake);
     expect(fps).toContain(relay.fingerprint);
