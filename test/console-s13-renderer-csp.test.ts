@@ -12,7 +12,7 @@ const INDEX = path.resolve('dist/renderer/index.html');
 
 /** the strict policy, literally: loosening any directive must fail here (and in electron-adapters' header test) */
 const STRICT =
-  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'none'; base-uri 'none'; form-action 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'none'; base-uri 'none'; form-action 'none'";
 
 describe('the built renderer', () => {
   it('carries the strict CSP in its <meta>, and nothing inline that would need a weaker one', () => {

@@ -14,7 +14,7 @@ import { app, session, type WebContents } from 'electron';
 
 /** the policy of the renderer's <meta http-equiv="Content-Security-Policy"> */
 export const RENDERER_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; connect-src 'none'; base-uri 'none'; form-action 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'none'; base-uri 'none'; form-action 'none'";
 
 /** the response header: the same policy, plus frame-ancestors (ignored in a <meta>) */
 export const CSP = `${RENDERER_CSP}; frame-ancestors 'none'`;

@@ -1,3 +1,5 @@
+// first: before any module parses with zod (zod-config.ts)
+import './zod-config.ts';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
