@@ -183,6 +183,9 @@ export class Relay {
       if (JSON.stringify(prev.tls) !== JSON.stringify(info.config.tls)) {
         log('note: a changed TLS certificate (tls.certFile, tls.keyFile) takes effect when the relay restarts');
       }
+      if (info.source === 'file changed on disk') {
+        log(`config.json had been changed on disk (a command or an editor, its SIGHUP not handled yet): read before the next change, as revision ${revisions.publicOf(info.revision)}`);
+      }
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });
     // both listen addresses are checked before anything starts: a bad one (only options can give one; config.json's

@@ -77,12 +77,21 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o64
 
 /** Read and validate a config file; throws ConfigError naming the file, line or key. */
 export function readConfigFile(file: string): Config {
+  return readConfigText(file).config;
+}
+
+/** The file's text as read, and the config it holds (validated as readConfigFile does). */
+function readConfigText(file: string): { text: string; config: Config } {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, []);
   }
+  return { text, config: parseConfigText(file, text) };
+}
+
+function parseConfigText(file: string, text: string): Config {
   // a byte order mark (some Windows editors write one) is not JSON, but says nothing either: read past it
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let json: unknown;
@@ -111,14 +120,17 @@ export type ConfigCheck = (next: Config, previous: Config) => ConfigIssue[];
 
 export class ConfigStore {
   private snapshot: Config;
+  /** the file's text as this store last read or wrote it (null: not known; in memory) */
+  private diskText: string | null = null;
   private rev = 1;
   private readonly listeners = new Set<(c: ChangeInfo) => void>();
   private readonly checks = new Set<ConfigCheck>();
   readonly file: string;
 
-  private constructor(file: string, config: Config) {
+  private constructor(file: string, config: Config, diskText: string | null = null) {
     this.file = file;
     this.snapshot = deepFreeze(config);
+    this.diskText = diskText;
   }
 
   /** Open DIR/config.json, writing every default on first start. Throws ConfigError when the file is invalid. */
@@ -126,10 +138,12 @@ export class ConfigStore {
     const file = path.join(dataDir, 'config.json');
     if (!fs.existsSync(file)) {
       const config = defaultConfig();
-      writeFileAtomic(file, JSON.stringify(config, null, 2) + '\n', 0o600);
-      return { store: new ConfigStore(file, config), created: true };
+      const text = JSON.stringify(config, null, 2) + '\n';
+      writeFileAtomic(file, text, 0o600);
+      return { store: new ConfigStore(file, config, text), created: true };
     }
-    return { store: new ConfigStore(file, readConfigFile(file)), created: false };
+    const { text, config } = readConfigText(file);
+    return { store: new ConfigStore(file, config, text), created: false };
   }
 
   /** An in-memory store (tests, tools); `file` is not written. */
@@ -169,16 +183,23 @@ export class ConfigStore {
    * snapshot swapped, or neither. A stale baseRevision is a ConflictError.
    */
   update(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
+    this.catchUp();
     if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
     const r = parseConfig(input);
     if (!r.ok) throw new ConfigError(`the new config is invalid:\n${formatIssues(r.issues)}`, r.issues);
     this.runChecks(r.config, 'the new config');
-    if (this.file) writeFileAtomic(this.file, JSON.stringify(r.config, null, 2) + '\n', 0o600);
+    if (this.file) {
+      const text = JSON.stringify(r.config, null, 2) + '\n';
+      writeFileAtomic(this.file, text, 0o600);
+      this.diskText = text;
+    }
     return this.swap(r.config, meta);
   }
 
   /** Apply a change to a copy of the current config (e.g. add a group entry). */
   modify(mutate: (draft: Config) => void, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
+    // (on top of what the file holds now: see catchUp)
+    this.catchUp();
     const draft = structuredClone(this.snapshot) as Config;
     mutate(draft);
     return this.update(draft, meta);
@@ -187,10 +208,50 @@ export class ConfigStore {
   /** SIGHUP: re-read the file. An invalid file is refused (ConfigError) and the last good config stays. */
   reload(): ChangeInfo | null {
     if (!this.file) return null;
-    const config = readConfigFile(this.file);
-    if (JSON.stringify(config) === JSON.stringify(this.snapshot)) return null;
+    const { text, config } = readConfigText(this.file);
+    if (JSON.stringify(config) === JSON.stringify(this.snapshot)) {
+      this.diskText = text;
+      return null;
+    }
     this.runChecks(config, this.file);
+    this.diskText = text;
     return this.swap(config, { by: 'file', source: 'SIGHUP' });
+  }
+
+  /**
+   * Before a change is written: when the file no longer holds what this store last read or wrote (a command-line
+   * `user` command, or an editor, whose SIGHUP has not been handled yet), it is read first, as SIGHUP would read it,
+   * and the change is made on top of it. Writing the store's older copy over it had undone the other edit without a
+   * word (a tryout: `user remove` said done, a console change a moment later wrote the user back, and it relayed).
+   * Such a catch-up is a change of its own (source "file changed on disk"), so a console change based on the revision
+   * before it is refused as stale, as against another admin's. A file that is invalid now (an edit in progress)
+   * refuses the change: the store does not write over it.
+   */
+  private catchUp(): void {
+    if (!this.file || this.diskText === null) return;
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch {
+      return; // gone: the change writes it again
+    }
+    if (text === this.diskText) return;
+    let config: Config;
+    try {
+      config = parseConfigText(this.file, text);
+    } catch (err) {
+      const e = err as ConfigError;
+      throw new ConfigError(
+        `${this.file} was changed on disk and the relay has not loaded that edit: it is invalid, and this change would write over it. ` +
+          `Fix the file (or undo the edit), then make the change again.\n${e.message}`,
+        e.issues ?? [],
+      );
+    }
+    if (JSON.stringify(config) !== JSON.stringify(this.snapshot)) {
+      this.runChecks(config, this.file);
+      this.swap(config, { by: 'file', source: 'file changed on disk' });
+    }
+    this.diskText = text;
   }
 
   private swap(config: Config, meta: { by: string; source: string }): ChangeInfo {

@@ -25,13 +25,48 @@ function sha256(text: string): Buffer {
 export class TokenStore {
   private records: TokenRecord[];
   private readonly listeners = new Set<(name: string) => void>();
+  /** the file's text as this store last read or wrote it (null: no file) */
+  private diskText: string | null = null;
 
   constructor(readonly file: string) {
     this.records = [];
     if (fs.existsSync(file)) {
-      const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as { tokens?: TokenRecord[] };
-      this.records = Array.isArray(parsed.tokens) ? parsed.tokens : [];
+      const text = fs.readFileSync(file, 'utf8');
+      this.records = TokenStore.parse(text);
+      this.diskText = text;
     }
+  }
+
+  private static parse(text: string): TokenRecord[] {
+    const parsed = JSON.parse(text) as { tokens?: TokenRecord[] };
+    return Array.isArray(parsed.tokens) ? parsed.tokens : [];
+  }
+
+  /**
+   * Before a change is written: a file changed since this store last read or wrote it (a command-line `token`
+   * command whose SIGHUP has not been handled yet) is read first, and the change made on top of it, so the store's
+   * older copy never puts back a token the command revoked (a tryout: a revoked admin token still logged in after a
+   * console created another one at the same moment).
+   */
+  private catchUp(): void {
+    let text: string | null;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch {
+      text = null;
+    }
+    if (text === null || text === this.diskText) return;
+    this.apply(TokenStore.parse(text));
+    this.diskText = text;
+  }
+
+  /** Take `fresh` as the tokens; the sessions of tokens no longer there are told (their listeners). */
+  private apply(fresh: TokenRecord[]): { removed: string[]; added: string[] } {
+    const before = new Set(this.records.map((r) => r.name));
+    this.records = fresh;
+    const removed = [...before].filter((n) => !fresh.some((r) => r.name === n));
+    for (const n of removed) for (const l of this.listeners) l(n);
+    return { removed, added: fresh.map((r) => r.name).filter((n) => !before.has(n)) };
   }
 
   static open(dataDir: string): TokenStore {
@@ -39,7 +74,9 @@ export class TokenStore {
   }
 
   private save(): void {
-    writeFileAtomic(this.file, JSON.stringify({ tokens: this.records }, null, 2) + '\n', 0o600);
+    const text = JSON.stringify({ tokens: this.records }, null, 2) + '\n';
+    writeFileAtomic(this.file, text, 0o600);
+    this.diskText = text;
   }
 
   list(): Array<Omit<TokenRecord, 'hash'>> {
@@ -48,6 +85,7 @@ export class TokenStore {
 
   /** Create a token; returns the secret, which is stored only as a hash. */
   create(name: string, role: Role): string {
+    this.catchUp();
     if (!NAME.test(name)) throw new Error(`token name "${name}" must be 1-64 letters, digits, ".", "_" or "-"`);
     if (role !== 'admin' && role !== 'viewer') throw new Error(`role "${String(role)}" must be "admin" or "viewer"`);
     if (this.records.some((r) => r.name === name)) throw new Error(`a token named "${name}" exists already; revoke it first or pick another name`);
@@ -58,6 +96,7 @@ export class TokenStore {
   }
 
   revoke(name: string): boolean {
+    this.catchUp();
     const before = this.records.length;
     this.records = this.records.filter((r) => r.name !== name);
     if (this.records.length === before) return false;
@@ -73,12 +112,10 @@ export class TokenStore {
 
   /** Re-read tokens.json (a token created or revoked by the CLI while the relay runs); returns the names of the tokens it no longer holds (their sessions close) and the new ones. */
   reload(): { removed: string[]; added: string[] } {
-    const before = new Set(this.records.map((r) => r.name));
-    const fresh = new TokenStore(this.file).records;
-    this.records = fresh;
-    const removed = [...before].filter((n) => !fresh.some((r) => r.name === n));
-    for (const n of removed) for (const l of this.listeners) l(n);
-    return { removed, added: fresh.map((r) => r.name).filter((n) => !before.has(n)) };
+    const fresh = new TokenStore(this.file);
+    const changed = this.apply(fresh.records);
+    this.diskText = fresh.diskText;
+    return changed;
   }
 
   /** The record for a presented token, compared in constant time against every stored hash. */
