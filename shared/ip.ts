@@ -261,7 +261,11 @@ interface SpecCommon {
   readonly kind: AddressKind;
   /** the CIDR prefix length for kind "cidr", else null */
   readonly prefix: number | null;
-  /** canonical text: "192.0.2.7", "2001:db8::/48", "192.0.2.10-192.0.2.20" */
+  /**
+   * canonical text: "192.0.2.7", "2001:db8::/48", "192.0.2.10-192.0.2.20". A network or range of one address
+   * (192.0.2.7/32, 2001:db8::1/128, 192.0.2.7-192.0.2.7) is that address, kind "single": one address has one text,
+   * so a group holds it once and removing it by any of its spellings removes it
+   */
   readonly text: string;
 }
 export interface AddressSpecV4 extends SpecCommon {
@@ -294,10 +298,23 @@ function notAnAddress(part: string, whole: string): string {
 
 const fail = (error: string): SpecResult => ({ ok: false, error });
 
+/** The spec of one address (also what a /32, a /128 or a range from an address to itself is). */
+function singleSpec(ip: ParsedIp): SpecResult {
+  const text = formatIp(ip);
+  return {
+    ok: true,
+    spec:
+      ip.family === 4
+        ? { kind: 'single', family: 4, first: ip.v4, last: ip.v4, prefix: null, text }
+        : { kind: 'single', family: 6, first: ip.v6, last: ip.v6, prefix: null, text },
+  };
+}
+
 /**
  * Parses one address spec as people type it: "192.0.2.7", "2001:db8::1", "192.0.2.0/24", "2001:db8::/48",
  * "192.0.2.10-192.0.2.20" (spaces around "/", "-" and the whole tolerated). The spec's text is canonical.
- * CIDRs must not have host bits set. IPv4-mapped IPv6 (also as a CIDR of /96 or longer) becomes IPv4.
+ * CIDRs must not have host bits set. IPv4-mapped IPv6 (also as a CIDR of /96 or longer) becomes IPv4. A CIDR or
+ * range that holds one address (/32, /128, x-x) is that address: kind "single", its text the plain address.
  */
 export function parseAddressSpec(text: string): SpecResult {
   const s = text.trim();
@@ -319,7 +336,9 @@ export function parseAddressSpec(text: string): SpecResult {
     if (first.family !== last.family)
       return fail(`"${s}": range mixes IPv4 and IPv6; write one range per family`);
     const rangeText = `${formatIp(first)}-${formatIp(last)}`;
-    if (compareIp(first, last) > 0) return fail(`range ${rangeText} ends before it starts`);
+    const order = compareIp(first, last);
+    if (order > 0) return fail(`range ${rangeText} ends before it starts`);
+    if (order === 0) return singleSpec(first);
     return {
       ok: true,
       spec:
@@ -351,6 +370,7 @@ export function parseAddressSpec(text: string): SpecResult {
       const net = (ip.v4 & mask) >>> 0;
       const cidrText = `${formatV4(net)}/${p4}`;
       if (net !== ip.v4) return fail(`"${s}" has host bits set; did you mean ${cidrText}?`);
+      if (p4 === 32) return singleSpec(ip);
       return {
         ok: true,
         spec: { kind: 'cidr', family: 4, first: net, last: (net | ~mask) >>> 0, prefix: p4, text: cidrText },
@@ -361,19 +381,13 @@ export function parseAddressSpec(text: string): SpecResult {
     const net = networkV6(w, prefix);
     const cidrText = `${formatV6(net)}/${prefix}`;
     if (compareWords(net, w) !== 0) return fail(`"${s}" has host bits set; did you mean ${cidrText}?`);
+    if (prefix === 128) return singleSpec(ip);
     return { ok: true, spec: { kind: 'cidr', family: 6, first: net, last: broadcastV6(net, prefix), prefix, text: cidrText } };
   }
 
   const ip = parseIp(s);
   if (ip === null) return fail(notAnAddress(s, s));
-  const single = formatIp(ip);
-  return {
-    ok: true,
-    spec:
-      ip.family === 4
-        ? { kind: 'single', family: 4, first: ip.v4, last: ip.v4, prefix: null, text: single }
-        : { kind: 'single', family: 6, first: ip.v6, last: ip.v6, prefix: null, text: single },
-  };
+  return singleSpec(ip);
 }
 
 /** True when spec holds every address of its family (0.0.0.0/0, ::/0, or a range from the first to the last). */
