@@ -573,12 +573,19 @@ export const Methods = {
       revision: Revision,
       group: z.string(),
       entry: GroupEntryOut,
-      /** it was already in that group (nothing was added) */
+      /** a live entry of that group trusted it already (nothing was added; see `updated` for a lengthened one) */
       alreadyTrusted: z.boolean(),
       /** a block was cleared */
       unblocked: z.boolean(),
+      /**
+       * the entry for exactly this address was lengthened to the expiry asked (its comment filled in if it had none);
+       * never shortened. Relays before it leave it out
+       */
+      updated: z.boolean().optional(),
+      /** that entry as it was before this call (null when nothing was updated), for an exact undo; relays before it leave it out */
+      previous: GroupEntryOut.nullable().optional(),
     }),
-    'One click: add the IP to the first of limits.exemptGroups, clear its block and counters. Idempotent. Effective for the next SMTP command.',
+    'One click: add the IP to the first of limits.exemptGroups (never shortening or rewording an entry there; an exact entry ending sooner than asked is lengthened), clear its block and counters. Idempotent. Effective for the next SMTP command.',
   ),
   'clients.unblock': method(
     'admin',

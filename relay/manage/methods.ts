@@ -5,7 +5,7 @@
  */
 import type { Config } from '../../shared/config.ts';
 import type { RelayEvent } from '../../shared/events.ts';
-import { GroupMatcher, clientKey, parseAddressSpec, parseIp, specContains, type ParsedIp } from '../../shared/ip.ts';
+import { GroupMatcher, clientKey, parseAddressSpec, parseIp, parseIsoInstant, specContains, type ParsedIp } from '../../shared/ip.ts';
 import {
   ErrorCode,
   PROTOCOL_VERSION,
@@ -358,27 +358,47 @@ export function createHandlers(d: MethodDeps): Handlers {
           issues: [{ path: ['limits', 'exemptGroups'], message: 'is empty', code: 'custom' }],
         });
       }
+      // Trusting never takes trust away: no entry is shortened, none loses its comment (groups.addEntry edits entries).
+      // An entry of the group that holds the whole of `ip` and lasts at least as long as asked (expiresAt; left out or
+      // null: for ever) is enough: nothing is written (alreadyTrusted). Else an entry for exactly `ip` is lengthened to
+      // the expiry asked (updated, previous: what it was; a comment is only filled in where it had none), or, when
+      // there is none, one is added (a network holding `ip` that ends sooner is left as it is).
       const now = d.now();
-      const list = (Object.hasOwn(c.groups, group) ? c.groups[group] : undefined) ?? [];
-      const exact = list.find((e) => canonical(e.address) === spec.text);
-      const first = keyAddress(spec.text);
-      const covering = exact && liveAt(exact, now) ? exact : list.find((e) => {
-        if (!liveAt(e, now) || !first) return false;
+      const asked = p.expiresAt ? (parseIsoInstant(p.expiresAt) ?? Date.parse(p.expiresAt)) : Infinity;
+      const endOf = (e: { expiresAt?: string | null }) => (e.expiresAt ? (parseIsoInstant(e.expiresAt) ?? Date.parse(e.expiresAt)) : Infinity);
+      const lo = spec.family === 4 ? { family: 4 as const, v4: spec.first } : { family: 6 as const, v6: spec.first };
+      const hi = spec.family === 4 ? { family: 4 as const, v4: spec.last } : { family: 6 as const, v6: spec.last };
+      const holds = (e: { address: string }) => {
         const r = parseAddressSpec(e.address);
-        return r.ok && specContains(r.spec, first) && (spec.kind === 'single' || canonical(e.address) === spec.text);
-      });
-      const wantsChange = exact !== undefined && ((p.comment !== undefined && p.comment !== (exact.comment ?? null)) || (p.expiresAt !== undefined && p.expiresAt !== (exact.expiresAt ?? null)));
-      let entry = covering ?? null;
-      let alreadyTrusted = covering !== undefined && !wantsChange;
+        return r.ok && specContains(r.spec, lo) && specContains(r.spec, hi);
+      };
+      const list = (Object.hasOwn(c.groups, group) ? c.groups[group] : undefined) ?? [];
+      const isExact = (e: { address: string }) => canonical(e.address) === spec.text;
+      const lasting = list.filter((e) => liveAt(e, now) && endOf(e) >= asked && holds(e));
+      type Entry = Config['groups'][string][number];
+      let entry: Entry | null = lasting.find(isExact) ?? lasting[0] ?? null;
+      let alreadyTrusted = entry !== null;
+      let updated = false;
+      let previous: Entry | null = null;
       let revision = d.revisions.current;
-      if (!alreadyTrusted) {
+      let written = false;
+      const exact = list.find(isExact);
+      // an exact entry that is lengthened (or whose empty comment is filled in) trusted the address already if it was live
+      const lengthen = exact !== undefined && endOf(exact) < asked;
+      const fill = exact !== undefined && !exact.comment && !!p.comment;
+      if (entry === null && exact !== undefined && !lengthen && !fill) {
+        // (an expired entry asked to last until a moment before it ended: nothing to write)
+        entry = exact;
+      } else if (entry === null) {
+        alreadyTrusted = exact !== undefined && liveAt(exact, now);
         const r = d.revisions.modify((draft) => {
           const l = Object.hasOwn(draft.groups, group) ? draft.groups[group]! : (draft.groups[group] = []);
-          const ex = l.find((e) => canonical(e.address) === spec.text);
+          const ex = l.find(isExact);
           if (ex) {
-            if (p.comment !== undefined) ex.comment = p.comment;
-            if (p.expiresAt !== undefined) ex.expiresAt = p.expiresAt;
-            else if (!liveAt(ex, now)) ex.expiresAt = null;
+            previous = structuredClone(ex);
+            if (endOf(ex) < asked) ex.expiresAt = p.expiresAt ?? null;
+            if (!ex.comment && p.comment) ex.comment = p.comment;
+            updated = true;
             entry = ex;
           } else {
             entry = { address: spec.text, comment: p.comment ?? null, expiresAt: p.expiresAt ?? null, addedBy: ctx.session.auth!.name, addedAt: iso(now) };
@@ -387,7 +407,7 @@ export function createHandlers(d: MethodDeps): Handlers {
         }, meta(ctx, 'clients.trust'));
         ctx.change = r;
         revision = r.revision;
-        alreadyTrusted = false;
+        written = true;
       }
       // clear its block and counters: the next command from it is judged afresh
       let unblocked = false;
@@ -395,8 +415,8 @@ export function createHandlers(d: MethodDeps): Handlers {
         if (d.anvil.blocked(key)) unblocked = true;
         d.anvil.forgive(key);
       }
-      if (!alreadyTrusted) d.bus.emit({ kind: 'trusted', sessionId: null, ip: spec.kind === 'single' ? spec.text : null, address: spec.text, group, by: ctx.session.auth!.name });
-      return { revision, group, entry: structuredClone(entry!), alreadyTrusted, unblocked };
+      if (written) d.bus.emit({ kind: 'trusted', sessionId: null, ip: spec.kind === 'single' ? spec.text : null, address: spec.text, group, by: ctx.session.auth!.name });
+      return { revision, group, entry: structuredClone(entry!), alreadyTrusted, unblocked, updated, previous };
     },
 
     'clients.unblock': (p) => {
