@@ -14,6 +14,7 @@ import { TokenStore } from '../relay/store/tokens.ts';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import { manageRelayPerTest } from './helpers/wss-client.ts';
 import { smtpClients } from './helpers/smtp-client.ts';
+import { ErrorCode } from '../shared/protocol.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -110,5 +111,36 @@ describe('the relay: a user removed on the command line while a console changes 
     const g = await admin.call('config.get', {});
     expect(Object.hasOwn(g.config.users, 'stolen')).toBe(false);
     expect(g.config.groups['Trusted']).toMatchObject([{ address: '192.0.2.44' }]);
+  });
+});
+
+describe('the relay: changes over the management channel against a disk edit, and changes that change nothing', () => {
+  it('config.update based on the revision before a command-line edit is refused as stale (4009), and the edit stands', async () => {
+    const t = await startManaged();
+    const admin = await t.admin();
+    const g = await admin.call('config.get', {});
+    ConfigStore.open(t.dir).store.modify((d) => void (d.limits.messagesPerHour.max = 7), { by: 'cli', source: 'edit' });
+    const draft = structuredClone(g.config);
+    draft.limits.messagesPerHour.max = 50;
+    const e = await admin.callError('config.update', { baseRevision: g.revision, config: draft });
+    expect(e.code).toBe(ErrorCode.Conflict);
+    const now = await admin.call('config.get', {});
+    expect(now.config.limits.messagesPerHour.max).toBe(7);
+    expect(now.revision).toBe(g.revision + 1);
+  });
+
+  it('a revert to the current revision, or an update with the same config, makes no revision and says no change', async () => {
+    const t = await startManaged();
+    const admin = await t.admin();
+    const g = await admin.call('config.get', {});
+    const before = t.events.filter((e) => e.kind === 'config-changed').length;
+    const same = await admin.call('config.update', { baseRevision: g.revision, config: g.config });
+    expect(same).toMatchObject({ revision: g.revision, changes: [] });
+    const revert = await admin.call('config.revert', { revision: g.revision, baseRevision: g.revision });
+    expect(revert).toMatchObject({ revision: g.revision, changes: [] });
+    expect((await admin.call('config.get', {})).revision).toBe(g.revision);
+    expect(t.events.filter((e) => e.kind === 'config-changed').length).toBe(before);
+    const h = await admin.call('config.history', { limit: 10 });
+    expect(h.revisions.map((r) => r.revision)).not.toContain(g.revision + 1);
   });
 });

@@ -143,7 +143,13 @@ export class ConfigRevisions {
     }
     this.remoteIp = meta.remoteIp ?? null;
     try {
-      const info = run({ by: meta.by, source: meta.source });
+      // the base goes to the store too: it may first read a config.json changed on disk (a command's edit whose SIGHUP
+      // is not handled yet), a revision of its own, against which this base is then stale
+      const info = run({ by: meta.by, source: meta.source, ...(meta.baseRevision !== undefined ? { baseRevision: meta.baseRevision - this.offset } : {}) });
+      if (info.unchanged) {
+        // nothing changed: no revision recorded or broadcast; the answer is the current one, with no changes
+        return { revision: this.current, at: this.now(), by: meta.by, source: meta.source, remoteIp: meta.remoteIp ?? null, changes: [], config: info.config };
+      }
       const r = this.last!;
       if (r.revision !== this.publicOf(info.revision)) throw new Error('config revision bookkeeping is out of step');
       return r;

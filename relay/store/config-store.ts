@@ -41,6 +41,8 @@ export interface ChangeInfo {
   config: Config;
   by: string;
   source: string;
+  /** the change changed nothing: no revision was made, nothing written (revision is the current one) */
+  unchanged?: true;
 }
 
 function deepFreeze<T>(o: T): T {
@@ -187,6 +189,11 @@ export class ConfigStore {
     if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
     const r = parseConfig(input);
     if (!r.ok) throw new ConfigError(`the new config is invalid:\n${formatIssues(r.issues)}`, r.issues);
+    // a change to what is already there (a revert to the current revision, a script re-applying its config) makes
+    // no revision: each was recorded, broadcast and audited as one, and pushed real changes out of the kept history
+    if (JSON.stringify(r.config) === JSON.stringify(this.snapshot)) {
+      return { revision: this.rev, previous: this.snapshot, config: this.snapshot, by: meta.by, source: meta.source, unchanged: true };
+    }
     this.runChecks(r.config, 'the new config');
     if (this.file) {
       const text = JSON.stringify(r.config, null, 2) + '\n';
