@@ -599,6 +599,17 @@ export function createHandlers(d: MethodDeps): Handlers {
       return { name: p.name, role: p.role, token };
     },
     'tokens.revoke': (p, ctx) => {
+      // The last admin token is not revoked over the channel: nobody could change the relay from a console after it
+      // (only the command line on the relay's host could make another). The command line may still do it, and warns.
+      const all = d.tokens.list();
+      const target = all.find((t) => t.name === p.name);
+      if (target?.role === 'admin' && !all.some((t) => t.role === 'admin' && t.name !== p.name)) {
+        throw new RpcError(
+          ErrorCode.InvalidConfig,
+          `"${p.name}" is the last admin token: without it nobody could change the relay from a console. Create another admin token first (tokens.create with role "admin", or \`token create --name NAME --role admin\` on the relay's host), log in with it, then revoke this one`,
+          { issues: [{ path: ['name'], message: 'is the last admin token; create another admin token first', code: 'custom' }] },
+        );
+      }
       let n = 0;
       for (const s of d.sessions()) if (s.auth?.name === p.name && !s.closed) n++;
       if (!d.tokens.revoke(p.name)) throw notFound(`there is no token "${p.name}"`);
