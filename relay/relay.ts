@@ -9,6 +9,7 @@ import { Anvil } from './clients/anvil.ts';
 import { DnsResolver } from './dns/resolver.ts';
 import { EventBus } from './events/bus.ts';
 import { FaultLog } from './events/fault-log.ts';
+import { configNotes } from './store/config-notes.ts';
 import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
 import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
@@ -183,6 +184,7 @@ export class Relay {
       if (JSON.stringify(prev.tls) !== JSON.stringify(info.config.tls)) {
         log('note: a changed TLS certificate (tls.certFile, tls.keyFile) takes effect when the relay restarts');
       }
+      for (const note of configNotes(prev, info.config, now())) log(note);
       if (info.source === 'file changed on disk') {
         log(`config.json had been changed on disk (a command or an editor, its SIGHUP not handled yet): read before the next change, as revision ${revisions.publicOf(info.revision)}`);
       }
