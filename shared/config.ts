@@ -303,17 +303,19 @@ export const ConfigSchema = z
     // one entry per address in a group: two (a permanent one and one that expires, say) made which one applies a matter
     // of order, and the change record (by address) could not tell them apart: removing the permanent one read as no change
     for (const [g, entries] of Object.entries(c.groups)) {
-      const seen = new Map<string, number>();
+      const seen = new Map<string, { index: number; written: string }>();
       for (const [j, e] of entries.entries()) {
         const r = parseAddressSpec(e.address);
         if (!r.ok) continue;
         const first = seen.get(r.spec.text);
-        if (first === undefined) seen.set(r.spec.text, j);
+        if (first === undefined) seen.set(r.spec.text, { index: j, written: e.address.trim() });
         else {
+          // each as written in the file too, when that is not the canonical address ("192.0.2.1/32")
+          const as = (w: string) => (w === r.spec.text ? '' : ` ("${w}")`);
           ctx.addIssue({
             code: 'custom',
             path: ['groups', g, j, 'address'],
-            message: `${r.spec.text} is entry ${first} of group "${g}" already: one entry per address (keep one, with the comment and expiry you want)`,
+            message: `${r.spec.text}${as(e.address.trim())} is entry ${first.index}${as(first.written)} of group "${g}" already: one entry per address (keep one, with the comment and expiry you want)`,
           });
         }
       }

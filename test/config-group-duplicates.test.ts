@@ -19,7 +19,7 @@ describe('group entries', () => {
       'groups.Trusted.1.address: 192.0.2.1 is entry 0 of group "Trusted" already: one entry per address (keep one, with the comment and expiry you want)',
     ]);
     expect(issuesOf({ groups: { Trusted: [], Office: [{ address: '2001:db8::/32' }, { address: '2001:0db8::/32' }] } })).toEqual([
-      'groups.Office.1.address: 2001:db8::/32 is entry 0 of group "Office" already: one entry per address (keep one, with the comment and expiry you want)',
+      'groups.Office.1.address: 2001:db8::/32 ("2001:0db8::/32") is entry 0 of group "Office" already: one entry per address (keep one, with the comment and expiry you want)',
     ]);
     // the same address in two groups, and overlapping but different networks, are fine
     expect(issuesOf({ groups: { Trusted: [{ address: '192.0.2.1' }, { address: '192.0.2.0/24' }], Office: [{ address: '192.0.2.1' }] } })).toEqual([]);

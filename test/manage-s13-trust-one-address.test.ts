@@ -81,8 +81,8 @@ describe('a network or range of one address is that address', () => {
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.issues.map((i) => `${i.key}: ${i.message}`)).toEqual([
-      'groups.Trusted.1.address: 192.0.2.1 is entry 0 of group "Trusted" already: one entry per address (keep one, with the comment and expiry you want)',
-      'groups.Trusted.2.address: 192.0.2.1 is entry 0 of group "Trusted" already: one entry per address (keep one, with the comment and expiry you want)',
+      'groups.Trusted.1.address: 192.0.2.1 ("192.0.2.1/32") is entry 0 of group "Trusted" already: one entry per address (keep one, with the comment and expiry you want)',
+      'groups.Trusted.2.address: 192.0.2.1 ("192.0.2.1-192.0.2.1") is entry 0 of group "Trusted" already: one entry per address (keep one, with the comment and expiry you want)',
     ]);
 
     const t = await startRelay({ checks: CHECKS_OFF });
@@ -92,7 +92,7 @@ describe('a network or range of one address is that address', () => {
     config.groups['Trusted'] = [{ address: '2001:db8::9' }, { address: '2001:db8::9/128', comment: 'again' }];
     const e = await admin.callError('config.update', { baseRevision: g.revision, config });
     expect(e.code).toBe(ErrorCode.InvalidParams);
-    expect(e.message).toContain('2001:db8::9 is entry 0 of group "Trusted" already');
+    expect(e.message).toContain('2001:db8::9 ("2001:db8::9/128") is entry 0 of group "Trusted" already');
     expect(JSON.stringify(e.data)).toContain('"path":["config","groups","Trusted",1,"address"]');
     expect((await admin.call('config.get', {})).revision).toBe(g.revision);
   });
