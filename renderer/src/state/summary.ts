@@ -138,14 +138,25 @@ export function asksBeforeTrust(e: RelayEvent): boolean {
 export const RELAY_TRUST_DEFAULT = '1d' as const;
 
 /** The toast after a trust: what was done, relaying included. `relays` null: the config could not be read. */
-export function trustedMessage(
-  ip: string,
-  r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean },
-  relays: boolean | null,
-): string {
+/** clients.trust's answer, as far as the console reads it (`updated`/`previous`: relays before them leave them out) */
+export interface TrustReply {
+  group: string;
+  entry: { address: string; comment?: string | null; expiresAt?: string | null };
+  alreadyTrusted: boolean;
+  unblocked: boolean;
+  updated?: boolean;
+  previous?: { address: string; comment?: string | null; expiresAt?: string | null } | null;
+}
+
+export function trustedMessage(ip: string, r: TrustReply, relays: boolean | null): string {
   const cleared = r.unblocked ? ' Its block was cleared.' : '';
-  if (r.alreadyTrusted) return `${ip} is already trusted (group "${r.group}", entry ${r.entry.address}).${cleared}`;
   const until = r.entry.expiresAt ? ` until ${fmtDateTime(r.entry.expiresAt)}` : ' with no expiry';
+  if (r.updated && r.previous && r.alreadyTrusted) {
+    // trusted already, for less long: lengthened (trusting never shortens an entry or changes its comment)
+    const was = r.previous.expiresAt ? fmtDateTime(r.previous.expiresAt) : 'no expiry';
+    return `${ip} was trusted until ${was}; now${until} (group "${r.group}", entry ${r.entry.address}, its comment kept).${cleared}`;
+  }
+  if (r.alreadyTrusted) return `${ip} is already trusted (group "${r.group}", entry ${r.entry.address}).${cleared}`;
   const what =
     relays === true
       ? `from its next command it skips the per-IP limits and may relay mail to any domain ("${r.group}" is in relay.allowGroups).`
@@ -153,6 +164,19 @@ export function trustedMessage(
         ? `from its next command it skips the per-IP limits (it may not relay: "${r.group}" is not in relay.allowGroups).`
         : `from its next command it skips the per-IP limits; see Trusted IP groups for whether "${r.group}" may relay.`;
   return `Trusted ${ip} in "${r.group}"${until}: ${what} Its counters were reset.${cleared}`;
+}
+
+/**
+ * What Undo in the toast after a trust does, if anything: an entry that was added is removed; one that was lengthened
+ * (or brought back from expired) gets its old expiry and comment back, as it was before the click (removing it would
+ * lose its record); nothing changed, nothing to undo.
+ */
+export function trustUndo(r: TrustReply): { method: 'groups.removeEntry'; params: { group: string; address: string } } | { method: 'groups.addEntry'; params: { group: string; address: string; comment: string | null; expiresAt: string | null } } | null {
+  if (r.updated && r.previous) {
+    return { method: 'groups.addEntry', params: { group: r.group, address: r.previous.address, comment: r.previous.comment ?? null, expiresAt: r.previous.expiresAt ?? null } };
+  }
+  if (r.alreadyTrusted) return null;
+  return { method: 'groups.removeEntry', params: { group: r.group, address: r.entry.address } };
 }
 
 /** The exempt-group entry that trusts `ip` at `now`, or null (also for an address that does not parse). */

@@ -13,11 +13,12 @@ import { useCallback, useState } from 'react';
 import { useToast } from '../components/Toast.tsx';
 import { callOnProfile, useApi, useConnection } from '../hooks.ts';
 import { refetchRelayState } from './refetch.ts';
-import { trustedMessage, type TrustEffects } from './summary.ts';
+import { trustedMessage, trustUndo, type TrustEffects } from './summary.ts';
+import { fmtDateTime } from '../components/format.ts';
 
 // the words and the pure logic of trusting live in summary.ts (tested in Node without React); the views import them from here
-export { RELAY_TRUST_DEFAULT, asksBeforeTrust, trustHelps, clientNowLine, groupMatcher, trustEffects, trustWarning, trustedEntry, trustedMessage } from './summary.ts';
-export type { TrustConfig, TrustEffects } from './summary.ts';
+export { RELAY_TRUST_DEFAULT, asksBeforeTrust, trustHelps, clientNowLine, groupMatcher, trustEffects, trustWarning, trustedEntry, trustedMessage, trustUndo } from './summary.ts';
+export type { TrustConfig, TrustEffects, TrustReply } from './summary.ts';
 
 export type TrustExpiry = 'forever' | '1h' | '1d';
 export const TRUST_EXPIRIES: { value: TrustExpiry; label: string }[] = [
@@ -54,19 +55,25 @@ export function useTrustIp(): {
         let relays: boolean | null = effects && effects.group === r.group ? effects.relays : null;
         if (relays === null) relays = await api.call('config.get', {}).then((c) => c.config.relay.allowGroups.includes(r.group), () => null);
         const message = trustedMessage(ip, r, relays);
-        if (r.alreadyTrusted) {
+        const undo = trustUndo(r);
+        if (!undo) {
           toast.show({ kind: 'info', message });
           return;
         }
         toast.show({
-          kind: relays === false ? 'success' : 'warning',
+          kind: r.alreadyTrusted ? 'info' : relays === false ? 'success' : 'warning',
           message,
           undo: async () => {
             // to the relay the IP was trusted on: refused if the console has moved to another one since
-            await callOnProfile(on.profile, on.name, () => api.call('groups.removeEntry', { group: r.group, address: r.entry.address }));
+            await callOnProfile(on.profile, on.name, async (): Promise<unknown> =>
+              undo.method === 'groups.addEntry' ? api.call('groups.addEntry', undo.params) : api.call('groups.removeEntry', undo.params),
+            );
             refresh();
           },
-          undoneMessage: `${ip} is no longer trusted. Its counters stay reset: they count again from now.`,
+          undoneMessage:
+            undo.method === 'groups.addEntry'
+              ? `${ip}'s entry is back as it was (${undo.params.expiresAt ? `until ${fmtDateTime(undo.params.expiresAt)}` : 'no expiry'}).`
+              : `${ip} is no longer trusted. Its counters stay reset: they count again from now.`,
         });
       } catch (err) {
         toast.error(err, `Could not trust ${ip}`);

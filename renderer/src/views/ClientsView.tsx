@@ -27,7 +27,7 @@ import {
   useToast,
 } from '../components/index.ts';
 import { explainError, useCanEdit, useProfileKey, useRelayMutation, useRelayQuery } from '../hooks.ts';
-import { trustEffects, trustWarning, trustedMessage } from '../state/trust.ts';
+import { trustEffects, trustUndo, trustWarning, trustedMessage, type TrustReply } from '../state/trust.ts';
 import { ExpiryPicker, type ExpiryValue } from './parts/ExpiryPicker.tsx';
 import { expiryFor } from './parts/expiry.ts';
 import { useNow, usePageVisible } from './parts/hooks.ts';
@@ -61,6 +61,7 @@ function Clients({ navigate }: { navigate: Navigate }) {
   const q = useRelayQuery('clients.list', params, { refetchInterval: visible ? REFRESH_MS : false, placeholderData: (prev) => prev });
   const unblock = useRelayMutation('clients.unblock', { invalidate: ['clients.list', 'audit.list'] });
   const untrust = useRelayMutation('groups.removeEntry');
+  const restore = useRelayMutation('groups.addEntry');
 
   const doUnblock = (c: ClientInfo) => {
     setError(null);
@@ -234,11 +235,12 @@ function Clients({ navigate }: { navigate: Navigate }) {
           onClose={() => setTrusting(null)}
           onTrusted={(r, relays) => {
             setTrusting(null);
+            const undo = trustUndo(r);
             toast.show({
               kind: r.alreadyTrusted ? 'info' : relays === false ? 'success' : 'warning',
               message: trustedMessage(trusting.ip, r, relays),
-              undo: r.alreadyTrusted ? undefined : () => untrust.mutateAsync({ group: r.group, address: r.entry.address }),
-              undoneMessage: `${r.entry.address} is no longer trusted.`,
+              undo: !undo ? undefined : undo.method === 'groups.addEntry' ? () => restore.mutateAsync(undo.params) : () => untrust.mutateAsync(undo.params),
+              undoneMessage: undo?.method === 'groups.addEntry' ? `${r.entry.address}'s entry is back as it was.` : `${r.entry.address} is no longer trusted.`,
             });
           }}
         />
@@ -266,7 +268,7 @@ function TrustDialog({
   client: ClientInfo;
   onClose: () => void;
   /** `relays`: whether the group it joined may relay (relay.allowGroups), as the config said when the dialog opened */
-  onTrusted: (r: { group: string; entry: { address: string; expiresAt?: string | null }; alreadyTrusted: boolean; unblocked: boolean }, relays: boolean | null) => void;
+  onTrusted: (r: TrustReply, relays: boolean | null) => void;
 }) {
   const { why } = useCanEdit();
   const trust = useRelayMutation('clients.trust');
