@@ -52,12 +52,14 @@ describe('bad frames', () => {
   it('answers JSON that is not JSON-RPC 2.0 with -32600', async () => {
     const c = await t.admin();
     const n0 = c.frames.length;
-    for (const bad of [42, 'text', null, { hello: 1 }, { jsonrpc: '1.0', id: 5, method: 'config.get' }, { jsonrpc: '2.0', id: 6, method: 7 }, { jsonrpc: '2.0', id: 8, method: 'config.get', params: [1] }, []]) {
+    for (const bad of [42, 'text', null, { hello: 1 }, { jsonrpc: '1.0', id: 5, method: 'config.get' }, { jsonrpc: '2.0', id: 6, method: 7 }, []]) {
       c.send(JSON.stringify(bad));
     }
-    await c.waitFor(() => c.frames.length >= n0 + 8, 3000, 'eight replies');
-    for (const f of c.frames.slice(n0, n0 + 8)) expect(f).toMatchObject({ jsonrpc: '2.0', error: { code: ErrorCode.InvalidRequest } });
+    await c.waitFor(() => c.frames.length >= n0 + 7, 3000, 'seven replies');
+    for (const f of c.frames.slice(n0, n0 + 7)) expect(f).toMatchObject({ jsonrpc: '2.0', error: { code: ErrorCode.InvalidRequest } });
     expect(c.frames.slice(n0).some((f) => (f as { id: unknown }).id === 5)).toBe(true);
+    // params by position (an array) make a valid request whose params the method does not take: -32602
+    expect(await c.request({ jsonrpc: '2.0', id: 8, method: 'config.get', params: [1] })).toMatchObject({ id: 8, error: { code: ErrorCode.InvalidParams } });
     await stillUp();
   });
 

@@ -41,11 +41,25 @@ export class Subscription {
     return this.buffer.length;
   }
 
-  /** The next events.batch frame (at most maxEvents events), or null when there is nothing to say. */
-  takeBatch(maxEvents: number): string | null {
+  /**
+   * The next events.batch frame (at most maxEvents events, and events of at most maxChars characters in all: the one
+   * that crosses it is the last), or null when there is nothing to say. The rest wait for the next batch.
+   */
+  takeBatch(maxEvents: number, maxChars = Infinity): string | null {
     if (this.held || (this.buffer.length === 0 && this.dropped === 0)) return null;
-    const events = this.buffer.length <= maxEvents ? this.buffer : this.buffer.slice(0, maxEvents);
-    this.buffer = this.buffer.length <= maxEvents ? [] : this.buffer.slice(maxEvents);
+    let n = Math.min(this.buffer.length, maxEvents);
+    if (maxChars !== Infinity) {
+      let chars = 0;
+      for (let i = 0; i < n; i++) {
+        chars += this.buffer[i]!.length + 1;
+        if (chars >= maxChars) {
+          n = i + 1;
+          break;
+        }
+      }
+    }
+    const events = n === this.buffer.length ? this.buffer : this.buffer.slice(0, n);
+    this.buffer = n === this.buffer.length ? [] : this.buffer.slice(n);
     const dropped = this.dropped > 0 ? `,"dropped":${this.dropped}` : '';
     this.dropped = 0;
     return `{"jsonrpc":"2.0","method":"events.batch","params":{"subscriptionId":${JSON.stringify(this.id)},"events":[${events.join(',')}]${dropped}}}`;
@@ -90,6 +104,13 @@ export class Session {
   /** since when the socket's send buffer has stayed over the limit (null: it keeps up) */
   stalledSince: number | null = null;
   loginTimer: NodeJS.Timeout | null = null;
+  /**
+   * Frames held while the console does not read its replies (more than maxBufferedBytes unsent); the socket is paused
+   * meanwhile, and waitTimer checks for it to have read. `inFlight`: its frames being answered now.
+   */
+  waiting: import('ws').RawData[] = [];
+  waitTimer: NodeJS.Timeout | null = null;
+  inFlight = 0;
   closed = false;
   /**
    * Close right after the current reply (or batch of replies) is sent, and run nothing after the request that set it:
@@ -135,6 +156,9 @@ export class Session {
     if (this.closed) return;
     this.subscriptions.clear();
     if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (this.waitTimer) clearInterval(this.waitTimer);
+    this.waitTimer = null;
+    this.waiting = [];
     if (code !== CloseCode.MessageTooBig && code !== CloseCode.UnsupportedData) {
       this.notify('session.closed', retryAfterMs === undefined ? { reason, message } : { reason, message, retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)) });
     }
