@@ -86,6 +86,17 @@ describe('audit', () => {
     expect(lines[0]).toMatchObject({ role: 'viewer', remoteIp: '127.0.0.1', ok: false, error: { code: ErrorCode.Forbidden } });
   });
 
+  it('a token that loops on admin calls it may not make is audited at most 60 times a minute (each line is fdatasynced)', async () => {
+    const t = await startRelay();
+    const { client, name } = await t.clientWithRole('viewer', 'looper');
+    // not across a minute boundary (the budget is per wall-clock minute)
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 50_000) await new Promise((r) => setTimeout(r, 60_000 - intoMinute + 100));
+    const replies = await Promise.all(Array.from({ length: 80 }, () => client.request({ jsonrpc: '2.0', method: 'tokens.list', params: {} })));
+    expect(replies.every((r) => (r.error as { code: number }).code === ErrorCode.Forbidden)).toBe(true);
+    expect(t.auditLines().filter((l) => l.by === name)).toHaveLength(60);
+  }, 30_000);
+
   it('each failed auth.login is audited with the address, never the token', async () => {
     const t = await startRelay();
     const c = await t.connect({ localAddress: '127.0.0.90' });

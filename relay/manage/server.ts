@@ -155,8 +155,12 @@ export const MANAGE_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-/** failed logins audited one by one each minute (over every address); past it they are counted in one line */
-const FAILED_LOGIN_AUDITS_PER_MINUTE = 60;
+/**
+ * Audit lines written one by one each minute for failed logins (over every address) and for one token's admin calls
+ * refused by its role: each line is fdatasynced on the main thread, so neither a spray of logins nor a viewer that
+ * loops on an admin method may make the relay sync the disk without bound. Past it they are counted in one line.
+ */
+const AUDITS_PER_MINUTE = 60;
 
 export interface ManageServerOptions extends Omit<MethodDeps, 'stats' | 'sessions' | 'limits' | 'info'> {
   identity: { cert: string; key: string; fingerprint256: string };
@@ -246,8 +250,8 @@ export class ManageServer {
   private readonly tcpKey = new WeakMap<Session, string>();
   /** refusals logged: per kind, when the last line was written and how many were refused since */
   private readonly refusals = new Map<string, { at: number; since: number }>();
-  /** failed logins audited in the current minute, and those left out of the audit in it */
-  private failedLoginAudits = { minute: 0, audited: 0, skipped: 0 };
+  /** audit lines of a bounded kind written in the current minute, and those left out (see AUDITS_PER_MINUTE) */
+  private readonly auditBudgets = new Map<string, { minute: number; audited: number; skipped: number }>();
   private readonly handlers: Handlers;
   private readonly deps: MethodDeps;
   private readonly guard: LoginGuard;
@@ -793,7 +797,9 @@ export class ManageServer {
     }
     if (!s.auth) return notification ? null : errorReply(id, ErrorCode.Unauthenticated, 'not logged in: the first request must be auth.login {token}');
     if (spec.access === 'admin' && s.auth.role !== 'admin') {
-      return finish(errorReply(id, ErrorCode.Forbidden, `${method} needs an admin token; "${s.auth.name}" is a ${s.auth.role} token`));
+      const r = errorReply(id, ErrorCode.Forbidden, `${method} needs an admin token; "${s.auth.name}" is a ${s.auth.role} token`);
+      this.auditForbidden(s, method, params, r);
+      return notification ? null : r;
     }
     if (positional) return finish(this.positionalParams(id, method));
     // a limit, not a rate: nothing to wait for (unsubscribe one first)
@@ -911,34 +917,47 @@ export class ManageServer {
   }
 
   /**
+   * May one more audit line of `kind` be written this minute (at most AUDITS_PER_MINUTE)? When a new minute starts
+   * after some were left out, `summary(skipped)` first writes the one line that counts them.
+   */
+  private auditBudget(kind: string, summary: (skipped: number) => void): boolean {
+    const minute = Math.floor(this.wall() / 60_000);
+    let b = this.auditBudgets.get(kind);
+    if (!b || b.minute !== minute) {
+      if (b && b.skipped > 0) summary(b.skipped);
+      b = { minute, audited: 0, skipped: 0 };
+      this.auditBudgets.set(kind, b);
+    }
+    if (b.audited >= AUDITS_PER_MINUTE) {
+      b.skipped++;
+      return false;
+    }
+    b.audited++;
+    return true;
+  }
+
+  /**
    * A failed auth.login in the audit log, with the address (never the token). Bounded: the lockout holds each address
-   * to a few a minute, and over all addresses at most FAILED_LOGIN_AUDITS_PER_MINUTE a minute are written one by one;
-   * past it they are counted, logged (a line a minute) and audited as one line once the minute is over.
+   * to a few a minute, and over all addresses at most AUDITS_PER_MINUTE a minute are written one by one; past it they
+   * are counted, logged (a line a minute) and audited as one line once the minute is over.
    */
   private auditFailedLogin(s: Session, params: unknown, r: Reply): void {
     if (!('error' in r)) return;
-    const minute = Math.floor(this.wall() / 60_000);
-    let b = this.failedLoginAudits;
-    if (b.minute !== minute) {
-      if (b.skipped > 0) {
-        this.appendAudit({
-          by: NOT_LOGGED_IN,
-          role: 'none',
-          remoteIp: null,
-          method: 'auth.login',
-          params: {},
-          ok: false,
-          error: { code: ErrorCode.Unauthenticated, message: `${b.skipped} more failed logins in the minute before were not audited one by one (at most ${FAILED_LOGIN_AUDITS_PER_MINUTE} a minute are)` },
-        });
-      }
-      b = this.failedLoginAudits = { minute, audited: 0, skipped: 0 };
-    }
-    if (b.audited >= FAILED_LOGIN_AUDITS_PER_MINUTE) {
-      b.skipped++;
-      this.refusal('login-audit', `manage: more than ${FAILED_LOGIN_AUDITS_PER_MINUTE} failed logins this minute (the last from ${s.ip}); the rest are counted in one audit line`);
+    const fits = this.auditBudget('login', (skipped) =>
+      this.appendAudit({
+        by: NOT_LOGGED_IN,
+        role: 'none',
+        remoteIp: null,
+        method: 'auth.login',
+        params: {},
+        ok: false,
+        error: { code: ErrorCode.Unauthenticated, message: `${skipped} more failed logins in the minute before were not audited one by one (at most ${AUDITS_PER_MINUTE} a minute are)` },
+      }),
+    );
+    if (!fits) {
+      this.refusal('login-audit', `manage: more than ${AUDITS_PER_MINUTE} failed logins this minute (the last from ${s.ip}); the rest are counted in one audit line`);
       return;
     }
-    b.audited++;
     this.appendAudit({
       by: NOT_LOGGED_IN,
       role: 'none',
@@ -948,6 +967,24 @@ export class ManageServer {
       ok: false,
       error: { code: r.error.code, message: r.error.message },
     });
+  }
+
+  /** An admin call refused for the token's role, audited (at most AUDITS_PER_MINUTE a minute per token, as above). */
+  private auditForbidden(s: Session, method: string, params: unknown, r: Reply): void {
+    const who = s.auth!;
+    const fits = this.auditBudget(`forbidden:${who.name}`, (skipped) =>
+      this.appendAudit({
+        by: who.name,
+        role: who.role,
+        remoteIp: s.ip,
+        method: '(admin calls refused)',
+        params: {},
+        ok: false,
+        error: { code: ErrorCode.Forbidden, message: `${skipped} more admin calls by this ${who.role} token in the minute before were refused and not audited one by one (at most ${AUDITS_PER_MINUTE} a minute are)` },
+      }),
+    );
+    if (fits) this.audit(s, method, params, null, r);
+    else this.refusal(`forbidden:${who.name}`, `manage: "${who.name}" (${who.role}) called more than ${AUDITS_PER_MINUTE} admin methods this minute; the rest are counted in one audit line`);
   }
 
   private audit(s: Session, method: string, params: unknown, ctx: CallContext | null, out: Reply): void {
