@@ -219,8 +219,9 @@ const frameBytes = (data: RawData): number => (Array.isArray(data) ? data.reduce
 
 /**
  * The most a frame may be on this connection, as ws checks it while it reads the frame's header (so an oversized
- * frame is refused before it is buffered). ws has no public setter for one connection; where its receiver is not
- * what this expects, nothing is changed, and onMessage's own check still refuses the frame once it is read.
+ * frame is refused before it is buffered). ws has no public setter for one connection: this sets a private field of
+ * its receiver, which is why package.json pins ws at exactly 8.23.0. Where the receiver is not what this expects (another
+ * ws), nothing is changed, and onMessage's own check still refuses the frame once it is read.
  */
 function setFrameLimit(ws: WebSocket, bytes: number): void {
   const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Config, type ConfigIssue, formatIssues, parseConfig, defaultConfig } from '../../shared/config.ts';
 import { duplicateKeys, jsonErrorText } from './json-diagnostics.ts';
+import { LockBusyError, withFileLock } from './file-lock.ts';
 
 /** The name the relay uses for itself (greeting, Received headers, HELO when delivering, its certificate). */
 export function relayHostname(c: Config): string {
@@ -185,6 +186,21 @@ export class ConfigStore {
    * snapshot swapped, or neither. A stale baseRevision is a ConflictError.
    */
   update(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
+    return this.locked(() => this.updateLocked(input, meta));
+  }
+
+  /** Holding config.json's lock (withFileLock: the command line writes it too), from the catch-up read to the rename. */
+  private locked<T>(fn: () => T): T {
+    if (!this.file) return fn();
+    try {
+      return withFileLock(this.file, fn);
+    } catch (err) {
+      if (err instanceof LockBusyError) throw new ConfigError(err.message, []);
+      throw err;
+    }
+  }
+
+  private updateLocked(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
     this.catchUp();
     if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
     const r = parseConfig(input);
@@ -205,11 +221,13 @@ export class ConfigStore {
 
   /** Apply a change to a copy of the current config (e.g. add a group entry). */
   modify(mutate: (draft: Config) => void, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
-    // (on top of what the file holds now: see catchUp)
-    this.catchUp();
-    const draft = structuredClone(this.snapshot) as Config;
-    mutate(draft);
-    return this.update(draft, meta);
+    return this.locked(() => {
+      // (on top of what the file holds now: see catchUp)
+      this.catchUp();
+      const draft = structuredClone(this.snapshot) as Config;
+      mutate(draft);
+      return this.updateLocked(draft, meta);
+    });
   }
 
   /** SIGHUP: re-read the file. An invalid file is refused (ConfigError) and the last good config stays. */

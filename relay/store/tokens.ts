@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from './config-store.ts';
+import { withFileLock } from './file-lock.ts';
 
 export type Role = 'admin' | 'viewer';
 export interface TokenRecord {
@@ -85,6 +86,11 @@ export class TokenStore {
 
   /** Create a token; returns the secret, which is stored only as a hash. */
   create(name: string, role: Role): string {
+    // (holding tokens.json's lock from the catch-up read to the rename: the command line writes it too)
+    return withFileLock(this.file, () => this.createLocked(name, role));
+  }
+
+  private createLocked(name: string, role: Role): string {
     this.catchUp();
     if (!NAME.test(name)) throw new Error(`token name "${name}" must be 1-64 letters, digits, ".", "_" or "-"`);
     if (role !== 'admin' && role !== 'viewer') throw new Error(`role "${String(role)}" must be "admin" or "viewer"`);
@@ -96,6 +102,10 @@ export class TokenStore {
   }
 
   revoke(name: string): boolean {
+    return withFileLock(this.file, () => this.revokeLocked(name));
+  }
+
+  private revokeLocked(name: string): boolean {
     this.catchUp();
     const before = this.records.length;
     this.records = this.records.filter((r) => r.name !== name);
