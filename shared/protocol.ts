@@ -786,3 +786,6 @@ export class RpcError extends Error {
     this.name = 'RpcError';
   }
 }
+
+/** the words of -32602 for params given by position (an array): the methods take them by name (relay and console alike) */
+export const POSITIONAL_PARAMS = 'must be an object of named params ({"name": value, ...}); it is an array (params by position are not taken)';

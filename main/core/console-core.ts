@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { BRIDGE_CHANNELS, BRIDGE_OPS, type BridgeChannel, type BridgeError, type BridgeOp, type ProfileSaveConnection, type ProfileSaved } from '../../shared/console-api.ts';
 import { configErrorMap } from '../../shared/config.ts';
-import { ErrorCode, JsonRpcRequest, Methods, RpcError, isMethodName, toIssues } from '../../shared/protocol.ts';
+import { ErrorCode, JsonRpcRequest, Methods, POSITIONAL_PARAMS, RpcError, isMethodName, toIssues } from '../../shared/protocol.ts';
 import { PinReplaceRefused, RelayConnection, type ConnectionOptions } from './connection.ts';
 import { jsonFile } from './json-file.ts';
 import { KnownHosts } from './known-hosts.ts';
@@ -143,6 +143,14 @@ export class ConsoleCore {
         // validated here with the relay's own schema and wording before anything is sent: a malformed call never
         // leaves the machine, and the renderer gets the error the relay would give (-32602 with the issues)
         const params = a[1] ?? {};
+        // params by position (an array): -32602, as the relay answers them
+        if (Array.isArray(params)) {
+          throw new BridgeFailure({
+            code: ErrorCode.InvalidParams,
+            message: `invalid params for ${method}: params: ${POSITIONAL_PARAMS}`,
+            data: { issues: [{ path: [], message: POSITIONAL_PARAMS, code: 'invalid_type' }] },
+          });
+        }
         // params that are not an object: the relay refuses the request itself (-32600), in these words
         const env = JsonRpcRequest.safeParse({ jsonrpc: '2.0', id: 0, method, params });
         if (!env.success) {

@@ -42,6 +42,7 @@ import {
   LOGIN_TIMEOUT_MS,
   MAX_FRAME_BYTES,
   Methods,
+  POSITIONAL_PARAMS,
   RpcError,
   STATS_TICK_MS,
   isMethodName,
@@ -750,7 +751,7 @@ export class ManageServer {
 
   /** -32602 for params given by position (an array): the methods take them by name */
   private positionalParams(id: RequestId, method: MethodName): Reply {
-    const message = 'must be an object of named params ({"name": value, ...}); it is an array (params by position are not taken)';
+    const message = POSITIONAL_PARAMS;
     return errorReply(id, ErrorCode.InvalidParams, `invalid params for ${method}: params: ${message}`, { issues: [{ path: [], message, code: 'invalid_type' }] });
   }
 
