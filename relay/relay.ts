@@ -260,6 +260,8 @@ export class Relay {
    */
   sweepClients(): void {
     this.anvil.sweep();
+    // what the fault log counted and did not say one by one, once its minute is over
+    this.faults?.flush();
     const forgotten = this.anvil.evictions - this.clientsNoted.evictions;
     const at = this.now();
     if (forgotten > 0 && at - this.clientsNoted.at >= 3_600_000) {

@@ -48,11 +48,16 @@ describe('the fault log', () => {
       expect((await c.cmd(`AUTH PLAIN ${plain('sales', 'nope')}`)).code).toBe(421);
     }
     expect(lines.filter((l) => l.startsWith('blocked: '))).toHaveLength(BLOCK_LINES);
+    // the minute over, the relay's sweep says how many were not said one by one, and since when
     t.clock.advance(60_000);
+    t.relay.sweepClients();
+    expect(lines.at(-1)).toBe("blocked: 3 more clients blocked since 12:00:00Z, not shown one by one (the console's Clients view, or clients.list with blockedOnly, has them all)");
     const late = await open(t.port, '127.0.0.60');
     await late.hello();
     await late.cmd(`AUTH PLAIN ${plain('sales', 'nope')}`);
-    expect(lines.at(-1)).toMatch(/^blocked: Too many failed logins from 127\.0\.0\.60: .* \(and 3 more blocks not shown here in the minute before: the console's Clients view, or clients\.list with blockedOnly, has them all\)$/);
+    expect(lines.at(-1)).toMatch(/^blocked: Too many failed logins from 127\.0\.0\.60: 1 in 10 minutes/);
+    t.relay.sweepClients();
+    expect(lines.filter((l) => l.includes('more clients blocked'))).toHaveLength(1);
   });
 
   it('says when a DNS lookup fails, at most once a minute, with the failures in between counted', async () => {
@@ -67,6 +72,36 @@ describe('the fault log', () => {
     t.clock.advance(60_000);
     expect((await c.cmd('MAIL FROM:<a@broken.example>')).code).toBe(451);
     expect(dnsLines()).toHaveLength(2);
-    expect(dnsLines()[1]).toMatch(/; 2 more DNS failures since the last such line$/);
+    // the two not said one by one are counted first, with the time they began and the last reason
+    const counted = lines[lines.lastIndexOf(dnsLines()[1]!) - 1]!;
+    expect(counted).toMatch(/^warning: 2 more DNS lookups failed since 12:00:00Z \(the last: .*broken\.example.*\)$/);
+  });
+
+  it('monitor mode: the DNS line says the client would have been told, and was let through', async () => {
+    const lines: string[] = [];
+    t = await startTestRelay({ checks: { reverseDns: { mode: 'off' }, senderDomain: { mode: 'monitor' } } }, { relay: { log: (l) => lines.push(l) } });
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<a@broken.example>')).code).toBe(250);
+    expect(lines.filter((l) => l.startsWith('warning: a DNS lookup failed: '))).toEqual([
+      expect.stringMatching(/; checks\.senderDomain would have told 127\.0\.0\.5 451 \(monitor mode: it was let through\)$/),
+    ]);
+  });
+
+  it('says when the queue defers relayed mail for a failed DNS lookup (senders the DNS checks skip)', async () => {
+    const lines: string[] = [];
+    t = await startTestRelay(
+      { dns: { timeoutMs: 200 }, relay: { allowGroups: ['Office'] }, groups: { Trusted: [], Office: [{ address: '127.0.0.5' }] } },
+      { relay: { log: (l) => lines.push(l) } },
+    );
+    const c = await open(t.port, '127.0.0.5');
+    await c.hello();
+    expect((await c.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
+    expect((await c.cmd('RCPT TO:<someone@slow.example>')).code).toBe(250);
+    expect((await c.data('Subject: out\r\n\r\nhi\r\n')).code).toBe(250);
+    await waitFor(() => t!.events.some((e) => e.kind === 'deferred'), 'the message to be deferred', 10_000);
+    expect(lines.filter((l) => l.startsWith('warning: a DNS lookup failed: '))).toEqual([
+      expect.stringMatching(/^warning: a DNS lookup failed: DNS MX lookup for slow\.example timed out after 200 ms: .*; the queue deferred \S+ \(to someone@slow\.example; next try \S+\)$/),
+    ]);
   });
 });
