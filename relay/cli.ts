@@ -14,6 +14,7 @@ import type { ConfigChange } from '../shared/protocol.ts';
 import { formatHostPort } from '../shared/hostport.ts';
 import { hashPassword } from './auth/passwords.ts';
 import { Relay } from './relay.ts';
+import { describeChanges } from './store/change-words.ts';
 import { ConfigError, ConfigStore, readConfigFile } from './store/config-store.ts';
 import { TlsFileError, checkConfiguredIdentity } from './tls/cert.ts';
 import { TokenStore, type Role } from './store/tokens.ts';
@@ -471,30 +472,7 @@ async function serve(dataDir: string): Promise<void> {
 function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded: string[]; tokensRemoved: string[] }, revision: number): string {
   const parts: string[] = [];
   if (r.changed) {
-    // a group entry as an admin checks it: the address, and until when (the expiry decides when the trust ends)
-    const entry = (v: unknown): string | null => {
-      if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { address?: unknown }).address !== 'string') return null;
-      const e = v as { address: string; comment?: string | null; expiresAt?: string | null };
-      const comment = e.comment ? ` "${e.comment.length > 40 ? `${e.comment.slice(0, 40)}...` : e.comment}"` : '';
-      return `${e.address}${comment} ${e.expiresAt ? `until ${e.expiresAt}` : '(no expiry)'}`;
-    };
-    const shown = (v: unknown): string => {
-      if (v === undefined) return '(none)';
-      const one = entry(v);
-      if (one !== null) return one;
-      if (Array.isArray(v) && v.length > 0 && v.every((x) => entry(x) !== null)) {
-        return `[${v.slice(0, 3).map((x) => entry(x)).join(', ')}${v.length > 3 ? ` and ${v.length - 3} more` : ''}]`;
-      }
-      const j = JSON.stringify(v);
-      if (j.length <= 60) return j;
-      // cut where a reader can see it was cut, never inside a value
-      if (typeof v === 'string') return JSON.stringify(`${v.slice(0, 50)}...`);
-      if (Array.isArray(v)) return `a list of ${v.length}`;
-      return typeof v === 'object' && v !== null ? `{${Object.keys(v).slice(0, 4).join(', ')}${Object.keys(v).length > 4 ? ', ...' : ''}}` : j;
-    };
-    const named = r.changes.slice(0, 5).map((c) => `${c.path} ${shown(c.before)} -> ${shown(c.after)}`);
-    if (r.changes.length > 5) named.push(`and ${r.changes.length - 5} more (config.history has them all)`);
-    parts.push(`config reloaded (revision ${revision}): ${named.join('; ') || 'the same settings, written differently'}`);
+    parts.push(`config reloaded (revision ${revision}): ${describeChanges(r.changes) || 'the same settings, written differently'}`);
   } else {
     parts.push('config.json unchanged');
   }

@@ -10,6 +10,7 @@ import { DnsResolver } from './dns/resolver.ts';
 import { EventBus } from './events/bus.ts';
 import { FaultLog } from './events/fault-log.ts';
 import { configNotes } from './store/config-notes.ts';
+import { describeChanges } from './store/change-words.ts';
 import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
 import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
@@ -186,9 +187,18 @@ export class Relay {
       }
       for (const note of configNotes(prev, info.config, now())) log(note);
       if (info.source === 'file changed on disk') {
-        log(`config.json had been changed on disk (a command or an editor, its SIGHUP not handled yet): read before the next change, as revision ${revisions.publicOf(info.revision)}`);
+        // (the revision ConfigRevisions recorded for it, with its diff: that listener runs first)
+        const changes = revisions.latest?.revision === revisions.publicOf(info.revision) ? revisions.latest.changes : [];
+        log(`config.json had been changed on disk (a command or an editor, its SIGHUP not handled yet): read before the next change, as revision ${revisions.publicOf(info.revision)}: ${describeChanges(changes) || 'the same settings, written differently'}`);
       }
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
+    });
+    tokens.onDiskChange((c) => {
+      const what = [
+        ...(c.removed.length ? [`tokens removed: ${c.removed.join(', ')} (their console sessions closed)`] : []),
+        ...(c.added.length ? [`tokens added: ${c.added.join(', ')}`] : []),
+      ];
+      log(`tokens.json had been changed on disk (a command, its SIGHUP not handled yet): read before the next change: ${what.join('; ') || 'the same tokens, written differently'}`);
     });
     // both listen addresses are checked before anything starts: a bad one (only options can give one; config.json's
     // are validated) must not leave the queue, the history or the resolver open. Port 0 (any free port) is for tests:

@@ -114,6 +114,26 @@ describe('the relay: a user removed on the command line while a console changes 
   });
 });
 
+describe('the relay says what it read from disk before a change', () => {
+  it('the diff of config.json, with no console address in its history row; the tokens a command removed or added', async () => {
+    const lines: string[] = [];
+    const t = await startManaged({}, { relay: { log: (l) => lines.push(l) } });
+    const admin = await t.admin();
+    ConfigStore.open(t.dir).store.modify((d) => void (d.limits.messagesPerHour.max = 50), { by: 'cli', source: 'edit' });
+    await admin.call('groups.addEntry', { group: 'Trusted', address: '192.0.2.45' });
+    expect(lines).toContainEqual(expect.stringMatching(/^config\.json had been changed on disk \(a command or an editor, its SIGHUP not handled yet\): read before the next change, as revision \d+: limits\.messagesPerHour\.max 100 -> 50$/));
+    const h = await admin.call('config.history', { limit: 5 });
+    expect(h.revisions.find((r) => r.source === 'file changed on disk')).toMatchObject({ by: 'file', remoteIp: null });
+    expect(h.revisions.find((r) => r.source === 'groups.addEntry')).toMatchObject({ remoteIp: '127.0.0.1' });
+
+    t.relay.tokens.create('gone', 'viewer');
+    TokenStore.open(t.dir).revoke('gone');
+    TokenStore.open(t.dir).create('laptop', 'viewer');
+    await admin.call('tokens.create', { name: 'another', role: 'viewer' });
+    expect(lines).toContain('tokens.json had been changed on disk (a command, its SIGHUP not handled yet): read before the next change: tokens removed: gone (their console sessions closed); tokens added: laptop');
+  });
+});
+
 describe('the relay: changes over the management channel against a disk edit, and changes that change nothing', () => {
   it('config.update based on the revision before a command-line edit is refused as stale (4009), and the edit stands', async () => {
     const t = await startManaged();

@@ -98,7 +98,9 @@ export class ConfigRevisions {
   }
 
   private onStoreChange(info: ChangeInfo): void {
-    this.record(info.revision, { by: info.by, source: info.source, remoteIp: this.remoteIp }, info.config, diffConfig(info.previous, info.config));
+    // (a file read from disk before a console's change is not that console's: no address of its own)
+    const remoteIp = info.source === 'file changed on disk' ? null : this.remoteIp;
+    this.record(info.revision, { by: info.by, source: info.source, remoteIp }, info.config, diffConfig(info.previous, info.config));
   }
 
   private record(storeRevision: number, meta: ChangeMeta, config: Config, changes: ConfigChange[]): void {

@@ -57,8 +57,17 @@ export class TokenStore {
       text = null;
     }
     if (text === null || text === this.diskText) return;
-    this.apply(TokenStore.parse(text));
+    const changed = this.apply(TokenStore.parse(text));
     this.diskText = text;
+    for (const l of this.diskListeners) l(changed);
+  }
+
+  private readonly diskListeners = new Set<(c: { removed: string[]; added: string[] }) => void>();
+
+  /** Told when a change first reads a tokens.json changed on disk (a command's, its SIGHUP not handled yet). */
+  onDiskChange(fn: (c: { removed: string[]; added: string[] }) => void): () => void {
+    this.diskListeners.add(fn);
+    return () => this.diskListeners.delete(fn);
   }
 
   /** Take `fresh` as the tokens; the sessions of tokens no longer there are told (their listeners). */
