@@ -484,6 +484,8 @@ function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded:
 
 /** true once the command is `serve` (the relay itself), for the words of a refusal */
 let serving = false;
+/** true for `check`, which changes nothing: its refusal says to run it again */
+let checking = false;
 
 async function main(): Promise<void> {
   // output that cannot be written must not end anything: a terminal closed under the relay (EIO) or a `| head` that
@@ -498,7 +500,10 @@ async function main(): Promise<void> {
     return serve(dataDir);
   }
   if (cmd === 'init') return initCommand(dataDir, args);
-  if (cmd === 'check') return checkCommand(dataDir, args);
+  if (cmd === 'check') {
+    checking = true;
+    return checkCommand(dataDir, args);
+  }
   if (cmd === 'user') return userCommand(dataDir, args);
   if (cmd === 'token') return tokenCommand(dataDir, args, flags);
   throw new UsageError(`unknown command "${cmd}"`);
@@ -515,7 +520,14 @@ main().catch((err: Error) => {
     process.exit(2);
   }
   const fix = `Fix the ${err instanceof ConfigError && err.issues.length > 0 ? 'key' : 'file'} named above`;
-  if (err instanceof ConfigError) console.error(`error: ${err.message}\n${serving ? `The relay did not start. ${fix} and start it again.` : `Nothing was changed. ${fix} and run the command again.`}`);
+  if (err instanceof ConfigError) {
+    const next = serving
+      ? `The relay did not start. ${fix} and start it again.`
+      : checking
+        ? `${fix}, then run check again (a running relay takes the file with kill -HUP).`
+        : `Nothing was changed. ${fix} and run the command again.`;
+    console.error(`error: ${err.message}\n${next}`);
+  }
   else console.error(`error: ${err.message}`);
   process.exit(1);
 });

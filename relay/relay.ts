@@ -173,8 +173,12 @@ export class Relay {
       for (const rule of ['unknownRecipients', 'authFailures'] as const) {
         const to = info.config.limits[rule].blockMinutes;
         if (to >= prev.limits[rule].blockMinutes) continue;
-        const n = anvil.shortenBlocks(`limits.${rule}`, to * 60_000);
-        if (n > 0) log(`limits.${rule}.blockMinutes lowered: ${n} client block${n === 1 ? '' : 's'} under way shortened to match`);
+        const { shortened: n, ended } = anvil.shortenBlocks(`limits.${rule}`, to * 60_000);
+        // (said after the line of the change that did it: a SIGHUP's reload line is printed once the change is in)
+        if (n > 0) {
+          const line = `limits.${rule}.blockMinutes lowered to ${to}: ${n} client block${n === 1 ? '' : 's'} under way shortened to match${ended ? ` (${ended === n ? (n === 1 ? 'it is' : 'all are') : `${ended} of them are`} over at once)` : ''}`;
+          setImmediate(() => log(line));
+        }
       }
       if (JSON.stringify(prev.dns) !== JSON.stringify(info.config.dns)) {
         resolver.reconfigure({ servers: info.config.dns.servers, timeoutMs: info.config.dns.timeoutMs });

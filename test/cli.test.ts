@@ -422,6 +422,8 @@ describe('relay CLI', () => {
     const bad = await runToEnd(['--data-dir', dir, 'check']);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/tls\.certFile: cannot read the TLS certificate .*missing\.pem/);
+    expect(bad.err).toContain('Fix the key named above, then run check again (a running relay takes the file with kill -HUP).');
+    expect(bad.err).not.toContain('Nothing was changed');
     expect(fs.readdirSync(dir)).toEqual(before);
     const ok = await dataDirWithConfig();
     const good = await runToEnd(['--data-dir', ok.dir, 'check']);

@@ -226,21 +226,23 @@ export class Anvil {
   /**
    * A rule's blockMinutes lowered to `toMs`: its blocks under way end at most that long after they began. An admin who
    * shortens the block expects the clients blocked now to get out sooner, not only those blocked from now on (a raise
-   * lengthens no block under way). Returns how many blocks were shortened.
+   * lengthens no block under way). Returns how many blocks were shortened, and how many of them are over at once.
    */
-  shortenBlocks(rule: Rule, toMs: number): number {
+  shortenBlocks(rule: Rule, toMs: number): { shortened: number; ended: number } {
     const now = this.now();
-    let n = 0;
+    let shortened = 0;
+    let ended = 0;
     for (const e of this.table.values()) {
       const b = e.block;
       if (!b || b.rule !== rule || b.until <= now) continue;
       const until = b.since + toMs;
       if (until < b.until) {
         e.block = { ...b, until };
-        n++;
+        shortened++;
+        if (until <= now) ended++;
       }
     }
-    return n;
+    return { shortened, ended };
   }
 
   /** The active block for this client, or null (an expired block is forgotten). */
