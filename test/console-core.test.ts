@@ -63,6 +63,24 @@ function newCore(opts: { heartbeatMs?: number; timers?: Timers } = {}) {
 const status = (core: ConsoleCore) => core.connection.state.status;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * An impostor: a TLS server with a certificate of its own on `port` (0: any free one), recording every byte it gets
+ * after the handshake and counting handshakes; closed after the test.
+ */
+async function startImpostor(port: number): Promise<{ received: Buffer[]; handshakes: () => number; port: number; cert: string }> {
+  const other = await generateSelfSigned('impostor.test');
+  const received: Buffer[] = [];
+  let handshakes = 0;
+  const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
+    handshakes++;
+    s.on('data', (d) => received.push(d));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', () => r()));
+  cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+  return { received, handshakes: () => handshakes, port: (impostor.address() as net.AddressInfo).port, cert: other.cert };
+}
+
 /** A TCP proxy in front of the relay's management port that can freeze (stop forwarding both ways) like a hung relay. */
 async function freezableProxy(targetPort: number): Promise<{ port: number; freeze(on: boolean): void }> {
   let frozen = false;
@@ -128,14 +146,7 @@ describe('console core against a real relay', () => {
     await relay.stop();
     fs.rmSync(dir, { recursive: true, force: true });
     // an impostor on the same address with another certificate, recording what it receives after the handshake
-    const other = await generateSelfSigned('impostor.test');
-    const received: Buffer[] = [];
-    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
-      s.on('data', (d) => received.push(d));
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', () => r()));
-    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    const { received } = await startImpostor(port);
     const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
     expect(st.status).toBe('fingerprint-mismatch');
     expect(st.pinnedFingerprint).toBe(relay.identity.fingerprint256);
@@ -176,21 +187,12 @@ describe('console core against a real relay', () => {
     const pinOnDisk = fs.readFileSync(knownHostsFile, 'utf8');
     expect(pinOnDisk).toContain(realFp);
     // an impostor on the same address with another certificate, recording every byte after the handshake
-    const other = await generateSelfSigned('impostor.test');
-    const received: Buffer[] = [];
-    let handshakes = 0;
-    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
-      handshakes++;
-      s.on('data', (d) => received.push(d));
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => impostor.listen(port, '127.0.0.1', () => r()));
-    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
+    const { received, handshakes } = await startImpostor(port);
     const st = (await core.invoke('connection.connect', [p.id])) as ConnectionState;
     expect(st.status).toBe('fingerprint-mismatch');
     const impostorFp = st.certificate!.fingerprint256;
     expect(impostorFp).not.toBe(realFp);
-    const dialled = handshakes;
+    const dialled = handshakes();
     // the bridge op any renderer code can call, with the certificate the impostor presents (any case)
     for (const fp of [impostorFp, impostorFp.toLowerCase()]) {
       const err = (await core.invoke('connection.acceptFingerprint', [p.id, fp]).catch((e: unknown) => e)) as BridgeFailure;
@@ -203,7 +205,7 @@ describe('console core against a real relay', () => {
     }
     await sleep(300);
     // refused before dialling: no new handshake, not a byte (no upgrade request, no token)
-    expect(handshakes).toBe(dialled);
+    expect(handshakes()).toBe(dialled);
     expect(Buffer.concat(received).length).toBe(0);
     expect(status(core)).toBe('fingerprint-mismatch');
     expect(fs.readFileSync(knownHostsFile, 'utf8')).toBe(pinOnDisk);
@@ -220,16 +222,8 @@ describe('console core against a real relay', () => {
   });
 
   it('openPinned checks an existing pin over any accepted fingerprint (the core, below the bridge)', async () => {
-    const other = await generateSelfSigned('impostor.test');
-    const received: Buffer[] = [];
-    const impostor = tls.createServer({ key: other.key, cert: other.cert }, (s) => {
-      s.on('data', (d) => received.push(d));
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', () => r()));
-    cleanups.push(() => new Promise<void>((r) => impostor.close(() => r())));
-    const port = (impostor.address() as net.AddressInfo).port;
-    const impostorFp = new X509Certificate(other.cert).fingerprint256;
+    const { received, port, cert } = await startImpostor(0);
+    const impostorFp = new X509Certificate(cert).fingerprint256;
     const pinned = 'AA:'.repeat(31) + 'AA';
     const err = await openPinned({ host: '127.0.0.1', port, pinned, accept: impostorFp, timeoutMs: 3000 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PinError);

@@ -10,7 +10,7 @@ import type { Result } from '../shared/protocol.ts';
 import { hashPassword } from '../relay/auth/passwords.ts';
 import { smtpClients } from './helpers/smtp-client.ts';
 import { startTestRelay, type TestRelay } from './helpers/relay-harness.ts';
-import { manageRelayPerTest } from './helpers/wss-client.ts';
+import { manageRelayPerTest, type WssClient } from './helpers/wss-client.ts';
 import { waitFor } from './helpers/wait.ts';
 
 let t: TestRelay | null = null;
@@ -153,30 +153,39 @@ describe('a lowered blockMinutes', () => {
 
 describe('policy.simulate replays the block on open sessions', () => {
   const ruleOf = (r: Result<'policy.simulate'>, rule: string) => r.rules.find((x) => x.rule === rule);
+  /** the last hour replayed with limits.unknownRecipients.max set to `max` (null: the config as it is) */
+  const simulateWith = async (admin: WssClient, max: number | null) => {
+    const g = await admin.call('config.get', {});
+    const c = structuredClone(g.config);
+    if (max !== null) c.limits.unknownRecipients.max = max;
+    return admin.call('policy.simulate', { config: c, hours: 1 });
+  };
+  /** 127.0.0.20 keeps a session open while another sends `unknown` unknown recipients and quits */
+  const openAndProbe = async (port: number, unknown: number) => {
+    const idle = await open(port, '127.0.0.20');
+    await idle.hello();
+    const prober = await open(port, '127.0.0.20');
+    await prober.hello();
+    await prober.cmd('MAIL FROM:<a@example.org>');
+    for (let n = 1; n <= unknown; n++) await prober.cmd(`RCPT TO:<nobody${n}@example.com>`);
+    return { idle, prober };
+  };
 
   it('the same config changes nothing; a higher limit lets the open session through; a lower one refuses it', async () => {
     const m = await startManaged({ limits: { unknownRecipients: { max: 3, blockMinutes: 5 } } });
     const admin = await m.admin();
     // recorded: 127.0.0.20 keeps a session open, another reaches the limit, the first is refused at MAIL by the block
-    const idle = await open(m.port, '127.0.0.20');
-    await idle.hello();
-    const prober = await open(m.port, '127.0.0.20');
-    await prober.hello();
-    await prober.cmd('MAIL FROM:<a@example.org>');
-    for (const n of [1, 2, 3]) await prober.cmd(`RCPT TO:<nobody${n}@example.com>`);
+    const { idle, prober } = await openAndProbe(m.port, 3);
     await waitFor(() => prober.closed, 'the limit to close the prober');
     expect((await idle.cmd('MAIL FROM:<a@example.org>')).code).toBe(421);
     await waitFor(() => m.relay.anvil.connections('127.0.0.20') === 0, 'the sessions to close');
 
-    const g = await admin.call('config.get', {});
-    const same = await admin.call('policy.simulate', { config: g.config, hours: 1 });
+    const same = await simulateWith(admin, null);
     expect(ruleOf(same, 'limits.unknownRecipients')).toMatchObject({ before: 2, after: 2, newlyRejected: 0, newlyPassed: 0 });
     expect(same.newlyPassedIps).toEqual([]);
     expect(same.newlyRejectedIps).toEqual([]);
 
-    const higher = structuredClone(g.config);
-    higher.limits.unknownRecipients.max = 10;
-    const up = await admin.call('policy.simulate', { config: higher, hours: 1 });
+    const up = await simulateWith(admin, 10);
     // the limit's refusal and the block's refusal at MAIL both newly pass
     expect(ruleOf(up, 'limits.unknownRecipients')).toMatchObject({ before: 2, after: 0, newlyPassed: 2 });
     expect(up.newlyPassedIps).toEqual(['127.0.0.20']);
@@ -185,22 +194,14 @@ describe('policy.simulate replays the block on open sessions', () => {
   it('a candidate whose block would have begun earlier refuses the open session it reaches at its next command', async () => {
     const m = await startManaged({ limits: { unknownRecipients: { max: 10, blockMinutes: 5 } } });
     const admin = await m.admin();
-    const idle = await open(m.port, '127.0.0.20');
-    await idle.hello();
-    const prober = await open(m.port, '127.0.0.20');
-    await prober.hello();
-    await prober.cmd('MAIL FROM:<a@example.org>');
-    for (const n of [1, 2]) await prober.cmd(`RCPT TO:<nobody${n}@example.com>`);
+    const { idle, prober } = await openAndProbe(m.port, 2);
     await prober.quit();
     expect((await idle.cmd('MAIL FROM:<a@example.org>')).code).toBe(250);
     expect((await idle.cmd('RCPT TO:<alice@example.com>')).code).toBe(250);
     await idle.quit();
     await waitFor(() => m.relay.anvil.connections('127.0.0.20') === 0, 'the sessions to close');
 
-    const g = await admin.call('config.get', {});
-    const lower = structuredClone(g.config);
-    lower.limits.unknownRecipients.max = 2;
-    const sim = await admin.call('policy.simulate', { config: lower, hours: 1 });
+    const sim = await simulateWith(admin, 2);
     // the 2nd unknown recipient reaches the limit (421), then the block refuses the idle session's MAIL FROM
     expect(ruleOf(sim, 'limits.unknownRecipients')).toMatchObject({ before: 0, after: 2, newlyRejected: 2 });
     expect(sim.newlyRejectedIps).toEqual(['127.0.0.20']);

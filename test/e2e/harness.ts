@@ -263,8 +263,11 @@ export function consoleSuite(
   });
 }
 
-/** Fill the Servers form for this relay and save (connecting), then accept the fingerprint the prompt shows. */
-export async function addServerAndAccept(page: Page, relay: ManageRelay, opts: { name?: string; token?: string } = {}): Promise<void> {
+/**
+ * On the Servers view, fill the form for this relay (name, 127.0.0.1, its management port, a token) and press Save and
+ * connect; returns the fingerprint prompt that a first contact shows (waited for), before it is answered.
+ */
+export async function saveServerAndConnect(page: Page, relay: ManageRelay, opts: { name?: string; token?: string } = {}): Promise<Locator> {
   await page.click('[data-view-id="servers"]');
   const form = page.locator('[data-testid="server-form"]');
   await form.locator('input[name="name"]').fill(opts.name ?? 'Test relay');
@@ -274,6 +277,12 @@ export async function addServerAndAccept(page: Page, relay: ManageRelay, opts: {
   await form.getByRole('button', { name: 'Save and connect' }).click();
   const prompt = page.locator('[data-testid="fingerprint-prompt"]');
   await prompt.waitFor({ timeout: 10_000 });
+  return prompt;
+}
+
+/** Fill the Servers form for this relay and save (connecting), then accept the fingerprint the prompt shows. */
+export async function addServerAndAccept(page: Page, relay: ManageRelay, opts: { name?: string; token?: string } = {}): Promise<void> {
+  const prompt = await saveServerAndConnect(page, relay, opts);
   await prompt.getByRole('button', { name: 'Accept and connect' }).click();
   await page.locator('.statusbar[data-status="connected"]').waitFor({ timeout: 10_000 });
 }

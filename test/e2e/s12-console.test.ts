@@ -17,7 +17,7 @@ import { waitFor } from '../helpers/wait.ts';
 import { deadPort } from '../helpers/outage.ts';
 import type { ManageRelay, WssClient } from '../helpers/wss-client.ts';
 import { X_AXIS_FONT, X_AXIS_SPACE } from '../../renderer/src/components/chart-axis.ts';
-import { chromiumPath, consoleSuite, screenshotPath, type ConsolePage } from './harness.ts';
+import { chromiumPath, consoleSuite, saveServerAndConnect, screenshotPath, type ConsolePage } from './harness.ts';
 
 const open = async (page: Page, view: string, selector: string) => {
   await page.click(`[data-view-id="${view}"]`);
@@ -60,15 +60,7 @@ describe.skipIf(!chromiumPath)('console: the session-12 tryout fixes (Chromium 1
 
   it('adding a server: the toast says what the first attempt reached; "Connected" names the token and its role', async () => {
     const { page } = c;
-    await page.click('[data-view-id="servers"]');
-    const form = page.locator('[data-testid="server-form"]');
-    await form.locator('input[name="name"]').fill('Edge relay');
-    await form.locator('input[name="host"]').fill('127.0.0.1');
-    await form.locator('input[name="port"]').fill(String(relay.managePort));
-    await form.locator('input[name="token"]').fill(relay.adminToken);
-    await form.getByRole('button', { name: 'Save and connect' }).click();
-    const prompt = page.locator('[data-testid="fingerprint-prompt"]');
-    await prompt.waitFor();
+    const prompt = await saveServerAndConnect(page, relay, { name: 'Edge relay' });
     const added = page.getByTestId('toast').filter({ hasText: /^Added Edge relay/ });
     await added.waitFor();
     expect(await added.textContent()).toMatch(/Added Edge relay\. Compare its certificate fingerprint with the one the relay printed, then accept it to connect\./);

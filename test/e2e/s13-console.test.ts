@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { ManageRelay } from '../helpers/wss-client.ts';
-import { chromiumPath, consoleSuite, type ConsolePage } from './harness.ts';
+import { chromiumPath, consoleSuite, saveServerAndConnect, type ConsolePage } from './harness.ts';
 
 describe.skipIf(!chromiumPath)('console: session-13 fixes (Chromium, real relay)', () => {
   let relay: ManageRelay;
@@ -20,15 +20,7 @@ describe.skipIf(!chromiumPath)('console: session-13 fixes (Chromium, real relay)
   });
 
   it('the "compare its fingerprint, then accept" toast goes once the prompt is answered', async () => {
-    await page.click('[data-view-id="servers"]');
-    const form = page.locator('[data-testid="server-form"]');
-    await form.locator('input[name="name"]').fill('Night relay');
-    await form.locator('input[name="host"]').fill('127.0.0.1');
-    await form.locator('input[name="port"]').fill(String(relay.managePort));
-    await form.locator('input[name="token"]').fill(relay.adminToken);
-    await form.getByRole('button', { name: 'Save and connect' }).click();
-    const prompt = page.locator('[data-testid="fingerprint-prompt"]');
-    await prompt.waitFor();
+    const prompt = await saveServerAndConnect(page, relay, { name: 'Night relay' });
     const advice = page.getByTestId('toast').filter({ hasText: 'Compare its certificate fingerprint' });
     await advice.waitFor();
     await prompt.getByRole('button', { name: 'Accept and connect' }).click();

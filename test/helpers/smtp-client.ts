@@ -188,3 +188,15 @@ export function smtpClients(after: () => Promise<void> | void): {
     },
   };
 }
+
+/** The RCPT reply for a foreign recipient from `localAddress` (250 when it may relay), in a session of its own. */
+export async function relayCode(port: number, localAddress: string): Promise<number> {
+  const c = await RawSmtp.connect(port, { localAddress });
+  try {
+    await c.hello();
+    if ((await c.cmd('MAIL FROM:<a@example.org>')).code !== 250) throw new Error(`MAIL FROM refused for ${localAddress}`);
+    return (await c.cmd('RCPT TO:<someone@foreign.example>')).code;
+  } finally {
+    await c.quit();
+  }
+}
