@@ -39,6 +39,13 @@ describe('configNotes', () => {
     expect(configNotes(before, config({ groups: { Trusted: [], Other: [{ address: '::/0' }] } }), NOW)).toEqual([]);
   });
 
+  it('a group of 50,000 entries is compared entry by entry once, not each against all (the test ends, with one note)', () => {
+    const entries = Array.from({ length: 50_000 }, (_, i) => ({ address: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}` }));
+    const before = config({ groups: { Trusted: entries } });
+    const after = config({ groups: { Trusted: [...entries, { address: '192.0.2.9', expiresAt: '2020-01-01T00:00:00Z' }] } });
+    expect(configNotes(before, after, NOW)).toEqual(['note: groups.Trusted entry 192.0.2.9 expired already (2020-01-01T00:00:00Z): it matches no client']);
+  });
+
   it('the relay logs the notes with the change', async () => {
     const lines: string[] = [];
     t = await startTestRelay({}, { relay: { log: (l) => lines.push(l) } });

@@ -10,16 +10,17 @@ import { coversEverything, parseAddressSpec } from '../../shared/ip.ts';
 
 type Entry = Config['groups'][string][number];
 
-const same = (a: Entry, b: Entry) => JSON.stringify(a) === JSON.stringify(b);
+const key = (e: Entry) => JSON.stringify(e);
 
 export function configNotes(previous: Config, next: Config, now: number): string[] {
   const notes: string[] = [];
   for (const [group, entries] of Object.entries(next.groups)) {
-    const before = Object.hasOwn(previous.groups, group) ? previous.groups[group]! : [];
+    // (a set of the entries as they were: a group may hold 100,000, and every config change asks)
+    const before = new Set((Object.hasOwn(previous.groups, group) ? previous.groups[group]! : []).map(key));
     const exempting = next.limits.exemptGroups.includes(group);
     const wasExempting = previous.limits.exemptGroups.includes(group);
     for (const e of entries) {
-      const isNew = !before.some((b) => same(b, e));
+      const isNew = !before.has(key(e));
       if (isNew && e.expiresAt && Date.parse(e.expiresAt) <= now) {
         notes.push(`note: groups.${group} entry ${e.address} expired already (${e.expiresAt}): it matches no client`);
       }
