@@ -14,7 +14,7 @@ import type { ConfigChange } from '../shared/protocol.ts';
 import { formatHostPort } from '../shared/hostport.ts';
 import { hashPassword } from './auth/passwords.ts';
 import { Relay } from './relay.ts';
-import { describeChanges } from './store/change-words.ts';
+import { describeChanges, describeTokens } from './store/change-words.ts';
 import { ConfigError, ConfigStore, readConfigFile } from './store/config-store.ts';
 import { TlsFileError, checkConfiguredIdentity } from './tls/cert.ts';
 import { TokenStore, type Role } from './store/tokens.ts';
@@ -476,10 +476,9 @@ function reloadLine(r: { changed: boolean; changes: ConfigChange[]; tokensAdded:
   } else {
     parts.push('config.json unchanged');
   }
-  if (r.tokensAdded.length) parts.push(`tokens added: ${r.tokensAdded.join(', ')}`);
-  if (r.tokensRemoved.length) parts.push(`tokens removed: ${r.tokensRemoved.join(', ')} (their console sessions closed)`);
-  if (!r.changed && !r.tokensAdded.length && !r.tokensRemoved.length) parts.push('tokens.json unchanged');
-  return parts.join('; ');
+  const tokens = describeTokens({ added: r.tokensAdded, removed: r.tokensRemoved });
+  parts.push(tokens || (r.changed ? '' : 'tokens.json unchanged'));
+  return parts.filter(Boolean).join('; ');
 }
 
 /** true once the command is `serve` (the relay itself), for the words of a refusal */

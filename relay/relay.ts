@@ -10,7 +10,7 @@ import { DnsResolver } from './dns/resolver.ts';
 import { EventBus } from './events/bus.ts';
 import { FaultLog } from './events/fault-log.ts';
 import { configNotes } from './store/config-notes.ts';
-import { describeChanges } from './store/change-words.ts';
+import { describeChanges, describeTokens } from './store/change-words.ts';
 import { Queue } from './queue/spool.ts';
 import { SmtpFront } from './smtp/front.ts';
 import { ConfigStore, relayHostname, writeFileAtomic } from './store/config-store.ts';
@@ -198,11 +198,7 @@ export class Relay {
       bus.emit({ kind: 'config-changed', sessionId: null, ip: null, revision: revisions.publicOf(info.revision), by: info.by, source: info.source });
     });
     tokens.onDiskChange((c) => {
-      const what = [
-        ...(c.removed.length ? [`tokens removed: ${c.removed.join(', ')} (their console sessions closed)`] : []),
-        ...(c.added.length ? [`tokens added: ${c.added.join(', ')}`] : []),
-      ];
-      log(`tokens.json had been changed on disk (a command, its SIGHUP not handled yet): read before the next change: ${what.join('; ') || 'the same tokens, written differently'}`);
+      log(`tokens.json had been changed on disk (a command, its SIGHUP not handled yet): read before the next change: ${describeTokens(c) || 'the same tokens, written differently'}`);
     });
     // both listen addresses are checked before anything starts: a bad one (only options can give one; config.json's
     // are validated) must not leave the queue, the history or the resolver open. Port 0 (any free port) is for tests:

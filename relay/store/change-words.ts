@@ -37,3 +37,11 @@ export function describeChanges(changes: readonly ConfigChange[]): string {
   if (changes.length > SHOWN) named.push(`and ${changes.length - SHOWN} more (config.history has them all)`);
   return named.join('; ');
 }
+
+/** tokens.json's change in words ("tokens removed: ... (their console sessions closed); tokens added: ..."), or '' */
+export function describeTokens(c: { added: readonly string[]; removed: readonly string[] }): string {
+  return [
+    ...(c.removed.length ? [`tokens removed: ${c.removed.join(', ')} (their console sessions closed)`] : []),
+    ...(c.added.length ? [`tokens added: ${c.added.join(', ')}`] : []),
+  ].join('; ');
+}

@@ -186,7 +186,10 @@ export class ConfigStore {
    * snapshot swapped, or neither. A stale baseRevision is a ConflictError.
    */
   update(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
-    return this.locked(() => this.updateLocked(input, meta));
+    return this.locked(() => {
+      this.catchUp();
+      return this.updateLocked(input, meta);
+    });
   }
 
   /** Holding config.json's lock (withFileLock: the command line writes it too), from the catch-up read to the rename. */
@@ -200,8 +203,8 @@ export class ConfigStore {
     }
   }
 
+  /** Holding the lock, the file caught up with (by the caller: modify reads it before it builds its draft). */
   private updateLocked(input: unknown, meta: { by: string; source: string; baseRevision?: number }): ChangeInfo {
-    this.catchUp();
     if (meta.baseRevision !== undefined && meta.baseRevision !== this.rev) throw new ConflictError(meta.baseRevision, this.rev);
     const r = parseConfig(input);
     if (!r.ok) throw new ConfigError(`the new config is invalid:\n${formatIssues(r.issues)}`, r.issues);
