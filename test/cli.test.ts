@@ -231,6 +231,23 @@ describe('relay CLI', () => {
     expect(err).toContain('Fix the key named above');
   });
 
+  it('a tokens.json that is not JSON, or holds no list of tokens, is refused naming the file; nothing is minted or written over it', async () => {
+    const { dir } = await dataDirWithConfig();
+    const file = path.join(dir, 'tokens.json');
+    for (const text of ['{"tokens": [ oops\n', '{"tokens": {}}\n', '{"tokens": [{"name": "x"}]}\n']) {
+      fs.writeFileSync(file, text);
+      const r = await runToEnd(['--data-dir', dir]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: ${file} is `);
+      expect(r.err).toContain('The relay did not start.');
+      // taken for "no tokens", a start had minted an admin token and written an empty list over the file
+      expect(fs.readFileSync(file, 'utf8')).toBe(text);
+      expect(fs.existsSync(path.join(dir, 'admin-token'))).toBe(false);
+    }
+    fs.writeFileSync(file, '{"tokens": [ oops\n');
+    expect((await runToEnd(['--data-dir', dir])).err).toMatch(/is not valid JSON: line 1, column 14/);
+  });
+
   it('a config.json that is not JSON is refused with the line and column, and says to fix the file', async () => {
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'config.json'), '{\n  "smtp": {\n    "maxConnections": 50,\n  }\n}\n');

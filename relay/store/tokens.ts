@@ -6,7 +6,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from './config-store.ts';
+import { ConfigError, writeFileAtomic } from './config-store.ts';
+import { jsonErrorText } from './json-diagnostics.ts';
 import { withFileLock } from './file-lock.ts';
 
 export type Role = 'admin' | 'viewer';
@@ -33,14 +34,32 @@ export class TokenStore {
     this.records = [];
     if (fs.existsSync(file)) {
       const text = fs.readFileSync(file, 'utf8');
-      this.records = TokenStore.parse(text);
+      this.records = TokenStore.parse(text, file);
       this.diskText = text;
     }
   }
 
-  private static parse(text: string): TokenRecord[] {
-    const parsed = JSON.parse(text) as { tokens?: TokenRecord[] };
-    return Array.isArray(parsed.tokens) ? parsed.tokens : [];
+  /**
+   * tokens.json's records. A file that is not JSON, or whose records are not tokens, is refused naming the file (a
+   * ConfigError, as a bad config.json is): taken for "no tokens", it made a start mint a new admin token and write an
+   * empty list over the file.
+   */
+  private static parse(text: string, file: string): TokenRecord[] {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(`${file} is not valid JSON: ${jsonErrorText(text, (err as Error).message)}`, []);
+    }
+    const list = (parsed as { tokens?: unknown } | null)?.tokens;
+    const bad = !Array.isArray(list)
+      ? 'it must be {"tokens": [...]}'
+      : list.findIndex((r) => typeof r !== 'object' || r === null || typeof r.name !== 'string' || (r.role !== 'admin' && r.role !== 'viewer') || typeof r.hash !== 'string');
+    if (typeof bad === 'string' || bad >= 0) {
+      const why = typeof bad === 'string' ? bad : `tokens[${bad}] is not a token ({"name", "role": "admin" or "viewer", "hash", "createdAt"})`;
+      throw new ConfigError(`${file} is invalid: ${why}. Restore it, or remove it and make tokens again with \`token create\``, []);
+    }
+    return list as TokenRecord[];
   }
 
   /**
@@ -57,7 +76,7 @@ export class TokenStore {
       text = null;
     }
     if (text === null || text === this.diskText) return;
-    const changed = this.apply(TokenStore.parse(text));
+    const changed = this.apply(TokenStore.parse(text, this.file));
     this.diskText = text;
     for (const l of this.diskListeners) l(changed);
   }
