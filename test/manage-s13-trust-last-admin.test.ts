@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../shared/protocol.ts';
 import { manageRelayPerTest } from './helpers/wss-client.ts';
+import { TokenStore } from '../relay/store/tokens.ts';
 
 const startRelay = manageRelayPerTest();
 
@@ -53,5 +54,15 @@ describe('tokens.revoke and the last admin token', () => {
     expect((await admin3.callError('tokens.revoke', { name: 'admin3' })).code).toBe(ErrorCode.InvalidConfig);
     // an unknown name is still 4004
     expect((await admin3.callError('tokens.revoke', { name: 'nobody' })).code).toBe(ErrorCode.NotFound);
+  });
+
+  it('judged on tokens.json as it is: the other admin token revoked by the command line (its SIGHUP not handled yet) counts', async () => {
+    const t = await startRelay();
+    const { client: admin2 } = await t.clientWithRole('admin', 'admin2');
+    // `token revoke admin` on the relay's host: its file write, not yet its SIGHUP
+    expect(TokenStore.open(t.dir).revoke('admin')).toBe(true);
+    const e = await admin2.callError('tokens.revoke', { name: 'admin2' });
+    expect(e.code).toBe(ErrorCode.InvalidConfig);
+    expect(TokenStore.open(t.dir).list().map((x) => x.name)).toEqual(['admin2']);
   });
 });

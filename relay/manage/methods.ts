@@ -21,7 +21,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { AuditLog } from '../store/audit.ts';
 import type { ConfigStore } from '../store/config-store.ts';
 import type { EventHistory } from '../store/history.ts';
-import type { TokenStore } from '../store/tokens.ts';
+import { LastAdminError, type TokenStore } from '../store/tokens.ts';
 import { PASSWORD_NOT_KEPT, type ConfigRevisions, type Recorded } from './config-revisions.ts';
 import { hideSecrets } from './diff.ts';
 import { compileFilter, ipSpec, type CompiledFilter } from './filter.ts';
@@ -364,8 +364,9 @@ export function createHandlers(d: MethodDeps): Handlers {
       // the expiry asked (updated, previous: what it was; a comment is only filled in where it had none), or, when
       // there is none, one is added (a network holding `ip` that ends sooner is left as it is).
       const now = d.now();
-      const asked = p.expiresAt ? (parseIsoInstant(p.expiresAt) ?? Date.parse(p.expiresAt)) : Infinity;
-      const endOf = (e: { expiresAt?: string | null }) => (e.expiresAt ? (parseIsoInstant(e.expiresAt) ?? Date.parse(e.expiresAt)) : Infinity);
+      const end = (at: string | null | undefined) => (at ? (parseIsoInstant(at) ?? Date.parse(at)) : Infinity);
+      const asked = end(p.expiresAt);
+      const endOf = (e: { expiresAt?: string | null }) => end(e.expiresAt);
       const lo = spec.family === 4 ? { family: 4 as const, v4: spec.first } : { family: 6 as const, v6: spec.first };
       const hi = spec.family === 4 ? { family: 4 as const, v4: spec.last } : { family: 6 as const, v6: spec.last };
       const holds = (e: { address: string }) => {
@@ -599,20 +600,23 @@ export function createHandlers(d: MethodDeps): Handlers {
       return { name: p.name, role: p.role, token };
     },
     'tokens.revoke': (p, ctx) => {
+      let n = 0;
+      for (const s of d.sessions()) if (s.auth?.name === p.name && !s.closed) n++;
       // The last admin token is not revoked over the channel: nobody could change the relay from a console after it
       // (only the command line on the relay's host could make another). The command line may still do it, and warns.
-      const all = d.tokens.list();
-      const target = all.find((t) => t.name === p.name);
-      if (target?.role === 'admin' && !all.some((t) => t.role === 'admin' && t.name !== p.name)) {
+      // (judged by the store under its lock, on tokens.json as it is now)
+      let revoked: boolean;
+      try {
+        revoked = d.tokens.revoke(p.name, { keepLastAdmin: true });
+      } catch (err) {
+        if (!(err instanceof LastAdminError)) throw err;
         throw new RpcError(
           ErrorCode.InvalidConfig,
           `"${p.name}" is the last admin token: without it nobody could change the relay from a console. Create another admin token first (tokens.create with role "admin", or \`token create --name NAME --role admin\` on the relay's host), log in with it, then revoke this one`,
           { issues: [{ path: ['name'], message: 'is the last admin token; create another admin token first', code: 'custom' }] },
         );
       }
-      let n = 0;
-      for (const s of d.sessions()) if (s.auth?.name === p.name && !s.closed) n++;
-      if (!d.tokens.revoke(p.name)) throw notFound(`there is no token "${p.name}"`);
+      if (!revoked) throw notFound(`there is no token "${p.name}"`);
       void ctx;
       return { closedSessions: n };
     },

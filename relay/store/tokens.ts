@@ -24,6 +24,14 @@ function sha256(text: string): Buffer {
   return crypto.createHash('sha256').update(text).digest();
 }
 
+/** revoke({keepLastAdmin}) of the last admin token */
+export class LastAdminError extends Error {
+  constructor(readonly token: string) {
+    super(`"${token}" is the last admin token`);
+    this.name = 'LastAdminError';
+  }
+}
+
 export class TokenStore {
   private records: TokenRecord[];
   private readonly listeners = new Set<(name: string) => void>();
@@ -129,12 +137,19 @@ export class TokenStore {
     return secret;
   }
 
-  revoke(name: string): boolean {
-    return withFileLock(this.file, () => this.revokeLocked(name));
+  /**
+   * `keepLastAdmin`: refuse (LastAdminError) to revoke the last admin token, judged on the file as it is now (caught
+   * up, under the lock: a command's revoke of the other admin token may not be loaded yet).
+   */
+  revoke(name: string, opts: { keepLastAdmin?: boolean } = {}): boolean {
+    return withFileLock(this.file, () => this.revokeLocked(name, opts.keepLastAdmin === true));
   }
 
-  private revokeLocked(name: string): boolean {
+  private revokeLocked(name: string, keepLastAdmin: boolean): boolean {
     this.catchUp();
+    if (keepLastAdmin && this.records.some((r) => r.name === name && r.role === 'admin') && !this.records.some((r) => r.role === 'admin' && r.name !== name)) {
+      throw new LastAdminError(name);
+    }
     const before = this.records.length;
     this.records = this.records.filter((r) => r.name !== name);
     if (this.records.length === before) return false;
