@@ -314,8 +314,8 @@ export class ManageServer {
     // the backstop for file descriptors: logged-in sessions plus the connections not logged in (held per connection
     // below; a connection closed to make room takes a moment to be gone, hence the margin)
     this.https.maxConnections = this.limits.maxSessions + this.limits.maxPendingConnections + 64;
-    this.https.on('drop', (d?: { remoteAddress?: string }) => {
-      this.refusal('tcp-total', `manage: refused connections: the management port holds ${this.https.maxConnections} connections (the most it takes)`, d?.remoteAddress);
+    this.https.on('drop', () => {
+      this.refusal('tcp-total', `manage: refused connections: the management port holds ${this.https.maxConnections} connections (the most it takes)`);
     });
     this.https.on('connection', (socket: net.Socket) => this.onTcpConnection(socket));
     this.https.on('secureConnection', (socket: tls.TLSSocket) => {
@@ -340,7 +340,7 @@ export class ManageServer {
         const h = info.req.headers;
         if (h.origin === undefined && h['sec-websocket-origin'] === undefined) return done(true);
         const ip = normalizeIp(info.req.socket.remoteAddress ?? '') ?? 'unknown';
-        this.refusal('origin', `manage: refused a WebSocket upgrade from ${ip} with Origin ${JSON.stringify(String(h.origin ?? h['sec-websocket-origin'])).slice(0, 200)} (a browser page)`, ip);
+        this.refusal('origin', `manage: refused a WebSocket upgrade from ${ip} with Origin ${JSON.stringify(String(h.origin ?? h['sec-websocket-origin'])).slice(0, 200)} (a browser page)`);
         done(false, 403, 'Forbidden: this port takes no requests from web pages (Origin header)');
       },
     });
@@ -411,7 +411,7 @@ export class ManageServer {
    * Log a refusal of `kind`: the first at once, then at most one line a minute per kind, saying how many were refused
    * since the last line (a flood of refusals must not become a flood of log lines).
    */
-  private refusal(kind: string, line: string, _ip?: string): void {
+  private refusal(kind: string, line: string): void {
     const now = this.wall();
     const r = this.refusals.get(kind);
     if (r && now - r.at < 60_000) {
