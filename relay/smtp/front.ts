@@ -611,7 +611,9 @@ export class SmtpFront {
    */
   private decide(sess: Sess, verdicts: policy.Verdict[], detail: RejectDetail = {}): ReplyError | null {
     for (const v of verdicts) {
-      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', v.dns || v.blocked ? { ...detail, ...(v.dns ? { dns: v.dns } : {}), ...(v.blocked ? { blocked: v.blocked } : {}) } : detail);
+      // (the verdict's own facts for the record: a DNS failure as the relay saw it, a refusal by a block)
+      const facts = v.dns || v.blocked ? { ...detail, dns: v.dns, blocked: v.blocked } : detail;
+      this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', facts);
       if (v.mode !== 'enforce') continue;
       if (v.blockMinutes) {
         const since = this.now();
