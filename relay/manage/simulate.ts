@@ -303,7 +303,7 @@ export async function simulate(history: EventPages, candidate: Config, hours: nu
     return { verdict: null, monitored };
   };
   const block = (s: Sess, v: policy.Verdict) => {
-    if (v.blockMinutes) anvil.block(s.key, { rule: v.rule, since: clock, until: clock + v.blockMinutes * 60_000, reason: v.rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients' });
+    if (v.blockMinutes) anvil.block(s.key, policy.blockOf(v.rule, v.blockMinutes, clock));
   };
 
   // --- the reader: pages of events with a little lookahead ---------------------------------------------------------

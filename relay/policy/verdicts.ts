@@ -58,6 +58,11 @@ export function atConnect(c: Config, f: ConnectFacts): Verdict[] {
   return out;
 }
 
+/** The block a verdict of `rule` with blockMinutes `minutes` sets, beginning `now` (the live relay and policy.simulate alike). */
+export function blockOf(rule: Rule, minutes: number, now: number): { rule: Rule; since: number; until: number; reason: string } {
+  return { rule, since: now, until: now + minutes * 60_000, reason: rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients' };
+}
+
 /**
  * A client under a block (set by a refusal of limits.unknownRecipients or limits.authFailures): refused and closed.
  * At connect for a new connection; at AUTH, MAIL FROM and RCPT TO for a session that was already open when another

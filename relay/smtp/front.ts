@@ -615,15 +615,7 @@ export class SmtpFront {
       const facts = v.dns || v.blocked ? { ...detail, dns: v.dns, blocked: v.blocked } : detail;
       this.reject(sess, v.stage, v.rule, v.code, v.text, v.mode === 'enforce', facts);
       if (v.mode !== 'enforce') continue;
-      if (v.blockMinutes) {
-        const since = this.now();
-        this.deps.anvil.block(sess.key, {
-          rule: v.rule,
-          since,
-          until: since + v.blockMinutes * 60_000,
-          reason: v.rule === 'limits.authFailures' ? 'too many failed logins' : 'too many unknown recipients',
-        });
-      }
+      if (v.blockMinutes) this.deps.anvil.block(sess.key, policy.blockOf(v.rule, v.blockMinutes, this.now()));
       return new ReplyError(v.close ? 421 : v.code, v.text);
     }
     return null;
